@@ -1,0 +1,243 @@
+use std::{
+    io,
+    net::TcpStream,
+    time::Instant,
+};
+
+use bytes::Bytes;
+
+use super::{Socket, is_timeout, timeout_until};
+use crate::{
+    entropy::OsEntropy,
+    http::Url,
+    ws::{self, Accept, ClientRequest, CloseCode, Config, Connection, Event, Message, Transmit, UpgradeRequest, UsageError},
+};
+
+/// What a blocking WebSocket call can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The socket failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The call was not valid now.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The URL is not a `ws://` URL this driver can open.
+    #[error("invalid WebSocket URL: {0}")]
+    Url(String),
+    /// The connection is closed (how is in the [`ws::Closed`]).
+    #[error("the connection is closed: {} {}", .0.code, .0.reason)]
+    Closed(ws::Closed),
+}
+
+/// A WebSocket over a blocking socket.
+///
+/// ```no_run
+/// use wsio::{blocking::WebSocket, ws::Message};
+/// let mut ws = WebSocket::connect("ws://127.0.0.1:9001/")?;
+/// ws.send(Message::text("hello"))?;
+/// let reply = ws.read()?;
+/// # Ok::<(), wsio::blocking::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct WebSocket<S: Socket = TcpStream> {
+    stream: S,
+    conn: Connection,
+    buf: Vec<u8>,
+    protocol: Option<String>,
+    closed: Option<ws::Closed>,
+    socket_closed: bool,
+}
+
+impl WebSocket<TcpStream> {
+    /// Opens a client connection to a `ws://` URL with the default config.
+    pub fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, Config::default(), |r| r)
+    }
+
+    /// Opens a client connection; `customize` may add subprotocols or
+    /// headers to the request.
+    pub fn connect_with(
+        url: &str,
+        config: Config,
+        customize: impl FnOnce(ClientRequest) -> ClientRequest,
+    ) -> Result<Self, Error> {
+        let u = Url::parse(url).ok_or_else(|| Error::Url(url.to_owned()))?;
+        if u.secure {
+            return Err(Error::Url(format!("{url} (TLS is not supported by this driver)")));
+        }
+        let stream = TcpStream::connect((u.host.as_str(), u.port))?;
+        stream.set_nodelay(true)?;
+        let request = customize(ClientRequest::new(u.host_header(), u.target));
+        Self::client_on(stream, config, request)
+    }
+
+    /// Accepts a server connection on an accepted TCP stream, taking any
+    /// valid request with no subprotocol.
+    pub fn accept(stream: TcpStream) -> Result<Self, Error> {
+        Self::accept_with(stream, Config::default(), |_| Ok(Accept::new()))
+    }
+
+    /// Accepts a server connection; `decide` sees the request (path, origin,
+    /// subprotocols) and accepts it or answers an HTTP status.
+    pub fn accept_with(
+        stream: TcpStream,
+        config: Config,
+        decide: impl FnOnce(&UpgradeRequest) -> Result<Accept, u16>,
+    ) -> Result<Self, Error> {
+        stream.set_nodelay(true)?;
+        Self::server_on(stream, config, decide)
+    }
+}
+
+impl<S: Socket> WebSocket<S> {
+    /// Runs the client handshake on any stream.
+    pub fn client_on(stream: S, config: Config, request: ClientRequest) -> Result<Self, Error> {
+        let conn = Connection::client(config, request, Box::new(OsEntropy::new()));
+        let mut ws = Self::wrap(stream, conn);
+        loop {
+            match ws.next_event()? {
+                Event::Open { protocol } => {
+                    ws.protocol = protocol;
+                    return Ok(ws);
+                }
+                Event::Closed(c) => return Err(Error::Closed(c)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs the server handshake on any stream.
+    pub fn server_on(
+        stream: S,
+        config: Config,
+        decide: impl FnOnce(&UpgradeRequest) -> Result<Accept, u16>,
+    ) -> Result<Self, Error> {
+        let mut ws = Self::wrap(stream, Connection::server(config));
+        let mut decide = Some(decide);
+        loop {
+            match ws.next_event()? {
+                Event::Upgrade(req) => match decide.take().map(|d| d(&req)) {
+                    Some(Ok(accept)) => ws.conn.accept(Instant::now(), accept)?,
+                    Some(Err(status)) => ws.conn.reject(status)?,
+                    None => ws.conn.reject(500)?,
+                },
+                Event::Open { protocol } => {
+                    ws.protocol = protocol;
+                    ws.flush()?;
+                    return Ok(ws);
+                }
+                Event::Closed(c) => {
+                    ws.flush()?;
+                    return Err(Error::Closed(c));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn wrap(stream: S, conn: Connection) -> Self {
+        WebSocket {
+            stream,
+            conn,
+            buf: vec![0; 16 * 1024],
+            protocol: None,
+            closed: None,
+            socket_closed: false,
+        }
+    }
+
+    /// The negotiated subprotocol.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The machine, for calls this driver does not wrap.
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The next message. Pings are answered, pongs skipped; once the
+    /// connection ends, [`Error::Closed`] says how.
+    pub fn read(&mut self) -> Result<Message, Error> {
+        loop {
+            match self.next_event()? {
+                Event::Message(m) => return Ok(m),
+                Event::Closed(c) => return Err(Error::Closed(c)),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event of any kind.
+    pub fn next_event(&mut self) -> Result<Event, Error> {
+        loop {
+            self.flush()?;
+            if let Some(ev) = self.conn.poll_event() {
+                if let Event::Closed(c) = &ev {
+                    self.closed = Some(c.clone());
+                }
+                self.flush()?;
+                return Ok(ev);
+            }
+            if let Some(c) = &self.closed {
+                if self.socket_closed {
+                    return Err(Error::Closed(c.clone()));
+                }
+            }
+            if self.socket_closed {
+                return Err(Error::Io(io::ErrorKind::NotConnected.into()));
+            }
+            self.stream.set_read_timeout(timeout_until(self.conn.poll_timeout()))?;
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => self.conn.handle_eof(Instant::now()),
+                Ok(n) => self.conn.handle_input(Instant::now(), &self.buf[..n]),
+                Err(e) if is_timeout(&e) => self.conn.handle_timeout(Instant::now()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.conn.handle_eof(Instant::now());
+                    if self.closed.is_some() {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a message and writes it out.
+    pub fn send(&mut self, msg: Message) -> Result<(), Error> {
+        self.conn.send(msg)?;
+        self.flush()
+    }
+
+    /// Sends a ping.
+    pub fn ping(&mut self, payload: Bytes) -> Result<(), Error> {
+        self.conn.ping(payload)?;
+        self.flush()
+    }
+
+    /// Starts the closing handshake; keep calling [`read`](Self::read) until
+    /// it returns [`Error::Closed`] to finish it.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.conn.close(Instant::now(), code, reason)?;
+        self.flush()
+    }
+
+    /// Writes everything the machine queued.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        while let Some(t) = self.conn.poll_transmit() {
+            match t {
+                Transmit::Data(b) => self.stream.write_all(&b)?,
+                Transmit::Close => {
+                    self.socket_closed = true;
+                    // A failed shutdown means the peer is gone already.
+                    let _ = self.stream.close();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+

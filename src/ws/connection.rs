@@ -1,0 +1,927 @@
+//! One end of one WebSocket.
+//!
+//! # Theory of operation
+//!
+//! A connection moves through these states; nothing else is possible:
+//!
+//! ```text
+//!  server:  AwaitRequest ──head──► AwaitDecision ──accept()──► Open
+//!  client:  AwaitResponse ──101──► Open
+//!  both:    Open ──close()/peer close/failure──► Closing ──► Closed
+//! ```
+//!
+//! * `Closing` covers the closing handshake: we sent a close frame and wait
+//!   for the peer's, or (client) both were exchanged and we wait for the
+//!   server to close TCP (RFC 6455 section 7.1.1). A timer bounds the wait.
+//! * A peer's bad bytes *fail* the connection (section 7.1.7): a close frame
+//!   with the error's code is queued, [`Event::Closed`] carries the error, and
+//!   input that can no longer be framed is discarded.
+//! * [`Event::Closed`] is emitted exactly once; [`Transmit::Close`] comes
+//!   last, after every byte that must still be written.
+//!
+//! Input is appended to one buffer. A frame's payload is unmasked (and, for
+//! text, UTF-8-checked) as it arrives, so no byte is processed twice however
+//! the input is split, and an invalid text prefix fails at once. A complete
+//! frame is cut from the buffer without copying.
+
+use std::{collections::VecDeque, time::Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::{
+    Accept, ClientRequest, CloseCode, CloseFrame, Config, DataKind, EncodedFrame, Error,
+    HandshakeError, LimitError, Message, OpCode, ProtocolError, UpgradeRequest, UsageError,
+    Utf8Bytes,
+    frame::{self, FrameHeader, MAX_HEADER_LEN},
+    handshake,
+    mask::apply_mask,
+    utf8::Validator,
+};
+use crate::{
+    entropy::BoxEntropy,
+    http::HeadParser,
+};
+
+/// Which end of the connection this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts connections; sends unmasked frames.
+    Server,
+    /// Opens connections; masks every frame.
+    Client,
+}
+
+/// What the driver must do with the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// Write these bytes.
+    Data(Bytes),
+    /// Close the TCP connection (after writing everything before this).
+    Close,
+}
+
+/// The connection's state as seen from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// The opening handshake is under way.
+    Connecting,
+    /// Messages flow both ways.
+    Open,
+    /// The closing handshake is under way.
+    Closing,
+    /// Nothing more will happen but the final [`Transmit::Close`].
+    Closed,
+}
+
+/// How the connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// The peer's close code; [`CloseCode::NO_STATUS`] if its close frame had
+    /// none, [`CloseCode::ABNORMAL`] if no close frame came. When we failed
+    /// the connection, the code we sent.
+    pub code: CloseCode,
+    /// The reason that came with the code.
+    pub reason: String,
+    /// Whether the peer started the closing handshake.
+    pub by_peer: bool,
+    /// What went wrong, if anything did.
+    pub error: Option<Error>,
+}
+
+/// What the application must hear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Server: a valid upgrade request; answer with
+    /// [`Connection::accept`] or [`Connection::reject`].
+    Upgrade(Box<UpgradeRequest>),
+    /// The handshake completed; messages may be sent.
+    Open {
+        /// The subprotocol both ends agreed on.
+        protocol: Option<String>,
+    },
+    /// A whole message arrived.
+    Message(Message),
+    /// A ping arrived (already answered if [`Config::auto_pong`]).
+    Ping(Bytes),
+    /// A pong arrived.
+    Pong(Bytes),
+    /// The WebSocket is closed; see [`Closed`].
+    Closed(Closed),
+}
+
+#[derive(Debug)]
+enum Phase {
+    AwaitRequest(HeadParser),
+    AwaitDecision(Box<UpgradeRequest>),
+    AwaitResponse {
+        parser: HeadParser,
+        key: String,
+        request: Box<ClientRequest>,
+    },
+    Open,
+    /// `peer_closed`: the peer's close frame has arrived; we now only wait
+    /// for the server to end TCP (client side).
+    Closing { deadline: Instant, peer_closed: bool },
+    Closed,
+}
+
+/// A message being reassembled from fragments.
+#[derive(Debug)]
+struct Partial {
+    kind: DataKind,
+    data: BytesMut,
+    fragments: usize,
+}
+
+/// The frame whose payload is still arriving.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    header: FrameHeader,
+    header_len: usize,
+    /// Payload bytes already unmasked and checked.
+    processed: usize,
+    /// The connection failed inside this frame: skip the rest of it.
+    discard: bool,
+}
+
+/// Read buffers above this size are given back once drained.
+const IDLE_BUFFER_KEEP: usize = 8 * 1024;
+/// Payloads at most this long are copied next to their header; longer ones
+/// are queued as their own `Bytes`, without a copy.
+const COPY_THRESHOLD: usize = 1024;
+
+/// One end of one WebSocket connection, as a sans-IO state machine.
+///
+/// # Run loop
+///
+/// After any input (`handle_*`) or command (`send`, `close`...), drain
+/// [`poll_transmit`](Self::poll_transmit) and write what it gives, then
+/// drain [`poll_event`](Self::poll_event), then arm a timer for
+/// [`poll_timeout`](Self::poll_timeout). Commands issued while handling
+/// events are fine: keep draining until both pollers return `None`.
+///
+/// ```no_run
+/// use std::{io::{Read, Write}, net::TcpListener, time::Instant};
+/// use wsio::ws::{Accept, Config, Connection, Event, Transmit};
+///
+/// let listener = TcpListener::bind("127.0.0.1:9001")?;
+/// let (mut tcp, _) = listener.accept()?;
+/// let mut ws = Connection::server(Config::default());
+/// let mut buf = [0u8; 4096];
+/// 'run: loop {
+///     while let Some(t) = ws.poll_transmit() {
+///         match t {
+///             Transmit::Data(b) => tcp.write_all(&b)?,
+///             Transmit::Close => break 'run,
+///         }
+///     }
+///     while let Some(ev) = ws.poll_event() {
+///         match ev {
+///             Event::Upgrade(_) => ws.accept(Instant::now(), Accept::new()).unwrap(),
+///             Event::Message(m) => ws.send(m).unwrap(), // echo
+///             _ => {}
+///         }
+///     }
+///     if ws.poll_transmit_pending() { continue; }
+///     match tcp.read(&mut buf)? {
+///         0 => ws.handle_eof(Instant::now()),
+///         n => ws.handle_input(Instant::now(), &buf[..n]),
+///     }
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Connection {
+    role: Role,
+    config: Config,
+    entropy: Option<BoxEntropy>,
+    phase: Phase,
+    /// Input not yet consumed.
+    rbuf: BytesMut,
+    current: Option<Current>,
+    partial: Option<Partial>,
+    utf8: Validator,
+    /// Input can no longer be framed: discard it.
+    input_poisoned: bool,
+    /// We sent a close frame: no more frames may follow it.
+    close_sent: bool,
+    closed_emitted: bool,
+    /// Kind of the fragmented message we are sending, if any.
+    sending: Option<DataKind>,
+    /// Small writes accumulate here; flushed into `queue` before any large one.
+    out: BytesMut,
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    close_transmit: bool,
+    close_transmitted: bool,
+    events: VecDeque<Event>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("phase", &self.phase)
+            .field("buffered_input", &self.rbuf.len())
+            .field("buffered_output", &self.buffered_amount())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    fn new(role: Role, config: Config, entropy: Option<BoxEntropy>, phase: Phase) -> Self {
+        Connection {
+            role,
+            config,
+            entropy,
+            phase,
+            rbuf: BytesMut::new(),
+            current: None,
+            partial: None,
+            utf8: Validator::default(),
+            input_poisoned: false,
+            close_sent: false,
+            closed_emitted: false,
+            sending: None,
+            out: BytesMut::new(),
+            queue: VecDeque::new(),
+            queued: 0,
+            close_transmit: false,
+            close_transmitted: false,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// A server connection that reads the HTTP upgrade request itself.
+    /// A valid request becomes [`Event::Upgrade`]; an invalid one is answered
+    /// with its HTTP status and the connection ends.
+    pub fn server(config: Config) -> Self {
+        let parser = HeadParser::new(config.head_limits);
+        Self::new(Role::Server, config, None, Phase::AwaitRequest(parser))
+    }
+
+    /// A server connection whose handshake another HTTP stack completed
+    /// (see [`handshake::validate_request`] and
+    /// [`UpgradeRequest::response`]). Feed it the upgraded stream's bytes.
+    pub fn server_upgraded(config: Config) -> Self {
+        Self::new(Role::Server, config, None, Phase::Open)
+    }
+
+    /// A client connection: queues the upgrade request at once, with a key
+    /// drawn from `entropy` (which also supplies every masking key).
+    pub fn client(config: Config, request: ClientRequest, mut entropy: BoxEntropy) -> Self {
+        let key = handshake::generate_key(&mut *entropy);
+        let parser = HeadParser::new(config.head_limits);
+        let mut conn = Self::new(
+            Role::Client,
+            config,
+            None,
+            Phase::AwaitResponse {
+                parser,
+                key: String::new(),
+                request: Box::new(request),
+            },
+        );
+        if let Phase::AwaitResponse { key: k, request, .. } = &mut conn.phase {
+            request.head(&key).encode(&mut conn.out);
+            *k = key;
+        }
+        conn.entropy = Some(entropy);
+        conn
+    }
+
+    /// A client connection whose handshake another HTTP stack completed.
+    pub fn client_upgraded(config: Config, entropy: BoxEntropy) -> Self {
+        Self::new(Role::Client, config, Some(entropy), Phase::Open)
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        match self.phase {
+            Phase::AwaitRequest(_) | Phase::AwaitDecision(_) | Phase::AwaitResponse { .. } => {
+                State::Connecting
+            }
+            Phase::Open => State::Open,
+            Phase::Closing { .. } => State::Closing,
+            Phase::Closed => State::Closed,
+        }
+    }
+
+    /// Bytes queued for sending and not yet taken by
+    /// [`poll_transmit`](Self::poll_transmit): the backpressure signal.
+    pub fn buffered_amount(&self) -> usize {
+        self.queued + self.out.len()
+    }
+
+    /// Whether [`poll_transmit`](Self::poll_transmit) has something to give.
+    pub fn poll_transmit_pending(&self) -> bool {
+        !self.queue.is_empty()
+            || !self.out.is_empty()
+            || (self.close_transmit && !self.close_transmitted)
+    }
+
+    // ----- inputs -------------------------------------------------------
+
+    /// Feeds bytes read from the socket. Never fails: a peer's bad input
+    /// queues the right reply and [`Event::Closed`].
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        if self.input_poisoned || matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        self.rbuf.extend_from_slice(bytes);
+        self.process(now);
+    }
+
+    /// Feeds bytes the caller already owns, without a copy when the input
+    /// buffer is empty (the usual case at a message boundary).
+    pub fn handle_input_bytes(&mut self, now: Instant, bytes: BytesMut) {
+        if self.input_poisoned || matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        if self.rbuf.is_empty() {
+            self.rbuf = bytes;
+        } else {
+            self.rbuf.extend_from_slice(&bytes);
+        }
+        self.process(now);
+    }
+
+    /// The peer closed its side of TCP (a read returned 0).
+    pub fn handle_eof(&mut self, _now: Instant) {
+        match &self.phase {
+            Phase::Closed => return,
+            Phase::AwaitRequest(_) | Phase::AwaitDecision(_) | Phase::AwaitResponse { .. } => {
+                self.emit_closed(CloseCode::ABNORMAL, String::new(), true, Some(HandshakeError::Eof.into()));
+            }
+            _ => self.emit_closed(CloseCode::ABNORMAL, String::new(), true, None),
+        }
+        self.finish();
+    }
+
+    /// Fires the closing-handshake timer if it is due. Cheap; calling it
+    /// early or twice does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Phase::Closing { deadline, .. } = self.phase {
+            if now >= deadline {
+                self.emit_closed(CloseCode::ABNORMAL, String::new(), false, Some(Error::CloseTimeout));
+                self.finish();
+            }
+        }
+    }
+
+    // ----- outputs ------------------------------------------------------
+
+    /// The next bytes to write, or the instruction to close the socket.
+    /// Poll after every input and command until `None`.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(b) = self.queue.pop_front() {
+            self.queued -= b.len();
+            return Some(Transmit::Data(b));
+        }
+        if !self.out.is_empty() {
+            return Some(Transmit::Data(self.out.split().freeze()));
+        }
+        if self.close_transmit && !self.close_transmitted {
+            self.close_transmitted = true;
+            return Some(Transmit::Close);
+        }
+        None
+    }
+
+    /// The next event for the application. Poll after every input and
+    /// command until `None`.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Closing { deadline, .. } => Some(deadline),
+            _ => None,
+        }
+    }
+
+    // ----- commands -----------------------------------------------------
+
+    /// Server: accepts the pending [`Event::Upgrade`]. The 101 reply is
+    /// queued and any bytes that followed the request are processed.
+    pub fn accept(&mut self, now: Instant, accept: Accept) -> Result<(), UsageError> {
+        let Phase::AwaitDecision(req) = &self.phase else {
+            return Err(UsageError::NoPendingRequest);
+        };
+        if let Some(p) = &accept.protocol {
+            if !req.protocols.contains(p) {
+                return Err(UsageError::ProtocolNotOffered);
+            }
+        }
+        req.response(&accept).encode(&mut self.out);
+        self.phase = Phase::Open;
+        self.events.push_back(Event::Open {
+            protocol: accept.protocol,
+        });
+        self.process(now);
+        Ok(())
+    }
+
+    /// Server: refuses the pending [`Event::Upgrade`] with an HTTP status
+    /// (403 for a bad origin, say) and ends the connection.
+    pub fn reject(&mut self, status: u16) -> Result<(), UsageError> {
+        if !matches!(self.phase, Phase::AwaitDecision(_)) {
+            return Err(UsageError::NoPendingRequest);
+        }
+        self.refuse(HandshakeError::Refused(status));
+        Ok(())
+    }
+
+    /// Sends a whole message (split into frames of
+    /// [`Config::send_fragment_size`] if set).
+    pub fn send(&mut self, msg: Message) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(UsageError::FragmentInProgress);
+        }
+        let (opcode, payload) = msg.into_parts();
+        self.check_queue(payload.len())?;
+        match self.config.send_fragment_size {
+            Some(size) if payload.len() > size => {
+                let mut rest = payload;
+                let mut op = opcode;
+                while rest.len() > size {
+                    let head = rest.split_to(size);
+                    self.write_frame(false, op, head);
+                    op = OpCode::Continuation;
+                }
+                self.write_frame(true, op, rest);
+            }
+            _ => self.write_frame(true, opcode, payload),
+        }
+        Ok(())
+    }
+
+    /// Sends one fragment of a message streamed in pieces: the first call
+    /// starts a message of `kind`, the call with `fin` ends it. Text
+    /// fragments may split a character; the whole message must be UTF-8.
+    pub fn send_fragment(&mut self, kind: DataKind, data: Bytes, fin: bool) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        let opcode = match self.sending {
+            None => match kind {
+                DataKind::Text => OpCode::Text,
+                DataKind::Binary => OpCode::Binary,
+            },
+            Some(k) if k == kind => OpCode::Continuation,
+            Some(_) => return Err(UsageError::FragmentInProgress),
+        };
+        self.check_queue(data.len())?;
+        self.write_frame(fin, opcode, data);
+        self.sending = if fin { None } else { Some(kind) };
+        Ok(())
+    }
+
+    /// Server: sends a frame encoded once for many connections.
+    pub fn send_encoded(&mut self, frame: &EncodedFrame) -> Result<(), UsageError> {
+        if self.role != Role::Server {
+            return Err(UsageError::NotServer);
+        }
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(UsageError::FragmentInProgress);
+        }
+        self.check_queue(frame.as_bytes().len())?;
+        self.push_bytes(frame.as_bytes().clone());
+        Ok(())
+    }
+
+    /// Sends a ping with up to 125 bytes of payload.
+    pub fn ping(&mut self, payload: Bytes) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        if payload.len() > 125 {
+            return Err(UsageError::ControlTooLong);
+        }
+        self.write_frame(true, OpCode::Ping, payload);
+        Ok(())
+    }
+
+    /// Sends a pong (unsolicited, or when [`Config::auto_pong`] is off).
+    pub fn pong(&mut self, payload: Bytes) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        if payload.len() > 125 {
+            return Err(UsageError::ControlTooLong);
+        }
+        self.write_frame(true, OpCode::Pong, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake. [`Event::Closed`] follows when the
+    /// peer answers, or after [`Config::close_timeout`].
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        if !code.is_valid_on_wire() {
+            return Err(UsageError::InvalidCloseCode(code.0));
+        }
+        self.send_close(Some(CloseFrame::new(code, reason)));
+        self.phase = Phase::Closing {
+            deadline: now + self.config.close_timeout,
+            peer_closed: false,
+        };
+        Ok(())
+    }
+
+    // ----- internals: input -------------------------------------------
+
+    fn process(&mut self, now: Instant) {
+        loop {
+            match &mut self.phase {
+                Phase::AwaitRequest(parser) => match parser.parse_request(&self.rbuf) {
+                    Ok(None) => return,
+                    Ok(Some((head, used))) => {
+                        self.rbuf.advance(used);
+                        match handshake::validate_request(head) {
+                            Ok(req) => {
+                                self.phase = Phase::AwaitDecision(Box::new(req.clone()));
+                                self.events.push_back(Event::Upgrade(Box::new(req)));
+                            }
+                            Err(e) => self.refuse(e),
+                        }
+                        return;
+                    }
+                    Err(e) => return self.refuse(e.into()),
+                },
+                Phase::AwaitDecision(_) | Phase::Closed => return,
+                Phase::AwaitResponse {
+                    parser,
+                    key,
+                    request,
+                } => match parser.parse_response(&self.rbuf) {
+                    Ok(None) => return,
+                    Ok(Some((head, used))) => match request.verify(key, &head) {
+                        Ok(protocol) => {
+                            self.rbuf.advance(used);
+                            self.phase = Phase::Open;
+                            self.events.push_back(Event::Open { protocol });
+                        }
+                        Err(e) => return self.abort_handshake(e),
+                    },
+                    Err(e) => return self.abort_handshake(e.into()),
+                },
+                Phase::Open | Phase::Closing { .. } => return self.read_frames(now),
+            }
+        }
+    }
+
+    fn read_frames(&mut self, now: Instant) {
+        while !self.input_poisoned && !matches!(self.phase, Phase::Closed) {
+            let cur = match self.current {
+                Some(c) => c,
+                None => match frame::decode_header(&self.rbuf) {
+                    Ok(Some((header, header_len))) => {
+                        if let Err(e) = self.check_header(&header) {
+                            return self.fail(now, e, true);
+                        }
+                        Current {
+                            header,
+                            header_len,
+                            processed: 0,
+                            discard: false,
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return self.fail(now, ProtocolError::from(e).into(), true),
+                },
+            };
+            // The length was checked against usize limits in check_header.
+            let len = cur.header.len as usize;
+            let avail = (self.rbuf.len() - cur.header_len).min(len);
+            let mut discard = cur.discard;
+            if cur.processed < avail && !discard {
+                let is_text = self.is_text_frame(&cur.header);
+                let span = &mut self.rbuf[cur.header_len + cur.processed..cur.header_len + avail];
+                if let Some(key) = cur.header.mask {
+                    apply_mask(span, key, cur.processed);
+                }
+                if is_text && !self.utf8.feed(span) {
+                    discard = true;
+                    self.current = Some(Current {
+                        processed: avail,
+                        discard,
+                        ..cur
+                    });
+                    self.fail(now, ProtocolError::InvalidUtf8.into(), false);
+                    continue;
+                }
+            }
+            if avail < len {
+                self.current = Some(Current {
+                    processed: avail,
+                    discard,
+                    ..cur
+                });
+                break;
+            }
+            self.current = None;
+            self.rbuf.advance(cur.header_len);
+            let payload = self.rbuf.split_to(len);
+            if !discard {
+                self.on_frame(now, cur.header, payload);
+            }
+        }
+        if self.rbuf.is_empty() && self.rbuf.capacity() > IDLE_BUFFER_KEEP {
+            self.rbuf = BytesMut::new();
+        }
+    }
+
+    fn is_text_frame(&self, h: &FrameHeader) -> bool {
+        match h.opcode {
+            OpCode::Text => true,
+            OpCode::Continuation => self.partial.as_ref().is_some_and(|p| p.kind == DataKind::Text),
+            _ => false,
+        }
+    }
+
+    /// Rules that depend on this connection: masking, RSV, limits, and the
+    /// order of data frames. Also resets the UTF-8 state at a message start.
+    fn check_header(&mut self, h: &FrameHeader) -> Result<(), Error> {
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBits.into());
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame.into()),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame.into()),
+            _ => {}
+        }
+        if h.len > self.config.max_frame_size as u64 {
+            return Err(LimitError::FrameTooLarge {
+                len: h.len,
+                max: self.config.max_frame_size,
+            }
+            .into());
+        }
+        let so_far = self.partial.as_ref().map_or(0, |p| p.data.len());
+        match (h.opcode, &self.partial) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation.into()),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation.into());
+            }
+            (OpCode::Continuation, Some(p)) if p.fragments >= self.config.max_fragments => {
+                return Err(LimitError::TooManyFragments {
+                    max: self.config.max_fragments,
+                }
+                .into());
+            }
+            (OpCode::Text, None) => self.utf8 = Validator::default(),
+            _ => {}
+        }
+        if !h.opcode.is_control() && (so_far as u64).saturating_add(h.len) > self.config.max_message_size as u64 {
+            return Err(LimitError::MessageTooLarge {
+                max: self.config.max_message_size,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, now: Instant, h: FrameHeader, payload: BytesMut) {
+        let peer_closed = matches!(self.phase, Phase::Closing { peer_closed: true, .. });
+        match h.opcode {
+            OpCode::Text | OpCode::Binary if h.fin => {
+                let kind = if h.opcode == OpCode::Text { DataKind::Text } else { DataKind::Binary };
+                self.deliver(now, kind, payload);
+            }
+            OpCode::Text | OpCode::Binary => {
+                let kind = if h.opcode == OpCode::Text { DataKind::Text } else { DataKind::Binary };
+                self.partial = Some(Partial {
+                    kind,
+                    data: payload,
+                    fragments: 1,
+                });
+            }
+            OpCode::Continuation => {
+                let Some(p) = self.partial.as_mut() else { return };
+                p.data.extend_from_slice(&payload);
+                p.fragments += 1;
+                if h.fin {
+                    if let Some(p) = self.partial.take() {
+                        self.deliver(now, p.kind, p.data);
+                    }
+                }
+            }
+            OpCode::Ping => {
+                let payload = payload.freeze();
+                // Pongs are skipped once the send queue is full: a peer that
+                // pings without reading must not grow our memory (section
+                // 5.5.3 allows answering only the latest ping anyway).
+                if self.config.auto_pong
+                    && !self.close_sent
+                    && self.buffered_amount() + payload.len() <= self.config.max_send_queue
+                {
+                    self.write_frame(true, OpCode::Pong, payload.clone());
+                }
+                if !peer_closed {
+                    self.events.push_back(Event::Ping(payload));
+                }
+            }
+            OpCode::Pong => {
+                if !peer_closed {
+                    self.events.push_back(Event::Pong(payload.freeze()));
+                }
+            }
+            OpCode::Close => self.on_close_frame(now, &payload),
+        }
+    }
+
+    fn deliver(&mut self, now: Instant, kind: DataKind, data: BytesMut) {
+        if self.close_sent {
+            // Section 7.1.3 lets us drop data after our close frame; the
+            // application already heard `Closed` if we failed the connection.
+            if self.closed_emitted {
+                return;
+            }
+        }
+        let msg = match kind {
+            DataKind::Binary => Message::Binary(data.freeze()),
+            DataKind::Text => {
+                if !self.utf8.is_complete() {
+                    return self.fail(now, ProtocolError::InvalidUtf8.into(), false);
+                }
+                Message::Text(Utf8Bytes::from_validated(data.freeze()))
+            }
+        };
+        self.events.push_back(Event::Message(msg));
+    }
+
+    fn on_close_frame(&mut self, now: Instant, payload: &[u8]) {
+        let frame = match CloseFrame::decode(payload) {
+            Ok(f) => f,
+            Err(e) => return self.fail(now, e.into(), false),
+        };
+        let (code, reason) = frame
+            .as_ref()
+            .map_or((CloseCode::NO_STATUS, String::new()), |f| (f.code, f.reason.clone()));
+        if !self.close_sent {
+            // Echo the code, as peers expect (section 5.5.1).
+            self.send_close(frame.map(|f| CloseFrame::new(f.code, "")));
+            self.emit_closed(code, reason, true, None);
+        } else {
+            self.emit_closed(code, reason, false, None);
+        }
+        // The handshake is complete. The server ends TCP first (section
+        // 7.1.1); a client waits for that, but not forever.
+        match self.role {
+            Role::Server => self.finish(),
+            Role::Client => {
+                self.phase = Phase::Closing {
+                    deadline: now + self.config.close_timeout,
+                    peer_closed: true,
+                };
+                self.rbuf.clear();
+                self.input_poisoned = true;
+            }
+        }
+    }
+
+    /// Fails the connection (section 7.1.7): a close frame with the error's
+    /// code, the event, then a bounded wait for the peer's close frame
+    /// unless the input can no longer be framed.
+    fn fail(&mut self, now: Instant, error: Error, poisoned: bool) {
+        let code = match &error {
+            Error::Protocol(p) => p.close_code(),
+            Error::Limit(_) => CloseCode::TOO_BIG,
+            _ => CloseCode::PROTOCOL,
+        };
+        let reason = error.to_string();
+        if !self.close_sent {
+            self.send_close(Some(CloseFrame::new(code, &reason)));
+        }
+        self.emit_closed(code, reason, false, Some(error));
+        self.partial = None;
+        if poisoned || matches!(self.phase, Phase::Closing { .. }) {
+            self.finish();
+        } else {
+            self.phase = Phase::Closing {
+                deadline: now + self.config.close_timeout,
+                peer_closed: false,
+            };
+            // The stream is still framed: keep reading for the peer's close
+            // frame, which ends the wait.
+        }
+    }
+
+    fn refuse(&mut self, e: HandshakeError) {
+        let (head, body) = e.response();
+        handshake::encode_error_response(head, body, &mut self.out);
+        self.emit_closed(CloseCode::ABNORMAL, String::new(), false, Some(e.into()));
+        self.finish();
+    }
+
+    fn abort_handshake(&mut self, e: HandshakeError) {
+        self.emit_closed(CloseCode::ABNORMAL, String::new(), false, Some(e.into()));
+        self.finish();
+    }
+
+    fn emit_closed(&mut self, code: CloseCode, reason: String, by_peer: bool, error: Option<Error>) {
+        if !self.closed_emitted {
+            self.closed_emitted = true;
+            self.events.push_back(Event::Closed(Closed {
+                code,
+                reason,
+                by_peer,
+                error,
+            }));
+        }
+    }
+
+    /// Ends the connection: nothing more is read; TCP closes after the
+    /// queued bytes.
+    fn finish(&mut self) {
+        self.phase = Phase::Closed;
+        self.input_poisoned = true;
+        self.rbuf = BytesMut::new();
+        self.partial = None;
+        self.current = None;
+        self.close_transmit = true;
+    }
+
+    // ----- internals: output ------------------------------------------
+
+    fn check_can_send(&self) -> Result<(), UsageError> {
+        match self.phase {
+            Phase::Open if !self.close_sent => Ok(()),
+            Phase::Open | Phase::Closing { .. } | Phase::Closed => Err(UsageError::Closing),
+            _ => Err(UsageError::NotOpen),
+        }
+    }
+
+    fn check_queue(&self, len: usize) -> Result<(), UsageError> {
+        let queued = self.buffered_amount();
+        if queued > 0 && queued + len > self.config.max_send_queue {
+            return Err(UsageError::SendQueueFull);
+        }
+        Ok(())
+    }
+
+    fn send_close(&mut self, frame: Option<CloseFrame>) {
+        let payload = frame.map(|f| f.encode()).unwrap_or_default();
+        self.write_frame(true, OpCode::Close, payload);
+        self.close_sent = true;
+    }
+
+    fn push_bytes(&mut self, b: Bytes) {
+        if !self.out.is_empty() {
+            let small = self.out.split().freeze();
+            self.queued += small.len();
+            self.queue.push_back(small);
+        }
+        self.queued += b.len();
+        self.queue.push_back(b);
+    }
+
+    fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: Bytes) {
+        let mask = match (self.role, self.entropy.as_mut()) {
+            (Role::Client, Some(e)) => {
+                let mut k = [0u8; 4];
+                e.fill(&mut k);
+                Some(k)
+            }
+            // A client always has entropy (every constructor sets it); an
+            // all-zero key is still a masked frame.
+            (Role::Client, None) => Some([0; 4]),
+            (Role::Server, _) => None,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            len: payload.len() as u64,
+        };
+        let mut hbuf = [0u8; MAX_HEADER_LEN];
+        let hlen = frame::write_header(&header, &mut hbuf);
+        match mask {
+            Some(key) => {
+                self.out.reserve(hlen + payload.len());
+                self.out.extend_from_slice(&hbuf[..hlen]);
+                let start = self.out.len();
+                self.out.extend_from_slice(&payload);
+                apply_mask(&mut self.out[start..], key, 0);
+            }
+            None if payload.len() <= COPY_THRESHOLD => {
+                self.out.reserve(hlen + payload.len());
+                self.out.extend_from_slice(&hbuf[..hlen]);
+                self.out.extend_from_slice(&payload);
+            }
+            None => {
+                self.out.extend_from_slice(&hbuf[..hlen]);
+                self.push_bytes(payload);
+            }
+        }
+    }
+}
