@@ -13,9 +13,11 @@
 // script cannot hang.
 "use strict";
 
+const http = require("http");
 const util = require("util");
 const crypto = require("crypto");
 const { io, Manager } = require("socket.io-client");
+const { NodeXHR, NodeWebSocket } = require("engine.io-client");
 
 // --- command line ---------------------------------------------------------------
 
@@ -53,6 +55,21 @@ const TRANSPORTS = {
   websocket: ["websocket"],
   both: ["polling", "websocket"],
 }[MODE];
+
+// HTTP long-polling requests share keep-alive connections, as a browser's do;
+// without it every poll opens a new TCP connection and a few hundred polling
+// clients in one process swamp a 2-core machine.
+const AGENT = new http.Agent({ keepAlive: true });
+
+// A WebSocket transport that opens 200 ms late, so that the Socket.IO session
+// is established over polling and carries traffic before the upgrade starts.
+class SlowWebSocket extends NodeWebSocket {
+  doOpen() {
+    setTimeout(() => {
+      if (this.readyState === "opening") super.doOpen();
+    }, 200);
+  }
+}
 
 // --- helpers ---------------------------------------------------------------------
 
@@ -140,6 +157,7 @@ class Ctx {
       forceNew: true,
       reconnection: false,
       timeout: 5000,
+      agent: AGENT,
       ...extra,
     };
   }
@@ -532,17 +550,19 @@ scenario(`transport-${MODE}`, 10000, async (ctx) => {
   expectSame(await back, [MODE], "echo");
 });
 
-// A numbered stream sent from the first moment of the connection: with
-// --transports both it spans the upgrade, and nothing may be lost or reordered.
+// A numbered stream of events: with --transports both it starts over polling
+// and spans the upgrade (the WebSocket opens 200 ms late so that the upgrade
+// always happens mid-stream); nothing may be lost, duplicated or reordered.
 scenario(MODE === "both" ? "upgrade-no-loss" : "stream-in-order", 20000, async (ctx) => {
-  const s = ctx.socket("/");
+  const extra = MODE === "both" ? { transports: [NodeXHR, SlowWebSocket] } : {};
+  const s = ctx.socket("/", extra);
   const received = [];
   s.on("message-back", (k) => received.push(k));
   let upgradedAt = -1;
   let sent = 0;
   s.io.on("open", () => s.io.engine.once("upgrade", () => (upgradedAt = sent)));
   await connected(s);
-  // send in small bursts; with an upgrade, keep going until well after it
+  const firstTransport = s.io.engine.transport.name;
   const limit = Date.now() + 8000;
   for (;;) {
     for (let i = 0; i < 4; i++) s.emit("message", sent++);
@@ -556,26 +576,32 @@ scenario(MODE === "both" ? "upgrade-no-loss" : "stream-in-order", 20000, async (
   check(received.length === total, `received ${received.length} of ${total}`);
   for (let i = 0; i < total; i++) check(received[i] === i, `message #${i} came as ${received[i]}`);
   if (MODE === "both") {
+    check(firstTransport === "polling", `connected over ${firstTransport}, not polling`);
     check(upgradedAt > 0, "the upgrade did not happen during the stream");
+    check(s.io.engine.transport.name === "websocket", "not upgraded in the end");
   }
 });
 
 scenario(`many-clients-${CLIENTS}`, 60000, async (ctx) => {
+  const sockets = [];
   const started = [];
   for (let i = 0; i < CLIENTS; i++) {
     started.push(
       (async () => {
         const s = await ctx.connect("/", {}, 30000);
+        sockets.push(s);
         const back = once(s, "message-back", 30000, `client ${i}`);
         s.emit("message", i, `client-${i}`);
         expectSame(await back, [i, `client-${i}`], `echo of client ${i}`);
       })()
     );
-    if (i % 20 === 19) await sleep(10);
+    await sleep(5); // connections are opened at a steady pace, not all in one tick
   }
   const results = await Promise.allSettled(started);
   const bad = results.filter((r) => r.status === "rejected");
   check(bad.length === 0, `${bad.length} of ${CLIENTS} failed, first: ${bad[0] && bad[0].reason && bad[0].reason.message}`);
+  const down = sockets.filter((s) => !s.connected).length;
+  check(down === 0, `${down} of ${CLIENTS} clients were no longer connected at the end`);
 });
 
 // --- runner -------------------------------------------------------------------------

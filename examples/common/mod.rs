@@ -1,0 +1,112 @@
+//! A small smol driver for `wsio::ws::Connection`, shared by the examples.
+//! It is the whole adapter: move bytes and time, nothing else.
+#![allow(dead_code)]
+
+use std::time::Instant;
+
+use smol::{
+    Timer,
+    future::{self, FutureExt as _},
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use wsio::ws::{Connection, Event, Transmit};
+
+enum Wake<T> {
+    Read(std::io::Result<usize>),
+    Timer,
+    Command(T),
+}
+
+/// Runs `conn` on `stream` until the machine says to close the socket.
+/// `on_event` may issue commands on the connection.
+pub async fn drive(
+    stream: TcpStream,
+    conn: Connection,
+    on_event: impl FnMut(&mut Connection, Event),
+) -> std::io::Result<()> {
+    let (_keep, never) = smol::channel::bounded::<()>(1);
+    drive_with(stream, conn, never, |_, ()| {}, on_event).await
+}
+
+/// Like [`drive`], also waking for commands from another task or thread.
+pub async fn drive_with<T>(
+    mut stream: TcpStream,
+    mut conn: Connection,
+    commands: smol::channel::Receiver<T>,
+    mut on_command: impl FnMut(&mut Connection, T),
+    mut on_event: impl FnMut(&mut Connection, Event),
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        while let Some(t) = conn.poll_transmit() {
+            match t {
+                Transmit::Data(b) => stream.write_all(&b).await?,
+                Transmit::Close => return close(stream).await,
+            }
+        }
+        while let Some(ev) = conn.poll_event() {
+            on_event(&mut conn, ev);
+        }
+        if conn.poll_transmit_pending() {
+            continue;
+        }
+        let timer = match conn.poll_timeout() {
+            Some(t) => Timer::at(t),
+            None => Timer::never(),
+        };
+        let wake = async { Wake::Read(stream.read(&mut buf).await) }
+            .or(async {
+                timer.await;
+                Wake::Timer
+            })
+            .or(async {
+                match commands.recv().await {
+                    Ok(c) => Wake::Command(c),
+                    Err(_) => future::pending().await,
+                }
+            })
+            .await;
+        let now = Instant::now();
+        match wake {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => conn.handle_eof(now),
+            Wake::Read(Ok(n)) => conn.handle_input(now, &buf[..n]),
+            Wake::Timer => conn.handle_timeout(now),
+            Wake::Command(c) => on_command(&mut conn, c),
+        }
+    }
+}
+
+/// Shuts the write side, then drains input briefly, so that our last bytes
+/// are read by the peer instead of being lost to a reset.
+pub async fn close(mut stream: TcpStream) -> std::io::Result<()> {
+    stream.flush().await?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    future::or(drain, async {
+        Timer::after(std::time::Duration::from_secs(1)).await;
+    })
+    .await;
+    Ok(())
+}
+
+/// The value following `name` in the command line, parsed.
+pub fn arg<T: std::str::FromStr>(name: &str) -> Option<T> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Whether the flag `name` is present.
+pub fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}

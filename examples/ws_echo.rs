@@ -1,0 +1,49 @@
+//! A WebSocket echo server: every message comes back as it came.
+//!
+//! `cargo run --example ws_echo -- --port 9001` and point any WebSocket
+//! client at ws://127.0.0.1:9001/. With `--autobahn` the message limits are
+//! raised to what the Autobahn testsuite sends (16 MiB messages in up to
+//! 65,536 fragments); the library's own defaults stay small and safe.
+
+mod common;
+
+use std::time::Instant;
+
+use smol::net::TcpListener;
+use wsio::ws::{Accept, Config, Connection, Event};
+
+fn main() -> std::io::Result<()> {
+    let port: u16 = common::arg("--port").unwrap_or(9001);
+    let mut config = Config::default();
+    if common::flag("--autobahn") {
+        config = config
+            .max_message_size(64 << 20)
+            .max_frame_size(64 << 20)
+            .max_fragments(1 << 20)
+            .max_send_queue(128 << 20);
+    }
+    smol::block_on(async {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        println!("ws_echo listening on ws://{}/", listener.local_addr()?);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            smol::spawn(async move {
+                let conn = Connection::server(config);
+                let _ = common::drive(stream, conn, |conn, ev| match ev {
+                    Event::Upgrade(_) => {
+                        let _ = conn.accept(Instant::now(), Accept::new());
+                    }
+                    Event::Message(m) => {
+                        // Full queue: the peer is not reading; drop the echo
+                        // rather than grow without bound.
+                        let _ = conn.send(m);
+                    }
+                    _ => {}
+                })
+                .await;
+            })
+            .detach();
+        }
+    })
+}
