@@ -22,7 +22,10 @@ async fn open(url: &str, config: Config) -> std::io::Result<(TcpStream, Connecti
     let stream = TcpStream::connect((u.host.as_str(), u.port)).await?;
     stream.set_nodelay(true)?;
     let request = ClientRequest::new(u.host_header(), u.target);
-    Ok((stream, Connection::client(config, request, Box::new(OsEntropy::new()))))
+    Ok((
+        stream,
+        Connection::client(config, request, Box::new(OsEntropy::new())),
+    ))
 }
 
 async fn autobahn(base: &str) -> std::io::Result<()> {

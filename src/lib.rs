@@ -33,7 +33,10 @@
 //! timer for `poll_timeout`. See [`ws::Connection`] for a complete loop.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod blocking;
 pub mod entropy;

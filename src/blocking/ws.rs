@@ -1,8 +1,4 @@
-use std::{
-    io,
-    net::TcpStream,
-    time::Instant,
-};
+use std::{io, net::TcpStream, time::Instant};
 
 use bytes::Bytes;
 
@@ -10,7 +6,10 @@ use super::{Socket, is_timeout, timeout_until};
 use crate::{
     entropy::OsEntropy,
     http::Url,
-    ws::{self, Accept, ClientRequest, CloseCode, Config, Connection, Event, Message, Transmit, UpgradeRequest, UsageError},
+    ws::{
+        self, Accept, ClientRequest, CloseCode, Config, Connection, Event, Message, Transmit,
+        UpgradeRequest, UsageError,
+    },
 };
 
 /// What a blocking WebSocket call can fail with.
@@ -65,7 +64,9 @@ impl WebSocket<TcpStream> {
     ) -> Result<Self, Error> {
         let u = Url::parse(url).ok_or_else(|| Error::Url(url.to_owned()))?;
         if u.secure {
-            return Err(Error::Url(format!("{url} (TLS is not supported by this driver)")));
+            return Err(Error::Url(format!(
+                "{url} (TLS is not supported by this driver)"
+            )));
         }
         let stream = TcpStream::connect((u.host.as_str(), u.port))?;
         stream.set_nodelay(true)?;
@@ -189,7 +190,8 @@ impl<S: Socket> WebSocket<S> {
             if self.socket_closed {
                 return Err(Error::Io(io::ErrorKind::NotConnected.into()));
             }
-            self.stream.set_read_timeout(timeout_until(self.conn.poll_timeout()))?;
+            self.stream
+                .set_read_timeout(timeout_until(self.conn.poll_timeout()))?;
             match self.stream.read(&mut self.buf) {
                 Ok(0) => self.conn.handle_eof(Instant::now()),
                 Ok(n) => self.conn.handle_input(Instant::now(), &self.buf[..n]),
@@ -239,5 +241,3 @@ impl<S: Socket> WebSocket<S> {
         Ok(())
     }
 }
-
-

@@ -140,9 +140,15 @@ impl BodyReader {
                         return Ok(None);
                     };
                     let raw = input.split_to(*line + nl + 1);
-                    let text = raw[..raw.len() - 1].strip_suffix(b"\r").unwrap_or(&raw[..raw.len() - 1]);
+                    let text = raw[..raw.len() - 1]
+                        .strip_suffix(b"\r")
+                        .unwrap_or(&raw[..raw.len() - 1]);
                     self.state = if matches!(self.state, State::Trailer { .. }) {
-                        if text.is_empty() { State::Done } else { State::Trailer { line: 0 } }
+                        if text.is_empty() {
+                            State::Done
+                        } else {
+                            State::Trailer { line: 0 }
+                        }
                     } else {
                         match parse_chunk_size(text)? {
                             0 => State::Trailer { line: 0 },
@@ -202,7 +208,11 @@ impl BodyReader {
 
 fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpError> {
     let bad = HttpError::BadBody("invalid chunk size");
-    let digits = line.split(|&b| b == b';').next().unwrap_or(&[]).trim_ascii();
+    let digits = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(&[])
+        .trim_ascii();
     if digits.is_empty() || digits.len() > 15 {
         return Err(bad);
     }
@@ -216,7 +226,12 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpError> {
 mod tests {
     use super::*;
 
-    fn read_all(framing: Framing, limit: usize, input: &[u8], step: usize) -> Result<Option<Bytes>, HttpError> {
+    fn read_all(
+        framing: Framing,
+        limit: usize,
+        input: &[u8],
+        step: usize,
+    ) -> Result<Option<Bytes>, HttpError> {
         let mut r = BodyReader::new(framing, limit)?;
         let mut buf = BytesMut::new();
         for piece in input.chunks(step.max(1)) {
@@ -230,20 +245,38 @@ mod tests {
 
     #[test]
     fn chunked_in_any_split() {
-        let input = b"4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n";
+        let input =
+            b"4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n";
         for step in 1..input.len() {
-            let b = read_all(Framing::Chunked, 1000, input, step).unwrap().unwrap();
+            let b = read_all(Framing::Chunked, 1000, input, step)
+                .unwrap()
+                .unwrap();
             assert_eq!(&b[..], b"Wikipedia in\r\n\r\nchunks.", "step {step}");
         }
     }
 
     #[test]
     fn length_limits_are_checked_before_buffering() {
-        assert_eq!(BodyReader::new(Framing::Length(11), 10).unwrap_err().status(), 413);
+        assert_eq!(
+            BodyReader::new(Framing::Length(11), 10)
+                .unwrap_err()
+                .status(),
+            413
+        );
         let e = read_all(Framing::Chunked, 10, b"b\r\n", 1).unwrap_err();
         assert_eq!(e.status(), 413);
-        assert_eq!(read_all(Framing::Chunked, 10, b"zz\r\n", 4).unwrap_err().status(), 400);
-        assert_eq!(read_all(Framing::Length(3), 10, b"abcd", 1).unwrap().unwrap(), "abc");
+        assert_eq!(
+            read_all(Framing::Chunked, 10, b"zz\r\n", 4)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            read_all(Framing::Length(3), 10, b"abcd", 1)
+                .unwrap()
+                .unwrap(),
+            "abc"
+        );
     }
 
     #[test]
@@ -257,6 +290,9 @@ mod tests {
         h.push("Content-Length", "6");
         assert_eq!(Framing::of_request(&h), Ok(Framing::Chunked));
         assert_eq!(Framing::of_request(&Headers::new()), Ok(Framing::Length(0)));
-        assert_eq!(Framing::of_response(200, &Headers::new()), Ok(Framing::UntilClose));
+        assert_eq!(
+            Framing::of_response(200, &Headers::new()),
+            Ok(Framing::UntilClose)
+        );
     }
 }

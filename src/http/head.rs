@@ -254,7 +254,10 @@ impl HeadParser {
     fn find_end(&mut self, buf: &[u8]) -> Result<Option<usize>, HttpError> {
         let mut i = self.scanned;
         loop {
-            let Some(off) = buf.get(i..).and_then(|s| s.iter().position(|&b| b == b'\n')) else {
+            let Some(off) = buf
+                .get(i..)
+                .and_then(|s| s.iter().position(|&b| b == b'\n'))
+            else {
                 self.scanned = buf.len();
                 break;
             };
@@ -309,7 +312,10 @@ impl HeadParser {
 
     /// Parses a response head at the start of `buf`, like
     /// [`parse_request`](Self::parse_request).
-    pub fn parse_response(&mut self, buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HttpError> {
+    pub fn parse_response(
+        &mut self,
+        buf: &[u8],
+    ) -> Result<Option<(ResponseHead, usize)>, HttpError> {
         let Some(end) = self.find_end(buf)? else {
             return Ok(None);
         };
@@ -354,7 +360,8 @@ fn map_err(e: httparse::Error, limits: Limits) -> HttpError {
 mod tests {
     use super::*;
 
-    const REQ: &[u8] = b"GET /chat?x=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\r\n";
+    const REQ: &[u8] =
+        b"GET /chat?x=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\r\n";
 
     #[test]
     fn every_strict_prefix_is_partial() {
@@ -386,7 +393,10 @@ mod tests {
     #[test]
     fn bare_lf_heads_are_accepted() {
         let mut p = HeadParser::new(Limits::default());
-        let (h, n) = p.parse_request(b"GET / HTTP/1.1\nHost: a\n\nX").unwrap().unwrap();
+        let (h, n) = p
+            .parse_request(b"GET / HTTP/1.1\nHost: a\n\nX")
+            .unwrap()
+            .unwrap();
         assert_eq!((h.target.as_str(), n), ("/", 24));
     }
 
@@ -418,8 +428,14 @@ mod tests {
         let head = ResponseHead::new(101).with_header("Upgrade", "websocket");
         let mut out = BytesMut::new();
         head.encode(&mut out);
-        assert_eq!(&out[..], b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
-        let (parsed, n) = HeadParser::new(Limits::default()).parse_response(&out).unwrap().unwrap();
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+        );
+        let (parsed, n) = HeadParser::new(Limits::default())
+            .parse_response(&out)
+            .unwrap()
+            .unwrap();
         assert_eq!((parsed, n), (head, out.len()));
     }
 }

@@ -42,7 +42,9 @@ impl Headers {
         let end = self.buf.len();
         // Heads are limited to far below 4 GiB by every parser limit; a caller
         // building a larger one by hand gets its extra fields dropped.
-        if let (Ok(s), Ok(m), Ok(e)) = (u32::try_from(start), u32::try_from(mid), u32::try_from(end)) {
+        if let (Ok(s), Ok(m), Ok(e)) =
+            (u32::try_from(start), u32::try_from(mid), u32::try_from(end))
+        {
             self.idx.push((s, m, e));
         } else {
             self.buf.truncate(start);

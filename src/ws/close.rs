@@ -112,10 +112,14 @@ mod tests {
 
     #[test]
     fn code_validity_matches_autobahn_section_7() {
-        for ok in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
+        for ok in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+        ] {
             assert!(CloseCode(ok).is_valid_on_wire(), "{ok}");
         }
-        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for bad in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!CloseCode(bad).is_valid_on_wire(), "{bad}");
         }
     }
@@ -123,11 +127,20 @@ mod tests {
     #[test]
     fn decode_and_encode() {
         assert_eq!(CloseFrame::decode(&[]), Ok(None));
-        assert_eq!(CloseFrame::decode(&[3]), Err(ProtocolError::BadClosePayload));
-        assert_eq!(CloseFrame::decode(&[3, 0xE8, 0xFF]), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            CloseFrame::decode(&[3]),
+            Err(ProtocolError::BadClosePayload)
+        );
+        assert_eq!(
+            CloseFrame::decode(&[3, 0xE8, 0xFF]),
+            Err(ProtocolError::InvalidUtf8)
+        );
         let f = CloseFrame::new(CloseCode(4000), "é".repeat(70));
         let enc = f.encode();
         assert_eq!(enc.len(), 124);
-        assert_eq!(CloseFrame::decode(&enc).unwrap().unwrap().reason, "é".repeat(61));
+        assert_eq!(
+            CloseFrame::decode(&enc).unwrap().unwrap().reason,
+            "é".repeat(61)
+        );
     }
 }

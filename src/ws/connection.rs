@@ -37,10 +37,7 @@ use super::{
     mask::apply_mask,
     utf8::Validator,
 };
-use crate::{
-    entropy::BoxEntropy,
-    http::HeadParser,
-};
+use crate::{entropy::BoxEntropy, http::HeadParser};
 
 /// Which end of the connection this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +118,10 @@ enum Phase {
     Open,
     /// `peer_closed`: the peer's close frame has arrived; we now only wait
     /// for the server to end TCP (client side).
-    Closing { deadline: Instant, peer_closed: bool },
+    Closing {
+        deadline: Instant,
+        peer_closed: bool,
+    },
     Closed,
 }
 
@@ -281,7 +281,10 @@ impl Connection {
                 request: Box::new(request),
             },
         );
-        if let Phase::AwaitResponse { key: k, request, .. } = &mut conn.phase {
+        if let Phase::AwaitResponse {
+            key: k, request, ..
+        } = &mut conn.phase
+        {
             request.head(&key).encode(&mut conn.out);
             *k = key;
         }
@@ -360,7 +363,12 @@ impl Connection {
         match &self.phase {
             Phase::Closed => return,
             Phase::AwaitRequest(_) | Phase::AwaitDecision(_) | Phase::AwaitResponse { .. } => {
-                self.emit_closed(CloseCode::ABNORMAL, String::new(), true, Some(HandshakeError::Eof.into()));
+                self.emit_closed(
+                    CloseCode::ABNORMAL,
+                    String::new(),
+                    true,
+                    Some(HandshakeError::Eof.into()),
+                );
             }
             _ => self.emit_closed(CloseCode::ABNORMAL, String::new(), true, None),
         }
@@ -372,7 +380,12 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Phase::Closing { deadline, .. } = self.phase {
             if now >= deadline {
-                self.emit_closed(CloseCode::ABNORMAL, String::new(), false, Some(Error::CloseTimeout));
+                self.emit_closed(
+                    CloseCode::ABNORMAL,
+                    String::new(),
+                    false,
+                    Some(Error::CloseTimeout),
+                );
                 self.finish();
             }
         }
@@ -471,7 +484,12 @@ impl Connection {
     /// Sends one fragment of a message streamed in pieces: the first call
     /// starts a message of `kind`, the call with `fin` ends it. Text
     /// fragments may split a character; the whole message must be UTF-8.
-    pub fn send_fragment(&mut self, kind: DataKind, data: Bytes, fin: bool) -> Result<(), UsageError> {
+    pub fn send_fragment(
+        &mut self,
+        kind: DataKind,
+        data: Bytes,
+        fin: bool,
+    ) -> Result<(), UsageError> {
         self.check_can_send()?;
         let opcode = match self.sending {
             None => match kind {
@@ -642,7 +660,10 @@ impl Connection {
     fn is_text_frame(&self, h: &FrameHeader) -> bool {
         match h.opcode {
             OpCode::Text => true,
-            OpCode::Continuation => self.partial.as_ref().is_some_and(|p| p.kind == DataKind::Text),
+            OpCode::Continuation => self
+                .partial
+                .as_ref()
+                .is_some_and(|p| p.kind == DataKind::Text),
             _ => false,
         }
     }
@@ -667,7 +688,9 @@ impl Connection {
         }
         let so_far = self.partial.as_ref().map_or(0, |p| p.data.len());
         match (h.opcode, &self.partial) {
-            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation.into()),
+            (OpCode::Continuation, None) => {
+                return Err(ProtocolError::UnexpectedContinuation.into());
+            }
             (OpCode::Text | OpCode::Binary, Some(_)) => {
                 return Err(ProtocolError::ExpectedContinuation.into());
             }
@@ -680,7 +703,9 @@ impl Connection {
             (OpCode::Text, None) => self.utf8 = Validator::default(),
             _ => {}
         }
-        if !h.opcode.is_control() && (so_far as u64).saturating_add(h.len) > self.config.max_message_size as u64 {
+        if !h.opcode.is_control()
+            && (so_far as u64).saturating_add(h.len) > self.config.max_message_size as u64
+        {
             return Err(LimitError::MessageTooLarge {
                 max: self.config.max_message_size,
             }
@@ -690,14 +715,28 @@ impl Connection {
     }
 
     fn on_frame(&mut self, now: Instant, h: FrameHeader, payload: BytesMut) {
-        let peer_closed = matches!(self.phase, Phase::Closing { peer_closed: true, .. });
+        let peer_closed = matches!(
+            self.phase,
+            Phase::Closing {
+                peer_closed: true,
+                ..
+            }
+        );
         match h.opcode {
             OpCode::Text | OpCode::Binary if h.fin => {
-                let kind = if h.opcode == OpCode::Text { DataKind::Text } else { DataKind::Binary };
+                let kind = if h.opcode == OpCode::Text {
+                    DataKind::Text
+                } else {
+                    DataKind::Binary
+                };
                 self.deliver(now, kind, payload);
             }
             OpCode::Text | OpCode::Binary => {
-                let kind = if h.opcode == OpCode::Text { DataKind::Text } else { DataKind::Binary };
+                let kind = if h.opcode == OpCode::Text {
+                    DataKind::Text
+                } else {
+                    DataKind::Binary
+                };
                 self.partial = Some(Partial {
                     kind,
                     data: payload,
@@ -705,7 +744,9 @@ impl Connection {
                 });
             }
             OpCode::Continuation => {
-                let Some(p) = self.partial.as_mut() else { return };
+                let Some(p) = self.partial.as_mut() else {
+                    return;
+                };
                 p.data.extend_from_slice(&payload);
                 p.fragments += 1;
                 if h.fin {
@@ -765,7 +806,9 @@ impl Connection {
         };
         let (code, reason) = frame
             .as_ref()
-            .map_or((CloseCode::NO_STATUS, String::new()), |f| (f.code, f.reason.clone()));
+            .map_or((CloseCode::NO_STATUS, String::new()), |f| {
+                (f.code, f.reason.clone())
+            });
         if !self.close_sent {
             // Echo the code, as peers expect (section 5.5.1).
             self.send_close(frame.map(|f| CloseFrame::new(f.code, "")));
@@ -827,7 +870,13 @@ impl Connection {
         self.finish();
     }
 
-    fn emit_closed(&mut self, code: CloseCode, reason: String, by_peer: bool, error: Option<Error>) {
+    fn emit_closed(
+        &mut self,
+        code: CloseCode,
+        reason: String,
+        by_peer: bool,
+        error: Option<Error>,
+    ) {
         if !self.closed_emitted {
             self.closed_emitted = true;
             self.events.push_back(Event::Closed(Closed {
@@ -925,3 +974,7 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -234,8 +234,14 @@ mod tests {
 
     #[test]
     fn invalid_headers() {
-        assert_eq!(decode_header(&[0x83, 0]), Err(FrameError::ReservedOpcode(3)));
-        assert_eq!(decode_header(&[0x09, 0]), Err(FrameError::FragmentedControl));
+        assert_eq!(
+            decode_header(&[0x83, 0]),
+            Err(FrameError::ReservedOpcode(3))
+        );
+        assert_eq!(
+            decode_header(&[0x09, 0]),
+            Err(FrameError::FragmentedControl)
+        );
         assert_eq!(decode_header(&[0x89, 126]), Err(FrameError::ControlTooLong));
         let mut big = vec![0x82, 127, 0x80];
         big.extend_from_slice(&[0; 7]);

@@ -189,9 +189,8 @@ impl Accept {
 
 fn is_token(s: &[u8]) -> bool {
     !s.is_empty()
-        && s.iter().all(|&c| {
-            c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
-        })
+        && s.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
 }
 
 /// Checks a client's upgrade request (section 4.2.1).
@@ -237,7 +236,10 @@ pub fn validate_request(head: RequestHead) -> Result<UpgradeRequest, HandshakeEr
         .ok_or(HandshakeError::BadKey)?
         .to_owned();
     let mut protocols: Vec<String> = Vec::new();
-    for item in h.get_all("sec-websocket-protocol").flat_map(|v| v.split(|&c| c == b',')) {
+    for item in h
+        .get_all("sec-websocket-protocol")
+        .flat_map(|v| v.split(|&c| c == b','))
+    {
         let item = item.trim_ascii();
         let name = std::str::from_utf8(item).map_err(|_| HandshakeError::BadProtocolHeader)?;
         if !is_token(item) || protocols.iter().any(|p| p == name) {
@@ -307,7 +309,8 @@ impl ClientRequest {
             .with_header("Sec-WebSocket-Key", key)
             .with_header("Sec-WebSocket-Version", "13");
         if !self.protocols.is_empty() {
-            head.headers.push("Sec-WebSocket-Protocol", self.protocols.join(", "));
+            head.headers
+                .push("Sec-WebSocket-Protocol", self.protocols.join(", "));
         }
         for (n, v) in self.headers.iter() {
             head.headers.push(n, v);
@@ -377,32 +380,64 @@ mod tests {
         let up = validate_request(client.head(key)).unwrap();
         let proto = up.select_protocol(&["a", "b"]);
         assert_eq!(proto.as_deref(), Some("b"));
-        let res = up.response(&Accept { protocol: proto, ..Accept::default() });
+        let res = up.response(&Accept {
+            protocol: proto,
+            ..Accept::default()
+        });
         assert_eq!(client.verify(key, &res), Ok(Some("b".into())));
-        assert_eq!(client.verify("AAAAAAAAAAAAAAAAAAAAAA==", &res), Err(HandshakeError::BadAccept));
+        assert_eq!(
+            client.verify("AAAAAAAAAAAAAAAAAAAAAA==", &res),
+            Err(HandshakeError::BadAccept)
+        );
     }
 
     #[test]
     fn server_checks_and_statuses() {
         let cases: Vec<(RequestHead, u16)> = vec![
-            (RequestHead { method: Method::Post, ..request() }, 405),
-            (RequestHead { version: 0, ..request() }, 400),
-            (RequestHead::new(Method::Get, "/").with_header("Connection", "upgrade"), 400),
+            (
+                RequestHead {
+                    method: Method::Post,
+                    ..request()
+                },
+                405,
+            ),
+            (
+                RequestHead {
+                    version: 0,
+                    ..request()
+                },
+                400,
+            ),
+            (
+                RequestHead::new(Method::Get, "/").with_header("Connection", "upgrade"),
+                400,
+            ),
             (request().with_header("Sec-WebSocket-Protocol", "a, a"), 400),
             (request().with_header("Sec-WebSocket-Protocol", "a b"), 400),
         ];
         for (req, status) in cases {
-            assert_eq!(validate_request(req.clone()).unwrap_err().status(), status, "{req:?}");
+            assert_eq!(
+                validate_request(req.clone()).unwrap_err().status(),
+                status,
+                "{req:?}"
+            );
         }
         let mut bad_version = request();
         bad_version.headers = Headers::new();
         for (n, v) in request().headers.iter() {
-            let v = if n.eq_ignore_ascii_case(b"sec-websocket-version") { &b"8"[..] } else { v };
+            let v = if n.eq_ignore_ascii_case(b"sec-websocket-version") {
+                &b"8"[..]
+            } else {
+                v
+            };
             bad_version.headers.push(n, v);
         }
         let e = validate_request(bad_version).unwrap_err();
         assert_eq!(e.status(), 426);
-        assert_eq!(e.response().0.headers.get_str("sec-websocket-version"), Some("13"));
+        assert_eq!(
+            e.response().0.headers.get_str("sec-websocket-version"),
+            Some("13")
+        );
     }
 
     #[test]

@@ -1,0 +1,528 @@
+//! Client and server machines wired back to back in memory.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+use crate::entropy::{Entropy, SeededEntropy};
+use crate::ws::*;
+
+/// Splits every transfer into pieces chosen by a seeded generator.
+struct Pair {
+    client: Connection,
+    server: Connection,
+    now: Instant,
+    chunks: Option<SeededEntropy>,
+    client_events: Vec<Event>,
+    server_events: Vec<Event>,
+    client_tcp_closed: bool,
+    server_tcp_closed: bool,
+}
+
+impl Pair {
+    fn new(config: Config) -> Pair {
+        Self::with_request(config, ClientRequest::new("localhost", "/"))
+    }
+
+    fn with_request(config: Config, request: ClientRequest) -> Pair {
+        let now = Instant::now();
+        let client = Connection::client(config, request, Box::new(SeededEntropy::new(1)));
+        let server = Connection::server(config);
+        Pair {
+            client,
+            server,
+            now,
+            chunks: None,
+            client_events: vec![],
+            server_events: vec![],
+            client_tcp_closed: false,
+            server_tcp_closed: false,
+        }
+    }
+
+    fn chunked(mut self, seed: u64) -> Pair {
+        self.chunks = Some(SeededEntropy::new(seed));
+        self
+    }
+
+    fn feed(chunks: &mut Option<SeededEntropy>, to: &mut Connection, now: Instant, data: &[u8]) {
+        match chunks {
+            None => to.handle_input(now, data),
+            Some(rng) => {
+                let mut rest = data;
+                while !rest.is_empty() {
+                    let n = (rng.next_u32() as usize % 7 + 1).min(rest.len());
+                    to.handle_input(now, &rest[..n]);
+                    rest = &rest[n..];
+                }
+            }
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to say.
+    /// The server accepts upgrades with the first offered protocol.
+    fn drive(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            while let Some(t) = self.client.poll_transmit() {
+                moved = true;
+                match t {
+                    Transmit::Data(b) if !self.client_tcp_closed => {
+                        Self::feed(&mut self.chunks, &mut self.server, self.now, &b)
+                    }
+                    Transmit::Data(_) => {}
+                    Transmit::Close => {
+                        self.client_tcp_closed = true;
+                        self.server.handle_eof(self.now);
+                    }
+                }
+            }
+            while let Some(t) = self.server.poll_transmit() {
+                moved = true;
+                match t {
+                    Transmit::Data(b) if !self.server_tcp_closed => {
+                        Self::feed(&mut self.chunks, &mut self.client, self.now, &b)
+                    }
+                    Transmit::Data(_) => {}
+                    Transmit::Close => {
+                        self.server_tcp_closed = true;
+                        self.client.handle_eof(self.now);
+                    }
+                }
+            }
+            while let Some(ev) = self.server.poll_event() {
+                moved = true;
+                if let Event::Upgrade(req) = &ev {
+                    let accept = Accept {
+                        protocol: req.protocols.first().cloned(),
+                        ..Accept::default()
+                    };
+                    self.server.accept(self.now, accept).unwrap();
+                }
+                self.server_events.push(ev);
+            }
+            while let Some(ev) = self.client.poll_event() {
+                moved = true;
+                self.client_events.push(ev);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("pair did not settle");
+    }
+
+    fn open(config: Config) -> Pair {
+        let mut p = Pair::new(config);
+        p.drive();
+        assert_eq!(p.client.state(), State::Open);
+        assert_eq!(p.server.state(), State::Open);
+        p.client_events.clear();
+        p.server_events.clear();
+        p
+    }
+}
+
+fn messages(events: &[Event]) -> Vec<Message> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed(events: &[Event]) -> Vec<Closed> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Closed(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn handshake_transcript_and_subprotocol() {
+    let req = ClientRequest::new("localhost", "/chat")
+        .protocol("v2")
+        .protocol("v1");
+    let mut p = Pair::with_request(Config::default(), req);
+    assert_eq!(p.client.state(), State::Connecting);
+    p.drive();
+    assert!(matches!(&p.server_events[0], Event::Upgrade(r) if r.head.path() == "/chat"));
+    assert_eq!(
+        p.server_events[1],
+        Event::Open {
+            protocol: Some("v2".into())
+        }
+    );
+    assert_eq!(
+        p.client_events,
+        vec![Event::Open {
+            protocol: Some("v2".into())
+        }]
+    );
+}
+
+#[test]
+fn messages_both_ways() {
+    let mut p = Pair::open(Config::default());
+    let big = Bytes::from(vec![7u8; 100_000]);
+    p.client.send(Message::text("héllo")).unwrap();
+    p.client.send(Message::binary(big.clone())).unwrap();
+    p.server.send(Message::text("")).unwrap();
+    p.server.send(Message::binary(big.clone())).unwrap();
+    p.drive();
+    assert_eq!(
+        messages(&p.server_events),
+        vec![Message::text("héllo"), Message::Binary(big.clone())]
+    );
+    assert_eq!(
+        messages(&p.client_events),
+        vec![Message::text(""), Message::Binary(big)]
+    );
+}
+
+#[test]
+fn fragmented_sends_are_reassembled_with_control_frames_between() {
+    let mut p = Pair::open(Config::default());
+    // A character split across fragments is fine; only the whole must be UTF-8.
+    let text = "añb".as_bytes();
+    p.client
+        .send_fragment(DataKind::Text, Bytes::copy_from_slice(&text[..2]), false)
+        .unwrap();
+    p.client.ping(Bytes::from_static(b"mid")).unwrap();
+    assert_eq!(
+        p.client.send(Message::text("x")),
+        Err(UsageError::FragmentInProgress)
+    );
+    p.client
+        .send_fragment(DataKind::Text, Bytes::copy_from_slice(&text[2..]), true)
+        .unwrap();
+    p.drive();
+    assert_eq!(messages(&p.server_events), vec![Message::text("añb")]);
+    assert!(
+        p.server_events
+            .contains(&Event::Ping(Bytes::from_static(b"mid")))
+    );
+    assert!(
+        p.client_events
+            .contains(&Event::Pong(Bytes::from_static(b"mid")))
+    );
+}
+
+#[test]
+fn automatic_fragmentation() {
+    let config = Config::default().send_fragment_size(Some(10));
+    let mut p = Pair::open(config);
+    let payload = Bytes::from((0..=255u8).collect::<Vec<_>>());
+    p.server.send(Message::Binary(payload.clone())).unwrap();
+    let wire: usize = std::iter::from_fn(|| p.server.poll_transmit())
+        .map(|t| match t {
+            Transmit::Data(b) => {
+                p.client.handle_input(p.now, &b);
+                b.len()
+            }
+            Transmit::Close => 0,
+        })
+        .sum();
+    assert_eq!(wire, 256 + 26 * 2, "26 frames of two-byte headers");
+    p.drive();
+    assert_eq!(messages(&p.client_events), vec![Message::Binary(payload)]);
+}
+
+#[test]
+fn close_initiated_by_client() {
+    let mut p = Pair::open(Config::default());
+    p.client.close(p.now, CloseCode(4000), "bye").unwrap();
+    assert_eq!(
+        p.client.send(Message::text("late")),
+        Err(UsageError::Closing)
+    );
+    p.drive();
+    let s = closed(&p.server_events);
+    assert_eq!(
+        (s[0].code, s[0].reason.as_str(), s[0].by_peer),
+        (CloseCode(4000), "bye", true)
+    );
+    let c = closed(&p.client_events);
+    assert_eq!(
+        (c[0].code, c[0].by_peer, c[0].error.clone()),
+        (CloseCode(4000), false, None)
+    );
+    // The server ended TCP first; the client followed on EOF.
+    assert!(p.server_tcp_closed && p.client_tcp_closed);
+    assert_eq!(p.server.state(), State::Closed);
+}
+
+#[test]
+fn close_initiated_by_server_and_no_status() {
+    let mut p = Pair::open(Config::default());
+    p.server.close(p.now, CloseCode::GOING_AWAY, "").unwrap();
+    p.drive();
+    assert_eq!(closed(&p.client_events)[0].code, CloseCode::GOING_AWAY);
+    assert_eq!(closed(&p.server_events)[0].code, CloseCode::GOING_AWAY);
+    assert!(p.client_tcp_closed && p.server_tcp_closed);
+
+    // An empty close frame is reported as 1005 and answered empty.
+    let mut p = Pair::open(Config::default());
+    p.client.send_close(None);
+    p.drive();
+    assert_eq!(closed(&p.server_events)[0].code, CloseCode::NO_STATUS);
+}
+
+#[test]
+fn close_timeout_drops_a_silent_peer() {
+    let config = Config::default().close_timeout(Duration::from_secs(3));
+    let mut p = Pair::open(config);
+    p.server.close(p.now, CloseCode::NORMAL, "").unwrap();
+    // The client's reply never arrives.
+    while p.server.poll_transmit().is_some() {}
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(p.now + Duration::from_secs(3))
+    );
+    p.server.handle_timeout(p.now + Duration::from_secs(2));
+    assert_eq!(p.server.poll_event(), None);
+    p.server.handle_timeout(p.now + Duration::from_secs(3));
+    let Some(Event::Closed(c)) = p.server.poll_event() else {
+        panic!()
+    };
+    assert_eq!(
+        (c.code, c.error),
+        (CloseCode::ABNORMAL, Some(Error::CloseTimeout))
+    );
+    assert_eq!(p.server.poll_transmit(), Some(Transmit::Close));
+}
+
+#[test]
+fn client_waits_for_server_eof_but_not_forever() {
+    let mut p = Pair::open(Config::default());
+    p.server.close(p.now, CloseCode::NORMAL, "").unwrap();
+    // Deliver the server's close frame but not its TCP close.
+    while let Some(Transmit::Data(b)) = p.server.poll_transmit() {
+        p.client.handle_input(p.now, &b);
+    }
+    assert!(matches!(p.client.poll_event(), Some(Event::Closed(_))));
+    assert!(matches!(p.client.poll_transmit(), Some(Transmit::Data(_))));
+    assert_eq!(p.client.poll_transmit(), None);
+    assert_eq!(p.client.state(), State::Closing);
+    p.client.handle_timeout(p.now + Duration::from_secs(5));
+    assert_eq!(p.client.poll_transmit(), Some(Transmit::Close));
+}
+
+#[test]
+fn eof_without_close_is_abnormal() {
+    let mut p = Pair::open(Config::default());
+    p.server.handle_eof(p.now);
+    let Some(Event::Closed(c)) = p.server.poll_event() else {
+        panic!()
+    };
+    assert_eq!((c.code, c.by_peer), (CloseCode::ABNORMAL, true));
+    assert_eq!(p.server.poll_transmit(), Some(Transmit::Close));
+    // Nothing happens after the end.
+    p.server.handle_input(p.now, b"\x81\x80");
+    p.server.handle_eof(p.now);
+    assert_eq!(
+        (p.server.poll_event(), p.server.poll_transmit()),
+        (None, None)
+    );
+}
+
+#[test]
+fn same_events_however_the_input_is_split() {
+    fn run(seed: Option<u64>) -> (Vec<Event>, Vec<Event>) {
+        let config = Config::default().send_fragment_size(Some(5));
+        let mut p = Pair::new(config);
+        if let Some(s) = seed {
+            p = p.chunked(s);
+        }
+        p.drive();
+        let mut rng = SeededEntropy::new(99);
+        for i in 0..50 {
+            let len = rng.next_u32() as usize % 300;
+            let mut data = vec![0u8; len];
+            rng.fill(&mut data);
+            if i % 3 == 0 {
+                let text: String = data.iter().map(|b| char::from(b'a' + b % 26)).collect();
+                p.client.send(Message::text(text.clone() + "é")).unwrap();
+                p.server.send(Message::text(text)).unwrap();
+            } else {
+                p.client.send(Message::binary(data.clone())).unwrap();
+                p.server
+                    .ping(Bytes::from(data[..len.min(125)].to_vec()))
+                    .unwrap();
+            }
+            p.drive();
+        }
+        p.client.close(p.now, CloseCode::NORMAL, "done").unwrap();
+        p.drive();
+        (p.client_events, p.server_events)
+    }
+    let whole = run(None);
+    assert_eq!(closed(&whole.1).len(), 1);
+    assert!(messages(&whole.1).len() == 50);
+    for seed in 0..20 {
+        assert_eq!(run(Some(seed)), whole, "seed {seed}");
+    }
+}
+
+#[test]
+fn bytes_after_the_head_in_the_same_read_are_kept() {
+    let mut client = Connection::client(
+        Config::default(),
+        ClientRequest::new("h", "/"),
+        Box::new(SeededEntropy::new(3)),
+    );
+    client.send(Message::text("x")).unwrap_err();
+    let Some(Transmit::Data(req)) = client.poll_transmit() else {
+        panic!()
+    };
+    // A masked "hi" frame right after the head, in one read.
+    let mut input = BytesMut::from(&req[..]);
+    input.extend_from_slice(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+    let mut server = Connection::server(Config::default());
+    server.handle_input(Instant::now(), &input);
+    assert!(matches!(server.poll_event(), Some(Event::Upgrade(_))));
+    server.accept(Instant::now(), Accept::new()).unwrap();
+    assert!(matches!(server.poll_event(), Some(Event::Open { .. })));
+    assert_eq!(
+        server.poll_event(),
+        Some(Event::Message(Message::text("hi")))
+    );
+}
+
+#[test]
+fn server_response_and_first_frame_in_one_read() {
+    let mut p = Pair::new(Config::default());
+    let Some(Transmit::Data(req)) = p.client.poll_transmit() else {
+        panic!()
+    };
+    p.server.handle_input(p.now, &req);
+    p.server.poll_event();
+    p.server.accept(p.now, Accept::new()).unwrap();
+    p.server.send(Message::text("welcome")).unwrap();
+    let mut all = BytesMut::new();
+    while let Some(Transmit::Data(b)) = p.server.poll_transmit() {
+        all.extend_from_slice(&b);
+    }
+    p.client.handle_input(p.now, &all);
+    assert!(matches!(p.client.poll_event(), Some(Event::Open { .. })));
+    assert_eq!(
+        p.client.poll_event(),
+        Some(Event::Message(Message::text("welcome")))
+    );
+}
+
+#[test]
+fn a_huge_declared_length_reserves_nothing() {
+    let mut s = Connection::server_upgraded(
+        Config::default()
+            .max_frame_size(usize::MAX >> 1)
+            .max_message_size(usize::MAX >> 1),
+    );
+    // Declares 2^62 bytes, sends four.
+    s.handle_input(
+        Instant::now(),
+        &[
+            0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9, 9,
+        ],
+    );
+    assert_eq!(s.poll_event(), None);
+    assert!(format!("{s:?}").contains("buffered_input: 18"));
+}
+
+#[test]
+fn send_queue_limit_and_backpressure() {
+    let mut p = Pair::open(Config::default().max_send_queue(1000));
+    p.server.send(Message::binary(vec![0u8; 600])).unwrap();
+    assert_eq!(p.server.buffered_amount(), 604);
+    assert_eq!(
+        p.server.send(Message::binary(vec![0u8; 600])),
+        Err(UsageError::SendQueueFull)
+    );
+    p.drive();
+    assert_eq!(p.server.buffered_amount(), 0);
+    p.server.send(Message::binary(vec![0u8; 600])).unwrap();
+    // A peer that pings without reading gets no more pongs once full.
+    let mut ping = BytesMut::new();
+    for _ in 0..100 {
+        ping.extend_from_slice(&[0x89, 0x80 | 100, 0, 0, 0, 0]);
+        ping.extend_from_slice(&[0u8; 100]);
+    }
+    p.server.handle_input(p.now, &ping);
+    assert!(p.server.buffered_amount() <= 1000);
+}
+
+#[test]
+fn encoded_frames_are_shared_not_copied() {
+    let frame = EncodedFrame::new(&Message::binary(vec![1u8; 4096]));
+    let mut p = Pair::open(Config::default());
+    p.server.send_encoded(&frame).unwrap();
+    let Some(Transmit::Data(b)) = p.server.poll_transmit() else {
+        panic!()
+    };
+    assert_eq!(b.as_ptr(), frame.as_bytes().as_ptr());
+    assert_eq!(p.client.send_encoded(&frame), Err(UsageError::NotServer));
+}
+
+#[test]
+fn usage_errors() {
+    let mut p = Pair::new(Config::default());
+    assert_eq!(p.client.send(Message::text("x")), Err(UsageError::NotOpen));
+    assert_eq!(
+        p.server.accept(p.now, Accept::new()),
+        Err(UsageError::NoPendingRequest)
+    );
+    p.drive();
+    assert_eq!(
+        p.client.ping(Bytes::from(vec![0; 126])),
+        Err(UsageError::ControlTooLong)
+    );
+    assert_eq!(
+        p.client.close(p.now, CloseCode::ABNORMAL, ""),
+        Err(UsageError::InvalidCloseCode(1006))
+    );
+}
+
+#[test]
+fn server_rejects_with_application_status() {
+    let mut p = Pair::new(Config::default());
+    let Some(Transmit::Data(req)) = p.client.poll_transmit() else {
+        panic!()
+    };
+    p.server.handle_input(p.now, &req);
+    let Some(Event::Upgrade(r)) = p.server.poll_event() else {
+        panic!()
+    };
+    assert_eq!(r.origin(), None);
+    assert_eq!(
+        p.server.accept(p.now, Accept::new().protocol("nope")),
+        Err(UsageError::ProtocolNotOffered)
+    );
+    p.server.reject(403).unwrap();
+    let Some(Transmit::Data(res)) = p.server.poll_transmit() else {
+        panic!()
+    };
+    assert!(res.starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
+    assert_eq!(p.server.poll_transmit(), Some(Transmit::Close));
+    p.client.handle_input(p.now, &res);
+    let Some(Event::Closed(c)) = p.client.poll_event() else {
+        panic!()
+    };
+    assert_eq!(
+        c.error,
+        Some(Error::Handshake(HandshakeError::UnexpectedStatus(403)))
+    );
+}
+
+#[test]
+fn read_buffer_is_given_back_when_idle() {
+    let mut p = Pair::open(Config::default());
+    p.client.send(Message::binary(vec![0u8; 1 << 20])).unwrap();
+    p.drive();
+    assert!(p.server.rbuf.capacity() <= IDLE_BUFFER_KEEP);
+}
