@@ -49,6 +49,7 @@ if ! (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sio-suite.XXXXXX")"
+# shellcheck disable=SC2317  # called through the EXIT trap
 cleanup() {
   if [ "${SIO_SUITE_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
 }
