@@ -39,6 +39,7 @@
 )]
 
 pub mod blocking;
+pub mod engineio;
 pub mod entropy;
 pub mod http;
 pub mod ws;

@@ -144,8 +144,6 @@ struct Current {
     discard: bool,
 }
 
-/// Read buffers above this size are given back once drained.
-const IDLE_BUFFER_KEEP: usize = 8 * 1024;
 /// Payloads at most this long are copied next to their header; longer ones
 /// are queued as their own `Bytes`, without a copy.
 const COPY_THRESHOLD: usize = 1024;
@@ -401,7 +399,7 @@ impl Connection {
             return Some(Transmit::Data(b));
         }
         if !self.out.is_empty() {
-            return Some(Transmit::Data(self.out.split().freeze()));
+            return Some(Transmit::Data(std::mem::take(&mut self.out).freeze()));
         }
         if self.close_transmit && !self.close_transmitted {
             self.close_transmitted = true;
@@ -481,6 +479,49 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends one message whose payload is `prefix` followed by `payload`,
+    /// without joining them first: a server sends a large `payload` without
+    /// copying it. For text, the two together must be UTF-8.
+    pub fn send_with_prefix(
+        &mut self,
+        kind: DataKind,
+        prefix: &[u8],
+        payload: Bytes,
+    ) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(UsageError::FragmentInProgress);
+        }
+        self.check_queue(prefix.len() + payload.len())?;
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: kind.opcode(),
+            mask: self.next_mask(),
+            len: (prefix.len() + payload.len()) as u64,
+        };
+        let mut hbuf = [0u8; MAX_HEADER_LEN];
+        let hlen = frame::write_header(&header, &mut hbuf);
+        self.out.extend_from_slice(&hbuf[..hlen]);
+        match header.mask {
+            Some(key) => {
+                let start = self.out.len();
+                self.out.extend_from_slice(prefix);
+                self.out.extend_from_slice(&payload);
+                apply_mask(&mut self.out[start..], key, 0);
+            }
+            None => {
+                self.out.extend_from_slice(prefix);
+                if payload.len() <= COPY_THRESHOLD {
+                    self.out.extend_from_slice(&payload);
+                } else {
+                    self.push_bytes(payload);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sends one fragment of a message streamed in pieces: the first call
     /// starts a message of `kind`, the call with `fin` ends it. Text
     /// fragments may split a character; the whole message must be UTF-8.
@@ -492,10 +533,7 @@ impl Connection {
     ) -> Result<(), UsageError> {
         self.check_can_send()?;
         let opcode = match self.sending {
-            None => match kind {
-                DataKind::Text => OpCode::Text,
-                DataKind::Binary => OpCode::Binary,
-            },
+            None => kind.opcode(),
             Some(k) if k == kind => OpCode::Continuation,
             Some(_) => return Err(UsageError::FragmentInProgress),
         };
@@ -542,11 +580,23 @@ impl Connection {
     /// Starts the closing handshake. [`Event::Closed`] follows when the
     /// peer answers, or after [`Config::close_timeout`].
     pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), UsageError> {
+        self.close_with(now, Some(CloseFrame::new(code, reason)))
+    }
+
+    /// Like [`close`](Self::close); `None` sends a close frame without a
+    /// status code (the peer reports 1005).
+    pub fn close_with(
+        &mut self,
+        now: Instant,
+        frame: Option<CloseFrame>,
+    ) -> Result<(), UsageError> {
         self.check_can_send()?;
-        if !code.is_valid_on_wire() {
-            return Err(UsageError::InvalidCloseCode(code.0));
+        if let Some(f) = &frame {
+            if !f.code.is_valid_on_wire() {
+                return Err(UsageError::InvalidCloseCode(f.code.0));
+            }
         }
-        self.send_close(Some(CloseFrame::new(code, reason)));
+        self.send_close(frame);
         self.phase = Phase::Closing {
             deadline: now + self.config.close_timeout,
             peer_closed: false,
@@ -652,7 +702,9 @@ impl Connection {
                 self.on_frame(now, cur.header, payload);
             }
         }
-        if self.rbuf.is_empty() && self.rbuf.capacity() > IDLE_BUFFER_KEEP {
+        if self.rbuf.is_empty() {
+            // Our handle would keep the whole read allocation alive for as
+            // long as the messages cut from it; an idle connection holds none.
             self.rbuf = BytesMut::new();
         }
     }
@@ -933,8 +985,8 @@ impl Connection {
         self.queue.push_back(b);
     }
 
-    fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: Bytes) {
-        let mask = match (self.role, self.entropy.as_mut()) {
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        match (self.role, self.entropy.as_mut()) {
             (Role::Client, Some(e)) => {
                 let mut k = [0u8; 4];
                 e.fill(&mut k);
@@ -944,7 +996,11 @@ impl Connection {
             // all-zero key is still a masked frame.
             (Role::Client, None) => Some([0; 4]),
             (Role::Server, _) => None,
-        };
+        }
+    }
+
+    fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: Bytes) {
+        let mask = self.next_mask();
         let header = FrameHeader {
             fin,
             rsv: 0,

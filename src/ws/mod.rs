@@ -79,6 +79,15 @@ pub enum DataKind {
     Binary,
 }
 
+impl DataKind {
+    fn opcode(self) -> OpCode {
+        match self {
+            DataKind::Text => OpCode::Text,
+            DataKind::Binary => OpCode::Binary,
+        }
+    }
+}
+
 /// Limits and behaviour of a [`Connection`]. Every limit has a safe default.
 ///
 /// ```
@@ -322,6 +331,26 @@ impl EncodedFrame {
             &mut out,
         );
         out.extend_from_slice(&payload);
+        EncodedFrame(out.freeze())
+    }
+
+    /// Encodes one unmasked final frame whose payload is `prefix` then
+    /// `payload` (an Engine.IO type digit before a message, say).
+    pub fn with_prefix(kind: DataKind, prefix: &[u8], payload: &[u8]) -> Self {
+        let len = prefix.len() + payload.len();
+        let mut out = bytes::BytesMut::with_capacity(frame::MAX_HEADER_LEN + len);
+        frame::encode_header(
+            &frame::FrameHeader {
+                fin: true,
+                rsv: 0,
+                opcode: kind.opcode(),
+                mask: None,
+                len: len as u64,
+            },
+            &mut out,
+        );
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(payload);
         EncodedFrame(out.freeze())
     }
 

@@ -1,0 +1,436 @@
+//! Engine.IO v4: packets, long-polling payloads, and the server and client
+//! machines, as the official `engine.io` 6.x server and `engine.io-client`
+//! speak it (github socketio/engine.io-protocol).
+//!
+//! [`Server`] serves many sessions: it parses HTTP on raw TCP connections
+//! (or takes requests already parsed by another HTTP stack), answers
+//! long-polling requests, runs WebSocket transports and the upgrade from
+//! polling, and keeps every session's heartbeat. [`Client`] is one session
+//! seen from the other side.
+
+mod cors;
+mod packet;
+mod server;
+mod session;
+
+use std::{fmt, time::Duration};
+
+pub use cors::{Cors, CorsOrigin};
+pub use packet::{
+    Data, DecodeError, Packet, PacketType, SEPARATOR, decode_payload, encode_payload,
+};
+pub use server::{Handshake, Server};
+
+use crate::{http, ws};
+
+/// A session id, as the official server makes them: 15 random bytes in
+/// URL-safe base64, 20 characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sid([u8; 20]);
+
+impl Sid {
+    /// A new id from 15 bytes of entropy.
+    pub fn generate(entropy: &mut dyn crate::entropy::Entropy) -> Sid {
+        use base64::Engine as _;
+        let mut raw = [0u8; 15];
+        entropy.fill(&mut raw);
+        let mut out = [0u8; 20];
+        // 15 bytes are exactly 20 base64 characters, without padding.
+        let _ = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(raw, &mut out);
+        Sid(out)
+    }
+
+    /// Parses an id of the right shape (as sent back in `?sid=`).
+    pub fn parse(s: &str) -> Option<Sid> {
+        let b: [u8; 20] = s.as_bytes().try_into().ok()?;
+        b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+            .then_some(Sid(b))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        // Only ever built from base64url characters.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl fmt::Display for Sid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Sid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sid({})", self.as_str())
+    }
+}
+
+/// A connection handle the server gives out: one TCP connection, or one
+/// request from an embedding HTTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Which transport a session uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    WebSocket,
+}
+
+impl TransportKind {
+    /// The name used in `?transport=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Polling => "polling",
+            TransportKind::WebSocket => "websocket",
+        }
+    }
+}
+
+/// Why a session ended, with the official server's wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The client closed (close packet, or the transport ended cleanly).
+    TransportClose,
+    /// No pong within `pingTimeout` of a ping.
+    PingTimeout,
+    /// The client sent a packet that cannot be decoded.
+    ParseError,
+    /// The transport failed (overlapping polls, a broken connection, a
+    /// WebSocket protocol error or limit).
+    TransportError,
+    /// The server closed the session.
+    ForcedClose,
+}
+
+impl CloseReason {
+    /// The reason as the official server reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::TransportClose => "transport close",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::ParseError => "parse error",
+            CloseReason::TransportError => "transport error",
+            CloseReason::ForcedClose => "forced close",
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The official error codes of a refused request, answered as
+/// `{"code":N,"message":"..."}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// 0: `Transport unknown`.
+    UnknownTransport = 0,
+    /// 1: `Session ID unknown`.
+    UnknownSid = 1,
+    /// 2: `Bad handshake method`.
+    BadHandshakeMethod = 2,
+    /// 3: `Bad request`.
+    BadRequest = 3,
+    /// 4: `Forbidden` (status 403).
+    Forbidden = 4,
+    /// 5: `Unsupported protocol version`.
+    UnsupportedProtocolVersion = 5,
+}
+
+impl ErrorCode {
+    /// The official message.
+    pub fn message(self) -> &'static str {
+        match self {
+            ErrorCode::UnknownTransport => "Transport unknown",
+            ErrorCode::UnknownSid => "Session ID unknown",
+            ErrorCode::BadHandshakeMethod => "Bad handshake method",
+            ErrorCode::BadRequest => "Bad request",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::UnsupportedProtocolVersion => "Unsupported protocol version",
+        }
+    }
+
+    /// The HTTP status: 403 for `Forbidden`, else 400.
+    pub fn status(self) -> u16 {
+        if self == ErrorCode::Forbidden {
+            403
+        } else {
+            400
+        }
+    }
+}
+
+/// What the application must hear from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A session opened.
+    Open {
+        /// Its id.
+        sid: Sid,
+        /// The request that opened it.
+        handshake: Box<Handshake>,
+    },
+    /// A message packet arrived.
+    Message {
+        /// The session.
+        sid: Sid,
+        /// Text or binary data.
+        data: Data,
+    },
+    /// The session moved from polling to WebSocket.
+    Upgrade {
+        /// The session.
+        sid: Sid,
+    },
+    /// The session ended; nothing more will be sent or received on it.
+    Close {
+        /// The session.
+        sid: Sid,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A request for a path the server does not serve: answer it with
+    /// [`Server::respond`].
+    Request {
+        /// Where to answer.
+        conn: ConnId,
+        /// The request head.
+        head: Box<http::RequestHead>,
+        /// The request body.
+        body: bytes::Bytes,
+    },
+}
+
+/// What the driver must do with a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// Write these bytes on the connection.
+    Data {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        data: bytes::Bytes,
+    },
+    /// Answer an embedded request (one given by
+    /// [`Server::handle_request`]); raw connections get bytes instead.
+    Response {
+        /// The request.
+        conn: ConnId,
+        /// Status and headers.
+        head: http::ResponseHead,
+        /// The body.
+        body: bytes::Bytes,
+    },
+    /// Close the connection after writing everything before this.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+impl Transmit {
+    /// The connection concerned.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Transmit::Data { conn, .. }
+            | Transmit::Response { conn, .. }
+            | Transmit::Close { conn } => *conn,
+        }
+    }
+}
+
+/// A misuse of the server's commands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// No open session has this id.
+    #[error("no open session {0}")]
+    UnknownSession(Sid),
+    /// No connection has this id, or it is not waiting for a response.
+    #[error("connection {0:?} is not waiting for a response")]
+    NotAwaitingResponse(ConnId),
+    /// The session's send buffer is full ([`Config::max_buffered_packets`]
+    /// or the WebSocket's send queue): the packet was not accepted.
+    #[error("the session's send buffer is full")]
+    BufferFull,
+    /// Binary data in a packet type that only carries text.
+    #[error("only message packets carry binary data")]
+    BinaryNotMessage,
+}
+
+/// Server options; the defaults are the official server's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The path served, with its trailing slash. Default `/engine.io/`.
+    pub path: String,
+    /// How often the server pings. Default 25 s.
+    pub ping_interval: Duration,
+    /// How long it waits for the pong. Default 20 s.
+    pub ping_timeout: Duration,
+    /// How long a started upgrade may take. Default 10 s.
+    pub upgrade_timeout: Duration,
+    /// Largest POST body or WebSocket message accepted (413 or close 1009
+    /// beyond). Default 1,000,000 bytes.
+    pub max_payload: usize,
+    /// Whether long-polling is served. Default on.
+    pub polling: bool,
+    /// Whether WebSocket is served. Default on.
+    pub websocket: bool,
+    /// Whether polling sessions may upgrade to WebSocket. Default on.
+    pub allow_upgrades: bool,
+    /// CORS headers for polling responses. Default none.
+    pub cors: Option<Cors>,
+    /// Most sessions at once; handshakes beyond are answered 503.
+    /// Default 100,000.
+    pub max_sessions: usize,
+    /// Most packets waiting for a poll in one session; sends beyond fail
+    /// with [`UsageError::BufferFull`]. Default 10,000.
+    pub max_buffered_packets: usize,
+    /// How long a closing polling session waits for a poll to carry its
+    /// close packet. Default 30 s.
+    pub close_timeout: Duration,
+    /// Limits of the WebSocket transport (its message limit is raised or
+    /// lowered to `max_payload`).
+    pub ws: ws::Config,
+    /// Limits on HTTP heads.
+    pub head_limits: http::Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: "/engine.io/".into(),
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            upgrade_timeout: Duration::from_millis(10_000),
+            max_payload: 1_000_000,
+            polling: true,
+            websocket: true,
+            allow_upgrades: true,
+            cors: None,
+            max_sessions: 100_000,
+            max_buffered_packets: 10_000,
+            close_timeout: Duration::from_secs(30),
+            ws: ws::Config::default(),
+            head_limits: http::Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`path`](Self::path); a trailing slash is added if missing.
+    pub fn path(mut self, p: &str) -> Self {
+        self.path = if p.ends_with('/') {
+            p.to_owned()
+        } else {
+            format!("{p}/")
+        };
+        self
+    }
+    /// Sets [`ping_interval`](Self::ping_interval).
+    pub fn ping_interval(mut self, d: Duration) -> Self {
+        self.ping_interval = d;
+        self
+    }
+    /// Sets [`ping_timeout`](Self::ping_timeout).
+    pub fn ping_timeout(mut self, d: Duration) -> Self {
+        self.ping_timeout = d;
+        self
+    }
+    /// Sets [`upgrade_timeout`](Self::upgrade_timeout).
+    pub fn upgrade_timeout(mut self, d: Duration) -> Self {
+        self.upgrade_timeout = d;
+        self
+    }
+    /// Sets [`max_payload`](Self::max_payload).
+    pub fn max_payload(mut self, n: usize) -> Self {
+        self.max_payload = n;
+        self
+    }
+    /// Chooses the transports served.
+    pub fn transports(mut self, polling: bool, websocket: bool) -> Self {
+        self.polling = polling;
+        self.websocket = websocket;
+        self
+    }
+    /// Sets [`allow_upgrades`](Self::allow_upgrades).
+    pub fn allow_upgrades(mut self, on: bool) -> Self {
+        self.allow_upgrades = on;
+        self
+    }
+    /// Sets [`cors`](Self::cors).
+    pub fn cors(mut self, cors: Option<Cors>) -> Self {
+        self.cors = cors;
+        self
+    }
+    /// Sets [`max_sessions`](Self::max_sessions).
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n;
+        self
+    }
+    /// Sets [`max_buffered_packets`](Self::max_buffered_packets).
+    pub fn max_buffered_packets(mut self, n: usize) -> Self {
+        self.max_buffered_packets = n;
+        self
+    }
+    /// Sets [`close_timeout`](Self::close_timeout).
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.close_timeout = d;
+        self
+    }
+    /// Sets [`ws`](Self::ws).
+    pub fn ws(mut self, c: ws::Config) -> Self {
+        self.ws = c;
+        self
+    }
+    /// Sets [`head_limits`](Self::head_limits).
+    pub fn head_limits(mut self, l: http::Limits) -> Self {
+        self.head_limits = l;
+        self
+    }
+
+    /// The WebSocket config with the message limit set to `max_payload`.
+    fn ws_config(&self) -> ws::Config {
+        self.ws
+            .max_message_size(self.max_payload)
+            .max_frame_size(self.max_payload)
+            .head_limits(self.head_limits)
+    }
+}
+
+/// A packet encoded once for many recipients: a broadcast costs one
+/// encoding, and each recipient gets a reference, not a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPacket {
+    packet: Packet,
+    frame: ws::EncodedFrame,
+}
+
+impl SharedPacket {
+    /// Encodes `packet` for the WebSocket transport now; polling sessions
+    /// take the packet itself.
+    pub fn new(packet: Packet) -> Self {
+        let frame = match &packet.data {
+            Data::Binary(b) => ws::EncodedFrame::new(&ws::Message::Binary(b.clone())),
+            Data::Text(t) => ws::EncodedFrame::with_prefix(
+                ws::DataKind::Text,
+                &[packet.kind.as_char()],
+                t.as_bytes(),
+            ),
+        };
+        SharedPacket { packet, frame }
+    }
+
+    /// The packet.
+    pub fn packet(&self) -> &Packet {
+        &self.packet
+    }
+}
