@@ -410,8 +410,8 @@ impl Config {
 /// encoding, and each recipient gets a reference, not a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedPacket {
-    packet: Packet,
-    frame: ws::EncodedFrame,
+    pub(crate) packet: Packet,
+    pub(crate) frame: ws::EncodedFrame,
 }
 
 impl SharedPacket {

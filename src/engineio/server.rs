@@ -149,6 +149,8 @@ pub struct Server {
     events: VecDeque<Event>,
     /// Connections whose next pipelined request may now be read.
     resume: Vec<ConnId>,
+    /// Held polls: the session each waiting GET belongs to.
+    polls: HashMap<ConnId, Sid>,
     /// The latest time given by any input, for work deferred to
     /// `poll_transmit` (which is not given the time).
     now: Instant,
@@ -174,6 +176,7 @@ impl Server {
     pub fn new_at(config: Config, entropy: BoxEntropy, now: Instant) -> Self {
         Server {
             resume: Vec::new(),
+            polls: HashMap::new(),
             now,
             ws_config: config.ws_config(),
             config,
@@ -430,7 +433,21 @@ impl Server {
 
     /// Sends a packet encoded once for many sessions.
     pub fn send_shared(&mut self, sid: Sid, packet: &SharedPacket) -> Result<(), UsageError> {
-        self.queue(sid, packet.packet(), Some(packet))
+        self.queue_all(sid, Packets::Shared(std::slice::from_ref(packet)))
+    }
+
+    /// Sends several message packets, all or none (an upper layer's packet
+    /// and its attachments).
+    pub fn send_all(&mut self, sid: Sid, packets: &[Packet]) -> Result<(), UsageError> {
+        if packets.iter().any(|p| matches!(p.data, Data::Binary(_)) && p.kind != PacketType::Message) {
+            return Err(UsageError::BinaryNotMessage);
+        }
+        self.queue_all(sid, Packets::Plain(packets))
+    }
+
+    /// Sends several packets encoded once for many sessions, all or none.
+    pub fn send_shared_all(&mut self, sid: Sid, packets: &[SharedPacket]) -> Result<(), UsageError> {
+        self.queue_all(sid, Packets::Shared(packets))
     }
 
     /// Sends any packet (message, or noop; the server runs the heartbeat and
@@ -439,7 +456,7 @@ impl Server {
         if matches!(packet.data, Data::Binary(_)) && packet.kind != PacketType::Message {
             return Err(UsageError::BinaryNotMessage);
         }
-        self.queue(sid, &packet, None)
+        self.queue_all(sid, Packets::Plain(std::slice::from_ref(&packet)))
     }
 
     /// Closes a session: queued packets go out first, then the close
@@ -703,6 +720,7 @@ impl Server {
     }
 
     fn write_response(&mut self, _now: Instant, conn: ConnId, mut res: ResponseHead, body: Bytes) {
+        self.polls.remove(&conn);
         if let Some(cors) = &self.config.cors {
             // Engine errors and preflights carry CORS headers too, as the
             // middleware sets them before the engine answers.
@@ -794,12 +812,7 @@ impl Server {
         if self.conns.remove(&conn).is_none() {
             return;
         }
-        let holder = self
-            .sessions
-            .values()
-            .find(|s| s.pending_get() == Some(conn))
-            .map(|s| s.sid);
-        if let Some(sid) = holder {
+        if let Some(sid) = self.polls.remove(&conn) {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.transport = Transport::Polling { get: None };
             }
@@ -867,6 +880,7 @@ impl Server {
             return self.write_response(now, conn, ResponseHead::new(400), Bytes::new());
         }
         *get = Some(conn);
+        self.polls.insert(conn, sid);
         let probed = s.upgrade.as_ref().is_some_and(|u| u.noop_at.is_some());
         if probed && s.buffer.is_empty() {
             s.buffer.push(Packet::new(PacketType::Noop));
@@ -947,7 +961,7 @@ impl Server {
                 if release && s.buffer.is_empty() {
                     s.buffer.push(Packet::new(PacketType::Noop));
                 }
-                self.ws_send(conn, &Packet::with_text(PacketType::Pong, "probe"), None);
+                self.ws_send(conn, &Packet::with_text(PacketType::Pong, "probe"));
                 if release {
                     self.flush_polling(now, sid);
                 }
@@ -964,7 +978,7 @@ impl Server {
                     self.reply(now, get, polling_head(), body);
                 }
                 for p in &buffered {
-                    self.ws_send(conn, p, None);
+                    self.ws_send(conn, p);
                 }
                 self.events.push_back(Event::Upgrade { sid });
                 if closing.is_some() {
@@ -1019,17 +1033,12 @@ impl Server {
             s.ping_at = None;
             s.pong_deadline = Some(now + self.config.ping_timeout);
             s.pong_extended = false;
-            let _ = self.queue(sid, &Packet::new(PacketType::Ping), None);
+            let _ = self.queue_all(sid, Packets::Plain(&[Packet::new(PacketType::Ping)]));
         }
     }
 
-    /// Queues a packet on the session's transport.
-    fn queue(
-        &mut self,
-        sid: Sid,
-        packet: &Packet,
-        shared: Option<&SharedPacket>,
-    ) -> Result<(), UsageError> {
+    /// Queues packets on the session's transport, all or none.
+    fn queue_all(&mut self, sid: Sid, packets: Packets<'_>) -> Result<(), UsageError> {
         let s = self
             .sessions
             .get_mut(&sid)
@@ -1037,45 +1046,45 @@ impl Server {
             .ok_or(UsageError::UnknownSession(sid))?;
         match s.transport {
             Transport::Polling { get } => {
-                if s.buffer.len() >= self.config.max_buffered_packets {
+                if s.buffer.len() + packets.len() > self.config.max_buffered_packets {
                     return Err(UsageError::BufferFull);
                 }
-                s.buffer.push(packet.clone());
+                match packets {
+                    Packets::Plain(p) => s.buffer.extend_from_slice(p),
+                    Packets::Shared(p) => s.buffer.extend(p.iter().map(|p| p.packet.clone())),
+                }
                 if get.is_some() {
                     self.mark_dirty(Target::Session(sid));
                 }
                 Ok(())
             }
-            Transport::WebSocket(conn) => {
-                if self.ws_send(conn, packet, shared) {
-                    Ok(())
-                } else {
-                    Err(UsageError::BufferFull)
-                }
-            }
+            Transport::WebSocket(conn) => self.ws_send_all(conn, packets),
         }
     }
 
-    /// Writes one packet as one frame; false if the socket refused it.
-    fn ws_send(&mut self, conn: ConnId, packet: &Packet, shared: Option<&SharedPacket>) -> bool {
-        let Some(Conn {
-            kind: ConnKind::Ws { ws, .. },
-            ..
-        }) = self.conns.get_mut(&conn)
-        else {
-            return false;
+    /// Writes packets as frames, one each.
+    fn ws_send_all(&mut self, conn: ConnId, packets: Packets<'_>) -> Result<(), UsageError> {
+        let Some(Conn { kind: ConnKind::Ws { ws, .. }, .. }) = self.conns.get_mut(&conn) else {
+            return Err(UsageError::BufferFull);
         };
-        let sent = match (shared, &packet.data) {
-            (Some(sp), _) => ws.send_encoded(&sp.frame),
-            (None, Data::Binary(b)) => ws.send(Message::Binary(b.clone())),
-            (None, Data::Text(t)) => ws.send_with_prefix(
-                DataKind::Text,
-                &[packet.kind.as_char()],
-                t.as_bytes().clone(),
-            ),
+        let sent = match packets {
+            Packets::Shared([one]) => ws.send_encoded(&one.frame),
+            Packets::Shared(many) => ws.send_encoded_batch(&many.iter().map(|p| &p.frame).collect::<Vec<_>>()),
+            Packets::Plain([one]) => match &one.data {
+                Data::Binary(b) => ws.send(Message::Binary(b.clone())),
+                Data::Text(t) => ws.send_with_prefix(DataKind::Text, &[one.kind.as_char()], t.as_bytes().clone()),
+            },
+            Packets::Plain(many) => ws.send_batch(&many.iter().map(ws_message).collect::<Vec<_>>()),
         };
         self.mark_dirty(Target::Conn(conn));
-        sent.is_ok()
+        sent.map_err(|_| UsageError::BufferFull)
+    }
+
+    fn ws_send(&mut self, conn: ConnId, packet: &Packet) {
+        // Only the server's own packets come here (probe answer, open
+        // packet, packets held during an upgrade): a full queue means the
+        // peer has stopped reading, and the heartbeat will end it.
+        let _ = self.ws_send_all(conn, Packets::Plain(std::slice::from_ref(packet)));
     }
 
     /// Answers the pending GET with everything buffered (or, once a
@@ -1253,7 +1262,7 @@ impl Server {
                 if let Some(s) = self.sessions.get_mut(&sid) {
                     let buffered = std::mem::take(&mut s.buffer);
                     for p in &buffered {
-                        self.ws_send(conn, p, None);
+                        self.ws_send(conn, p);
                     }
                 }
             }
@@ -1434,6 +1443,35 @@ impl Server {
                 *scheduled = Some(next);
                 self.timers.push(Reverse((next, target)));
             }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Packets<'a> {
+    Plain(&'a [Packet]),
+    Shared(&'a [SharedPacket]),
+}
+
+impl Packets<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Packets::Plain(p) => p.len(),
+            Packets::Shared(p) => p.len(),
+        }
+    }
+}
+
+/// A packet as one WebSocket message (type digit before text; binary raw).
+fn ws_message(p: &Packet) -> Message {
+    match &p.data {
+        Data::Binary(b) => Message::Binary(b.clone()),
+        Data::Text(t) => {
+            let mut b = BytesMut::with_capacity(1 + t.len());
+            b.extend_from_slice(&[p.kind.as_char()]);
+            b.extend_from_slice(t.as_bytes());
+            // A digit followed by UTF-8 text is UTF-8.
+            Message::Text(ws::Utf8Bytes::from_validated(b.freeze()))
         }
     }
 }

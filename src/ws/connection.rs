@@ -522,6 +522,38 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends several messages, all or none: the send-queue limit is checked
+    /// once for their total, so a packet split over several messages (a
+    /// Socket.IO event and its attachments) is never cut short.
+    pub fn send_batch(&mut self, messages: &[Message]) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(UsageError::FragmentInProgress);
+        }
+        self.check_queue(messages.iter().map(|m| m.len() + MAX_HEADER_LEN).sum())?;
+        for m in messages {
+            let (opcode, payload) = m.clone().into_parts();
+            self.write_frame(true, opcode, payload);
+        }
+        Ok(())
+    }
+
+    /// Server: sends frames encoded once for many connections, all or none.
+    pub fn send_encoded_batch(&mut self, frames: &[&EncodedFrame]) -> Result<(), UsageError> {
+        if self.role != Role::Server {
+            return Err(UsageError::NotServer);
+        }
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(UsageError::FragmentInProgress);
+        }
+        self.check_queue(frames.iter().map(|f| f.as_bytes().len()).sum())?;
+        for f in frames {
+            self.push_bytes(f.as_bytes().clone());
+        }
+        Ok(())
+    }
+
     /// Sends one fragment of a message streamed in pieces: the first call
     /// starts a message of `kind`, the call with `fin` ends it. Text
     /// fragments may split a character; the whole message must be UTF-8.

@@ -62,7 +62,7 @@ impl Message {
         self.len() == 0
     }
 
-    fn into_parts(self) -> (OpCode, Bytes) {
+    pub(crate) fn into_parts(self) -> (OpCode, Bytes) {
         match self {
             Message::Text(t) => (OpCode::Text, t.into_bytes()),
             Message::Binary(b) => (OpCode::Binary, b),
