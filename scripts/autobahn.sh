@@ -101,6 +101,7 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
 # is also its process-group id; cleanup signals exactly those groups.
 # --------------------------------------------------------------------------
 PGIDS=()
+# shellcheck disable=SC2329  # invoked by the EXIT trap
 cleanup() {
   local pid alive
   for pid in "${PGIDS[@]}"; do
@@ -134,9 +135,9 @@ start_bg() {
 
 # stop_bg PID: terminate one process group started by start_bg.
 stop_bg() {
-  local pid=$1 i
+  local pid=$1
   kill -TERM -- "-$pid" 2>/dev/null || true
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     kill -0 -- "-$pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -175,6 +176,12 @@ wait_bounded() {
       log "timeout after ${timeout}s; stopping"
       stop_bg "$pid"
       WAIT_RC=124
+      return
+    fi
+    if grep -q 'will run 0 test cases' "$logfile" 2>/dev/null; then
+      log "wstest selected zero test cases (AUTOBAHN_CASES=$CASES); stopping"
+      stop_bg "$pid"
+      WAIT_RC=125
       return
     fi
     if [ $((SECONDS - last)) -ge 30 ]; then
@@ -249,6 +256,7 @@ ensure_python27() {
   [ -z "${AUTOBAHN_PYTHON2:-}" ] || die "AUTOBAHN_PYTHON2=$PY27 is not a working python2.7 with headers"
   command -v apt-get >/dev/null || die "no python2.7 and no apt-get; set AUTOBAHN_PYTHON2"
   local codename=""
+  # shellcheck disable=SC1091
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
   local pkgs="python2.7 python2.7-dev"
   command -v gcc >/dev/null || pkgs="$pkgs gcc libc6-dev"
@@ -294,9 +302,11 @@ ensure_python27() {
     esac
   done < <(printf '%s\n' "$sim" | grep '^Inst ' | grep -E 'Debian:11\.|bullseye' | grep -v ',' | awk '{print $2}')
   log "installing: $(printf '%s\n' "$sim" | awk '/^Inst /{printf "%s ", $2}')"
+  mkdir -p "$TOOLS"
   # shellcheck disable=SC2086
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null \
-    || die "apt-get install failed"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs \
+    >"$TOOLS/apt-install.log" 2>&1 \
+    || { tail -n 30 "$TOOLS/apt-install.log" >&2; die "apt-get install failed"; }
   python27_ok || die "python2.7 still not usable at $PY27"
 }
 
@@ -467,13 +477,15 @@ run_client_role() {
     tail -n 30 "$REPORT_ROOT/wstest-fuzzingserver.log" >&2 || true
     die "wstest fuzzingserver did not listen on $CLIENT_PORT"
   fi
+  if grep -q 'will run 0 test cases' "$REPORT_ROOT/wstest-fuzzingserver.log"; then
+    die "wstest selected zero test cases (AUTOBAHN_CASES=$CASES)"
+  fi
   log "running testee client: $CLIENT_CMD (log: $REPORT_ROOT/testee-client.log)"
   start_bg "$REPORT_ROOT/testee-client.log" "cd '$REPO_ROOT' && $CLIENT_CMD"
   wait_bounded "$BG_PID" "$RUN_TIMEOUT" "$REPORT_ROOT/wstest-fuzzingserver.log"
   local crc=$WAIT_RC
   # updateReports writes the report synchronously; give a straggler a moment.
-  local i
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     grep -q 'Report generation complete' "$REPORT_ROOT/wstest-fuzzingserver.log" && break
     sleep 0.2
   done

@@ -66,6 +66,12 @@ impl SeededEntropy {
         }
     }
 
+    /// A generator seeded from another source: for a machine that hands a
+    /// sub-machine randomness of its own.
+    pub fn from_entropy(e: &mut dyn Entropy) -> Self {
+        Self::new(e.next_u64())
+    }
+
     fn step(&mut self) -> u64 {
         let s = &mut self.s;
         let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);

@@ -42,4 +42,5 @@ pub mod blocking;
 pub mod engineio;
 pub mod entropy;
 pub mod http;
+pub mod socketio;
 pub mod ws;

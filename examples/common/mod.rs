@@ -2,6 +2,8 @@
 //! It is the whole adapter: move bytes and time, nothing else.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::time::Instant;
 
 use smol::{

@@ -439,14 +439,21 @@ impl Server {
     /// Sends several message packets, all or none (an upper layer's packet
     /// and its attachments).
     pub fn send_all(&mut self, sid: Sid, packets: &[Packet]) -> Result<(), UsageError> {
-        if packets.iter().any(|p| matches!(p.data, Data::Binary(_)) && p.kind != PacketType::Message) {
+        if packets
+            .iter()
+            .any(|p| matches!(p.data, Data::Binary(_)) && p.kind != PacketType::Message)
+        {
             return Err(UsageError::BinaryNotMessage);
         }
         self.queue_all(sid, Packets::Plain(packets))
     }
 
     /// Sends several packets encoded once for many sessions, all or none.
-    pub fn send_shared_all(&mut self, sid: Sid, packets: &[SharedPacket]) -> Result<(), UsageError> {
+    pub fn send_shared_all(
+        &mut self,
+        sid: Sid,
+        packets: &[SharedPacket],
+    ) -> Result<(), UsageError> {
         self.queue_all(sid, Packets::Shared(packets))
     }
 
@@ -849,7 +856,7 @@ impl Server {
             self.config.ping_timeout.as_millis(),
             self.config.max_payload
         );
-        let mut session = Session::new(sid, transport, now + self.config.ping_interval);
+        let mut session = Session::new(transport, now + self.config.ping_interval);
         session
             .buffer
             .push(Packet::with_text(PacketType::Open, open));
@@ -1064,15 +1071,23 @@ impl Server {
 
     /// Writes packets as frames, one each.
     fn ws_send_all(&mut self, conn: ConnId, packets: Packets<'_>) -> Result<(), UsageError> {
-        let Some(Conn { kind: ConnKind::Ws { ws, .. }, .. }) = self.conns.get_mut(&conn) else {
+        let Some(Conn {
+            kind: ConnKind::Ws { ws, .. },
+            ..
+        }) = self.conns.get_mut(&conn)
+        else {
             return Err(UsageError::BufferFull);
         };
         let sent = match packets {
             Packets::Shared([one]) => ws.send_encoded(&one.frame),
-            Packets::Shared(many) => ws.send_encoded_batch(&many.iter().map(|p| &p.frame).collect::<Vec<_>>()),
+            Packets::Shared(many) => {
+                ws.send_encoded_batch(&many.iter().map(|p| &p.frame).collect::<Vec<_>>())
+            }
             Packets::Plain([one]) => match &one.data {
                 Data::Binary(b) => ws.send(Message::Binary(b.clone())),
-                Data::Text(t) => ws.send_with_prefix(DataKind::Text, &[one.kind.as_char()], t.as_bytes().clone()),
+                Data::Text(t) => {
+                    ws.send_with_prefix(DataKind::Text, &[one.kind.as_char()], t.as_bytes().clone())
+                }
             },
             Packets::Plain(many) => ws.send_batch(&many.iter().map(ws_message).collect::<Vec<_>>()),
         };

@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use super::{ConnId, Packet, Sid, TransportKind};
+use super::{ConnId, Packet, TransportKind};
 
 #[derive(Debug)]
 pub(super) enum Transport {
@@ -57,7 +57,6 @@ pub(super) struct Closing {
 
 #[derive(Debug)]
 pub(super) struct Session {
-    pub(super) sid: Sid,
     pub(super) transport: Transport,
     pub(super) upgrade: Option<Upgrade>,
     /// Packets waiting for a GET (polling only).
@@ -77,9 +76,8 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(sid: Sid, transport: Transport, ping_at: Instant) -> Self {
+    pub(super) fn new(transport: Transport, ping_at: Instant) -> Self {
         Session {
-            sid,
             transport,
             upgrade: None,
             buffer: Vec::new(),

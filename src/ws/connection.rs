@@ -212,6 +212,9 @@ pub struct Connection {
     close_transmit: bool,
     close_transmitted: bool,
     events: VecDeque<Event>,
+    /// The latest time an input was given: frames are decoded lazily, as
+    /// events are polled, and a close deadline set then counts from here.
+    last_now: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -246,6 +249,7 @@ impl Connection {
             close_transmit: false,
             close_transmitted: false,
             events: VecDeque::new(),
+            last_now: None,
         }
     }
 
@@ -338,6 +342,7 @@ impl Connection {
         if self.input_poisoned || matches!(self.phase, Phase::Closed) {
             return;
         }
+        self.last_now = Some(now);
         self.rbuf.extend_from_slice(bytes);
         self.process(now);
     }
@@ -348,6 +353,7 @@ impl Connection {
         if self.input_poisoned || matches!(self.phase, Phase::Closed) {
             return;
         }
+        self.last_now = Some(now);
         if self.rbuf.is_empty() {
             self.rbuf = bytes;
         } else {
@@ -357,7 +363,11 @@ impl Connection {
     }
 
     /// The peer closed its side of TCP (a read returned 0).
-    pub fn handle_eof(&mut self, _now: Instant) {
+    pub fn handle_eof(&mut self, now: Instant) {
+        // Whole frames that arrived before the end still count.
+        if matches!(self.phase, Phase::Open | Phase::Closing { .. }) && !self.input_poisoned {
+            self.read_frames(now, true);
+        }
         match &self.phase {
             Phase::Closed => return,
             Phase::AwaitRequest(_) | Phase::AwaitDecision(_) | Phase::AwaitResponse { .. } => {
@@ -410,7 +420,16 @@ impl Connection {
 
     /// The next event for the application. Poll after every input and
     /// command until `None`.
+    ///
+    /// Frames are decoded one event at a time, here: the application answers
+    /// a message before the frames after it are even looked at, so a reply
+    /// is never overtaken by a close that a later bad frame causes.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() && !self.rbuf.is_empty() {
+            if let (Some(now), Phase::Open | Phase::Closing { .. }) = (self.last_now, &self.phase) {
+                self.read_frames(now, false);
+            }
+        }
         self.events.pop_front()
     }
 
@@ -673,13 +692,18 @@ impl Connection {
                     },
                     Err(e) => return self.abort_handshake(e.into()),
                 },
-                Phase::Open | Phase::Closing { .. } => return self.read_frames(now),
+                Phase::Open | Phase::Closing { .. } => return self.read_frames(now, false),
             }
         }
     }
 
-    fn read_frames(&mut self, now: Instant) {
-        while !self.input_poisoned && !matches!(self.phase, Phase::Closed) {
+    /// Decodes frames until one produces an event (or, `eager`, until the
+    /// input runs out).
+    fn read_frames(&mut self, now: Instant, eager: bool) {
+        while !self.input_poisoned
+            && !matches!(self.phase, Phase::Closed)
+            && (eager || self.events.is_empty())
+        {
             let cur = match self.current {
                 Some(c) => c,
                 None => match frame::decode_header(&self.rbuf) {
@@ -886,7 +910,9 @@ impl Connection {
     fn on_close_frame(&mut self, now: Instant, payload: &[u8]) {
         let frame = match CloseFrame::decode(payload) {
             Ok(f) => f,
-            Err(e) => return self.fail(now, e.into(), false),
+            // The peer's (bad) close frame was its last word: there is no
+            // reply to wait for.
+            Err(e) => return self.fail(now, e.into(), true),
         };
         let (code, reason) = frame
             .as_ref()

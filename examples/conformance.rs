@@ -1,0 +1,323 @@
+//! The reference behaviour of `../shared/CONFORMANCE.md`: the server every
+//! interop test and the official protocol suites run against.
+//!
+//! `cargo run --example conformance -- --port 3000 [--ping-interval MS] [--ping-timeout MS]`
+//!
+//! * `/socket.io/`: Socket.IO with namespaces `/` and `/custom`.
+//! * `/engine.io/`: a raw Engine.IO echo, served by a second Engine.IO
+//!   server behind the first: requests for that path are handed across
+//!   (polling as embedded requests, WebSockets by moving the connection).
+//! * anything else: 404.
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use common::net::{Input, Net};
+use wsio::{
+    engineio::{self, ConnId, Cors, CorsOrigin},
+    entropy::OsEntropy,
+    http::ResponseHead,
+    socketio::{self, Admission, Event, SocketId, Value},
+};
+
+/// Which server a TCP connection currently talks to.
+#[derive(Clone, Copy)]
+enum Owner {
+    Sio(ConnId),
+    Eio(ConnId),
+}
+
+struct App {
+    sio: socketio::Server,
+    eio: engineio::Server,
+    net: Net,
+    owners: HashMap<u64, Owner>,
+    sio_keys: HashMap<ConnId, u64>,
+    eio_keys: HashMap<ConnId, u64>,
+    /// Polling requests handed to the echo server: where to answer.
+    handed: HashMap<ConnId, ConnId>,
+    /// The server's own `ask` emits: which client ack each one answers.
+    asks: HashMap<(SocketId, u64), u64>,
+}
+
+fn engine_config(ping_interval: u64, ping_timeout: u64, path: &str) -> engineio::Config {
+    engineio::Config::default()
+        .path(path)
+        .ping_interval(Duration::from_millis(ping_interval))
+        .ping_timeout(Duration::from_millis(ping_timeout))
+        .max_payload(1_000_000)
+        .cors(Some(Cors::new(CorsOrigin::Any)))
+}
+
+impl App {
+    fn step(&mut self, input: Option<Input>) {
+        let now = std::time::Instant::now();
+        match input {
+            None => {
+                self.sio.handle_timeout(now);
+                self.eio.handle_timeout(now);
+            }
+            Some(Input::Accepted(key, peer)) => {
+                let conn = self.sio.accept(now, peer);
+                self.owners.insert(key, Owner::Sio(conn));
+                self.sio_keys.insert(conn, key);
+            }
+            Some(Input::Data(key, bytes)) => match self.owners.get(&key) {
+                Some(Owner::Sio(c)) => self.sio.handle_input(now, *c, &bytes),
+                Some(Owner::Eio(c)) => self.eio.handle_input(now, *c, &bytes),
+                None => {}
+            },
+            Some(Input::Eof(key)) => match self.owners.remove(&key) {
+                Some(Owner::Sio(c)) => {
+                    self.sio.handle_eof(now, c);
+                    // A poll held by the echo server loses its client too.
+                    let handed: Vec<ConnId> = self
+                        .handed
+                        .iter()
+                        .filter(|(_, s)| **s == c)
+                        .map(|(e, _)| *e)
+                        .collect();
+                    for e in handed {
+                        self.handed.remove(&e);
+                        self.eio.handle_eof(now, e);
+                    }
+                }
+                Some(Owner::Eio(c)) => self.eio.handle_eof(now, c),
+                None => {}
+            },
+        }
+        self.settle(now);
+    }
+
+    /// Drains both machines until neither has anything left to say.
+    fn settle(&mut self, now: std::time::Instant) {
+        loop {
+            let mut busy = false;
+            while let Some(t) = self.sio.poll_transmit() {
+                busy = true;
+                match t {
+                    engineio::Transmit::Data { conn, data } => {
+                        if let Some(k) = self.sio_keys.get(&conn) {
+                            self.net.write(*k, data);
+                        }
+                    }
+                    engineio::Transmit::Close { conn } => {
+                        if let Some(k) = self.sio_keys.remove(&conn) {
+                            self.owners.remove(&k);
+                            self.net.close(k);
+                        }
+                    }
+                    engineio::Transmit::Response { .. } => {}
+                }
+            }
+            while let Some(t) = self.eio.poll_transmit() {
+                busy = true;
+                match t {
+                    engineio::Transmit::Data { conn, data } => {
+                        if let Some(k) = self.eio_keys.get(&conn) {
+                            self.net.write(*k, data);
+                        }
+                    }
+                    engineio::Transmit::Close { conn } => {
+                        if let Some(k) = self.eio_keys.remove(&conn) {
+                            self.owners.remove(&k);
+                            self.net.close(k);
+                        }
+                    }
+                    engineio::Transmit::Response { conn, head, body } => {
+                        if let Some(sconn) = self.handed.remove(&conn) {
+                            let _ = self.sio.respond(now, sconn, head, body);
+                        }
+                    }
+                }
+            }
+            while let Some(ev) = self.eio.poll_event() {
+                busy = true;
+                if let engineio::Event::Message { sid, data } = ev {
+                    let _ = self.eio.send(sid, data);
+                }
+            }
+            while let Some(ev) = self.sio.poll_event() {
+                busy = true;
+                self.on_event(now, ev);
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn on_event(&mut self, now: std::time::Instant, ev: Event) {
+        match ev {
+            Event::Connection { socket, auth, .. } => {
+                let _ = self.sio.emit(socket, "auth", vec![auth]);
+            }
+            Event::Event {
+                socket,
+                name,
+                args,
+                ack,
+            } => self.on_client_event(now, socket, &name, args, ack),
+            Event::Ack { socket, id, args } => {
+                if let Some(original) = self.asks.remove(&(socket, id)) {
+                    let _ = self.sio.ack(socket, original, args);
+                }
+            }
+            Event::Disconnect { socket, reason, .. } => {
+                if std::env::var_os("WSIO_TRACE").is_some() {
+                    eprintln!("disconnect {socket} {reason}");
+                }
+                self.asks.retain(|(s, _), _| *s != socket)
+            }
+            Event::Request { conn, head, body } => self.route_request(now, conn, *head, body),
+            Event::ConnectRequest { .. } | Event::AckTimeout { .. } => {}
+        }
+    }
+
+    fn on_client_event(
+        &mut self,
+        now: std::time::Instant,
+        socket: SocketId,
+        name: &str,
+        args: Vec<Value>,
+        ack: Option<u64>,
+    ) {
+        if self.sio.namespace_of(socket) != Some("/") {
+            return;
+        }
+        let io = &mut self.sio;
+        match (name, ack) {
+            ("message", _) => {
+                let _ = io.emit(socket, "message-back", args);
+            }
+            ("message-with-ack", Some(id)) => {
+                let _ = io.ack(socket, id, args);
+            }
+            ("join", Some(id)) => {
+                if let Some(room) = args.first().and_then(Value::as_str) {
+                    let _ = io.join(socket, room);
+                    let _ = io.ack(socket, id, vec![Value::from(true)]);
+                }
+            }
+            ("to-room", _) => {
+                if let Some(room) = args.first().and_then(Value::as_str).map(str::to_owned) {
+                    let _ = io
+                        .of("/")
+                        .to(&room)
+                        .emit("room-message", args[1..].to_vec());
+                }
+            }
+            ("broadcast", _) => {
+                let _ = io.broadcast_from(socket).emit("broadcast", args);
+            }
+            ("emit-all", _) => {
+                let _ = io.of("/").emit("all", args);
+            }
+            ("disconnect-me", _) => {
+                let _ = io.disconnect(now, socket, true);
+            }
+            ("server-ack", Some(id)) => {
+                if let Ok(ask) = io.emit_with_ack(now, socket, "ask", args, None) {
+                    self.asks.insert((socket, ask), id);
+                }
+            }
+            ("binary", _) => {
+                let _ = io.emit(socket, "binary-back", args);
+            }
+            // Events that need an ack but came without one, and unknown
+            // events, are ignored.
+            _ => {}
+        }
+    }
+
+    /// A request the Socket.IO server does not serve: the echo server's
+    /// path, or 404.
+    fn route_request(
+        &mut self,
+        now: std::time::Instant,
+        conn: ConnId,
+        head: wsio::http::RequestHead,
+        body: Bytes,
+    ) {
+        if !head.target.starts_with("/engine.io/") {
+            let res = ResponseHead::new(404).with_header("Content-Type", "text/plain");
+            let _ = self
+                .sio
+                .respond(now, conn, res, Bytes::from_static(b"Not Found"));
+            return;
+        }
+        if !head.headers.has_token("upgrade", "websocket") {
+            let econn = self.eio.handle_request(now, head, body, None);
+            self.handed.insert(econn, conn);
+            return;
+        }
+        // A WebSocket: the connection moves to the echo server.
+        let Some(key) = self.sio_keys.remove(&conn) else {
+            return;
+        };
+        let leftover = self.sio.release(conn).unwrap_or_default();
+        let mut out = BytesMut::new();
+        match self.eio.handle_upgrade(now, head, None) {
+            Ok((econn, res)) => {
+                res.encode(&mut out);
+                self.net.write(key, out.freeze());
+                self.owners.insert(key, Owner::Eio(econn));
+                self.eio_keys.insert(econn, key);
+                if !leftover.is_empty() {
+                    self.eio.handle_input(now, econn, &leftover);
+                }
+            }
+            Err((res, body)) => {
+                res.with_header("Content-Length", body.len().to_string())
+                    .with_header("Connection", "close")
+                    .encode(&mut out);
+                out.extend_from_slice(&body);
+                self.net.write(key, out.freeze());
+                self.owners.remove(&key);
+                self.net.close(key);
+            }
+        }
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let port: u16 = common::arg("--port").unwrap_or(3000);
+    let ping_interval: u64 = common::arg("--ping-interval").unwrap_or(300);
+    let ping_timeout: u64 = common::arg("--ping-timeout").unwrap_or(200);
+
+    let config = socketio::Config::default()
+        .engine(engine_config(ping_interval, ping_timeout, "/socket.io/"))
+        .connect_timeout(Duration::from_millis(1000));
+    let mut sio = socketio::Server::new(config, Box::new(OsEntropy::new()));
+    sio.add_namespace("/custom", Admission::AcceptAll);
+    let eio = engineio::Server::new(
+        engine_config(ping_interval, ping_timeout, "/engine.io/"),
+        Box::new(OsEntropy::new()),
+    );
+
+    smol::block_on(async {
+        let listener = smol::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let port = listener.local_addr()?.port();
+        println!("READY {port}");
+        let mut app = App {
+            sio,
+            eio,
+            net: Net::listen(listener),
+            owners: HashMap::new(),
+            sio_keys: HashMap::new(),
+            eio_keys: HashMap::new(),
+            handed: HashMap::new(),
+            asks: HashMap::new(),
+        };
+        loop {
+            let deadline = match (app.sio.poll_timeout(), app.eio.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let input = app.net.next(deadline).await;
+            app.step(input);
+        }
+    })
+}

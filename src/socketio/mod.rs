@@ -1,0 +1,250 @@
+//! Socket.IO v5: packets with binary attachments, and the server machine
+//! with namespaces, rooms, broadcasts and acknowledgements, as the official
+//! `socket.io` 4.x server speaks it (github socketio/socket.io-protocol).
+//!
+//! [`Server`] sits on an [`engineio::Server`](crate::engineio::Server): it
+//! takes the same inputs (connections, bytes, time) and gives the same
+//! transmits, and turns Engine.IO sessions into namespace sockets.
+
+mod packet;
+mod server;
+mod value;
+
+use std::{fmt, time::Duration};
+
+pub use packet::{DecodeError, Decoder, Packet, RESERVED_EVENTS};
+pub use server::{Broadcast, BroadcastMessage, Server};
+pub use value::{Number, PlaceholderError, Value};
+
+use crate::engineio;
+
+/// A socket id: like an Engine.IO session id, 20 URL-safe characters from
+/// the injected entropy. Each namespace connection has its own.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(engineio::Sid);
+
+impl SocketId {
+    /// The id as text (as the client sees it in `40{"sid":...}`).
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Parses an id of the right shape.
+    pub fn parse(s: &str) -> Option<SocketId> {
+        engineio::Sid::parse(s).map(SocketId)
+    }
+}
+
+impl fmt::Display for SocketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for SocketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SocketId({})", self.as_str())
+    }
+}
+
+/// Why a socket left its namespace, with the official server's wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    /// The client left the namespace.
+    ClientNamespaceDisconnect,
+    /// The server removed the socket.
+    ServerNamespaceDisconnect,
+    /// The connection closed.
+    TransportClose,
+    /// The connection failed.
+    TransportError,
+    /// The client stopped answering pings.
+    PingTimeout,
+    /// The client sent a packet that cannot be decoded.
+    ParseError,
+    /// The connection was closed by the server.
+    ForcedClose,
+    /// The connection was closed by the server for another socket.
+    ForcedServerClose,
+}
+
+impl DisconnectReason {
+    /// The reason as the official server reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ForcedClose => "forced close",
+            DisconnectReason::ForcedServerClose => "forced server close",
+        }
+    }
+
+    fn from_engine(r: engineio::CloseReason) -> Self {
+        match r {
+            engineio::CloseReason::TransportClose => DisconnectReason::TransportClose,
+            engineio::CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+            engineio::CloseReason::ParseError => DisconnectReason::ParseError,
+            engineio::CloseReason::TransportError => DisconnectReason::TransportError,
+            engineio::CloseReason::ForcedClose => DisconnectReason::ForcedClose,
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the application must hear from the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A namespace that decides its connections was asked to connect:
+    /// answer with [`Server::admit`] or [`Server::refuse`].
+    ConnectRequest {
+        /// The socket the connection would create.
+        socket: SocketId,
+        /// The namespace.
+        nsp: String,
+        /// The client's auth payload (`{}` when none).
+        auth: Value,
+    },
+    /// A socket joined a namespace.
+    Connection {
+        /// The new socket.
+        socket: SocketId,
+        /// The namespace.
+        nsp: String,
+        /// The client's auth payload (`{}` when none).
+        auth: Value,
+    },
+    /// A socket emitted an event.
+    Event {
+        /// The sender.
+        socket: SocketId,
+        /// The event name.
+        name: String,
+        /// The arguments.
+        args: Vec<Value>,
+        /// Set when the client waits for an answer: pass it to
+        /// [`Server::ack`].
+        ack: Option<u64>,
+    },
+    /// A socket answered an emit made with
+    /// [`Server::emit_with_ack`].
+    Ack {
+        /// The socket.
+        socket: SocketId,
+        /// The id `emit_with_ack` returned.
+        id: u64,
+        /// The answer.
+        args: Vec<Value>,
+    },
+    /// An emit made with [`Server::emit_with_ack`] got no answer in time.
+    AckTimeout {
+        /// The socket.
+        socket: SocketId,
+        /// The id `emit_with_ack` returned.
+        id: u64,
+    },
+    /// A socket left its namespace.
+    Disconnect {
+        /// The socket.
+        socket: SocketId,
+        /// Its namespace.
+        nsp: String,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// A request for another path: answer it with [`Server::respond`].
+    Request {
+        /// Where to answer.
+        conn: engineio::ConnId,
+        /// The request head.
+        head: Box<crate::http::RequestHead>,
+        /// The body.
+        body: bytes::Bytes,
+    },
+}
+
+/// A misuse of the server's commands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// No connected socket has this id.
+    #[error("no connected socket {0}")]
+    UnknownSocket(SocketId),
+    /// The socket is not waiting for a connection decision.
+    #[error("socket {0} is not waiting for a decision")]
+    NotPending(SocketId),
+    /// The event name is reserved.
+    #[error("event name {0:?} is reserved")]
+    ReservedEvent(String),
+    /// The connection's send buffer is full: nothing was sent.
+    #[error(transparent)]
+    Engine(#[from] engineio::UsageError),
+}
+
+/// Whether a namespace accepts every connection or asks the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Admission {
+    /// Connect every client at once.
+    #[default]
+    AcceptAll,
+    /// Emit [`Event::ConnectRequest`] and wait for a decision.
+    Decide,
+}
+
+/// Server options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The Engine.IO options; the path defaults to `/socket.io/`.
+    pub engine: engineio::Config,
+    /// How long a connection may stay without joining a namespace.
+    /// Default 45 s, as the official server.
+    pub connect_timeout: Duration,
+    /// Most attachments in one packet. Default 10, as the official parser.
+    pub max_attachments: usize,
+    /// Whether non-local broadcasts are also handed out by
+    /// [`Server::poll_publish`] for other processes. Default off.
+    pub cluster: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            engine: engineio::Config::default().path("/socket.io/"),
+            connect_timeout: Duration::from_secs(45),
+            max_attachments: 10,
+            cluster: false,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`engine`](Self::engine).
+    pub fn engine(mut self, e: engineio::Config) -> Self {
+        self.engine = e;
+        self
+    }
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Sets [`max_attachments`](Self::max_attachments).
+    pub fn max_attachments(mut self, n: usize) -> Self {
+        self.max_attachments = n;
+        self
+    }
+    /// Sets [`cluster`](Self::cluster).
+    pub fn cluster(mut self, on: bool) -> Self {
+        self.cluster = on;
+        self
+    }
+}

@@ -1,0 +1,460 @@
+//! Socket.IO v5 packets (socket.io-protocol, "Packet format"):
+//! `<type>[<attachments>-][<namespace>,][<ack id>][<JSON>]`, followed, for
+//! binary packets, by one Engine.IO binary message per attachment.
+
+use bytes::Bytes;
+
+use super::value::{Value, write_json};
+
+/// Event names the protocol reserves; a client may not emit them
+/// (CVE-2024-38355 crashed servers through `42["error"]`-style packets
+/// reaching reserved listeners).
+pub const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// One Socket.IO packet, with binary data resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Packet {
+    /// `0`: join a namespace, with the client's auth payload (client to
+    /// server), or the answer with the socket id (server to client).
+    Connect {
+        /// The namespace.
+        nsp: String,
+        /// The payload: an object, or none.
+        data: Option<Value>,
+    },
+    /// `1`: leave a namespace.
+    Disconnect {
+        /// The namespace.
+        nsp: String,
+    },
+    /// `2` or `5`: an event.
+    Event {
+        /// The namespace.
+        nsp: String,
+        /// The ack id, if the sender wants an answer.
+        id: Option<u64>,
+        /// The event name.
+        name: String,
+        /// The arguments.
+        args: Vec<Value>,
+    },
+    /// `3` or `6`: the answer to an event.
+    Ack {
+        /// The namespace.
+        nsp: String,
+        /// The id of the event answered.
+        id: u64,
+        /// The answer's arguments.
+        args: Vec<Value>,
+    },
+    /// `4`: a namespace connection was refused.
+    ConnectError {
+        /// The namespace.
+        nsp: String,
+        /// Usually `{"message": ..., "data": ...}`.
+        data: Value,
+    },
+}
+
+impl Packet {
+    /// The namespace.
+    pub fn nsp(&self) -> &str {
+        match self {
+            Packet::Connect { nsp, .. }
+            | Packet::Disconnect { nsp }
+            | Packet::Event { nsp, .. }
+            | Packet::Ack { nsp, .. }
+            | Packet::ConnectError { nsp, .. } => nsp,
+        }
+    }
+
+    /// Encodes the packet: the text message, then the attachments.
+    ///
+    /// ```
+    /// use wsio::socketio::{Packet, Value};
+    /// let p = Packet::Event { nsp: "/chat".into(), id: Some(12), name: "hi".into(), args: vec![Value::Binary(vec![1u8].into())] };
+    /// let (text, att) = p.encode();
+    /// assert_eq!(text, r#"51-/chat,12["hi",{"_placeholder":true,"num":0}]"#);
+    /// assert_eq!(att.len(), 1);
+    /// ```
+    pub fn encode(&self) -> (String, Vec<Bytes>) {
+        let mut attachments = Vec::new();
+        let mut body = String::new();
+        let (kind, nsp, id) = match self {
+            Packet::Connect { nsp, data } => {
+                if let Some(d) = data {
+                    write_json(d, &mut body, &mut None);
+                }
+                (0, nsp, None)
+            }
+            Packet::Disconnect { nsp } => (1, nsp, None),
+            Packet::Event {
+                nsp,
+                id,
+                name,
+                args,
+            } => {
+                body.push('[');
+                super::value::write_string(name, &mut body);
+                for a in args {
+                    body.push(',');
+                    write_json(a, &mut body, &mut Some(&mut attachments));
+                }
+                body.push(']');
+                (if attachments.is_empty() { 2 } else { 5 }, nsp, *id)
+            }
+            Packet::Ack { nsp, id, args } => {
+                write_json(
+                    &Value::Array(args.clone()),
+                    &mut body,
+                    &mut Some(&mut attachments),
+                );
+                (if attachments.is_empty() { 3 } else { 6 }, nsp, Some(*id))
+            }
+            Packet::ConnectError { nsp, data } => {
+                write_json(data, &mut body, &mut None);
+                (4, nsp, None)
+            }
+        };
+        let mut text = String::with_capacity(body.len() + nsp.len() + 24);
+        text.push(char::from(b'0' + kind));
+        if !attachments.is_empty() {
+            text.push_str(&attachments.len().to_string());
+            text.push('-');
+        }
+        if nsp != "/" {
+            text.push_str(nsp);
+            text.push(',');
+        }
+        if let Some(id) = id {
+            text.push_str(&id.to_string());
+        }
+        text.push_str(&body);
+        (text, attachments)
+    }
+}
+
+/// Why a packet cannot be decoded; the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The first character is not a packet type.
+    #[error("unknown packet type")]
+    UnknownType,
+    /// The attachment count is missing, not a number, zero, or not
+    /// followed by `-` (socketioxide #357).
+    #[error("illegal attachment count")]
+    BadAttachments,
+    /// More attachments than the configured limit.
+    #[error("too many attachments")]
+    TooManyAttachments,
+    /// The ack id does not fit in 64 bits.
+    #[error("invalid ack id")]
+    BadAckId,
+    /// The JSON does not parse.
+    #[error("invalid JSON")]
+    BadJson,
+    /// Valid JSON of the wrong shape for the packet type (an event that is
+    /// not a non-empty array starting with a string, a reserved event
+    /// name, a payload on a disconnect...).
+    #[error("invalid payload")]
+    BadPayload,
+    /// A placeholder refers to a missing attachment.
+    #[error("illegal attachments")]
+    BadPlaceholder,
+    /// A binary message arrived with no attachments expected.
+    #[error("unexpected binary message")]
+    UnexpectedBinary,
+    /// A text message arrived while attachments were expected.
+    #[error("text message while attachments were expected")]
+    UnexpectedText,
+}
+
+#[derive(Debug)]
+struct PendingBinary {
+    kind: u8,
+    nsp: String,
+    id: Option<u64>,
+    json: String,
+    expected: usize,
+    attachments: Vec<Bytes>,
+}
+
+/// Decodes the packets of one connection, reassembling binary packets from
+/// their attachments.
+///
+/// ```
+/// use wsio::socketio::{Decoder, Packet, Value};
+/// let mut d = Decoder::new(10);
+/// assert_eq!(d.decode_text(r#"451-["up",{"_placeholder":true,"num":0}]"#), Ok(None));
+/// let p = d.decode_binary(bytes::Bytes::from_static(b"\x01")).unwrap().unwrap();
+/// assert!(matches!(p, Packet::Event { ref args, .. } if args[0] == Value::Binary(bytes::Bytes::from_static(b"\x01"))));
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    max_attachments: usize,
+    pending: Option<PendingBinary>,
+}
+
+impl Decoder {
+    /// A decoder accepting at most `max_attachments` per packet.
+    pub fn new(max_attachments: usize) -> Self {
+        Decoder {
+            max_attachments,
+            pending: None,
+        }
+    }
+
+    /// Whether a binary packet is waiting for attachments.
+    pub fn is_waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Decodes a text message: `Ok(None)` if it starts a binary packet
+    /// whose attachments follow.
+    pub fn decode_text(&mut self, s: &str) -> Result<Option<Packet>, DecodeError> {
+        if self.pending.is_some() {
+            return Err(DecodeError::UnexpectedText);
+        }
+        let b = s.as_bytes();
+        let kind = match b.first() {
+            Some(c @ b'0'..=b'6') => c - b'0',
+            _ => return Err(DecodeError::UnknownType),
+        };
+        let mut i = 1;
+        let mut attachments = 0usize;
+        if kind == 5 || kind == 6 {
+            let start = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == start || i - start > 6 || b.get(i) != Some(&b'-') {
+                return Err(DecodeError::BadAttachments);
+            }
+            attachments = s[start..i]
+                .parse()
+                .map_err(|_| DecodeError::BadAttachments)?;
+            if attachments == 0 {
+                return Err(DecodeError::BadAttachments);
+            }
+            if attachments > self.max_attachments {
+                return Err(DecodeError::TooManyAttachments);
+            }
+            i += 1;
+        }
+        let nsp = if b.get(i) == Some(&b'/') {
+            let end = b[i..]
+                .iter()
+                .position(|&c| c == b',')
+                .map_or(b.len(), |p| i + p);
+            let nsp = s[i..end].to_owned();
+            i = (end + 1).min(b.len());
+            nsp
+        } else {
+            "/".to_owned()
+        };
+        let mut id = None;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i > start {
+            id = Some(
+                s[start..i]
+                    .parse::<u64>()
+                    .map_err(|_| DecodeError::BadAckId)?,
+            );
+        }
+        let json = &s[i..];
+        if attachments > 0 {
+            self.pending = Some(PendingBinary {
+                kind,
+                nsp,
+                id,
+                json: json.to_owned(),
+                expected: attachments,
+                attachments: Vec::with_capacity(attachments),
+            });
+            return Ok(None);
+        }
+        build(kind, nsp, id, json, &[]).map(Some)
+    }
+
+    /// Decodes a binary message: an attachment of the pending packet;
+    /// the packet once all have arrived.
+    pub fn decode_binary(&mut self, data: Bytes) -> Result<Option<Packet>, DecodeError> {
+        let Some(p) = self.pending.as_mut() else {
+            return Err(DecodeError::UnexpectedBinary);
+        };
+        p.attachments.push(data);
+        if p.attachments.len() < p.expected {
+            return Ok(None);
+        }
+        let Some(p) = self.pending.take() else {
+            return Err(DecodeError::UnexpectedBinary);
+        };
+        build(p.kind, p.nsp, p.id, &p.json, &p.attachments).map(Some)
+    }
+}
+
+fn parse(json: &str) -> Result<Option<Value>, DecodeError> {
+    if json.is_empty() {
+        return Ok(None);
+    }
+    Value::from_json(json)
+        .map(Some)
+        .map_err(|_| DecodeError::BadJson)
+}
+
+fn build(
+    kind: u8,
+    nsp: String,
+    id: Option<u64>,
+    json: &str,
+    attachments: &[Bytes],
+) -> Result<Packet, DecodeError> {
+    let mut data = parse(json)?;
+    if !attachments.is_empty() {
+        if let Some(d) = data.as_mut() {
+            d.resolve_placeholders(attachments)
+                .map_err(|_| DecodeError::BadPlaceholder)?;
+        }
+    }
+    match kind {
+        0 => match data {
+            None | Some(Value::Object(_)) => Ok(Packet::Connect { nsp, data }),
+            _ => Err(DecodeError::BadPayload),
+        },
+        1 => match data {
+            None => Ok(Packet::Disconnect { nsp }),
+            _ => Err(DecodeError::BadPayload),
+        },
+        2 | 5 => match data {
+            Some(Value::Array(mut a)) => match a.first() {
+                Some(Value::String(name)) if !RESERVED_EVENTS.contains(&name.as_str()) => {
+                    let Value::String(name) = a.remove(0) else {
+                        return Err(DecodeError::BadPayload);
+                    };
+                    Ok(Packet::Event {
+                        nsp,
+                        id,
+                        name,
+                        args: a,
+                    })
+                }
+                _ => Err(DecodeError::BadPayload),
+            },
+            _ => Err(DecodeError::BadPayload),
+        },
+        3 | 6 => match (data, id) {
+            (Some(Value::Array(args)), Some(id)) => Ok(Packet::Ack { nsp, id, args }),
+            _ => Err(DecodeError::BadPayload),
+        },
+        4 => match data {
+            Some(d @ (Value::Object(_) | Value::String(_))) => {
+                Ok(Packet::ConnectError { nsp, data: d })
+            }
+            _ => Err(DecodeError::BadPayload),
+        },
+        _ => Err(DecodeError::UnknownType),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Result<Option<Packet>, DecodeError> {
+        Decoder::new(10).decode_text(s)
+    }
+
+    #[test]
+    fn round_trips_the_protocol_examples() {
+        let cases = [
+            "0",
+            r#"0{"token":"123"}"#,
+            "0/admin,",
+            r#"0/admin,{"sid":"oSO0OpakMV_3jnilAAAA"}"#,
+            "1/admin,",
+            r#"2["hello",1]"#,
+            r#"2/admin,456["project:delete",123]"#,
+            "3/admin,456[]",
+            r#"4{"message":"Not authorized"}"#,
+        ];
+        for c in cases {
+            let p = dec(c).unwrap().unwrap();
+            assert_eq!(p.encode().0, c, "{c}");
+        }
+    }
+
+    #[test]
+    fn binary_round_trip() {
+        let text = r#"52-/admin,456["evt",{"_placeholder":true,"num":0},{"a":{"_placeholder":true,"num":1}}]"#;
+        let mut d = Decoder::new(10);
+        assert_eq!(d.decode_text(text), Ok(None));
+        assert_eq!(d.decode_binary(Bytes::from_static(b"x")), Ok(None));
+        let p = d.decode_binary(Bytes::from_static(b"")).unwrap().unwrap();
+        let (t, att) = p.encode();
+        assert_eq!(t, text);
+        assert_eq!(att, [Bytes::from_static(b"x"), Bytes::new()]);
+        assert!(!d.is_waiting());
+    }
+
+    #[test]
+    fn invalid_packets() {
+        use DecodeError::*;
+        let cases: &[(&str, DecodeError)] = &[
+            ("", UnknownType),
+            ("7", UnknownType),
+            ("abc", UnknownType),
+            ("2{}", BadPayload),
+            ("2[]", BadPayload),
+            (r#"2[1,"x"]"#, BadPayload),
+            (r#"2["connect"]"#, BadPayload),
+            (r#"2["disconnecting"]"#, BadPayload),
+            ("2abc[\"x\"]", BadJson),
+            ("2[\"x\"", BadJson),
+            ("1{}", BadPayload),
+            ("0[]", BadPayload),
+            ("3[1]", BadPayload),
+            ("399999999999999999999[1]", BadAckId),
+            ("5[\"x\"]", BadAttachments),
+            ("51[\"x\"]", BadAttachments),
+            ("50-[\"x\"]", BadAttachments),
+            ("511-[\"x\"]", TooManyAttachments),
+            ("4[1]", BadPayload),
+        ];
+        for (input, want) in cases {
+            assert_eq!(dec(input), Err(want.clone()), "{input}");
+        }
+        let mut d = Decoder::new(10);
+        assert_eq!(d.decode_binary(Bytes::new()), Err(UnexpectedBinary));
+        d.decode_text(r#"51-["x",{"_placeholder":true,"num":1}]"#)
+            .unwrap();
+        assert_eq!(d.decode_text("2[\"y\"]"), Err(UnexpectedText));
+        let mut d = Decoder::new(10);
+        d.decode_text(r#"51-["x",{"_placeholder":true,"num":1}]"#)
+            .unwrap();
+        assert_eq!(d.decode_binary(Bytes::new()), Err(BadPlaceholder));
+    }
+
+    #[test]
+    fn namespace_without_comma_and_ids() {
+        assert_eq!(
+            dec("0/random").unwrap(),
+            Some(Packet::Connect {
+                nsp: "/random".into(),
+                data: None
+            })
+        );
+        let p = dec(r#"2/x,0["a"]"#).unwrap().unwrap();
+        assert!(matches!(p, Packet::Event { id: Some(0), .. }));
+    }
+}
