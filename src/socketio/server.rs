@@ -1028,3 +1028,7 @@ impl Broadcast<'_> {
         n
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
