@@ -1,0 +1,621 @@
+//! A client and a server `ws::Connection` wired back to back through two
+//! in-memory pipes, driven by an arbitrary list of actions: sends of every
+//! kind, fragments, pings, closes, partial deliveries in arbitrary chunks,
+//! injected garbage, EOF, and time.
+//!
+//! Besides the per-connection invariants of `common`, checked after every
+//! action:
+//!
+//! * a command on an `Open` connection with nothing queued succeeds, and a
+//!   control payload over 125 bytes or a close code not valid on the wire is
+//!   refused;
+//! * `poll_timeout()` is never before `now`, and strictly after it right
+//!   after `handle_timeout(now)`;
+//! * while no garbage was injected: the messages each side received are a
+//!   prefix of what the other side sent, in order and intact; no side fails
+//!   with a protocol error (nor a limit error unless its limits are tight,
+//!   nor a handshake error unless the server refused or an EOF was forced);
+//! * at the end, after delivering everything: without garbage, every sent
+//!   message arrived unless the connection was disrupted (EOF, timeout,
+//!   refusal, limit), and once either side reported `Closed` both sides
+//!   reached `State::Closed`.
+
+use std::time::{Duration, Instant};
+
+use arbitrary::Arbitrary;
+use bytes::{Bytes, BytesMut};
+use wsio::{
+    entropy::SeededEntropy,
+    ws::{
+        ClientRequest, CloseCode, Config, Connection, DataKind, EncodedFrame, Error, Message,
+        Role, State, UsageError,
+    },
+};
+
+use crate::common::{Checked, Decision};
+
+const PROTOCOLS: [&str; 3] = ["chat", "superchat", "v2"];
+const VALID_CODES: [u16; 16] = [
+    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999,
+];
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct Tight {
+    frame: u16,
+    message: u16,
+    fragments: u8,
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct ConfigIn {
+    send_fragment_size: Option<u8>,
+    max_send_queue: Option<u16>,
+    auto_pong: bool,
+    close_timeout_ms: u16,
+    tight: Option<Tight>,
+}
+
+impl ConfigIn {
+    fn build(self) -> Config {
+        let mut c = Config::default()
+            .auto_pong(self.auto_pong)
+            .send_fragment_size(self.send_fragment_size.map(usize::from))
+            .close_timeout(Duration::from_millis(u64::from(self.close_timeout_ms)));
+        if let Some(q) = self.max_send_queue {
+            c = c.max_send_queue(usize::from(q));
+        }
+        if let Some(t) = self.tight {
+            c = c
+                .max_frame_size(usize::from(t.frame))
+                .max_message_size(usize::from(t.message))
+                .max_fragments(usize::from(t.fragments));
+        }
+        c
+    }
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Client,
+    Server,
+}
+
+#[derive(Arbitrary, Debug)]
+pub enum Action {
+    Send { who: Who, text: bool, data: Vec<u8> },
+    SendEncoded { who: Who, text: bool, data: Vec<u8> },
+    /// Starts a fragmented message; `FragNext` sends its pieces.
+    FragStart { who: Who, text: bool, data: Vec<u8> },
+    FragNext { who: Who, n: u8, fin: bool },
+    Ping { who: Who, data: Vec<u8> },
+    Pong { who: Who, data: Vec<u8> },
+    Close { who: Who, code: u16, reason: String },
+    CloseValid { who: Who, code: u8, reason: String },
+    /// Delivers up to `n` bytes (0: all) to `to`, in chunks of `chunk`
+    /// (0: one piece), through `handle_input_bytes` if `owned`.
+    Deliver { to: Who, n: u16, chunk: u8, owned: bool },
+    DeliverAll,
+    /// Appends bytes to the stream `to` reads.
+    Inject { to: Who, data: Vec<u8> },
+    /// `to`'s peer vanished: EOF now, and nothing more reaches `to`.
+    Eof { to: Who },
+    Advance { ms: u16 },
+    /// Jumps to the earliest deadline either side asked for.
+    AdvanceToDeadline,
+}
+
+#[derive(Arbitrary, Debug)]
+pub struct Input {
+    client_config: ConfigIn,
+    server_config: ConfigIn,
+    offered: Vec<u8>,
+    decision: Decision,
+    seed: u64,
+    actions: Vec<Action>,
+}
+
+#[derive(Default)]
+struct Pipe {
+    buf: Vec<u8>,
+    /// The writer gave `Transmit::Close`.
+    writer_closed: bool,
+    eof_delivered: bool,
+    /// An `Eof` action cut it: nothing more is delivered.
+    cut: bool,
+}
+
+struct Frag {
+    kind: DataKind,
+    rest: Vec<u8>,
+    sent: Vec<u8>,
+    /// Fragments sent so far.
+    count: usize,
+}
+
+struct Sim {
+    client: Checked,
+    server: Checked,
+    /// Bytes the server reads, and those the client reads.
+    to_server: Pipe,
+    to_client: Pipe,
+    base: Instant,
+    ms: u64,
+    sent: [Vec<Message>; 2],
+    frag: [Option<Frag>; 2],
+    tight: [bool; 2],
+    /// A side sent a message in enough fragments to cross the peer's
+    /// default `max_fragments`.
+    many_fragments: [bool; 2],
+    garbage: bool,
+    eof_forced: bool,
+}
+
+fn idx(w: Who) -> usize {
+    match w {
+        Who::Client => 0,
+        Who::Server => 1,
+    }
+}
+
+impl Sim {
+    fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.ms)
+    }
+
+    fn side(&mut self, w: Who) -> &mut Checked {
+        match w {
+            Who::Client => &mut self.client,
+            Who::Server => &mut self.server,
+        }
+    }
+
+    /// Drains both machines into the pipes until neither has anything left.
+    fn pump(&mut self) {
+        let now = self.now();
+        for _ in 0..1000 {
+            let to_server = &mut self.to_server;
+            let a = self.client.pump(now, |b| to_server.buf.extend_from_slice(&b));
+            let to_client = &mut self.to_client;
+            let b = self.server.pump(now, |b| to_client.buf.extend_from_slice(&b));
+            self.to_server.writer_closed |= self.client.tcp_closed;
+            self.to_client.writer_closed |= self.server.tcp_closed;
+            if !a && !b {
+                self.check();
+                return;
+            }
+        }
+        panic!("machines never went quiet");
+    }
+
+    fn check(&self) {
+        let now = self.now();
+        for c in [&self.client, &self.server] {
+            if let Some(t) = c.conn.poll_timeout() {
+                assert!(t >= now, "{}: timeout in the past", c.name);
+            }
+        }
+        if !self.garbage {
+            for (who, rx, tx) in [
+                (Who::Client, &self.client, &self.sent[1]),
+                (Who::Server, &self.server, &self.sent[0]),
+            ] {
+                assert!(
+                    rx.received.len() <= tx.len() && rx.received[..] == tx[..rx.received.len()],
+                    "{}: received {:?}, peer sent {:?}",
+                    rx.name,
+                    rx.received,
+                    tx
+                );
+                if let Some(Some(e)) = rx.closed.as_ref().map(|c| c.error.as_ref()) {
+                    match e {
+                        Error::CloseTimeout => {}
+                        Error::Limit(_) => assert!(
+                            self.tight[idx(who)] || self.many_fragments[1 - idx(who)],
+                            "{}: {e:?}",
+                            rx.name
+                        ),
+                        Error::Handshake(_) => assert!(
+                            self.server.rejected || self.eof_forced,
+                            "{}: {e:?}",
+                            rx.name
+                        ),
+                        _ => panic!("{}: failed on clean input: {e:?}", rx.name),
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, to: Who, n: usize, chunk: usize, owned: bool) -> bool {
+        let now = self.now();
+        let pipe = match to {
+            Who::Client => &mut self.to_client,
+            Who::Server => &mut self.to_server,
+        };
+        if pipe.cut {
+            return false;
+        }
+        let take = if n == 0 { pipe.buf.len() } else { n.min(pipe.buf.len()) };
+        let data: Vec<u8> = pipe.buf.drain(..take).collect();
+        let eof = pipe.buf.is_empty() && pipe.writer_closed && !pipe.eof_delivered;
+        if eof {
+            pipe.eof_delivered = true;
+        }
+        let step = if chunk == 0 { data.len().max(1) } else { chunk };
+        for piece in data.chunks(step) {
+            let side = self.side(to);
+            if owned {
+                side.conn.handle_input_bytes(now, BytesMut::from(piece));
+            } else {
+                side.conn.handle_input(now, piece);
+            }
+            self.pump();
+        }
+        if eof {
+            self.side(to).conn.handle_eof(now);
+            self.pump();
+        }
+        take > 0 || eof
+    }
+
+    fn act(&mut self, action: Action) {
+        let now = self.now();
+        match action {
+            Action::Send { who, text, data } => {
+                let msg = message(text, data);
+                let can = self.can_send(who);
+                let r = self.side(who).conn.send(msg.clone());
+                self.expect_ok(who, can, &r);
+                if r.is_ok() {
+                    self.sent[idx(who)].push(msg);
+                }
+            }
+            Action::SendEncoded { who, text, data } => {
+                let msg = message(text, data);
+                let can = self.can_send(who);
+                let r = self.side(who).conn.send_encoded(&EncodedFrame::new(&msg));
+                if who == Who::Client {
+                    assert_eq!(r, Err(UsageError::NotServer));
+                } else {
+                    self.expect_ok(who, can, &r);
+                }
+                if r.is_ok() {
+                    self.sent[idx(who)].push(msg);
+                }
+            }
+            Action::FragStart { who, text, data } => {
+                let f = &mut self.frag[idx(who)];
+                if f.is_none() {
+                    let (kind, rest) = if text {
+                        (DataKind::Text, String::from_utf8_lossy(&data).into_owned().into_bytes())
+                    } else {
+                        (DataKind::Binary, data)
+                    };
+                    *f = Some(Frag {
+                        kind,
+                        rest,
+                        sent: Vec::new(),
+                        count: 0,
+                    });
+                }
+            }
+            Action::FragNext { who, n, fin } => {
+                let Some(mut f) = self.frag[idx(who)].take() else {
+                    return;
+                };
+                let take = if fin { f.rest.len() } else { f.rest.len().min(usize::from(n)) };
+                let piece: Vec<u8> = f.rest.drain(..take).collect();
+                let open = self.side(who).conn.state() == State::Open;
+                let r = self
+                    .side(who)
+                    .conn
+                    .send_fragment(f.kind, Bytes::from(piece.clone()), fin);
+                if open {
+                    assert_eq!(r, Ok(()), "fragment on an open connection");
+                }
+                if r.is_ok() {
+                    f.count += 1;
+                    self.many_fragments[idx(who)] |= f.count > 4000;
+                    f.sent.extend_from_slice(&piece);
+                    if fin {
+                        let msg = match f.kind {
+                            DataKind::Text => {
+                                Message::text(String::from_utf8(f.sent).expect("sent UTF-8"))
+                            }
+                            DataKind::Binary => Message::binary(f.sent),
+                        };
+                        self.sent[idx(who)].push(msg);
+                    } else {
+                        self.frag[idx(who)] = Some(f);
+                    }
+                }
+                // On an error the message can never be finished: forget it.
+            }
+            Action::Ping { who, data } => self.control(who, data, true),
+            Action::Pong { who, data } => self.control(who, data, false),
+            Action::Close { who, code, reason } => self.close(who, code, &reason),
+            Action::CloseValid { who, code, reason } => {
+                self.close(who, VALID_CODES[usize::from(code) % VALID_CODES.len()], &reason)
+            }
+            Action::Deliver {
+                to,
+                n,
+                chunk,
+                owned,
+            } => {
+                self.deliver(to, usize::from(n), usize::from(chunk), owned);
+            }
+            Action::DeliverAll => {
+                self.deliver(Who::Server, 0, 0, false);
+                self.deliver(Who::Client, 0, 0, false);
+            }
+            Action::Inject { to, data } => {
+                let pipe = match to {
+                    Who::Client => &mut self.to_client,
+                    Who::Server => &mut self.to_server,
+                };
+                if !data.is_empty() && !pipe.cut && !pipe.eof_delivered {
+                    pipe.buf.extend_from_slice(&data);
+                    self.garbage = true;
+                }
+            }
+            Action::Eof { to } => {
+                let pipe = match to {
+                    Who::Client => &mut self.to_client,
+                    Who::Server => &mut self.to_server,
+                };
+                pipe.cut = true;
+                pipe.buf.clear();
+                self.eof_forced = true;
+                let side = self.side(to);
+                side.conn.handle_eof(now);
+                self.pump();
+                let side = self.side(to);
+                assert!(side.closed.is_some() && side.tcp_closed, "{}: EOF did not end it", side.name);
+            }
+            Action::Advance { ms } => self.advance_to(self.ms + u64::from(ms)),
+            Action::AdvanceToDeadline => {
+                let deadline = [&self.client, &self.server]
+                    .iter()
+                    .filter_map(|c| c.conn.poll_timeout())
+                    .min();
+                if let Some(d) = deadline {
+                    let ms = d.duration_since(self.base).as_millis() as u64;
+                    // Round up: the deadline itself must fire.
+                    let ms = if self.base + Duration::from_millis(ms) < d { ms + 1 } else { ms };
+                    self.advance_to(ms.max(self.ms));
+                }
+            }
+        }
+        self.pump();
+    }
+
+    fn advance_to(&mut self, ms: u64) {
+        self.ms = ms;
+        let now = self.now();
+        for w in [Who::Client, Who::Server] {
+            let side = self.side(w);
+            side.conn.handle_timeout(now);
+            if let Some(t) = side.conn.poll_timeout() {
+                assert!(t > now, "{}: due timeout survived handle_timeout", side.name);
+            }
+        }
+        self.pump();
+    }
+
+    fn control(&mut self, who: Who, data: Vec<u8>, ping: bool) {
+        let open = self.side(who).conn.state() == State::Open;
+        let len = data.len();
+        let conn = &mut self.side(who).conn;
+        let r = if ping {
+            conn.ping(Bytes::from(data))
+        } else {
+            conn.pong(Bytes::from(data))
+        };
+        if open {
+            let want = if len > 125 { Err(UsageError::ControlTooLong) } else { Ok(()) };
+            assert_eq!(r, want, "ping/pong of {len} bytes on an open connection");
+        }
+    }
+
+    fn close(&mut self, who: Who, code: u16, reason: &str) {
+        let now = self.now();
+        let open = self.side(who).conn.state() == State::Open;
+        let r = self.side(who).conn.close(now, CloseCode(code), reason);
+        if open {
+            let want = if CloseCode(code).is_valid_on_wire() {
+                Ok(())
+            } else {
+                Err(UsageError::InvalidCloseCode(code))
+            };
+            assert_eq!(r, want, "close({code}) on an open connection");
+        }
+        if r.is_ok() {
+            assert_eq!(self.side(who).conn.state(), State::Closing);
+        }
+    }
+
+    /// Whether a whole-message send must succeed now.
+    fn can_send(&mut self, who: Who) -> bool {
+        self.frag[idx(who)].as_ref().is_none_or(|f| f.count == 0)
+            && self.side(who).conn.state() == State::Open
+    }
+
+    fn expect_ok(&self, who: Who, can: bool, r: &Result<(), UsageError>) {
+        if can {
+            assert_eq!(*r, Ok(()), "{who:?}: send on an open connection");
+        }
+    }
+
+    /// Delivers everything both ways until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..256 {
+            let a = self.deliver(Who::Server, 0, 0, false);
+            let b = self.deliver(Who::Client, 0, 0, false);
+            if !a && !b {
+                return;
+            }
+        }
+        panic!("the pair never settled");
+    }
+
+    fn finish(&mut self) {
+        self.settle();
+        if self.garbage {
+            return;
+        }
+        let disrupted = self.eof_forced
+            || self.server.rejected
+            || [&self.client, &self.server]
+                .iter()
+                .any(|c| c.closed.as_ref().is_some_and(|c| c.error.is_some()));
+        if !disrupted {
+            assert_eq!(self.server.received, self.sent[0], "client -> server lost messages");
+            assert_eq!(self.client.received, self.sent[1], "server -> client lost messages");
+        }
+        if self.client.closed.is_some() || self.server.closed.is_some() {
+            for c in [&self.client, &self.server] {
+                assert_eq!(c.conn.state(), State::Closed, "{}: stuck after the close", c.name);
+                assert!(c.closed.is_some(), "{}: never heard Closed", c.name);
+            }
+        }
+    }
+}
+
+fn message(text: bool, data: Vec<u8>) -> Message {
+    if text {
+        Message::text(String::from_utf8_lossy(&data).into_owned())
+    } else {
+        Message::binary(data)
+    }
+}
+
+/// Runs the actions and the checks.
+pub fn run(input: Input) {
+    simulate(input);
+}
+
+fn simulate(input: Input) -> Sim {
+    let mut request = ClientRequest::new("localhost", "/");
+    let mut offered: Vec<&str> = Vec::new();
+    for &i in &input.offered {
+        let p = PROTOCOLS[usize::from(i) % PROTOCOLS.len()];
+        if !offered.contains(&p) {
+            offered.push(p);
+            request = request.protocol(p);
+        }
+    }
+    let client = Connection::client(
+        input.client_config.build(),
+        request,
+        Box::new(SeededEntropy::new(input.seed)),
+    );
+    let server = Connection::server(input.server_config.build());
+    assert_eq!((client.role(), server.role()), (Role::Client, Role::Server));
+    let mut sim = Sim {
+        client: Checked::new(client, "client", Decision::AcceptNone),
+        server: Checked::new(server, "server", input.decision),
+        to_server: Pipe::default(),
+        to_client: Pipe::default(),
+        base: Instant::now(),
+        ms: 0,
+        sent: [Vec::new(), Vec::new()],
+        frag: [None, None],
+        tight: [
+            input.client_config.tight.is_some(),
+            input.server_config.tight.is_some(),
+        ],
+        many_fragments: [
+            input.client_config.send_fragment_size.is_some(),
+            input.server_config.send_fragment_size.is_some(),
+        ],
+        garbage: false,
+        eof_forced: false,
+    };
+    sim.pump();
+    for a in input.actions {
+        sim.act(a);
+    }
+    sim.finish();
+    sim
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ConfigIn {
+        ConfigIn {
+            send_fragment_size: None,
+            max_send_queue: None,
+            auto_pong: true,
+            close_timeout_ms: 100,
+            tight: None,
+        }
+    }
+
+    fn input(actions: Vec<Action>) -> Input {
+        Input {
+            client_config: config(),
+            server_config: config(),
+            offered: vec![1],
+            decision: Decision::AcceptFirst,
+            seed: 7,
+            actions,
+        }
+    }
+
+    #[test]
+    fn a_clean_session_delivers_everything_and_closes() {
+        use Action::*;
+        let sim = simulate(input(vec![
+            DeliverAll,
+            DeliverAll,
+            Send { who: Who::Client, text: true, data: b"hello".to_vec() },
+            FragStart { who: Who::Server, text: true, data: "h\u{e9}llo".as_bytes().to_vec() },
+            FragNext { who: Who::Server, n: 2, fin: false },
+            Ping { who: Who::Client, data: b"p".to_vec() },
+            Deliver { to: Who::Server, n: 3, chunk: 1, owned: true },
+            FragNext { who: Who::Server, n: 0, fin: true },
+            SendEncoded { who: Who::Server, text: false, data: vec![1, 2, 3] },
+            Deliver { to: Who::Client, n: 0, chunk: 2, owned: false },
+            DeliverAll,
+            CloseValid { who: Who::Client, code: 0, reason: "bye".into() },
+        ]));
+        assert_eq!(sim.server.received, vec![Message::text("hello")]);
+        assert_eq!(
+            sim.client.received,
+            vec![Message::text("h\u{e9}llo"), Message::binary(vec![1u8, 2, 3])]
+        );
+        assert_eq!(sim.client.conn.state(), State::Closed);
+        assert_eq!(sim.server.conn.state(), State::Closed);
+        assert!(!sim.garbage && !sim.eof_forced);
+    }
+
+    #[test]
+    fn a_silent_peer_times_out() {
+        use Action::*;
+        let sim = simulate(input(vec![
+            DeliverAll,
+            DeliverAll,
+            CloseValid { who: Who::Server, code: 0, reason: String::new() },
+            AdvanceToDeadline,
+        ]));
+        let closed = sim.server.closed.clone().unwrap();
+        assert_eq!(closed.error, Some(Error::CloseTimeout));
+        assert_eq!(sim.client.conn.state(), State::Closed);
+    }
+
+    #[test]
+    fn garbage_fails_the_reader() {
+        use Action::*;
+        let sim = simulate(input(vec![
+            DeliverAll,
+            DeliverAll,
+            Inject { to: Who::Server, data: vec![0x81, 0x01, b'x'] },
+            DeliverAll,
+        ]));
+        let closed = sim.server.closed.clone().unwrap();
+        assert!(matches!(closed.error, Some(Error::Protocol(_))), "{closed:?}");
+    }
+}

@@ -1,0 +1,59 @@
+//! Runs every fuzz target's checks on stable, without libFuzzer: on each file
+//! of `corpus/<target>/` and `artifacts/<target>/` when those exist (to
+//! replay a crash: `cargo test --test replay -- --nocapture`), and on a few
+//! thousand inputs from a seeded generator, so `cargo test` in `fuzz/` is a
+//! quick smoke test of the harnesses themselves.
+
+use std::path::Path;
+
+use wsio::entropy::{Entropy, SeededEntropy};
+use wsio_fuzz::{http_head, run_bytes, ws_connection, ws_frame, ws_handshake};
+
+fn inputs(target: &str, seed: u64, count: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["corpus", "artifacts"] {
+        if let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) {
+            for e in entries.flatten() {
+                if let Ok(data) = std::fs::read(e.path()) {
+                    out.push(data);
+                }
+            }
+        }
+    }
+    let mut rng = SeededEntropy::new(seed);
+    for i in 0..count {
+        let mut data = vec![0u8; (i * 7) % 600];
+        rng.fill(&mut data);
+        out.push(data);
+    }
+    out
+}
+
+#[test]
+fn http_head() {
+    for data in inputs("http_head", 1, 3000) {
+        run_bytes(&data, http_head::run);
+    }
+}
+
+#[test]
+fn ws_handshake() {
+    for data in inputs("ws_handshake", 2, 3000) {
+        run_bytes(&data, ws_handshake::run);
+    }
+}
+
+#[test]
+fn ws_frame() {
+    for data in inputs("ws_frame", 3, 3000) {
+        run_bytes(&data, ws_frame::run);
+    }
+}
+
+#[test]
+fn ws_connection() {
+    for data in inputs("ws_connection", 4, 3000) {
+        run_bytes(&data, ws_connection::run);
+    }
+}
