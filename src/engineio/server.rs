@@ -559,7 +559,7 @@ impl Server {
                 HttpState::Busy { .. } => return,
                 HttpState::Head => match h.parser.parse_request(&h.rbuf) {
                     Ok(None) => return,
-                    Err(e) => return self.http_error(conn, e),
+                    Err(e) => return self.http_error(conn, e, None),
                     Ok(Some((head, used))) => {
                         h.rbuf.advance(used);
                         let head = Box::new(head);
@@ -570,11 +570,11 @@ impl Server {
                         }
                         let framing = match Framing::of_request(&head.headers) {
                             Ok(f) => f,
-                            Err(e) => return self.http_error(conn, e),
+                            Err(e) => return self.http_error(conn, e, Some(&head)),
                         };
                         let reader = match BodyReader::new(framing, self.config.max_payload) {
                             Ok(r) => r,
-                            Err(e) => return self.http_error(conn, e),
+                            Err(e) => return self.http_error(conn, e, Some(&head)),
                         };
                         let Some(Conn {
                             kind: ConnKind::Http(h),
@@ -586,9 +586,12 @@ impl Server {
                         h.state = HttpState::Body { head, reader };
                     }
                 },
-                HttpState::Body { reader, .. } => match reader.read(&mut h.rbuf) {
+                HttpState::Body { reader, head } => match reader.read(&mut h.rbuf) {
                     Ok(None) => return,
-                    Err(e) => return self.http_error(conn, e),
+                    Err(e) => {
+                        let head = head.clone();
+                        return self.http_error(conn, e, Some(&head));
+                    }
                     Ok(Some(body)) => {
                         let HttpState::Body { head, .. } = std::mem::replace(
                             &mut h.state,
@@ -614,19 +617,24 @@ impl Server {
         head.target.starts_with(&self.config.path)
     }
 
-    /// A head or body the HTTP layer refuses: answer and close.
-    fn http_error(&mut self, conn: ConnId, e: HttpError) {
-        let status = e.status();
-        // The official server answers an oversized POST with an empty 413.
-        let body = if status == 413 {
+    /// A head or body the HTTP layer refuses: answer and close (the rest
+    /// of an unread body cannot be skipped safely).
+    fn http_error(&mut self, conn: ConnId, e: HttpError, head: Option<&RequestHead>) {
+        let mut res = ResponseHead::new(e.status());
+        let body = if let HttpError::BodyTooLarge(_) = e {
+            // The official server answers an oversized POST with an empty
+            // 413 that carries the CORS headers.
+            if let (Some(cors), Some(head)) =
+                (&self.config.cors, head.filter(|h| self.is_engine_path(h)))
+            {
+                cors.apply(head, &mut res);
+            }
             Bytes::new()
         } else {
+            res.headers.push("Content-Type", "text/plain");
             Bytes::from(format!("{e}\n"))
         };
-        let head = ResponseHead::new(status)
-            .with_header("Content-Type", "text/plain")
-            .with_header("Connection", "close");
-        self.write_raw(conn, head, body, true);
+        self.write_raw(conn, res, body, true);
     }
 
     fn on_request(&mut self, now: Instant, conn: ConnId, head: Box<RequestHead>, body: Bytes) {

@@ -131,6 +131,10 @@ pub struct Server {
     sockets: HashMap<SocketId, Socket>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     events: VecDeque<Event>,
+    /// Namespace connections accepted but not yet answered: they complete
+    /// when the application has heard everything before them (see
+    /// `poll_event`).
+    deferred: VecDeque<SocketId>,
     publish: VecDeque<BroadcastMessage>,
     now: Instant,
 }
@@ -168,6 +172,7 @@ impl Server {
             sockets: HashMap::new(),
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
+            deferred: VecDeque::new(),
             publish: VecDeque::new(),
             now,
         }
@@ -366,7 +371,17 @@ impl Server {
     }
 
     /// The next event for the application.
+    ///
+    /// A namespace connection completes here, once the events before it
+    /// have been handed out: as in the official server (where joining a
+    /// namespace passes through asynchronous middleware), the answers to
+    /// events read in the same batch leave before the CONNECT's answer.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() {
+            if let Some(id) = self.deferred.pop_front() {
+                self.complete_connect(id);
+            }
+        }
         self.events.pop_front()
     }
 
@@ -721,11 +736,6 @@ impl Server {
             }
             self.namespaces.insert(nsp.clone(), Namespace::default());
         }
-        let admission = self
-            .namespaces
-            .get(&nsp)
-            .map(|n| n.admission)
-            .unwrap_or_default();
         let mut id = SocketId(Sid::generate(&mut *self.entropy));
         while self.sockets.contains_key(&id) {
             id = SocketId(Sid::generate(&mut *self.entropy));
@@ -739,19 +749,35 @@ impl Server {
                 connected: false,
                 rooms: BTreeSet::new(),
                 acks: BTreeMap::new(),
-                auth: auth.clone(),
+                auth,
             },
         );
         if let Some(c) = self.clients.get_mut(&sid) {
             c.sockets.push((nsp.clone(), id));
         }
+        self.deferred.push_back(id);
+    }
+
+    /// A deferred connection's turn: connect it, or ask the application.
+    fn complete_connect(&mut self, id: SocketId) {
+        let Some(s) = self.sockets.get(&id).filter(|s| !s.connected) else {
+            return;
+        };
+        let admission = self
+            .namespaces
+            .get(&*s.nsp)
+            .map(|n| n.admission)
+            .unwrap_or_default();
         match admission {
             Admission::AcceptAll => self.finish_connect(id),
-            Admission::Decide => self.events.push_back(Event::ConnectRequest {
-                socket: id,
-                nsp: nsp.to_string(),
-                auth,
-            }),
+            Admission::Decide => {
+                let event = Event::ConnectRequest {
+                    socket: id,
+                    nsp: s.nsp.to_string(),
+                    auth: s.auth.clone(),
+                };
+                self.events.push_back(event);
+            }
         }
     }
 

@@ -1,0 +1,247 @@
+//! The official Node clients against the `conformance` example, and the
+//! example against the official Node server, answer for answer.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use common::*;
+
+fn check_runner(script: &str, url: &str, extra: &[&str]) {
+    let mut c = node();
+    c.arg(script).arg(url).args(extra);
+    let (ok, out) = run(script, c, Duration::from_secs(240));
+    let summary = out.lines().last().unwrap_or_default().to_owned();
+    let failures: Vec<&str> = out.lines().filter(|l| l.starts_with("fail")).collect();
+    assert!(
+        ok && summary.ends_with(" 0 failed"),
+        "{script} {extra:?}: {summary}\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        !summary.starts_with("0 passed"),
+        "{script} ran nothing: {out}"
+    );
+}
+
+#[test]
+fn official_socket_io_client_websocket_only() {
+    let server = conformance();
+    check_runner(
+        "sio-client-check.js",
+        &format!("http://127.0.0.1:{}", server.port),
+        &["--transports", "websocket"],
+    );
+}
+
+#[test]
+fn official_socket_io_client_polling_only() {
+    let server = conformance();
+    check_runner(
+        "sio-client-check.js",
+        &format!("http://127.0.0.1:{}", server.port),
+        &["--transports", "polling"],
+    );
+}
+
+#[test]
+fn official_socket_io_client_polling_then_upgrade() {
+    let server = conformance();
+    check_runner(
+        "sio-client-check.js",
+        &format!("http://127.0.0.1:{}", server.port),
+        &["--transports", "both"],
+    );
+}
+
+#[test]
+fn official_engine_io_client_on_the_echo_path() {
+    let server = conformance();
+    for mode in ["websocket", "polling", "both"] {
+        check_runner(
+            "eio-client-check.js",
+            &format!("http://127.0.0.1:{}", server.port),
+            &["--path", "/engine.io/", "--transports", mode],
+        );
+    }
+}
+
+// ----- answer for answer against the official server ---------------------
+
+/// One raw HTTP exchange on a fresh connection: status line, the headers
+/// that matter, and the body.
+fn http(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.replace('\n', "\r\n").as_bytes())
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    // Read until the body announced by Content-Length (or chunked end) is in.
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+        if let Some((head, body)) = split_response(&raw) {
+            if let Some(len) = header(&head, "content-length") {
+                if body.len() >= len.parse::<usize>().unwrap() {
+                    break;
+                }
+            } else if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked")
+            {
+                if body.ends_with(b"0\r\n\r\n") {
+                    break;
+                }
+            } else if head.starts_with("HTTP/1.1 204") || head.starts_with("HTTP/1.1 101") {
+                break;
+            }
+        }
+    }
+    let (head, body) =
+        split_response(&raw).unwrap_or_else(|| panic!("no response to {request:?}: {raw:?}"));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(&body) } else { body };
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    let mut kept = vec![status];
+    for name in [
+        "content-type",
+        "access-control-allow-origin",
+        "access-control-allow-methods",
+        "cache-control",
+    ] {
+        if let Some(v) = header(&head, name) {
+            kept.push(format!("{name}: {v}"));
+        }
+    }
+    kept.push(normalize_sids(&String::from_utf8_lossy(&body)));
+    kept.join("\n")
+}
+
+fn split_response(raw: &[u8]) -> Option<(String, Vec<u8>)> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((
+        String::from_utf8_lossy(&raw[..end]).into_owned(),
+        raw[end + 4..].to_vec(),
+    ))
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
+        b = &b[nl + 2 + size + 2..];
+    }
+    out
+}
+
+/// Session and socket ids differ from run to run: replace each with its
+/// shape.
+fn normalize_sids(s: &str) -> String {
+    let mut out = s.to_owned();
+    for key in ["\"sid\":\""] {
+        while let Some(i) = out.find(key) {
+            let start = i + key.len();
+            let end = out[start..].find('"').map_or(out.len(), |e| start + e);
+            out.replace_range(i..end + 1, &format!("\"SID\":<{} chars>", end - start));
+        }
+    }
+    out
+}
+
+fn open_sid(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut raw = vec![0u8; 4096];
+    let n = s.read(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw[..n]).into_owned();
+    let i = text.find("\"sid\":\"").unwrap() + 7;
+    text[i..i + 20].to_owned()
+}
+
+#[test]
+fn http_answers_match_the_official_server() {
+    let ours = conformance();
+    let node = node_reference();
+    let requests = [
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\nHost: x\n\n",
+        "GET /engine.io/?EIO=4&transport=polling HTTP/1.1\nHost: x\n\n",
+        "GET /socket.io/?transport=polling HTTP/1.1\nHost: x\n\n",
+        "GET /socket.io/?EIO=3&transport=polling HTTP/1.1\nHost: x\n\n",
+        "GET /socket.io/?EIO=4 HTTP/1.1\nHost: x\n\n",
+        "GET /socket.io/?EIO=4&transport=__proto__ HTTP/1.1\nHost: x\n\n",
+        "POST /socket.io/?EIO=4&transport=polling HTTP/1.1\nHost: x\nContent-Length: 0\n\n",
+        "PUT /socket.io/?EIO=4&transport=polling HTTP/1.1\nHost: x\nContent-Length: 0\n\n",
+        "GET /socket.io/?EIO=4&transport=polling&sid=nope HTTP/1.1\nHost: x\n\n",
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\nHost: x\n\n",
+        "OPTIONS /socket.io/?EIO=4&transport=polling HTTP/1.1\nHost: x\nOrigin: http://a\n\n",
+    ];
+    for req in requests {
+        assert_eq!(
+            http(ours.port, req),
+            http(node.port, req),
+            "request {req:?}"
+        );
+    }
+    // Polling exchanges on a session of each.
+    let script = |port: u16| {
+        let sid = open_sid(port);
+        let url = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+        let mut log = Vec::new();
+        let post = |body: &str| {
+            format!(
+                "POST {url} HTTP/1.1\nHost: x\nContent-Type: text/plain;charset=UTF-8\nContent-Length: {}\n\n{body}",
+                body.len()
+            )
+        };
+        let get = format!("GET {url} HTTP/1.1\nHost: x\n\n");
+        log.push(http(port, &post("40")));
+        log.push(http(port, &get));
+        log.push(http(
+            port,
+            &post("42[\"message\",1,\"\\u001e\",{\"a\":[null,1.5,\"é\"]}]\u{1e}42[\"nope\"]"),
+        ));
+        log.push(http(port, &get));
+        log.push(http(
+            port,
+            &post("421[\"message-with-ack\",\"x\"]\u{1e}40/custom,"),
+        ));
+        log.push(http(port, &get));
+        log.push(http(port, &post("40/random,")));
+        log.push(http(port, &get));
+        log.push(http(port, &post(&format!("4{}", "x".repeat(1_000_001)))));
+        log.push(http(port, &post("42[\"disconnect-me\"]")));
+        log.push(http(port, &get));
+        log.push(http(port, &get));
+        log.push(http(port, &get));
+        log
+    };
+    let a = script(ours.port);
+    let b = script(node.port);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "step {i}");
+    }
+}
