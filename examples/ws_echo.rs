@@ -4,16 +4,19 @@
 //! client at ws://127.0.0.1:9001/. With `--autobahn` the message limits are
 //! raised to what the Autobahn testsuite sends (16 MiB messages in up to
 //! 65,536 fragments); the library's own defaults stay small and safe.
+//! With `--close-command`, the text message `close:CODE:REASON` makes the
+//! server close with that code and reason (for interop tests).
 
 mod common;
 
 use std::time::Instant;
 
 use smol::net::TcpListener;
-use wsio::ws::{Accept, Config, Connection, Event};
+use wsio::ws::{Accept, CloseCode, Config, Connection, Event, Message};
 
 fn main() -> std::io::Result<()> {
     let port: u16 = common::arg("--port").unwrap_or(9001);
+    let close_command = common::flag("--close-command");
     let mut config = Config::default();
     if common::flag("--autobahn") {
         config = config
@@ -24,7 +27,7 @@ fn main() -> std::io::Result<()> {
     }
     smol::block_on(async {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-        println!("ws_echo listening on ws://{}/", listener.local_addr()?);
+        println!("READY {}", listener.local_addr()?.port());
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
@@ -33,6 +36,14 @@ fn main() -> std::io::Result<()> {
                 let _ = common::drive(stream, conn, |conn, ev| match ev {
                     Event::Upgrade(_) => {
                         let _ = conn.accept(Instant::now(), Accept::new());
+                    }
+                    Event::Message(Message::Text(t))
+                        if close_command && t.starts_with("close:") =>
+                    {
+                        let mut parts = t.splitn(3, ':').skip(1);
+                        let code = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
+                        let reason = parts.next().unwrap_or("");
+                        let _ = conn.close(Instant::now(), CloseCode(code), reason);
                     }
                     Event::Message(m) => {
                         // Full queue: the peer is not reading; drop the echo

@@ -920,8 +920,8 @@ impl Connection {
                 (f.code, f.reason.clone())
             });
         if !self.close_sent {
-            // Echo the code, as peers expect (section 5.5.1).
-            self.send_close(frame.map(|f| CloseFrame::new(f.code, "")));
+            // Echo the close frame, as peers expect (section 5.5.1).
+            self.send_close(frame);
             self.emit_closed(code, reason, true, None);
         } else {
             self.emit_closed(code, reason, false, None);

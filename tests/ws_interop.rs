@@ -1,0 +1,174 @@
+//! WebSocket interop with real peers: the npm `ws` package and Python
+//! `websockets`, each as client of `ws_echo` and as server for the wsio
+//! blocking client.
+
+mod common;
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use bytes::Bytes;
+use common::*;
+use wsio::{
+    blocking::{Error, WebSocket},
+    ws::{CloseCode, Config, DataKind, Message},
+};
+
+fn ws_echo() -> Proc {
+    let mut c = example("ws_echo");
+    c.args(["--port", "0", "--close-command"]);
+    spawn_ready("ws_echo", c)
+}
+
+/// A Python with `websockets`: `$WSIO_PYTHON`, or the venv scripts/test.sh
+/// makes.
+fn python() -> Command {
+    let venv = repo().join("target/py-venv/bin/python");
+    let py = std::env::var_os("WSIO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or(venv);
+    let ok = Command::new(&py)
+        .args(["-c", "import websockets"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "Python `websockets` is required at {}: run `python3 -m venv target/py-venv && target/py-venv/bin/pip install -r tests/python/requirements.txt` (or set WSIO_PYTHON)",
+        py.display()
+    );
+    let mut c = Command::new(py);
+    c.current_dir(repo());
+    c
+}
+
+#[test]
+fn npm_ws_client_against_ws_echo() {
+    let server = ws_echo();
+    let mut c = node();
+    c.args([
+        "ws-peer.js",
+        "client",
+        &format!("ws://127.0.0.1:{}/", server.port),
+        "--no-deflate",
+    ]);
+    let (ok, out) = run("ws-peer.js client", c, Duration::from_secs(120));
+    assert!(ok && out.trim_end().ends_with(" 0 failed"), "{out}");
+}
+
+const PY_SCRIPT: &str = r#"
+{"op": "send", "text": "héllo"}
+{"op": "expect_echo"}
+{"op": "send", "type": "binary", "hex": "00fffe"}
+{"op": "expect_echo"}
+{"op": "send", "type": "binary", "repeat_hex": "a5", "count": 1048576}
+{"op": "expect_echo", "timeout": 20}
+{"op": "send_fragmented", "type": "text", "fragments": ["fr", "ag-\u00e9", "-end"]}
+{"op": "expect_echo"}
+{"op": "send_fragmented", "type": "binary", "repeat_hex": "0102", "count": 5000, "fragment_size": 333}
+{"op": "expect_echo"}
+{"op": "send", "type": "text", "hex": "6f6bc0af"}
+{"op": "expect_close", "code": 1007}
+"#;
+
+#[test]
+fn python_websockets_client_against_ws_echo() {
+    let server = ws_echo();
+    let script = std::env::temp_dir().join(format!("wsio-py-script-{}.jsonl", std::process::id()));
+    std::fs::write(&script, PY_SCRIPT).unwrap();
+    let mut c = python();
+    c.args([
+        "tests/python/ws_peer.py",
+        "client",
+        "--url",
+        &format!("ws://127.0.0.1:{}/", server.port),
+    ]);
+    c.arg("--script").arg(&script);
+    let (ok, out) = run("ws_peer.py client", c, Duration::from_secs(120));
+    let _ = std::fs::remove_file(&script);
+    assert!(ok, "{out}");
+    assert!(out.contains("RESULT pass=12 fail=0"), "{out}");
+}
+
+/// The same checks of the wsio blocking client against any echo server
+/// that understands `close:CODE:REASON`.
+fn client_checks(port: u16) {
+    let url = format!("ws://127.0.0.1:{port}/");
+    let config = Config::default()
+        .max_message_size(4 << 20)
+        .max_frame_size(4 << 20);
+    let mut ws = WebSocket::connect_with(&url, config, |r| r).unwrap();
+    for m in [
+        Message::text("hello"),
+        Message::text("héllo wörld ✓ 日本語 😀"),
+        Message::text(""),
+        Message::binary(vec![0u8, 1, 2, 253, 254, 255]),
+        Message::binary(Vec::<u8>::new()),
+    ] {
+        ws.send(m.clone()).unwrap();
+        assert_eq!(ws.read().unwrap(), m);
+    }
+    for n in [125usize, 126, 127, 65535, 65536, 70000, 1 << 20] {
+        let m = Message::binary((0..n).map(|i| (i * 7) as u8).collect::<Vec<u8>>());
+        ws.send(m.clone()).unwrap();
+        assert_eq!(ws.read().unwrap(), m, "{n} bytes");
+    }
+    // A fragmented text message split inside a character.
+    let whole = "frag-é-日本-end".as_bytes();
+    let c = ws.connection();
+    c.send_fragment(DataKind::Text, Bytes::copy_from_slice(&whole[..6]), false)
+        .unwrap();
+    c.send_fragment(DataKind::Text, Bytes::copy_from_slice(&whole[6..9]), false)
+        .unwrap();
+    c.send_fragment(DataKind::Text, Bytes::copy_from_slice(&whole[9..]), true)
+        .unwrap();
+    ws.flush().unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("frag-é-日本-end"));
+    // Ping: the pong comes back as an event.
+    ws.ping(Bytes::from_static(b"ping-payload")).unwrap();
+    loop {
+        match ws.next_event().unwrap() {
+            wsio::ws::Event::Pong(p) => {
+                assert_eq!(&p[..], b"ping-payload");
+                break;
+            }
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    }
+    // Client-initiated close: the server echoes the code.
+    ws.close(CloseCode(4000), "client bye").unwrap();
+    match ws.read() {
+        Err(Error::Closed(c)) => assert_eq!((c.code, c.by_peer), (CloseCode(4000), false)),
+        other => panic!("expected the close, got {other:?}"),
+    }
+    // Server-initiated close with a code and reason.
+    let mut ws = WebSocket::connect(&url).unwrap();
+    ws.send(Message::text("close:4001:server: bye")).unwrap();
+    match ws.read() {
+        Err(Error::Closed(c)) => assert_eq!(
+            (c.code, c.reason.as_str(), c.by_peer),
+            (CloseCode(4001), "server: bye", true)
+        ),
+        other => panic!("expected the server's close, got {other:?}"),
+    }
+}
+
+#[test]
+fn wsio_client_against_npm_ws_server() {
+    let mut c = node();
+    c.args(["ws-peer.js", "server", "--port", "0"]);
+    let server = spawn_ready("ws-peer.js server", c);
+    client_checks(server.port);
+}
+
+#[test]
+fn wsio_client_against_python_websockets_server() {
+    let mut c = python();
+    c.args(["tests/python/ws_peer.py", "server", "--port", "0"]);
+    let server = spawn_ready("ws_peer.py server", c);
+    client_checks(server.port);
+}
+
+#[test]
+fn wsio_client_against_wsio_server() {
+    let server = ws_echo();
+    client_checks(server.port);
+}
