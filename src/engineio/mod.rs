@@ -8,6 +8,7 @@
 //! polling, and keeps every session's heartbeat. [`Client`] is one session
 //! seen from the other side.
 
+mod client;
 mod cors;
 mod packet;
 mod server;
@@ -15,6 +16,10 @@ mod session;
 
 use std::{fmt, time::Duration};
 
+pub use client::{
+    Client, ClientConfig, ClientError, ClientEvent, ClientState, ClientTransmit, ClientUsageError,
+    HttpRequest, RequestFailed, RequestId, TransportMode,
+};
 pub use cors::{Cors, CorsOrigin};
 pub use packet::{
     Data, DecodeError, Packet, PacketType, SEPARATOR, decode_payload, encode_payload,

@@ -5,6 +5,7 @@
 //! Engine.IO, long-polling requests. Bodies are framed by [`body`].
 
 pub mod body;
+pub mod client;
 mod head;
 mod headers;
 mod query;
