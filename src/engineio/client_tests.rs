@@ -95,7 +95,7 @@ impl Net {
     fn with_seed(server: Config, client: ClientConfig, seed: u64) -> Net {
         let now = Instant::now();
         Net {
-            server: Server::new_at(server, Box::new(SeededEntropy::new(7)), now),
+            server: Server::new(server, Box::new(SeededEntropy::new(7)), now),
             client: Client::new(client, Box::new(SeededEntropy::new(seed)), now),
             now,
             latency: Duration::ZERO,
@@ -1475,7 +1475,7 @@ fn every_strict_prefix_of_stream_input() {
     };
     // Record what the server sends on the WebSocket, in memory.
     let server_bytes = {
-        let mut s = Server::new_at(
+        let mut s = Server::new(
             server_config(),
             Box::new(SeededEntropy::new(7)),
             Instant::now(),

@@ -127,7 +127,7 @@ enum Target {
 /// use std::time::Instant;
 /// use wsio::{engineio::{Config, Event, Server, Transmit}, entropy::SeededEntropy};
 ///
-/// let mut server = Server::new(Config::default(), Box::new(SeededEntropy::new(1)));
+/// let mut server = Server::new(Config::default(), Box::new(SeededEntropy::new(1)), Instant::now());
 /// let now = Instant::now();
 /// let conn = server.accept(now, None);
 /// server.handle_input(now, conn, b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -166,14 +166,9 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server with `config`, drawing session ids from `entropy`.
-    pub fn new(config: Config, entropy: BoxEntropy) -> Self {
-        Self::new_at(config, entropy, Instant::now())
-    }
-
-    /// Like [`new`](Self::new), with the clock's starting point given (for
-    /// simulations: the core itself never reads the clock).
-    pub fn new_at(config: Config, entropy: BoxEntropy, now: Instant) -> Self {
+    /// A server with `config`, drawing session ids from `entropy`; `now`
+    /// starts its clock (the machine never reads one itself).
+    pub fn new(config: Config, entropy: BoxEntropy, now: Instant) -> Self {
         Server {
             resume: Vec::new(),
             polls: HashMap::new(),

@@ -63,7 +63,7 @@ impl H {
     fn new(config: Config) -> H {
         let now = Instant::now();
         H {
-            server: Server::new_at(config, Box::new(SeededEntropy::new(7)), now),
+            server: Server::new(config, Box::new(SeededEntropy::new(7)), now),
             now,
             out: HashMap::new(),
             closed: Vec::new(),

@@ -193,7 +193,7 @@ struct PendingBinary {
 /// ```
 /// use wsio::socketio::{Decoder, Packet, Value};
 /// let mut d = Decoder::new(10);
-/// assert_eq!(d.decode_text(r#"451-["up",{"_placeholder":true,"num":0}]"#), Ok(None));
+/// assert_eq!(d.decode_text(r#"51-["up",{"_placeholder":true,"num":0}]"#), Ok(None));
 /// let p = d.decode_binary(bytes::Bytes::from_static(b"\x01")).unwrap().unwrap();
 /// assert!(matches!(p, Packet::Event { ref args, .. } if args[0] == Value::Binary(bytes::Bytes::from_static(b"\x01"))));
 /// ```

@@ -105,7 +105,7 @@ pub type DynamicNamespaces = Box<dyn Fn(&str, &Value) -> bool + Send>;
 /// use std::time::Instant;
 /// use wsio::{entropy::SeededEntropy, socketio::{Config, Event, Server, Value}};
 ///
-/// let mut io = Server::new(Config::default(), Box::new(SeededEntropy::new(1)));
+/// let mut io = Server::new(Config::default(), Box::new(SeededEntropy::new(1)), Instant::now());
 /// io.add_namespace("/chat", Default::default());
 /// # let now = Instant::now();
 /// while let Some(ev) = io.poll_event() {
@@ -150,20 +150,16 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server with the main namespace `/`, drawing ids from `entropy`.
-    pub fn new(config: Config, entropy: BoxEntropy) -> Self {
-        Self::new_at(config, entropy, Instant::now())
-    }
-
-    /// Like [`new`](Self::new), with the clock's starting point given.
-    pub fn new_at(config: Config, mut entropy: BoxEntropy, now: Instant) -> Self {
+    /// A server with the main namespace `/`, drawing ids from `entropy`;
+    /// `now` starts its clock (the machine never reads one itself).
+    pub fn new(config: Config, mut entropy: BoxEntropy, now: Instant) -> Self {
         // The engine gets its own generator, seeded from ours, so that its
         // session ids and our socket ids do not depend on each other's use.
         let engine_entropy = crate::entropy::SeededEntropy::from_entropy(&mut *entropy);
         let mut namespaces = BTreeMap::new();
         namespaces.insert("/".to_owned(), Namespace::default());
         Server {
-            engine: engineio::Server::new_at(config.engine.clone(), Box::new(engine_entropy), now),
+            engine: engineio::Server::new(config.engine.clone(), Box::new(engine_entropy), now),
             config,
             entropy,
             namespaces,
@@ -405,7 +401,7 @@ impl Server {
     /// Connects a socket that asked a [`Admission::Decide`] namespace.
     pub fn admit(&mut self, now: Instant, socket: SocketId) -> Result<(), UsageError> {
         self.now = self.now.max(now);
-        if !self.sockets.get(&socket).is_some_and(|s| !s.connected) {
+        if self.sockets.get(&socket).is_none_or(|s| s.connected) {
             return Err(UsageError::NotPending(socket));
         }
         self.finish_connect(socket);

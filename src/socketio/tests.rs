@@ -48,7 +48,7 @@ fn suite_config() -> Config {
 impl H {
     fn new(config: Config) -> H {
         let now = Instant::now();
-        let mut io = Server::new_at(config, Box::new(SeededEntropy::new(3)), now);
+        let mut io = Server::new(config, Box::new(SeededEntropy::new(3)), now);
         io.add_namespace("/custom", Admission::AcceptAll);
         H {
             io,

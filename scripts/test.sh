@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test of the crate on a fresh machine: installs the pinned real
+# peers first (the official npm packages from tests/node/package-lock.json,
+# Python websockets from tests/python/requirements.txt), then `cargo test`
+# (unit, doc, cross-layer, simulation and interop tests). Extra arguments go
+# to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "test.sh: Node.js 20 and npm are required (the interop peers are npm packages)" >&2
+  exit 2
+fi
+stamp=tests/node/node_modules/.wsio-lock
+if [ ! -f "$stamp" ] || ! cmp -s tests/node/package-lock.json "$stamp"; then
+  echo "test.sh: npm ci --prefix tests/node" >&2
+  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+  cp tests/node/package-lock.json "$stamp"
+fi
+
+py=target/py-venv/bin/python
+if ! "$py" -c 'import websockets' 2>/dev/null; then
+  echo "test.sh: creating target/py-venv with tests/python/requirements.txt" >&2
+  python3 -m venv target/py-venv
+  target/py-venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+export WSIO_PYTHON="$PWD/$py"
+
+cargo test "$@"
