@@ -8,12 +8,14 @@
 
 mod packet;
 mod server;
+mod typed;
 mod value;
 
 use std::{fmt, time::Duration};
 
 pub use packet::{DecodeError, Decoder, Packet, RESERVED_EVENTS};
 pub use server::{Broadcast, BroadcastMessage, Server};
+pub use typed::{TypedError, from_value, to_value};
 pub use value::{Number, PlaceholderError, Value};
 
 use crate::engineio;
