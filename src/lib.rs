@@ -42,5 +42,6 @@ pub mod blocking;
 pub mod engineio;
 pub mod entropy;
 pub mod http;
+pub mod sim;
 pub mod socketio;
 pub mod ws;

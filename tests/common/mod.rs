@@ -4,6 +4,8 @@
 //! silent skip.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::{
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},

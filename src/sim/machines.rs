@@ -1,0 +1,125 @@
+//! The two shapes of machine a [`Network`](super::Network) can drive.
+
+use std::{net::SocketAddr, time::Instant};
+
+use bytes::Bytes;
+
+use crate::{
+    engineio::{self, ClientTransmit, ConnId, RequestFailed, RequestId, Transmit},
+    http::ResponseHead,
+    socketio,
+};
+
+/// A server: many byte-stream connections (the Engine.IO and Socket.IO
+/// servers).
+pub trait ServerMachine {
+    /// What the application hears.
+    type Event;
+    /// A new connection.
+    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId;
+    /// Bytes from a connection.
+    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]);
+    /// A connection ended.
+    fn handle_eof(&mut self, now: Instant, conn: ConnId);
+    /// Time passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// Output.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// Events.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    /// The next deadline.
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+/// A client: HTTP requests and byte streams, as the Engine.IO client asks a
+/// driver for them.
+pub trait ClientMachine {
+    /// What the application hears.
+    type Event;
+    /// The answer to a request.
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        response: Result<(ResponseHead, Bytes), RequestFailed>,
+    );
+    /// Bytes from a stream.
+    fn handle_stream_input(&mut self, now: Instant, id: RequestId, bytes: &[u8]);
+    /// A stream ended cleanly.
+    fn handle_stream_eof(&mut self, now: Instant, id: RequestId);
+    /// A stream failed.
+    fn handle_stream_error(&mut self, now: Instant, id: RequestId);
+    /// Time passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// Output.
+    fn poll_transmit(&mut self) -> Option<ClientTransmit>;
+    /// Events.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    /// The next deadline.
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+macro_rules! server_machine {
+    ($t:ty, $ev:ty) => {
+        impl ServerMachine for $t {
+            type Event = $ev;
+            fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
+                <$t>::accept(self, now, peer)
+            }
+            fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+                <$t>::handle_input(self, now, conn, bytes)
+            }
+            fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+                <$t>::handle_eof(self, now, conn)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn poll_transmit(&mut self) -> Option<Transmit> {
+                <$t>::poll_transmit(self)
+            }
+            fn poll_event(&mut self) -> Option<$ev> {
+                <$t>::poll_event(self)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$t>::poll_timeout(self)
+            }
+        }
+    };
+}
+
+server_machine!(engineio::Server, engineio::Event);
+server_machine!(socketio::Server, socketio::Event);
+
+impl ClientMachine for engineio::Client {
+    type Event = engineio::ClientEvent;
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        response: Result<(ResponseHead, Bytes), RequestFailed>,
+    ) {
+        engineio::Client::handle_response(self, now, id, response)
+    }
+    fn handle_stream_input(&mut self, now: Instant, id: RequestId, bytes: &[u8]) {
+        engineio::Client::handle_stream_input(self, now, id, bytes)
+    }
+    fn handle_stream_eof(&mut self, now: Instant, id: RequestId) {
+        engineio::Client::handle_stream_eof(self, now, id)
+    }
+    fn handle_stream_error(&mut self, now: Instant, id: RequestId) {
+        engineio::Client::handle_stream_error(self, now, id)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        engineio::Client::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self) -> Option<ClientTransmit> {
+        engineio::Client::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<engineio::ClientEvent> {
+        engineio::Client::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        engineio::Client::poll_timeout(self)
+    }
+}
