@@ -1027,3 +1027,82 @@ fn timers_scale_to_many_sessions() {
     assert_eq!(h.server.session_count(), 0);
     assert_eq!(h.closes().len(), 10_000);
 }
+
+// ----- advisories and malformed input ---------------------------------------
+
+/// CVE-2022-21676: bytes after the upgrade request that parse as a frame
+/// with a reserved bit crashed the official server.
+#[test]
+fn upgrade_followed_by_a_frame_with_rsv_bits_fails_only_that_connection() {
+    let mut h = H::suite();
+    let mut bystander = h.ws_connect("/engine.io/?EIO=4&transport=websocket");
+    let conn = h.server.accept(h.now, None);
+    let mut req = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".to_vec();
+    req.extend_from_slice(&[0xC1, 0x81, 0, 0, 0, 0, b'4']);
+    h.server.handle_input(h.now, conn, &req);
+    h.pump();
+    let out = h.out.remove(&conn).unwrap();
+    assert!(out.starts_with(b"HTTP/1.1 101 "));
+    // The open packet, then a close frame with 1002.
+    let tail = &out[out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    let close = tail.windows(2).position(|w| w[0] == 0x88).expect("a close frame");
+    assert_eq!(&tail[close + 2..close + 4], &1002u16.to_be_bytes());
+    assert!(h.closed.contains(&conn));
+    assert_eq!(h.closes(), [CloseReason::TransportError]);
+    h.ws_text(&mut bystander, "4still");
+    assert_eq!(texts(&bystander).last().unwrap(), "4still");
+}
+
+/// CVE-2022-41940: a connection reset during an invalid upgrade crashed the
+/// official server.
+#[test]
+fn reset_during_an_invalid_upgrade() {
+    let mut h = H::suite();
+    let sid = h.open_polling();
+    for target in [
+        "/engine.io/?EIO=4&transport=polling&sid=SID",
+        "/engine.io/?EIO=4&transport=__proto__&sid=SID",
+        "/engine.io/?EIO=4&transport=websocket&sid=unknown",
+        "/engine.io/?EIO=4&transport=websocket&sid=SID",
+    ] {
+        let conn = h.server.accept(h.now, None);
+        let req = format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            target.replace("SID", &sid)
+        );
+        // Half the request, then the reset; and the whole request, then
+        // the reset before anything is read back.
+        h.server.handle_input(h.now, conn, &req.as_bytes()[..req.len() / 2]);
+        h.server.handle_eof(h.now, conn);
+        let conn = h.server.accept(h.now, None);
+        h.server.handle_input(h.now, conn, req.as_bytes());
+        h.server.handle_eof(h.now, conn);
+        h.pump();
+    }
+    // The polling session survives all of it.
+    let url = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(h.request("POST", &url, b"4ok").text(), "ok");
+    assert_eq!(h.request("GET", &url, b"").text(), "4ok");
+}
+
+#[test]
+fn malformed_payloads_close_only_their_session() {
+    for body in [&b"bAQ!D"[..], b"4a\x1e\x1e4b", b"", b"\x1e", b"9", b"4\xff\xfe", b"2"] {
+        let mut h = H::suite();
+        let other = h.open_polling();
+        let sid = h.open_polling();
+        let url = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+        let r = h.request("POST", &url, body);
+        assert_eq!(r.status, 200, "{body:?}");
+        assert_eq!(h.request("GET", &url, b"").status, 400, "{body:?} closed the session");
+        let other = format!("/engine.io/?EIO=4&transport=polling&sid={other}");
+        assert_eq!(h.request("POST", &other, b"4x").text(), "ok");
+    }
+    // Bad body framing: answered 400 and the connection closed.
+    let mut h = H::suite();
+    let sid = h.open_polling();
+    let url = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    let conn = h.send("POST", &url, &[("Content-Length", "5"), ("Transfer-Encoding", "gzip")], b"4abcd");
+    assert_eq!(h.response(conn).unwrap().status, 400);
+    assert!(h.closed.contains(&conn));
+}
