@@ -152,3 +152,47 @@ pub fn node_reference() -> Proc {
     c.args(["sio-server.js", "--port", "0"]);
     spawn_ready("node sio-server.js", c)
 }
+
+/// Like [`spawn_ready`], also handing out the child's stderr line by line
+/// (each line is echoed to the test's stderr too).
+pub fn spawn_ready_logged(name: &str, mut cmd: Command) -> (Proc, mpsc::Receiver<String>) {
+    cmd.stderr(Stdio::piped());
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (etx, erx) = mpsc::channel();
+    let label = name.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[{label}] {line}");
+            let _ = etx.send(line);
+        }
+    });
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(p) = line.strip_prefix("READY ") {
+                let _ = tx.send(p.trim().parse::<u16>().ok());
+                break;
+            }
+        }
+        for _ in lines {}
+    });
+    let port = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Some(p)) => p,
+        _ => {
+            let _ = child.kill();
+            panic!("{name} did not print READY <port> within 60 s");
+        }
+    };
+    let proc = Proc {
+        child,
+        port,
+        name: name.to_owned(),
+    };
+    (proc, erx)
+}

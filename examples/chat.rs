@@ -1,0 +1,367 @@
+//! A browser chat: the page and Socket.IO on one port.
+//!
+//! ```text
+//! npm ci --prefix examples/chat     # once: the official browser client, for offline use
+//! cargo run --example chat          # then open http://127.0.0.1:3000 in two tabs
+//! ```
+//!
+//! Options: `--port P` (default 3000; `0` picks a free port, and the real one
+//! is printed), `--client-js PATH` (where to read `socket.io.min.js`; default
+//! the npm copy under `examples/chat/node_modules`).
+//!
+//! # A tour
+//!
+//! * [`main`] builds one [`socketio::Server`] and gives it every TCP
+//!   connection. The server answers Socket.IO itself (`/socket.io/`) and hands
+//!   every other request to us as [`Event::Request`]: the page's three files
+//!   (`examples/chat/`, compiled in) and the official client bundle at
+//!   `/socket.io/socket.io.min.js`, as a Node server would serve it.
+//! * [`Chat::step`] is the whole driver: one input (bytes, a new or closed
+//!   connection, or a timer) goes into the machine, then everything the
+//!   machine has to say comes out: bytes to write, connections to close,
+//!   and events for [`Chat::on_event`]. No protocol code lives here.
+//! * [`Chat::on_event`] is the chat itself, one `match`. A nickname
+//!   arrives with the connection (`io({ auth: { name } })` in the page), so
+//!   the official client's automatic reconnection brings it back by itself
+//!   after a server restart. Events:
+//!
+//!   | from the page | to the pages |
+//!   |---|---|
+//!   | `auth: {name}` on connect | `welcome {id, name, online}` to the newcomer, `joined {id, name}` to the others, `online n` to all |
+//!   | `message "text"` | `message {id, name, text}` to all (the sender included) |
+//!   | `typing true/false` | `typing {id, name, typing}` to the others |
+//!   | (disconnect) | `left {id, name}` to the others, `online n` to all |
+//!
+//! * The page (`examples/chat/chat.js`) shows everything with `textContent`,
+//!   never as HTML, and the server sends a Content-Security-Policy that
+//!   forbids inline scripts anyway.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use common::net::{Input, Net};
+use wsio::{
+    engineio::{self, ConnId},
+    entropy::OsEntropy,
+    http::{Method, RequestHead, ResponseHead},
+    socketio::{self, Admission, Event, SocketId, Value},
+};
+
+/// The page's own files, compiled into the binary.
+const PAGE: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("chat/index.html"),
+    ),
+    (
+        "/chat.js",
+        "text/javascript; charset=utf-8",
+        include_str!("chat/chat.js"),
+    ),
+    (
+        "/chat.css",
+        "text/css; charset=utf-8",
+        include_str!("chat/chat.css"),
+    ),
+];
+
+/// Where the page looks for the official client first (the page falls back
+/// to cdn.socket.io, pinned by version and SRI hash, when this is a 404).
+const CLIENT_PATH: &str = "/socket.io/socket.io.min.js";
+
+/// The version `examples/chat/package-lock.json` pins, and the page's CDN
+/// fallback loads.
+const CLIENT_VERSION: &str = "4.8.4";
+
+/// Scripts from this origin and the pinned CDN only; no inline code; the
+/// page talks to its own origin only (`'self'` covers `ws://` there).
+const CSP: &str = "default-src 'none'; script-src 'self' https://cdn.socket.io; \
+    style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
+/// Longest nickname, in characters.
+const MAX_NAME: usize = 24;
+/// Longest message, in characters.
+const MAX_TEXT: usize = 1000;
+
+struct Chat {
+    io: socketio::Server,
+    net: Net,
+    /// TCP connection (the driver's key) <-> the server's connection id.
+    conns: HashMap<u64, ConnId>,
+    keys: HashMap<ConnId, u64>,
+    /// Everyone in the chat: socket -> nickname.
+    people: BTreeMap<SocketId, String>,
+    /// The official client bundle, if installed.
+    client_js: Option<Bytes>,
+}
+
+impl Chat {
+    /// The driver: one input in, then everything out.
+    fn step(&mut self, input: Option<Input>) {
+        let now = Instant::now();
+        match input {
+            None => self.io.handle_timeout(now),
+            Some(Input::Accepted(key, peer)) => {
+                let conn = self.io.accept(now, peer);
+                self.conns.insert(key, conn);
+                self.keys.insert(conn, key);
+            }
+            Some(Input::Data(key, bytes)) => {
+                if let Some(&conn) = self.conns.get(&key) {
+                    self.io.handle_input(now, conn, &bytes);
+                }
+            }
+            Some(Input::Eof(key)) => {
+                if let Some(conn) = self.conns.remove(&key) {
+                    self.keys.remove(&conn);
+                    self.io.handle_eof(now, conn);
+                }
+            }
+        }
+        // Events may cause more output (emits, responses): loop until quiet.
+        loop {
+            while let Some(t) = self.io.poll_transmit() {
+                match t {
+                    engineio::Transmit::Data { conn, data } => {
+                        if let Some(&key) = self.keys.get(&conn) {
+                            self.net.write(key, data);
+                        }
+                    }
+                    engineio::Transmit::Close { conn } => {
+                        if let Some(key) = self.keys.remove(&conn) {
+                            self.conns.remove(&key);
+                            self.net.close(key);
+                        }
+                    }
+                    // Only for requests given with `handle_request` (an
+                    // embedding HTTP server); we feed raw bytes.
+                    engineio::Transmit::Response { .. } => {}
+                }
+            }
+            let Some(event) = self.io.poll_event() else {
+                return;
+            };
+            self.on_event(now, event);
+        }
+    }
+
+    /// The chat.
+    fn on_event(&mut self, now: Instant, event: Event) {
+        let io = &mut self.io;
+        match event {
+            // `/` asks us about each connection: the nickname comes in the
+            // client's auth payload.
+            Event::ConnectRequest { socket, auth, .. } => {
+                match clean(auth.get("name").and_then(Value::as_str), MAX_NAME) {
+                    Some(_) => {
+                        let _ = io.admit(now, socket);
+                    }
+                    None => {
+                        let _ = io.refuse(now, socket, "Please choose a nickname", None);
+                    }
+                }
+            }
+            Event::Connection { socket, auth, .. } => {
+                let name = clean(auth.get("name").and_then(Value::as_str), MAX_NAME)
+                    .unwrap_or_else(|| "anonymous".to_owned());
+                eprintln!("chat: {name} joined");
+                self.people.insert(socket, name.clone());
+                let online = Value::from(self.people.len());
+                let who = person(socket, &name);
+                let welcome = Value::object([
+                    ("id", Value::from(socket.as_str())),
+                    ("name", Value::from(name)),
+                    ("online", online.clone()),
+                ]);
+                let _ = io.emit(socket, "welcome", vec![welcome]);
+                let _ = io.broadcast_from(socket).emit("joined", vec![who]);
+                let _ = io.of("/").emit("online", vec![online]);
+            }
+            Event::Event {
+                socket, name, args, ..
+            } => {
+                let Some(from) = self.people.get(&socket) else {
+                    return;
+                };
+                match name.as_str() {
+                    "message" => {
+                        let Some(text) = clean(args.first().and_then(Value::as_str), MAX_TEXT)
+                        else {
+                            return;
+                        };
+                        let said = Value::object([
+                            ("id", Value::from(socket.as_str())),
+                            ("name", Value::from(from.as_str())),
+                            ("text", Value::from(text)),
+                        ]);
+                        let _ = io.of("/").emit("message", vec![said]);
+                    }
+                    "typing" => {
+                        let on = args.first().and_then(Value::as_bool).unwrap_or(false);
+                        let typing = Value::object([
+                            ("id", Value::from(socket.as_str())),
+                            ("name", Value::from(from.as_str())),
+                            ("typing", Value::from(on)),
+                        ]);
+                        let _ = io.broadcast_from(socket).emit("typing", vec![typing]);
+                    }
+                    _ => {}
+                }
+            }
+            Event::Disconnect { socket, reason, .. } => {
+                if let Some(name) = self.people.remove(&socket) {
+                    eprintln!("chat: {name} left ({reason})");
+                    let _ = io.of("/").emit("left", vec![person(socket, &name)]);
+                    let online = Value::from(self.people.len());
+                    let _ = io.of("/").emit("online", vec![online]);
+                }
+            }
+            Event::Request { conn, head, .. } => {
+                let (res, body) = self.serve(&head);
+                let _ = self.io.respond(now, conn, res, body);
+            }
+            Event::Ack { .. } | Event::AckTimeout { .. } => {}
+        }
+    }
+
+    /// Any request that is not Socket.IO: the page, or the client bundle.
+    fn serve(&self, head: &RequestHead) -> (ResponseHead, Bytes) {
+        let path = head.path();
+        let file = match PAGE.iter().find(|(p, ..)| *p == path) {
+            Some((_, mime, text)) => Some((*mime, Bytes::from_static(text.as_bytes()))),
+            None if path == CLIENT_PATH => self
+                .client_js
+                .clone()
+                .map(|js| ("text/javascript; charset=utf-8", js)),
+            None => None,
+        };
+        let Some((mime, body)) = file else {
+            return text(404, "Not Found\n");
+        };
+        if !matches!(head.method, Method::Get | Method::Head) {
+            let (res, body) = text(405, "Method Not Allowed\n");
+            return (res.with_header("Allow", "GET, HEAD"), body);
+        }
+        let mut res = ResponseHead::new(200)
+            .with_header("Content-Type", mime)
+            .with_header("Content-Length", body.len().to_string())
+            .with_header("Cache-Control", "no-cache")
+            .with_header("X-Content-Type-Options", "nosniff");
+        if path == "/" {
+            res = res
+                .with_header("Content-Security-Policy", CSP)
+                .with_header("Referrer-Policy", "no-referrer");
+        }
+        let body = if head.method == Method::Head {
+            Bytes::new()
+        } else {
+            body
+        };
+        (res, body)
+    }
+}
+
+/// `{id, name}` of a person, as the pages see them.
+fn person(socket: SocketId, name: &str) -> Value {
+    Value::object([
+        ("id", Value::from(socket.as_str())),
+        ("name", Value::from(name)),
+    ])
+}
+
+/// A plain-text answer.
+fn text(status: u16, body: &'static str) -> (ResponseHead, Bytes) {
+    let res = ResponseHead::new(status)
+        .with_header("Content-Type", "text/plain; charset=utf-8")
+        .with_header("X-Content-Type-Options", "nosniff");
+    (res, Bytes::from_static(body.as_bytes()))
+}
+
+/// Whitespace collapsed, control characters dropped, at most `max`
+/// characters; `None` when nothing is left.
+fn clean(s: Option<&str>, max: usize) -> Option<String> {
+    let words: Vec<&str> = s?.split_whitespace().collect();
+    let out: String = words
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect();
+    let out = out.trim_end().to_owned();
+    (!out.is_empty()).then_some(out)
+}
+
+/// The official client bundle from the npm package, or `None` with advice.
+fn load_client(path: &Path) -> Option<Bytes> {
+    match std::fs::read(path) {
+        Ok(js) => {
+            let banner = format!("Socket.IO v{CLIENT_VERSION}");
+            if !js.windows(banner.len()).any(|w| w == banner.as_bytes()) {
+                eprintln!(
+                    "chat: warning: {} is not socket.io-client {CLIENT_VERSION}",
+                    path.display()
+                );
+            }
+            Some(Bytes::from(js))
+        }
+        Err(e) => {
+            eprintln!(
+                "chat: no local copy of the official client ({}: {e}).\n\
+                 chat: the page will load it from https://cdn.socket.io/{CLIENT_VERSION}/ (checked by its SRI hash).\n\
+                 chat: to serve it from here (and work offline), run: npm ci --prefix examples/chat",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let port: u16 = common::arg("--port").unwrap_or(3000);
+    let client_path: PathBuf = common::arg("--client-js").unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/chat/node_modules/socket.io-client/dist/socket.io.min.js")
+    });
+
+    // The official server's defaults: a ping every 25 s, 20 s to answer it.
+    let mut engine = engineio::Config::default()
+        .ping_interval(Duration::from_secs(25))
+        .ping_timeout(Duration::from_secs(20));
+    // The engine claims every target under its path. Every Engine.IO
+    // request has a query, so claiming `/socket.io/?` only leaves
+    // `/socket.io/socket.io.min.js` to us, as the official server does
+    // (it serves its client bundle before the engine sees the request).
+    engine.path = "/socket.io/?".to_owned();
+    let config = socketio::Config::default().engine(engine);
+    let mut io = socketio::Server::new(config, Box::new(OsEntropy::new()), Instant::now());
+    // Decide on each connection to `/` (it must bring a nickname).
+    io.add_namespace("/", Admission::Decide);
+
+    smol::block_on(async {
+        let listener = smol::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let port = listener.local_addr()?.port();
+        let client_js = load_client(&client_path);
+        println!("READY {port}");
+        println!("chat: open http://127.0.0.1:{port} in two browser tabs");
+        let mut chat = Chat {
+            io,
+            net: Net::listen(listener),
+            conns: HashMap::new(),
+            keys: HashMap::new(),
+            people: BTreeMap::new(),
+            client_js,
+        };
+        loop {
+            let input = chat.net.next(chat.io.poll_timeout()).await;
+            chat.step(input);
+        }
+    })
+}
