@@ -332,14 +332,12 @@ fn main() -> std::io::Result<()> {
     });
 
     // The official server's defaults: a ping every 25 s, 20 s to answer it.
-    let mut engine = engineio::Config::default()
+    // Requests for the official client's files under `/socket.io/` come to
+    // us as `Event::Request` (`socketio::Config::client_files`).
+    let engine = engineio::Config::default()
+        .path("/socket.io/")
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20));
-    // The engine claims every target under its path. Every Engine.IO
-    // request has a query, so claiming `/socket.io/?` only leaves
-    // `/socket.io/socket.io.min.js` to us, as the official server does
-    // (it serves its client bundle before the engine sees the request).
-    engine.path = "/socket.io/?".to_owned();
     let config = socketio::Config::default().engine(engine);
     let mut io = socketio::Server::new(config, Box::new(OsEntropy::new()), Instant::now());
     // Decide on each connection to `/` (it must bring a nickname).

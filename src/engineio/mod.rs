@@ -307,6 +307,10 @@ pub struct Config {
     pub ws: ws::Config,
     /// Limits on HTTP heads.
     pub head_limits: http::Limits,
+    /// Paths under [`path`](Self::path) that are handed to the application
+    /// as [`Event::Request`] instead (a client bundle served from the same
+    /// prefix, say).
+    pub bypass: Vec<String>,
 }
 
 impl Default for Config {
@@ -326,6 +330,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(30),
             ws: ws::Config::default(),
             head_limits: http::Limits::default(),
+            bypass: Vec::new(),
         }
     }
 }
@@ -399,6 +404,12 @@ impl Config {
     /// Sets [`head_limits`](Self::head_limits).
     pub fn head_limits(mut self, l: http::Limits) -> Self {
         self.head_limits = l;
+        self
+    }
+
+    /// Adds a path to [`bypass`](Self::bypass).
+    pub fn bypass(mut self, path: impl Into<String>) -> Self {
+        self.bypass.push(path.into());
         self
     }
 

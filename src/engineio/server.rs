@@ -607,9 +607,11 @@ impl Server {
         }
     }
 
-    /// A prefix match on the target, as the official server does.
+    /// A prefix match on the target, as the official server does, less the
+    /// paths left to the application.
     fn is_engine_path(&self, head: &RequestHead) -> bool {
         head.target.starts_with(&self.config.path)
+            && !self.config.bypass.iter().any(|p| p == head.path())
     }
 
     /// A head or body the HTTP layer refuses: answer and close (the rest

@@ -215,7 +215,25 @@ pub struct Config {
     /// Whether non-local broadcasts are also handed out by
     /// [`Server::poll_publish`] for other processes. Default off.
     pub cluster: bool,
+    /// Whether requests for the official client's files under the path
+    /// (`socket.io.min.js`, `socket.io.js.map`...) come to the application
+    /// as [`Event::Request`] (so it can serve them, as the official
+    /// server's `serveClient` does) instead of to the engine. Default on.
+    pub client_files: bool,
 }
+
+/// The file names of the official browser client, as the official server
+/// serves them under its path.
+pub const CLIENT_FILES: &[&str] = &[
+    "socket.io.js",
+    "socket.io.js.map",
+    "socket.io.min.js",
+    "socket.io.min.js.map",
+    "socket.io.esm.min.js",
+    "socket.io.esm.min.js.map",
+    "socket.io.msgpack.min.js",
+    "socket.io.msgpack.min.js.map",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -224,6 +242,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(45),
             max_attachments: 10,
             cluster: false,
+            client_files: true,
         }
     }
 }
@@ -242,6 +261,11 @@ impl Config {
     /// Sets [`max_attachments`](Self::max_attachments).
     pub fn max_attachments(mut self, n: usize) -> Self {
         self.max_attachments = n;
+        self
+    }
+    /// Sets [`client_files`](Self::client_files).
+    pub fn client_files(mut self, on: bool) -> Self {
+        self.client_files = on;
         self
     }
     /// Sets [`cluster`](Self::cluster).

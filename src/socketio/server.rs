@@ -159,7 +159,7 @@ impl Server {
         let mut namespaces = BTreeMap::new();
         namespaces.insert("/".to_owned(), Namespace::default());
         Server {
-            engine: engineio::Server::new(config.engine.clone(), Box::new(engine_entropy), now),
+            engine: engineio::Server::new(engine_config(&config), Box::new(engine_entropy), now),
             config,
             entropy,
             namespaces,
@@ -900,6 +900,17 @@ impl Server {
         }
         count
     }
+}
+
+/// The engine's options, with the client's files left to the application.
+fn engine_config(config: &Config) -> engineio::Config {
+    let mut e = config.engine.clone();
+    if config.client_files {
+        let base = e.path.clone();
+        e.bypass
+            .extend(super::CLIENT_FILES.iter().map(|f| format!("{base}{f}")));
+    }
+    e
 }
 
 fn remove_from_room(ns: &mut Namespace, room: &str, id: SocketId) {
