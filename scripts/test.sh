@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the crate on a fresh machine: installs the pinned real
-# peers first (the official npm packages from tests/node/package-lock.json,
-# Python websockets from tests/python/requirements.txt), then `cargo test`
+# peers first (the official npm packages from tests/node/package-lock.json
+# and examples/chat/package-lock.json, Debian's Chromium for the browser
+# test, Python websockets from tests/python/requirements.txt), then `cargo test`
 # (unit, doc, cross-layer, simulation and interop tests). Extra arguments go
 # to cargo test.
 set -euo pipefail
@@ -16,6 +17,22 @@ if [ ! -f "$stamp" ] || ! cmp -s tests/node/package-lock.json "$stamp"; then
   echo "test.sh: npm ci --prefix tests/node" >&2
   npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
   cp tests/node/package-lock.json "$stamp"
+fi
+
+stamp=examples/chat/node_modules/.wsio-lock
+if [ ! -f "$stamp" ] || ! cmp -s examples/chat/package-lock.json "$stamp"; then
+  echo "test.sh: npm ci --prefix examples/chat (the chat page's official client)" >&2
+  npm ci --prefix examples/chat --no-audit --no-fund --loglevel=error
+  cp examples/chat/package-lock.json "$stamp"
+fi
+
+# The browser test drives Debian's Chromium.
+if ! command -v chromium >/dev/null; then
+  echo "test.sh: installing chromium (apt)" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium
 fi
 
 py=target/py-venv/bin/python
