@@ -588,12 +588,7 @@ impl Server {
                         return self.http_error(conn, e, Some(&head));
                     }
                     Ok(Some(body)) => {
-                        let HttpState::Body { head, .. } = std::mem::replace(
-                            &mut h.state,
-                            HttpState::Busy {
-                                head: Box::new(RequestHead::new(Method::Get, "")),
-                            },
-                        ) else {
+                        let HttpState::Body { head, .. } = std::mem::replace(&mut h.state, HttpState::Head) else {
                             return;
                         };
                         h.state = HttpState::Busy { head: head.clone() };

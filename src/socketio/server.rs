@@ -672,7 +672,9 @@ impl Server {
         match decoded {
             Ok(None) => {}
             Ok(Some(packet)) => self.on_packet(now, sid, packet),
-            Err(_) => self.close_client(now, sid, DisconnectReason::ParseError),
+            // The official server closes the connection for a packet it
+            // cannot decode, and its sockets report "forced close".
+            Err(_) => self.close_client(now, sid, DisconnectReason::ForcedClose),
         }
     }
 
@@ -718,7 +720,7 @@ impl Server {
             }
             // A second CONNECT, a client's CONNECT_ERROR, or a packet for a
             // namespace the client has not joined.
-            _ => self.close_client(now, sid, DisconnectReason::ParseError),
+            _ => self.close_client(now, sid, DisconnectReason::ForcedClose),
         }
     }
 
@@ -1011,6 +1013,10 @@ impl Broadcast<'_> {
 
     /// The sockets the broadcast would reach (in this process).
     pub fn sockets(self) -> Vec<SocketId> {
+        self.targets()
+    }
+
+    fn targets(&self) -> Vec<SocketId> {
         let Some(ns) = self.server.namespaces.get(&self.nsp) else {
             return Vec::new();
         };
@@ -1044,16 +1050,7 @@ impl Broadcast<'_> {
 
     /// Disconnects the sockets the broadcast would reach.
     pub fn disconnect(self, now: Instant, close: bool) -> usize {
-        let targets = Broadcast {
-            server: &mut *self.server,
-            nsp: self.nsp.clone(),
-            rooms: self.rooms.clone(),
-            except: self.except.clone(),
-            exclude: self.exclude,
-            volatile: false,
-            local: true,
-        }
-        .sockets();
+        let targets = self.targets();
         let n = targets.len();
         for id in targets {
             let _ = self.server.disconnect(now, id, close);
