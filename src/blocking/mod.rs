@@ -5,6 +5,7 @@
 //! machine's docs: flush transmits, hand out events, block on a read whose
 //! timeout is the machine's next deadline.
 
+mod client;
 mod ws;
 
 use std::{
@@ -13,6 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[cfg(feature = "tls")]
+pub use client::default_tls_config;
+pub use client::{Client, ClientError, ClientOptions};
 pub use ws::{Error, WebSocket};
 
 /// A byte stream the blocking drivers can run on.

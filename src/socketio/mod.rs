@@ -6,6 +6,7 @@
 //! takes the same inputs (connections, bytes, time) and gives the same
 //! transmits, and turns Engine.IO sessions into namespace sockets.
 
+mod client;
 mod packet;
 mod server;
 mod typed;
@@ -13,6 +14,9 @@ mod value;
 
 use std::{fmt, time::Duration};
 
+pub use client::{
+    Client, ClientConfig, ClientDisconnectReason, ClientEvent, ClientState, ClientUsageError, NspId,
+};
 pub use packet::{DecodeError, Decoder, Packet, RESERVED_EVENTS};
 pub use server::{Broadcast, BroadcastMessage, Server};
 pub use typed::{TypedError, from_value, to_value};
