@@ -76,11 +76,13 @@ fn idle_connections_stay_small() {
 
 fn idle_engine_io_session_on_websocket() {
     let now = Instant::now();
-    let config = engineio::Config::default().ping_interval(Duration::from_secs(25)).ping_timeout(Duration::from_secs(20));
+    let config = engineio::Config::default()
+        .ping_interval(Duration::from_secs(25))
+        .ping_timeout(Duration::from_secs(20));
     let mut server = engineio::Server::new(config, Box::new(SeededEntropy::new(1)), now);
     let req = upgrade("/engine.io/?EIO=4&transport=websocket");
     let mut conns: Vec<ConnId> = Vec::with_capacity(N);
-    let mut drain = |server: &mut engineio::Server| {
+    let drain = |server: &mut engineio::Server| {
         while let Some(t) = server.poll_transmit() {
             drop(t);
         }
@@ -103,7 +105,10 @@ fn idle_engine_io_session_on_websocket() {
     let per = per_connection(before, after) - (std::mem::size_of::<ConnId>() as isize);
     eprintln!("idle Engine.IO session (WebSocket): {per} bytes of heap");
     assert_eq!(server.session_count(), N + 10);
-    assert!(per <= 2048, "{per} bytes per idle Engine.IO session; the target is 2 KiB");
+    assert!(
+        per <= 2048,
+        "{per} bytes per idle Engine.IO session; the target is 2 KiB"
+    );
 }
 
 fn idle_socket_io_connection() {
@@ -112,10 +117,14 @@ fn idle_socket_io_connection() {
         .path("/socket.io/")
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20));
-    let mut io = socketio::Server::new(socketio::Config::default().engine(engine), Box::new(SeededEntropy::new(1)), now);
+    let mut io = socketio::Server::new(
+        socketio::Config::default().engine(engine),
+        Box::new(SeededEntropy::new(1)),
+        now,
+    );
     let req = upgrade("/socket.io/?EIO=4&transport=websocket");
     let connect = masked_text("40");
-    let mut drain = |io: &mut socketio::Server| loop {
+    let drain = |io: &mut socketio::Server| loop {
         let mut moved = false;
         while let Some(t) = io.poll_transmit() {
             moved = true;
@@ -128,7 +137,7 @@ fn idle_socket_io_connection() {
             break;
         }
     };
-    let mut open = |io: &mut socketio::Server| {
+    let open = |io: &mut socketio::Server| {
         let c = io.accept(now, None);
         io.handle_input(now, c, &req);
         drain(io);
@@ -148,5 +157,8 @@ fn idle_socket_io_connection() {
     let per = per_connection(before, after) - (std::mem::size_of::<ConnId>() as isize);
     eprintln!("idle Socket.IO connection (WebSocket, namespace /): {per} bytes of heap");
     assert_eq!(io.sockets("/").len(), N + 10);
-    assert!(per <= 8192, "{per} bytes per idle Socket.IO connection; the target is 8 KiB");
+    assert!(
+        per <= 8192,
+        "{per} bytes per idle Socket.IO connection; the target is 8 KiB"
+    );
 }

@@ -588,7 +588,9 @@ impl Server {
                         return self.http_error(conn, e, Some(&head));
                     }
                     Ok(Some(body)) => {
-                        let HttpState::Body { head, .. } = std::mem::replace(&mut h.state, HttpState::Head) else {
+                        let HttpState::Body { head, .. } =
+                            std::mem::replace(&mut h.state, HttpState::Head)
+                        else {
                             return;
                         };
                         h.state = HttpState::Busy { head: head.clone() };

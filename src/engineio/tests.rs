@@ -1045,7 +1045,10 @@ fn upgrade_followed_by_a_frame_with_rsv_bits_fails_only_that_connection() {
     assert!(out.starts_with(b"HTTP/1.1 101 "));
     // The open packet, then a close frame with 1002.
     let tail = &out[out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
-    let close = tail.windows(2).position(|w| w[0] == 0x88).expect("a close frame");
+    let close = tail
+        .windows(2)
+        .position(|w| w[0] == 0x88)
+        .expect("a close frame");
     assert_eq!(&tail[close + 2..close + 4], &1002u16.to_be_bytes());
     assert!(h.closed.contains(&conn));
     assert_eq!(h.closes(), [CloseReason::TransportError]);
@@ -1072,7 +1075,8 @@ fn reset_during_an_invalid_upgrade() {
         );
         // Half the request, then the reset; and the whole request, then
         // the reset before anything is read back.
-        h.server.handle_input(h.now, conn, &req.as_bytes()[..req.len() / 2]);
+        h.server
+            .handle_input(h.now, conn, &req.as_bytes()[..req.len() / 2]);
         h.server.handle_eof(h.now, conn);
         let conn = h.server.accept(h.now, None);
         h.server.handle_input(h.now, conn, req.as_bytes());
@@ -1087,14 +1091,26 @@ fn reset_during_an_invalid_upgrade() {
 
 #[test]
 fn malformed_payloads_close_only_their_session() {
-    for body in [&b"bAQ!D"[..], b"4a\x1e\x1e4b", b"", b"\x1e", b"9", b"4\xff\xfe", b"2"] {
+    for body in [
+        &b"bAQ!D"[..],
+        b"4a\x1e\x1e4b",
+        b"",
+        b"\x1e",
+        b"9",
+        b"4\xff\xfe",
+        b"2",
+    ] {
         let mut h = H::suite();
         let other = h.open_polling();
         let sid = h.open_polling();
         let url = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
         let r = h.request("POST", &url, body);
         assert_eq!(r.status, 200, "{body:?}");
-        assert_eq!(h.request("GET", &url, b"").status, 400, "{body:?} closed the session");
+        assert_eq!(
+            h.request("GET", &url, b"").status,
+            400,
+            "{body:?} closed the session"
+        );
         let other = format!("/engine.io/?EIO=4&transport=polling&sid={other}");
         assert_eq!(h.request("POST", &other, b"4x").text(), "ok");
     }
@@ -1102,7 +1118,12 @@ fn malformed_payloads_close_only_their_session() {
     let mut h = H::suite();
     let sid = h.open_polling();
     let url = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
-    let conn = h.send("POST", &url, &[("Content-Length", "5"), ("Transfer-Encoding", "gzip")], b"4abcd");
+    let conn = h.send(
+        "POST",
+        &url,
+        &[("Content-Length", "5"), ("Transfer-Encoding", "gzip")],
+        b"4abcd",
+    );
     assert_eq!(h.response(conn).unwrap().status, 400);
     assert!(h.closed.contains(&conn));
 }

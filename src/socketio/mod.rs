@@ -2,7 +2,7 @@
 //! with namespaces, rooms, broadcasts and acknowledgements, as the official
 //! `socket.io` 4.x server speaks it (github socketio/socket.io-protocol).
 //!
-//! [`Server`] sits on an [`engineio::Server`](crate::engineio::Server): it
+//! [`Server`] sits on an [`engineio::Server`]: it
 //! takes the same inputs (connections, bytes, time) and gives the same
 //! transmits, and turns Engine.IO sessions into namespace sockets.
 
