@@ -123,3 +123,31 @@ impl ClientMachine for engineio::Client {
         engineio::Client::poll_timeout(self)
     }
 }
+
+impl ClientMachine for socketio::Client {
+    type Event = socketio::ClientEvent;
+    fn handle_response(&mut self, now: Instant, id: RequestId, response: Result<(ResponseHead, Bytes), RequestFailed>) {
+        socketio::Client::handle_response(self, now, id, response)
+    }
+    fn handle_stream_input(&mut self, now: Instant, id: RequestId, bytes: &[u8]) {
+        socketio::Client::handle_stream_input(self, now, id, bytes)
+    }
+    fn handle_stream_eof(&mut self, now: Instant, id: RequestId) {
+        socketio::Client::handle_stream_eof(self, now, id)
+    }
+    fn handle_stream_error(&mut self, now: Instant, id: RequestId) {
+        socketio::Client::handle_stream_error(self, now, id)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        socketio::Client::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self) -> Option<ClientTransmit> {
+        socketio::Client::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<socketio::ClientEvent> {
+        socketio::Client::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        socketio::Client::poll_timeout(self)
+    }
+}

@@ -364,6 +364,11 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
         &self.trace
     }
 
+    /// Changes the rate of random resets from now on (0 to stop them).
+    pub fn set_reset_rate(&mut self, p: f64) {
+        self.config.reset_rate = p;
+    }
+
     /// Restarts the server after `delay`: every connection is reset and a
     /// new server, with no state, takes over.
     pub fn restart_server_in(&mut self, delay: Duration) {

@@ -1,0 +1,226 @@
+//! Properties of Socket.IO clients and server under a simulated network
+//! with resets, partitions that heal and server restarts, each checked over
+//! many seeds (`WSIO_SIM_SEEDS=N` for a longer sweep, `WSIO_SIM_SEED=S` to
+//! replay one with `WSIO_SIM_TRACE=1`).
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use common::sim::{for_seeds, tracing};
+use wsio::{
+    engineio::{self, TransportMode},
+    sim::{self, Network},
+    socketio::{self, ClientConfig, ClientEvent, Event, NspId, SocketId, Value},
+};
+
+fn server(now: Instant, rng: &mut sim::Rng) -> socketio::Server {
+    let engine = engineio::Config::default()
+        .path("/socket.io/")
+        .ping_interval(Duration::from_millis(300))
+        .ping_timeout(Duration::from_millis(200));
+    let config = socketio::Config::default().engine(engine).connect_timeout(Duration::from_secs(1));
+    socketio::Server::new(config, Box::new(rng.fork()), now)
+}
+
+fn client_config(i: usize, seed: u64) -> ClientConfig {
+    let mode = match (seed + i as u64) % 3 {
+        0 => TransportMode::PollingThenUpgrade,
+        1 => TransportMode::WebSocketOnly,
+        _ => TransportMode::PollingOnly,
+    };
+    ClientConfig::new("sim")
+        .mode(mode)
+        .reconnection_delay(Duration::from_millis(100))
+        .reconnection_delay_max(Duration::from_millis(500))
+        .timeout(Duration::from_secs(1))
+}
+
+/// What the application saw, on both sides.
+#[derive(Default)]
+struct App {
+    /// Server side: socket -> client index (from the auth payload).
+    owner: HashMap<SocketId, usize>,
+    /// Server side: per client, every number received, in order.
+    got: BTreeMap<usize, Vec<u64>>,
+    /// Client side: per client, broadcast numbers received, in order.
+    broadcasts: BTreeMap<usize, Vec<u64>>,
+    /// Client side: per client, outcomes of each ack id.
+    ack_outcomes: BTreeMap<(usize, u64), Vec<&'static str>>,
+    /// Client side: when each client last connected `/`.
+    connected_at: BTreeMap<usize, Instant>,
+}
+
+impl sim::App<socketio::Server, socketio::Client> for App {
+    fn server_event(&mut self, _: Instant, io: &mut socketio::Server, ev: Event) {
+        match ev {
+            Event::Connection { socket, auth, .. } => {
+                if let Some(c) = auth["c"].as_u64() {
+                    self.owner.insert(socket, c as usize);
+                    let _ = io.join(socket, "all");
+                }
+            }
+            Event::Event { socket, name, args, ack } if name == "num" => {
+                let Some(&c) = self.owner.get(&socket) else { return };
+                let n = args[0].as_u64().unwrap_or(u64::MAX);
+                self.got.entry(c).or_default().push(n);
+                if let Some(id) = ack {
+                    let _ = io.ack(socket, id, vec![Value::from(n)]);
+                }
+            }
+            Event::Disconnect { socket, .. } => {
+                self.owner.remove(&socket);
+            }
+            _ => {}
+        }
+    }
+
+    fn client_event(&mut self, now: Instant, c: usize, _: &mut socketio::Client, ev: ClientEvent) {
+        match ev {
+            ClientEvent::Connect { .. } => {
+                self.connected_at.insert(c, now);
+            }
+            ClientEvent::Event { name, args, .. } if name == "b" => {
+                self.broadcasts.entry(c).or_default().push(args[0].as_u64().unwrap_or(u64::MAX));
+            }
+            ClientEvent::Ack { id, .. } => self.ack_outcomes.entry((c, id)).or_default().push("ack"),
+            ClientEvent::AckTimeout { id, .. } => self.ack_outcomes.entry((c, id)).or_default().push("timeout"),
+            ClientEvent::AckLost { id, .. } => self.ack_outcomes.entry((c, id)).or_default().push("lost"),
+            _ => {}
+        }
+    }
+}
+
+fn strictly_increasing(v: &[u64]) -> bool {
+    v.windows(2).all(|w| w[0] < w[1])
+}
+
+/// One run: clients emit numbered events (some with acks) and the server
+/// broadcasts numbered events, through faults, then a quiet period.
+fn run(seed: u64) -> Result<(), String> {
+    let faults = seed % 4 != 3;
+    let mut config = sim::Config::new(seed)
+        .latency(Duration::from_millis(1 + seed % 25))
+        .jitter(Duration::from_millis(seed % 5))
+        .max_chunk(1 + (seed as usize * 7) % 900)
+        .trace(tracing());
+    if faults {
+        config = config.reset_rate(0.0003);
+    }
+    let mut net = Network::new(config, server);
+    let clients = 2 + (seed % 3) as usize;
+    for i in 0..clients {
+        let cfg = client_config(i, seed);
+        net.add_client(move |now, rng| {
+            let mut c = socketio::Client::new(cfg, Box::new(rng.fork()), now);
+            let auth = Value::object([("c", Value::from(i))]);
+            c.socket(now, "/", Some(auth)).expect("root socket");
+            c
+        });
+    }
+    // Faults during the first 3 s.
+    if faults {
+        if seed % 2 == 0 {
+            net.restart_server_in(Duration::from_millis(800 + seed % 1200));
+        }
+        for c in 0..clients {
+            if (seed + c as u64) % 3 == 0 {
+                let at = Duration::from_millis(300 + (seed * 13 + c as u64 * 101) % 2000);
+                let len = Duration::from_millis(50 + (seed * 7 + c as u64) % 1500);
+                net.partition_in(at, c, len);
+            }
+        }
+    }
+    let mut app = App::default();
+    let mut next = vec![0u64; clients];
+    let mut broadcast = 0u64;
+    let mut acks = Vec::new();
+    let mut step = |net: &mut Network<socketio::Server, socketio::Client>, app: &mut App, next: &mut Vec<u64>, acks: &mut Vec<(usize, u64)>| {
+        let d = Duration::from_millis(net.rng().below(80));
+        net.run_for(d, app);
+        let c = net.rng().below(clients as u64) as usize;
+        let now = net.now();
+        let root: NspId = net.client(c).nsp("/").expect("the root socket");
+        let n = next[c];
+        let with_ack = net.rng().chance(0.3);
+        let r = if with_ack {
+            net.client(c)
+                .emit_with_ack(now, root, "num", vec![Value::from(n)], Some(Duration::from_secs(2)))
+                .map(|id| acks.push((c, id)))
+        } else {
+            net.client(c).emit(now, root, "num", vec![Value::from(n)])
+        };
+        if r.is_ok() {
+            next[c] += 1;
+        }
+    };
+    for _ in 0..60 {
+        step(&mut net, &mut app, &mut next, &mut acks);
+        if net.rng().chance(0.2) {
+            let _ = net.server().of("/").to("all").emit("b", vec![Value::from(broadcast)]);
+            broadcast += 1;
+        }
+    }
+    // Quiet: every partition has healed; everyone must be back within the
+    // backoff bound (a stuck attempt's timeout, then the longest delay).
+    net.set_reset_rate(0.0);
+    let healed = net.now() + Duration::from_secs(3);
+    net.run_until(healed, &mut app);
+    let bound = Duration::from_millis(1000 + 750 + 200);
+    let back = net.run_until_cond(bound, &mut app, |n| {
+        (0..clients).all(|c| n.client(c).nsp("/").is_some_and(|root| n.client(c).is_connected(root)))
+    });
+    if !back {
+        let states: Vec<_> = (0..clients).map(|c| net.client(c).state()).collect();
+        return Err(format!("not all clients reconnected within {bound:?} of the quiet period: {states:?}"));
+    }
+    // After the faults: every emit and every broadcast arrives, once.
+    let first_quiet: Vec<u64> = next.clone();
+    let first_broadcast = broadcast;
+    for _ in 0..20 {
+        step(&mut net, &mut app, &mut next, &mut acks);
+        let _ = net.server().of("/").to("all").emit("b", vec![Value::from(broadcast)]);
+        broadcast += 1;
+    }
+    net.run_for(Duration::from_secs(3), &mut app);
+    if tracing() {
+        eprintln!("{}", net.trace());
+    }
+
+    for (c, got) in &app.got {
+        if !strictly_increasing(got) {
+            return Err(format!("client {c}: the server got {got:?}"));
+        }
+        let tail: Vec<u64> = got.iter().copied().filter(|n| *n >= first_quiet[*c]).collect();
+        let want: Vec<u64> = (first_quiet[*c]..next[*c]).collect();
+        if tail != want {
+            return Err(format!("client {c}: after the faults the server got {tail:?}, not {want:?}"));
+        }
+    }
+    for c in 0..clients {
+        let b = app.broadcasts.get(&c).cloned().unwrap_or_default();
+        if !strictly_increasing(&b) {
+            return Err(format!("client {c}: broadcasts {b:?}"));
+        }
+        let tail: Vec<u64> = b.iter().copied().filter(|n| *n >= first_broadcast).collect();
+        let want: Vec<u64> = (first_broadcast..broadcast).collect();
+        if tail != want {
+            return Err(format!("client {c}: quiet broadcasts {tail:?}, not {want:?}"));
+        }
+    }
+    for (c, id) in &acks {
+        let outcomes = app.ack_outcomes.get(&(*c, *id)).cloned().unwrap_or_default();
+        if outcomes.len() != 1 {
+            return Err(format!("client {c} ack {id}: {outcomes:?} (exactly one answer, timeout or loss)"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn under_faults_emits_acks_broadcasts_and_reconnection_behave() {
+    for_seeds("under_faults_emits_acks_broadcasts_and_reconnection_behave", "sim_socketio", 400, run);
+}
