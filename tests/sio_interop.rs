@@ -245,3 +245,63 @@ fn http_answers_match_the_official_server() {
         assert_eq!(x, y, "step {i}");
     }
 }
+
+// ----- the official client across a restart of the wsio server -------------
+
+/// The official client reconnects by itself when the conformance server is
+/// killed and started again on the same port, with both namespaces back.
+fn reconnect_after_restart(mode: &str) {
+    use std::io::{BufRead, BufReader};
+    let first = conformance();
+    let port = first.port;
+    let mut server = Some(first);
+    let mut c = node();
+    c.args([
+        "sio-reconnect-check.js",
+        &format!("http://127.0.0.1:{port}"),
+        "--transports",
+        mode,
+    ]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("node");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut out = Vec::new();
+    for line in stdout.lines().map_while(Result::ok) {
+        match line.as_str() {
+            "KILL" => {
+                drop(server.take());
+                writeln!(stdin, "KILLED").unwrap();
+            }
+            "START" => {
+                let mut again = example("conformance");
+                again.args(["--port", &port.to_string()]);
+                server = Some(spawn_ready("conformance (restarted)", again));
+                writeln!(stdin, "STARTED").unwrap();
+            }
+            _ => out.push(line),
+        }
+    }
+    let status = child.wait().unwrap();
+    let text = out.join("\n");
+    assert!(
+        status.success() && text.ends_with("1 passed, 0 failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn official_client_reconnects_after_the_server_restarts_websocket() {
+    reconnect_after_restart("websocket");
+}
+
+#[test]
+fn official_client_reconnects_after_the_server_restarts_polling() {
+    reconnect_after_restart("polling");
+}
+
+#[test]
+fn official_client_reconnects_after_the_server_restarts_both() {
+    reconnect_after_restart("both");
+}
