@@ -22,7 +22,9 @@ fn server(now: Instant, rng: &mut sim::Rng) -> socketio::Server {
         .path("/socket.io/")
         .ping_interval(Duration::from_millis(300))
         .ping_timeout(Duration::from_millis(200));
-    let config = socketio::Config::default().engine(engine).connect_timeout(Duration::from_secs(1));
+    let config = socketio::Config::default()
+        .engine(engine)
+        .connect_timeout(Duration::from_secs(1));
     socketio::Server::new(config, Box::new(rng.fork()), now)
 }
 
@@ -63,8 +65,15 @@ impl sim::App<socketio::Server, socketio::Client> for App {
                     let _ = io.join(socket, "all");
                 }
             }
-            Event::Event { socket, name, args, ack } if name == "num" => {
-                let Some(&c) = self.owner.get(&socket) else { return };
+            Event::Event {
+                socket,
+                name,
+                args,
+                ack,
+            } if name == "num" => {
+                let Some(&c) = self.owner.get(&socket) else {
+                    return;
+                };
                 let n = args[0].as_u64().unwrap_or(u64::MAX);
                 self.got.entry(c).or_default().push(n);
                 if let Some(id) = ack {
@@ -84,11 +93,22 @@ impl sim::App<socketio::Server, socketio::Client> for App {
                 self.connected_at.insert(c, now);
             }
             ClientEvent::Event { name, args, .. } if name == "b" => {
-                self.broadcasts.entry(c).or_default().push(args[0].as_u64().unwrap_or(u64::MAX));
+                self.broadcasts
+                    .entry(c)
+                    .or_default()
+                    .push(args[0].as_u64().unwrap_or(u64::MAX));
             }
-            ClientEvent::Ack { id, .. } => self.ack_outcomes.entry((c, id)).or_default().push("ack"),
-            ClientEvent::AckTimeout { id, .. } => self.ack_outcomes.entry((c, id)).or_default().push("timeout"),
-            ClientEvent::AckLost { id, .. } => self.ack_outcomes.entry((c, id)).or_default().push("lost"),
+            ClientEvent::Ack { id, .. } => {
+                self.ack_outcomes.entry((c, id)).or_default().push("ack")
+            }
+            ClientEvent::AckTimeout { id, .. } => self
+                .ack_outcomes
+                .entry((c, id))
+                .or_default()
+                .push("timeout"),
+            ClientEvent::AckLost { id, .. } => {
+                self.ack_outcomes.entry((c, id)).or_default().push("lost")
+            }
             _ => {}
         }
     }
@@ -138,7 +158,10 @@ fn run(seed: u64) -> Result<(), String> {
     let mut next = vec![0u64; clients];
     let mut broadcast = 0u64;
     let mut acks = Vec::new();
-    let mut step = |net: &mut Network<socketio::Server, socketio::Client>, app: &mut App, next: &mut Vec<u64>, acks: &mut Vec<(usize, u64)>| {
+    let step = |net: &mut Network<socketio::Server, socketio::Client>,
+                app: &mut App,
+                next: &mut Vec<u64>,
+                acks: &mut Vec<(usize, u64)>| {
         let d = Duration::from_millis(net.rng().below(80));
         net.run_for(d, app);
         let c = net.rng().below(clients as u64) as usize;
@@ -148,7 +171,13 @@ fn run(seed: u64) -> Result<(), String> {
         let with_ack = net.rng().chance(0.3);
         let r = if with_ack {
             net.client(c)
-                .emit_with_ack(now, root, "num", vec![Value::from(n)], Some(Duration::from_secs(2)))
+                .emit_with_ack(
+                    now,
+                    root,
+                    "num",
+                    vec![Value::from(n)],
+                    Some(Duration::from_secs(2)),
+                )
                 .map(|id| acks.push((c, id)))
         } else {
             net.client(c).emit(now, root, "num", vec![Value::from(n)])
@@ -160,7 +189,11 @@ fn run(seed: u64) -> Result<(), String> {
     for _ in 0..60 {
         step(&mut net, &mut app, &mut next, &mut acks);
         if net.rng().chance(0.2) {
-            let _ = net.server().of("/").to("all").emit("b", vec![Value::from(broadcast)]);
+            let _ = net
+                .server()
+                .of("/")
+                .to("all")
+                .emit("b", vec![Value::from(broadcast)]);
             broadcast += 1;
         }
     }
@@ -171,18 +204,28 @@ fn run(seed: u64) -> Result<(), String> {
     net.run_until(healed, &mut app);
     let bound = Duration::from_millis(1000 + 750 + 200);
     let back = net.run_until_cond(bound, &mut app, |n| {
-        (0..clients).all(|c| n.client(c).nsp("/").is_some_and(|root| n.client(c).is_connected(root)))
+        (0..clients).all(|c| {
+            n.client(c)
+                .nsp("/")
+                .is_some_and(|root| n.client(c).is_connected(root))
+        })
     });
     if !back {
         let states: Vec<_> = (0..clients).map(|c| net.client(c).state()).collect();
-        return Err(format!("not all clients reconnected within {bound:?} of the quiet period: {states:?}"));
+        return Err(format!(
+            "not all clients reconnected within {bound:?} of the quiet period: {states:?}"
+        ));
     }
     // After the faults: every emit and every broadcast arrives, once.
     let first_quiet: Vec<u64> = next.clone();
     let first_broadcast = broadcast;
     for _ in 0..20 {
         step(&mut net, &mut app, &mut next, &mut acks);
-        let _ = net.server().of("/").to("all").emit("b", vec![Value::from(broadcast)]);
+        let _ = net
+            .server()
+            .of("/")
+            .to("all")
+            .emit("b", vec![Value::from(broadcast)]);
         broadcast += 1;
     }
     net.run_for(Duration::from_secs(3), &mut app);
@@ -194,10 +237,16 @@ fn run(seed: u64) -> Result<(), String> {
         if !strictly_increasing(got) {
             return Err(format!("client {c}: the server got {got:?}"));
         }
-        let tail: Vec<u64> = got.iter().copied().filter(|n| *n >= first_quiet[*c]).collect();
+        let tail: Vec<u64> = got
+            .iter()
+            .copied()
+            .filter(|n| *n >= first_quiet[*c])
+            .collect();
         let want: Vec<u64> = (first_quiet[*c]..next[*c]).collect();
         if tail != want {
-            return Err(format!("client {c}: after the faults the server got {tail:?}, not {want:?}"));
+            return Err(format!(
+                "client {c}: after the faults the server got {tail:?}, not {want:?}"
+            ));
         }
     }
     for c in 0..clients {
@@ -205,16 +254,28 @@ fn run(seed: u64) -> Result<(), String> {
         if !strictly_increasing(&b) {
             return Err(format!("client {c}: broadcasts {b:?}"));
         }
-        let tail: Vec<u64> = b.iter().copied().filter(|n| *n >= first_broadcast).collect();
+        let tail: Vec<u64> = b
+            .iter()
+            .copied()
+            .filter(|n| *n >= first_broadcast)
+            .collect();
         let want: Vec<u64> = (first_broadcast..broadcast).collect();
         if tail != want {
-            return Err(format!("client {c}: quiet broadcasts {tail:?}, not {want:?}"));
+            return Err(format!(
+                "client {c}: quiet broadcasts {tail:?}, not {want:?}"
+            ));
         }
     }
     for (c, id) in &acks {
-        let outcomes = app.ack_outcomes.get(&(*c, *id)).cloned().unwrap_or_default();
+        let outcomes = app
+            .ack_outcomes
+            .get(&(*c, *id))
+            .cloned()
+            .unwrap_or_default();
         if outcomes.len() != 1 {
-            return Err(format!("client {c} ack {id}: {outcomes:?} (exactly one answer, timeout or loss)"));
+            return Err(format!(
+                "client {c} ack {id}: {outcomes:?} (exactly one answer, timeout or loss)"
+            ));
         }
     }
     Ok(())
@@ -222,5 +283,10 @@ fn run(seed: u64) -> Result<(), String> {
 
 #[test]
 fn under_faults_emits_acks_broadcasts_and_reconnection_behave() {
-    for_seeds("under_faults_emits_acks_broadcasts_and_reconnection_behave", "sim_socketio", 400, run);
+    for_seeds(
+        "under_faults_emits_acks_broadcasts_and_reconnection_behave",
+        "sim_socketio",
+        400,
+        run,
+    );
 }

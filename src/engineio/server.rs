@@ -1082,9 +1082,7 @@ impl Server {
         };
         let sent = match packets {
             Packets::Shared([one]) => ws.send_encoded(&one.frame),
-            Packets::Shared(many) => {
-                ws.send_encoded_batch(&many.iter().map(|p| &p.frame).collect::<Vec<_>>())
-            }
+            Packets::Shared(many) => ws.send_encoded_batch(many.iter().map(|p| &p.frame)),
             Packets::Plain([one]) => match &one.data {
                 Data::Binary(b) => ws.send(Message::Binary(b.clone())),
                 Data::Text(t) => {

@@ -16,8 +16,9 @@ use bytes::Bytes;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A JSON number as JavaScript sees it (integers beyond 2^53 lose
-/// precision there too, but are kept exact here).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// precision there too, but are kept exact here). Equality is numeric, as
+/// in JavaScript: `3` and `3.0` are the same number (and print the same).
+#[derive(Debug, Clone, Copy)]
 pub enum Number {
     /// A non-negative integer.
     U64(u64),
@@ -25,6 +26,16 @@ pub enum Number {
     I64(i64),
     /// Anything else.
     F64(f64),
+}
+
+impl PartialEq for Number {
+    fn eq(&self, other: &Number) -> bool {
+        match (self, other) {
+            (Number::U64(a), Number::U64(b)) => a == b,
+            (Number::I64(a), Number::I64(b)) => a == b,
+            _ => self.as_f64() == other.as_f64(),
+        }
+    }
 }
 
 impl Number {

@@ -558,7 +558,10 @@ impl Connection {
     }
 
     /// Server: sends frames encoded once for many connections, all or none.
-    pub fn send_encoded_batch(&mut self, frames: &[&EncodedFrame]) -> Result<(), UsageError> {
+    pub fn send_encoded_batch<'a>(
+        &mut self,
+        frames: impl Iterator<Item = &'a EncodedFrame> + Clone,
+    ) -> Result<(), UsageError> {
         if self.role != Role::Server {
             return Err(UsageError::NotServer);
         }
@@ -566,7 +569,7 @@ impl Connection {
         if self.sending.is_some() {
             return Err(UsageError::FragmentInProgress);
         }
-        self.check_queue(frames.iter().map(|f| f.as_bytes().len()).sum())?;
+        self.check_queue(frames.clone().map(|f| f.as_bytes().len()).sum())?;
         for f in frames {
             self.push_bytes(f.as_bytes().clone());
         }
