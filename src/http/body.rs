@@ -139,6 +139,10 @@ impl BodyReader {
                         }
                         return Ok(None);
                     };
+                    if *line + nl > MAX_LINE {
+                        // However the line arrived, whole or in pieces.
+                        return Err(HttpError::BadBody("chunk line too long"));
+                    }
                     let raw = input.split_to(*line + nl + 1);
                     let text = raw[..raw.len() - 1]
                         .strip_suffix(b"\r")
@@ -277,6 +281,19 @@ mod tests {
                 .unwrap(),
             "abc"
         );
+    }
+
+    #[test]
+    fn an_over_long_chunk_line_is_refused_however_it_arrives() {
+        // Found by fuzzing: the limit used to be checked only while the
+        // line was incomplete.
+        let mut input = b"1;".to_vec();
+        input.extend(std::iter::repeat_n(b'a', 5000));
+        input.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        for step in [input.len(), 4200, 1] {
+            let e = read_all(Framing::Chunked, 1 << 20, &input, step).unwrap_err();
+            assert_eq!(e, HttpError::BadBody("chunk line too long"), "step {step}");
+        }
     }
 
     #[test]

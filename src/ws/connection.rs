@@ -877,12 +877,12 @@ impl Connection {
                 {
                     self.write_frame(true, OpCode::Pong, payload.clone());
                 }
-                if !peer_closed {
+                if !peer_closed && !self.closed_emitted {
                     self.events.push_back(Event::Ping(payload));
                 }
             }
             OpCode::Pong => {
-                if !peer_closed {
+                if !peer_closed && !self.closed_emitted {
                     self.events.push_back(Event::Pong(payload.freeze()));
                 }
             }

@@ -526,3 +526,19 @@ fn read_buffer_is_given_back_when_idle() {
     p.drive();
     assert_eq!(p.server.rbuf.capacity(), 0);
 }
+
+#[test]
+fn no_event_follows_closed() {
+    // Found by fuzzing: an invalid text frame fails the connection, and a
+    // ping right behind it used to surface after `Closed`.
+    let mut c = Connection::client_upgraded(Config::default(), Box::new(SeededEntropy::new(1)));
+    c.handle_input(
+        Instant::now(),
+        &[0x81, 0x01, 0xff, 0x89, 0x01, b'p', 0x8a, 0x00],
+    );
+    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        matches!(events.as_slice(), [Event::Closed(c)] if c.code == CloseCode::INVALID_PAYLOAD),
+        "{events:?}"
+    );
+}
