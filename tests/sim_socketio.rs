@@ -290,3 +290,158 @@ fn under_faults_emits_acks_broadcasts_and_reconnection_behave() {
         run,
     );
 }
+
+/// A client whose connection dies silently (no FIN, no reset): the server
+/// notices by its heartbeat, the client by its own, and it comes back on a
+/// new connection, with what it emitted meanwhile.
+#[test]
+fn half_open_connections_are_detected_and_recovered() {
+    for_seeds(
+        "half_open_connections_are_detected_and_recovered",
+        "sim_socketio",
+        150,
+        |seed| {
+            let config = sim::Config::new(seed)
+                .latency(Duration::from_millis(1 + seed % 20))
+                .trace(tracing());
+            let mut net = Network::new(config, server);
+            for i in 0..2 {
+                let cfg = client_config(i, seed);
+                net.add_client(move |now, rng| {
+                    let mut c = socketio::Client::new(cfg, Box::new(rng.fork()), now);
+                    c.socket(now, "/", Some(Value::object([("c", Value::from(i))])))
+                        .expect("root socket");
+                    c
+                });
+            }
+            let mut app = App::default();
+            net.run_for(Duration::from_millis(800 + seed % 700), &mut app);
+            let cut = net.now();
+            net.half_open_in(Duration::ZERO, 0);
+            // Emits during the silence wait in the client's send buffer (or are
+            // lost with the dead connection if it still looked alive).
+            let mut sent = Vec::new();
+            for n in 0..10u64 {
+                net.run_for(Duration::from_millis(150), &mut app);
+                let now = net.now();
+                let root = net.client(0).nsp("/").expect("root");
+                if net
+                    .client(0)
+                    .emit(now, root, "num", vec![Value::from(n)])
+                    .is_ok()
+                {
+                    sent.push(n);
+                }
+            }
+            let (i, t) = (Duration::from_millis(300), Duration::from_millis(200));
+            let detect = i + t + Duration::from_millis(50);
+            let bound = cut + detect + Duration::from_millis(750 + 1000 + 200);
+            let back =
+                net.run_until_cond(bound.saturating_duration_since(net.now()), &mut app, |n| {
+                    n.client(0)
+                        .nsp("/")
+                        .is_some_and(|r| n.client(0).is_connected(r))
+                });
+            if !back {
+                if tracing() {
+                    eprintln!("{}", net.trace());
+                }
+                return Err(format!(
+                    "client 0 not back by {:?} after the cut ({:?})",
+                    bound - cut,
+                    net.client(0).state()
+                ));
+            }
+            net.run_for(Duration::from_secs(2), &mut app);
+            let got = app.got.get(&0).cloned().unwrap_or_default();
+            if !strictly_increasing(&got) {
+                return Err(format!("server got {got:?}"));
+            }
+            // Whatever the client emitted after it noticed reaches the server.
+            if let Some(last) = sent.last() {
+                if !got.contains(last) {
+                    return Err(format!(
+                        "the last emit {last} never arrived: server got {got:?}"
+                    ));
+                }
+            }
+            // The other client never noticed anything.
+            if !net
+                .client(1)
+                .nsp("/")
+                .is_some_and(|r| net.client(1).is_connected(r))
+            {
+                return Err("client 1 was disturbed".into());
+            }
+            Ok(())
+        },
+    );
+}
+
+/// A client behind a slow link gets every broadcast, in order, once; the
+/// others are not held back by it. (Its backlog stays within what the
+/// heartbeat tolerates: a link slower than that is a dead link.)
+#[test]
+fn a_slow_reader_does_not_hold_back_the_others() {
+    for_seeds(
+        "a_slow_reader_does_not_hold_back_the_others",
+        "sim_socketio",
+        100,
+        |seed| {
+            let config = sim::Config::new(seed)
+                .latency(Duration::from_millis(2))
+                .trace(tracing());
+            let mut net = Network::new(config, |now, rng| {
+                let engine = engineio::Config::default()
+                    .path("/socket.io/")
+                    .ping_interval(Duration::from_millis(2000))
+                    .ping_timeout(Duration::from_millis(2000));
+                socketio::Server::new(
+                    socketio::Config::default().engine(engine),
+                    Box::new(rng.fork()),
+                    now,
+                )
+            });
+            for i in 0..3 {
+                let cfg = client_config(i, seed);
+                net.add_client(move |now, rng| {
+                    let mut c = socketio::Client::new(cfg, Box::new(rng.fork()), now);
+                    c.socket(now, "/", Some(Value::object([("c", Value::from(i))])))
+                        .expect("root socket");
+                    c
+                });
+            }
+            let mut app = App::default();
+            net.run_until_cond(Duration::from_secs(2), &mut app, |n| {
+                n.server().sockets("/").len() == 3
+            });
+            net.slow_reader(0, 20_000);
+            let pad = "x".repeat(400);
+            for n in 0..40u64 {
+                let _ = net
+                    .server()
+                    .of("/")
+                    .to("all")
+                    .emit("b", vec![Value::from(n), Value::from(pad.as_str())]);
+            }
+            net.run_for(Duration::from_millis(200), &mut app);
+            for c in [1, 2] {
+                let got = app.broadcasts.get(&c).cloned().unwrap_or_default();
+                if got != (0..40).collect::<Vec<_>>() {
+                    return Err(format!("fast client {c} got {got:?} after 200 ms"));
+                }
+            }
+            let slow_early = app.broadcasts.get(&0).map_or(0, Vec::len);
+            if slow_early >= 40 {
+                return Err("the slow reader was not slow".into());
+            }
+            // 40 x ~420 B at 20 kB/s: under a second; heartbeats keep it alive.
+            net.run_for(Duration::from_secs(3), &mut app);
+            let got = app.broadcasts.get(&0).cloned().unwrap_or_default();
+            if got != (0..40).collect::<Vec<_>>() {
+                return Err(format!("slow client got {got:?}"));
+            }
+            Ok(())
+        },
+    );
+}

@@ -208,6 +208,9 @@ struct Conn {
     client_done: bool,
     /// No more segments are accepted from the server side.
     server_done: bool,
+    /// The path died silently (half-open): whatever either side sends
+    /// vanishes, and neither hears an end.
+    black_hole: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -223,6 +226,7 @@ enum Due {
 enum Fault {
     Restart,
     Partition { client: usize, heal: Instant },
+    HalfOpen { client: usize },
 }
 
 type Factory<T> = Box<dyn FnMut(Instant, &mut Rng) -> T>;
@@ -245,6 +249,8 @@ pub struct Network<S: ServerMachine, C: ClientMachine> {
     /// Idle keep-alive connections per client.
     idle: HashMap<usize, Vec<u64>>,
     partitions: HashMap<usize, Instant>,
+    /// Clients that read slowly: bytes per second they take in.
+    slow: HashMap<usize, u64>,
     /// Per client: when its last byte reached the server, and when the
     /// server's last byte reached it.
     last_delivery: HashMap<usize, (Option<Instant>, Option<Instant>)>,
@@ -297,6 +303,7 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
             by_request: HashMap::new(),
             idle: HashMap::new(),
             partitions: HashMap::new(),
+            slow: HashMap::new(),
             last_delivery: HashMap::new(),
             faults: Vec::new(),
             queue: BinaryHeap::new(),
@@ -386,6 +393,26 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
                 heal: at + duration,
             },
         );
+    }
+
+    /// Makes every connection client `client` has open at `delay` from
+    /// now go silently dead (a NAT forgetting it, a laptop lid closing):
+    /// what the server sends on them vanishes and it hears nothing more;
+    /// the client hears nothing either until it writes, which is answered
+    /// with a reset. Connections it opens afterwards work.
+    pub fn half_open_in(&mut self, delay: Duration, client: usize) {
+        self.schedule_fault(self.now + delay, Fault::HalfOpen { client });
+    }
+
+    /// Makes client `client` read at most `bytes_per_sec` from each of its
+    /// connections (0 removes the limit): what the server writes queues up
+    /// in the network, as behind a slow link.
+    pub fn slow_reader(&mut self, client: usize, bytes_per_sec: u64) {
+        if bytes_per_sec == 0 {
+            self.slow.remove(&client);
+        } else {
+            self.slow.insert(client, bytes_per_sec);
+        }
     }
 
     fn schedule_fault(&mut self, at: Instant, fault: Fault) {
@@ -497,6 +524,14 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
             Due::ToClient(id) => self.deliver_to_client(id),
             Due::Fault(i) => match self.faults[i].1 {
                 Fault::Restart => self.restart(),
+                Fault::HalfOpen { client } => {
+                    self.log(|| format!("half-open: c{client}'s connections go silent"));
+                    for c in self.conns.values_mut().filter(|c| c.client == client) {
+                        c.black_hole = true;
+                        c.to_server.clear();
+                        c.to_client.clear();
+                    }
+                }
                 Fault::Partition { client, heal } => {
                     if now < heal {
                         self.log(|| format!("partition c{client} until +{:?}", heal - now));
@@ -537,6 +572,19 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
     }
 
     fn send_to_server(&mut self, id: u64, seg: Segment) {
+        if self.conns.get(&id).is_some_and(|c| c.black_hole) {
+            // The far end forgot this connection: what the client sends now
+            // is answered with a reset (as a NAT that lost the mapping, or
+            // a rebooted peer, would), so it learns soon.
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.black_hole = false;
+                c.server = None;
+                c.server_done = true;
+                c.to_server.clear();
+            }
+            self.send_to_client(id, Segment::Reset);
+            return;
+        }
         let Some(last) = self
             .conns
             .get(&id)
@@ -557,17 +605,26 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
     }
 
     fn send_to_client(&mut self, id: u64, seg: Segment) {
-        let Some(last) = self
+        let Some((last, client)) = self
             .conns
             .get(&id)
-            .map(|c| c.to_client.back().map(|(t, _)| *t))
+            .filter(|c| !c.black_hole)
+            .map(|c| (c.to_client.back().map(|(t, _)| *t), c.client))
         else {
             return;
         };
+        let rate = self.slow.get(&client).copied();
         let pieces = self.split(seg);
         let mut last = last;
         for p in pieces {
-            let at = self.arrival(last);
+            let mut at = self.arrival(last);
+            if let (Some(rate), Segment::Data(b)) = (rate, &p) {
+                // A slow reader takes each piece only once the previous one
+                // has drained at its rate.
+                let drain =
+                    Duration::from_nanos((b.len() as u64).saturating_mul(1_000_000_000) / rate);
+                at = at.max(last.unwrap_or(at) + drain);
+            }
             last = Some(at);
             if let Some(c) = self.conns.get_mut(&id) {
                 c.to_client.push_back((at, p));
@@ -841,6 +898,7 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
                 kind,
                 client_done: false,
                 server_done: false,
+                black_hole: false,
             },
         );
         id
