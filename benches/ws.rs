@@ -1,1 +1,870 @@
-fn main() {}
+//! WebSocket codec throughput: wsio against tungstenite, fastwebsockets and a
+//! plain memcpy(+XOR) baseline, side by side in one criterion group per input.
+//!
+//! ```text
+//! cargo bench --bench ws -- --warm-up-time 1 --measurement-time 3
+//! WS_BENCH_CLOCK=cpu cargo bench --bench ws -- --warm-up-time 1 --measurement-time 3
+//! ```
+//!
+//! The second form measures this thread's CPU time instead of wall time
+//! (groups `ws_cpu/...`): on a shared, busy machine, time spent descheduled
+//! is then not charged to the benchmark.
+//!
+//! Inputs (payload bytes are the throughput unit everywhere):
+//! * `text_16B_x1000`: 1,000 masked 16-byte text frames (valid, non-ASCII UTF-8);
+//! * `binary_64KiB_x16`: 16 masked 64 KiB binary frames;
+//! * `binary_1MiB_x1`: one masked 1 MiB binary frame.
+//!
+//! Every implementation does the same work:
+//! * `decode/*`: a server reads the client's masked wire bytes from an
+//!   in-memory socket that hands out at most 64 KiB per read (the copy out of
+//!   this "socket" is the kernel's copy on a real one), unmasks, validates text
+//!   as UTF-8, and yields every message, which is passed to `black_box`.
+//!   Connections are reused across iterations (steady state); each iteration
+//!   rewinds the socket.
+//! * `encode_server/*`: unmasked frames for the same payloads, handed to a
+//!   null sink (every byte is passed to `black_box`, nothing is copied by the
+//!   sink, so zero-copy designs are not charged for a copy they do not make).
+//! * `encode_client/*`: the same, masked (copy + XOR for every implementation).
+//! * `baseline_*`: what any implementation must at least do: memcpy the input
+//!   (and XOR it with the key when masking is involved), as two passes;
+//!   `decode/baseline_fused_copy_xor` does both in one pass (a lower bound a
+//!   decoder that unmasks while copying could approach).
+//!
+//! Decoders: `wsio_handle_input` is a driver reading into a stack buffer and
+//! calling `Connection::handle_input`; `wsio_handle_input_bytes` reads into
+//! its own `BytesMut` and hands each read over with `handle_input_bytes`;
+//! both drain `poll_event` after every read. tungstenite uses
+//! `WebSocket::from_raw_socket` (role server) and `read`; fastwebsockets
+//! uses `WebSocket::after_handshake` (role server, default features, so
+//! simdutf8) and `read_frame`, its futures polled with a no-op waker (the
+//! in-memory stream never blocks; no runtime). Encoders: wsio `send` then
+//! `poll_transmit`; tungstenite `write` then one `flush`; fastwebsockets
+//! `write_frame` with borrowed payloads.
+//!
+//! Before timing, every implementation is run once and checked: message
+//! count, kinds and bytes for decoders; for encoders the wire bytes are
+//! re-parsed by an independent decoder in this file and compared.
+
+use std::{
+    cell::{Cell, RefCell},
+    future::Future,
+    hint::black_box,
+    io,
+    pin::{Pin, pin},
+    rc::Rc,
+    task::{Context, Poll, Waker},
+    time::Instant,
+};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use criterion::{
+    Criterion, Throughput,
+    measurement::{Measurement, ValueFormatter},
+};
+use wsio::{
+    entropy::SeededEntropy,
+    ws::{self, Config, Connection, Event, Transmit},
+};
+
+/// What one socket read hands out at most.
+const READ_CHUNK: usize = 64 * 1024;
+
+// ----- inputs ---------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Text,
+    Binary,
+}
+
+struct Input {
+    name: &'static str,
+    kind: Kind,
+    payloads: Vec<Bytes>,
+    /// The client's masked frames, as the server reads them.
+    wire: &'static [u8],
+    /// Per frame: payload offset in `wire`, payload length, masking key.
+    frames: Vec<(usize, usize, [u8; 4])>,
+    payload_bytes: usize,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Appends one final frame (masked when `key` is some). Independent of every
+/// implementation under test.
+fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], key: Option<[u8; 4]>) -> usize {
+    out.push(0x80 | opcode);
+    let m = if key.is_some() { 0x80 } else { 0 };
+    let len = payload.len();
+    if len < 126 {
+        out.push(m | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(m | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(m | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    if let Some(k) = key {
+        out.extend_from_slice(&k);
+    }
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(k) = key {
+        xor_mask(&mut out[start..], k);
+    }
+    start
+}
+
+/// Parses a stream of final text/binary frames (masked or not) and unmasks:
+/// the independent checker for every encoder's output.
+fn parse_frames(mut buf: &[u8], masked: bool) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        assert!(buf.len() >= 2, "truncated header");
+        assert_eq!(buf[0] & 0xF0, 0x80, "FIN set, RSV clear");
+        let opcode = buf[0] & 0x0F;
+        assert_eq!(buf[1] & 0x80 != 0, masked, "mask bit");
+        let (len, mut pos) = match buf[1] & 0x7F {
+            126 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        let key = masked.then(|| {
+            let k: [u8; 4] = buf[pos..pos + 4].try_into().unwrap();
+            pos += 4;
+            k
+        });
+        let mut payload = buf[pos..pos + len].to_vec();
+        if let Some(k) = key {
+            xor_mask(&mut payload, k);
+        }
+        out.push((opcode, payload));
+        buf = &buf[pos + len..];
+    }
+    out
+}
+
+/// The baseline's XOR: eight bytes at a time, which LLVM vectorizes.
+#[inline]
+fn xor_mask(buf: &mut [u8], key: [u8; 4]) {
+    let k = u64::from(u32::from_ne_bytes(key)) * 0x1_0000_0001;
+    let mut chunks = buf.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let v = u64::from_ne_bytes(c.try_into().unwrap()) ^ k;
+        c.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= key[i & 3];
+    }
+}
+
+fn make_input(name: &'static str, kind: Kind, count: usize, size: usize, seed: u64) -> Input {
+    let mut rng = Rng(seed);
+    let payloads: Vec<Bytes> = (0..count)
+        .map(|i| match kind {
+            Kind::Text => {
+                assert_eq!(size, 16);
+                let s = format!("héllo wörld {:02}", i % 100);
+                assert_eq!(s.len(), 16);
+                Bytes::from(s)
+            }
+            Kind::Binary => {
+                let mut v = Vec::with_capacity(size + 8);
+                while v.len() < size {
+                    v.extend_from_slice(&rng.next().to_le_bytes());
+                }
+                v.truncate(size);
+                Bytes::from(v)
+            }
+        })
+        .collect();
+    let opcode = if kind == Kind::Text { 1 } else { 2 };
+    let mut wire = Vec::new();
+    let mut frames = Vec::new();
+    for p in &payloads {
+        let key = (rng.next() as u32).to_le_bytes();
+        let off = encode_frame(&mut wire, opcode, p, Some(key));
+        frames.push((off, p.len(), key));
+    }
+    Input {
+        name,
+        kind,
+        payload_bytes: payloads.iter().map(|p| p.len()).sum(),
+        payloads,
+        wire: Vec::leak(wire),
+        frames,
+    }
+}
+
+// ----- an in-memory socket --------------------------------------------------
+
+/// Reads replay `data` in reads of at most [`READ_CHUNK`] bytes (rewind with
+/// the shared `pos`); writes go to a null sink, or are captured for checking.
+struct MemStream {
+    data: &'static [u8],
+    pos: Rc<Cell<usize>>,
+    written: Rc<Cell<usize>>,
+    capture: Option<Rc<RefCell<Vec<u8>>>>,
+}
+
+impl MemStream {
+    fn new(data: &'static [u8]) -> Self {
+        MemStream {
+            data,
+            pos: Rc::default(),
+            written: Rc::default(),
+            capture: None,
+        }
+    }
+
+    fn capturing(mut self) -> (Self, Rc<RefCell<Vec<u8>>>) {
+        let c = Rc::<RefCell<Vec<u8>>>::default();
+        self.capture = Some(c.clone());
+        (self, c)
+    }
+
+    fn next_chunk(&mut self, max: usize) -> &'static [u8] {
+        let pos = self.pos.get();
+        let n = (self.data.len() - pos).min(max).min(READ_CHUNK);
+        self.pos.set(pos + n);
+        &self.data[pos..pos + n]
+    }
+
+    fn sink(&mut self, b: &[u8]) {
+        black_box(b);
+        self.written.set(self.written.get() + b.len());
+        if let Some(c) = &self.capture {
+            c.borrow_mut().extend_from_slice(b);
+        }
+    }
+}
+
+impl io::Read for MemStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let c = self.next_chunk(buf.len());
+        if c.is_empty() && !buf.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        buf[..c.len()].copy_from_slice(c);
+        Ok(c.len())
+    }
+}
+
+impl io::Write for MemStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sink(buf);
+        Ok(buf.len())
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        bufs.iter().for_each(|b| self.sink(b));
+        Ok(bufs.iter().map(|b| b.len()).sum())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl tokio::io::AsyncRead for MemStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let c = this.next_chunk(buf.remaining());
+        if c.is_empty() && buf.remaining() > 0 {
+            return Poll::Pending; // the no-op executor panics: input exhausted
+        }
+        buf.put_slice(c);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for MemStream {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().sink(b);
+        Poll::Ready(Ok(b.len()))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        bufs.iter().for_each(|b| this.sink(b));
+        Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()))
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Polls a future that never waits (in-memory I/O) to completion: no runtime.
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("in-memory I/O would block"),
+    }
+}
+
+// ----- decoders -------------------------------------------------------------
+
+/// What a decoder yields, normalised for checking.
+type Got = (Kind, Bytes);
+
+fn wsio_msg(m: ws::Message) -> Got {
+    match m {
+        ws::Message::Text(t) => (Kind::Text, t.into_bytes()),
+        ws::Message::Binary(b) => (Kind::Binary, b),
+    }
+}
+
+#[inline]
+fn wsio_drain(conn: &mut Connection, f: &mut impl FnMut(ws::Message)) {
+    while let Some(ev) = conn.poll_event() {
+        match ev {
+            Event::Message(m) => f(m),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+}
+
+/// A driver reading into a stack buffer and feeding `handle_input` (copies
+/// into the connection's buffer).
+fn wsio_decode(
+    conn: &mut Connection,
+    sock: &mut MemStream,
+    buf: &mut [u8],
+    now: Instant,
+    mut f: impl FnMut(ws::Message),
+) {
+    sock.pos.set(0);
+    // The in-memory socket reports WouldBlock once it is drained.
+    while let Ok(n) = io::Read::read(sock, buf) {
+        conn.handle_input(now, &buf[..n]);
+        wsio_drain(conn, &mut f);
+    }
+}
+
+/// A driver reading into its own `BytesMut` and handing each read over with
+/// `handle_input_bytes` (no copy when the connection's buffer is empty).
+fn wsio_decode_bytes(
+    conn: &mut Connection,
+    sock: &mut MemStream,
+    rd: &mut BytesMut,
+    now: Instant,
+    mut f: impl FnMut(ws::Message),
+) {
+    sock.pos.set(0);
+    loop {
+        let c = sock.next_chunk(READ_CHUNK);
+        if c.is_empty() {
+            break;
+        }
+        rd.reserve(READ_CHUNK);
+        rd.put_slice(c); // the socket read
+        conn.handle_input_bytes(now, rd.split());
+        wsio_drain(conn, &mut f);
+    }
+}
+
+fn tungstenite_msg(m: tungstenite::Message) -> Got {
+    match m {
+        tungstenite::Message::Text(t) => (Kind::Text, t.into()),
+        tungstenite::Message::Binary(b) => (Kind::Binary, b),
+        other => panic!("unexpected message {other:?}"),
+    }
+}
+
+fn tungstenite_decode(
+    ws: &mut tungstenite::WebSocket<MemStream>,
+    count: usize,
+    mut f: impl FnMut(tungstenite::Message),
+) {
+    ws.get_mut().pos.set(0);
+    for _ in 0..count {
+        f(ws.read().unwrap());
+    }
+}
+
+fn fws_msg(fr: fastwebsockets::Frame<'_>) -> Got {
+    assert!(fr.fin);
+    let kind = match fr.opcode {
+        fastwebsockets::OpCode::Text => Kind::Text,
+        fastwebsockets::OpCode::Binary => Kind::Binary,
+        other => panic!("unexpected opcode {other:?}"),
+    };
+    (kind, Bytes::copy_from_slice(&fr.payload))
+}
+
+fn fws_decode<'f>(
+    ws: &mut fastwebsockets::WebSocket<MemStream>,
+    pos: &Cell<usize>,
+    count: usize,
+    mut f: impl FnMut(fastwebsockets::Frame<'f>),
+) {
+    pos.set(0);
+    for _ in 0..count {
+        f(block_on(ws.read_frame()).unwrap());
+    }
+}
+
+fn baseline_decode(input: &Input, buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.extend_from_slice(input.wire);
+    for &(off, len, key) in &input.frames {
+        xor_mask(&mut buf[off..off + len], key);
+    }
+    black_box(&buf[..]);
+}
+
+/// The lower bound: unmask while copying, one pass instead of two. `buf`
+/// keeps the input's length across iterations (a warm, reused read buffer).
+fn baseline_decode_fused(input: &Input, buf: &mut [u8]) {
+    let mut at = 0;
+    for &(off, len, key) in &input.frames {
+        buf[at..off].copy_from_slice(&input.wire[at..off]); // header
+        copy_xor(&input.wire[off..off + len], key, &mut buf[off..off + len]);
+        at = off + len;
+    }
+    black_box(&buf[..]);
+}
+
+/// `dst = src ^ key`, eight bytes at a time (phase 0 at `src[0]`).
+#[inline]
+fn copy_xor(src: &[u8], key: [u8; 4], dst: &mut [u8]) {
+    assert_eq!(src.len(), dst.len());
+    let k = u64::from(u32::from_ne_bytes(key)) * 0x1_0000_0001;
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let v = u64::from_ne_bytes(s.try_into().unwrap()) ^ k;
+        d.copy_from_slice(&v.to_ne_bytes());
+    }
+    let (d, s) = (d.into_remainder(), s.remainder());
+    for (i, (d, s)) in d.iter_mut().zip(s).enumerate() {
+        *d = s ^ key[i & 3];
+    }
+}
+
+fn new_fws(sock: MemStream, role: fastwebsockets::Role) -> fastwebsockets::WebSocket<MemStream> {
+    let mut ws = fastwebsockets::WebSocket::after_handshake(sock, role);
+    ws.set_auto_close(false);
+    ws.set_auto_pong(false);
+    ws.set_max_message_size(64 << 20);
+    ws
+}
+
+fn check_decoded(input: &Input, who: &str, got: &[Got]) {
+    assert_eq!(got.len(), input.payloads.len(), "{who}: message count");
+    for (i, ((kind, bytes), want)) in got.iter().zip(&input.payloads).enumerate() {
+        assert_eq!(*kind, input.kind, "{who}: kind of message {i}");
+        assert!(bytes == want, "{who}: bytes of message {i}");
+        if input.kind == Kind::Text {
+            assert!(std::str::from_utf8(bytes).is_ok());
+        }
+    }
+}
+
+// ----- encoders -------------------------------------------------------------
+
+fn wsio_encode(conn: &mut Connection, msgs: &[ws::Message], sock: &mut MemStream) {
+    for m in msgs {
+        conn.send(m.clone()).unwrap();
+    }
+    while let Some(t) = conn.poll_transmit() {
+        match t {
+            Transmit::Data(b) => sock.sink(&b),
+            Transmit::Close => panic!("closed"),
+        }
+    }
+}
+
+fn tungstenite_encode(ws: &mut tungstenite::WebSocket<MemStream>, msgs: &[tungstenite::Message]) {
+    for m in msgs {
+        ws.write(m.clone()).unwrap();
+    }
+    ws.flush().unwrap();
+}
+
+fn fws_encode(ws: &mut fastwebsockets::WebSocket<MemStream>, input: &Input) {
+    for p in &input.payloads {
+        let payload = fastwebsockets::Payload::Borrowed(p);
+        let frame = match input.kind {
+            Kind::Text => fastwebsockets::Frame::text(payload),
+            Kind::Binary => fastwebsockets::Frame::binary(payload),
+        };
+        block_on(ws.write_frame(frame)).unwrap();
+    }
+}
+
+fn baseline_encode(input: &Input, out: &mut Vec<u8>, keys: Option<&[[u8; 4]]>) {
+    out.clear();
+    for (i, p) in input.payloads.iter().enumerate() {
+        let start = out.len();
+        out.extend_from_slice(p);
+        if let Some(keys) = keys {
+            xor_mask(&mut out[start..], keys[i]);
+        }
+    }
+    black_box(&out[..]);
+}
+
+fn check_encoded(input: &Input, who: &str, wire: &[u8], masked: bool) {
+    let frames = parse_frames(wire, masked);
+    assert_eq!(frames.len(), input.payloads.len(), "{who}: frame count");
+    let opcode = if input.kind == Kind::Text { 1 } else { 2 };
+    for (i, ((op, payload), want)) in frames.iter().zip(&input.payloads).enumerate() {
+        assert_eq!(*op, opcode, "{who}: opcode of frame {i}");
+        assert!(payload[..] == want[..], "{who}: payload of frame {i}");
+    }
+}
+
+// ----- the benchmark --------------------------------------------------------
+
+fn wsio_messages(input: &Input) -> Vec<ws::Message> {
+    input
+        .payloads
+        .iter()
+        .map(|p| match input.kind {
+            Kind::Text => ws::Message::Text(ws::Utf8Bytes::try_from(p.clone()).unwrap()),
+            Kind::Binary => ws::Message::Binary(p.clone()),
+        })
+        .collect()
+}
+
+fn tungstenite_messages(input: &Input) -> Vec<tungstenite::Message> {
+    input
+        .payloads
+        .iter()
+        .map(|p| match input.kind {
+            Kind::Text => tungstenite::Message::Text(p.clone().try_into().unwrap()),
+            Kind::Binary => tungstenite::Message::Binary(p.clone()),
+        })
+        .collect()
+}
+
+fn wsio_server() -> Connection {
+    Connection::server_upgraded(Config::default())
+}
+
+fn wsio_client() -> Connection {
+    Connection::client_upgraded(Config::default(), Box::new(SeededEntropy::new(7)))
+}
+
+fn tungstenite_ws(
+    sock: MemStream,
+    role: tungstenite::protocol::Role,
+) -> tungstenite::WebSocket<MemStream> {
+    tungstenite::WebSocket::from_raw_socket(sock, role, None)
+}
+
+fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input) {
+    use fastwebsockets::Role as FRole;
+    use tungstenite::protocol::Role as TRole;
+
+    let now = Instant::now();
+    let count = input.payloads.len();
+    let mut readbuf = vec![0u8; READ_CHUNK];
+
+    // ---- check every implementation once before timing ----
+    {
+        let mut got = Vec::new();
+        wsio_decode(
+            &mut wsio_server(),
+            &mut MemStream::new(input.wire),
+            &mut readbuf,
+            now,
+            |m| got.push(wsio_msg(m)),
+        );
+        check_decoded(input, "wsio handle_input", &got);
+
+        let mut got = Vec::new();
+        let mut rd = BytesMut::new();
+        wsio_decode_bytes(
+            &mut wsio_server(),
+            &mut MemStream::new(input.wire),
+            &mut rd,
+            now,
+            |m| got.push(wsio_msg(m)),
+        );
+        check_decoded(input, "wsio handle_input_bytes", &got);
+
+        let mut got = Vec::new();
+        let mut ws = tungstenite_ws(MemStream::new(input.wire), TRole::Server);
+        tungstenite_decode(&mut ws, count, |m| got.push(tungstenite_msg(m)));
+        check_decoded(input, "tungstenite", &got);
+
+        let mut got = Vec::new();
+        let sock = MemStream::new(input.wire);
+        let pos = sock.pos.clone();
+        let mut ws = new_fws(sock, FRole::Server);
+        fws_decode(&mut ws, &pos, count, |f| got.push(fws_msg(f)));
+        check_decoded(input, "fastwebsockets", &got);
+
+        let mut buf = Vec::new();
+        baseline_decode(input, &mut buf);
+        let got: Vec<Got> = input
+            .frames
+            .iter()
+            .map(|&(off, len, _)| (input.kind, Bytes::copy_from_slice(&buf[off..off + len])))
+            .collect();
+        check_decoded(input, "baseline", &got);
+
+        let mut fused = vec![0u8; input.wire.len()];
+        baseline_decode_fused(input, &mut fused);
+        assert!(fused == buf, "fused baseline");
+
+        let wmsgs = wsio_messages(input);
+        let tmsgs = tungstenite_messages(input);
+        for masked in [false, true] {
+            let (mut sock, cap) = MemStream::new(b"").capturing();
+            let mut conn = if masked { wsio_client() } else { wsio_server() };
+            wsio_encode(&mut conn, &wmsgs, &mut sock);
+            check_encoded(input, "wsio encode", &cap.borrow(), masked);
+
+            let (sock, cap) = MemStream::new(b"").capturing();
+            let mut ws = tungstenite_ws(sock, if masked { TRole::Client } else { TRole::Server });
+            tungstenite_encode(&mut ws, &tmsgs);
+            check_encoded(input, "tungstenite encode", &cap.borrow(), masked);
+
+            let (sock, cap) = MemStream::new(b"").capturing();
+            let mut ws = new_fws(sock, if masked { FRole::Client } else { FRole::Server });
+            fws_encode(&mut ws, input);
+            check_encoded(input, "fastwebsockets encode", &cap.borrow(), masked);
+        }
+    }
+
+    // ---- timing ----
+    let mut g = c.benchmark_group(format!("{prefix}/{}", input.name));
+    g.throughput(Throughput::Bytes(input.payload_bytes as u64));
+
+    {
+        let mut conn = wsio_server();
+        let mut sock = MemStream::new(input.wire);
+        g.bench_function("decode/wsio_handle_input", |b| {
+            b.iter(|| {
+                let mut n = 0;
+                wsio_decode(&mut conn, &mut sock, &mut readbuf, now, |m| {
+                    black_box(m);
+                    n += 1;
+                });
+                assert_eq!(n, count);
+            })
+        });
+    }
+    {
+        let mut conn = wsio_server();
+        let mut sock = MemStream::new(input.wire);
+        let mut rd = BytesMut::new();
+        g.bench_function("decode/wsio_handle_input_bytes", |b| {
+            b.iter(|| {
+                let mut n = 0;
+                wsio_decode_bytes(&mut conn, &mut sock, &mut rd, now, |m| {
+                    black_box(m);
+                    n += 1;
+                });
+                assert_eq!(n, count);
+            })
+        });
+    }
+    {
+        let mut ws = tungstenite_ws(MemStream::new(input.wire), TRole::Server);
+        g.bench_function("decode/tungstenite", |b| {
+            b.iter(|| {
+                tungstenite_decode(&mut ws, count, |m| {
+                    black_box(m);
+                })
+            })
+        });
+    }
+    {
+        let sock = MemStream::new(input.wire);
+        let pos = sock.pos.clone();
+        let mut ws = new_fws(sock, FRole::Server);
+        g.bench_function("decode/fastwebsockets", |b| {
+            b.iter(|| {
+                fws_decode(&mut ws, &pos, count, |f| {
+                    black_box(f);
+                })
+            })
+        });
+    }
+    {
+        let mut buf = Vec::with_capacity(input.wire.len());
+        g.bench_function("decode/baseline_memcpy_xor", |b| {
+            b.iter(|| baseline_decode(input, &mut buf))
+        });
+        let mut fused = vec![0u8; input.wire.len()];
+        g.bench_function("decode/baseline_fused_copy_xor", |b| {
+            b.iter(|| baseline_decode_fused(input, &mut fused))
+        });
+    }
+
+    let wmsgs = wsio_messages(input);
+    let tmsgs = tungstenite_messages(input);
+    let keys: Vec<[u8; 4]> = input.frames.iter().map(|f| f.2).collect();
+    for (dir, masked) in [("encode_server", false), ("encode_client", true)] {
+        {
+            let mut conn = if masked { wsio_client() } else { wsio_server() };
+            let mut sock = MemStream::new(b"");
+            g.bench_function(format!("{dir}/wsio"), |b| {
+                b.iter(|| wsio_encode(&mut conn, &wmsgs, &mut sock))
+            });
+        }
+        {
+            let role = if masked { TRole::Client } else { TRole::Server };
+            let mut ws = tungstenite_ws(MemStream::new(b""), role);
+            g.bench_function(format!("{dir}/tungstenite"), |b| {
+                b.iter(|| tungstenite_encode(&mut ws, &tmsgs))
+            });
+        }
+        {
+            let role = if masked { FRole::Client } else { FRole::Server };
+            let mut ws = new_fws(MemStream::new(b""), role);
+            g.bench_function(format!("{dir}/fastwebsockets"), |b| {
+                b.iter(|| fws_encode(&mut ws, input))
+            });
+        }
+        {
+            let mut out = Vec::with_capacity(input.payload_bytes);
+            let name = if masked {
+                "baseline_memcpy_xor"
+            } else {
+                "baseline_memcpy"
+            };
+            g.bench_function(format!("{dir}/{name}"), |b| {
+                b.iter(|| baseline_encode(input, &mut out, masked.then_some(&keys[..])))
+            });
+        }
+    }
+    g.finish();
+}
+
+fn benches<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
+    let inputs = [
+        make_input("text_16B_x1000", Kind::Text, 1000, 16, 1),
+        make_input("binary_64KiB_x16", Kind::Binary, 16, 64 << 10, 2),
+        make_input("binary_1MiB_x1", Kind::Binary, 1, 1 << 20, 3),
+    ];
+    for input in &inputs {
+        bench_input(c, prefix, input);
+    }
+}
+
+// ----- thread CPU time as a criterion measurement ---------------------------
+
+/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
+struct CpuTime;
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns() - start
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &NanosFormatter
+    }
+}
+
+/// Formats nanoseconds like criterion's wall-time formatter.
+struct NanosFormatter;
+
+impl ValueFormatter for NanosFormatter {
+    fn scale_values(&self, ns: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = match ns {
+            n if n < 1e3 => (1.0, "ns"),
+            n if n < 1e6 => (1e-3, "µs"),
+            n if n < 1e9 => (1e-6, "ms"),
+            _ => (1e-9, "s"),
+        };
+        values.iter_mut().for_each(|v| *v *= factor);
+        unit
+    }
+
+    fn scale_throughputs(&self, typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let (per_iter, base, units): (f64, f64, _) = match *t {
+            Throughput::Bytes(b) => (b as f64, 1024.0, ["  B/s", "KiB/s", "MiB/s", "GiB/s"]),
+            Throughput::BytesDecimal(b) => (b as f64, 1000.0, ["  B/s", "KB/s", "MB/s", "GB/s"]),
+            Throughput::Elements(e) => (
+                e as f64,
+                1000.0,
+                [" elem/s", "Kelem/s", "Melem/s", "Gelem/s"],
+            ),
+        };
+        let typical_rate = per_iter * 1e9 / typical;
+        let mut k = 0;
+        while k < 3 && typical_rate >= base.powi(k as i32 + 1) {
+            k += 1;
+        }
+        let denom = base.powi(k as i32);
+        values
+            .iter_mut()
+            .for_each(|v| *v = per_iter * 1e9 / *v / denom);
+        units[k]
+    }
+
+    fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn main() {
+    if std::env::var("WS_BENCH_CLOCK").is_ok_and(|v| v == "cpu") {
+        let mut c = Criterion::default()
+            .with_measurement(CpuTime)
+            .configure_from_args();
+        benches(&mut c, "ws_cpu");
+        c.final_summary();
+    } else {
+        let mut c = Criterion::default().configure_from_args();
+        benches(&mut c, "ws");
+        c.final_summary();
+    }
+}
