@@ -147,6 +147,12 @@ struct Current {
 /// Payloads at most this long are copied next to their header; longer ones
 /// are queued as their own `Bytes`, without a copy.
 const COPY_THRESHOLD: usize = 1024;
+/// Frames at least this long that straddle reads are assembled in their
+/// own buffer instead of the input buffer.
+const BIG_FRAME: usize = 16 * 1024;
+/// The least the output buffer grows by, so that a run of small writes
+/// (headers, small frames) shares one allocation.
+const OUT_CHUNK: usize = 4 * 1024;
 
 /// One end of one WebSocket connection, as a sans-IO state machine.
 ///
@@ -215,6 +221,10 @@ pub struct Connection {
     /// The latest time an input was given: frames are decoded lazily, as
     /// events are polled, and a close deadline set then counts from here.
     last_now: Option<Instant>,
+    /// The payload of a large frame still arriving: input goes straight in
+    /// (unmasked on the way), growing with what arrives, never with what
+    /// the header declares.
+    big: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -222,7 +232,14 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("role", &self.role)
             .field("phase", &self.phase)
-            .field("buffered_input", &self.rbuf.len())
+            .field(
+                "buffered_input",
+                &(self.rbuf.len() + self.big.as_ref().map_or(0, Vec::len)),
+            )
+            .field(
+                "reserved_input",
+                &(self.rbuf.capacity() + self.big.as_ref().map_or(0, Vec::capacity)),
+            )
             .field("buffered_output", &self.buffered_amount())
             .finish_non_exhaustive()
     }
@@ -250,6 +267,7 @@ impl Connection {
             close_transmitted: false,
             events: VecDeque::new(),
             last_now: None,
+            big: None,
         }
     }
 
@@ -343,6 +361,14 @@ impl Connection {
             return;
         }
         self.last_now = Some(now);
+        let mut bytes = bytes;
+        if self.big.is_some() && self.rbuf.is_empty() && self.events.is_empty() {
+            let n = self.feed_big(now, bytes);
+            bytes = &bytes[n..];
+            if bytes.is_empty() {
+                return;
+            }
+        }
         self.rbuf.extend_from_slice(bytes);
         self.process(now);
     }
@@ -707,6 +733,16 @@ impl Connection {
             && !matches!(self.phase, Phase::Closed)
             && (eager || self.events.is_empty())
         {
+            if self.big.is_some() {
+                if self.rbuf.is_empty() {
+                    break;
+                }
+                let data = std::mem::take(&mut self.rbuf);
+                let n = self.feed_big(now, &data);
+                self.rbuf = data;
+                self.rbuf.advance(n);
+                continue;
+            }
             let cur = match self.current {
                 Some(c) => c,
                 None => match frame::decode_header(&self.rbuf) {
@@ -747,6 +783,20 @@ impl Connection {
                 }
             }
             if avail < len {
+                if len >= BIG_FRAME && !discard {
+                    // From here the payload bypasses the input buffer.
+                    self.rbuf.advance(cur.header_len);
+                    let mut payload = Vec::with_capacity(avail.max(BIG_FRAME).min(len));
+                    payload.extend_from_slice(&self.rbuf.split_to(avail));
+                    self.big = Some(payload);
+                    self.current = Some(Current {
+                        header_len: 0,
+                        processed: avail,
+                        discard,
+                        ..cur
+                    });
+                    continue;
+                }
                 self.current = Some(Current {
                     processed: avail,
                     discard,
@@ -766,6 +816,54 @@ impl Connection {
             // long as the messages cut from it; an idle connection holds none.
             self.rbuf = BytesMut::new();
         }
+    }
+
+    /// Appends the next bytes of the large frame in progress (unmasked and
+    /// checked on the way); returns how many it took. Completing the frame
+    /// hands it on like any other.
+    fn feed_big(&mut self, now: Instant, data: &[u8]) -> usize {
+        let (Some(cur), Some(buf)) = (self.current, self.big.as_mut()) else {
+            return 0;
+        };
+        let len = cur.header.len as usize;
+        let take = (len - cur.processed).min(data.len());
+        if buf.len() + take > buf.capacity() {
+            // Four times what has arrived, capped by the declared length:
+            // about a third of an extra copy in all, and never room for
+            // more than a few times what actually came.
+            let target = (buf.len() + take).max(buf.capacity() * 4).min(len);
+            buf.reserve_exact(target - buf.len());
+        }
+        let start = buf.len();
+        buf.extend_from_slice(&data[..take]);
+        if let Some(key) = cur.header.mask {
+            apply_mask(&mut buf[start..], key, cur.processed);
+        }
+        let text = match cur.header.opcode {
+            OpCode::Text => true,
+            OpCode::Continuation => self
+                .partial
+                .as_ref()
+                .is_some_and(|p| p.kind == DataKind::Text),
+            _ => false,
+        };
+        if text && !self.utf8.feed(&buf[start..]) {
+            self.big = None;
+            self.current = None;
+            // The rest of this frame cannot be told apart from what follows
+            // without reading it: end the connection after the close frame.
+            self.fail(now, ProtocolError::InvalidUtf8.into(), true);
+            return data.len();
+        }
+        let processed = cur.processed + take;
+        if processed < len {
+            self.current = Some(Current { processed, ..cur });
+            return take;
+        }
+        let payload = BytesMut::from(Bytes::from(self.big.take().unwrap_or_default()));
+        self.current = None;
+        self.on_frame(now, cur.header, payload);
+        take
     }
 
     fn is_text_frame(&self, h: &FrameHeader) -> bool {
@@ -1072,22 +1170,38 @@ impl Connection {
         let mut hbuf = [0u8; MAX_HEADER_LEN];
         let hlen = frame::write_header(&header, &mut hbuf);
         match mask {
+            Some(key) if payload.len() > COPY_THRESHOLD => {
+                // A large masked frame gets a buffer of its exact size
+                // rather than growing the shared one.
+                let mut frame = BytesMut::with_capacity(hlen + payload.len());
+                frame.extend_from_slice(&hbuf[..hlen]);
+                frame.extend_from_slice(&payload);
+                apply_mask(&mut frame[hlen..], key, 0);
+                self.push_bytes(frame.freeze());
+            }
             Some(key) => {
-                self.out.reserve(hlen + payload.len());
+                self.reserve_out(hlen + payload.len());
                 self.out.extend_from_slice(&hbuf[..hlen]);
                 let start = self.out.len();
                 self.out.extend_from_slice(&payload);
                 apply_mask(&mut self.out[start..], key, 0);
             }
             None if payload.len() <= COPY_THRESHOLD => {
-                self.out.reserve(hlen + payload.len());
+                self.reserve_out(hlen + payload.len());
                 self.out.extend_from_slice(&hbuf[..hlen]);
                 self.out.extend_from_slice(&payload);
             }
             None => {
+                self.reserve_out(hlen);
                 self.out.extend_from_slice(&hbuf[..hlen]);
                 self.push_bytes(payload);
             }
+        }
+    }
+
+    fn reserve_out(&mut self, n: usize) {
+        if self.out.capacity() - self.out.len() < n {
+            self.out.reserve(n.max(OUT_CHUNK));
         }
     }
 }

@@ -29,7 +29,23 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
             lane.copy_from_slice(&v.to_ne_bytes());
         }
     }
-    let rest = chunks.into_remainder();
+    // The tail: 8 and 4 bytes at a time, then single bytes. Small frames
+    // (most messages) live entirely here.
+    let mut rest = chunks.into_remainder();
+    while rest.len() >= 8 {
+        let (lane, tail) = rest.split_at_mut(8);
+        let v = u64::from_ne_bytes([
+            lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7],
+        ]) ^ word;
+        lane.copy_from_slice(&v.to_ne_bytes());
+        rest = tail;
+    }
+    if rest.len() >= 4 {
+        let (lane, tail) = rest.split_at_mut(4);
+        let v = u32::from_ne_bytes([lane[0], lane[1], lane[2], lane[3]]) ^ u32::from_ne_bytes(key);
+        lane.copy_from_slice(&v.to_ne_bytes());
+        rest = tail;
+    }
     for (i, b) in rest.iter_mut().enumerate() {
         *b ^= key[i & 3];
     }

@@ -100,60 +100,171 @@ impl PartialEq<&str> for Utf8Bytes {
 }
 
 /// Validates UTF-8 fed in arbitrary pieces.
+///
+/// A small automaton over the grammar of RFC 3629 section 4: its state is
+/// what the next byte may be, so it rejects at the first byte that no valid
+/// text could continue with, and carries over a character cut between
+/// pieces at no cost. ASCII runs are checked eight bytes at a time.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Validator {
-    // An incomplete sequence carried over from the previous piece.
-    partial: [u8; 4],
-    partial_len: u8,
+    state: State,
 }
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum State {
+    /// Between characters.
+    #[default]
+    Accept = 0,
+    /// One continuation byte (80–BF) to go.
+    Tail1,
+    /// Two to go.
+    Tail2,
+    /// Three to go.
+    Tail3,
+    /// After E0: A0–BF, then one more (no overlong forms).
+    E0,
+    /// After ED: 80–9F, then one more (no surrogates).
+    Ed,
+    /// After F0: 90–BF, then two more (no overlong forms).
+    F0,
+    /// After F4: 80–8F, then two more (nothing above U+10FFFF).
+    F4,
+    /// Invalid: stays invalid.
+    Reject,
+}
+
+const STATES: [State; 9] = [
+    State::Accept,
+    State::Tail1,
+    State::Tail2,
+    State::Tail3,
+    State::E0,
+    State::Ed,
+    State::F0,
+    State::F4,
+    State::Reject,
+];
+
+/// The grammar, one byte at a time; the tables below are computed from it.
+const fn step(state: State, b: u8) -> State {
+    use State::*;
+    let tail = b >= 0x80 && b <= 0xBF;
+    match state {
+        Accept => match b {
+            0x00..=0x7F => Accept,
+            0xC2..=0xDF => Tail1,
+            0xE0 => E0,
+            0xE1..=0xEC | 0xEE..=0xEF => Tail2,
+            0xED => Ed,
+            0xF0 => F0,
+            0xF1..=0xF3 => Tail3,
+            0xF4 => F4,
+            _ => Reject,
+        },
+        Tail1 if tail => Accept,
+        Tail2 if tail => Tail1,
+        Tail3 if tail => Tail2,
+        E0 if b >= 0xA0 && b <= 0xBF => Tail1,
+        Ed if b >= 0x80 && b <= 0x9F => Tail1,
+        F0 if b >= 0x90 && b <= 0xBF => Tail2,
+        F4 if b >= 0x80 && b <= 0x8F => Tail2,
+        _ => Reject,
+    }
+}
+
+/// One representative byte per class of bytes the grammar treats alike.
+const CLASS_REPS: [u8; 12] = [
+    0x00, 0x80, 0x90, 0xA0, 0xC0, 0xC2, 0xE0, 0xE1, 0xED, 0xF0, 0xF1, 0xF4,
+];
+
+/// Byte to class: the class whose representative every state treats the
+/// same way as this byte.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut c = 0;
+        'classes: while c < CLASS_REPS.len() {
+            let mut s = 0;
+            while s < STATES.len() {
+                if step(STATES[s], b as u8) as u8 != step(STATES[s], CLASS_REPS[c]) as u8 {
+                    c += 1;
+                    continue 'classes;
+                }
+                s += 1;
+            }
+            break;
+        }
+        t[b] = c as u8;
+        b += 1;
+    }
+    t
+};
+
+/// State and class to the next state.
+const NEXT: [[u8; 12]; 9] = {
+    let mut t = [[0u8; 12]; 9];
+    let mut s = 0;
+    while s < STATES.len() {
+        let mut c = 0;
+        while c < CLASS_REPS.len() {
+            t[s][c] = step(STATES[s], CLASS_REPS[c]) as u8;
+            c += 1;
+        }
+        s += 1;
+    }
+    t
+};
+
+const ACCEPT: u8 = State::Accept as u8;
+const REJECT: u8 = State::Reject as u8;
 
 impl Validator {
     /// Checks the next piece; `false` as soon as the text so far cannot be
     /// the start of valid UTF-8.
-    pub(crate) fn feed(&mut self, mut data: &[u8]) -> bool {
-        if self.partial_len > 0 {
-            let have = self.partial_len as usize;
-            let need = width(self.partial[0]).saturating_sub(have);
-            let take = need.min(data.len());
-            self.partial[have..have + take].copy_from_slice(&data[..take]);
-            let len = have + take;
-            data = &data[take..];
-            match std::str::from_utf8(&self.partial[..len]) {
-                Ok(_) => self.partial_len = 0,
-                Err(e) if e.error_len().is_none() => {
-                    self.partial_len = len as u8;
-                    return true;
-                }
-                Err(_) => return false,
+    pub(crate) fn feed(&mut self, data: &[u8]) -> bool {
+        let mut state = self.state as u8;
+        // Text that starts with ASCII skips it a word at a time; after
+        // that, one table step per byte (short, mixed text is the common
+        // case, and the table is cheaper than re-checking for ASCII runs).
+        let start = if state == ACCEPT {
+            ascii_prefix(data)
+        } else {
+            0
+        };
+        for &b in &data[start..] {
+            state = NEXT[state as usize][CLASS[b as usize] as usize];
+            if state == REJECT {
+                self.state = State::Reject;
+                return false;
             }
         }
-        match std::str::from_utf8(data) {
-            Ok(_) => true,
-            Err(e) => match e.error_len() {
-                Some(_) => false,
-                None => {
-                    let tail = &data[e.valid_up_to()..];
-                    self.partial[..tail.len()].copy_from_slice(tail);
-                    self.partial_len = tail.len() as u8;
-                    true
-                }
-            },
-        }
+        self.state = STATES[state as usize];
+        true
     }
 
     /// Whether the text fed so far ends on a character boundary.
     pub(crate) fn is_complete(&self) -> bool {
-        self.partial_len == 0
+        self.state == State::Accept
     }
 }
 
-fn width(first: u8) -> usize {
-    match first {
-        0xC2..=0xDF => 2,
-        0xE0..=0xEF => 3,
-        0xF0..=0xF4 => 4,
-        _ => 1,
+/// The length of the all-ASCII prefix, found 8 bytes at a time.
+fn ascii_prefix(data: &[u8]) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    for w in data.chunks_exact(8) {
+        let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        if v & HIGH != 0 {
+            break;
+        }
+        i += 8;
     }
+    while i < data.len() && data[i] < 0x80 {
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]
@@ -181,6 +292,41 @@ mod tests {
         for c in cases {
             let (whole, streamed) = check_split_everywhere(c);
             assert_eq!(whole, streamed, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn agrees_with_std_on_every_short_sequence() {
+        // Every 1- and 2-byte sequence, and every 3-byte one starting with a
+        // lead byte, whole and split at each point.
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for a in 0..=255u8 {
+            cases.push(vec![a]);
+            for b in 0..=255u8 {
+                cases.push(vec![a, b]);
+                if a >= 0xC0 {
+                    for c in [0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF] {
+                        cases.push(vec![a, b, c]);
+                        cases.push(vec![a, b, c, 0x80]);
+                    }
+                }
+            }
+        }
+        for c in &cases {
+            let want = std::str::from_utf8(c).is_ok();
+            for cut in 0..=c.len() {
+                let mut v = Validator::default();
+                let ok = v.feed(&c[..cut]) && v.feed(&c[cut..]) && v.is_complete();
+                assert_eq!(ok, want, "{c:x?} cut at {cut}");
+            }
+            // A prefix is rejected exactly when std says no text starts so.
+            let mut v = Validator::default();
+            let prefix_ok = v.feed(c);
+            let std_prefix = match std::str::from_utf8(c) {
+                Ok(_) => true,
+                Err(e) => e.error_len().is_none(),
+            };
+            assert_eq!(prefix_ok, std_prefix, "{c:x?}");
         }
     }
 
