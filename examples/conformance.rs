@@ -14,7 +14,7 @@ mod common;
 use std::{collections::HashMap, time::Duration};
 
 use bytes::{Bytes, BytesMut};
-use common::net::{Input, Net};
+use common::net::{Conns, Handler, IdMap, Io};
 use wsio::{
     engineio::{self, ConnId, Cors, CorsOrigin},
     entropy::OsEntropy,
@@ -32,10 +32,10 @@ enum Owner {
 struct App {
     sio: socketio::Server,
     eio: engineio::Server,
-    net: Net,
-    owners: HashMap<u64, Owner>,
-    sio_keys: HashMap<ConnId, u64>,
-    eio_keys: HashMap<ConnId, u64>,
+    net: Conns,
+    owners: IdMap<u64, Owner>,
+    sio_keys: IdMap<ConnId, u64>,
+    eio_keys: IdMap<ConnId, u64>,
     /// Polling requests handed to the echo server: where to answer.
     handed: HashMap<ConnId, ConnId>,
     /// The server's own `ask` emits: which client ack each one answers.
@@ -52,24 +52,24 @@ fn engine_config(ping_interval: u64, ping_timeout: u64, path: &str) -> engineio:
 }
 
 impl App {
-    fn step(&mut self, input: Option<Input>) {
+    fn step(&mut self, io: Io<'_>) {
         let now = std::time::Instant::now();
-        match input {
-            None => {
+        match io {
+            Io::Timeout => {
                 self.sio.handle_timeout(now);
                 self.eio.handle_timeout(now);
             }
-            Some(Input::Accepted(key, peer)) => {
+            Io::Accepted(key, peer) => {
                 let conn = self.sio.accept(now, peer);
                 self.owners.insert(key, Owner::Sio(conn));
                 self.sio_keys.insert(conn, key);
             }
-            Some(Input::Data(key, bytes)) => match self.owners.get(&key) {
-                Some(Owner::Sio(c)) => self.sio.handle_input(now, *c, &bytes),
-                Some(Owner::Eio(c)) => self.eio.handle_input(now, *c, &bytes),
+            Io::Data(key, bytes) => match self.owners.get(&key) {
+                Some(Owner::Sio(c)) => self.sio.handle_input(now, *c, bytes),
+                Some(Owner::Eio(c)) => self.eio.handle_input(now, *c, bytes),
                 None => {}
             },
-            Some(Input::Eof(key)) => match self.owners.remove(&key) {
+            Io::Eof(key) => match self.owners.remove(&key) {
                 Some(Owner::Sio(c)) => {
                     self.sio.handle_eof(now, c);
                     // A poll held by the echo server loses its client too.
@@ -282,6 +282,23 @@ impl App {
     }
 }
 
+impl Handler for App {
+    fn conns(&mut self) -> &mut Conns {
+        &mut self.net
+    }
+
+    fn handle(&mut self, io: Io<'_>) {
+        self.step(io);
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        match (self.sio.poll_timeout(), self.eio.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 fn main() -> std::io::Result<()> {
     let port: u16 = common::arg("--port").unwrap_or(3000);
     let ping_interval: u64 = common::arg("--ping-interval").unwrap_or(300);
@@ -302,27 +319,18 @@ fn main() -> std::io::Result<()> {
         std::time::Instant::now(),
     );
 
-    smol::block_on(async {
-        let listener = smol::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let port = listener.local_addr()?.port();
-        println!("READY {port}");
-        let mut app = App {
-            sio,
-            eio,
-            net: Net::listen(listener),
-            owners: HashMap::new(),
-            sio_keys: HashMap::new(),
-            eio_keys: HashMap::new(),
-            handed: HashMap::new(),
-            asks: HashMap::new(),
-        };
-        loop {
-            let deadline = match (app.sio.poll_timeout(), app.eio.poll_timeout()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let input = app.net.next(deadline).await;
-            app.step(input);
-        }
-    })
+    let listener = common::net::bind(("127.0.0.1", port))?;
+    let port = listener.local_addr()?.port();
+    println!("READY {port}");
+    let app = App {
+        sio,
+        eio,
+        net: Conns::new(),
+        owners: IdMap::default(),
+        sio_keys: IdMap::default(),
+        eio_keys: IdMap::default(),
+        handed: HashMap::new(),
+        asks: HashMap::new(),
+    };
+    common::net::serve(listener, app)
 }

@@ -1,7 +1,19 @@
-//! The async half of a server driver on smol: accepts TCP connections,
-//! reads them in their own tasks, writes them from per-connection queues,
-//! and funnels everything into one loop that owns the protocol machine.
+//! Server drivers on smol: accept TCP connections, move their bytes to
+//! and from the one loop that owns the protocol machine, and keep the time.
 //! The machine never sees a socket; this file never sees a protocol.
+//!
+//! Two shapes:
+//!
+//! * [`Net`]: the machine's loop pulls [`Input`]s (`net.next(deadline)`);
+//!   each connection has a reader and a writer task and a channel. Simple;
+//!   a copy, a channel message and a cross-task wake-up per read.
+//! * [`serve`]: the machine is a [`Handler`] called straight from each
+//!   connection's task on one thread (a `LocalExecutor`), with one read
+//!   buffer for all connections; answers are written at once, gathered per
+//!   connection into one vectored write, and only a connection whose socket
+//!   is full keeps bytes queued. One small task per connection and no
+//!   buffer of its own: what the load benchmarks (`scripts/bench-e2e.sh`)
+//!   run.
 #![allow(dead_code)]
 
 use std::{collections::HashMap, net::SocketAddr, time::Instant};
@@ -152,4 +164,458 @@ impl Net {
             Got::Timeout => None,
         }
     }
+}
+
+// ----- serve: the machine called from each connection's task ---------------
+
+/// A hasher for keys the program hands out itself (connection keys,
+/// `ConnId`s): one multiplication instead of SipHash, whose protection
+/// against keys chosen by an attacker these maps do not need.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A map keyed by ids the program hands out itself (see [`IdHasher`]).
+pub type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Something that happened on the network, for a [`Handler`].
+pub enum Io<'a> {
+    /// A new connection, registered under this key.
+    Accepted(u64, Option<SocketAddr>),
+    /// Bytes read from a connection (valid for this call only).
+    Data(u64, &'a [u8]),
+    /// The peer closed a connection (or it failed).
+    Eof(u64),
+    /// The deadline given by [`Handler::deadline`] may have passed.
+    Timeout,
+}
+
+/// The protocol side of [`serve`]: told what happened, it writes and closes
+/// through its [`Conns`].
+pub trait Handler {
+    /// Where the handler's writes go.
+    fn conns(&mut self) -> &mut Conns;
+    /// Something happened.
+    fn handle(&mut self, io: Io<'_>);
+    /// When [`Io::Timeout`] is next due.
+    fn deadline(&self) -> Option<Instant>;
+}
+
+/// A waker slot with a flag: how the loop tells a connection's task that
+/// its socket must be watched for writing, or closed.
+#[derive(Default)]
+struct Signal {
+    set: std::cell::Cell<bool>,
+    waker: std::cell::Cell<Option<std::task::Waker>>,
+}
+
+impl Signal {
+    fn notify(&self) {
+        self.set.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// True if notified since the last call; otherwise remembers `cx`.
+    fn poll(&self, cx: &std::task::Context<'_>) -> bool {
+        if self.set.replace(false) {
+            return true;
+        }
+        let keep = match self.waker.take() {
+            Some(w) if w.will_wake(cx.waker()) => w,
+            _ => cx.waker().clone(),
+        };
+        self.waker.set(Some(keep));
+        false
+    }
+
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.poll(cx) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+type Stream = std::rc::Rc<smol::Async<std::net::TcpStream>>;
+
+struct Conn {
+    stream: Stream,
+    signal: std::rc::Rc<Signal>,
+    /// Bytes not yet written, oldest first.
+    pending: std::collections::VecDeque<Bytes>,
+    /// In the dirty list.
+    dirty: bool,
+    /// The socket was full: the task waits for it to take more.
+    blocked: bool,
+    /// Close once `pending` is written.
+    closing: bool,
+}
+
+/// The connections of [`serve`], by key: the handler writes and closes
+/// through this.
+#[derive(Default)]
+pub struct Conns {
+    map: IdMap<u64, Conn>,
+    dirty: Vec<u64>,
+    next: u64,
+}
+
+/// At most this many buffers go into one vectored write.
+const MAX_IOV: usize = 64;
+
+impl Conns {
+    /// No connections yet.
+    pub fn new() -> Conns {
+        Conns::default()
+    }
+
+    /// Queues bytes for a connection; they are written when the current
+    /// input has been handled.
+    pub fn write(&mut self, key: u64, data: Bytes) {
+        if let Some(c) = self.map.get_mut(&key) {
+            if c.closing || data.is_empty() {
+                return;
+            }
+            c.pending.push_back(data);
+            if !c.dirty && !c.blocked {
+                c.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Closes a connection once its queued bytes are written: shuts the
+    /// write side, then drains input for up to a second, so that the last
+    /// bytes are read by the peer instead of being lost to a reset.
+    pub fn close(&mut self, key: u64) {
+        if let Some(c) = self.map.get_mut(&key) {
+            c.closing = true;
+            if !c.dirty && !c.blocked {
+                c.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// How many connections are open.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn register(&mut self, stream: Stream) -> (u64, std::rc::Rc<Signal>) {
+        self.next += 1;
+        let signal = std::rc::Rc::new(Signal::default());
+        self.map.insert(
+            self.next,
+            Conn {
+                stream,
+                signal: signal.clone(),
+                pending: std::collections::VecDeque::new(),
+                dirty: false,
+                blocked: false,
+                closing: false,
+            },
+        );
+        (self.next, signal)
+    }
+
+    /// Writes what every dirty connection has queued.
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            if let Some(c) = self.map.get_mut(&key) {
+                c.dirty = false;
+                Self::write_out(c);
+            }
+        }
+        // Keep the allocation for next time.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Writes what `c` has queued without waiting; a full socket makes the
+    /// connection's task wait for it, a finished close wakes it to close.
+    fn write_out(c: &mut Conn) {
+        use std::io::{IoSlice, Write as _};
+        while !c.pending.is_empty() {
+            let res = if c.pending.len() == 1 {
+                c.stream.get_ref().write(&c.pending[0])
+            } else {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let mut n = 0;
+                for (slot, b) in iov.iter_mut().zip(c.pending.iter()) {
+                    *slot = IoSlice::new(b);
+                    n += 1;
+                }
+                c.stream.get_ref().write_vectored(&iov[..n])
+            };
+            match res {
+                Ok(mut n) if n > 0 => {
+                    while n > 0 {
+                        let Some(front) = c.pending.front_mut() else {
+                            break;
+                        };
+                        if n >= front.len() {
+                            n -= front.len();
+                            c.pending.pop_front();
+                        } else {
+                            bytes::Buf::advance(front, n);
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if !c.blocked {
+                        c.blocked = true;
+                        c.signal.notify();
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // The peer is gone: the read side will see it.
+                _ => {
+                    c.pending.clear();
+                    break;
+                }
+            }
+        }
+        if c.blocked {
+            c.blocked = false;
+        }
+        if c.closing {
+            c.signal.notify();
+        }
+    }
+}
+
+struct Driver<H> {
+    handler: std::cell::RefCell<H>,
+    buf: std::cell::RefCell<Vec<u8>>,
+    timer: Signal,
+    armed: std::cell::Cell<Option<Instant>>,
+}
+
+impl<H: Handler> Driver<H> {
+    /// Hands `io` to the handler, then writes what it queued and re-arms
+    /// the timer if its deadline moved earlier.
+    fn input(&self, io: Io<'_>) {
+        let mut h = self.handler.borrow_mut();
+        h.handle(io);
+        h.conns().flush();
+        let deadline = h.deadline();
+        if let Some(d) = deadline {
+            if self.armed.get().is_none_or(|a| d < a) {
+                self.armed.set(Some(d));
+                self.timer.notify();
+            }
+        }
+    }
+}
+
+/// Binds a listener on `addr` with room for 1024 connections waiting to be
+/// accepted (std's default of 128 drops SYNs when a few hundred clients
+/// connect at once, which they then retry a second later).
+pub fn bind(addr: impl std::net::ToSocketAddrs) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::AsRawFd as _;
+    let listener = std::net::TcpListener::bind(addr)?;
+    // SAFETY: `listen` on a socket we own; calling it again on a listening
+    // socket only changes its backlog.
+    if unsafe { libc::listen(listener.as_raw_fd(), 1024) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(listener)
+}
+
+/// Runs `handler` on `listener` until the process ends, on this thread.
+pub fn serve<H: Handler + 'static>(
+    listener: std::net::TcpListener,
+    handler: H,
+) -> std::io::Result<()> {
+    let listener = smol::Async::new(listener)?;
+    let driver = std::rc::Rc::new(Driver {
+        handler: std::cell::RefCell::new(handler),
+        buf: std::cell::RefCell::new(vec![0; 64 * 1024]),
+        timer: Signal::default(),
+        armed: std::cell::Cell::new(None),
+    });
+    let ex = std::rc::Rc::new(smol::LocalExecutor::new());
+    let timers = ex.spawn(timer_task(driver.clone()));
+    let accept = {
+        let ex = ex.clone();
+        async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(s) => s,
+                    // Out of descriptors, say: wait a little and go on.
+                    Err(_) => {
+                        Timer::after(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.get_ref().set_nodelay(true);
+                let stream = std::rc::Rc::new(stream);
+                let (key, signal) = driver.handler.borrow_mut().conns().register(stream.clone());
+                ex.spawn(conn_task(driver.clone(), key, stream, signal))
+                    .detach();
+                driver.input(Io::Accepted(key, Some(peer)));
+            }
+        }
+    };
+    let result = smol::block_on(ex.run(accept));
+    drop(timers);
+    result
+}
+
+async fn timer_task<H: Handler>(driver: std::rc::Rc<Driver<H>>) {
+    loop {
+        let deadline = driver.handler.borrow().deadline();
+        driver.armed.set(deadline);
+        let fired = match deadline {
+            Some(d) => {
+                async {
+                    Timer::at(d).await;
+                    true
+                }
+                .or(async {
+                    driver.timer.wait().await;
+                    false
+                })
+                .await
+            }
+            None => {
+                driver.timer.wait().await;
+                false
+            }
+        };
+        if fired {
+            driver.armed.set(None);
+            driver.input(Io::Timeout);
+        }
+    }
+}
+
+/// One connection: reads when its socket is readable, writes when it was
+/// full and is writable again, closes when told.
+async fn conn_task<H: Handler>(
+    driver: std::rc::Rc<Driver<H>>,
+    key: u64,
+    stream: Stream,
+    signal: std::rc::Rc<Signal>,
+) {
+    use std::{io::Read as _, task::Poll};
+    enum Wake {
+        Read,
+        Write,
+        Signal,
+    }
+    let mut reading = true;
+    loop {
+        let (blocked, closing) = {
+            let mut h = driver.handler.borrow_mut();
+            let conns = h.conns();
+            match conns.map.get(&key) {
+                Some(c) => (c.blocked, c.closing && c.pending.is_empty()),
+                None => return,
+            }
+        };
+        if closing {
+            driver.handler.borrow_mut().conns().map.remove(&key);
+            let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+            drain(&stream).await;
+            return;
+        }
+        let wake = std::future::poll_fn(|cx| {
+            if signal.poll(cx) {
+                return Poll::Ready(Wake::Signal);
+            }
+            if blocked && stream.poll_writable(cx).is_ready() {
+                return Poll::Ready(Wake::Write);
+            }
+            if reading && stream.poll_readable(cx).is_ready() {
+                return Poll::Ready(Wake::Read);
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Signal => {}
+            Wake::Write => {
+                let mut h = driver.handler.borrow_mut();
+                if let Some(c) = h.conns().map.get_mut(&key) {
+                    Conns::write_out(c);
+                }
+            }
+            Wake::Read => loop {
+                let mut buf = driver.buf.borrow_mut();
+                match stream.get_ref().read(&mut buf) {
+                    Ok(0) => {
+                        drop(buf);
+                        reading = false;
+                        driver.input(Io::Eof(key));
+                        break;
+                    }
+                    Ok(n) => {
+                        let full = n == buf.len();
+                        driver.input(Io::Data(key, &buf[..n]));
+                        if !full {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        drop(buf);
+                        reading = false;
+                        driver.input(Io::Eof(key));
+                        break;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Reads and discards until the peer closes, for at most a second.
+async fn drain(stream: &smol::Async<std::net::TcpStream>) {
+    use std::io::Read as _;
+    let read_all = async {
+        let mut sink = [0u8; 1024];
+        while let Ok(n) = stream.read_with(|s| (&*s).read(&mut sink)).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    read_all
+        .or(async {
+            Timer::after(std::time::Duration::from_secs(1)).await;
+        })
+        .await;
 }
