@@ -74,7 +74,11 @@ impl Checked {
             let mut moved = false;
             while let Some(t) = self.conn.poll_transmit() {
                 moved = true;
-                assert!(!self.tcp_closed, "{}: transmit after Transmit::Close: {t:?}", self.name);
+                assert!(
+                    !self.tcp_closed,
+                    "{}: transmit after Transmit::Close: {t:?}",
+                    self.name
+                );
                 match t {
                     wsio::ws::Transmit::Data(b) => {
                         self.wire.extend_from_slice(&b);
@@ -83,8 +87,17 @@ impl Checked {
                     wsio::ws::Transmit::Close => self.tcp_closed = true,
                 }
             }
-            assert_eq!(self.conn.buffered_amount(), 0, "{}: buffered after drain", self.name);
-            assert!(!self.conn.poll_transmit_pending(), "{}: pending after drain", self.name);
+            assert_eq!(
+                self.conn.buffered_amount(),
+                0,
+                "{}: buffered after drain",
+                self.name
+            );
+            assert!(
+                !self.conn.poll_transmit_pending(),
+                "{}: pending after drain",
+                self.name
+            );
             while let Some(ev) = self.conn.poll_event() {
                 moved = true;
                 self.check_event(now, &ev);
@@ -103,7 +116,11 @@ impl Checked {
         let name = self.name;
         match ev {
             Event::Upgrade(req) => {
-                assert_eq!(self.conn.role(), Role::Server, "{name}: upgrade on a client");
+                assert_eq!(
+                    self.conn.role(),
+                    Role::Server,
+                    "{name}: upgrade on a client"
+                );
                 assert!(!self.upgrade_seen && !self.opened, "{name}: second upgrade");
                 assert!(self.closed.is_none(), "{name}: upgrade after Closed");
                 self.upgrade_seen = true;
@@ -122,7 +139,10 @@ impl Checked {
                 assert!(self.opened, "{name}: message before Open");
                 assert!(self.closed.is_none(), "{name}: message after Closed");
                 if let Message::Text(t) = m {
-                    assert!(std::str::from_utf8(t.as_bytes()).is_ok(), "{name}: bad UTF-8 text");
+                    assert!(
+                        std::str::from_utf8(t.as_bytes()).is_ok(),
+                        "{name}: bad UTF-8 text"
+                    );
                 }
                 self.received.push(m.clone());
             }
@@ -146,7 +166,9 @@ impl Checked {
             }
             Decision::AcceptNone => self.conn.accept(now, Accept::new()).expect("accept"),
             Decision::AcceptUnoffered => {
-                let r = self.conn.accept(now, Accept::new().protocol("\u{1}not offered"));
+                let r = self
+                    .conn
+                    .accept(now, Accept::new().protocol("\u{1}not offered"));
                 assert_eq!(r, Err(wsio::ws::UsageError::ProtocolNotOffered), "{name}");
                 self.conn.accept(now, Accept::new()).expect("accept");
             }
@@ -164,7 +186,10 @@ impl Checked {
         let name = self.name;
         let state = self.conn.state();
         if self.tcp_closed {
-            assert!(self.closed.is_some(), "{name}: Transmit::Close before Event::Closed");
+            assert!(
+                self.closed.is_some(),
+                "{name}: Transmit::Close before Event::Closed"
+            );
         }
         assert_eq!(
             state == State::Closed,

@@ -56,9 +56,13 @@ pub fn run(input: Input) {
     if let Ok(Some((head, used))) = &req {
         let mut out = BytesMut::new();
         head.encode(&mut out);
-        let reparse = HeadParser::new(roomy(limits, out.len(), head.headers.len()))
-            .parse_request(&out);
-        assert_eq!(reparse, Ok(Some((head.clone(), out.len()))), "request round trip");
+        let reparse =
+            HeadParser::new(roomy(limits, out.len(), head.headers.len())).parse_request(&out);
+        assert_eq!(
+            reparse,
+            Ok(Some((head.clone(), out.len()))),
+            "request round trip"
+        );
         // The body a request head announces, read from what follows it.
         if let Ok(framing) = wsio::http::body::Framing::of_request(&head.headers) {
             read_body(framing, 1 << 20, &data[*used..], &input.body_pieces);
@@ -71,9 +75,13 @@ pub fn run(input: Input) {
     if let Ok(Some((head, used))) = &res {
         let mut out = BytesMut::new();
         head.encode(&mut out);
-        let reparse = HeadParser::new(roomy(limits, out.len(), head.headers.len()))
-            .parse_response(&out);
-        assert_eq!(reparse, Ok(Some((head.clone(), out.len()))), "response round trip");
+        let reparse =
+            HeadParser::new(roomy(limits, out.len(), head.headers.len())).parse_response(&out);
+        assert_eq!(
+            reparse,
+            Ok(Some((head.clone(), out.len()))),
+            "response round trip"
+        );
         if let Ok(framing) = Framing::of_response(head.status, &head.headers) {
             read_body(framing, 1 << 20, &data[*used..], &input.body_pieces);
         }
@@ -121,7 +129,11 @@ fn check_head<H: PartialEq + Debug>(
 ) -> Parsed<H> {
     let whole = parse(&mut HeadParser::new(limits), data);
     if let Ok(Some((_, used))) = &whole {
-        assert!(*used > 0 && *used <= data.len(), "used {used} of {}", data.len());
+        assert!(
+            *used > 0 && *used <= data.len(),
+            "used {used} of {}",
+            data.len()
+        );
         assert!(*used <= limits.max_head_size, "used {used} over the limit");
     }
 

@@ -5,7 +5,14 @@
 //! Each module has an `Input` (derived with `arbitrary`) and a `run`.
 
 pub mod common;
+pub mod eio_packet;
+pub mod eio_server;
 pub mod http_head;
+pub mod sio_client;
+pub mod sio_packet;
+pub mod sio_server;
+pub mod values;
+pub mod wire;
 pub mod ws_connection;
 pub mod ws_frame;
 pub mod ws_handshake;

@@ -27,8 +27,8 @@ use bytes::{Bytes, BytesMut};
 use wsio::{
     entropy::SeededEntropy,
     ws::{
-        ClientRequest, CloseCode, Config, Connection, DataKind, EncodedFrame, Error, Message,
-        Role, State, UsageError,
+        ClientRequest, CloseCode, Config, Connection, DataKind, EncodedFrame, Error, Message, Role,
+        State, UsageError,
     },
 };
 
@@ -82,24 +82,66 @@ pub enum Who {
 
 #[derive(Arbitrary, Debug)]
 pub enum Action {
-    Send { who: Who, text: bool, data: Vec<u8> },
-    SendEncoded { who: Who, text: bool, data: Vec<u8> },
+    Send {
+        who: Who,
+        text: bool,
+        data: Vec<u8>,
+    },
+    SendEncoded {
+        who: Who,
+        text: bool,
+        data: Vec<u8>,
+    },
     /// Starts a fragmented message; `FragNext` sends its pieces.
-    FragStart { who: Who, text: bool, data: Vec<u8> },
-    FragNext { who: Who, n: u8, fin: bool },
-    Ping { who: Who, data: Vec<u8> },
-    Pong { who: Who, data: Vec<u8> },
-    Close { who: Who, code: u16, reason: String },
-    CloseValid { who: Who, code: u8, reason: String },
+    FragStart {
+        who: Who,
+        text: bool,
+        data: Vec<u8>,
+    },
+    FragNext {
+        who: Who,
+        n: u8,
+        fin: bool,
+    },
+    Ping {
+        who: Who,
+        data: Vec<u8>,
+    },
+    Pong {
+        who: Who,
+        data: Vec<u8>,
+    },
+    Close {
+        who: Who,
+        code: u16,
+        reason: String,
+    },
+    CloseValid {
+        who: Who,
+        code: u8,
+        reason: String,
+    },
     /// Delivers up to `n` bytes (0: all) to `to`, in chunks of `chunk`
     /// (0: one piece), through `handle_input_bytes` if `owned`.
-    Deliver { to: Who, n: u16, chunk: u8, owned: bool },
+    Deliver {
+        to: Who,
+        n: u16,
+        chunk: u8,
+        owned: bool,
+    },
     DeliverAll,
     /// Appends bytes to the stream `to` reads.
-    Inject { to: Who, data: Vec<u8> },
+    Inject {
+        to: Who,
+        data: Vec<u8>,
+    },
     /// `to`'s peer vanished: EOF now, and nothing more reaches `to`.
-    Eof { to: Who },
-    Advance { ms: u16 },
+    Eof {
+        to: Who,
+    },
+    Advance {
+        ms: u16,
+    },
     /// Jumps to the earliest deadline either side asked for.
     AdvanceToDeadline,
 }
@@ -174,9 +216,13 @@ impl Sim {
         let now = self.now();
         for _ in 0..1000 {
             let to_server = &mut self.to_server;
-            let a = self.client.pump(now, |b| to_server.buf.extend_from_slice(&b));
+            let a = self
+                .client
+                .pump(now, |b| to_server.buf.extend_from_slice(&b));
             let to_client = &mut self.to_client;
-            let b = self.server.pump(now, |b| to_client.buf.extend_from_slice(&b));
+            let b = self
+                .server
+                .pump(now, |b| to_client.buf.extend_from_slice(&b));
             self.to_server.writer_closed |= self.client.tcp_closed;
             self.to_client.writer_closed |= self.server.tcp_closed;
             if !a && !b {
@@ -235,7 +281,11 @@ impl Sim {
         if pipe.cut {
             return false;
         }
-        let take = if n == 0 { pipe.buf.len() } else { n.min(pipe.buf.len()) };
+        let take = if n == 0 {
+            pipe.buf.len()
+        } else {
+            n.min(pipe.buf.len())
+        };
         let data: Vec<u8> = pipe.buf.drain(..take).collect();
         let eof = pipe.buf.is_empty() && pipe.writer_closed && !pipe.eof_delivered;
         if eof {
@@ -287,7 +337,10 @@ impl Sim {
                 let f = &mut self.frag[idx(who)];
                 if f.is_none() {
                     let (kind, rest) = if text {
-                        (DataKind::Text, String::from_utf8_lossy(&data).into_owned().into_bytes())
+                        (
+                            DataKind::Text,
+                            String::from_utf8_lossy(&data).into_owned().into_bytes(),
+                        )
                     } else {
                         (DataKind::Binary, data)
                     };
@@ -303,7 +356,11 @@ impl Sim {
                 let Some(mut f) = self.frag[idx(who)].take() else {
                     return;
                 };
-                let take = if fin { f.rest.len() } else { f.rest.len().min(usize::from(n)) };
+                let take = if fin {
+                    f.rest.len()
+                } else {
+                    f.rest.len().min(usize::from(n))
+                };
                 let piece: Vec<u8> = f.rest.drain(..take).collect();
                 let open = self.side(who).conn.state() == State::Open;
                 let r = self
@@ -334,9 +391,11 @@ impl Sim {
             Action::Ping { who, data } => self.control(who, data, true),
             Action::Pong { who, data } => self.control(who, data, false),
             Action::Close { who, code, reason } => self.close(who, code, &reason),
-            Action::CloseValid { who, code, reason } => {
-                self.close(who, VALID_CODES[usize::from(code) % VALID_CODES.len()], &reason)
-            }
+            Action::CloseValid { who, code, reason } => self.close(
+                who,
+                VALID_CODES[usize::from(code) % VALID_CODES.len()],
+                &reason,
+            ),
             Action::Deliver {
                 to,
                 n,
@@ -371,7 +430,11 @@ impl Sim {
                 side.conn.handle_eof(now);
                 self.pump();
                 let side = self.side(to);
-                assert!(side.closed.is_some() && side.tcp_closed, "{}: EOF did not end it", side.name);
+                assert!(
+                    side.closed.is_some() && side.tcp_closed,
+                    "{}: EOF did not end it",
+                    side.name
+                );
             }
             Action::Advance { ms } => self.advance_to(self.ms + u64::from(ms)),
             Action::AdvanceToDeadline => {
@@ -382,7 +445,11 @@ impl Sim {
                 if let Some(d) = deadline {
                     let ms = d.duration_since(self.base).as_millis() as u64;
                     // Round up: the deadline itself must fire.
-                    let ms = if self.base + Duration::from_millis(ms) < d { ms + 1 } else { ms };
+                    let ms = if self.base + Duration::from_millis(ms) < d {
+                        ms + 1
+                    } else {
+                        ms
+                    };
                     self.advance_to(ms.max(self.ms));
                 }
             }
@@ -397,7 +464,11 @@ impl Sim {
             let side = self.side(w);
             side.conn.handle_timeout(now);
             if let Some(t) = side.conn.poll_timeout() {
-                assert!(t > now, "{}: due timeout survived handle_timeout", side.name);
+                assert!(
+                    t > now,
+                    "{}: due timeout survived handle_timeout",
+                    side.name
+                );
             }
         }
         self.pump();
@@ -413,7 +484,11 @@ impl Sim {
             conn.pong(Bytes::from(data))
         };
         if open {
-            let want = if len > 125 { Err(UsageError::ControlTooLong) } else { Ok(()) };
+            let want = if len > 125 {
+                Err(UsageError::ControlTooLong)
+            } else {
+                Ok(())
+            };
             assert_eq!(r, want, "ping/pong of {len} bytes on an open connection");
         }
     }
@@ -470,12 +545,23 @@ impl Sim {
                 .iter()
                 .any(|c| c.closed.as_ref().is_some_and(|c| c.error.is_some()));
         if !disrupted {
-            assert_eq!(self.server.received, self.sent[0], "client -> server lost messages");
-            assert_eq!(self.client.received, self.sent[1], "server -> client lost messages");
+            assert_eq!(
+                self.server.received, self.sent[0],
+                "client -> server lost messages"
+            );
+            assert_eq!(
+                self.client.received, self.sent[1],
+                "server -> client lost messages"
+            );
         }
         if self.client.closed.is_some() || self.server.closed.is_some() {
             for c in [&self.client, &self.server] {
-                assert_eq!(c.conn.state(), State::Closed, "{}: stuck after the close", c.name);
+                assert_eq!(
+                    c.conn.state(),
+                    State::Closed,
+                    "{}: stuck after the close",
+                    c.name
+                );
                 assert!(c.closed.is_some(), "{}: never heard Closed", c.name);
             }
         }
@@ -571,21 +657,61 @@ mod tests {
         let sim = simulate(input(vec![
             DeliverAll,
             DeliverAll,
-            Send { who: Who::Client, text: true, data: b"hello".to_vec() },
-            FragStart { who: Who::Server, text: true, data: "h\u{e9}llo".as_bytes().to_vec() },
-            FragNext { who: Who::Server, n: 2, fin: false },
-            Ping { who: Who::Client, data: b"p".to_vec() },
-            Deliver { to: Who::Server, n: 3, chunk: 1, owned: true },
-            FragNext { who: Who::Server, n: 0, fin: true },
-            SendEncoded { who: Who::Server, text: false, data: vec![1, 2, 3] },
-            Deliver { to: Who::Client, n: 0, chunk: 2, owned: false },
+            Send {
+                who: Who::Client,
+                text: true,
+                data: b"hello".to_vec(),
+            },
+            FragStart {
+                who: Who::Server,
+                text: true,
+                data: "h\u{e9}llo".as_bytes().to_vec(),
+            },
+            FragNext {
+                who: Who::Server,
+                n: 2,
+                fin: false,
+            },
+            Ping {
+                who: Who::Client,
+                data: b"p".to_vec(),
+            },
+            Deliver {
+                to: Who::Server,
+                n: 3,
+                chunk: 1,
+                owned: true,
+            },
+            FragNext {
+                who: Who::Server,
+                n: 0,
+                fin: true,
+            },
+            SendEncoded {
+                who: Who::Server,
+                text: false,
+                data: vec![1, 2, 3],
+            },
+            Deliver {
+                to: Who::Client,
+                n: 0,
+                chunk: 2,
+                owned: false,
+            },
             DeliverAll,
-            CloseValid { who: Who::Client, code: 0, reason: "bye".into() },
+            CloseValid {
+                who: Who::Client,
+                code: 0,
+                reason: "bye".into(),
+            },
         ]));
         assert_eq!(sim.server.received, vec![Message::text("hello")]);
         assert_eq!(
             sim.client.received,
-            vec![Message::text("h\u{e9}llo"), Message::binary(vec![1u8, 2, 3])]
+            vec![
+                Message::text("h\u{e9}llo"),
+                Message::binary(vec![1u8, 2, 3])
+            ]
         );
         assert_eq!(sim.client.conn.state(), State::Closed);
         assert_eq!(sim.server.conn.state(), State::Closed);
@@ -598,7 +724,11 @@ mod tests {
         let sim = simulate(input(vec![
             DeliverAll,
             DeliverAll,
-            CloseValid { who: Who::Server, code: 0, reason: String::new() },
+            CloseValid {
+                who: Who::Server,
+                code: 0,
+                reason: String::new(),
+            },
             AdvanceToDeadline,
         ]));
         let closed = sim.server.closed.clone().unwrap();
@@ -612,10 +742,16 @@ mod tests {
         let sim = simulate(input(vec![
             DeliverAll,
             DeliverAll,
-            Inject { to: Who::Server, data: vec![0x81, 0x01, b'x'] },
+            Inject {
+                to: Who::Server,
+                data: vec![0x81, 0x01, b'x'],
+            },
             DeliverAll,
         ]));
         let closed = sim.server.closed.clone().unwrap();
-        assert!(matches!(closed.error, Some(Error::Protocol(_))), "{closed:?}");
+        assert!(
+            matches!(closed.error, Some(Error::Protocol(_))),
+            "{closed:?}"
+        );
     }
 }

@@ -68,7 +68,12 @@ pub struct Input {
 pub fn run(input: Input) {
     decode_arbitrary(&input.data);
     round_trip(input.header);
-    masking(&input.data, input.key, usize::from(input.offset), usize::from(input.split));
+    masking(
+        &input.data,
+        input.key,
+        usize::from(input.offset),
+        usize::from(input.split),
+    );
     close_payloads(&input.data, input.close_code, &input.close_reason);
     encoded_frame(&input.data);
 }
@@ -76,18 +81,23 @@ pub fn run(input: Input) {
 fn decode_arbitrary(data: &[u8]) {
     match decode_header(data) {
         Ok(Some((h, n))) => {
-            assert!((2..=MAX_HEADER_LEN).contains(&n) && n <= data.len(), "length {n}");
-            let expect = 2
-                + match data[1] & 0x7F {
+            assert!(
+                (2..=MAX_HEADER_LEN).contains(&n) && n <= data.len(),
+                "length {n}"
+            );
+            let expect =
+                2 + match data[1] & 0x7F {
                     127 => 8,
                     126 => 2,
                     _ => 0,
-                }
-                + if h.mask.is_some() { 4 } else { 0 };
+                } + if h.mask.is_some() { 4 } else { 0 };
             assert_eq!(n, expect, "header length for {h:?}");
             assert!(h.rsv < 8 && h.len < 1 << 63, "{h:?}");
             if h.opcode.is_control() {
-                assert!(h.fin && h.len <= 125, "invalid control header accepted: {h:?}");
+                assert!(
+                    h.fin && h.len <= 125,
+                    "invalid control header accepted: {h:?}"
+                );
             }
             // Every strict prefix asks for more bytes.
             for cut in 0..n {
@@ -101,7 +111,11 @@ fn decode_arbitrary(data: &[u8]) {
             assert!(out.len() <= n);
             assert_eq!(decode_header(&out), Ok(Some((h, out.len()))));
         }
-        Ok(None) => assert!(data.len() < MAX_HEADER_LEN, "{} bytes not enough", data.len()),
+        Ok(None) => assert!(
+            data.len() < MAX_HEADER_LEN,
+            "{} bytes not enough",
+            data.len()
+        ),
         Err(e) => {
             // An error is final: more bytes never change it.
             let mut more = data.to_vec();
@@ -145,13 +159,12 @@ fn round_trip(a: Header) {
         assert_eq!(decoded, Err(FrameError::LengthOverflow));
     } else {
         assert_eq!(decoded, Ok(Some((h, out.len()))), "round trip");
-        let shortest = 2
-            + match h.len {
+        let shortest =
+            2 + match h.len {
                 0..=125 => 0,
                 126..=65535 => 2,
                 _ => 8,
-            }
-            + if h.mask.is_some() { 4 } else { 0 };
+            } + if h.mask.is_some() { 4 } else { 0 };
         assert_eq!(out.len(), shortest, "not the shortest length form");
         for cut in 0..out.len() {
             assert_eq!(decode_header(&out[..cut]), Ok(None));
@@ -198,7 +211,10 @@ fn close_payloads(data: &[u8], code: u16, reason: &str) {
         assert_eq!(cut, reason);
     }
     if CloseCode(code).is_valid_on_wire() {
-        assert_eq!(CloseFrame::decode(&enc), Ok(Some(CloseFrame::new(CloseCode(code), cut))));
+        assert_eq!(
+            CloseFrame::decode(&enc),
+            Ok(Some(CloseFrame::new(CloseCode(code), cut)))
+        );
     } else {
         assert!(CloseFrame::decode(&enc).is_err());
     }
@@ -212,7 +228,14 @@ fn encoded_frame(data: &[u8]) {
     let frame = EncodedFrame::new(&msg);
     let bytes = frame.as_bytes();
     let (h, n) = decode_header(bytes).expect("valid").expect("complete");
-    let op = if matches!(msg, Message::Text(_)) { OpCode::Text } else { OpCode::Binary };
-    assert_eq!((h.fin, h.rsv, h.opcode, h.mask, h.len), (true, 0, op, None, data.len() as u64));
+    let op = if matches!(msg, Message::Text(_)) {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    assert_eq!(
+        (h.fin, h.rsv, h.opcode, h.mask, h.len),
+        (true, 0, op, None, data.len() as u64)
+    );
     assert_eq!(&bytes[n..], data);
 }

@@ -65,10 +65,12 @@ pub fn run(input: Input) {
             offered.push(p);
         }
     }
-    let limits = input.small_limits.map_or(Limits::default(), |(s, h)| Limits {
-        max_head_size: usize::from(s) * 8,
-        max_headers: usize::from(h % 32),
-    });
+    let limits = input
+        .small_limits
+        .map_or(Limits::default(), |(s, h)| Limits {
+            max_head_size: usize::from(s) * 8,
+            max_headers: usize::from(h % 32),
+        });
 
     check_validate(&input, &offered);
     check_verify(&input, &offered);
@@ -105,11 +107,16 @@ fn check_validate(input: &Input, offered: &[String]) {
             assert_eq!(up.head, head);
             assert_eq!(up.key().len(), 24);
             for (i, p) in up.protocols.iter().enumerate() {
-                assert!(!p.is_empty() && !p.contains([' ', ',', '\t']), "protocol {p:?}");
+                assert!(
+                    !p.is_empty() && !p.contains([' ', ',', '\t']),
+                    "protocol {p:?}"
+                );
                 assert!(!up.protocols[..i].contains(p), "repeated protocol {p:?}");
             }
             let chosen = up.protocols.first().cloned();
-            let accept = chosen.clone().map_or_else(Accept::new, |p| Accept::new().protocol(p));
+            let accept = chosen
+                .clone()
+                .map_or_else(Accept::new, |p| Accept::new().protocol(p));
             let res = up.response(&accept);
             let mut out = BytesMut::new();
             res.encode(&mut out);
@@ -122,7 +129,11 @@ fn check_validate(input: &Input, offered: &[String]) {
                 protocols: up.protocols.clone(),
                 ..ClientRequest::new("h", "/")
             };
-            assert_eq!(client.verify(up.key(), &parsed), Ok(chosen), "our own 101 refused");
+            assert_eq!(
+                client.verify(up.key(), &parsed),
+                Ok(chosen),
+                "our own 101 refused"
+            );
         }
         Err(e) => {
             let status = e.status();
@@ -230,7 +241,11 @@ fn pieces<'a>(data: &'a [u8], cuts: &[u16]) -> Vec<&'a [u8]> {
 /// except that each run has its own, so events are compared as they are.
 fn same_story(a: &Checked, b: &Checked) {
     assert_eq!(a.wire, b.wire, "{}: bytes differ whole vs split", a.name);
-    assert_eq!(a.events, b.events, "{}: events differ whole vs split", a.name);
+    assert_eq!(
+        a.events, b.events,
+        "{}: events differ whole vs split",
+        a.name
+    );
     assert_eq!(a.conn.state(), b.conn.state(), "{}: state differs", a.name);
     assert_eq!(a.tcp_closed, b.tcp_closed);
 }
@@ -241,10 +256,21 @@ fn check_server(input: &Input, offered: &[String], limits: Limits) {
     let config = Config::default().head_limits(limits);
     let make = || Connection::server(config);
     let whole = feed(&make, "server", input.decision, &[&bytes], input.eof, false);
-    let split = feed(&make, "server", input.decision, &pieces(&bytes, &input.cuts), input.eof, false);
+    let split = feed(
+        &make,
+        "server",
+        input.decision,
+        &pieces(&bytes, &input.cuts),
+        input.eof,
+        false,
+    );
     same_story(&whole, &split);
     if input.prefix_is_valid() && limits == Limits::default() {
-        assert!(whole.upgrade_seen, "valid request not reported: {:?}", whole.events);
+        assert!(
+            whole.upgrade_seen,
+            "valid request not reported: {:?}",
+            whole.events
+        );
     }
     if whole.rejected || (whole.upgrade_seen && !whole.opened) {
         assert!(!whole.events.iter().any(|e| matches!(e, Event::Message(_))));
@@ -252,7 +278,14 @@ fn check_server(input: &Input, offered: &[String], limits: Limits) {
 
     // The same bytes on a connection another HTTP stack upgraded.
     let make = || Connection::server_upgraded(config);
-    let whole = feed(&make, "upgraded server", input.decision, &[&input.data], input.eof, true);
+    let whole = feed(
+        &make,
+        "upgraded server",
+        input.decision,
+        &[&input.data],
+        input.eof,
+        true,
+    );
     let split = feed(
         &make,
         "upgraded server",
@@ -292,7 +325,8 @@ fn check_client(input: &Input, offered: &[String], limits: Limits) {
             let mut res = ResponseHead::new(101);
             res.headers.push("Upgrade", "websocket");
             res.headers.push("Connection", "Upgrade");
-            res.headers.push("Sec-WebSocket-Accept", accept_key(up.key()));
+            res.headers
+                .push("Sec-WebSocket-Accept", accept_key(up.key()));
             let mut out = BytesMut::new();
             res.encode(&mut out);
             if matches!(input.prefix, Prefix::OpenHead) {
@@ -303,7 +337,14 @@ fn check_client(input: &Input, offered: &[String], limits: Limits) {
     };
     bytes.extend_from_slice(&input.data);
     let whole = feed(&make, "client", input.decision, &[&bytes], input.eof, false);
-    let split = feed(&make, "client", input.decision, &pieces(&bytes, &input.cuts), input.eof, false);
+    let split = feed(
+        &make,
+        "client",
+        input.decision,
+        &pieces(&bytes, &input.cuts),
+        input.eof,
+        false,
+    );
     same_story(&whole, &split);
     if input.prefix_is_valid() && limits == Limits::default() {
         assert!(whole.opened, "valid 101 not accepted: {:?}", whole.events);
@@ -311,7 +352,14 @@ fn check_client(input: &Input, offered: &[String], limits: Limits) {
 
     let seed = input.seed;
     let make = move || Connection::client_upgraded(config, Box::new(SeededEntropy::new(seed)));
-    let whole = feed(&make, "upgraded client", input.decision, &[&input.data], input.eof, true);
+    let whole = feed(
+        &make,
+        "upgraded client",
+        input.decision,
+        &[&input.data],
+        input.eof,
+        true,
+    );
     let split = feed(
         &make,
         "upgraded client",

@@ -7,7 +7,10 @@
 use std::path::Path;
 
 use wsio::entropy::{Entropy, SeededEntropy};
-use wsio_fuzz::{http_head, run_bytes, ws_connection, ws_frame, ws_handshake};
+use wsio_fuzz::{
+    eio_packet, eio_server, http_head, run_bytes, sio_client, sio_packet, sio_server,
+    ws_connection, ws_frame, ws_handshake,
+};
 
 fn inputs(target: &str, seed: u64, count: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -55,5 +58,40 @@ fn ws_frame() {
 fn ws_connection() {
     for data in inputs("ws_connection", 4, 3000) {
         run_bytes(&data, ws_connection::run);
+    }
+}
+
+#[test]
+fn eio_packet() {
+    for data in inputs("eio_packet", 5, 3000) {
+        run_bytes(&data, eio_packet::run);
+    }
+}
+
+#[test]
+fn eio_server() {
+    for data in inputs("eio_server", 6, 3000) {
+        run_bytes(&data, eio_server::run);
+    }
+}
+
+#[test]
+fn sio_packet() {
+    for data in inputs("sio_packet", 7, 3000) {
+        run_bytes(&data, sio_packet::run);
+    }
+}
+
+#[test]
+fn sio_server() {
+    for data in inputs("sio_server", 8, 3000) {
+        run_bytes(&data, sio_server::run);
+    }
+}
+
+#[test]
+fn sio_client() {
+    for data in inputs("sio_client", 9, 3000) {
+        run_bytes(&data, sio_client::run);
     }
 }

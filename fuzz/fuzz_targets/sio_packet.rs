@@ -1,0 +1,6 @@
+#![no_main]
+//! See `src/sio_packet.rs` for what this target checks.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: wsio_fuzz::sio_packet::Input| wsio_fuzz::sio_packet::run(input));

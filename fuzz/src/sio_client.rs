@@ -1,0 +1,842 @@
+//! A sans-IO `socketio::Client` (and through it `engineio::Client`) driven
+//! by an arbitrary list of actions: answers to its HTTP requests (any
+//! status; polling payloads of open packets, heartbeats, Socket.IO packets
+//! with attachments, garbage) or failures; for its streams, a server-side
+//! `ws::Connection` that accepts the handshake and sends Engine.IO packets,
+//! cut at arbitrary points, plus raw bytes, closes, EOFs and errors; time;
+//! and the application's commands (socket, emit, emit_with_ack with and
+//! without timeouts, emit_volatile, ack, disconnect, close,
+//! clear_send_buffer).
+//!
+//! Checked after every action, once the client is drained:
+//!
+//! * request and stream ids are never reused; nothing is written on a
+//!   stream after `CloseStream` or after the driver reported its failure;
+//!   only requests it made are cancelled;
+//! * `poll_timeout()` is never before `now` after `handle_timeout(now)`;
+//! * every `Ack`, `AckTimeout` or `AckLost` is for a (namespace, id) that
+//!   `emit_with_ack` returned, and at most one of them comes per emit;
+//! * `Connect` and `Disconnect` alternate per namespace socket, starting
+//!   with `Connect`; events and acks name a socket `socket()` made.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use arbitrary::Arbitrary;
+use bytes::Bytes;
+use wsio::{
+    engineio::{
+        self, ClientTransmit, HttpRequest, Packet as EPacket, PacketType, RequestFailed, RequestId,
+        TransportMode, encode_payload,
+    },
+    entropy::SeededEntropy,
+    http::ResponseHead,
+    socketio::{Client, ClientConfig, ClientEvent, ClientUsageError, NspId, Packet, Value},
+    ws::{self, Accept, CloseCode, Message},
+};
+
+use crate::values::{AnyPkt, Args, NSPS, Name, Val};
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Mode {
+    Polling,
+    WebSocket,
+    Upgrade,
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct ConfigIn {
+    mode: Mode,
+    reconnection: bool,
+    attempts: Option<u8>,
+    delay_ms: u16,
+    delay_max_ms: u16,
+    factor: u8,
+    timeout_ms: u16,
+    request_timeout_ms: u16,
+    send_buffer: bool,
+    max_send_buffer: u8,
+    max_attachments: u8,
+    max_buffered_packets: u8,
+}
+
+impl ConfigIn {
+    fn build(self) -> ClientConfig {
+        const FACTORS: [f64; 6] = [0.0, 0.5, 1.0, 1.5, -1.0, f64::NAN];
+        let ms = |n: u16| Duration::from_millis(u64::from(n));
+        let mode = match self.mode {
+            Mode::Polling => TransportMode::PollingOnly,
+            Mode::WebSocket => TransportMode::WebSocketOnly,
+            Mode::Upgrade => TransportMode::PollingThenUpgrade,
+        };
+        let engine = engineio::ClientConfig::new("localhost")
+            .path("/socket.io/")
+            .mode(mode)
+            .request_timeout(ms(self.request_timeout_ms))
+            .max_buffered_packets(usize::from(self.max_buffered_packets % 16) + 1);
+        ClientConfig::new("localhost")
+            .engine(engine)
+            .reconnection(self.reconnection)
+            .reconnection_attempts(self.attempts.map(|a| u32::from(a % 4)))
+            .reconnection_delay(ms(self.delay_ms))
+            .reconnection_delay_max(ms(self.delay_max_ms))
+            .randomization_factor(FACTORS[usize::from(self.factor) % FACTORS.len()])
+            .timeout(ms(self.timeout_ms))
+            .send_buffer(self.send_buffer)
+            .max_send_buffer(usize::from(self.max_send_buffer % 8))
+            .max_attachments(usize::from(self.max_attachments % 4))
+    }
+}
+
+/// The open packet's JSON.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum OpenIn {
+    Good {
+        upgrades: bool,
+        ping_interval: u16,
+        ping_timeout: u16,
+        max_payload: Option<u16>,
+    },
+    Raw(String),
+}
+
+impl OpenIn {
+    fn json(&self) -> String {
+        match self {
+            OpenIn::Good {
+                upgrades,
+                ping_interval,
+                ping_timeout,
+                max_payload,
+            } => {
+                let mut s = format!(
+                    r#"{{"sid":"s1","upgrades":{},"pingInterval":{ping_interval},"pingTimeout":{ping_timeout}"#,
+                    if *upgrades { r#"["websocket"]"# } else { "[]" }
+                );
+                if let Some(m) = max_payload {
+                    s.push_str(&format!(r#","maxPayload":{m}"#));
+                }
+                s.push('}');
+                s
+            }
+            OpenIn::Raw(s) => s.clone(),
+        }
+    }
+}
+
+/// What the server sends: Engine.IO packets, some carrying Socket.IO ones.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum ServerPkt {
+    Open(OpenIn),
+    /// A namespace's connect answer, with a sid.
+    ConnectOk {
+        nsp: u8,
+    },
+    Sio(AnyPkt),
+    SioRaw {
+        prefix: u8,
+        rest: String,
+    },
+    Ping,
+    /// `3probe`.
+    ProbeOk,
+    Noop,
+    Close,
+    Text {
+        kind: u8,
+        text: String,
+    },
+    Binary(Vec<u8>),
+}
+
+const TYPES: [PacketType; 7] = [
+    PacketType::Open,
+    PacketType::Close,
+    PacketType::Ping,
+    PacketType::Pong,
+    PacketType::Message,
+    PacketType::Upgrade,
+    PacketType::Noop,
+];
+
+impl ServerPkt {
+    fn packets(&self) -> Vec<EPacket> {
+        let sio = |p: &Packet| {
+            let (text, att) = p.encode();
+            let mut v = vec![EPacket::message(text)];
+            v.extend(att.into_iter().map(EPacket::message));
+            v
+        };
+        match self {
+            ServerPkt::Open(o) => vec![EPacket::with_text(PacketType::Open, o.json())],
+            ServerPkt::ConnectOk { nsp } => sio(&Packet::Connect {
+                nsp: NSPS[usize::from(*nsp) % NSPS.len()].to_owned(),
+                data: Some(Value::object([("sid", Value::from("sock"))])),
+            }),
+            ServerPkt::Sio(p) => sio(&p.0),
+            ServerPkt::SioRaw { prefix, rest } => {
+                const PREFIXES: [&str; 8] = ["0", "1", "2", "3", "4", "51-", "0/chat,", "2/chat,7"];
+                let prefix = PREFIXES[usize::from(*prefix) % PREFIXES.len()];
+                vec![EPacket::message(format!("{prefix}{rest}"))]
+            }
+            ServerPkt::Ping => vec![EPacket::new(PacketType::Ping)],
+            ServerPkt::ProbeOk => vec![EPacket::with_text(PacketType::Pong, "probe")],
+            ServerPkt::Noop => vec![EPacket::new(PacketType::Noop)],
+            ServerPkt::Close => vec![EPacket::new(PacketType::Close)],
+            ServerPkt::Text { kind, text } => {
+                vec![EPacket::with_text(
+                    TYPES[usize::from(*kind) % TYPES.len()],
+                    text.clone(),
+                )]
+            }
+            ServerPkt::Binary(b) => vec![EPacket::message(b.clone())],
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug, Clone)]
+pub enum BodyIn {
+    Payload(Vec<ServerPkt>),
+    Ok,
+    Raw(Vec<u8>),
+}
+
+#[derive(Arbitrary, Debug, Clone)]
+pub enum NspIn {
+    Known(u8),
+    Name(String),
+}
+
+#[derive(Arbitrary, Debug)]
+pub enum Action {
+    /// Answers a pending request.
+    Respond {
+        req: u8,
+        status: u8,
+        body: BodyIn,
+    },
+    Fail {
+        req: u8,
+    },
+    /// The server side of a stream sends packets; the bytes reach the
+    /// client in pieces of `chunk` (0: whole).
+    StreamSend {
+        stream: u8,
+        packets: Vec<ServerPkt>,
+        chunk: u8,
+    },
+    StreamRaw {
+        stream: u8,
+        data: Vec<u8>,
+    },
+    StreamClose {
+        stream: u8,
+        code: u16,
+    },
+    StreamEof {
+        stream: u8,
+    },
+    StreamError {
+        stream: u8,
+    },
+    Advance {
+        ms: u16,
+    },
+    AdvanceToDeadline,
+    Socket {
+        nsp: NspIn,
+        auth: Option<Val>,
+    },
+    Emit {
+        nsp: u8,
+        name: Name,
+        args: Args,
+    },
+    EmitWithAck {
+        nsp: u8,
+        name: Name,
+        args: Args,
+        timeout_ms: Option<u16>,
+    },
+    EmitVolatile {
+        nsp: u8,
+        args: Args,
+    },
+    Ack {
+        which: u8,
+        args: Args,
+    },
+    Disconnect {
+        nsp: u8,
+    },
+    Close,
+    ClearSendBuffer {
+        nsp: u8,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+pub struct Input {
+    config: ConfigIn,
+    seed: u64,
+    /// Whether streams refuse the WebSocket handshake (by index).
+    refuse: u8,
+    actions: Vec<Action>,
+}
+
+struct Stream {
+    id: RequestId,
+    server: Box<ws::Connection>,
+    /// The client gave `CloseStream`.
+    closed: bool,
+    /// The harness gave the client an EOF, or an error.
+    eof: bool,
+    failed: bool,
+}
+
+impl Stream {
+    /// Whether bytes may still reach the client.
+    fn readable(&self) -> bool {
+        !self.closed && !self.eof && !self.failed
+    }
+}
+
+struct Sim {
+    client: Client,
+    base: Instant,
+    ms: u64,
+    refuse: u8,
+    requests: Vec<(RequestId, HttpRequest)>,
+    seen_ids: HashSet<RequestId>,
+    streams: Vec<Stream>,
+    /// Acks waiting: (socket, id).
+    acks: HashSet<(NspId, u64)>,
+    acks_done: HashSet<(NspId, u64)>,
+    connected: HashSet<NspId>,
+    nsps: Vec<NspId>,
+    asked: Vec<(NspId, u64)>,
+    /// Events heard, by kind (for the tests).
+    heard: HashMap<&'static str, usize>,
+}
+
+impl Sim {
+    fn new(config: ConfigIn, seed: u64, refuse: u8) -> Sim {
+        let base = Instant::now();
+        let client = Client::new(config.build(), Box::new(SeededEntropy::new(seed)), base);
+        let mut sim = Sim {
+            client,
+            base,
+            ms: 0,
+            refuse,
+            requests: Vec::new(),
+            seen_ids: HashSet::new(),
+            streams: Vec::new(),
+            acks: HashSet::new(),
+            acks_done: HashSet::new(),
+            connected: HashSet::new(),
+            nsps: Vec::new(),
+            asked: Vec::new(),
+            heard: HashMap::new(),
+        };
+        sim.pump();
+        // The main namespace, as the official `io()` makes it.
+        let root = sim.client.socket(base, "/", None).expect("socket /");
+        sim.nsps.push(root);
+        sim.pump();
+        sim
+    }
+
+    fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.ms)
+    }
+
+    fn stream(&self, i: u8) -> Option<usize> {
+        (!self.streams.is_empty()).then(|| usize::from(i) % self.streams.len())
+    }
+
+    /// Drains the client until quiet, serving its streams.
+    fn pump(&mut self) {
+        let now = self.now();
+        for _ in 0..10_000 {
+            let mut moved = false;
+            let mut to_client: Vec<(RequestId, Bytes)> = Vec::new();
+            while let Some(t) = self.client.poll_transmit() {
+                moved = true;
+                match t {
+                    ClientTransmit::Request { id, request } => {
+                        assert!(self.seen_ids.insert(id), "request id {id:?} reused");
+                        self.requests.push((id, request));
+                    }
+                    ClientTransmit::CancelRequest { id } => {
+                        assert!(self.seen_ids.contains(&id), "cancel of unknown {id:?}");
+                        self.requests.retain(|(r, _)| *r != id);
+                    }
+                    ClientTransmit::OpenStream { id } => {
+                        assert!(self.seen_ids.insert(id), "stream id {id:?} reused");
+                        let server = ws::Connection::server(
+                            ws::Config::default().close_timeout(Duration::from_secs(3600)),
+                        );
+                        self.streams.push(Stream {
+                            id,
+                            server: Box::new(server),
+                            closed: false,
+                            eof: false,
+                            failed: false,
+                        });
+                    }
+                    ClientTransmit::StreamData { id, data } => {
+                        let s = self
+                            .streams
+                            .iter_mut()
+                            .find(|s| s.id == id)
+                            .unwrap_or_else(|| panic!("data on unknown stream {id:?}"));
+                        assert!(!s.closed && !s.failed, "data on {id:?} after it ended");
+                        s.server.handle_input(now, &data);
+                    }
+                    ClientTransmit::CloseStream { id } => {
+                        let s = self
+                            .streams
+                            .iter_mut()
+                            .find(|s| s.id == id)
+                            .unwrap_or_else(|| panic!("close of unknown stream {id:?}"));
+                        assert!(!s.closed && !s.failed, "{id:?} closed after it ended");
+                        s.closed = true;
+                        s.server.handle_eof(now);
+                    }
+                }
+            }
+            for (k, s) in self.streams.iter_mut().enumerate() {
+                while let Some(ev) = s.server.poll_event() {
+                    moved = true;
+                    if let ws::Event::Upgrade(_) = ev {
+                        if self.refuse & (1 << (k % 8)) != 0 {
+                            let _ = s.server.reject(403);
+                        } else {
+                            let _ = s.server.accept(now, Accept::new());
+                        }
+                    }
+                }
+                while let Some(t) = s.server.poll_transmit() {
+                    if let ws::Transmit::Data(b) = t {
+                        if s.readable() {
+                            to_client.push((s.id, b));
+                        }
+                    }
+                }
+            }
+            while let Some(ev) = self.client.poll_event() {
+                moved = true;
+                self.event(ev);
+            }
+            for (id, b) in to_client {
+                moved = true;
+                self.client.handle_stream_input(now, id, &b);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the client never went quiet");
+    }
+
+    fn event(&mut self, ev: ClientEvent) {
+        let kind = match &ev {
+            ClientEvent::Connect { .. } => "connect",
+            ClientEvent::ConnectError { .. } => "connect_error",
+            ClientEvent::Event { .. } => "event",
+            ClientEvent::Ack { .. } => "ack",
+            ClientEvent::AckTimeout { .. } => "ack_timeout",
+            ClientEvent::AckLost { .. } => "ack_lost",
+            ClientEvent::Disconnect { .. } => "disconnect",
+            ClientEvent::OpenError { .. } => "open_error",
+            ClientEvent::Reconnecting { .. } => "reconnecting",
+            ClientEvent::ReconnectError { .. } => "reconnect_error",
+            ClientEvent::ReconnectFailed => "reconnect_failed",
+            ClientEvent::Reconnected { .. } => "reconnected",
+        };
+        *self.heard.entry(kind).or_default() += 1;
+        match ev {
+            ClientEvent::Connect { nsp, .. } => {
+                assert!(self.nsps.contains(&nsp), "Connect for unknown {nsp:?}");
+                assert!(self.connected.insert(nsp), "Connect of connected {nsp:?}");
+            }
+            ClientEvent::Disconnect { nsp, .. } => {
+                assert!(
+                    self.connected.remove(&nsp),
+                    "Disconnect of {nsp:?}, not connected"
+                );
+            }
+            ClientEvent::Ack { nsp, id, .. }
+            | ClientEvent::AckTimeout { nsp, id }
+            | ClientEvent::AckLost { nsp, id } => {
+                assert!(
+                    self.acks.remove(&(nsp, id)),
+                    "{kind} for ({nsp:?}, {id}): not waiting"
+                );
+                assert!(self.acks_done.insert((nsp, id)), "second end of ack {id}");
+            }
+            ClientEvent::Event { nsp, ack, .. } => {
+                assert!(self.nsps.contains(&nsp), "event for unknown {nsp:?}");
+                if let Some(id) = ack {
+                    self.asked.push((nsp, id));
+                }
+            }
+            ClientEvent::ConnectError { nsp, .. } => {
+                assert!(
+                    self.nsps.contains(&nsp),
+                    "connect_error for unknown {nsp:?}"
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        let now = self.now();
+        match action {
+            Action::Respond { req, status, body } => {
+                if self.requests.is_empty() {
+                    return;
+                }
+                let (id, _) = self.requests.remove(usize::from(req) % self.requests.len());
+                const STATUS: [u16; 8] = [200, 200, 200, 200, 400, 404, 413, 500];
+                let status = STATUS[usize::from(status) % STATUS.len()];
+                let body = match body {
+                    BodyIn::Payload(p) => {
+                        let packets: Vec<EPacket> =
+                            p.iter().take(8).flat_map(ServerPkt::packets).collect();
+                        encode_payload(&packets)
+                    }
+                    BodyIn::Ok => Bytes::from_static(b"ok"),
+                    BodyIn::Raw(b) => Bytes::from(b),
+                };
+                let head = ResponseHead::new(status)
+                    .with_header("Content-Type", "text/plain; charset=UTF-8");
+                self.client.handle_response(now, id, Ok((head, body)));
+            }
+            Action::Fail { req } => {
+                if self.requests.is_empty() {
+                    return;
+                }
+                let (id, _) = self.requests.remove(usize::from(req) % self.requests.len());
+                self.client
+                    .handle_response(now, id, Err(RequestFailed::new("reset")));
+            }
+            Action::StreamSend {
+                stream,
+                packets,
+                chunk,
+            } => {
+                let Some(i) = self.stream(stream) else { return };
+                let s = &mut self.streams[i];
+                for p in packets.iter().take(8).flat_map(ServerPkt::packets) {
+                    let m = match &p.data {
+                        engineio::Data::Binary(b) => Message::binary(b.clone()),
+                        engineio::Data::Text(t) => {
+                            Message::text(format!("{}{}", char::from(p.kind.as_char()), t.as_str()))
+                        }
+                    };
+                    let _ = s.server.send(m);
+                }
+                let mut bytes = Vec::new();
+                while let Some(t) = s.server.poll_transmit() {
+                    if let ws::Transmit::Data(b) = t {
+                        bytes.extend_from_slice(&b);
+                    }
+                }
+                let (id, readable) = (s.id, s.readable());
+                if !readable {
+                    return;
+                }
+                let step = if chunk == 0 {
+                    bytes.len().max(1)
+                } else {
+                    usize::from(chunk)
+                };
+                for piece in bytes.chunks(step) {
+                    self.client.handle_stream_input(now, id, piece);
+                    self.pump();
+                }
+            }
+            Action::StreamRaw { stream, data } => {
+                let Some(i) = self.stream(stream) else { return };
+                let s = &self.streams[i];
+                if s.readable() {
+                    self.client.handle_stream_input(now, s.id, &data);
+                }
+            }
+            Action::StreamClose { stream, code } => {
+                let Some(i) = self.stream(stream) else { return };
+                let _ = self.streams[i].server.close(now, CloseCode(code), "");
+            }
+            Action::StreamEof { stream } => {
+                let Some(i) = self.stream(stream) else { return };
+                let s = &mut self.streams[i];
+                if s.readable() {
+                    s.eof = true;
+                    let id = s.id;
+                    self.client.handle_stream_eof(now, id);
+                }
+            }
+            Action::StreamError { stream } => {
+                let Some(i) = self.stream(stream) else { return };
+                let s = &mut self.streams[i];
+                if !s.closed && !s.failed {
+                    s.failed = true;
+                    let id = s.id;
+                    self.client.handle_stream_error(now, id);
+                }
+            }
+            Action::Advance { ms } => self.advance_to(self.ms + u64::from(ms)),
+            Action::AdvanceToDeadline => {
+                if let Some(d) = self.client.poll_timeout() {
+                    let ms = d.saturating_duration_since(self.base).as_millis() as u64;
+                    let ms = if self.base + Duration::from_millis(ms) < d {
+                        ms + 1
+                    } else {
+                        ms
+                    };
+                    self.advance_to(ms.max(self.ms));
+                }
+            }
+            Action::Socket { nsp, auth } => {
+                let name = match nsp {
+                    NspIn::Known(i) => NSPS[usize::from(i) % NSPS.len()].to_owned(),
+                    NspIn::Name(s) => s,
+                };
+                if let Ok(id) = self.client.socket(now, &name, auth.map(|a| a.0)) {
+                    if !self.nsps.contains(&id) {
+                        self.nsps.push(id);
+                    }
+                }
+            }
+            Action::Emit { nsp, name, args } => {
+                let Some(id) = self.known(nsp) else { return };
+                let r = self.client.emit(now, id, &name.0, args.0);
+                expect_usage(r);
+            }
+            Action::EmitWithAck {
+                nsp,
+                name,
+                args,
+                timeout_ms,
+            } => {
+                let Some(id) = self.known(nsp) else { return };
+                let timeout = timeout_ms.map(|t| Duration::from_millis(u64::from(t)));
+                match self.client.emit_with_ack(now, id, &name.0, args.0, timeout) {
+                    Ok(ack) => {
+                        assert!(
+                            !self.acks_done.contains(&(id, ack)) && !self.acks.contains(&(id, ack)),
+                            "ack id {ack} reused"
+                        );
+                        self.acks.insert((id, ack));
+                    }
+                    Err(e) => expect_usage(Err(e)),
+                }
+            }
+            Action::EmitVolatile { nsp, args } => {
+                let Some(id) = self.known(nsp) else { return };
+                let r = self.client.emit_volatile(now, id, "v", args.0);
+                expect_usage(r.map(|_| ()));
+            }
+            Action::Ack { which, args } => {
+                if self.asked.is_empty() {
+                    return;
+                }
+                let (nsp, id) = self.asked.remove(usize::from(which) % self.asked.len());
+                let r = self.client.ack(now, nsp, id, args.0);
+                expect_usage(r);
+            }
+            Action::Disconnect { nsp } => {
+                let Some(id) = self.known(nsp) else { return };
+                assert_eq!(self.client.disconnect(now, id), Ok(()));
+            }
+            Action::Close => self.client.close(now),
+            Action::ClearSendBuffer { nsp } => {
+                let Some(id) = self.known(nsp) else { return };
+                self.client.clear_send_buffer(id);
+            }
+        }
+        self.pump();
+    }
+
+    fn known(&self, i: u8) -> Option<NspId> {
+        (!self.nsps.is_empty()).then(|| self.nsps[usize::from(i) % self.nsps.len()])
+    }
+
+    fn advance_to(&mut self, ms: u64) {
+        self.ms = ms;
+        let now = self.now();
+        self.client.handle_timeout(now);
+        for s in &mut self.streams {
+            s.server.handle_timeout(now);
+        }
+        self.pump();
+        if let Some(t) = self.client.poll_timeout() {
+            assert!(t >= now, "poll_timeout {:?} before now", now - t);
+        }
+    }
+}
+
+/// Commands on a socket `socket()` made may be refused for their state,
+/// never for the socket.
+fn expect_usage(r: Result<(), ClientUsageError>) {
+    assert!(
+        !matches!(r, Err(ClientUsageError::UnknownNsp(_))),
+        "a known socket refused: {r:?}"
+    );
+}
+
+/// Runs the actions and the checks.
+pub fn run(input: Input) {
+    let mut sim = Sim::new(input.config, input.seed, input.refuse);
+    for a in input.actions.into_iter().take(64) {
+        sim.act(a);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mode: Mode) -> ConfigIn {
+        ConfigIn {
+            mode,
+            reconnection: true,
+            attempts: Some(2),
+            delay_ms: 100,
+            delay_max_ms: 500,
+            factor: 1,
+            timeout_ms: 2000,
+            request_timeout_ms: 2000,
+            send_buffer: true,
+            max_send_buffer: 7,
+            max_attachments: 2,
+            max_buffered_packets: 15,
+        }
+    }
+
+    fn open() -> ServerPkt {
+        ServerPkt::Open(OpenIn::Good {
+            upgrades: true,
+            ping_interval: 300,
+            ping_timeout: 200,
+            max_payload: None,
+        })
+    }
+
+    fn simulate(mode: Mode, actions: Vec<Action>) -> Sim {
+        let mut sim = Sim::new(config(mode), 5, 0);
+        for a in actions {
+            sim.act(a);
+        }
+        sim
+    }
+
+    fn ack(id: u64) -> ServerPkt {
+        ServerPkt::Sio(AnyPkt(Packet::Ack {
+            nsp: "/".into(),
+            id,
+            args: vec![],
+        }))
+    }
+
+    #[test]
+    fn websocket_session_acks_then_loses_the_connection() {
+        use Action::*;
+        let name = || Name("q".into());
+        let sim = simulate(
+            Mode::WebSocket,
+            vec![
+                StreamSend {
+                    stream: 0,
+                    packets: vec![open()],
+                    chunk: 3,
+                },
+                StreamSend {
+                    stream: 0,
+                    packets: vec![ServerPkt::ConnectOk { nsp: 0 }],
+                    chunk: 0,
+                },
+                EmitWithAck {
+                    nsp: 0,
+                    name: name(),
+                    args: Args(vec![]),
+                    timeout_ms: None,
+                },
+                EmitWithAck {
+                    nsp: 0,
+                    name: name(),
+                    args: Args(vec![]),
+                    timeout_ms: Some(50),
+                },
+                EmitWithAck {
+                    nsp: 0,
+                    name: name(),
+                    args: Args(vec![]),
+                    timeout_ms: None,
+                },
+                StreamSend {
+                    stream: 0,
+                    packets: vec![ack(0)],
+                    chunk: 0,
+                },
+                Advance { ms: 60 },
+                StreamEof { stream: 0 },
+                Advance { ms: 1000 },
+            ],
+        );
+        let heard = |k| sim.heard.get(k).copied().unwrap_or(0);
+        assert_eq!((heard("connect"), heard("disconnect")), (1, 1));
+        assert_eq!(
+            (heard("ack"), heard("ack_timeout"), heard("ack_lost")),
+            (1, 1, 1)
+        );
+        assert!(heard("reconnecting") >= 1);
+        assert!(sim.streams.len() >= 2, "a reconnection opened a new stream");
+    }
+
+    #[test]
+    fn polling_session_upgrades() {
+        use Action::*;
+        let payload = |p: Vec<ServerPkt>| BodyIn::Payload(p);
+        let sim = simulate(
+            Mode::Upgrade,
+            vec![
+                Respond {
+                    req: 0,
+                    status: 0,
+                    body: payload(vec![open()]),
+                },
+                // The client now polls and POSTs its CONNECT.
+                Respond {
+                    req: 1,
+                    status: 0,
+                    body: BodyIn::Ok,
+                },
+                Respond {
+                    req: 0,
+                    status: 0,
+                    body: payload(vec![ServerPkt::ConnectOk { nsp: 0 }]),
+                },
+                StreamSend {
+                    stream: 0,
+                    packets: vec![ServerPkt::ProbeOk],
+                    chunk: 0,
+                },
+                Respond {
+                    req: 0,
+                    status: 0,
+                    body: payload(vec![ServerPkt::Noop]),
+                },
+            ],
+        );
+        assert_eq!(sim.heard.get("connect"), Some(&1));
+        assert_eq!(
+            sim.client.transport(),
+            Some(engineio::TransportKind::WebSocket)
+        );
+    }
+}
