@@ -20,7 +20,10 @@ struct Echo {
 
 impl sim::App<socketio::Server, socketio::Client> for Echo {
     fn server_event(&mut self, _: Instant, io: &mut socketio::Server, ev: Event) {
-        if let Event::Event { socket, name, args, .. } = ev {
+        if let Event::Event {
+            socket, name, args, ..
+        } = ev
+        {
             if name == "message" {
                 self.echoed += 1;
                 let _ = io.emit(socket, "message-back", args);
@@ -41,14 +44,21 @@ fn arg(name: &str, default: u64) -> u64 {
 fn main() {
     let clients = arg("--clients", 10_000) as usize;
     let seconds = arg("--seconds", 60);
-    let mut net = Network::new(sim::Config::new(1).latency(Duration::from_millis(2)).max_chunk(1 << 16), |now, rng| {
-        let engine = engineio::Config::default()
-            .path("/socket.io/")
-            .ping_interval(Duration::from_secs(5))
-            .ping_timeout(Duration::from_secs(5));
-        let config = socketio::Config::default().engine(engine).connect_timeout(Duration::from_secs(30));
-        socketio::Server::new(config, Box::new(rng.fork()), now)
-    });
+    let mut net = Network::new(
+        sim::Config::new(1)
+            .latency(Duration::from_millis(2))
+            .max_chunk(1 << 16),
+        |now, rng| {
+            let engine = engineio::Config::default()
+                .path("/socket.io/")
+                .ping_interval(Duration::from_secs(5))
+                .ping_timeout(Duration::from_secs(5));
+            let config = socketio::Config::default()
+                .engine(engine)
+                .connect_timeout(Duration::from_secs(30));
+            socketio::Server::new(config, Box::new(rng.fork()), now)
+        },
+    );
     let started = Instant::now();
     for _ in 0..clients {
         net.add_client(|now, rng| {
@@ -68,7 +78,9 @@ fn main() {
             let c = net.rng().below(clients as u64) as usize;
             let now = net.now();
             if let Some(root) = net.client(c).nsp("/") {
-                let _ = net.client(c).emit(now, root, "message", vec![Value::from("hi")]);
+                let _ = net
+                    .client(c)
+                    .emit(now, root, "message", vec![Value::from("hi")]);
             }
         }
         net.run_for(Duration::from_secs(1), &mut app);

@@ -1,6 +1,5 @@
-//! What the fuzz targets found in wsio, as tests of the behaviour wsio
-//! should have. They fail today, so they are ignored; run them with
-//! `cargo test --test findings -- --ignored`. See "Findings" in README.md.
+//! What the fuzz targets found in wsio, kept as tests of the behaviour wsio
+//! now has (both fixed; see "Findings" in README.md).
 
 use std::time::Instant;
 
@@ -16,7 +15,6 @@ use wsio::{
 /// not parse back to the same double: serde_json is built without its
 /// `float_roundtrip` feature.
 #[test]
-#[ignore = "finding 1: Value::from_json parses some floats a few ULPs off"]
 fn sio_packet_float_parse_is_exact() {
     for text in [
         "3.569680106589172e-307",
@@ -39,7 +37,6 @@ fn sio_packet_float_parse_is_exact() {
 /// one). `engineio::Client::send` refuses the same with
 /// `SeparatorInText`.
 #[test]
-#[ignore = "finding 2: engineio::Server::send splits a polling text on \\x1e"]
 fn eio_server_text_with_separator_over_polling() {
     let now = Instant::now();
     let mut s = Server::new(Config::default(), Box::new(SeededEntropy::new(1)), now);

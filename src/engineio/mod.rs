@@ -268,6 +268,11 @@ pub enum UsageError {
     /// Binary data in a packet type that only carries text.
     #[error("only message packets carry binary data")]
     BinaryNotMessage,
+    /// A text containing the record separator (`\x1e`) cannot travel over
+    /// long-polling, where it separates packets (the official server sends
+    /// it anyway and the client reads two packets).
+    #[error("text with a record separator cannot be sent over long-polling")]
+    SeparatorInText,
 }
 
 /// Server options; the defaults are the official server's.

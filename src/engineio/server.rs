@@ -1058,6 +1058,14 @@ impl Server {
                 if s.buffer.len() + packets.len() > self.config.max_buffered_packets {
                     return Err(UsageError::BufferFull);
                 }
+                let separator = |p: &Packet| matches!(&p.data, Data::Text(t) if t.as_bytes().contains(&super::SEPARATOR));
+                let has_separator = match packets {
+                    Packets::Plain(p) => p.iter().any(separator),
+                    Packets::Shared(p) => p.iter().any(|p| separator(&p.packet)),
+                };
+                if has_separator {
+                    return Err(UsageError::SeparatorInText);
+                }
                 match packets {
                     Packets::Plain(p) => s.buffer.extend_from_slice(p),
                     Packets::Shared(p) => s.buffer.extend(p.iter().map(|p| p.packet.clone())),

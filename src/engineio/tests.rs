@@ -1127,3 +1127,29 @@ fn malformed_payloads_close_only_their_session() {
     assert_eq!(h.response(conn).unwrap().status, 400);
     assert!(h.closed.contains(&conn));
 }
+
+/// Found by fuzzing: a text with the payload separator, sent to a polling
+/// session, was written raw and read back as two packets.
+#[test]
+fn a_text_with_the_separator_is_refused_over_polling_only() {
+    let mut h = H::suite();
+    h.echo = false;
+    let sid = Sid::parse(&h.open_polling()).unwrap();
+    assert_eq!(
+        h.server.send(sid, "a\u{1e}b"),
+        Err(UsageError::SeparatorInText)
+    );
+    let mut p = h.ws_connect("/engine.io/?EIO=4&transport=websocket");
+    let ws_sid = *h
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Open { sid, .. } => Some(sid),
+            _ => None,
+        })
+        .unwrap();
+    h.server.send(ws_sid, "a\u{1e}b").unwrap();
+    h.ws_sync(&mut p);
+    assert_eq!(texts(&p).last().unwrap(), "4a\u{1e}b");
+}

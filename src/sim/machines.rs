@@ -126,7 +126,12 @@ impl ClientMachine for engineio::Client {
 
 impl ClientMachine for socketio::Client {
     type Event = socketio::ClientEvent;
-    fn handle_response(&mut self, now: Instant, id: RequestId, response: Result<(ResponseHead, Bytes), RequestFailed>) {
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        response: Result<(ResponseHead, Bytes), RequestFailed>,
+    ) {
         socketio::Client::handle_response(self, now, id, response)
     }
     fn handle_stream_input(&mut self, now: Instant, id: RequestId, bytes: &[u8]) {

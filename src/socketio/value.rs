@@ -625,6 +625,25 @@ mod tests {
     }
 
     #[test]
+    fn floats_round_trip_exactly() {
+        // Found by fuzzing: without serde_json's float_roundtrip feature,
+        // some shortest-form floats parsed a few ULPs off.
+        for text in [
+            "3.569680106589172e-307",
+            "3.9770393112151377e+77",
+            "1.9071335452284722e-236",
+            "6.050395239608202e+233",
+        ] {
+            let want: f64 = text.parse().unwrap();
+            let Value::Number(Number::F64(got)) = Value::from_json(text).unwrap() else {
+                panic!("{text}")
+            };
+            assert_eq!(got.to_bits(), want.to_bits(), "{text}");
+            assert_eq!(Value::Number(Number::F64(want)).to_json(), text);
+        }
+    }
+
+    #[test]
     fn placeholders() {
         let mut v = Value::from_json(
             r#"[{"_placeholder":true,"num":0},{"x":{"_placeholder":true,"num":1}}]"#,
