@@ -446,6 +446,15 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_limited() {
+        // serde_json's recursion limit (128) bounds the depth, so deeply
+        // nested input cannot exhaust the stack.
+        let deep = |n: usize| format!("2[\"x\",{}{}]", "[".repeat(n), "]".repeat(n));
+        assert!(matches!(dec(&deep(100)), Ok(Some(Packet::Event { .. }))));
+        assert_eq!(dec(&deep(10_000)), Err(DecodeError::BadJson));
+    }
+
+    #[test]
     fn namespace_without_comma_and_ids() {
         assert_eq!(
             dec("0/random").unwrap(),
