@@ -5,14 +5,16 @@
 # 20 s heartbeat, driven by `examples/loadgen.rs` over WebSocket.
 #
 #   scripts/bench-e2e.sh [--runs N] [--quick] [--only wsio,socketioxide,node]
-#                        [--hold-servers wsio,socketioxide,node]
+#                        [--hold-servers wsio,socketioxide,node] [--report]
 #
 # Each server in turn is started on 127.0.0.1 pinned to CPU 0 (taskset -c 0),
 # the load generator on CPU 1; per run each server is started fresh and
 # gets `connect`, `echo` and `fanout`. Then, for the --hold-servers (default
 # all three), 10,000 connections are held for 60 s with heartbeats. Prints
-# one markdown table (medians of the runs) for BENCHMARKS.md; the raw JSON
-# lines go to target/bench-e2e/results.jsonl. Every step has a time bound;
+# one markdown table (medians of the runs; each wsio/peer ratio is the median
+# of the per-run ratios, which cancels drift in the machine's load) for
+# BENCHMARKS.md; the raw JSON lines go to target/bench-e2e/results.jsonl
+# (--report prints the table again from that file). Every step has a time bound;
 # the whole run takes about 12 minutes (--quick: about 2). Exits non-zero
 # if any run lost or corrupted a message or dropped a connection.
 set -euo pipefail
@@ -20,15 +22,17 @@ cd "$(dirname "$0")/.."
 
 RUNS=3
 QUICK=0
+REPORT=0
 ONLY="wsio,socketioxide,node"
 HOLD_SERVERS="wsio,socketioxide,node"
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
+    --report) REPORT=1; shift ;;
     --only) ONLY="$2"; shift 2 ;;
     --hold-servers) HOLD_SERVERS="$2"; shift 2 ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bench-e2e: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -41,6 +45,10 @@ HOLD_CONNS=10000 HOLD_SECS=60
 if [ "$QUICK" = 1 ]; then
   RUNS=1 CONNS=1000 DURATION=2 HOLD_CONNS=1000 HOLD_SECS=5
 fi
+
+OUT=target/bench-e2e
+RESULTS="$OUT/results.jsonl"
+if [ "$REPORT" = 0 ]; then
 
 # --- tools -----------------------------------------------------------------
 if ! command -v taskset >/dev/null; then
@@ -65,9 +73,7 @@ cargo build --release --example conformance --example loadgen >&2
 (cd benches/peers/socketioxide && cargo build --release --locked >&2)
 LOADGEN=target/release/examples/loadgen
 
-OUT=target/bench-e2e
 mkdir -p "$OUT"
-RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
 
 # --- servers ---------------------------------------------------------------
@@ -143,13 +149,15 @@ for name in "${HOLDERS[@]}"; do
   stop_server
   sleep 2
 done
+fi
 
 # --- the table ---------------------------------------------------------------
-python3 - "$RESULTS" "$RUNS" <<'PY'
-import json, statistics, subprocess, sys, datetime, platform
+python3 - "$RESULTS" <<'PY'
+import json, os, statistics, subprocess, sys, datetime, platform
 
-path, runs = sys.argv[1], int(sys.argv[2])
+path = sys.argv[1]
 rows = [json.loads(l) for l in open(path)]
+runs = max([r["run"] for r in rows] + [0])
 servers = []
 for r in rows:
     if r["server"] not in servers:
@@ -160,6 +168,18 @@ def med(server, scenario, key):
             if r["server"] == server and r["run"] > 0 and r["result"].get("scenario") == scenario]
     vals = [v for v in vals if isinstance(v, (int, float))]
     return statistics.median(vals) if vals else None
+
+def ratio(server, other, scenario, key):
+    """The median over runs of server's value / other's value in the same run."""
+    rs = []
+    for run in range(1, runs + 1):
+        a = [r["result"].get(key) for r in rows if r["server"] == server and r["run"] == run
+             and r["result"].get("scenario") == scenario]
+        b = [r["result"].get(key) for r in rows if r["server"] == other and r["run"] == run
+             and r["result"].get("scenario") == scenario]
+        if a and b and isinstance(a[0], (int, float)) and isinstance(b[0], (int, float)) and b[0]:
+            rs.append(a[0] / b[0])
+    return statistics.median(rs) if rs else None
 
 def hold(server, key):
     for r in rows:
@@ -205,9 +225,11 @@ mem = "?"
 for l in open("/proc/meminfo"):
     if l.startswith("MemTotal:"):
         mem = "%.0f GiB" % (int(l.split()[1]) / 1024 / 1024)
-out.append(f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
+ran = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.utc)
+out.append(f"Date: {ran:%Y-%m-%d %H:%M} UTC (end of the run). "
            f"Machine: {model}, {cpus} CPUs, {mem}, Linux {platform.release()}. "
-           f"Medians of {runs} run(s); server on CPU 0, load generator on CPU 1.")
+           f"Medians of {runs} run(s) (ratios: median of the per-run ratios); "
+           f"server on CPU 0, load generator on CPU 1.")
 out.append("")
 out.append("| " + " | ".join(head) + " |")
 out.append("|" + "---|" * len(head))
@@ -215,10 +237,9 @@ for scen, key, label, f, _ in metrics:
     vals = [med(s, scen, key) for s in servers]
     cells = [fmt(v, f) for v in vals]
     if "wsio" in servers:
-        w = vals[servers.index("wsio")]
         for o in others:
-            v = vals[servers.index(o)]
-            cells.append("{:.2f}x".format(w / v) if w is not None and v else "–")
+            q = ratio("wsio", o, scen, key)
+            cells.append("{:.2f}x".format(q) if q is not None else "–")
     out.append(f"| {label} | " + " | ".join(cells) + " |")
 
 # Losses over every run.
