@@ -743,6 +743,13 @@ impl Connection {
                 self.rbuf.advance(n);
                 continue;
             }
+            if self.current.is_none() && self.partial.is_none() {
+                match self.read_whole_frame(now) {
+                    Some(true) => continue,
+                    Some(false) => return,
+                    None => {}
+                }
+            }
             let cur = match self.current {
                 Some(c) => c,
                 None => match frame::decode_header(&self.rbuf) {
@@ -805,8 +812,8 @@ impl Connection {
                 break;
             }
             self.current = None;
-            self.rbuf.advance(cur.header_len);
-            let payload = self.rbuf.split_to(len);
+            let mut payload = self.rbuf.split_to(cur.header_len + len);
+            payload.advance(cur.header_len);
             if !discard {
                 self.on_frame(now, cur.header, payload);
             }
@@ -816,6 +823,41 @@ impl Connection {
             // long as the messages cut from it; an idle connection holds none.
             self.rbuf = BytesMut::new();
         }
+    }
+
+    /// The common case in one step: a whole final text or binary frame at
+    /// the front of the input, no message in progress. `Some(true)`: one
+    /// frame handled; `Some(false)`: the connection failed; `None`: not
+    /// that case, take the general path.
+    #[inline]
+    fn read_whole_frame(&mut self, now: Instant) -> Option<bool> {
+        let Ok(Some((h, hlen))) = frame::decode_header(&self.rbuf) else {
+            return None;
+        };
+        let kind = match h.opcode {
+            OpCode::Text if h.fin => DataKind::Text,
+            OpCode::Binary if h.fin => DataKind::Binary,
+            _ => return None,
+        };
+        let len = usize::try_from(h.len).ok()?;
+        if self.rbuf.len() - hlen < len {
+            return None;
+        }
+        if let Err(e) = self.check_header(&h) {
+            self.fail(now, e, true);
+            return Some(false);
+        }
+        let mut payload = self.rbuf.split_to(hlen + len);
+        payload.advance(hlen);
+        if let Some(key) = h.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        if kind == DataKind::Text && !self.utf8.feed(&payload) {
+            self.fail(now, ProtocolError::InvalidUtf8.into(), false);
+            return Some(!matches!(self.phase, Phase::Closed));
+        }
+        self.deliver(now, kind, payload);
+        Some(true)
     }
 
     /// Appends the next bytes of the large frame in progress (unmasked and

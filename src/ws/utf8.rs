@@ -173,75 +173,46 @@ const fn step(state: State, b: u8) -> State {
     }
 }
 
-/// One representative byte per class of bytes the grammar treats alike.
-const CLASS_REPS: [u8; 12] = [
-    0x00, 0x80, 0x90, 0xA0, 0xC0, 0xC2, 0xE0, 0xE1, 0xED, 0xF0, 0xF1, 0xF4,
-];
-
-/// Byte to class: the class whose representative every state treats the
-/// same way as this byte.
-const CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
+/// The automaton as one `u64` per byte: the six bits at `6 * state` hold
+/// `6 * next state`, so a step is a shift and a mask. Computed at compile
+/// time from [`step`]; nine states fit in 54 bits.
+const SHIFT_TABLE: [u64; 256] = {
+    let mut t = [0u64; 256];
     let mut b = 0;
     while b < 256 {
-        let mut c = 0;
-        'classes: while c < CLASS_REPS.len() {
-            let mut s = 0;
-            while s < STATES.len() {
-                if step(STATES[s], b as u8) as u8 != step(STATES[s], CLASS_REPS[c]) as u8 {
-                    c += 1;
-                    continue 'classes;
-                }
-                s += 1;
-            }
-            break;
+        let mut word = 0u64;
+        let mut s = 0;
+        while s < STATES.len() {
+            let next = step(STATES[s], b as u8) as u64;
+            word |= (next * 6) << (s * 6);
+            s += 1;
         }
-        t[b] = c as u8;
+        t[b] = word;
         b += 1;
     }
     t
 };
 
-/// State and class to the next state.
-const NEXT: [[u8; 12]; 9] = {
-    let mut t = [[0u8; 12]; 9];
-    let mut s = 0;
-    while s < STATES.len() {
-        let mut c = 0;
-        while c < CLASS_REPS.len() {
-            t[s][c] = step(STATES[s], CLASS_REPS[c]) as u8;
-            c += 1;
-        }
-        s += 1;
-    }
-    t
-};
-
-const ACCEPT: u8 = State::Accept as u8;
-const REJECT: u8 = State::Reject as u8;
+const ACCEPT: u64 = State::Accept as u64 * 6;
+const REJECT: u64 = State::Reject as u64 * 6;
 
 impl Validator {
-    /// Checks the next piece; `false` as soon as the text so far cannot be
-    /// the start of valid UTF-8.
+    /// Checks the next piece; `false` if the text so far cannot be the
+    /// start of valid UTF-8 (rejection is final, so it is checked once per
+    /// piece: a piece is one frame's bytes, or what arrived of it).
     pub(crate) fn feed(&mut self, data: &[u8]) -> bool {
-        let mut state = self.state as u8;
-        // Text that starts with ASCII skips it a word at a time; after
-        // that, one table step per byte (short, mixed text is the common
-        // case, and the table is cheaper than re-checking for ASCII runs).
+        let mut state = self.state as u64 * 6;
+        // Text that starts with ASCII skips it a word at a time.
         let start = if state == ACCEPT {
             ascii_prefix(data)
         } else {
             0
         };
         for &b in &data[start..] {
-            state = NEXT[state as usize][CLASS[b as usize] as usize];
-            if state == REJECT {
-                self.state = State::Reject;
-                return false;
-            }
+            state = (SHIFT_TABLE[b as usize] >> state) & 63;
         }
-        self.state = STATES[state as usize];
-        true
+        self.state = STATES[(state / 6) as usize];
+        state != REJECT
     }
 
     /// Whether the text fed so far ends on a character boundary.
