@@ -42,6 +42,7 @@ pub mod blocking;
 pub mod engineio;
 pub mod entropy;
 pub mod http;
+mod idmap;
 pub mod sim;
 pub mod socketio;
 pub mod ws;

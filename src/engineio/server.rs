@@ -24,7 +24,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap, VecDeque},
+    collections::{BinaryHeap, VecDeque},
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -42,6 +42,7 @@ use crate::{
         HeadParser, HttpError, Method, RequestHead, ResponseHead,
         body::{BodyReader, Framing},
     },
+    idmap::IdMap,
     ws::{self, DataKind, Message},
 };
 
@@ -140,9 +141,9 @@ pub struct Server {
     ws_config: ws::Config,
     entropy: BoxEntropy,
     allow_request: Option<AllowRequest>,
-    conns: HashMap<ConnId, Conn>,
+    conns: IdMap<ConnId, Conn>,
     next_conn: u64,
-    sessions: HashMap<Sid, Session>,
+    sessions: IdMap<Sid, Session>,
     timers: BinaryHeap<Reverse<(Instant, Target)>>,
     dirty: Vec<Target>,
     transmits: VecDeque<Transmit>,
@@ -150,7 +151,7 @@ pub struct Server {
     /// Connections whose next pipelined request may now be read.
     resume: Vec<ConnId>,
     /// Held polls: the session each waiting GET belongs to.
-    polls: HashMap<ConnId, Sid>,
+    polls: IdMap<ConnId, Sid>,
     /// The latest time given by any input, for work deferred to
     /// `poll_transmit` (which is not given the time).
     now: Instant,
@@ -171,15 +172,15 @@ impl Server {
     pub fn new(config: Config, entropy: BoxEntropy, now: Instant) -> Self {
         Server {
             resume: Vec::new(),
-            polls: HashMap::new(),
+            polls: IdMap::default(),
             now,
             ws_config: config.ws_config(),
             config,
             entropy,
             allow_request: None,
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             next_conn: 0,
-            sessions: HashMap::new(),
+            sessions: IdMap::default(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             transmits: VecDeque::new(),

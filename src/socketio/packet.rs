@@ -2,6 +2,8 @@
 //! `<type>[<attachments>-][<namespace>,][<ack id>][<JSON>]`, followed, for
 //! binary packets, by one Engine.IO binary message per attachment.
 
+use std::fmt::Write as _;
+
 use bytes::Bytes;
 
 use super::value::{Value, write_json};
@@ -85,59 +87,76 @@ impl Packet {
     /// assert_eq!(att.len(), 1);
     /// ```
     pub fn encode(&self) -> (String, Vec<Bytes>) {
-        let mut attachments = Vec::new();
-        let mut body = String::new();
-        let (kind, nsp, id) = match self {
-            Packet::Connect { nsp, data } => {
-                if let Some(d) = data {
-                    write_json(d, &mut body, &mut None);
-                }
-                (0, nsp, None)
-            }
-            Packet::Disconnect { nsp } => (1, nsp, None),
-            Packet::Event {
-                nsp,
-                id,
-                name,
-                args,
-            } => {
-                body.push('[');
-                super::value::write_string(name, &mut body);
-                for a in args {
-                    body.push(',');
-                    write_json(a, &mut body, &mut Some(&mut attachments));
-                }
-                body.push(']');
-                (if attachments.is_empty() { 2 } else { 5 }, nsp, *id)
+        // The header (type, attachment count, namespace, id) comes before
+        // the JSON, and the count is known only once the JSON is written:
+        // count the binary leaves first, so everything goes into one
+        // string sized once.
+        let (kind, nsp, id, binaries) = match self {
+            Packet::Connect { nsp, .. } => (0, nsp, None, 0),
+            Packet::Disconnect { nsp } => (1, nsp, None, 0),
+            Packet::Event { nsp, id, args, .. } => {
+                let n: usize = args.iter().map(Value::binary_count).sum();
+                (if n == 0 { 2 } else { 5 }, nsp, *id, n)
             }
             Packet::Ack { nsp, id, args } => {
-                write_json(
-                    &Value::Array(args.clone()),
-                    &mut body,
-                    &mut Some(&mut attachments),
-                );
-                (if attachments.is_empty() { 3 } else { 6 }, nsp, Some(*id))
+                let n: usize = args.iter().map(Value::binary_count).sum();
+                (if n == 0 { 3 } else { 6 }, nsp, Some(*id), n)
             }
-            Packet::ConnectError { nsp, data } => {
-                write_json(data, &mut body, &mut None);
-                (4, nsp, None)
-            }
+            Packet::ConnectError { nsp, .. } => (4, nsp, None, 0),
         };
-        let mut text = String::with_capacity(body.len() + nsp.len() + 24);
+        let mut text = String::with_capacity(32 + nsp.len() + self.size_hint());
         text.push(char::from(b'0' + kind));
-        if !attachments.is_empty() {
-            text.push_str(&attachments.len().to_string());
-            text.push('-');
+        if binaries > 0 {
+            let _ = write!(text, "{binaries}-");
         }
         if nsp != "/" {
             text.push_str(nsp);
             text.push(',');
         }
         if let Some(id) = id {
-            text.push_str(&id.to_string());
+            let _ = write!(text, "{id}");
         }
-        text.push_str(&body);
+        let mut attachments = Vec::with_capacity(binaries);
+        match self {
+            Packet::Connect { data: Some(d), .. } => write_json(d, &mut text, &mut None),
+            Packet::Connect { data: None, .. } | Packet::Disconnect { .. } => {}
+            Packet::Event { name, args, .. } => {
+                text.push('[');
+                super::value::write_string(name, &mut text);
+                for a in args {
+                    text.push(',');
+                    write_json(a, &mut text, &mut Some(&mut attachments));
+                }
+                text.push(']');
+            }
+            Packet::Ack { args, .. } => {
+                text.push('[');
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    write_json(a, &mut text, &mut Some(&mut attachments));
+                }
+                text.push(']');
+            }
+            Packet::ConnectError { data, .. } => write_json(data, &mut text, &mut None),
+        }
         (text, attachments)
+    }
+
+    /// A guess at the JSON's length, so the text grows at most once.
+    fn size_hint(&self) -> usize {
+        let args = match self {
+            Packet::Event { name, args, .. } => {
+                return name.len() + args.iter().map(Value::size_hint).sum::<usize>() + 8;
+            }
+            Packet::Ack { args, .. } => args,
+            Packet::Connect { data: Some(d), .. } | Packet::ConnectError { data: d, .. } => {
+                return d.size_hint();
+            }
+            _ => return 0,
+        };
+        args.iter().map(Value::size_hint).sum::<usize>() + 4
     }
 }
 

@@ -20,7 +20,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque},
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
@@ -36,6 +36,7 @@ use crate::{
     engineio::{self, ConnId, Data, Handshake, SharedPacket, Sid},
     entropy::BoxEntropy,
     http::{RequestHead, ResponseHead},
+    idmap::IdMap,
 };
 
 #[derive(Debug, Default)]
@@ -127,8 +128,8 @@ pub struct Server {
     entropy: BoxEntropy,
     namespaces: BTreeMap<String, Namespace>,
     dynamic: Option<DynamicNamespaces>,
-    clients: HashMap<Sid, Client>,
-    sockets: HashMap<SocketId, Socket>,
+    clients: IdMap<Sid, Client>,
+    sockets: IdMap<SocketId, Socket>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     events: VecDeque<Event>,
     /// Namespace connections accepted but not yet answered: they complete
@@ -164,8 +165,8 @@ impl Server {
             entropy,
             namespaces,
             dynamic: None,
-            clients: HashMap::new(),
-            sockets: HashMap::new(),
+            clients: IdMap::default(),
+            sockets: IdMap::default(),
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             deferred: VecDeque::new(),

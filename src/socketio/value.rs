@@ -190,6 +190,34 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// How many leaves are binary (the attachments this value needs).
+    pub fn binary_count(&self) -> usize {
+        match self {
+            Value::Binary(_) => 1,
+            Value::Array(a) => a.iter().map(Value::binary_count).sum(),
+            Value::Object(o) => o.iter().map(|(_, v)| v.binary_count()).sum(),
+            _ => 0,
+        }
+    }
+
+    /// A guess at the length of the value's JSON (exact for plain strings
+    /// and small numbers), for sizing buffers.
+    pub(crate) fn size_hint(&self) -> usize {
+        match self {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 12,
+            Value::String(s) => s.len() + 3,
+            Value::Binary(_) => 32,
+            Value::Array(a) => 2 + a.iter().map(|v| v.size_hint() + 1).sum::<usize>(),
+            Value::Object(o) => {
+                2 + o
+                    .iter()
+                    .map(|(k, v)| k.len() + 4 + v.size_hint())
+                    .sum::<usize>()
+            }
+        }
+    }
+
     /// Whether any leaf is binary.
     pub fn has_binary(&self) -> bool {
         match self {
@@ -483,8 +511,19 @@ pub(crate) fn write_json(v: &Value, out: &mut String, attachments: &mut Option<&
 pub(crate) fn write_string(s: &str, out: &mut String) {
     out.reserve(s.len() + 2);
     out.push('"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none needs escaping.
+        if let Some(w) = bytes.get(i..i + 8) {
+            let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            if !needs_escape(v) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let esc: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -494,7 +533,10 @@ pub(crate) fn write_string(s: &str, out: &mut String) {
             0x08 => "\\b",
             0x0c => "\\f",
             0..=0x1f => "",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.push_str(&s[start..i]);
         if esc.is_empty() {
@@ -502,10 +544,23 @@ pub(crate) fn write_string(s: &str, out: &mut String) {
         } else {
             out.push_str(esc);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Whether any byte of the word is a control character, `"` or `\`.
+#[inline]
+fn needs_escape(v: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte below n leaves its high bit set in (v - n) & !v (exact for
+    // n <= 0x80); a byte equal to c is a zero byte of v ^ c.
+    let below = |n: u64| v.wrapping_sub(ONES * n) & !v & HIGH;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    below(0x20) | zero(v ^ (ONES * u64::from(b'"'))) | zero(v ^ (ONES * u64::from(b'\\'))) != 0
 }
 
 /// Formats a number as JavaScript's `Number.prototype.toString` does.
@@ -640,6 +695,46 @@ mod tests {
             };
             assert_eq!(got.to_bits(), want.to_bits(), "{text}");
             assert_eq!(Value::Number(Number::F64(want)).to_json(), text);
+        }
+    }
+
+    #[test]
+    fn string_escaping_agrees_with_the_bytewise_definition() {
+        fn reference(s: &str) -> String {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        let mut rng = crate::entropy::SeededEntropy::new(5);
+        let alphabet: Vec<char> = (0u8..0x80)
+            .map(char::from)
+            .chain("éü€😀\u{7f}\u{2028}".chars())
+            .collect();
+        for len in 0..60 {
+            for _ in 0..20 {
+                let s: String = (0..len)
+                    .map(|_| {
+                        alphabet
+                            [crate::entropy::Entropy::next_u32(&mut rng) as usize % alphabet.len()]
+                    })
+                    .collect();
+                let mut out = String::new();
+                write_string(&s, &mut out);
+                assert_eq!(out, reference(&s), "{s:?}");
+            }
         }
     }
 
