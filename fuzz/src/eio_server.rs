@@ -20,7 +20,8 @@
 //!   `max_sessions`;
 //! * `poll_timeout()` is never before `now` after `handle_timeout(now)`;
 //! * `send` and `close` on a session that is open (and not closing) never
-//!   answer `UnknownSession`; `respond` and `release` work on a request the
+//!   answer `UnknownSession`, and a text with `\x1e` is refused exactly
+//!   over polling (where it would split the payload); `respond` and `release` work on a request the
 //!   application was handed (unless its connection went away).
 
 use std::{
@@ -32,8 +33,8 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use wsio::{
     engineio::{
-        Config, ConnId, Cors, CorsOrigin, Event, Packet, PacketType, Server, SharedPacket, Sid,
-        Transmit, UsageError,
+        Config, ConnId, Cors, CorsOrigin, Data, Event, Packet, PacketType, Server, SharedPacket,
+        Sid, Transmit, TransportKind, UsageError,
     },
     entropy::SeededEntropy,
     http::ResponseHead,
@@ -93,11 +94,15 @@ pub enum DataIn {
 impl DataIn {
     fn build(&self) -> wsio::engineio::Data {
         match self {
-            // A text with the separator would split its polling payload;
-            // finding 2 of the README.
-            DataIn::Text(t) => t.replace('\u{1e}', "").into(),
+            DataIn::Text(t) => t.clone().into(),
             DataIn::Binary(b) => b.clone().into(),
         }
+    }
+
+    /// A text with the polling separator (finding 2 of the README: it
+    /// split its polling payload; now refused on polling).
+    fn separator(&self) -> bool {
+        matches!(self, DataIn::Text(t) if t.contains('\u{1e}'))
     }
 }
 
@@ -203,9 +208,11 @@ struct Sim {
     closing: HashSet<Sid>,
     /// Requests handed to the application, not yet answered.
     requests: Vec<ConnId>,
-    /// Messages and upgrades heard (for the tests).
+    /// Messages and upgrades heard, texts with `\x1e` clients read over
+    /// WebSocket (for the tests).
     messages: usize,
     upgrades: usize,
+    ws_texts_with_separator: usize,
 }
 
 impl Sim {
@@ -227,6 +234,7 @@ impl Sim {
             requests: Vec::new(),
             messages: 0,
             upgrades: 0,
+            ws_texts_with_separator: 0,
         }
     }
 
@@ -267,7 +275,10 @@ impl Sim {
                         let name = format!("{id:?}");
                         let (answer, packets) = c.reader.read(now, &data, self.seed ^ id.0, &name);
                         for p in packets {
-                            assert!(p.is_ok(), "{name}: server sent a bad packet: {p:?}");
+                            let p = p.unwrap_or_else(|e| panic!("{name}: bad packet: {e:?}"));
+                            if matches!(&p.data, Data::Text(t) if t.contains('\u{1e}')) {
+                                self.ws_texts_with_separator += 1;
+                            }
                         }
                         if !c.eof {
                             answers.extend(answer.into_iter().map(|b| (id, b)));
@@ -442,7 +453,7 @@ impl Sim {
             Action::Send { sid, data } => {
                 let Some(sid) = self.sid(sid) else { return };
                 let r = self.server.send(sid, data.build());
-                self.expect_sent(sid, r);
+                self.expect_sent(sid, data.separator(), r);
             }
             Action::SendAll { sid, data } => {
                 let Some(sid) = self.sid(sid) else { return };
@@ -452,18 +463,19 @@ impl Sim {
                     .map(|d| Packet::message(d.build()))
                     .collect();
                 let r = self.server.send_all(sid, &packets);
-                self.expect_sent(sid, r);
+                let separator = data.iter().take(8).any(DataIn::separator);
+                self.expect_sent(sid, separator, r);
             }
             Action::SendShared { sid, text } => {
                 let Some(sid) = self.sid(sid) else { return };
-                let p = SharedPacket::new(Packet::message(text.replace('\u{1e}', "")));
+                let p = SharedPacket::new(Packet::message(text.clone()));
                 let r = self.server.send_shared(sid, &p);
-                self.expect_sent(sid, r);
+                self.expect_sent(sid, text.contains('\u{1e}'), r);
             }
             Action::SendNoop { sid } => {
                 let Some(sid) = self.sid(sid) else { return };
                 let r = self.server.send_packet(sid, Packet::new(PacketType::Noop));
-                self.expect_sent(sid, r);
+                self.expect_sent(sid, false, r);
             }
             Action::Close { sid } => {
                 let Some(sid) = self.sid(sid) else { return };
@@ -531,12 +543,23 @@ impl Sim {
         self.pump();
     }
 
-    fn expect_sent(&mut self, sid: Sid, r: Result<(), UsageError>) {
+    /// What a send answers: on a live session, `Ok` or a full buffer, or
+    /// (over polling, for a text with `\x1e`) a refusal; else
+    /// `UnknownSession`. (The transport is read after the send, which does
+    /// not change it.)
+    fn expect_sent(&mut self, sid: Sid, separator: bool, r: Result<(), UsageError>) {
         if self.is_live(sid) {
-            assert!(
-                matches!(r, Ok(()) | Err(UsageError::BufferFull)),
-                "send on a live session: {r:?}"
-            );
+            if separator && self.server.transport(sid) == Some(TransportKind::Polling) {
+                assert!(
+                    matches!(r, Err(UsageError::SeparatorInText | UsageError::BufferFull)),
+                    "text with \\x1e over polling: {r:?}"
+                );
+            } else {
+                assert!(
+                    matches!(r, Ok(()) | Err(UsageError::BufferFull)),
+                    "send on a live session: {r:?}"
+                );
+            }
         } else {
             assert_eq!(
                 r,
@@ -659,6 +682,11 @@ mod tests {
                 sid: 0,
                 data: DataIn::Text("back".into()),
             },
+            // Refused over polling, where it would split the payload.
+            Send {
+                sid: 0,
+                data: DataIn::Text("a\u{1e}b".into()),
+            },
             Request {
                 conn: 2,
                 req: upgrade,
@@ -678,10 +706,16 @@ mod tests {
                 sid: 0,
                 data: DataIn::Binary(vec![1, 2]),
             },
+            // Fine over WebSocket.
+            Send {
+                sid: 0,
+                data: DataIn::Text("a\u{1e}b".into()),
+            },
             Advance { ms: 400 },
             AdvanceToDeadline,
         ]);
         assert_eq!((sim.sids.len(), sim.messages, sim.upgrades), (1, 1, 1));
+        assert_eq!(sim.ws_texts_with_separator, 1);
         assert!(sim.closed.contains(&sim.sids[0]), "ping timeout ends it");
         assert_eq!(sim.server.session_count(), 0);
     }

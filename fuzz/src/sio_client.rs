@@ -134,6 +134,19 @@ pub enum ServerPkt {
     ConnectOk {
         nsp: u8,
     },
+    /// An answer to the client's ack `id` (small, so it names one).
+    AckFor {
+        nsp: u8,
+        id: u8,
+        args: Args,
+    },
+    /// An event, with a small ack id if any.
+    EventFor {
+        nsp: u8,
+        ack: Option<u8>,
+        name: Name,
+        args: Args,
+    },
     Sio(AnyPkt),
     SioRaw {
         prefix: u8,
@@ -175,6 +188,28 @@ impl ServerPkt {
                 nsp: NSPS[usize::from(*nsp) % NSPS.len()].to_owned(),
                 data: Some(Value::object([("sid", Value::from("sock"))])),
             }),
+            ServerPkt::AckFor { nsp, id, args } => sio(&Packet::Ack {
+                nsp: NSPS[usize::from(*nsp) % NSPS.len()].to_owned(),
+                id: u64::from(*id % 8),
+                args: args.0.clone(),
+            }),
+            ServerPkt::EventFor {
+                nsp,
+                ack,
+                name,
+                args,
+            } => {
+                let mut name = name.0.clone();
+                if wsio::socketio::RESERVED_EVENTS.contains(&name.as_str()) {
+                    name.push('!');
+                }
+                sio(&Packet::Event {
+                    nsp: NSPS[usize::from(*nsp) % NSPS.len()].to_owned(),
+                    id: ack.map(|a| u64::from(a % 8)),
+                    name,
+                    args: args.0.clone(),
+                })
+            }
             ServerPkt::Sio(p) => sio(&p.0),
             ServerPkt::SioRaw { prefix, rest } => {
                 const PREFIXES: [&str; 8] = ["0", "1", "2", "3", "4", "51-", "0/chat,", "2/chat,7"];

@@ -7,7 +7,8 @@
 //! closes and EOFs. The application, also from the input, emits (with and
 //! without acks and timeouts), acks, joins and leaves rooms, broadcasts
 //! through `of().to().except().emit()`, disconnects, admits and refuses
-//! connections to the namespace that asks; and time passes.
+//! connections to the namespace that asks (or, as the input says, admits
+//! or refuses them all as they come); and time passes.
 //!
 //! Checked after every action, once everything is drained:
 //!
@@ -93,10 +94,12 @@ pub enum Target {
 
 #[derive(Arbitrary, Debug)]
 pub enum Action {
-    /// A new client on WebSocket.
+    /// A new client on WebSocket; with `join`, it asks for that namespace
+    /// as soon as the session opens.
     Connect {
         target: Target,
         auto_pong: bool,
+        join: Option<u8>,
     },
     /// A Socket.IO packet: its text, then `keep` of its attachments (all if
     /// `None`), then `extra` binary messages.
@@ -196,10 +199,20 @@ pub enum Action {
     AdvanceToDeadline,
 }
 
+/// How the application answers `ConnectRequest`.
+#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decide {
+    /// Through `Admit` and `Refuse` actions.
+    Actions,
+    AdmitAll,
+    RefuseAll,
+}
+
 #[derive(Arbitrary, Debug)]
 pub struct Input {
     config: ConfigIn,
     seed: u64,
+    decide: Decide,
     actions: Vec<Action>,
 }
 
@@ -209,6 +222,8 @@ struct Peer {
     decoder: Decoder,
     auto_pong: bool,
     sentinel: bool,
+    /// The namespace to join once the session opens.
+    join: Option<String>,
     /// The Engine.IO open packet arrived.
     engine_open: bool,
     /// The server gave `Transmit::Close`.
@@ -252,11 +267,8 @@ impl Peer {
             (engineio::PacketType::Open, _) => {
                 assert!(!self.engine_open, "open packet twice");
                 self.engine_open = true;
-                if self.sentinel {
-                    self.send_sio(&Packet::Connect {
-                        nsp: "/".into(),
-                        data: None,
-                    });
+                if let Some(nsp) = self.join.clone() {
+                    self.send_sio(&Packet::Connect { nsp, data: None });
                 }
                 return;
             }
@@ -324,10 +336,11 @@ struct Sim {
     may_drop_sentinel: bool,
     echoes: u64,
     broadcasts: u64,
+    decide: Decide,
 }
 
 impl Sim {
-    fn new(config: ConfigIn, seed: u64) -> Sim {
+    fn new(config: ConfigIn, seed: u64, decide: Decide) -> Sim {
         let base = Instant::now();
         let mut io = Server::new(config.build(), Box::new(SeededEntropy::new(seed)), base);
         io.add_namespace(DECIDE, Admission::Decide);
@@ -354,12 +367,13 @@ impl Sim {
             may_drop_sentinel: false,
             echoes: 0,
             broadcasts: 0,
+            decide,
         }
     }
 
     /// Connects the sentinel, which joins `/` at once.
     fn start(&mut self) {
-        self.connect(Target::Normal, true, true);
+        self.connect(Target::Normal, true, true, Some("/"));
         let first = self.sockets.first().cloned();
         let (id, nsp) = first.expect("the sentinel connected");
         assert_eq!(nsp, "/");
@@ -371,7 +385,7 @@ impl Sim {
         self.base + Duration::from_millis(self.ms)
     }
 
-    fn connect(&mut self, target: Target, auto_pong: bool, sentinel: bool) {
+    fn connect(&mut self, target: Target, auto_pong: bool, sentinel: bool, join: Option<&str>) {
         let now = self.now();
         let conn = self.io.accept(now, None);
         let path = match target {
@@ -392,6 +406,7 @@ impl Sim {
             decoder: Decoder::new(1_000_000),
             auto_pong: auto_pong || sentinel,
             sentinel,
+            join: join.map(str::to_owned),
             engine_open: false,
             server_closed: false,
             eof: false,
@@ -476,7 +491,18 @@ impl Sim {
             Event::ConnectRequest { socket, nsp, .. } => {
                 assert_eq!(nsp, DECIDE, "ConnectRequest for {nsp}");
                 assert!(!self.pending.contains(&socket), "second ConnectRequest");
-                self.pending.push(socket);
+                let now = self.now();
+                match self.decide {
+                    Decide::Actions => self.pending.push(socket),
+                    Decide::AdmitAll => {
+                        self.admitted.insert(socket);
+                        assert_eq!(self.io.admit(now, socket), Ok(()), "admit on request");
+                    }
+                    Decide::RefuseAll => {
+                        let r = self.io.refuse(now, socket, "no", None);
+                        assert_eq!(r, Ok(()), "refuse on request");
+                    }
+                }
             }
             Event::Connection { socket, nsp, .. } => {
                 assert!(
@@ -550,9 +576,14 @@ impl Sim {
         let now = self.now();
         self.may_drop_sentinel = false;
         match action {
-            Action::Connect { target, auto_pong } => {
+            Action::Connect {
+                target,
+                auto_pong,
+                join,
+            } => {
                 if self.peers.len() < 8 {
-                    self.connect(target, auto_pong, false);
+                    let join = join.map(|j| NSPS[usize::from(j) % NSPS.len()]);
+                    self.connect(target, auto_pong, false, join);
                 }
             }
             Action::Sio {
@@ -953,7 +984,7 @@ fn build<'a>(
 
 /// Runs the actions and the checks.
 pub fn run(input: Input) {
-    let mut sim = Sim::new(input.config, input.seed);
+    let mut sim = Sim::new(input.config, input.seed, input.decide);
     sim.start();
     for a in input.actions.into_iter().take(64) {
         sim.act(a);
@@ -973,7 +1004,7 @@ mod tests {
             max_payload: None,
             max_attachments: 2,
         };
-        let mut sim = Sim::new(config, 9);
+        let mut sim = Sim::new(config, 9, Decide::Actions);
         sim.start();
         for a in actions {
             sim.act(a);
@@ -995,6 +1026,7 @@ mod tests {
             Connect {
                 target: Target::Normal,
                 auto_pong: true,
+                join: None,
             },
             Sio {
                 peer: 0,
