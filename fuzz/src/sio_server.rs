@@ -66,12 +66,14 @@ pub struct ConfigIn {
 impl ConfigIn {
     fn build(self) -> Config {
         let ms = |n: u16| Duration::from_millis(u64::from(n));
-        // A ping interval of at least 50 ms keeps the number of heartbeats
-        // per run bounded; a timeout of at least 1 ms gives the sentinel's
-        // pong (sent at the very instant of the ping) its chance.
+        // A ping interval of at least 1 s bounds the heartbeats the clients
+        // answer while time advances (each is a step of `advance_to`), which
+        // keeps executions fast; `eio_server` tries the short ones. A
+        // timeout of at least 1 ms gives the sentinel's pong (sent at the
+        // very instant of the ping) its chance.
         let mut engine = engineio::Config::default()
             .path("/socket.io/")
-            .ping_interval(ms(self.ping_interval_ms.saturating_add(50)))
+            .ping_interval(ms(self.ping_interval_ms.saturating_add(1000)))
             .ping_timeout(ms(self.ping_timeout_ms.max(1)));
         if let Some(p) = self.max_payload {
             // Room for the sentinel's own messages.
