@@ -10,6 +10,9 @@
 //!   values) encodes to text and attachments that decode to the packet as
 //!   JavaScript would see it (see `values::js_packet`), and that re-encodes to
 //!   the same bytes.
+//! * `Value::from_json` (wsio's own parser) gives exactly what serde_json
+//!   driving `Value`'s `Deserialize` gives, compared through `Debug` (so
+//!   `1` and `1.0` differ), or both refuse.
 //! * `Value::from_json` on an arbitrary string: a parsed value serialises
 //!   (`to_json`) to JSON that parses to its JavaScript form, and
 //!   serialising is idempotent. An arbitrary value round-trips through
@@ -176,6 +179,9 @@ fn packets_same(a: &Packet, b: &Packet) -> bool {
 }
 
 fn json(text: &str) {
+    let fast = Value::from_json(text).map(|v| format!("{v:?}")).ok();
+    let reference = serde_json::from_str::<Value>(text).map(|v| format!("{v:?}")).ok();
+    assert_eq!(fast, reference, "from_json and serde_json disagree on {text:?}");
     let Ok(v) = Value::from_json(text) else {
         return;
     };

@@ -7,6 +7,7 @@
 //! transmits, and turns Engine.IO sessions into namespace sockets.
 
 mod client;
+mod json;
 mod packet;
 mod server;
 mod typed;

@@ -110,10 +110,7 @@ impl Value {
     /// Parses JSON text (without placeholders resolved: see
     /// [`Value::resolve_placeholders`]).
     pub fn from_json(text: &str) -> Result<Value, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let v = Value::deserialize(&mut de)?;
-        de.end()?;
-        Ok(v)
+        super::json::parse(text)
     }
 
     /// Serialises as `JSON.stringify` would; binary leaves become `null`
@@ -422,15 +419,48 @@ impl<'de> Visitor<'de> for ValueVisitor {
         let mut o: Vec<(String, Value)> = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
         while let Some(k) = map.next_key::<String>()? {
             let v: Value = map.next_value()?;
-            // JavaScript keeps a repeated key at its first position with
-            // the last value.
-            match o.iter_mut().find(|(ek, _)| *ek == k) {
-                Some(slot) => slot.1 = v,
-                None => o.push((k, v)),
+            o.push((k, v));
+        }
+        Ok(Value::Object(merge_repeated_keys(o)))
+    }
+}
+
+/// Merges repeated keys as JavaScript does: a key stays at its first
+/// position and takes its last value. Small objects compare pairwise;
+/// larger ones sort an index, so that an object with many keys (up to the
+/// payload limit) costs O(n log n), not O(n²).
+pub(crate) fn merge_repeated_keys(mut entries: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    if entries.len() <= 16 {
+        let mut i = 1;
+        while i < entries.len() {
+            match entries[..i].iter().position(|(k, _)| *k == entries[i].0) {
+                Some(first) => {
+                    let (_, v) = entries.remove(i);
+                    entries[first].1 = v;
+                }
+                None => i += 1,
             }
         }
-        Ok(Value::Object(o))
+        return entries;
     }
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_unstable_by(|&a, &b| entries[a].0.cmp(&entries[b].0).then(a.cmp(&b)));
+    let mut keep = vec![true; entries.len()];
+    let mut moves = Vec::new();
+    for run in order.chunk_by(|&a, &b| entries[a].0 == entries[b].0) {
+        if let [first, .., last] = *run {
+            moves.push((first, last));
+            for &dup in &run[1..] {
+                keep[dup] = false;
+            }
+        }
+    }
+    for (first, last) in moves {
+        entries[first].1 = std::mem::take(&mut entries[last].1);
+    }
+    let mut keep = keep.into_iter();
+    entries.retain(|_| keep.next().unwrap_or(true));
+    entries
 }
 
 // ----- serialisation ----------------------------------------------------
@@ -553,7 +583,7 @@ pub(crate) fn write_string(s: &str, out: &mut String) {
 
 /// Whether any byte of the word is a control character, `"` or `\`.
 #[inline]
-fn needs_escape(v: u64) -> bool {
+pub(crate) fn needs_escape(v: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // A byte below n leaves its high bit set in (v - n) & !v (exact for
