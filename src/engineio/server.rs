@@ -427,6 +427,35 @@ impl Server {
         self.send_packet(sid, Packet::message(data))
     }
 
+    /// Sends a text message from a borrowed string. On WebSocket the text
+    /// is copied straight into the frame, so a caller that encodes into a
+    /// reusable buffer sends without allocating; on polling it is queued
+    /// as [`Server::send`] would.
+    pub fn send_text(&mut self, sid: Sid, text: &str) -> Result<(), UsageError> {
+        let s = self
+            .sessions
+            .get(&sid)
+            .filter(|s| s.closing.is_none())
+            .ok_or(UsageError::UnknownSession(sid))?;
+        let Transport::WebSocket(conn) = s.transport else {
+            return self.send(sid, text.to_owned());
+        };
+        let Some(Conn {
+            kind: ConnKind::Ws { ws, .. },
+            ..
+        }) = self.conns.get_mut(&conn)
+        else {
+            return Err(UsageError::BufferFull);
+        };
+        let sent = ws.send_slices(
+            DataKind::Text,
+            &[PacketType::Message.as_char()],
+            text.as_bytes(),
+        );
+        self.mark_dirty(Target::Conn(conn));
+        sent.map_err(|_| UsageError::BufferFull)
+    }
+
     /// Sends a packet encoded once for many sessions.
     pub fn send_shared(&mut self, sid: Sid, packet: &SharedPacket) -> Result<(), UsageError> {
         self.queue_all(sid, Packets::Shared(std::slice::from_ref(packet)))

@@ -10,7 +10,7 @@
 
 use serde::de::Error as _;
 
-use super::value::{Number, Value, merge_repeated_keys, needs_escape};
+use super::value::{Number, Value, first_escape, merge_repeated_keys};
 
 /// serde_json's nesting limit (its counter starts at 128 and refuses the
 /// level that brings it to zero), so both paths accept the same texts and
@@ -156,28 +156,17 @@ impl<'a> Parser<'a> {
 
     /// A string token, `self.i` on its opening quote.
     fn string(&mut self) -> Result<String, serde_json::Error> {
-        let bytes = self.text.as_bytes();
         let start = self.i + 1;
-        let mut j = start;
-        while let Some(w) = bytes.get(j..j + 8) {
-            let w: [u8; 8] = [w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]];
-            if needs_escape(u64::from_le_bytes(w)) {
-                break;
+        let j = first_escape(self.text.as_bytes(), start);
+        match self.text.as_bytes().get(j) {
+            Some(b'"') => {
+                self.i = j + 1;
+                Ok(self.text[start..j].to_owned())
             }
-            j += 8;
+            Some(b'\\') => self.escaped_string(j),
+            Some(_) => Err(error("control character in string")),
+            None => Err(error("EOF while parsing a string")),
         }
-        while let Some(&c) = bytes.get(j) {
-            match c {
-                b'"' => {
-                    self.i = j + 1;
-                    return Ok(self.text[start..j].to_owned());
-                }
-                b'\\' => return self.escaped_string(j),
-                0..=0x1f => return Err(error("control character in string")),
-                _ => j += 1,
-            }
-        }
-        Err(error("EOF while parsing a string"))
     }
 
     /// The rest of a string holding an escape at `j`: serde_json decodes

@@ -87,76 +87,106 @@ impl Packet {
     /// assert_eq!(att.len(), 1);
     /// ```
     pub fn encode(&self) -> (String, Vec<Bytes>) {
-        // The header (type, attachment count, namespace, id) comes before
-        // the JSON, and the count is known only once the JSON is written:
-        // count the binary leaves first, so everything goes into one
-        // string sized once.
-        let (kind, nsp, id, binaries) = match self {
-            Packet::Connect { nsp, .. } => (0, nsp, None, 0),
-            Packet::Disconnect { nsp } => (1, nsp, None, 0),
-            Packet::Event { nsp, id, args, .. } => {
-                let n: usize = args.iter().map(Value::binary_count).sum();
-                (if n == 0 { 2 } else { 5 }, nsp, *id, n)
+        let mut text = String::new();
+        let mut attachments = Vec::new();
+        let (kind, nsp, id, body) = match self {
+            Packet::Connect { nsp, data } => {
+                (0, nsp, None, data.as_ref().map_or(Body::Empty, Body::Json))
             }
-            Packet::Ack { nsp, id, args } => {
-                let n: usize = args.iter().map(Value::binary_count).sum();
-                (if n == 0 { 3 } else { 6 }, nsp, Some(*id), n)
-            }
-            Packet::ConnectError { nsp, .. } => (4, nsp, None, 0),
+            Packet::Disconnect { nsp } => (1, nsp, None, Body::Empty),
+            Packet::Event {
+                nsp,
+                id,
+                name,
+                args,
+            } => (2, nsp, *id, Body::Event(name, args)),
+            Packet::Ack { nsp, id, args } => (3, nsp, Some(*id), Body::Args(args)),
+            Packet::ConnectError { nsp, data } => (4, nsp, None, Body::Json(data)),
         };
-        let mut text = String::with_capacity(32 + nsp.len() + self.size_hint());
-        text.push(char::from(b'0' + kind));
-        if binaries > 0 {
-            let _ = write!(text, "{binaries}-");
-        }
-        if nsp != "/" {
-            text.push_str(nsp);
-            text.push(',');
-        }
-        if let Some(id) = id {
-            let _ = write!(text, "{id}");
-        }
-        let mut attachments = Vec::with_capacity(binaries);
-        match self {
-            Packet::Connect { data: Some(d), .. } => write_json(d, &mut text, &mut None),
-            Packet::Connect { data: None, .. } | Packet::Disconnect { .. } => {}
-            Packet::Event { name, args, .. } => {
-                text.push('[');
-                super::value::write_string(name, &mut text);
-                for a in args {
-                    text.push(',');
-                    write_json(a, &mut text, &mut Some(&mut attachments));
-                }
-                text.push(']');
-            }
-            Packet::Ack { args, .. } => {
-                text.push('[');
-                for (i, a) in args.iter().enumerate() {
-                    if i > 0 {
-                        text.push(',');
-                    }
-                    write_json(a, &mut text, &mut Some(&mut attachments));
-                }
-                text.push(']');
-            }
-            Packet::ConnectError { data, .. } => write_json(data, &mut text, &mut None),
-        }
+        encode_into(kind, nsp, id, body, &mut text, &mut attachments);
         (text, attachments)
     }
+}
 
-    /// A guess at the JSON's length, so the text grows at most once.
-    fn size_hint(&self) -> usize {
-        let args = match self {
-            Packet::Event { name, args, .. } => {
-                return name.len() + args.iter().map(Value::size_hint).sum::<usize>() + 8;
+/// What follows a packet's header, borrowed, so that a packet can be
+/// encoded straight from the caller's arguments without building a
+/// [`Packet`] (and copying its namespace and event name) first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body<'a> {
+    /// Nothing (connect without auth, disconnect).
+    Empty,
+    /// One JSON value; binary leaves become `null`.
+    Json(&'a Value),
+    /// An event: the name, then the arguments.
+    Event(&'a str, &'a [Value]),
+    /// An ack's arguments.
+    Args(&'a [Value]),
+}
+
+/// Appends a packet's text to `text` and its binary leaves to
+/// `attachments`. `kind` is the plain type (0-4): an event or ack with
+/// binary leaves becomes 5 or 6.
+pub(crate) fn encode_into(
+    kind: u8,
+    nsp: &str,
+    id: Option<u64>,
+    body: Body<'_>,
+    text: &mut String,
+    attachments: &mut Vec<Bytes>,
+) {
+    // The header (type, attachment count, namespace, id) comes before the
+    // JSON, and the count is known only once the JSON is written: count
+    // the binary leaves first, so everything goes into one string sized
+    // once.
+    let (binaries, hint) = match body {
+        Body::Empty => (0, 0),
+        Body::Json(v) => (0, v.size_hint()),
+        Body::Event(name, args) => (
+            args.iter().map(Value::binary_count).sum(),
+            name.len() + 8 + args.iter().map(Value::size_hint).sum::<usize>(),
+        ),
+        Body::Args(args) => (
+            args.iter().map(Value::binary_count).sum(),
+            4 + args.iter().map(Value::size_hint).sum::<usize>(),
+        ),
+    };
+    text.reserve(32 + nsp.len() + hint);
+    text.push(char::from(
+        b'0' + if binaries > 0 { kind + 3 } else { kind },
+    ));
+    if binaries > 0 {
+        let _ = write!(text, "{binaries}-");
+    }
+    if nsp != "/" {
+        text.push_str(nsp);
+        text.push(',');
+    }
+    if let Some(id) = id {
+        let _ = write!(text, "{id}");
+    }
+    attachments.reserve(binaries);
+    match body {
+        Body::Empty => {}
+        Body::Json(v) => write_json(v, text, &mut None),
+        Body::Event(name, args) => {
+            text.push('[');
+            super::value::write_string(name, text);
+            for a in args {
+                text.push(',');
+                write_json(a, text, &mut Some(&mut *attachments));
             }
-            Packet::Ack { args, .. } => args,
-            Packet::Connect { data: Some(d), .. } | Packet::ConnectError { data: d, .. } => {
-                return d.size_hint();
+            text.push(']');
+        }
+        Body::Args(args) => {
+            text.push('[');
+            for (i, a) in args.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                write_json(a, text, &mut Some(&mut *attachments));
             }
-            _ => return 0,
-        };
-        args.iter().map(Value::size_hint).sum::<usize>() + 4
+            text.push(']');
+        }
     }
 }
 

@@ -31,6 +31,7 @@ use bytes::Bytes;
 use super::{
     Admission, Config, Decoder, DisconnectReason, Event, Packet, RESERVED_EVENTS, SocketId,
     UsageError, Value,
+    packet::{self, Body},
 };
 use crate::{
     engineio::{self, ConnId, Data, Handshake, SharedPacket, Sid},
@@ -138,7 +139,12 @@ pub struct Server {
     deferred: VecDeque<SocketId>,
     publish: VecDeque<BroadcastMessage>,
     now: Instant,
+    /// Where packets to one socket are encoded, reused between them.
+    scratch: String,
 }
+
+/// The largest encoding buffer kept for the next packet.
+const SCRATCH_KEPT: usize = 16 * 1024;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,6 +178,7 @@ impl Server {
             deferred: VecDeque::new(),
             publish: VecDeque::new(),
             now,
+            scratch: String::new(),
         }
     }
 
@@ -452,13 +459,8 @@ impl Server {
     ) -> Result<(), UsageError> {
         check_event_name(event)?;
         let s = self.connected(socket)?;
-        let packet = Packet::Event {
-            nsp: s.nsp.to_string(),
-            id: None,
-            name: event.to_owned(),
-            args,
-        };
-        self.send_to(s.sid, &packet)
+        let (sid, nsp) = (s.sid, s.nsp.clone());
+        self.send_body(sid, 2, &nsp, None, Body::Event(event, &args))
     }
 
     /// Emits `message` (the official `send`).
@@ -485,13 +487,7 @@ impl Server {
             .get_mut(&*nsp)
             .ok_or(UsageError::UnknownSocket(socket))?;
         let id = ns.next_ack;
-        let packet = Packet::Event {
-            nsp: nsp.to_string(),
-            id: Some(id),
-            name: event.to_owned(),
-            args,
-        };
-        self.send_to(sid, &packet)?;
+        self.send_body(sid, 2, &nsp, Some(id), Body::Event(event, &args))?;
         if let Some(ns) = self.namespaces.get_mut(&*nsp) {
             ns.next_ack += 1;
         }
@@ -508,12 +504,8 @@ impl Server {
     /// Answers an event that asked for it ([`Event::Event`]'s `ack`).
     pub fn ack(&mut self, socket: SocketId, id: u64, args: Vec<Value>) -> Result<(), UsageError> {
         let s = self.connected(socket)?;
-        let packet = Packet::Ack {
-            nsp: s.nsp.to_string(),
-            id,
-            args,
-        };
-        self.send_to(s.sid, &packet)
+        let (sid, nsp) = (s.sid, s.nsp.clone());
+        self.send_body(sid, 3, &nsp, Some(id), Body::Args(&args))
     }
 
     /// Adds a socket to a room.
@@ -616,6 +608,36 @@ impl Server {
             .get(&socket)
             .filter(|s| s.connected)
             .ok_or(UsageError::UnknownSocket(socket))
+    }
+
+    /// Encodes a packet from borrowed parts into the reused `scratch`
+    /// buffer and sends it: an event without binary leaves is copied from
+    /// there into its WebSocket frame, with no allocation of its own.
+    fn send_body(
+        &mut self,
+        sid: Sid,
+        kind: u8,
+        nsp: &str,
+        id: Option<u64>,
+        body: Body<'_>,
+    ) -> Result<(), UsageError> {
+        let mut text = std::mem::take(&mut self.scratch);
+        text.clear();
+        let mut attachments = Vec::new();
+        packet::encode_into(kind, nsp, id, body, &mut text, &mut attachments);
+        let sent = if attachments.is_empty() {
+            self.engine.send_text(sid, &text)
+        } else {
+            let mut packets = Vec::with_capacity(1 + attachments.len());
+            packets.push(engineio::Packet::message(text.as_str().to_owned()));
+            packets.extend(attachments.into_iter().map(engineio::Packet::message));
+            self.engine.send_all(sid, &packets)
+        };
+        // A one-off huge message does not pin its buffer.
+        if text.capacity() <= SCRATCH_KEPT {
+            self.scratch = text;
+        }
+        Ok(sent?)
     }
 
     fn send_to(&mut self, sid: Sid, packet: &Packet) -> Result<(), UsageError> {

@@ -539,58 +539,69 @@ pub(crate) fn write_json(v: &Value, out: &mut String, attachments: &mut Option<&
 }
 
 pub(crate) fn write_string(s: &str, out: &mut String) {
-    out.reserve(s.len() + 2);
-    out.push('"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push('"');
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Eight bytes at a time while none needs escaping.
-        if let Some(w) = bytes.get(i..i + 8) {
-            let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            if !needs_escape(v) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
+    let mut i = first_escape(bytes, 0);
+    while let Some(&b) = bytes.get(i) {
         out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{:04x}", b);
-        } else {
-            out.push_str(esc);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                let _ = write!(out, "\\u{:04x}", b);
+            }
         }
-        i += 1;
-        start = i;
+        start = i + 1;
+        i = first_escape(bytes, start);
     }
     out.push_str(&s[start..]);
     out.push('"');
 }
 
-/// Whether any byte of the word is a control character, `"` or `\`.
+/// The index of the first byte at or after `from` that JSON must escape
+/// (a control character, `"` or `\\`), or the length. Eight bytes at a time.
 #[inline]
-pub(crate) fn needs_escape(v: u64) -> bool {
+pub(crate) fn first_escape(bytes: &[u8], from: usize) -> usize {
+    let rest = bytes.get(from..).unwrap_or_default();
+    let mut words = rest.chunks_exact(8);
+    let mut i = from;
+    for w in &mut words {
+        if let Ok(w) = <[u8; 8]>::try_from(w) {
+            let m = escape_mask(u64::from_le_bytes(w));
+            if m != 0 {
+                return i + (m.trailing_zeros() / 8) as usize;
+            }
+        }
+        i += 8;
+    }
+    for &b in words.remainder() {
+        if b < 0x20 || b == b'"' || b == b'\\' {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// The high bit of every byte of the word that is a control character,
+/// `"` or `\\`. Bytes above a match may be flagged too (borrows carry
+/// upwards), but the lowest flagged byte is always a real match.
+#[inline]
+fn escape_mask(v: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // A byte below n leaves its high bit set in (v - n) & !v (exact for
     // n <= 0x80); a byte equal to c is a zero byte of v ^ c.
     let below = |n: u64| v.wrapping_sub(ONES * n) & !v & HIGH;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    below(0x20) | zero(v ^ (ONES * u64::from(b'"'))) | zero(v ^ (ONES * u64::from(b'\\'))) != 0
+    below(0x20) | zero(v ^ (ONES * u64::from(b'"'))) | zero(v ^ (ONES * u64::from(b'\\')))
 }
 
 /// Formats a number as JavaScript's `Number.prototype.toString` does.
@@ -764,6 +775,23 @@ mod tests {
                 let mut out = String::new();
                 write_string(&s, &mut out);
                 assert_eq!(out, reference(&s), "{s:?}");
+            }
+        }
+        // One or two escapes at every position, in and across whole words.
+        for len in 0..40 {
+            for at in 0..len {
+                for (c, d) in [('"', 'é'), ('\u{1}', '\\'), ('\n', 'x'), ('é', '\u{1f}')] {
+                    let s: String = (0..len)
+                        .map(|k| match k {
+                            k if k == at => c,
+                            k if k == (at * 7 + 3) % len => d,
+                            _ => 'a',
+                        })
+                        .collect();
+                    let mut out = String::new();
+                    write_string(&s, &mut out);
+                    assert_eq!(out, reference(&s), "{s:?}");
+                }
             }
         }
     }

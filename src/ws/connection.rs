@@ -567,6 +567,51 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends one message whose payload is `prefix` followed by `payload`,
+    /// both borrowed. The bytes are copied into the send buffer, so once
+    /// that buffer has grown a message costs no allocation: the way to send
+    /// text an upper layer has just encoded into a reusable buffer. For
+    /// text, the two together must be UTF-8.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use wsio::ws::{Config, Connection, DataKind, Transmit};
+    /// let mut ws = Connection::server_upgraded(Config::default());
+    /// ws.send_slices(DataKind::Text, b"4", b"hello").unwrap();
+    /// let Some(Transmit::Data(wire)) = ws.poll_transmit() else { panic!() };
+    /// assert_eq!(&wire[..], b"\x81\x064hello");
+    /// ```
+    pub fn send_slices(
+        &mut self,
+        kind: DataKind,
+        prefix: &[u8],
+        payload: &[u8],
+    ) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(UsageError::FragmentInProgress);
+        }
+        self.check_queue(prefix.len() + payload.len())?;
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: kind.opcode(),
+            mask: self.next_mask(),
+            len: (prefix.len() + payload.len()) as u64,
+        };
+        let mut hbuf = [0u8; MAX_HEADER_LEN];
+        let hlen = frame::write_header(&header, &mut hbuf);
+        self.out.reserve(hlen + prefix.len() + payload.len());
+        self.out.extend_from_slice(&hbuf[..hlen]);
+        let start = self.out.len();
+        self.out.extend_from_slice(prefix);
+        self.out.extend_from_slice(payload);
+        if let Some(key) = header.mask {
+            apply_mask(&mut self.out[start..], key, 0);
+        }
+        Ok(())
+    }
+
     /// Sends several messages, all or none: the send-queue limit is checked
     /// once for their total, so a packet split over several messages (a
     /// Socket.IO event and its attachments) is never cut short.

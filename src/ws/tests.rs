@@ -592,3 +592,33 @@ fn large_frames_are_the_same_however_they_arrive() {
     p.drive();
     assert_eq!(closed(&p.server_events)[0].code, CloseCode::INVALID_PAYLOAD);
 }
+
+#[test]
+fn borrowed_slices_are_sent_as_one_message_either_way() {
+    let mut p = Pair::open(Config::default());
+    let long = "é".repeat(40_000);
+    p.client.send_slices(DataKind::Text, b"4", b"hi").unwrap();
+    p.client
+        .send_slices(DataKind::Binary, &[], &[1, 2, 3])
+        .unwrap();
+    p.server
+        .send_slices(DataKind::Text, b"4", long.as_bytes())
+        .unwrap();
+    p.drive();
+    assert_eq!(
+        messages(&p.server_events),
+        vec![Message::text("4hi"), Message::binary(vec![1u8, 2, 3])]
+    );
+    assert_eq!(
+        messages(&p.client_events),
+        vec![Message::text(format!("4{long}"))]
+    );
+    p.client.send(Message::text("x")).unwrap();
+    p.client
+        .send_fragment(DataKind::Text, Bytes::from_static(b"a"), false)
+        .unwrap();
+    assert_eq!(
+        p.client.send_slices(DataKind::Text, b"", b"b"),
+        Err(UsageError::FragmentInProgress)
+    );
+}
