@@ -185,11 +185,11 @@ impl ServerPkt {
         match self {
             ServerPkt::Open(o) => vec![EPacket::with_text(PacketType::Open, o.json())],
             ServerPkt::ConnectOk { nsp } => sio(&Packet::Connect {
-                nsp: NSPS[usize::from(*nsp) % NSPS.len()].to_owned(),
+                nsp: NSPS[usize::from(*nsp) % NSPS.len()].to_owned().into(),
                 data: Some(Value::object([("sid", Value::from("sock"))])),
             }),
             ServerPkt::AckFor { nsp, id, args } => sio(&Packet::Ack {
-                nsp: NSPS[usize::from(*nsp) % NSPS.len()].to_owned(),
+                nsp: NSPS[usize::from(*nsp) % NSPS.len()].to_owned().into(),
                 id: u64::from(*id % 8),
                 args: args.0.clone(),
             }),
@@ -204,7 +204,7 @@ impl ServerPkt {
                     name.push('!');
                 }
                 sio(&Packet::Event {
-                    nsp: NSPS[usize::from(*nsp) % NSPS.len()].to_owned(),
+                    nsp: NSPS[usize::from(*nsp) % NSPS.len()].to_owned().into(),
                     id: ack.map(|a| u64::from(a % 8)),
                     name,
                     args: args.0.clone(),

@@ -180,8 +180,13 @@ fn packets_same(a: &Packet, b: &Packet) -> bool {
 
 fn json(text: &str) {
     let fast = Value::from_json(text).map(|v| format!("{v:?}")).ok();
-    let reference = serde_json::from_str::<Value>(text).map(|v| format!("{v:?}")).ok();
-    assert_eq!(fast, reference, "from_json and serde_json disagree on {text:?}");
+    let reference = serde_json::from_str::<Value>(text)
+        .map(|v| format!("{v:?}"))
+        .ok();
+    assert_eq!(
+        fast, reference,
+        "from_json and serde_json disagree on {text:?}"
+    );
     let Ok(v) = Value::from_json(text) else {
         return;
     };

@@ -270,7 +270,10 @@ impl Peer {
                 assert!(!self.engine_open, "open packet twice");
                 self.engine_open = true;
                 if let Some(nsp) = self.join.clone() {
-                    self.send_sio(&Packet::Connect { nsp, data: None });
+                    self.send_sio(&Packet::Connect {
+                        nsp: nsp.into(),
+                        data: None,
+                    });
                 }
                 return;
             }
@@ -298,7 +301,7 @@ impl Peer {
                             args: Vec::new(),
                         });
                     } else {
-                        self.asked.push((nsp, id));
+                        self.asked.push((nsp.into_owned(), id));
                     }
                 }
             }
@@ -684,7 +687,7 @@ impl Sim {
                 if !p.asked.is_empty() {
                     let (nsp, id) = p.asked.remove(usize::from(which) % p.asked.len());
                     p.send_sio(&Packet::Ack {
-                        nsp,
+                        nsp: nsp.into(),
                         id,
                         args: args.0,
                     });

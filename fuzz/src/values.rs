@@ -201,21 +201,21 @@ pub fn packet(u: &mut Unstructured, placeholder_keys: bool) -> Result<Packet> {
     let nsp = nsp(u, true)?;
     Ok(match u.int_in_range(0..=4)? {
         0 => Packet::Connect {
-            nsp,
+            nsp: nsp.into(),
             data: if u.arbitrary()? {
                 Some(object(u, placeholder_keys)?)
             } else {
                 None
             },
         },
-        1 => Packet::Disconnect { nsp },
+        1 => Packet::Disconnect { nsp: nsp.into() },
         2 => {
             let mut name = Name::arbitrary(u)?.0;
             if RESERVED_EVENTS.contains(&name.as_str()) {
                 name.push('!');
             }
             Packet::Event {
-                nsp,
+                nsp: nsp.into(),
                 id: if u.arbitrary()? {
                     Some(u.arbitrary()?)
                 } else {
@@ -226,12 +226,12 @@ pub fn packet(u: &mut Unstructured, placeholder_keys: bool) -> Result<Packet> {
             }
         }
         3 => Packet::Ack {
-            nsp,
+            nsp: nsp.into(),
             id: u.arbitrary()?,
             args: values(u, 4, placeholder_keys)?,
         },
         _ => Packet::ConnectError {
-            nsp,
+            nsp: nsp.into(),
             data: if u.arbitrary()? {
                 object(u, placeholder_keys)?
             } else {

@@ -852,7 +852,7 @@ impl Client {
             return Ok(false);
         }
         let packet = Packet::Event {
-            nsp: n.name.clone(),
+            nsp: n.name.clone().into(),
             id: None,
             name: name.to_owned(),
             args,
@@ -875,7 +875,7 @@ impl Client {
             return Err(ClientUsageError::NotConnected);
         }
         let packet = Packet::Ack {
-            nsp: n.name.clone(),
+            nsp: n.name.clone().into(),
             id,
             args,
         };
@@ -912,7 +912,7 @@ impl Client {
         let n = self.get(nsp).ok_or(ClientUsageError::UnknownNsp(nsp))?;
         if n.connected() && self.ready == Ready::Open {
             let packet = Packet::Disconnect {
-                nsp: n.name.clone(),
+                nsp: n.name.clone().into(),
             };
             self.write_packet(now, &packet);
         }
@@ -933,7 +933,7 @@ impl Client {
             }
             if n.connected() && self.ready == Ready::Open {
                 let packet = Packet::Disconnect {
-                    nsp: n.name.clone(),
+                    nsp: n.name.clone().into(),
                 };
                 self.write_packet(now, &packet);
             }
@@ -1327,7 +1327,7 @@ impl Client {
         };
         n.state = NspState::Connecting;
         let packet = Packet::Connect {
-            nsp: n.name.clone(),
+            nsp: n.name.clone().into(),
             data: n.auth.clone(),
         };
         self.write_packet(now, &packet);
@@ -1344,7 +1344,7 @@ impl Client {
         check_event_name(name)?;
         let n = self.get(nsp).ok_or(ClientUsageError::UnknownNsp(nsp))?;
         let packet = Packet::Event {
-            nsp: n.name.clone(),
+            nsp: n.name.clone().into(),
             id,
             name: name.to_owned(),
             args,

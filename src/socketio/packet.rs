@@ -2,7 +2,7 @@
 //! `<type>[<attachments>-][<namespace>,][<ack id>][<JSON>]`, followed, for
 //! binary packets, by one Engine.IO binary message per attachment.
 
-use std::fmt::Write as _;
+use std::{borrow::Cow, fmt::Write as _};
 
 use bytes::Bytes;
 
@@ -27,19 +27,19 @@ pub enum Packet {
     /// server), or the answer with the socket id (server to client).
     Connect {
         /// The namespace.
-        nsp: String,
+        nsp: Cow<'static, str>,
         /// The payload: an object, or none.
         data: Option<Value>,
     },
     /// `1`: leave a namespace.
     Disconnect {
         /// The namespace.
-        nsp: String,
+        nsp: Cow<'static, str>,
     },
     /// `2` or `5`: an event.
     Event {
         /// The namespace.
-        nsp: String,
+        nsp: Cow<'static, str>,
         /// The ack id, if the sender wants an answer.
         id: Option<u64>,
         /// The event name.
@@ -50,7 +50,7 @@ pub enum Packet {
     /// `3` or `6`: the answer to an event.
     Ack {
         /// The namespace.
-        nsp: String,
+        nsp: Cow<'static, str>,
         /// The id of the event answered.
         id: u64,
         /// The answer's arguments.
@@ -59,7 +59,7 @@ pub enum Packet {
     /// `4`: a namespace connection was refused.
     ConnectError {
         /// The namespace.
-        nsp: String,
+        nsp: Cow<'static, str>,
         /// Usually `{"message": ..., "data": ...}`.
         data: Value,
     },
@@ -229,7 +229,7 @@ pub enum DecodeError {
 #[derive(Debug)]
 struct PendingBinary {
     kind: u8,
-    nsp: String,
+    nsp: Cow<'static, str>,
     id: Option<u64>,
     json: String,
     expected: usize,
@@ -303,11 +303,11 @@ impl Decoder {
                 .iter()
                 .position(|&c| c == b',')
                 .map_or(b.len(), |p| i + p);
-            let nsp = s[i..end].to_owned();
+            let nsp = Cow::Owned(s[i..end].to_owned());
             i = (end + 1).min(b.len());
             nsp
         } else {
-            "/".to_owned()
+            Cow::Borrowed("/")
         };
         let mut id = None;
         let start = i;
@@ -364,7 +364,7 @@ fn parse(json: &str) -> Result<Option<Value>, DecodeError> {
 
 fn build(
     kind: u8,
-    nsp: String,
+    nsp: Cow<'static, str>,
     id: Option<u64>,
     json: &str,
     attachments: &[Bytes],

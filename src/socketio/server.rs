@@ -442,7 +442,7 @@ impl Server {
         let _ = self.send_to(
             sid,
             &Packet::ConnectError {
-                nsp: nsp.to_string(),
+                nsp: nsp.to_string().into(),
                 data: Value::Object(body),
             },
         );
@@ -562,7 +562,7 @@ impl Server {
         for id in targets {
             if let Some(s) = self.sockets.get(&id).filter(|s| s.connected) {
                 let packet = Packet::Disconnect {
-                    nsp: s.nsp.to_string(),
+                    nsp: s.nsp.to_string().into(),
                 };
                 let _ = self.send_to(s.sid, &packet);
             }
@@ -713,7 +713,11 @@ impl Server {
         let connected = socket.is_some_and(|id| self.sockets.get(&id).is_some_and(|s| s.connected));
         match packet {
             Packet::Connect { nsp, data } if socket.is_none() => {
-                self.connect(sid, nsp, data.unwrap_or_else(|| Value::Object(Vec::new())));
+                self.connect(
+                    sid,
+                    nsp.into_owned(),
+                    data.unwrap_or_else(|| Value::Object(Vec::new())),
+                );
             }
             Packet::Event { name, args, id, .. } if connected => {
                 if let Some(socket) = socket {
@@ -752,7 +756,13 @@ impl Server {
             let create = self.dynamic.as_ref().is_some_and(|f| f(&nsp, &auth));
             if !create {
                 let data = Value::object([("message", Value::from("Invalid namespace"))]);
-                let _ = self.send_to(sid, &Packet::ConnectError { nsp, data });
+                let _ = self.send_to(
+                    sid,
+                    &Packet::ConnectError {
+                        nsp: nsp.into(),
+                        data,
+                    },
+                );
                 return;
             }
             self.namespaces.insert(nsp.clone(), Namespace::default());
@@ -818,7 +828,7 @@ impl Server {
         let _ = self.send_to(
             sid,
             &Packet::Connect {
-                nsp: nsp.to_string(),
+                nsp: nsp.to_string().into(),
                 data: Some(data),
             },
         );
@@ -1008,7 +1018,7 @@ impl Broadcast<'_> {
     pub fn emit(self, event: &str, args: Vec<Value>) -> Result<usize, UsageError> {
         check_event_name(event)?;
         let packet = Packet::Event {
-            nsp: self.nsp.clone(),
+            nsp: self.nsp.clone().into(),
             id: None,
             name: event.to_owned(),
             args,
