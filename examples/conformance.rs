@@ -1,13 +1,16 @@
 //! The reference behaviour of `../shared/CONFORMANCE.md`: the server every
 //! interop test and the official protocol suites run against.
 //!
-//! `cargo run --example conformance -- --port 3000 [--ping-interval MS] [--ping-timeout MS]`
+//! `cargo run --example conformance -- --port 3000 [--ping-interval MS] [--ping-timeout MS] [--driver epoll|smol]`
 //!
 //! * `/socket.io/`: Socket.IO with namespaces `/` and `/custom`.
 //! * `/engine.io/`: a raw Engine.IO echo, served by a second Engine.IO
 //!   server behind the first: requests for that path are handed across
 //!   (polling as embedded requests, WebSockets by moving the connection).
 //! * anything else: 404.
+//!
+//! The sockets are driven by `common::epoll::serve` (Linux; the default
+//! there) or `common::net::serve` on smol (`--driver smol`, and elsewhere).
 
 mod common;
 
@@ -303,6 +306,16 @@ fn main() -> std::io::Result<()> {
     let port: u16 = common::arg("--port").unwrap_or(3000);
     let ping_interval: u64 = common::arg("--ping-interval").unwrap_or(300);
     let ping_timeout: u64 = common::arg("--ping-timeout").unwrap_or(200);
+    let smol = match common::arg::<String>("--driver").as_deref() {
+        None | Some("epoll") => !cfg!(target_os = "linux"),
+        Some("smol") => true,
+        Some(other) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("--driver {other}: epoll (Linux) or smol"),
+            ));
+        }
+    };
 
     let config = socketio::Config::default()
         .engine(engine_config(ping_interval, ping_timeout, "/socket.io/"))
@@ -332,5 +345,12 @@ fn main() -> std::io::Result<()> {
         handed: HashMap::new(),
         asks: HashMap::new(),
     };
-    common::net::serve(listener, app)
+    if smol {
+        common::net::serve(listener, app)
+    } else {
+        #[cfg(target_os = "linux")]
+        return common::epoll::serve(listener, app);
+        #[cfg(not(target_os = "linux"))]
+        common::net::serve(listener, app)
+    }
 }

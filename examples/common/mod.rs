@@ -2,6 +2,8 @@
 //! It is the whole adapter: move bytes and time, nothing else.
 #![allow(dead_code)]
 
+#[cfg(target_os = "linux")]
+pub mod epoll;
 pub mod net;
 
 use std::time::Instant;

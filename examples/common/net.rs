@@ -12,8 +12,11 @@
 //!   buffer for all connections; answers are written at once, gathered per
 //!   connection into one vectored write, and only a connection whose socket
 //!   is full keeps bytes queued. One small task per connection and no
-//!   buffer of its own: what the load benchmarks (`scripts/bench-e2e.sh`)
-//!   run.
+//!   buffer of its own.
+//!
+//! [`Conns`], [`Handler`] and [`Io`] are shared with `super::epoll::serve`,
+//! the same loop on a raw level-triggered `epoll` instead of smol's reactor
+//! and tasks: what the load benchmarks (`scripts/bench-e2e.sh`) run.
 #![allow(dead_code)]
 
 use std::{collections::HashMap, net::SocketAddr, time::Instant};
@@ -219,7 +222,7 @@ pub trait Handler {
 /// A waker slot with a flag: how the loop tells a connection's task that
 /// its socket must be watched for writing, or closed.
 #[derive(Default)]
-struct Signal {
+pub(super) struct Signal {
     set: std::cell::Cell<bool>,
     waker: std::cell::Cell<Option<std::task::Waker>>,
 }
@@ -259,25 +262,66 @@ impl Signal {
 
 type Stream = std::rc::Rc<smol::Async<std::net::TcpStream>>;
 
-struct Conn {
-    stream: Stream,
-    signal: std::rc::Rc<Signal>,
+/// A connection's socket, and how its driver learns that the socket must be
+/// watched for writing, or closed.
+pub(super) enum Sock {
+    /// [`serve`]: the connection's task holds the stream too and waits on
+    /// the signal.
+    Task {
+        stream: Stream,
+        signal: std::rc::Rc<Signal>,
+    },
+    /// `epoll::serve`: the loop watches the socket; the key goes on
+    /// [`Conns::woken`].
+    Polled {
+        stream: std::net::TcpStream,
+        /// The events the socket is registered for (0: not registered).
+        events: u32,
+        /// Input is still wanted (no end of file or error yet).
+        reading: bool,
+    },
+}
+
+impl Sock {
+    pub(super) fn stream(&self) -> &std::net::TcpStream {
+        match self {
+            Sock::Task { stream, .. } => stream.get_ref(),
+            Sock::Polled { stream, .. } => stream,
+        }
+    }
+}
+
+pub(super) struct Conn {
+    pub(super) sock: Sock,
     /// Bytes not yet written, oldest first.
-    pending: std::collections::VecDeque<Bytes>,
+    pub(super) pending: std::collections::VecDeque<Bytes>,
     /// In the dirty list.
     dirty: bool,
-    /// The socket was full: the task waits for it to take more.
-    blocked: bool,
+    /// The socket was full: the driver waits for it to take more.
+    pub(super) blocked: bool,
     /// Close once `pending` is written.
-    closing: bool,
+    pub(super) closing: bool,
+}
+
+impl Conn {
+    /// Tells the driver to look at this connection again.
+    fn wake(&self, key: u64, woken: &mut Vec<u64>) {
+        match &self.sock {
+            Sock::Task { signal, .. } => signal.notify(),
+            Sock::Polled { .. } => woken.push(key),
+        }
+    }
 }
 
 /// The connections of [`serve`], by key: the handler writes and closes
 /// through this.
 #[derive(Default)]
 pub struct Conns {
-    map: IdMap<u64, Conn>,
+    pub(super) map: IdMap<u64, Conn>,
     dirty: Vec<u64>,
+    /// `Sock::Polled` connections that became blocked, or finished
+    /// writing before a close, since the driver last looked.
+    pub(super) woken: Vec<u64>,
     next: u64,
 }
 
@@ -329,29 +373,37 @@ impl Conns {
     }
 
     fn register(&mut self, stream: Stream) -> (u64, std::rc::Rc<Signal>) {
-        self.next += 1;
         let signal = std::rc::Rc::new(Signal::default());
+        let key = self.insert(Sock::Task {
+            stream,
+            signal: signal.clone(),
+        });
+        (key, signal)
+    }
+
+    /// Adds a connection under a new key (never 0, never reused).
+    pub(super) fn insert(&mut self, sock: Sock) -> u64 {
+        self.next += 1;
         self.map.insert(
             self.next,
             Conn {
-                stream,
-                signal: signal.clone(),
+                sock,
                 pending: std::collections::VecDeque::new(),
                 dirty: false,
                 blocked: false,
                 closing: false,
             },
         );
-        (self.next, signal)
+        self.next
     }
 
     /// Writes what every dirty connection has queued.
-    fn flush(&mut self) {
+    pub(super) fn flush(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for key in dirty.drain(..) {
             if let Some(c) = self.map.get_mut(&key) {
                 c.dirty = false;
-                Self::write_out(c);
+                Self::write_out(key, c, &mut self.woken);
             }
         }
         // Keep the allocation for next time.
@@ -361,12 +413,13 @@ impl Conns {
     }
 
     /// Writes what `c` has queued without waiting; a full socket makes the
-    /// connection's task wait for it, a finished close wakes it to close.
-    fn write_out(c: &mut Conn) {
+    /// driver wait for it, a finished close wakes the driver to close.
+    pub(super) fn write_out(key: u64, c: &mut Conn, woken: &mut Vec<u64>) {
         use std::io::{IoSlice, Write as _};
         while !c.pending.is_empty() {
+            let mut stream = c.sock.stream();
             let res = if c.pending.len() == 1 {
-                c.stream.get_ref().write(&c.pending[0])
+                stream.write(&c.pending[0])
             } else {
                 let mut iov = [IoSlice::new(&[]); MAX_IOV];
                 let mut n = 0;
@@ -374,7 +427,7 @@ impl Conns {
                     *slot = IoSlice::new(b);
                     n += 1;
                 }
-                c.stream.get_ref().write_vectored(&iov[..n])
+                stream.write_vectored(&iov[..n])
             };
             match res {
                 Ok(mut n) if n > 0 => {
@@ -394,7 +447,7 @@ impl Conns {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if !c.blocked {
                         c.blocked = true;
-                        c.signal.notify();
+                        c.wake(key, woken);
                     }
                     return;
                 }
@@ -410,7 +463,7 @@ impl Conns {
             c.blocked = false;
         }
         if c.closing {
-            c.signal.notify();
+            c.wake(key, woken);
         }
     }
 }
@@ -568,8 +621,9 @@ async fn conn_task<H: Handler>(
             Wake::Signal => {}
             Wake::Write => {
                 let mut h = driver.handler.borrow_mut();
-                if let Some(c) = h.conns().map.get_mut(&key) {
-                    Conns::write_out(c);
+                let conns = h.conns();
+                if let Some(c) = conns.map.get_mut(&key) {
+                    Conns::write_out(key, c, &mut conns.woken);
                 }
             }
             Wake::Read => loop {

@@ -1,0 +1,433 @@
+//! The server driver of [`super::net::serve`] on a raw, level-triggered
+//! Linux `epoll`, for the same [`Handler`]: one thread, one `epoll`
+//! instance, no executor, no timer descriptor, no other thread.
+//!
+//! Each socket is registered once and its interest changed only when it
+//! changes: reading until the peer's end of file, writing while a socket
+//! is full. Level-triggered, so a short read goes straight back to
+//! `epoll_wait` (the socket is reported again if more arrives) and nothing
+//! needs re-arming. Time is `epoll_wait`'s timeout, from
+//! [`Handler::deadline`]. What gets written, when, and how connections
+//! close are `Conns`' and the same as with `net::serve`.
+
+use std::{
+    collections::VecDeque,
+    io::{self, Read as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+    time::{Duration, Instant},
+};
+
+use super::net::{Handler, IdMap, Io, Sock};
+
+/// The listener's key in `epoll` (connection keys start at 1).
+const LISTENER: u64 = 0;
+/// Connections accepted per readiness of the listener, so that a flood of
+/// them does not starve the connections already open.
+const MAX_ACCEPTS: usize = 64;
+/// Full buffers read from one connection per readiness.
+const MAX_READS: usize = 16;
+/// Events taken per `epoll_wait`.
+const MAX_EVENTS: usize = 256;
+/// How long a closed connection's input is read and discarded.
+const DRAIN: Duration = Duration::from_secs(1);
+/// How long accepting pauses after an error such as running out of
+/// descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+
+const READ: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+const WRITE: u32 = libc::EPOLLOUT as u32;
+
+/// Runs `handler` on `listener` until the process ends, on this thread.
+pub fn serve<H: Handler>(listener: TcpListener, handler: H) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    // SAFETY: `epoll_create1` takes no pointers; a non-negative result is a
+    // new descriptor that nothing else owns.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `ep` is a fresh descriptor, owned from here on.
+    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+    ctl(
+        ep.as_raw_fd(),
+        libc::EPOLL_CTL_ADD,
+        listener.as_raw_fd(),
+        libc::EPOLLIN as u32,
+        LISTENER,
+    )?;
+    Loop {
+        ep,
+        listener,
+        handler,
+        buf: vec![0; 64 * 1024],
+        draining: IdMap::default(),
+        drain_due: VecDeque::new(),
+        accept_paused: None,
+    }
+    .run()
+}
+
+struct Loop<H> {
+    ep: OwnedFd,
+    listener: TcpListener,
+    handler: H,
+    /// One read buffer for all connections.
+    buf: Vec<u8>,
+    /// Closed connections whose input is read until the peer closes too.
+    draining: IdMap<u64, TcpStream>,
+    /// When each of `draining` gives up, in order (stale entries skipped).
+    drain_due: VecDeque<(Instant, u64)>,
+    /// Accepting failed: the listener is out of `epoll` until then.
+    accept_paused: Option<Instant>,
+}
+
+impl<H: Handler> Loop<H> {
+    fn run(mut self) -> io::Result<()> {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
+        loop {
+            let timeout = self.timeout(Instant::now());
+            // SAFETY: `events` is valid for `MAX_EVENTS` entries, which the
+            // kernel fills at most.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.ep.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    MAX_EVENTS as libc::c_int,
+                    timeout,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for ev in &events[..n as usize] {
+                // Copies: `epoll_event` is packed on x86_64.
+                let (key, flags) = (ev.u64, ev.events);
+                if key == LISTENER {
+                    self.accept();
+                } else if self.draining.contains_key(&key) {
+                    self.drain(key);
+                } else {
+                    if flags & (WRITE | (libc::EPOLLERR | libc::EPOLLHUP) as u32) != 0 {
+                        self.writable(key);
+                    }
+                    if flags & !WRITE != 0 {
+                        self.readable(key);
+                    }
+                }
+            }
+            self.timers(Instant::now());
+        }
+    }
+
+    /// Milliseconds until the next thing due, rounded up; -1 for none.
+    fn timeout(&mut self, now: Instant) -> libc::c_int {
+        while let Some(&(_, key)) = self.drain_due.front() {
+            if self.draining.contains_key(&key) {
+                break;
+            }
+            self.drain_due.pop_front();
+        }
+        let next = [
+            self.handler.deadline(),
+            self.drain_due.front().map(|&(t, _)| t),
+            self.accept_paused,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next {
+            None => -1,
+            Some(t) => {
+                let wait = t.saturating_duration_since(now);
+                let ms = wait.as_millis() + u128::from(wait.subsec_nanos() % 1_000_000 != 0);
+                ms.min(libc::c_int::MAX as u128) as libc::c_int
+            }
+        }
+    }
+
+    /// Whatever is due at `now`: the handler's timeout, drains given up,
+    /// accepting again.
+    fn timers(&mut self, now: Instant) {
+        if self.handler.deadline().is_some_and(|d| d <= now) {
+            self.input(Io::Timeout);
+        }
+        while let Some(&(t, key)) = self.drain_due.front() {
+            if t > now {
+                break;
+            }
+            self.drain_due.pop_front();
+            // Closing the socket takes it out of `epoll`.
+            self.draining.remove(&key);
+        }
+        if self.accept_paused.is_some_and(|t| t <= now) {
+            let (ep, fd) = (self.ep.as_raw_fd(), self.listener.as_raw_fd());
+            if ctl(ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, LISTENER).is_ok() {
+                self.accept_paused = None;
+            } else {
+                self.accept_paused = Some(now + ACCEPT_PAUSE);
+            }
+        }
+    }
+
+    /// Hands `io` to the handler, writes what it queued, then acts on the
+    /// connections that became blocked or finished closing.
+    fn input(&mut self, io: Io<'_>) {
+        self.handler.handle(io);
+        self.handler.conns().flush();
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        while let Some(key) = self.handler.conns().woken.pop() {
+            self.update(key);
+        }
+    }
+
+    /// Accepts what is waiting, up to `MAX_ACCEPTS`.
+    fn accept(&mut self) {
+        for _ in 0..MAX_ACCEPTS {
+            let (stream, peer) = match accept(self.listener.as_raw_fd()) {
+                Ok(s) => s,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
+                    // Out of descriptors, say: stop watching the listener
+                    // for a little while instead of being told at once again.
+                    _ => {
+                        let fd = self.listener.as_raw_fd();
+                        if ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, 0, LISTENER).is_ok() {
+                            self.accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
+                        }
+                        return;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let conns = self.handler.conns();
+            let key = conns.insert(Sock::Polled {
+                stream,
+                events: 0,
+                reading: true,
+            });
+            // Registers the socket; if `epoll` has no room for it, it is
+            // dropped (closed) before the handler hears of it.
+            self.update(key);
+            let conns = self.handler.conns();
+            match conns.map.get(&key) {
+                Some(c) if matches!(c.sock, Sock::Polled { events: READ, .. }) => {
+                    self.input(Io::Accepted(key, peer));
+                }
+                _ => {
+                    conns.map.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Reads what a connection has to say and hands it to the handler.
+    fn readable(&mut self, key: u64) {
+        for _ in 0..MAX_READS {
+            let Some(c) = self.handler.conns().map.get(&key) else {
+                return;
+            };
+            let Sock::Polled {
+                stream,
+                reading: true,
+                ..
+            } = &c.sock
+            else {
+                return;
+            };
+            match (&*stream).read(&mut self.buf) {
+                Ok(n) if n > 0 => {
+                    let full = n == self.buf.len();
+                    self.handler.handle(Io::Data(key, &self.buf[..n]));
+                    self.handler.conns().flush();
+                    self.settle();
+                    if !full {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // End of file, or the connection failed.
+                _ => {
+                    let conns = self.handler.conns();
+                    if let Some(c) = conns.map.get_mut(&key) {
+                        if let Sock::Polled { reading, .. } = &mut c.sock {
+                            *reading = false;
+                        }
+                        conns.woken.push(key);
+                    }
+                    self.input(Io::Eof(key));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A full socket takes more: writes what is queued.
+    fn writable(&mut self, key: u64) {
+        let conns = self.handler.conns();
+        let Some(c) = conns.map.get_mut(&key) else {
+            return;
+        };
+        if !c.blocked {
+            return;
+        }
+        super::net::Conns::write_out(key, c, &mut conns.woken);
+        conns.woken.push(key);
+        self.settle();
+    }
+
+    /// Brings a connection's registration in line with what it waits for;
+    /// once it is closing and has nothing left to write, shuts it down.
+    fn update(&mut self, key: u64) {
+        let ep = self.ep.as_raw_fd();
+        let conns = self.handler.conns();
+        let Some(c) = conns.map.get_mut(&key) else {
+            return;
+        };
+        let done = c.closing && c.pending.is_empty();
+        let blocked = c.blocked;
+        let Sock::Polled {
+            stream,
+            events,
+            reading,
+        } = &mut c.sock
+        else {
+            return;
+        };
+        if done {
+            let reading = *reading;
+            let registered = *events;
+            let Some(c) = conns.map.remove(&key) else {
+                return;
+            };
+            let Sock::Polled { stream, .. } = c.sock else {
+                return;
+            };
+            // After the peer's end of file there is nothing to drain and
+            // closing sends our FIN: the socket is simply dropped (which
+            // also takes it out of `epoll`). Otherwise our FIN now, then
+            // input is read and discarded until the peer closes, so that
+            // our last bytes are not lost to a reset.
+            if reading {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                if registered == READ
+                    || ctl(ep, op(registered, READ), stream.as_raw_fd(), READ, key).is_ok()
+                {
+                    self.draining.insert(key, stream);
+                    self.drain_due.push_back((Instant::now() + DRAIN, key));
+                }
+            }
+            return;
+        }
+        let want = (if *reading { READ } else { 0 }) | (if blocked { WRITE } else { 0 });
+        if want != *events {
+            match ctl(ep, op(*events, want), stream.as_raw_fd(), want, key) {
+                Ok(()) => *events = want,
+                // Only when the kernel is out of memory; the handler's
+                // heartbeat ends such a connection.
+                Err(e) => eprintln!("epoll_ctl on connection {key}: {e}"),
+            }
+        }
+    }
+
+    /// Reads and discards a closed connection's input; drops it at the
+    /// peer's end of file.
+    fn drain(&mut self, key: u64) {
+        let Some(stream) = self.draining.get(&key) else {
+            return;
+        };
+        let done = match (&*stream).read(&mut self.buf) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        };
+        if done {
+            self.draining.remove(&key);
+        }
+    }
+}
+
+/// The `epoll_ctl` operation that changes a registration from `from` to
+/// `to` events (0: not registered).
+fn op(from: u32, to: u32) -> libc::c_int {
+    match (from, to) {
+        (0, _) => libc::EPOLL_CTL_ADD,
+        (_, 0) => libc::EPOLL_CTL_DEL,
+        _ => libc::EPOLL_CTL_MOD,
+    }
+}
+
+fn ctl(ep: RawFd, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: key };
+    // SAFETY: `ev` is a valid event for the duration of the call (the
+    // kernel copies it; `EPOLL_CTL_DEL` ignores it); bad descriptors are
+    // reported as errors.
+    if unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Accepts one connection, already non-blocking and close-on-exec (one
+/// `accept4` instead of `accept` plus an `ioctl`).
+fn accept(listener: RawFd) -> io::Result<(TcpStream, Option<SocketAddr>)> {
+    // SAFETY: all-zero bytes are a valid `sockaddr_storage`.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `addr` and `len` are valid for writing and `len` holds the
+    // size of `addr`, which the kernel does not exceed.
+    let fd = unsafe {
+        libc::accept4(
+            listener,
+            (&raw mut addr).cast::<libc::sockaddr>(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new connected socket that nothing else owns.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    Ok((stream, socket_addr(&addr, len)))
+}
+
+/// The peer's address as `accept4` wrote it.
+fn socket_addr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    let (len, family) = (len as usize, i32::from(addr.ss_family));
+    let addr: *const libc::sockaddr_storage = addr;
+    match family {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`, of
+            // which `len` bytes were written; storage is aligned for it.
+            let a = unsafe { &*addr.cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let a = unsafe { &*addr.cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
