@@ -58,6 +58,20 @@ fn official_socket_io_client_polling_then_upgrade() {
     );
 }
 
+/// The example runs on its own epoll loop by default; the smol driver it
+/// also has must serve the official client just as well.
+#[test]
+fn official_socket_io_client_on_the_smol_driver() {
+    let server = conformance_with(&["--driver", "smol"]);
+    for mode in ["websocket", "both"] {
+        check_runner(
+            "sio-client-check.js",
+            &format!("http://127.0.0.1:{}", server.port),
+            &["--transports", mode],
+        );
+    }
+}
+
 #[test]
 fn official_engine_io_client_on_the_echo_path() {
     let server = conformance();

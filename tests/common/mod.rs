@@ -141,8 +141,13 @@ pub fn run(name: &str, mut cmd: Command, limit: Duration) -> (bool, String) {
 
 /// The conformance example on a free port.
 pub fn conformance() -> Proc {
+    conformance_with(&[])
+}
+
+/// The `conformance` example with extra arguments, on a free port.
+pub fn conformance_with(extra: &[&str]) -> Proc {
     let mut c = example("conformance");
-    c.args(["--port", "0"]);
+    c.args(["--port", "0"]).args(extra);
     spawn_ready("conformance", c)
 }
 
