@@ -144,6 +144,17 @@ struct Current {
     discard: bool,
 }
 
+/// What [`Connection::take_whole_frame`] did.
+enum Whole {
+    /// A whole message, cut from the input.
+    Message(Message),
+    /// A frame was consumed without a message (dropped, or it failed the
+    /// connection).
+    Consumed,
+    /// Not the common case: take the general path.
+    Other,
+}
+
 /// Payloads at most this long are copied next to their header; longer ones
 /// are queued as their own `Bytes`, without a copy.
 const COPY_THRESHOLD: usize = 1024;
@@ -451,10 +462,20 @@ impl Connection {
     /// a message before the frames after it are even looked at, so a reply
     /// is never overtaken by a close that a later bad frame causes.
     pub fn poll_event(&mut self) -> Option<Event> {
-        if self.events.is_empty() && !self.rbuf.is_empty() {
-            if let (Some(now), Phase::Open | Phase::Closing { .. }) = (self.last_now, &self.phase) {
-                self.read_frames(now, false);
+        if let Some(ev) = self.events.pop_front() {
+            return Some(ev);
+        }
+        if self.rbuf.is_empty() {
+            return None;
+        }
+        if let (Some(now), Phase::Open | Phase::Closing { .. }) = (self.last_now, &self.phase) {
+            // The common case straight to the caller, without the queue.
+            if self.current.is_none() && self.partial.is_none() && self.big.is_none() {
+                if let Whole::Message(m) = self.take_whole_frame(now) {
+                    return Some(Event::Message(m));
+                }
             }
+            self.read_frames(now, false);
         }
         self.events.pop_front()
     }
@@ -744,10 +765,13 @@ impl Connection {
                 continue;
             }
             if self.current.is_none() && self.partial.is_none() {
-                match self.read_whole_frame(now) {
-                    Some(true) => continue,
-                    Some(false) => return,
-                    None => {}
+                match self.take_whole_frame(now) {
+                    Whole::Message(m) => {
+                        self.events.push_back(Event::Message(m));
+                        continue;
+                    }
+                    Whole::Consumed => continue,
+                    Whole::Other => {}
                 }
             }
             let cur = match self.current {
@@ -826,38 +850,62 @@ impl Connection {
     }
 
     /// The common case in one step: a whole final text or binary frame at
-    /// the front of the input, no message in progress. `Some(true)`: one
-    /// frame handled; `Some(false)`: the connection failed; `None`: not
-    /// that case, take the general path.
+    /// the front of the input, no message in progress (the caller checks
+    /// `current`, `partial` and `big`). The frame is unmasked, checked and
+    /// cut from the input with one `split_to`.
     #[inline]
-    fn read_whole_frame(&mut self, now: Instant) -> Option<bool> {
+    fn take_whole_frame(&mut self, now: Instant) -> Whole {
+        if self.input_poisoned {
+            return Whole::Other;
+        }
         let Ok(Some((h, hlen))) = frame::decode_header(&self.rbuf) else {
-            return None;
+            return Whole::Other;
         };
-        let kind = match h.opcode {
-            OpCode::Text if h.fin => DataKind::Text,
-            OpCode::Binary if h.fin => DataKind::Binary,
-            _ => return None,
+        let text = match h.opcode {
+            OpCode::Text if h.fin => true,
+            OpCode::Binary if h.fin => false,
+            _ => return Whole::Other,
         };
-        let len = usize::try_from(h.len).ok()?;
-        if self.rbuf.len() - hlen < len {
-            return None;
+        let Some(end) = usize::try_from(h.len)
+            .ok()
+            .and_then(|len| len.checked_add(hlen))
+            .filter(|&end| end <= self.rbuf.len())
+        else {
+            return Whole::Other;
+        };
+        // `check_header` for this case (no message in progress): anything
+        // it would refuse takes the general path, which fails the
+        // connection with the right error.
+        if h.rsv != 0
+            || h.mask.is_some() != (self.role == Role::Server)
+            || h.len > self.config.max_frame_size.min(self.config.max_message_size) as u64
+        {
+            return Whole::Other;
         }
-        if let Err(e) = self.check_header(&h) {
-            self.fail(now, e, true);
-            return Some(false);
-        }
-        let mut payload = self.rbuf.split_to(hlen + len);
-        payload.advance(hlen);
+        let payload = &mut self.rbuf[hlen..end];
         if let Some(key) = h.mask {
-            apply_mask(&mut payload, key, 0);
+            apply_mask(payload, key, 0);
         }
-        if kind == DataKind::Text && !self.utf8.feed(&payload) {
+        let valid = !text || super::utf8::validate(payload);
+        let mut data = self.rbuf.split_to(end).freeze();
+        data.advance(hlen);
+        if self.rbuf.is_empty() {
+            // See the end of `read_frames`.
+            self.rbuf = BytesMut::new();
+        }
+        if !valid {
             self.fail(now, ProtocolError::InvalidUtf8.into(), false);
-            return Some(!matches!(self.phase, Phase::Closed));
+            return Whole::Consumed;
         }
-        self.deliver(now, kind, payload);
-        Some(true)
+        if self.close_sent && self.closed_emitted {
+            // As in `deliver`: data after our close frame is dropped.
+            return Whole::Consumed;
+        }
+        Whole::Message(if text {
+            Message::Text(Utf8Bytes::from_validated(data))
+        } else {
+            Message::Binary(data)
+        })
     }
 
     /// Appends the next bytes of the large frame in progress (unmasked and

@@ -31,15 +31,14 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
     // The tail: 8 and 4 bytes at a time, then single bytes. Small frames
     // (most messages) live entirely here.
-    let mut rest = chunks.into_remainder();
-    while rest.len() >= 8 {
-        let (lane, tail) = rest.split_at_mut(8);
+    let mut lanes = chunks.into_remainder().chunks_exact_mut(8);
+    for lane in &mut lanes {
         let v = u64::from_ne_bytes([
             lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7],
         ]) ^ word;
         lane.copy_from_slice(&v.to_ne_bytes());
-        rest = tail;
     }
+    let mut rest = lanes.into_remainder();
     if rest.len() >= 4 {
         let (lane, tail) = rest.split_at_mut(4);
         let v = u32::from_ne_bytes([lane[0], lane[1], lane[2], lane[3]]) ^ u32::from_ne_bytes(key);
@@ -54,8 +53,11 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// The key as seen from `offset` bytes into the payload.
 #[inline]
 fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let r = offset & 3;
-    [key[r], key[(r + 1) & 3], key[(r + 2) & 3], key[(r + 3) & 3]]
+    // Byte `i` of the result is `key[(i + offset) % 4]`: in little-endian
+    // order, a right rotation by whole bytes.
+    u32::from_le_bytes(key)
+        .rotate_right(8 * (offset & 3) as u32)
+        .to_le_bytes()
 }
 
 #[cfg(test)]

@@ -592,3 +592,75 @@ fn large_frames_are_the_same_however_they_arrive() {
     p.drive();
     assert_eq!(closed(&p.server_events)[0].code, CloseCode::INVALID_PAYLOAD);
 }
+
+/// A final masked frame, as a client sends it.
+fn masked_frame(opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let h = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: OpCode::from_u8(opcode).unwrap(),
+        mask: Some(key),
+        len: payload.len() as u64,
+    };
+    let mut out = BytesMut::new();
+    frame::encode_header(&h, &mut out);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    mask::apply_mask(&mut out[start..], key, 0);
+    out.to_vec()
+}
+
+#[test]
+fn whole_frames_polled_one_by_one_keep_every_rule() {
+    // Several whole frames in one read: after the first, `poll_event`
+    // decodes each straight to the caller. Bad text, a reserved bit and an
+    // oversized frame must still fail the connection, and nothing follows
+    // `Closed`.
+    let key = [1, 2, 3, 4];
+    let ok = masked_frame(1, "héllo".as_bytes(), key);
+    let cases: [(Vec<u8>, CloseCode); 3] = [
+        (masked_frame(1, b"a\xffb", key), CloseCode::INVALID_PAYLOAD),
+        (masked_frame(1, b"a\xc3", key), CloseCode::INVALID_PAYLOAD),
+        (
+            {
+                let mut f = masked_frame(2, b"xyz", key);
+                f[0] |= 0x40; // RSV1 without an extension
+                f
+            },
+            CloseCode::PROTOCOL,
+        ),
+    ];
+    for (bad, code) in cases {
+        let mut s = Connection::server_upgraded(Config::default());
+        let input = [ok.clone(), ok.clone(), bad, ok.clone()].concat();
+        s.handle_input(Instant::now(), &input);
+        let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(events[0], Event::Message(Message::text("héllo")));
+        assert_eq!(events[1], Event::Message(Message::text("héllo")));
+        assert!(
+            matches!(&events[2], Event::Closed(c) if c.code == code),
+            "{events:?}"
+        );
+    }
+    let mut s = Connection::server_upgraded(Config::default().max_message_size(6));
+    let input = [ok.clone(), ok.clone(), masked_frame(2, b"1234567", key)].concat();
+    s.handle_input(Instant::now(), &input);
+    let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(
+        matches!(&events[..], [Event::Message(_), Event::Message(_), Event::Closed(c)] if c.code == CloseCode::TOO_BIG),
+        "{events:?}"
+    );
+    // A client refuses masked frames from the server.
+    let mut c = Connection::client_upgraded(Config::default(), Box::new(SeededEntropy::new(1)));
+    c.handle_input(
+        Instant::now(),
+        &[[0x81, 0x01, b'a'].as_slice(), &ok].concat(),
+    );
+    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert_eq!(events[0], Event::Message(Message::text("a")));
+    assert!(
+        matches!(&events[1], Event::Closed(c) if c.code == CloseCode::PROTOCOL),
+        "{events:?}"
+    );
+}
