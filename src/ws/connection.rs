@@ -26,7 +26,7 @@
 
 use std::{collections::VecDeque, time::Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut, buf::Limit};
 
 use super::{
     Accept, ClientRequest, CloseCode, CloseFrame, Config, DataKind, EncodedFrame, Error,
@@ -164,6 +164,9 @@ const BIG_FRAME: usize = 16 * 1024;
 /// The least the output buffer grows by, so that a run of small writes
 /// (headers, small frames) shares one allocation.
 const OUT_CHUNK: usize = 4 * 1024;
+/// An idle connection keeps the room for the driver's next read if it was
+/// allocated at most this large (a usual read size, not a large frame).
+const INPUT_KEEP: usize = 128 * 1024;
 
 /// One end of one WebSocket connection, as a sans-IO state machine.
 ///
@@ -212,6 +215,19 @@ pub struct Connection {
     phase: Phase,
     /// Input not yet consumed.
     rbuf: BytesMut,
+    /// Room for the driver's next read ([`Connection::input_buffer`]):
+    /// empty, and usually the spare tail of `rbuf`'s allocation, so that
+    /// committed bytes rejoin `rbuf` without a copy.
+    ibuf: BytesMut,
+    /// The driver reads into `ibuf`: frames that straddle reads stay in
+    /// `rbuf` (which grows with what arrives) rather than going to `big`.
+    ingest: bool,
+    /// The size of the allocation `input_buffer` last made.
+    ialloc: usize,
+    /// The size of the last large frame (header included) that arrived
+    /// whole through the general path: what `input_buffer` may reserve at
+    /// once for the next one.
+    last_big: usize,
     current: Option<Current>,
     partial: Option<Partial>,
     utf8: Validator,
@@ -245,11 +261,13 @@ impl std::fmt::Debug for Connection {
             .field("phase", &self.phase)
             .field(
                 "buffered_input",
-                &(self.rbuf.len() + self.big.as_ref().map_or(0, Vec::len)),
+                &(self.rbuf.len() + self.ibuf.len() + self.big.as_ref().map_or(0, Vec::len)),
             )
             .field(
                 "reserved_input",
-                &(self.rbuf.capacity() + self.big.as_ref().map_or(0, Vec::capacity)),
+                &(self.rbuf.capacity()
+                    + self.ibuf.capacity()
+                    + self.big.as_ref().map_or(0, Vec::capacity)),
             )
             .field("buffered_output", &self.buffered_amount())
             .finish_non_exhaustive()
@@ -264,6 +282,10 @@ impl Connection {
             entropy,
             phase,
             rbuf: BytesMut::new(),
+            ibuf: BytesMut::new(),
+            ingest: false,
+            ialloc: 0,
+            last_big: 0,
             current: None,
             partial: None,
             utf8: Validator::default(),
@@ -397,6 +419,103 @@ impl Connection {
             self.rbuf.extend_from_slice(&bytes);
         }
         self.process(now);
+    }
+
+    /// Room to read the next input into, without a copy: append what the
+    /// socket gives (at most the returned [`Limit`]'s
+    /// [`remaining_mut`](BufMut::remaining_mut)), then call
+    /// [`commit_input`](Self::commit_input). `want` is the read size the
+    /// driver would like (16–64 KiB suits most).
+    ///
+    /// The room offered is `want`, except inside a large frame: then it is
+    /// what the frame still lacks, so that reads end on frame boundaries
+    /// and no frame is ever moved. It grows with what has arrived (at most
+    /// four times that, or `want`), never with the length a header declares.
+    /// Bytes already buffered are not exposed; what is appended here and
+    /// not yet committed is the next input.
+    ///
+    /// The connection keeps the spare room of its last read allocation for
+    /// the next read; frames cut from that allocation keep it alive as long
+    /// as the application holds their messages.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use bytes::BufMut;
+    /// use wsio::ws::{Config, Connection, Event, Message};
+    ///
+    /// let mut ws = Connection::server_upgraded(Config::default());
+    /// // A masked text frame "hi" arriving from a socket.
+    /// let wire = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+    /// let mut room = ws.input_buffer(16 * 1024);
+    /// // With tokio: `socket.read_buf(&mut room).await?`.
+    /// room.put_slice(&wire);
+    /// ws.commit_input(Instant::now());
+    /// assert_eq!(ws.poll_event(), Some(Event::Message(Message::text("hi"))));
+    /// ```
+    pub fn input_buffer(&mut self, want: usize) -> Limit<&mut BytesMut> {
+        self.ingest = true;
+        let (read, grow) = self.read_target(want.max(1));
+        if self.ibuf.is_empty() {
+            // Rejoin the spare room with the input (no copy when it is the
+            // tail of the same allocation), make room, and split it off
+            // again.
+            self.rbuf.unsplit(std::mem::take(&mut self.ibuf));
+            if self.rbuf.capacity() - self.rbuf.len() < read && !self.rbuf.try_reclaim(grow) {
+                // A new allocation, for what is buffered and the reads to
+                // come: no more is copied than the frame in progress.
+                let mut fresh = BytesMut::with_capacity(self.rbuf.len() + grow);
+                fresh.extend_from_slice(&self.rbuf);
+                self.rbuf = fresh;
+                self.ialloc = self.rbuf.capacity();
+            }
+            self.ibuf = self.rbuf.split_off(self.rbuf.len());
+        } else {
+            // Appended but not yet committed: keep appending after it.
+            self.ibuf.reserve(read);
+        }
+        (&mut self.ibuf).limit(read)
+    }
+
+    /// Processes what was appended to [`input_buffer`](Self::input_buffer)
+    /// since the last commit, as [`handle_input`](Self::handle_input) would
+    /// process the same bytes.
+    pub fn commit_input(&mut self, now: Instant) {
+        if self.ibuf.is_empty() {
+            return;
+        }
+        if self.input_poisoned || matches!(self.phase, Phase::Closed) {
+            self.ibuf.clear();
+            return;
+        }
+        self.last_now = Some(now);
+        let data = self.ibuf.split();
+        self.rbuf.unsplit(data);
+        self.process(now);
+    }
+
+    /// How much the next read should bring, and how much room to make if
+    /// there is less than that (see `input_buffer`).
+    fn read_target(&self, want: usize) -> (usize, usize) {
+        let Some(cur) = self.current else {
+            return (want, want);
+        };
+        if cur.discard || self.big.is_some() {
+            return (want, want);
+        }
+        // The length was checked against `max_frame_size` (a usize).
+        let total = cur.header_len.saturating_add(cur.header.len as usize);
+        let need = total.saturating_sub(self.rbuf.len());
+        if total < BIG_FRAME || need == 0 {
+            return (want, want);
+        }
+        // Reads stop at the end of the frame. Room grows by at most four
+        // times what arrived of this frame, or the size of the last large
+        // frame the peer completed: always bytes that actually came.
+        let grow = need.min(
+            want.max(self.rbuf.len().saturating_mul(4))
+                .max(self.last_big),
+        );
+        (need.min(want), grow)
     }
 
     /// The peer closed its side of TCP (a read returned 0).
@@ -814,7 +933,7 @@ impl Connection {
                 }
             }
             if avail < len {
-                if len >= BIG_FRAME && !discard {
+                if len >= BIG_FRAME && !discard && !self.ingest {
                     // From here the payload bypasses the input buffer.
                     self.rbuf.advance(cur.header_len);
                     let mut payload = Vec::with_capacity(avail.max(BIG_FRAME).min(len));
@@ -836,6 +955,9 @@ impl Connection {
                 break;
             }
             self.current = None;
+            if cur.header_len + len >= BIG_FRAME {
+                self.last_big = cur.header_len + len;
+            }
             let mut payload = self.rbuf.split_to(cur.header_len + len);
             payload.advance(cur.header_len);
             if !discard {
@@ -843,9 +965,19 @@ impl Connection {
             }
         }
         if self.rbuf.is_empty() {
-            // Our handle would keep the whole read allocation alive for as
-            // long as the messages cut from it; an idle connection holds none.
-            self.rbuf = BytesMut::new();
+            self.input_drained();
+        }
+    }
+
+    /// All input is consumed. Our handle would keep the whole read
+    /// allocation alive for as long as the messages cut from it: an idle
+    /// connection holds none, except the room for the driver's next read
+    /// (`input_buffer`) when that allocation is of a usual read size.
+    fn input_drained(&mut self) {
+        self.rbuf = BytesMut::new();
+        if self.ialloc > INPUT_KEEP {
+            self.ibuf = BytesMut::new();
+            self.ialloc = 0;
         }
     }
 
@@ -890,8 +1022,7 @@ impl Connection {
         let mut data = self.rbuf.split_to(end).freeze();
         data.advance(hlen);
         if self.rbuf.is_empty() {
-            // See the end of `read_frames`.
-            self.rbuf = BytesMut::new();
+            self.input_drained();
         }
         if !valid {
             self.fail(now, ProtocolError::InvalidUtf8.into(), false);
@@ -1195,6 +1326,7 @@ impl Connection {
         self.phase = Phase::Closed;
         self.input_poisoned = true;
         self.rbuf = BytesMut::new();
+        self.ibuf = BytesMut::new();
         self.partial = None;
         self.current = None;
         self.close_transmit = true;
