@@ -34,7 +34,7 @@ use super::{
     Utf8Bytes,
     frame::{self, FrameHeader, MAX_HEADER_LEN},
     handshake,
-    mask::apply_mask,
+    mask::{apply_mask, copy_masked},
     utf8::Validator,
 };
 use crate::{entropy::BoxEntropy, http::HeadParser};
@@ -1397,8 +1397,7 @@ impl Connection {
                 // rather than growing the shared one.
                 let mut frame = BytesMut::with_capacity(hlen + payload.len());
                 frame.extend_from_slice(&hbuf[..hlen]);
-                frame.extend_from_slice(&payload);
-                apply_mask(&mut frame[hlen..], key, 0);
+                extend_masked(&mut frame, &payload, key);
                 self.push_bytes(frame.freeze());
             }
             Some(key) => {
@@ -1425,6 +1424,19 @@ impl Connection {
         if self.out.capacity() - self.out.len() < n {
             self.out.reserve(n.max(OUT_CHUNK));
         }
+    }
+}
+
+/// Appends `payload` masked with `key`. The payload is masked a piece at a
+/// time into a small stack buffer and appended from there, so the frame's
+/// memory is written once instead of copied and then masked in place.
+fn extend_masked(out: &mut BytesMut, payload: &[u8], key: [u8; 4]) {
+    // A multiple of 4, so every piece starts at key offset 0.
+    let mut piece = [0u8; 2048];
+    for src in payload.chunks(piece.len()) {
+        let dst = &mut piece[..src.len()];
+        copy_masked(src, key, dst);
+        out.extend_from_slice(dst);
     }
 }
 
