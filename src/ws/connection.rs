@@ -427,16 +427,19 @@ impl Connection {
     /// [`commit_input`](Self::commit_input). `want` is the read size the
     /// driver would like (16–64 KiB suits most).
     ///
-    /// The room offered is `want`, except inside a large frame: then it is
-    /// what the frame still lacks, so that reads end on frame boundaries
-    /// and no frame is ever moved. It grows with what has arrived (at most
-    /// four times that, or `want`), never with the length a header declares.
+    /// The room offered is `want`, except inside a frame of 16 KiB or
+    /// more: then it is at most what the frame still lacks, so that reads
+    /// end on frame boundaries and no frame is ever moved. Room is made
+    /// with what has arrived, never with the length a header declares: at
+    /// most `want`, four times what arrived of the frame, or the size of
+    /// the last large frame the peer completed, whichever is largest.
     /// Bytes already buffered are not exposed; what is appended here and
     /// not yet committed is the next input.
     ///
-    /// The connection keeps the spare room of its last read allocation for
-    /// the next read; frames cut from that allocation keep it alive as long
-    /// as the application holds their messages.
+    /// Between reads the connection keeps the spare room of its read
+    /// allocation if that was at most 128 KiB (a usual read size); a larger
+    /// one is given back once the input is drained. Messages cut from an
+    /// allocation keep it alive for as long as the application holds them.
     ///
     /// ```
     /// use std::time::Instant;
