@@ -34,7 +34,9 @@
 //! Decoders: `wsio_handle_input` is a driver reading into a stack buffer and
 //! calling `Connection::handle_input`; `wsio_handle_input_bytes` reads into
 //! its own `BytesMut` and hands each read over with `handle_input_bytes`;
-//! both drain `poll_event` after every read. tungstenite uses
+//! `wsio_input_buffer` reads straight into the connection's buffer
+//! (`input_buffer`, at most the room it offers, then `commit_input`); all
+//! drain `poll_event` after every read. tungstenite uses
 //! `WebSocket::from_raw_socket` (role server) and `read`; fastwebsockets
 //! uses `WebSocket::after_handshake` (role server, default features, so
 //! simdutf8) and `read_frame`, its futures polled with a no-op waker (the
@@ -390,6 +392,27 @@ fn wsio_decode_bytes(
     }
 }
 
+/// A driver reading straight into the connection's buffer
+/// (`input_buffer`, then `commit_input`): the one copy is the socket's.
+fn wsio_decode_ingest(
+    conn: &mut Connection,
+    sock: &mut MemStream,
+    now: Instant,
+    mut f: impl FnMut(ws::Message),
+) {
+    sock.pos.set(0);
+    loop {
+        let mut room = conn.input_buffer(READ_CHUNK);
+        let c = sock.next_chunk(room.remaining_mut());
+        if c.is_empty() {
+            break;
+        }
+        room.put_slice(c); // the socket read
+        conn.commit_input(now);
+        wsio_drain(conn, &mut f);
+    }
+}
+
 fn tungstenite_msg(m: tungstenite::Message) -> Got {
     match m {
         tungstenite::Message::Text(t) => (Kind::Text, t.into()),
@@ -613,6 +636,15 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
         check_decoded(input, "wsio handle_input_bytes", &got);
 
         let mut got = Vec::new();
+        wsio_decode_ingest(
+            &mut wsio_server(),
+            &mut MemStream::new(input.wire),
+            now,
+            |m| got.push(wsio_msg(m)),
+        );
+        check_decoded(input, "wsio input_buffer", &got);
+
+        let mut got = Vec::new();
         let mut ws = tungstenite_ws(MemStream::new(input.wire), TRole::Server);
         tungstenite_decode(&mut ws, count, |m| got.push(tungstenite_msg(m)));
         check_decoded(input, "tungstenite", &got);
@@ -683,6 +715,20 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
             b.iter(|| {
                 let mut n = 0;
                 wsio_decode_bytes(&mut conn, &mut sock, &mut rd, now, |m| {
+                    black_box(m);
+                    n += 1;
+                });
+                assert_eq!(n, count);
+            })
+        });
+    }
+    {
+        let mut conn = wsio_server();
+        let mut sock = MemStream::new(input.wire);
+        g.bench_function("decode/wsio_input_buffer", |b| {
+            b.iter(|| {
+                let mut n = 0;
+                wsio_decode_ingest(&mut conn, &mut sock, now, |m| {
                     black_box(m);
                     n += 1;
                 });

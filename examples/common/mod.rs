@@ -8,6 +8,7 @@ pub mod net;
 
 use std::time::Instant;
 
+use bytes::BufMut as _;
 use smol::{
     Timer,
     future::{self, FutureExt as _},
@@ -41,7 +42,11 @@ pub async fn drive_with<T>(
     mut on_command: impl FnMut(&mut Connection, T),
     mut on_event: impl FnMut(&mut Connection, Event),
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
+    // WSIO_INGEST=1 reads straight into the connection's buffer
+    // (`input_buffer`/`commit_input`) instead of a buffer of our own; the
+    // room is zero-filled first, since `AsyncRead` wants initialised bytes.
+    let ingest = std::env::var_os("WSIO_INGEST").is_some_and(|v| v == "1");
+    let mut buf = vec![0u8; if ingest { 0 } else { 64 * 1024 }];
     loop {
         while let Some(t) = conn.poll_transmit() {
             match t {
@@ -59,7 +64,22 @@ pub async fn drive_with<T>(
             Some(t) => Timer::at(t),
             None => Timer::never(),
         };
-        let wake = async { Wake::Read(stream.read(&mut buf).await) }
+        let mut room = if ingest {
+            Some(conn.input_buffer(64 * 1024))
+        } else {
+            None
+        };
+        let (read_into, start) = match &mut room {
+            Some(room) => {
+                let n = room.remaining_mut();
+                let b = room.get_mut();
+                let start = b.len();
+                b.resize(start + n, 0);
+                (&mut b[start..], start)
+            }
+            None => (&mut buf[..], 0),
+        };
+        let wake = async { Wake::Read(stream.read(read_into).await) }
             .or(async {
                 timer.await;
                 Wake::Timer
@@ -71,9 +91,17 @@ pub async fn drive_with<T>(
                 }
             })
             .await;
+        if let Some(room) = &mut room {
+            let got = match wake {
+                Wake::Read(Ok(n)) => n,
+                _ => 0,
+            };
+            room.get_mut().truncate(start + got);
+        }
         let now = Instant::now();
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => conn.handle_eof(now),
+            Wake::Read(Ok(_)) if ingest => conn.commit_input(now),
             Wake::Read(Ok(n)) => conn.handle_input(now, &buf[..n]),
             Wake::Timer => conn.handle_timeout(now),
             Wake::Command(c) => on_command(&mut conn, c),

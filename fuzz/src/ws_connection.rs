@@ -23,7 +23,7 @@
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use wsio::{
     entropy::SeededEntropy,
     ws::{
@@ -80,6 +80,18 @@ pub enum Who {
     Server,
 }
 
+/// Which input method a delivery uses.
+#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// `handle_input(&[u8])`.
+    Slice,
+    /// `handle_input_bytes(BytesMut)`.
+    Owned,
+    /// `input_buffer(want)` and `commit_input`, reading at most the room
+    /// offered each time.
+    Ingest { want: u16 },
+}
+
 #[derive(Arbitrary, Debug)]
 pub enum Action {
     Send {
@@ -122,12 +134,12 @@ pub enum Action {
         reason: String,
     },
     /// Delivers up to `n` bytes (0: all) to `to`, in chunks of `chunk`
-    /// (0: one piece), through `handle_input_bytes` if `owned`.
+    /// (0: one piece), through the input method `how`.
     Deliver {
         to: Who,
         n: u16,
         chunk: u8,
-        owned: bool,
+        how: Feed,
     },
     DeliverAll,
     /// Appends bytes to the stream `to` reads.
@@ -272,7 +284,7 @@ impl Sim {
         }
     }
 
-    fn deliver(&mut self, to: Who, n: usize, chunk: usize, owned: bool) -> bool {
+    fn deliver(&mut self, to: Who, n: usize, chunk: usize, how: Feed) -> bool {
         let now = self.now();
         let pipe = match to {
             Who::Client => &mut self.to_client,
@@ -294,10 +306,20 @@ impl Sim {
         let step = if chunk == 0 { data.len().max(1) } else { chunk };
         for piece in data.chunks(step) {
             let side = self.side(to);
-            if owned {
-                side.conn.handle_input_bytes(now, BytesMut::from(piece));
-            } else {
-                side.conn.handle_input(now, piece);
+            match how {
+                Feed::Slice => side.conn.handle_input(now, piece),
+                Feed::Owned => side.conn.handle_input_bytes(now, BytesMut::from(piece)),
+                Feed::Ingest { want } => {
+                    let mut rest = piece;
+                    while !rest.is_empty() {
+                        let mut room = side.conn.input_buffer(usize::from(want));
+                        let n = room.remaining_mut().min(rest.len());
+                        assert!(n > 0, "input_buffer offered no room");
+                        room.put_slice(&rest[..n]);
+                        side.conn.commit_input(now);
+                        rest = &rest[n..];
+                    }
+                }
             }
             self.pump();
         }
@@ -396,17 +418,12 @@ impl Sim {
                 VALID_CODES[usize::from(code) % VALID_CODES.len()],
                 &reason,
             ),
-            Action::Deliver {
-                to,
-                n,
-                chunk,
-                owned,
-            } => {
-                self.deliver(to, usize::from(n), usize::from(chunk), owned);
+            Action::Deliver { to, n, chunk, how } => {
+                self.deliver(to, usize::from(n), usize::from(chunk), how);
             }
             Action::DeliverAll => {
-                self.deliver(Who::Server, 0, 0, false);
-                self.deliver(Who::Client, 0, 0, false);
+                self.deliver(Who::Server, 0, 0, Feed::Slice);
+                self.deliver(Who::Client, 0, 0, Feed::Slice);
             }
             Action::Inject { to, data } => {
                 let pipe = match to {
@@ -525,8 +542,8 @@ impl Sim {
     /// Delivers everything both ways until nothing moves.
     fn settle(&mut self) {
         for _ in 0..256 {
-            let a = self.deliver(Who::Server, 0, 0, false);
-            let b = self.deliver(Who::Client, 0, 0, false);
+            let a = self.deliver(Who::Server, 0, 0, Feed::Slice);
+            let b = self.deliver(Who::Client, 0, 0, Feed::Slice);
             if !a && !b {
                 return;
             }
@@ -680,7 +697,7 @@ mod tests {
                 to: Who::Server,
                 n: 3,
                 chunk: 1,
-                owned: true,
+                how: Feed::Owned,
             },
             FragNext {
                 who: Who::Server,
@@ -696,7 +713,7 @@ mod tests {
                 to: Who::Client,
                 n: 0,
                 chunk: 2,
-                owned: false,
+                how: Feed::Ingest { want: 3 },
             },
             DeliverAll,
             CloseValid {

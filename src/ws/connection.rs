@@ -26,7 +26,7 @@
 
 use std::{collections::VecDeque, time::Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut, buf::Limit};
 
 use super::{
     Accept, ClientRequest, CloseCode, CloseFrame, Config, DataKind, EncodedFrame, Error,
@@ -34,7 +34,7 @@ use super::{
     Utf8Bytes,
     frame::{self, FrameHeader, MAX_HEADER_LEN},
     handshake,
-    mask::apply_mask,
+    mask::{apply_mask, copy_masked},
     utf8::Validator,
 };
 use crate::{entropy::BoxEntropy, http::HeadParser};
@@ -144,6 +144,17 @@ struct Current {
     discard: bool,
 }
 
+/// What [`Connection::take_whole_frame`] did.
+enum Whole {
+    /// A whole message, cut from the input.
+    Message(Message),
+    /// A frame was consumed without a message (dropped, or it failed the
+    /// connection).
+    Consumed,
+    /// Not the common case: take the general path.
+    Other,
+}
+
 /// Payloads at most this long are copied next to their header; longer ones
 /// are queued as their own `Bytes`, without a copy.
 const COPY_THRESHOLD: usize = 1024;
@@ -153,6 +164,9 @@ const BIG_FRAME: usize = 16 * 1024;
 /// The least the output buffer grows by, so that a run of small writes
 /// (headers, small frames) shares one allocation.
 const OUT_CHUNK: usize = 4 * 1024;
+/// An idle connection keeps the room for the driver's next read if it was
+/// allocated at most this large (a usual read size, not a large frame).
+const INPUT_KEEP: usize = 128 * 1024;
 
 /// One end of one WebSocket connection, as a sans-IO state machine.
 ///
@@ -201,6 +215,19 @@ pub struct Connection {
     phase: Phase,
     /// Input not yet consumed.
     rbuf: BytesMut,
+    /// Room for the driver's next read ([`Connection::input_buffer`]):
+    /// empty, and usually the spare tail of `rbuf`'s allocation, so that
+    /// committed bytes rejoin `rbuf` without a copy.
+    ibuf: BytesMut,
+    /// The driver reads into `ibuf`: frames that straddle reads stay in
+    /// `rbuf` (which grows with what arrives) rather than going to `big`.
+    ingest: bool,
+    /// The size of the allocation `input_buffer` last made.
+    ialloc: usize,
+    /// The size of the last large frame (header included) that arrived
+    /// whole through the general path: what `input_buffer` may reserve at
+    /// once for the next one.
+    last_big: usize,
     current: Option<Current>,
     partial: Option<Partial>,
     utf8: Validator,
@@ -234,11 +261,13 @@ impl std::fmt::Debug for Connection {
             .field("phase", &self.phase)
             .field(
                 "buffered_input",
-                &(self.rbuf.len() + self.big.as_ref().map_or(0, Vec::len)),
+                &(self.rbuf.len() + self.ibuf.len() + self.big.as_ref().map_or(0, Vec::len)),
             )
             .field(
                 "reserved_input",
-                &(self.rbuf.capacity() + self.big.as_ref().map_or(0, Vec::capacity)),
+                &(self.rbuf.capacity()
+                    + self.ibuf.capacity()
+                    + self.big.as_ref().map_or(0, Vec::capacity)),
             )
             .field("buffered_output", &self.buffered_amount())
             .finish_non_exhaustive()
@@ -253,6 +282,10 @@ impl Connection {
             entropy,
             phase,
             rbuf: BytesMut::new(),
+            ibuf: BytesMut::new(),
+            ingest: false,
+            ialloc: 0,
+            last_big: 0,
             current: None,
             partial: None,
             utf8: Validator::default(),
@@ -388,6 +421,106 @@ impl Connection {
         self.process(now);
     }
 
+    /// Room to read the next input into, without a copy: append what the
+    /// socket gives (at most the returned [`Limit`]'s
+    /// [`remaining_mut`](BufMut::remaining_mut)), then call
+    /// [`commit_input`](Self::commit_input). `want` is the read size the
+    /// driver would like (16–64 KiB suits most).
+    ///
+    /// The room offered is `want`, except inside a frame of 16 KiB or
+    /// more: then it is at most what the frame still lacks, so that reads
+    /// end on frame boundaries and no frame is ever moved. Room is made
+    /// with what has arrived, never with the length a header declares: at
+    /// most `want`, four times what arrived of the frame, or the size of
+    /// the last large frame the peer completed, whichever is largest.
+    /// Bytes already buffered are not exposed; what is appended here and
+    /// not yet committed is the next input.
+    ///
+    /// Between reads the connection keeps the spare room of its read
+    /// allocation if that was at most 128 KiB (a usual read size); a larger
+    /// one is given back once the input is drained. Messages cut from an
+    /// allocation keep it alive for as long as the application holds them.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use bytes::BufMut;
+    /// use wsio::ws::{Config, Connection, Event, Message};
+    ///
+    /// let mut ws = Connection::server_upgraded(Config::default());
+    /// // A masked text frame "hi" arriving from a socket.
+    /// let wire = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+    /// let mut room = ws.input_buffer(16 * 1024);
+    /// // With tokio: `socket.read_buf(&mut room).await?`.
+    /// room.put_slice(&wire);
+    /// ws.commit_input(Instant::now());
+    /// assert_eq!(ws.poll_event(), Some(Event::Message(Message::text("hi"))));
+    /// ```
+    pub fn input_buffer(&mut self, want: usize) -> Limit<&mut BytesMut> {
+        self.ingest = true;
+        let (read, grow) = self.read_target(want.max(1));
+        if self.ibuf.is_empty() {
+            // Rejoin the spare room with the input (no copy when it is the
+            // tail of the same allocation), make room, and split it off
+            // again.
+            self.rbuf.unsplit(std::mem::take(&mut self.ibuf));
+            if self.rbuf.capacity() - self.rbuf.len() < read && !self.rbuf.try_reclaim(grow) {
+                // A new allocation, for what is buffered and the reads to
+                // come: no more is copied than the frame in progress.
+                let mut fresh = BytesMut::with_capacity(self.rbuf.len() + grow);
+                fresh.extend_from_slice(&self.rbuf);
+                self.rbuf = fresh;
+                self.ialloc = self.rbuf.capacity();
+            }
+            self.ibuf = self.rbuf.split_off(self.rbuf.len());
+        } else {
+            // Appended but not yet committed: keep appending after it.
+            self.ibuf.reserve(read);
+        }
+        (&mut self.ibuf).limit(read)
+    }
+
+    /// Processes what was appended to [`input_buffer`](Self::input_buffer)
+    /// since the last commit, as [`handle_input`](Self::handle_input) would
+    /// process the same bytes.
+    pub fn commit_input(&mut self, now: Instant) {
+        if self.ibuf.is_empty() {
+            return;
+        }
+        if self.input_poisoned || matches!(self.phase, Phase::Closed) {
+            self.ibuf.clear();
+            return;
+        }
+        self.last_now = Some(now);
+        let data = self.ibuf.split();
+        self.rbuf.unsplit(data);
+        self.process(now);
+    }
+
+    /// How much the next read should bring, and how much room to make if
+    /// there is less than that (see `input_buffer`).
+    fn read_target(&self, want: usize) -> (usize, usize) {
+        let Some(cur) = self.current else {
+            return (want, want);
+        };
+        if cur.discard || self.big.is_some() {
+            return (want, want);
+        }
+        // The length was checked against `max_frame_size` (a usize).
+        let total = cur.header_len.saturating_add(cur.header.len as usize);
+        let need = total.saturating_sub(self.rbuf.len());
+        if total < BIG_FRAME || need == 0 {
+            return (want, want);
+        }
+        // Reads stop at the end of the frame. Room grows by at most four
+        // times what arrived of this frame, or the size of the last large
+        // frame the peer completed: always bytes that actually came.
+        let grow = need.min(
+            want.max(self.rbuf.len().saturating_mul(4))
+                .max(self.last_big),
+        );
+        (need.min(want), grow)
+    }
+
     /// The peer closed its side of TCP (a read returned 0).
     pub fn handle_eof(&mut self, now: Instant) {
         // Whole frames that arrived before the end still count.
@@ -451,10 +584,20 @@ impl Connection {
     /// a message before the frames after it are even looked at, so a reply
     /// is never overtaken by a close that a later bad frame causes.
     pub fn poll_event(&mut self) -> Option<Event> {
-        if self.events.is_empty() && !self.rbuf.is_empty() {
-            if let (Some(now), Phase::Open | Phase::Closing { .. }) = (self.last_now, &self.phase) {
-                self.read_frames(now, false);
+        if let Some(ev) = self.events.pop_front() {
+            return Some(ev);
+        }
+        if self.rbuf.is_empty() {
+            return None;
+        }
+        if let (Some(now), Phase::Open | Phase::Closing { .. }) = (self.last_now, &self.phase) {
+            // The common case straight to the caller, without the queue.
+            if self.current.is_none() && self.partial.is_none() && self.big.is_none() {
+                if let Whole::Message(m) = self.take_whole_frame(now) {
+                    return Some(Event::Message(m));
+                }
             }
+            self.read_frames(now, false);
         }
         self.events.pop_front()
     }
@@ -789,10 +932,13 @@ impl Connection {
                 continue;
             }
             if self.current.is_none() && self.partial.is_none() {
-                match self.read_whole_frame(now) {
-                    Some(true) => continue,
-                    Some(false) => return,
-                    None => {}
+                match self.take_whole_frame(now) {
+                    Whole::Message(m) => {
+                        self.events.push_back(Event::Message(m));
+                        continue;
+                    }
+                    Whole::Consumed => continue,
+                    Whole::Other => {}
                 }
             }
             let cur = match self.current {
@@ -835,7 +981,7 @@ impl Connection {
                 }
             }
             if avail < len {
-                if len >= BIG_FRAME && !discard {
+                if len >= BIG_FRAME && !discard && !self.ingest {
                     // From here the payload bypasses the input buffer.
                     self.rbuf.advance(cur.header_len);
                     let mut payload = Vec::with_capacity(avail.max(BIG_FRAME).min(len));
@@ -857,6 +1003,9 @@ impl Connection {
                 break;
             }
             self.current = None;
+            if cur.header_len + len >= BIG_FRAME {
+                self.last_big = cur.header_len + len;
+            }
             let mut payload = self.rbuf.split_to(cur.header_len + len);
             payload.advance(cur.header_len);
             if !discard {
@@ -864,45 +1013,78 @@ impl Connection {
             }
         }
         if self.rbuf.is_empty() {
-            // Our handle would keep the whole read allocation alive for as
-            // long as the messages cut from it; an idle connection holds none.
-            self.rbuf = BytesMut::new();
+            self.input_drained();
+        }
+    }
+
+    /// All input is consumed. Our handle would keep the whole read
+    /// allocation alive for as long as the messages cut from it: an idle
+    /// connection holds none, except the room for the driver's next read
+    /// (`input_buffer`) when that allocation is of a usual read size.
+    fn input_drained(&mut self) {
+        self.rbuf = BytesMut::new();
+        if self.ialloc > INPUT_KEEP {
+            self.ibuf = BytesMut::new();
+            self.ialloc = 0;
         }
     }
 
     /// The common case in one step: a whole final text or binary frame at
-    /// the front of the input, no message in progress. `Some(true)`: one
-    /// frame handled; `Some(false)`: the connection failed; `None`: not
-    /// that case, take the general path.
+    /// the front of the input, no message in progress (the caller checks
+    /// `current`, `partial` and `big`). The frame is unmasked, checked and
+    /// cut from the input with one `split_to`.
     #[inline]
-    fn read_whole_frame(&mut self, now: Instant) -> Option<bool> {
+    fn take_whole_frame(&mut self, now: Instant) -> Whole {
+        if self.input_poisoned {
+            return Whole::Other;
+        }
         let Ok(Some((h, hlen))) = frame::decode_header(&self.rbuf) else {
-            return None;
+            return Whole::Other;
         };
-        let kind = match h.opcode {
-            OpCode::Text if h.fin => DataKind::Text,
-            OpCode::Binary if h.fin => DataKind::Binary,
-            _ => return None,
+        let text = match h.opcode {
+            OpCode::Text if h.fin => true,
+            OpCode::Binary if h.fin => false,
+            _ => return Whole::Other,
         };
-        let len = usize::try_from(h.len).ok()?;
-        if self.rbuf.len() - hlen < len {
-            return None;
+        let Some(end) = usize::try_from(h.len)
+            .ok()
+            .and_then(|len| len.checked_add(hlen))
+            .filter(|&end| end <= self.rbuf.len())
+        else {
+            return Whole::Other;
+        };
+        // `check_header` for this case (no message in progress): anything
+        // it would refuse takes the general path, which fails the
+        // connection with the right error.
+        if h.rsv != 0
+            || h.mask.is_some() != (self.role == Role::Server)
+            || h.len > self.config.max_frame_size.min(self.config.max_message_size) as u64
+        {
+            return Whole::Other;
         }
-        if let Err(e) = self.check_header(&h) {
-            self.fail(now, e, true);
-            return Some(false);
-        }
-        let mut payload = self.rbuf.split_to(hlen + len);
-        payload.advance(hlen);
+        let payload = &mut self.rbuf[hlen..end];
         if let Some(key) = h.mask {
-            apply_mask(&mut payload, key, 0);
+            apply_mask(payload, key, 0);
         }
-        if kind == DataKind::Text && !self.utf8.feed(&payload) {
+        let valid = !text || super::utf8::validate(payload);
+        let mut data = self.rbuf.split_to(end).freeze();
+        data.advance(hlen);
+        if self.rbuf.is_empty() {
+            self.input_drained();
+        }
+        if !valid {
             self.fail(now, ProtocolError::InvalidUtf8.into(), false);
-            return Some(!matches!(self.phase, Phase::Closed));
+            return Whole::Consumed;
         }
-        self.deliver(now, kind, payload);
-        Some(true)
+        if self.close_sent && self.closed_emitted {
+            // As in `deliver`: data after our close frame is dropped.
+            return Whole::Consumed;
+        }
+        Whole::Message(if text {
+            Message::Text(Utf8Bytes::from_validated(data))
+        } else {
+            Message::Binary(data)
+        })
     }
 
     /// Appends the next bytes of the large frame in progress (unmasked and
@@ -1192,6 +1374,7 @@ impl Connection {
         self.phase = Phase::Closed;
         self.input_poisoned = true;
         self.rbuf = BytesMut::new();
+        self.ibuf = BytesMut::new();
         self.partial = None;
         self.current = None;
         self.close_transmit = true;
@@ -1262,8 +1445,7 @@ impl Connection {
                 // rather than growing the shared one.
                 let mut frame = BytesMut::with_capacity(hlen + payload.len());
                 frame.extend_from_slice(&hbuf[..hlen]);
-                frame.extend_from_slice(&payload);
-                apply_mask(&mut frame[hlen..], key, 0);
+                extend_masked(&mut frame, &payload, key);
                 self.push_bytes(frame.freeze());
             }
             Some(key) => {
@@ -1290,6 +1472,19 @@ impl Connection {
         if self.out.capacity() - self.out.len() < n {
             self.out.reserve(n.max(OUT_CHUNK));
         }
+    }
+}
+
+/// Appends `payload` masked with `key`. The payload is masked a piece at a
+/// time into a small stack buffer and appended from there, so the frame's
+/// memory is written once instead of copied and then masked in place.
+fn extend_masked(out: &mut BytesMut, payload: &[u8], key: [u8; 4]) {
+    // A multiple of 4, so every piece starts at key offset 0.
+    let mut piece = [0u8; 2048];
+    for src in payload.chunks(piece.len()) {
+        let dst = &mut piece[..src.len()];
+        copy_masked(src, key, dst);
+        out.extend_from_slice(dst);
     }
 }
 

@@ -14,6 +14,8 @@ struct Pair {
     server: Connection,
     now: Instant,
     chunks: Option<SeededEntropy>,
+    /// Feed through `input_buffer`/`commit_input` instead of `handle_input`.
+    ingest: bool,
     client_events: Vec<Event>,
     server_events: Vec<Event>,
     client_tcp_closed: bool,
@@ -34,6 +36,7 @@ impl Pair {
             server,
             now,
             chunks: None,
+            ingest: false,
             client_events: vec![],
             server_events: vec![],
             client_tcp_closed: false,
@@ -46,17 +49,30 @@ impl Pair {
         self
     }
 
-    fn feed(chunks: &mut Option<SeededEntropy>, to: &mut Connection, now: Instant, data: &[u8]) {
-        match chunks {
-            None => to.handle_input(now, data),
-            Some(rng) => {
-                let mut rest = data;
-                while !rest.is_empty() {
-                    let n = (rng.next_u32() as usize % 7 + 1).min(rest.len());
-                    to.handle_input(now, &rest[..n]);
-                    rest = &rest[n..];
-                }
+    fn ingest(mut self) -> Pair {
+        self.ingest = true;
+        self
+    }
+
+    fn feed(
+        chunks: &mut Option<SeededEntropy>,
+        ingest: bool,
+        to: &mut Connection,
+        now: Instant,
+        data: &[u8],
+    ) {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = match chunks {
+                None => rest.len(),
+                Some(rng) => (rng.next_u32() as usize % 7 + 1).min(rest.len()),
+            };
+            if ingest {
+                feed_ingest(to, now, &rest[..n], 16 * 1024);
+            } else {
+                to.handle_input(now, &rest[..n]);
             }
+            rest = &rest[n..];
         }
     }
 
@@ -68,9 +84,13 @@ impl Pair {
             while let Some(t) = self.client.poll_transmit() {
                 moved = true;
                 match t {
-                    Transmit::Data(b) if !self.client_tcp_closed => {
-                        Self::feed(&mut self.chunks, &mut self.server, self.now, &b)
-                    }
+                    Transmit::Data(b) if !self.client_tcp_closed => Self::feed(
+                        &mut self.chunks,
+                        self.ingest,
+                        &mut self.server,
+                        self.now,
+                        &b,
+                    ),
                     Transmit::Data(_) => {}
                     Transmit::Close => {
                         self.client_tcp_closed = true;
@@ -81,9 +101,13 @@ impl Pair {
             while let Some(t) = self.server.poll_transmit() {
                 moved = true;
                 match t {
-                    Transmit::Data(b) if !self.server_tcp_closed => {
-                        Self::feed(&mut self.chunks, &mut self.client, self.now, &b)
-                    }
+                    Transmit::Data(b) if !self.server_tcp_closed => Self::feed(
+                        &mut self.chunks,
+                        self.ingest,
+                        &mut self.client,
+                        self.now,
+                        &b,
+                    ),
                     Transmit::Data(_) => {}
                     Transmit::Close => {
                         self.server_tcp_closed = true;
@@ -121,6 +145,21 @@ impl Pair {
         p.client_events.clear();
         p.server_events.clear();
         p
+    }
+}
+
+/// A driver reading `data` through `input_buffer` (`want` bytes a read, or
+/// less when the connection offers less) and `commit_input`.
+fn feed_ingest(to: &mut Connection, now: Instant, data: &[u8], want: usize) {
+    use bytes::BufMut;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let mut room = to.input_buffer(want);
+        let n = room.remaining_mut().min(rest.len());
+        assert!(n > 0, "input_buffer offered no room");
+        room.put_slice(&rest[..n]);
+        to.commit_input(now);
+        rest = &rest[n..];
     }
 }
 
@@ -335,10 +374,16 @@ fn eof_without_close_is_abnormal() {
 #[test]
 fn same_events_however_the_input_is_split() {
     fn run(seed: Option<u64>) -> (Vec<Event>, Vec<Event>) {
+        run_with(seed, false)
+    }
+    fn run_with(seed: Option<u64>, ingest: bool) -> (Vec<Event>, Vec<Event>) {
         let config = Config::default().send_fragment_size(Some(5));
         let mut p = Pair::new(config);
         if let Some(s) = seed {
             p = p.chunked(s);
+        }
+        if ingest {
+            p = p.ingest();
         }
         p.drive();
         let mut rng = SeededEntropy::new(99);
@@ -367,6 +412,11 @@ fn same_events_however_the_input_is_split() {
     assert!(messages(&whole.1).len() == 50);
     for seed in 0..20 {
         assert_eq!(run(Some(seed)), whole, "seed {seed}");
+    }
+    // The same through the zero-copy ingest API, handshake included.
+    assert_eq!(run_with(None, true), whole);
+    for seed in 0..5 {
+        assert_eq!(run_with(Some(seed), true), whole, "ingest, seed {seed}");
     }
 }
 
@@ -561,9 +611,15 @@ fn large_frames_are_the_same_however_they_arrive() {
     // Frames over the streaming threshold, text with multi-byte characters
     // cut at every kind of boundary, binary, fragmented, both directions.
     fn run(chunk: Option<u64>) -> (Vec<Event>, Vec<Event>) {
+        run_with(chunk, false)
+    }
+    fn run_with(chunk: Option<u64>, ingest: bool) -> (Vec<Event>, Vec<Event>) {
         let mut p = Pair::new(Config::default().send_fragment_size(Some(50_000)));
         if let Some(s) = chunk {
             p = p.chunked(s);
+        }
+        if ingest {
+            p = p.ingest();
         }
         p.drive();
         let text: String = "añ€😀b".repeat(8_000);
@@ -582,6 +638,8 @@ fn large_frames_are_the_same_however_they_arrive() {
     for seed in 0..3 {
         assert_eq!(run(Some(seed)), whole, "seed {seed}");
     }
+    assert_eq!(run_with(None, true), whole);
+    assert_eq!(run_with(Some(7), true), whole);
     // Invalid UTF-8 deep inside a large text frame fails the connection.
     let mut p = Pair::open(Config::default());
     let mut bad = "a".repeat(40_000).into_bytes();
@@ -621,4 +679,225 @@ fn borrowed_slices_are_sent_as_one_message_either_way() {
         p.client.send_slices(DataKind::Text, b"", b"b"),
         Err(UsageError::FragmentInProgress)
     );
+}
+/// A final masked frame, as a client sends it.
+fn masked_frame(opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let h = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: OpCode::from_u8(opcode).unwrap(),
+        mask: Some(key),
+        len: payload.len() as u64,
+    };
+    let mut out = BytesMut::new();
+    frame::encode_header(&h, &mut out);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    mask::apply_mask(&mut out[start..], key, 0);
+    out.to_vec()
+}
+
+#[test]
+fn whole_frames_polled_one_by_one_keep_every_rule() {
+    // Several whole frames in one read: after the first, `poll_event`
+    // decodes each straight to the caller. Bad text, a reserved bit and an
+    // oversized frame must still fail the connection, and nothing follows
+    // `Closed`.
+    let key = [1, 2, 3, 4];
+    let ok = masked_frame(1, "héllo".as_bytes(), key);
+    let cases: [(Vec<u8>, CloseCode); 3] = [
+        (masked_frame(1, b"a\xffb", key), CloseCode::INVALID_PAYLOAD),
+        (masked_frame(1, b"a\xc3", key), CloseCode::INVALID_PAYLOAD),
+        (
+            {
+                let mut f = masked_frame(2, b"xyz", key);
+                f[0] |= 0x40; // RSV1 without an extension
+                f
+            },
+            CloseCode::PROTOCOL,
+        ),
+    ];
+    for (bad, code) in cases {
+        let mut s = Connection::server_upgraded(Config::default());
+        let input = [ok.clone(), ok.clone(), bad, ok.clone()].concat();
+        s.handle_input(Instant::now(), &input);
+        let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(events[0], Event::Message(Message::text("héllo")));
+        assert_eq!(events[1], Event::Message(Message::text("héllo")));
+        assert!(
+            matches!(&events[2], Event::Closed(c) if c.code == code),
+            "{events:?}"
+        );
+    }
+    let mut s = Connection::server_upgraded(Config::default().max_message_size(6));
+    let input = [ok.clone(), ok.clone(), masked_frame(2, b"1234567", key)].concat();
+    s.handle_input(Instant::now(), &input);
+    let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(
+        matches!(&events[..], [Event::Message(_), Event::Message(_), Event::Closed(c)] if c.code == CloseCode::TOO_BIG),
+        "{events:?}"
+    );
+    // A client refuses masked frames from the server.
+    let mut c = Connection::client_upgraded(Config::default(), Box::new(SeededEntropy::new(1)));
+    c.handle_input(
+        Instant::now(),
+        &[[0x81, 0x01, b'a'].as_slice(), &ok].concat(),
+    );
+    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert_eq!(events[0], Event::Message(Message::text("a")));
+    assert!(
+        matches!(&events[1], Event::Closed(c) if c.code == CloseCode::PROTOCOL),
+        "{events:?}"
+    );
+}
+
+/// A client's stream of frames of every kind: small and large text (with
+/// multi-byte characters), binary, a fragmented message, a ping, a close.
+fn client_stream(big: usize) -> Vec<u8> {
+    let mut c = Connection::client_upgraded(
+        Config::default().send_fragment_size(Some(big.max(64) / 2 + 3)),
+        Box::new(SeededEntropy::new(5)),
+    );
+    c.send(Message::text("héllo")).unwrap();
+    c.send(Message::binary(vec![7u8; 3])).unwrap();
+    c.ping(Bytes::from_static(b"p")).unwrap();
+    c.send(Message::text("añ€😀".repeat(big / 10 + 1))).unwrap();
+    c.send(Message::binary(vec![0u8; 0])).unwrap();
+    let bin: Vec<u8> = (0..big as u32).map(|i| (i * 7) as u8).collect();
+    c.send_fragment(DataKind::Binary, Bytes::from(bin), true)
+        .unwrap();
+    c.close(Instant::now(), CloseCode::NORMAL, "bye").unwrap();
+    let mut wire = Vec::new();
+    while let Some(Transmit::Data(b)) = c.poll_transmit() {
+        wire.extend_from_slice(&b);
+    }
+    wire
+}
+
+fn drain(c: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+#[test]
+fn ingest_split_at_every_byte_gives_the_events_of_handle_input() {
+    let now = Instant::now();
+    let wire = client_stream(40);
+    let mut s = Connection::server_upgraded(Config::default());
+    s.handle_input(now, &wire);
+    let want = drain(&mut s);
+    assert_eq!(messages(&want).len(), 5, "{want:?}");
+    assert_eq!(closed(&want).len(), 1, "{want:?}");
+    for cut in 0..=wire.len() {
+        for read in [1, 3, 16 * 1024] {
+            let mut s = Connection::server_upgraded(Config::default());
+            let mut got = Vec::new();
+            for part in [&wire[..cut], &wire[cut..]] {
+                feed_ingest(&mut s, now, part, read);
+                got.extend(drain(&mut s));
+            }
+            assert_eq!(got, want, "cut at {cut}, reads of {read}");
+        }
+    }
+}
+
+#[test]
+fn ingest_large_frames_in_any_pieces() {
+    let now = Instant::now();
+    let wire = client_stream(100_000);
+    let mut s = Connection::server_upgraded(Config::default());
+    s.handle_input(now, &wire);
+    let want = drain(&mut s);
+    assert_eq!(messages(&want).len(), 5);
+    let mut rng = SeededEntropy::new(3);
+    for read in [1000, 4096, 16 * 1024, 64 * 1024, 1 << 20] {
+        let mut s = Connection::server_upgraded(Config::default());
+        let mut got = Vec::new();
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            // The socket gives what it has: often less than the room.
+            let n = (rng.next_u32() as usize % (2 * read) + 1).min(rest.len());
+            feed_ingest(&mut s, now, &rest[..n], read);
+            got.extend(drain(&mut s));
+            rest = &rest[n..];
+        }
+        assert_eq!(got, want, "reads of {read}");
+    }
+    // Mixed with handle_input and handle_input_bytes.
+    let mut s = Connection::server_upgraded(Config::default());
+    let mut got = Vec::new();
+    for (i, part) in wire.chunks(5000).enumerate() {
+        match i % 3 {
+            0 => feed_ingest(&mut s, now, part, 3000),
+            1 => s.handle_input(now, part),
+            _ => s.handle_input_bytes(now, BytesMut::from(part)),
+        }
+        got.extend(drain(&mut s));
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
+fn ingest_reads_end_on_frame_boundaries_and_grow_with_what_arrives() {
+    let now = Instant::now();
+    let mut s = Connection::server_upgraded(
+        Config::default()
+            .max_frame_size(usize::MAX >> 1)
+            .max_message_size(usize::MAX >> 1),
+    );
+    // Declares 2^62 bytes, sends four: the room offered is the read size
+    // asked for, and what is held stays about that.
+    let head = [
+        0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9, 9,
+    ];
+    feed_ingest(&mut s, now, &head, 4096);
+    assert_eq!(s.poll_event(), None);
+    assert_eq!(bytes::BufMut::remaining_mut(&s.input_buffer(4096)), 4096);
+    assert!(s.rbuf.capacity() + s.ibuf.capacity() <= 3 * 4096, "{s:?}");
+    // 64 KiB more arrive: room grows to at most four times that.
+    feed_ingest(&mut s, now, &vec![0u8; 64 * 1024], 64 * 1024);
+    let _ = s.input_buffer(4096);
+    let held = s.rbuf.capacity() + s.ibuf.capacity();
+    assert!(held <= 5 * (64 * 1024 + 4096 + 18), "{held}");
+
+    // A 64 KiB frame read 16 KiB at a time: the last read asks for exactly
+    // what the frame lacks, so the next frame starts a read of its own.
+    let frame = masked_frame(2, &vec![1u8; 64 * 1024], [1, 2, 3, 4]);
+    let mut s = Connection::server_upgraded(Config::default());
+    let mut rest = &frame[..];
+    let mut rooms = Vec::new();
+    while !rest.is_empty() {
+        let mut room = s.input_buffer(16 * 1024);
+        let n = bytes::BufMut::remaining_mut(&room).min(rest.len());
+        rooms.push(n);
+        bytes::BufMut::put_slice(&mut room, &rest[..n]);
+        s.commit_input(now);
+        rest = &rest[n..];
+        assert_eq!(s.poll_event().is_some(), rest.is_empty());
+    }
+    assert_eq!(rooms.iter().sum::<usize>(), frame.len());
+    assert_eq!(rooms.last(), Some(&(frame.len() - 4 * 16 * 1024)));
+    assert_eq!(
+        bytes::BufMut::remaining_mut(&s.input_buffer(16 * 1024)),
+        16 * 1024
+    );
+}
+
+#[test]
+fn ingest_after_close_and_uncommitted_bytes() {
+    let now = Instant::now();
+    let mut s = Connection::server_upgraded(Config::default());
+    // Appended twice before one commit: both count, in order.
+    let wire = masked_frame(1, b"abc", [9, 9, 9, 9]);
+    bytes::BufMut::put_slice(&mut s.input_buffer(2), &wire[..2]);
+    bytes::BufMut::put_slice(&mut s.input_buffer(100), &wire[2..]);
+    s.commit_input(now);
+    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("abc"))));
+    // A bad frame ends the connection; later input is ignored.
+    feed_ingest(&mut s, now, &[0x83, 0x80, 0, 0, 0, 0], 64);
+    assert!(matches!(s.poll_event(), Some(Event::Closed(_))));
+    feed_ingest(&mut s, now, &wire, 64);
+    assert_eq!(s.poll_event(), None);
+    assert_eq!(s.rbuf.len() + s.ibuf.len(), 0);
+    s.commit_input(now);
 }
