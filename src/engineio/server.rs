@@ -432,28 +432,7 @@ impl Server {
     /// reusable buffer sends without allocating; on polling it is queued
     /// as [`Server::send`] would.
     pub fn send_text(&mut self, sid: Sid, text: &str) -> Result<(), UsageError> {
-        let s = self
-            .sessions
-            .get(&sid)
-            .filter(|s| s.closing.is_none())
-            .ok_or(UsageError::UnknownSession(sid))?;
-        let Transport::WebSocket(conn) = s.transport else {
-            return self.send(sid, text.to_owned());
-        };
-        let Some(Conn {
-            kind: ConnKind::Ws { ws, .. },
-            ..
-        }) = self.conns.get_mut(&conn)
-        else {
-            return Err(UsageError::BufferFull);
-        };
-        let sent = ws.send_slices(
-            DataKind::Text,
-            &[PacketType::Message.as_char()],
-            text.as_bytes(),
-        );
-        self.mark_dirty(Target::Conn(conn));
-        sent.map_err(|_| UsageError::BufferFull)
+        self.queue_all(sid, Packets::Text(text))
     }
 
     /// Sends a packet encoded once for many sessions.
@@ -1092,6 +1071,7 @@ impl Server {
                 let has_separator = match packets {
                     Packets::Plain(p) => p.iter().any(separator),
                     Packets::Shared(p) => p.iter().any(|p| separator(&p.packet)),
+                    Packets::Text(t) => t.as_bytes().contains(&super::SEPARATOR),
                 };
                 if has_separator {
                     return Err(UsageError::SeparatorInText);
@@ -1099,6 +1079,7 @@ impl Server {
                 match packets {
                     Packets::Plain(p) => s.buffer.extend_from_slice(p),
                     Packets::Shared(p) => s.buffer.extend(p.iter().map(|p| p.packet.clone())),
+                    Packets::Text(t) => s.buffer.push(Packet::message(t.to_owned())),
                 }
                 if get.is_some() {
                     self.mark_dirty(Target::Session(sid));
@@ -1128,6 +1109,11 @@ impl Server {
                 }
             },
             Packets::Plain(many) => ws.send_batch(&many.iter().map(ws_message).collect::<Vec<_>>()),
+            Packets::Text(t) => ws.send_slices(
+                DataKind::Text,
+                &[PacketType::Message.as_char()],
+                t.as_bytes(),
+            ),
         };
         self.mark_dirty(Target::Conn(conn));
         sent.map_err(|_| UsageError::BufferFull)
@@ -1504,6 +1490,8 @@ impl Server {
 enum Packets<'a> {
     Plain(&'a [Packet]),
     Shared(&'a [SharedPacket]),
+    /// One message packet, its text borrowed.
+    Text(&'a str),
 }
 
 impl Packets<'_> {
@@ -1511,6 +1499,7 @@ impl Packets<'_> {
         match self {
             Packets::Plain(p) => p.len(),
             Packets::Shared(p) => p.len(),
+            Packets::Text(_) => 1,
         }
     }
 }

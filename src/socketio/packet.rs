@@ -89,7 +89,15 @@ impl Packet {
     pub fn encode(&self) -> (String, Vec<Bytes>) {
         let mut text = String::new();
         let mut attachments = Vec::new();
-        let (kind, nsp, id, body) = match self {
+        let (kind, nsp, id, body) = self.parts();
+        encode_into(kind, nsp, id, body, &mut text, &mut attachments);
+        (text, attachments)
+    }
+
+    /// The pieces [`encode_into`] takes: plain type, namespace, ack id and
+    /// what follows the header.
+    pub(crate) fn parts(&self) -> (u8, &str, Option<u64>, Body<'_>) {
+        match self {
             Packet::Connect { nsp, data } => {
                 (0, nsp, None, data.as_ref().map_or(Body::Empty, Body::Json))
             }
@@ -102,9 +110,7 @@ impl Packet {
             } => (2, nsp, *id, Body::Event(name, args)),
             Packet::Ack { nsp, id, args } => (3, nsp, Some(*id), Body::Args(args)),
             Packet::ConnectError { nsp, data } => (4, nsp, None, Body::Json(data)),
-        };
-        encode_into(kind, nsp, id, body, &mut text, &mut attachments);
-        (text, attachments)
+        }
     }
 }
 

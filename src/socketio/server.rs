@@ -641,14 +641,8 @@ impl Server {
     }
 
     fn send_to(&mut self, sid: Sid, packet: &Packet) -> Result<(), UsageError> {
-        let (text, attachments) = packet.encode();
-        if attachments.is_empty() {
-            return Ok(self.engine.send(sid, text)?);
-        }
-        let mut packets = Vec::with_capacity(1 + attachments.len());
-        packets.push(engineio::Packet::message(text));
-        packets.extend(attachments.into_iter().map(engineio::Packet::message));
-        Ok(self.engine.send_all(sid, &packets)?)
+        let (kind, nsp, id, body) = packet.parts();
+        self.send_body(sid, kind, nsp, id, body)
     }
 
     /// Translates what the engine produced until it is quiet.

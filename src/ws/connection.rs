@@ -676,37 +676,12 @@ impl Connection {
         prefix: &[u8],
         payload: Bytes,
     ) -> Result<(), UsageError> {
-        self.check_can_send()?;
-        if self.sending.is_some() {
-            return Err(UsageError::FragmentInProgress);
+        if self.role == Role::Client || payload.len() <= COPY_THRESHOLD {
+            return self.send_slices(kind, prefix, &payload);
         }
-        self.check_queue(prefix.len() + payload.len())?;
-        let header = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode: kind.opcode(),
-            mask: self.next_mask(),
-            len: (prefix.len() + payload.len()) as u64,
-        };
-        let mut hbuf = [0u8; MAX_HEADER_LEN];
-        let hlen = frame::write_header(&header, &mut hbuf);
-        self.out.extend_from_slice(&hbuf[..hlen]);
-        match header.mask {
-            Some(key) => {
-                let start = self.out.len();
-                self.out.extend_from_slice(prefix);
-                self.out.extend_from_slice(&payload);
-                apply_mask(&mut self.out[start..], key, 0);
-            }
-            None => {
-                self.out.extend_from_slice(prefix);
-                if payload.len() <= COPY_THRESHOLD {
-                    self.out.extend_from_slice(&payload);
-                } else {
-                    self.push_bytes(payload);
-                }
-            }
-        }
+        self.start_message(kind, prefix.len() + payload.len())?;
+        self.out.extend_from_slice(prefix);
+        self.push_bytes(payload);
         Ok(())
     }
 
@@ -730,29 +705,39 @@ impl Connection {
         prefix: &[u8],
         payload: &[u8],
     ) -> Result<(), UsageError> {
+        let len = prefix.len() + payload.len();
+        // Header and payload in one allocation when the buffer is empty.
+        self.out.reserve(MAX_HEADER_LEN + len);
+        let mask = self.start_message(kind, len)?;
+        let start = self.out.len();
+        self.out.extend_from_slice(prefix);
+        self.out.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.out[start..], key, 0);
+        }
+        Ok(())
+    }
+
+    /// Checks that a whole message of `len` bytes may be sent now and
+    /// writes its frame header; the payload follows, masked with the key
+    /// returned (a client's).
+    fn start_message(&mut self, kind: DataKind, len: usize) -> Result<Option<[u8; 4]>, UsageError> {
         self.check_can_send()?;
         if self.sending.is_some() {
             return Err(UsageError::FragmentInProgress);
         }
-        self.check_queue(prefix.len() + payload.len())?;
+        self.check_queue(len)?;
         let header = FrameHeader {
             fin: true,
             rsv: 0,
             opcode: kind.opcode(),
             mask: self.next_mask(),
-            len: (prefix.len() + payload.len()) as u64,
+            len: len as u64,
         };
         let mut hbuf = [0u8; MAX_HEADER_LEN];
         let hlen = frame::write_header(&header, &mut hbuf);
-        self.out.reserve(hlen + prefix.len() + payload.len());
         self.out.extend_from_slice(&hbuf[..hlen]);
-        let start = self.out.len();
-        self.out.extend_from_slice(prefix);
-        self.out.extend_from_slice(payload);
-        if let Some(key) = header.mask {
-            apply_mask(&mut self.out[start..], key, 0);
-        }
-        Ok(())
+        Ok(header.mask)
     }
 
     /// Sends several messages, all or none: the send-queue limit is checked
