@@ -13,22 +13,13 @@
 //!   `decode_payload` unless a text holds the `\x1e` separator; each packet
 //!   alone survives `encode_text` then `decode_text` regardless.
 
+use crate::wire::TYPES;
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use wsio::{
     engineio::{Data, DecodeError, Packet, PacketType, SEPARATOR, decode_payload, encode_payload},
     ws::Utf8Bytes,
 };
-
-const TYPES: [PacketType; 7] = [
-    PacketType::Open,
-    PacketType::Close,
-    PacketType::Ping,
-    PacketType::Pong,
-    PacketType::Message,
-    PacketType::Upgrade,
-    PacketType::Noop,
-];
 
 #[derive(Arbitrary, Debug)]
 pub enum PacketIn {

@@ -19,6 +19,7 @@
 //! * `Connect` and `Disconnect` alternate per namespace socket, starting
 //!   with `Connect`; events and acks name a socket `socket()` made.
 
+use crate::wire::TYPES;
 use std::{
     collections::{HashMap, HashSet},
     time::{Duration, Instant},
@@ -163,16 +164,6 @@ pub enum ServerPkt {
     },
     Binary(Vec<u8>),
 }
-
-const TYPES: [PacketType; 7] = [
-    PacketType::Open,
-    PacketType::Close,
-    PacketType::Ping,
-    PacketType::Pong,
-    PacketType::Message,
-    PacketType::Upgrade,
-    PacketType::Noop,
-];
 
 impl ServerPkt {
     fn packets(&self) -> Vec<EPacket> {

@@ -16,7 +16,8 @@ use wsio::{
     ws::{self, Connection, Error},
 };
 
-const TYPES: [PacketType; 7] = [
+/// Every Engine.IO packet type, for picking one from a fuzzed byte.
+pub(crate) const TYPES: [PacketType; 7] = [
     PacketType::Open,
     PacketType::Close,
     PacketType::Ping,
