@@ -1019,7 +1019,7 @@ mod tests {
 
     fn connect(nsp: &str) -> AnyPkt {
         AnyPkt(Packet::Connect {
-            nsp: nsp.into(),
+            nsp: nsp.to_owned().into(),
             data: None,
         })
     }
