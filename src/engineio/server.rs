@@ -146,6 +146,8 @@ pub struct Server {
     sessions: IdMap<Sid, Session>,
     timers: BinaryHeap<Reverse<(Instant, Target)>>,
     dirty: Vec<Target>,
+    /// `dirty`'s allocation while it is being flushed.
+    dirty_spare: Vec<Target>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     /// Connections whose next pipelined request may now be read.
@@ -183,6 +185,7 @@ impl Server {
             sessions: IdMap::default(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
+            dirty_spare: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -1093,12 +1096,18 @@ impl Server {
     /// Writes packets as frames, one each.
     fn ws_send_all(&mut self, conn: ConnId, packets: Packets<'_>) -> Result<(), UsageError> {
         let Some(Conn {
-            kind: ConnKind::Ws { ws, .. },
+            kind: ConnKind::Ws { ws, dirty, .. },
             ..
         }) = self.conns.get_mut(&conn)
         else {
             return Err(UsageError::BufferFull);
         };
+        // Marked dirty here rather than through `mark_dirty`: a broadcast
+        // comes here once per receiver, and the entry is at hand.
+        if !*dirty {
+            *dirty = true;
+            self.dirty.push(Target::Conn(conn));
+        }
         let sent = match packets {
             Packets::Shared([one]) => ws.send_encoded(&one.frame),
             Packets::Shared(many) => ws.send_encoded_batch(many.iter().map(|p| &p.frame)),
@@ -1115,7 +1124,6 @@ impl Server {
                 t.as_bytes(),
             ),
         };
-        self.mark_dirty(Target::Conn(conn));
         sent.map_err(|_| UsageError::BufferFull)
     }
 
@@ -1424,7 +1432,11 @@ impl Server {
         // Flushing polling sessions can dirty WebSockets (upgrade) and the
         // reverse, so loop until quiet.
         while !self.dirty.is_empty() {
-            for target in std::mem::take(&mut self.dirty) {
+            // Swapped with a spare list rather than taken, so that neither
+            // allocates again on the next flush.
+            let mut targets = std::mem::take(&mut self.dirty_spare);
+            std::mem::swap(&mut targets, &mut self.dirty);
+            for target in targets.drain(..) {
                 match target {
                     Target::Session(sid) => {
                         if let Some(s) = self.sessions.get_mut(&sid) {
@@ -1435,6 +1447,7 @@ impl Server {
                     Target::Conn(conn) => self.drain_ws(conn),
                 }
             }
+            self.dirty_spare = targets;
         }
     }
 

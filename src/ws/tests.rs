@@ -533,6 +533,46 @@ fn encoded_frames_are_shared_not_copied() {
 }
 
 #[test]
+fn small_encoded_frames_leave_together_in_order_with_large_ones() {
+    let small = |s: &'static str| EncodedFrame::new(&Message::text(s));
+    let large = EncodedFrame::new(&Message::binary(vec![7u8; 4096]));
+    let mut p = Pair::open(Config::default());
+    p.server.send_encoded(&small("a")).unwrap();
+    p.server.send_encoded(&small("b")).unwrap();
+    p.server.send_encoded(&large).unwrap();
+    p.server
+        .send_encoded_batch([small("c"), small("d")].iter())
+        .unwrap();
+    let mut pieces = Vec::new();
+    while let Some(Transmit::Data(b)) = p.server.poll_transmit() {
+        pieces.push(b);
+    }
+    // The two small frames before the large one share one piece, the
+    // large one is not copied, the two after it share the last piece.
+    assert_eq!(pieces.len(), 3, "{pieces:?}");
+    assert_eq!(&pieces[0][..], b"\x81\x01a\x81\x01b");
+    assert_eq!(pieces[1].as_ptr(), large.as_bytes().as_ptr());
+    assert_eq!(&pieces[2][..], b"\x81\x01c\x81\x01d");
+    for b in &pieces {
+        p.client.handle_input(p.now, b);
+    }
+    let mut got = Vec::new();
+    while let Some(ev) = p.client.poll_event() {
+        got.push(ev);
+    }
+    assert_eq!(
+        messages(&got),
+        [
+            Message::text("a"),
+            Message::text("b"),
+            Message::binary(vec![7u8; 4096]),
+            Message::text("c"),
+            Message::text("d"),
+        ]
+    );
+}
+
+#[test]
 fn usage_errors() {
     let mut p = Pair::new(Config::default());
     assert_eq!(p.client.send(Message::text("x")), Err(UsageError::NotOpen));
