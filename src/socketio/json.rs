@@ -91,6 +91,9 @@ impl<'a> Parser<'a> {
             self.i += 1;
             return Ok(Value::Array(items));
         }
+        // Room for an event's name and a few arguments in one allocation,
+        // made directly rather than by the first push's regrowth.
+        items.reserve_exact(4);
         loop {
             items.push(self.value(depth)?);
             self.skip_ws();

@@ -581,7 +581,23 @@ pub(crate) fn first_escape(bytes: &[u8], from: usize) -> usize {
         }
         i += 8;
     }
-    for &b in words.remainder() {
+    let tail = words.remainder();
+    if tail.is_empty() {
+        return i;
+    }
+    // The tail as one word: the last eight bytes, overlapping bytes already
+    // checked (clean, so they flag nothing) when there are at least eight.
+    if rest.len() >= 8 {
+        if let Ok(w) = <[u8; 8]>::try_from(&rest[rest.len() - 8..]) {
+            let m = escape_mask(u64::from_le_bytes(w)) >> ((8 - tail.len()) * 8);
+            return if m != 0 {
+                i + (m.trailing_zeros() / 8) as usize
+            } else {
+                i + tail.len()
+            };
+        }
+    }
+    for &b in tail {
         if b < 0x20 || b == b'"' || b == b'\\' {
             return i;
         }
@@ -668,6 +684,31 @@ mod tests {
         let mut s = String::new();
         write_f64(f, &mut s);
         s
+    }
+
+    #[test]
+    fn first_escape_finds_exactly_the_first_byte_to_escape() {
+        // Every length up to 40 and start, with the one byte to find (or
+        // none) at every position, among bytes on both sides of each class.
+        let fill = [b'a', 0x20, b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff];
+        let special = [0x00, 0x1f, b'"', b'\\', b'\n'];
+        for len in 0..40usize {
+            for from in 0..=len {
+                for at in (0..len).map(Some).chain([None]) {
+                    for (k, &sp) in special.iter().enumerate() {
+                        let mut bytes: Vec<u8> =
+                            (0..len).map(|j| fill[(j + k + len) % fill.len()]).collect();
+                        if let Some(at) = at {
+                            bytes[at] = sp;
+                        }
+                        let naive = (from..len)
+                            .find(|&j| bytes[j] < 0x20 || bytes[j] == b'"' || bytes[j] == b'\\')
+                            .unwrap_or(len);
+                        assert_eq!(first_escape(&bytes, from), naive, "{bytes:?} from {from}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
