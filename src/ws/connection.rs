@@ -164,6 +164,8 @@ const BIG_FRAME: usize = 16 * 1024;
 /// The least the output buffer grows by, so that a run of small writes
 /// (headers, small frames) shares one allocation.
 const OUT_MIN: usize = 512;
+/// The largest output buffer a connection keeps for its next writes.
+const OUT_KEEP: usize = 4 * 1024;
 /// An idle connection keeps the room for the driver's next read if it was
 /// allocated at most this large (a usual read size, not a large frame).
 const INPUT_KEEP: usize = 128 * 1024;
@@ -568,7 +570,17 @@ impl Connection {
             return Some(Transmit::Data(b));
         }
         if !self.out.is_empty() {
-            return Some(Transmit::Data(std::mem::take(&mut self.out).freeze()));
+            // Split off rather than taken: the buffer stays this
+            // connection's, and once the driver has written and dropped
+            // these bytes the next frames reuse it (a reference count each
+            // way instead of an allocation and a free per write). A buffer
+            // that grew large is let go with its last bytes.
+            let large = self.out.capacity() > OUT_KEEP;
+            let data = self.out.split().freeze();
+            if large {
+                self.out = BytesMut::new();
+            }
+            return Some(Transmit::Data(data));
         }
         if self.close_transmit && !self.close_transmitted {
             self.close_transmitted = true;

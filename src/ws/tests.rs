@@ -533,6 +533,32 @@ fn encoded_frames_are_shared_not_copied() {
 }
 
 #[test]
+fn output_buffer_reuse_never_overwrites_what_the_driver_holds() {
+    // The output buffer is reused once the driver drops what it was
+    // given; bytes still held, interleaved with bytes dropped, must stay
+    // as they were sent.
+    let mut p = Pair::open(Config::default());
+    let mut held = Vec::new();
+    for i in 0..200usize {
+        let len = 1 + i * 7 % 300;
+        p.server.send(Message::binary(vec![i as u8; len])).unwrap();
+        let Some(Transmit::Data(b)) = p.server.poll_transmit() else {
+            panic!()
+        };
+        if i % 3 == 0 {
+            held.push((i, len, b));
+        }
+    }
+    for (i, len, b) in &held {
+        assert_eq!(b.len(), len + if *len < 126 { 2 } else { 4 });
+        assert!(
+            b[b.len() - len..].iter().all(|&x| x == *i as u8),
+            "message {i}"
+        );
+    }
+}
+
+#[test]
 fn small_encoded_frames_leave_together_in_order_with_large_ones() {
     let small = |s: &'static str| EncodedFrame::new(&Message::text(s));
     let large = EncodedFrame::new(&Message::binary(vec![7u8; 4096]));
