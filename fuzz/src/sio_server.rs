@@ -232,6 +232,9 @@ struct Peer {
     server_closed: bool,
     /// The harness gave the server EOF.
     eof: bool,
+    /// Raw bytes were fed to the server on this connection: the server
+    /// may be in the middle of a frame that swallows what follows.
+    garbled: bool,
     /// Events received with an ack id: (namespace, id).
     asked: Vec<(String, u64)>,
     /// Ack ids answered (the sentinel's echoes).
@@ -254,7 +257,11 @@ impl Peer {
     }
 
     fn healthy(&self) -> bool {
-        self.engine_open && !self.server_closed && !self.eof && self.ws.state() == ws::State::Open
+        self.engine_open
+            && !self.server_closed
+            && !self.eof
+            && !self.garbled
+            && self.ws.state() == ws::State::Open
     }
 
     /// A message from the server.
@@ -415,6 +422,7 @@ impl Sim {
             engine_open: false,
             server_closed: false,
             eof: false,
+            garbled: false,
             asked: Vec::new(),
             answered: HashSet::new(),
             heard: HashSet::new(),
@@ -662,8 +670,9 @@ impl Sim {
             }
             Action::Garbage { peer, data } => {
                 let Some(i) = self.peer(peer) else { return };
-                let p = &self.peers[i];
+                let p = &mut self.peers[i];
                 if !p.server_closed && !p.eof {
+                    p.garbled |= !data.is_empty();
                     let conn = p.conn;
                     self.io.handle_input(now, conn, &data);
                 }
