@@ -57,6 +57,112 @@ pub enum Transmit {
     Close,
 }
 
+/// A frame header of at most 14 bytes, held inline: the `head` of
+/// [`VectoredTransmit::Data`]. Dereferences to its bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameHead {
+    buf: [u8; MAX_HEADER_LEN],
+    len: u8,
+}
+
+impl FrameHead {
+    fn new(header: &FrameHeader) -> Self {
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        let len = frame::write_header(header, &mut buf) as u8;
+        FrameHead { buf, len }
+    }
+
+    /// An unmasked header (a server's), written directly.
+    #[inline]
+    fn unmasked(fin: bool, opcode: OpCode, len: usize) -> Self {
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        buf[0] = (u8::from(fin) << 7) | opcode.as_u8();
+        let hlen = if len < 126 {
+            buf[1] = len as u8;
+            2
+        } else if let Ok(l) = u16::try_from(len) {
+            buf[1] = 126;
+            buf[2..4].copy_from_slice(&l.to_be_bytes());
+            4
+        } else {
+            buf[1] = 127;
+            buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        FrameHead { buf, len: hlen }
+    }
+
+    /// Its length on the wire.
+    #[inline]
+    fn wire_len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// The header's bytes (none for a [`VectoredTransmit::Data`] that is
+    /// all `body`).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        // `len` is at most MAX_HEADER_LEN by construction.
+        self.buf.get(..self.len as usize).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for FrameHead {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for FrameHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FrameHead({:02x?})", self.as_bytes())
+    }
+}
+
+/// What the driver must do with the socket, a frame header apart from its
+/// payload: see [`Connection::poll_transmit_vectored`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VectoredTransmit {
+    /// Write `head`, then `body` (ideally with one vectored write, such as
+    /// `std::io::Write::write_vectored`). Either may be empty.
+    Data {
+        /// A frame header, or nothing.
+        head: FrameHead,
+        /// Bytes that follow `head` on the wire.
+        body: Bytes,
+    },
+    /// Close the TCP connection (after writing everything before this).
+    Close,
+}
+
+impl FrameHead {
+    /// The masking key, if this is the header of a masked frame (a
+    /// client's): its last four bytes.
+    #[inline]
+    fn mask(&self) -> Option<[u8; 4]> {
+        let len = self.len as usize;
+        if len >= 6 && self.buf[1] & 0x80 != 0 {
+            let k = self.buf.get(len - 4..len)?;
+            Some([k[0], k[1], k[2], k[3]])
+        } else {
+            None
+        }
+    }
+}
+
+/// An entry of the send queue: `body` follows `head` on the wire. A large
+/// frame keeps its header inline (`head`) and its payload as the
+/// application gave it; a client's payload is masked (with the key at the
+/// end of `head`) only when it is polled, into a buffer the connection
+/// reuses. Other entries have an empty `head`.
+#[derive(Debug)]
+struct Queued {
+    head: FrameHead,
+    body: Bytes,
+}
+
 /// The connection's state as seen from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -166,6 +272,10 @@ const BIG_FRAME: usize = 16 * 1024;
 const OUT_MIN: usize = 512;
 /// The largest output buffer a connection keeps for its next writes.
 const OUT_KEEP: usize = 4 * 1024;
+/// `poll_transmit` keeps its scratch buffer (masked payloads, headers) for
+/// the next frame if the frame was at most this large; a larger one goes
+/// with the transmit.
+const WBUF_KEEP: usize = 128 * 1024;
 /// An idle connection keeps the room for the driver's next read if it was
 /// allocated at most this large (a usual read size, not a large frame).
 const INPUT_KEEP: usize = 128 * 1024;
@@ -242,7 +352,11 @@ pub struct Connection {
     sending: Option<DataKind>,
     /// Small writes accumulate here; flushed into `queue` before any large one.
     out: BytesMut,
-    queue: VecDeque<Bytes>,
+    /// Scratch for the pollers: headers of queued frames and masked
+    /// payloads, written as they are polled. Its allocation is reused once
+    /// the driver has dropped what it was given.
+    wbuf: BytesMut,
+    queue: VecDeque<Queued>,
     queued: usize,
     close_transmit: bool,
     close_transmitted: bool,
@@ -296,6 +410,7 @@ impl Connection {
             closed_emitted: false,
             sending: None,
             out: BytesMut::new(),
+            wbuf: BytesMut::new(),
             queue: VecDeque::new(),
             queued: 0,
             close_transmit: false,
@@ -565,26 +680,86 @@ impl Connection {
     /// The next bytes to write, or the instruction to close the socket.
     /// Poll after every input and command until `None`.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(b) = self.queue.pop_front() {
+        if let Some(Queued { head, body }) = self.queue.pop_front() {
+            let b = if head.is_empty() {
+                body
+            } else if let Some(key) = head.mask() {
+                self.scratch(&head, &body, Some(key))
+            } else {
+                // The header now, the payload at the next call.
+                self.queue.push_front(Queued {
+                    head: FrameHead::default(),
+                    body,
+                });
+                if self.wbuf.capacity() < MAX_HEADER_LEN {
+                    self.wbuf.reserve(OUT_MIN);
+                }
+                // All 14 bytes (a copy of fixed size, no call), then only
+                // the header's own are cut off; the rest is room again.
+                self.wbuf.extend_from_slice(&head.buf);
+                let b = self.wbuf.split_to(head.wire_len()).freeze();
+                self.wbuf.clear();
+                b
+            };
             self.queued -= b.len();
             return Some(Transmit::Data(b));
         }
         if !self.out.is_empty() {
-            // Split off rather than taken: the buffer stays this
-            // connection's, and once the driver has written and dropped
-            // these bytes the next frames reuse it (a reference count each
-            // way instead of an allocation and a free per write). A buffer
-            // that grew large is let go with its last bytes.
-            let large = self.out.capacity() > OUT_KEEP;
-            let data = self.out.split().freeze();
-            if large {
-                self.out = BytesMut::new();
-            }
-            return Some(Transmit::Data(data));
+            return Some(Transmit::Data(self.take_out()));
         }
         if self.close_transmit && !self.close_transmitted {
             self.close_transmitted = true;
             return Some(Transmit::Close);
+        }
+        None
+    }
+
+    /// Like [`poll_transmit`](Self::poll_transmit), with a frame's header
+    /// kept apart from its payload, for a vectored write: a server's large
+    /// payload is handed out as the caller gave it, and no buffer is cut
+    /// for its header. The same bytes come out in the same order; the two
+    /// pollers may be mixed.
+    ///
+    /// ```
+    /// use std::io::{IoSlice, Write};
+    /// use bytes::Bytes;
+    /// use wsio::ws::{Config, Connection, Message, VectoredTransmit};
+    ///
+    /// let mut ws = Connection::server_upgraded(Config::default());
+    /// ws.send(Message::Binary(Bytes::from(vec![7u8; 4096]))).unwrap();
+    /// let mut socket = Vec::new(); // a TcpStream in a real driver
+    /// while let Some(t) = ws.poll_transmit_vectored() {
+    ///     match t {
+    ///         VectoredTransmit::Data { head, body } => {
+    ///             let n = socket.write_vectored(&[IoSlice::new(&head), IoSlice::new(&body)])?;
+    ///             // A socket may take less: write the rest before polling again.
+    ///             assert_eq!(n, head.len() + body.len());
+    ///         }
+    ///         VectoredTransmit::Close => break,
+    ///     }
+    /// }
+    /// assert_eq!(&socket[..4], [0x82, 126, 0x10, 0x00]);
+    /// assert_eq!(socket.len(), 4 + 4096);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn poll_transmit_vectored(&mut self) -> Option<VectoredTransmit> {
+        if let Some(Queued { head, mut body }) = self.queue.pop_front() {
+            self.queued -= head.wire_len() + body.len();
+            if let Some(key) = head.mask() {
+                body = self.scratch(&[], &body, Some(key));
+            }
+            return Some(VectoredTransmit::Data { head, body });
+        }
+        if !self.out.is_empty() {
+            let body = self.take_out();
+            return Some(VectoredTransmit::Data {
+                head: FrameHead::default(),
+                body,
+            });
+        }
+        if self.close_transmit && !self.close_transmitted {
+            self.close_transmitted = true;
+            return Some(VectoredTransmit::Close);
         }
         None
     }
@@ -612,6 +787,20 @@ impl Connection {
             self.read_frames(now, false);
         }
         self.events.pop_front()
+    }
+
+    /// The small writes gathered in `out`, for the driver. Split off
+    /// rather than taken: the buffer stays this connection's, and once the
+    /// driver has written and dropped these bytes the next frames reuse it
+    /// (a reference count each way instead of an allocation and a free per
+    /// write). A buffer that grew large is let go with its last bytes.
+    fn take_out(&mut self) -> Bytes {
+        let large = self.out.capacity() > OUT_KEEP;
+        let data = self.out.split().freeze();
+        if large {
+            self.out = BytesMut::new();
+        }
+        data
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
@@ -1402,13 +1591,46 @@ impl Connection {
     }
 
     fn push_bytes(&mut self, b: Bytes) {
+        self.push_frame(FrameHead::default(), b);
+    }
+
+    /// Queues `body` after `head` (see [`Queued`]), behind the small
+    /// writes gathered in `out`.
+    #[inline]
+    fn push_frame(&mut self, head: FrameHead, body: Bytes) {
         if !self.out.is_empty() {
             let small = self.out.split().freeze();
             self.queued += small.len();
-            self.queue.push_back(small);
+            self.queue.push_back(Queued {
+                head: FrameHead::default(),
+                body: small,
+            });
         }
-        self.queued += b.len();
-        self.queue.push_back(b);
+        self.queued += head.wire_len() + body.len();
+        self.queue.push_back(Queued { head, body });
+    }
+
+    /// `head` then `payload` (masked with `mask`, if any) in the scratch
+    /// buffer, cut off as one `Bytes`. The scratch allocation is reused
+    /// when the driver has dropped everything cut from it before (as a
+    /// driver that writes each transmit before polling the next does), so
+    /// large client frames are masked into memory that is still in cache.
+    fn scratch(&mut self, head: &[u8], payload: &[u8], mask: Option<[u8; 4]>) -> Bytes {
+        let n = head.len() + payload.len();
+        if self.wbuf.capacity() < n {
+            self.wbuf.reserve(n.max(OUT_MIN));
+        }
+        self.wbuf.extend_from_slice(head);
+        match mask {
+            Some(key) => extend_masked(&mut self.wbuf, payload, key),
+            None => self.wbuf.extend_from_slice(payload),
+        }
+        let b = self.wbuf.split().freeze();
+        if n > WBUF_KEEP {
+            // Too large to keep for an idle connection: it goes with `b`.
+            self.wbuf = BytesMut::new();
+        }
+        b
     }
 
     /// Queues a frame shared with other connections. A small one is copied
@@ -1441,6 +1663,9 @@ impl Connection {
     }
 
     fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: Bytes) {
+        if payload.len() > COPY_THRESHOLD {
+            return self.queue_frame(fin, opcode, payload);
+        }
         let mask = self.next_mask();
         let header = FrameHeader {
             fin,
@@ -1451,33 +1676,31 @@ impl Connection {
         };
         let mut hbuf = [0u8; MAX_HEADER_LEN];
         let hlen = frame::write_header(&header, &mut hbuf);
-        match mask {
-            Some(key) if payload.len() > COPY_THRESHOLD => {
-                // A large masked frame gets a buffer of its exact size
-                // rather than growing the shared one.
-                let mut frame = BytesMut::with_capacity(hlen + payload.len());
-                frame.extend_from_slice(&hbuf[..hlen]);
-                extend_masked(&mut frame, &payload, key);
-                self.push_bytes(frame.freeze());
-            }
-            Some(key) => {
-                self.reserve_out(hlen + payload.len());
-                self.out.extend_from_slice(&hbuf[..hlen]);
-                let start = self.out.len();
-                self.out.extend_from_slice(&payload);
-                apply_mask(&mut self.out[start..], key, 0);
-            }
-            None if payload.len() <= COPY_THRESHOLD => {
-                self.reserve_out(hlen + payload.len());
-                self.out.extend_from_slice(&hbuf[..hlen]);
-                self.out.extend_from_slice(&payload);
-            }
-            None => {
-                self.reserve_out(hlen);
-                self.out.extend_from_slice(&hbuf[..hlen]);
-                self.push_bytes(payload);
-            }
+        self.reserve_out(hlen + payload.len());
+        self.out.extend_from_slice(&hbuf[..hlen]);
+        let start = self.out.len();
+        self.out.extend_from_slice(&payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.out[start..], key, 0);
         }
+    }
+
+    /// A large frame: its header inline, its payload as it is; a client's
+    /// is masked when polled, into reused memory (see [`Queued`]).
+    #[inline]
+    fn queue_frame(&mut self, fin: bool, opcode: OpCode, payload: Bytes) {
+        let head = if self.role == Role::Server {
+            FrameHead::unmasked(fin, opcode, payload.len())
+        } else {
+            FrameHead::new(&FrameHeader {
+                fin,
+                rsv: 0,
+                opcode,
+                mask: self.next_mask(),
+                len: payload.len() as u64,
+            })
+        };
+        self.push_frame(head, payload);
     }
 
     fn reserve_out(&mut self, n: usize) {

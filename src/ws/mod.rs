@@ -17,7 +17,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Closed, Connection, Event, Role, State, Transmit};
+pub use connection::{
+    Closed, Connection, Event, FrameHead, Role, State, Transmit, VectoredTransmit,
+};
 pub use frame::{FrameError, OpCode};
 pub use handshake::{Accept, ClientRequest, HandshakeError, UpgradeRequest};
 pub use utf8::Utf8Bytes;
