@@ -47,7 +47,8 @@
 //! payload with one `write_vectored` (as fastwebsockets does for large
 //! payloads).
 //!
-//! Before timing, every implementation is run once and checked: message
+//! Before timing, every implementation is run once (wsio's encoders twice
+//! on one connection, so reused buffers are checked too) and checked: message
 //! count, kinds and bytes for decoders; for encoders the wire bytes are
 //! re-parsed by an independent decoder in this file and compared.
 
