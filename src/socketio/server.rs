@@ -138,6 +138,9 @@ pub struct Server {
     /// `poll_event`).
     deferred: VecDeque<SocketId>,
     publish: VecDeque<BroadcastMessage>,
+    /// Broadcasts addressed but not yet handed to the engine: see
+    /// [`Server::flush_broadcasts`].
+    broadcasts: Vec<PendingBroadcast>,
     now: Instant,
     /// Where packets to one socket are encoded, reused between them.
     scratch: String,
@@ -177,6 +180,7 @@ impl Server {
             events: VecDeque::new(),
             deferred: VecDeque::new(),
             publish: VecDeque::new(),
+            broadcasts: Vec::new(),
             now,
             scratch: String::new(),
         }
@@ -199,6 +203,9 @@ impl Server {
     /// The underlying Engine.IO server (for queries and its own options,
     /// such as [`set_allow_request`](engineio::Server::set_allow_request)).
     pub fn engine(&mut self) -> &mut engineio::Server {
+        // Whatever the caller does there comes after the broadcasts made
+        // before.
+        self.flush_broadcasts();
         &mut self.engine
     }
 
@@ -249,12 +256,14 @@ impl Server {
     /// Registers a new TCP connection.
     pub fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
         self.now = self.now.max(now);
+        self.flush_broadcasts();
         self.engine.accept(now, peer)
     }
 
     /// Feeds bytes read from a connection.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         self.now = self.now.max(now);
+        self.flush_broadcasts();
         self.engine.handle_input(now, conn, bytes);
         self.pump(now);
     }
@@ -262,6 +271,7 @@ impl Server {
     /// The peer closed a connection.
     pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
         self.now = self.now.max(now);
+        self.flush_broadcasts();
         self.engine.handle_eof(now, conn);
         self.pump(now);
     }
@@ -276,6 +286,7 @@ impl Server {
         peer: Option<SocketAddr>,
     ) -> ConnId {
         self.now = self.now.max(now);
+        self.flush_broadcasts();
         let id = self.engine.handle_request(now, head, body, peer);
         self.pump(now);
         id
@@ -290,6 +301,7 @@ impl Server {
         peer: Option<SocketAddr>,
     ) -> Result<(ConnId, ResponseHead), (ResponseHead, Bytes)> {
         self.now = self.now.max(now);
+        self.flush_broadcasts();
         let r = self.engine.handle_upgrade(now, head, peer);
         self.pump(now);
         r
@@ -306,7 +318,7 @@ impl Server {
             &msg.except,
             None,
             msg.volatile,
-            &shared,
+            shared,
         );
         self.pump(now);
     }
@@ -314,6 +326,7 @@ impl Server {
     /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        self.flush_broadcasts();
         self.engine.handle_timeout(now);
         while let Some(Reverse((at, _))) = self.timers.peek() {
             if *at > now {
@@ -350,6 +363,7 @@ impl Server {
     /// Detaches a raw connection whose request was handed out as
     /// [`Event::Request`] (see [`engineio::Server::release`]).
     pub fn release(&mut self, conn: ConnId) -> Option<Bytes> {
+        self.flush_broadcasts();
         self.engine.release(conn)
     }
 
@@ -362,6 +376,7 @@ impl Server {
         body: Bytes,
     ) -> Result<(), UsageError> {
         self.now = self.now.max(now);
+        self.flush_broadcasts();
         self.engine.respond(now, conn, head, body)?;
         self.pump(now);
         Ok(())
@@ -371,6 +386,7 @@ impl Server {
 
     /// The next bytes to write, response to give, or connection to close.
     pub fn poll_transmit(&mut self) -> Option<engineio::Transmit> {
+        self.flush_broadcasts();
         self.engine.poll_transmit()
     }
 
@@ -621,6 +637,7 @@ impl Server {
         id: Option<u64>,
         body: Body<'_>,
     ) -> Result<(), UsageError> {
+        self.flush_broadcasts();
         let mut text = std::mem::take(&mut self.scratch);
         text.clear();
         let mut attachments = Vec::new();
@@ -865,11 +882,13 @@ impl Server {
         for (_, id) in c.sockets {
             self.remove_socket(id, reason);
         }
+        self.flush_broadcasts();
         let _ = self.engine.close(now, sid);
     }
 
-    /// Sends an encoded packet to the recipients of a broadcast; returns
-    /// how many got it.
+    /// Addresses an encoded packet to the recipients of a broadcast;
+    /// returns how many there are. The packet reaches the engine at the
+    /// next [`flush_broadcasts`](Self::flush_broadcasts).
     fn deliver(
         &mut self,
         nsp: &str,
@@ -877,17 +896,17 @@ impl Server {
         except: &[String],
         exclude: Option<SocketId>,
         volatile: bool,
-        shared: &[SharedPacket],
+        shared: Vec<SharedPacket>,
     ) -> usize {
         let Some(ns) = self.namespaces.get(nsp) else {
             return 0;
         };
-        let engine = &mut self.engine;
+        let engine = &self.engine;
         let excluded: Vec<&BTreeMap<SocketId, Sid>> =
             except.iter().filter_map(|r| ns.rooms.get(r)).collect();
         let except_ids: Vec<SocketId> = except.iter().filter_map(|r| SocketId::parse(r)).collect();
-        let mut count = 0;
-        let mut send = |id: &SocketId, sid: &Sid| {
+        let mut sids = Vec::new();
+        let mut add = |id: &SocketId, sid: &Sid| {
             if Some(*id) == exclude
                 || excluded.iter().any(|r| r.contains_key(id))
                 || except_ids.contains(id)
@@ -897,20 +916,18 @@ impl Server {
             if volatile && !engine.is_writable(*sid) {
                 return;
             }
-            if engine.send_shared_all(*sid, shared).is_ok() {
-                count += 1;
-            }
+            sids.push(*sid);
         };
         match rooms {
-            [] => ns.sockets.iter().for_each(|(id, sid)| send(id, sid)),
+            [] => ns.sockets.iter().for_each(|(id, sid)| add(id, sid)),
             [room] => {
                 if let Some(members) = ns.rooms.get(room) {
-                    members.iter().for_each(|(id, sid)| send(id, sid));
+                    members.iter().for_each(|(id, sid)| add(id, sid));
                 } else if let Some((id, sid)) =
                     SocketId::parse(room).and_then(|id| ns.sockets.get_key_value(&id))
                 {
                     // Every socket is in the room named by its own id.
-                    send(id, sid);
+                    add(id, sid);
                 }
             }
             many => {
@@ -924,10 +941,36 @@ impl Server {
                         union.insert(*id, *sid);
                     }
                 }
-                union.iter().for_each(|(id, sid)| send(id, sid));
+                union.iter().for_each(|(id, sid)| add(id, sid));
             }
         }
+        let count = sids.len();
+        match self.broadcasts.last_mut() {
+            // The same recipients as the broadcast before (the common case:
+            // a burst of broadcasts to everyone): one batch.
+            Some(last) if last.sids == sids => last.shared.extend(shared),
+            _ if count > 0 => self.broadcasts.push(PendingBroadcast { sids, shared }),
+            _ => {}
+        }
         count
+    }
+
+    /// Hands the pending broadcasts to the engine, recipient by recipient:
+    /// a burst of broadcasts to the same sockets visits each recipient's
+    /// session and connection once, not once per broadcast, and leaves in
+    /// one write. Called before anything else reaches the engine, so every
+    /// recipient still gets its packets in the order they were sent.
+    fn flush_broadcasts(&mut self) {
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        for b in std::mem::take(&mut self.broadcasts) {
+            for sid in &b.sids {
+                // A recipient whose queue is full misses these packets,
+                // as it would one at a time.
+                let _ = self.engine.send_shared_all(*sid, &b.shared);
+            }
+        }
     }
 }
 
@@ -956,6 +999,12 @@ fn check_event_name(name: &str) -> Result<(), UsageError> {
         return Err(UsageError::ReservedEvent(name.to_owned()));
     }
     Ok(())
+}
+
+/// A broadcast addressed but not yet handed to the engine.
+struct PendingBroadcast {
+    sids: Vec<Sid>,
+    shared: Vec<SharedPacket>,
 }
 
 fn encode_shared(packet: &Packet) -> Vec<SharedPacket> {
@@ -1008,7 +1057,8 @@ impl Broadcast<'_> {
         self
     }
 
-    /// Emits the event, encoded once; returns how many sockets got it.
+    /// Emits the event, encoded once; returns how many sockets it is
+    /// addressed to (a recipient whose send queue is full misses it).
     pub fn emit(self, event: &str, args: Vec<Value>) -> Result<usize, UsageError> {
         check_event_name(event)?;
         let packet = Packet::Event {
@@ -1024,7 +1074,7 @@ impl Broadcast<'_> {
             &self.except,
             self.exclude,
             self.volatile,
-            &shared,
+            shared,
         );
         if self.server.config.cluster && !self.local {
             self.server.publish.push_back(BroadcastMessage {
