@@ -1102,12 +1102,8 @@ impl Server {
         else {
             return Err(UsageError::BufferFull);
         };
-        // Marked dirty here rather than through `mark_dirty`: a broadcast
-        // comes here once per receiver, and the entry is at hand.
-        if !*dirty {
-            *dirty = true;
-            self.dirty.push(Target::Conn(conn));
-        }
+        // The entry is at hand: no second lookup through `mark_dirty`.
+        flag_dirty(dirty, &mut self.dirty, Target::Conn(conn));
         let sent = match packets {
             Packets::Shared([one]) => ws.send_encoded(&one.frame),
             Packets::Shared(many) => ws.send_encoded_batch(many.iter().map(|p| &p.frame)),
@@ -1421,10 +1417,7 @@ impl Server {
             },
         };
         if let Some(flag) = flag {
-            if !*flag {
-                *flag = true;
-                self.dirty.push(target);
-            }
+            flag_dirty(flag, &mut self.dirty, target);
         }
     }
 
@@ -1496,6 +1489,15 @@ impl Server {
                 self.timers.push(Reverse((next, target)));
             }
         }
+    }
+}
+
+/// Sets a session's or connection's dirty flag, listing it for the next
+/// flush the first time.
+fn flag_dirty(flag: &mut bool, dirty: &mut Vec<Target>, target: Target) {
+    if !*flag {
+        *flag = true;
+        dirty.push(target);
     }
 }
 

@@ -203,7 +203,8 @@ impl Server {
     /// The underlying Engine.IO server (for queries and its own options,
     /// such as [`set_allow_request`](engineio::Server::set_allow_request)).
     pub fn engine(&mut self) -> &mut engineio::Server {
-        // Whatever the caller does there comes after the broadcasts made
+        // Every use of the engine, this crate's own included, goes through
+        // here: whatever is done there comes after the broadcasts made
         // before.
         self.flush_broadcasts();
         &mut self.engine
@@ -256,23 +257,20 @@ impl Server {
     /// Registers a new TCP connection.
     pub fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
         self.now = self.now.max(now);
-        self.flush_broadcasts();
-        self.engine.accept(now, peer)
+        self.engine().accept(now, peer)
     }
 
     /// Feeds bytes read from a connection.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         self.now = self.now.max(now);
-        self.flush_broadcasts();
-        self.engine.handle_input(now, conn, bytes);
+        self.engine().handle_input(now, conn, bytes);
         self.pump(now);
     }
 
     /// The peer closed a connection.
     pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
         self.now = self.now.max(now);
-        self.flush_broadcasts();
-        self.engine.handle_eof(now, conn);
+        self.engine().handle_eof(now, conn);
         self.pump(now);
     }
 
@@ -286,8 +284,7 @@ impl Server {
         peer: Option<SocketAddr>,
     ) -> ConnId {
         self.now = self.now.max(now);
-        self.flush_broadcasts();
-        let id = self.engine.handle_request(now, head, body, peer);
+        let id = self.engine().handle_request(now, head, body, peer);
         self.pump(now);
         id
     }
@@ -301,8 +298,7 @@ impl Server {
         peer: Option<SocketAddr>,
     ) -> Result<(ConnId, ResponseHead), (ResponseHead, Bytes)> {
         self.now = self.now.max(now);
-        self.flush_broadcasts();
-        let r = self.engine.handle_upgrade(now, head, peer);
+        let r = self.engine().handle_upgrade(now, head, peer);
         self.pump(now);
         r
     }
@@ -326,8 +322,7 @@ impl Server {
     /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        self.flush_broadcasts();
-        self.engine.handle_timeout(now);
+        self.engine().handle_timeout(now);
         while let Some(Reverse((at, _))) = self.timers.peek() {
             if *at > now {
                 break;
@@ -363,8 +358,7 @@ impl Server {
     /// Detaches a raw connection whose request was handed out as
     /// [`Event::Request`] (see [`engineio::Server::release`]).
     pub fn release(&mut self, conn: ConnId) -> Option<Bytes> {
-        self.flush_broadcasts();
-        self.engine.release(conn)
+        self.engine().release(conn)
     }
 
     /// Answers an [`Event::Request`].
@@ -376,8 +370,7 @@ impl Server {
         body: Bytes,
     ) -> Result<(), UsageError> {
         self.now = self.now.max(now);
-        self.flush_broadcasts();
-        self.engine.respond(now, conn, head, body)?;
+        self.engine().respond(now, conn, head, body)?;
         self.pump(now);
         Ok(())
     }
@@ -386,8 +379,7 @@ impl Server {
 
     /// The next bytes to write, response to give, or connection to close.
     pub fn poll_transmit(&mut self) -> Option<engineio::Transmit> {
-        self.flush_broadcasts();
-        self.engine.poll_transmit()
+        self.engine().poll_transmit()
     }
 
     /// The next event for the application.
@@ -637,18 +629,17 @@ impl Server {
         id: Option<u64>,
         body: Body<'_>,
     ) -> Result<(), UsageError> {
-        self.flush_broadcasts();
         let mut text = std::mem::take(&mut self.scratch);
         text.clear();
         let mut attachments = Vec::new();
         packet::encode_into(kind, nsp, id, body, &mut text, &mut attachments);
         let sent = if attachments.is_empty() {
-            self.engine.send_text(sid, &text)
+            self.engine().send_text(sid, &text)
         } else {
             let mut packets = Vec::with_capacity(1 + attachments.len());
             packets.push(engineio::Packet::message(text.as_str().to_owned()));
             packets.extend(attachments.into_iter().map(engineio::Packet::message));
-            self.engine.send_all(sid, &packets)
+            self.engine().send_all(sid, &packets)
         };
         // A one-off huge message does not pin its buffer.
         if text.capacity() <= SCRATCH_KEPT {
@@ -882,8 +873,7 @@ impl Server {
         for (_, id) in c.sockets {
             self.remove_socket(id, reason);
         }
-        self.flush_broadcasts();
-        let _ = self.engine.close(now, sid);
+        let _ = self.engine().close(now, sid);
     }
 
     /// Addresses an encoded packet to the recipients of a broadcast;
@@ -958,8 +948,9 @@ impl Server {
     /// Hands the pending broadcasts to the engine, recipient by recipient:
     /// a burst of broadcasts to the same sockets visits each recipient's
     /// session and connection once, not once per broadcast, and leaves in
-    /// one write. Called before anything else reaches the engine, so every
-    /// recipient still gets its packets in the order they were sent.
+    /// one write. Called by [`engine`](Self::engine), the way everything
+    /// else reaches the engine, so every recipient still gets its packets
+    /// in the order they were sent.
     fn flush_broadcasts(&mut self) {
         if self.broadcasts.is_empty() {
             return;
