@@ -550,6 +550,9 @@ impl Connection {
     /// with what has arrived, never with the length a header declares: at
     /// most `want`, four times what arrived of the frame, or the size of
     /// the last large frame the peer completed, whichever is largest.
+    /// After a large frame, the next read starts in room for one as large
+    /// (a small frame ends that), so a run of large frames is read without
+    /// moving any of them.
     /// Bytes already buffered are not exposed; what is appended here and
     /// not yet committed is the next input.
     ///
@@ -617,7 +620,10 @@ impl Connection {
     /// there is less than that (see `input_buffer`).
     fn read_target(&self, want: usize) -> (usize, usize) {
         let Some(cur) = self.current else {
-            return (want, want);
+            // Between frames: a peer that just sent a large frame likely
+            // sends another, so its first read lands where the whole frame
+            // will fit instead of in a small buffer copied out a read later.
+            return (want, want.max(self.last_big));
         };
         if cur.discard || self.big.is_some() {
             return (want, want);
@@ -1189,9 +1195,11 @@ impl Connection {
                 break;
             }
             self.current = None;
-            if cur.header_len + len >= BIG_FRAME {
-                self.last_big = cur.header_len + len;
-            }
+            self.last_big = if cur.header_len + len >= BIG_FRAME {
+                cur.header_len + len
+            } else {
+                0
+            };
             let mut payload = self.rbuf.split_to(cur.header_len + len);
             payload.advance(cur.header_len);
             if !discard {
@@ -1247,6 +1255,9 @@ impl Connection {
             || h.len > self.config.max_frame_size.min(self.config.max_message_size) as u64
         {
             return Whole::Other;
+        }
+        if end < BIG_FRAME {
+            self.last_big = 0;
         }
         let payload = &mut self.rbuf[hlen..end];
         if let Some(key) = h.mask {

@@ -950,6 +950,36 @@ fn ingest_reads_end_on_frame_boundaries_and_grow_with_what_arrives() {
 }
 
 #[test]
+fn ingest_after_a_large_frame_reads_the_next_one_into_its_own_allocation() {
+    let now = Instant::now();
+    let big = masked_frame(2, &vec![5u8; 256 * 1024], [1, 2, 3, 4]);
+    let small = masked_frame(1, b"hi", [4, 3, 2, 1]);
+    let mut s = Connection::server_upgraded(Config::default());
+    feed_ingest(&mut s, now, &big, 64 * 1024);
+    assert!(matches!(s.poll_event(), Some(Event::Message(m)) if m.len() == 256 * 1024));
+    // The next read starts in an allocation the size of the frame just
+    // completed, so a second large frame is never copied out of a small one.
+    let room = s.input_buffer(64 * 1024);
+    assert_eq!(bytes::BufMut::remaining_mut(&room), 64 * 1024);
+    assert!(room.get_ref().capacity() >= big.len(), "{s:?}");
+    let base = s.ibuf.as_ptr();
+    feed_ingest(&mut s, now, &big, 64 * 1024);
+    match s.poll_event() {
+        Some(Event::Message(Message::Binary(b))) => {
+            assert_eq!(b.len(), 256 * 1024);
+            assert!(b.iter().all(|&x| x == 5));
+            assert_eq!(b.as_ptr(), base.wrapping_add(big.len() - b.len()));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A small frame ends the streak: reads are of the size asked for again.
+    feed_ingest(&mut s, now, &small, 64 * 1024);
+    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("hi"))));
+    let room = s.input_buffer(4096);
+    assert!(room.get_ref().capacity() < 64 * 1024, "{s:?}");
+}
+
+#[test]
 fn ingest_after_close_and_uncommitted_bytes() {
     let now = Instant::now();
     let mut s = Connection::server_upgraded(Config::default());
