@@ -34,7 +34,7 @@ use super::{
     Utf8Bytes,
     frame::{self, FrameHeader, MAX_HEADER_LEN},
     handshake,
-    mask::{apply_mask, copy_masked},
+    mask::apply_mask,
     utf8::Validator,
 };
 use crate::{entropy::BoxEntropy, http::HeadParser};
@@ -1729,12 +1729,14 @@ impl Connection {
 /// time into a small stack buffer and appended from there, so the frame's
 /// memory is written once instead of copied and then masked in place.
 fn extend_masked(out: &mut BytesMut, payload: &[u8], key: [u8; 4]) {
-    // A multiple of 4, so every piece starts at key offset 0.
-    let mut piece = [0u8; 2048];
-    for src in payload.chunks(piece.len()) {
-        let dst = &mut piece[..src.len()];
-        copy_masked(src, key, dst);
-        out.extend_from_slice(dst);
+    // Copied by memcpy, then masked in place while the piece is still in
+    // L1: faster than a fused copy-and-XOR loop, which runs at the speed
+    // of the XOR, not of the copy. A multiple of 4, so every piece
+    // starts at key offset 0.
+    for src in payload.chunks(8 * 1024) {
+        let start = out.len();
+        out.extend_from_slice(src);
+        apply_mask(&mut out[start..], key, 0);
     }
 }
 

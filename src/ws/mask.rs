@@ -50,35 +50,6 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-/// Writes `src` masked with `key` (from payload offset 0) to `dst` (of the
-/// same length), in one pass: reads `src` once, writes `dst` once.
-///
-/// ```
-/// use wsio::ws::mask::{apply_mask, copy_masked};
-/// let key = [0x37, 0xfa, 0x21, 0x3d];
-/// let mut a = *b"Hello, world";
-/// let mut b = [0u8; 12];
-/// copy_masked(&a, key, &mut b);
-/// apply_mask(&mut a, key, 0);
-/// assert_eq!(a, b);
-/// ```
-#[inline]
-pub fn copy_masked(src: &[u8], key: [u8; 4], dst: &mut [u8]) {
-    let n = src.len().min(dst.len());
-    let (src, dst) = (&src[..n], &mut dst[..n]);
-    let word = u32::from_ne_bytes(key) as u64 | (u32::from_ne_bytes(key) as u64) << 32;
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (d, s) in (&mut d).zip(&mut s) {
-        // Chunks are 8 bytes: the conversion cannot fail.
-        let v = u64::from_ne_bytes(s.try_into().unwrap_or_default()) ^ word;
-        d.copy_from_slice(&v.to_ne_bytes());
-    }
-    for (i, (d, s)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
-        *d = s ^ key[i & 3];
-    }
-}
-
 /// The key as seen from `offset` bytes into the payload.
 #[inline]
 fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
@@ -96,19 +67,6 @@ mod tests {
     fn naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
         for (i, b) in buf.iter_mut().enumerate() {
             *b ^= key[(i + offset) % 4];
-        }
-    }
-
-    #[test]
-    fn copy_masked_matches_apply_mask() {
-        let key = [1, 2, 3, 0xff];
-        for len in 0..100 {
-            let src: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
-            let mut want = src.clone();
-            apply_mask(&mut want, key, 0);
-            let mut got = vec![0u8; len];
-            copy_masked(&src, key, &mut got);
-            assert_eq!(got, want, "len {len}");
         }
     }
 

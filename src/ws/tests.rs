@@ -209,7 +209,11 @@ fn handshake_transcript_and_subprotocol() {
 #[test]
 fn messages_both_ways() {
     let mut p = Pair::open(Config::default());
-    let big = Bytes::from(vec![7u8; 100_000]);
+    let big = Bytes::from(
+        (0..100_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
     p.client.send(Message::text("héllo")).unwrap();
     p.client.send(Message::binary(big.clone())).unwrap();
     p.server.send(Message::text("")).unwrap();
