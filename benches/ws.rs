@@ -36,7 +36,10 @@
 //! its own `BytesMut` and hands each read over with `handle_input_bytes`;
 //! `wsio_input_buffer` reads straight into the connection's buffer
 //! (`input_buffer`, at most the room it offers, then `commit_input`); all
-//! drain `poll_event` after every read. tungstenite uses
+//! drain `poll_event` after every read. `wsio_input_buffer_ref` is the last
+//! with `poll_event_ref`, whose messages are lent (read in place, valid
+//! until the next call) rather than handed over, as fastwebsockets lends
+//! its frames. tungstenite uses
 //! `WebSocket::from_raw_socket` (role server) and `read`; fastwebsockets
 //! uses `WebSocket::after_handshake` (role server, default features, so
 //! simdutf8) and `read_frame`, its futures polled with a no-op waker (the
@@ -45,7 +48,9 @@
 //! `write_frame` with borrowed payloads. `wsio_vectored` drains with
 //! `poll_transmit_vectored` instead, writing each frame's header and
 //! payload with one `write_vectored` (as fastwebsockets does for large
-//! payloads).
+//! payloads). `wsio_slices` sends borrowed payloads with `send_slices`
+//! (copied into the connection's output buffer), as fastwebsockets borrows
+//! them, instead of cloning an owned `Message` per send.
 //!
 //! Before timing, every implementation is run once (wsio's encoders twice
 //! on one connection, so reused buffers are checked too) and checked: message
@@ -417,6 +422,39 @@ fn wsio_decode_ingest(
     }
 }
 
+/// `wsio_decode_ingest`, with messages lent by `poll_event_ref` (read in
+/// place in the input buffer) instead of handed over.
+fn wsio_decode_ingest_ref(
+    conn: &mut Connection,
+    sock: &mut MemStream,
+    now: Instant,
+    mut f: impl FnMut(ws::MessageRef<'_>),
+) {
+    sock.pos.set(0);
+    loop {
+        let mut room = conn.input_buffer(READ_CHUNK);
+        let c = sock.next_chunk(room.remaining_mut());
+        if c.is_empty() {
+            break;
+        }
+        room.put_slice(c); // the socket read
+        conn.commit_input(now);
+        while let Some(ev) = conn.poll_event_ref() {
+            match ev {
+                ws::EventRef::Message(m) => f(m),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    }
+}
+
+fn wsio_msg_ref(m: ws::MessageRef<'_>) -> Got {
+    match m {
+        ws::MessageRef::Text(t) => (Kind::Text, Bytes::copy_from_slice(t.as_bytes())),
+        ws::MessageRef::Binary(b) => (Kind::Binary, Bytes::copy_from_slice(b)),
+    }
+}
+
 fn tungstenite_msg(m: tungstenite::Message) -> Got {
     match m {
         tungstenite::Message::Text(t) => (Kind::Text, t.into()),
@@ -550,6 +588,25 @@ fn wsio_encode_vectored(conn: &mut Connection, msgs: &[ws::Message], sock: &mut 
     }
 }
 
+/// The same from borrowed payloads (`send_slices`), as fastwebsockets
+/// sends them: the bytes are copied into the connection's output buffer,
+/// so no reference count is taken or released per message.
+fn wsio_encode_slices(conn: &mut Connection, input: &Input, sock: &mut MemStream) {
+    let kind = match input.kind {
+        Kind::Text => ws::DataKind::Text,
+        Kind::Binary => ws::DataKind::Binary,
+    };
+    for p in &input.payloads {
+        conn.send_slices(kind, b"", p).unwrap();
+    }
+    while let Some(t) = conn.poll_transmit() {
+        match t {
+            Transmit::Data(b) => sock.sink(&b),
+            Transmit::Close => panic!("closed"),
+        }
+    }
+}
+
 fn tungstenite_encode(ws: &mut tungstenite::WebSocket<MemStream>, msgs: &[tungstenite::Message]) {
     for m in msgs {
         ws.write(m.clone()).unwrap();
@@ -670,6 +727,15 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
         check_decoded(input, "wsio input_buffer", &got);
 
         let mut got = Vec::new();
+        wsio_decode_ingest_ref(
+            &mut wsio_server(),
+            &mut MemStream::new(input.wire),
+            now,
+            |m| got.push(wsio_msg_ref(m)),
+        );
+        check_decoded(input, "wsio input_buffer + poll_event_ref", &got);
+
+        let mut got = Vec::new();
         let mut ws = tungstenite_ws(MemStream::new(input.wire), TRole::Server);
         tungstenite_decode(&mut ws, count, |m| got.push(tungstenite_msg(m)));
         check_decoded(input, "tungstenite", &got);
@@ -709,6 +775,13 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
                 let (mut sock, cap) = MemStream::new(b"").capturing();
                 wsio_encode_vectored(&mut conn, &wmsgs, &mut sock);
                 check_encoded(input, "wsio encode vectored", &cap.borrow(), masked);
+            }
+
+            let mut conn = if masked { wsio_client() } else { wsio_server() };
+            for _ in 0..2 {
+                let (mut sock, cap) = MemStream::new(b"").capturing();
+                wsio_encode_slices(&mut conn, input, &mut sock);
+                check_encoded(input, "wsio encode slices", &cap.borrow(), masked);
             }
 
             let (sock, cap) = MemStream::new(b"").capturing();
@@ -771,6 +844,20 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
         });
     }
     {
+        let mut conn = wsio_server();
+        let mut sock = MemStream::new(input.wire);
+        g.bench_function("decode/wsio_input_buffer_ref", |b| {
+            b.iter(|| {
+                let mut n = 0;
+                wsio_decode_ingest_ref(&mut conn, &mut sock, now, |m| {
+                    black_box(m);
+                    n += 1;
+                });
+                assert_eq!(n, count);
+            })
+        });
+    }
+    {
         let mut ws = tungstenite_ws(MemStream::new(input.wire), TRole::Server);
         g.bench_function("decode/tungstenite", |b| {
             b.iter(|| {
@@ -819,6 +906,13 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
             let mut sock = MemStream::new(b"");
             g.bench_function(format!("{dir}/wsio_vectored"), |b| {
                 b.iter(|| wsio_encode_vectored(&mut conn, &wmsgs, &mut sock))
+            });
+        }
+        {
+            let mut conn = if masked { wsio_client() } else { wsio_server() };
+            let mut sock = MemStream::new(b"");
+            g.bench_function(format!("{dir}/wsio_slices"), |b| {
+                b.iter(|| wsio_encode_slices(&mut conn, input, &mut sock))
             });
         }
         {

@@ -47,6 +47,8 @@ pub struct Checked {
     pub received: Vec<Message>,
     pub decision: Decision,
     pub rejected: bool,
+    /// Poll with `poll_event_ref` (copying lent messages), not `poll_event`.
+    pub by_ref: bool,
 }
 
 impl Checked {
@@ -63,6 +65,7 @@ impl Checked {
             received: Vec::new(),
             decision,
             rejected: false,
+            by_ref: false,
         }
     }
 
@@ -98,7 +101,7 @@ impl Checked {
                 "{}: pending after drain",
                 self.name
             );
-            while let Some(ev) = self.conn.poll_event() {
+            while let Some(ev) = self.next_event() {
                 moved = true;
                 self.check_event(now, &ev);
                 self.events.push(ev);
@@ -110,6 +113,25 @@ impl Checked {
         }
         self.check_state();
         any
+    }
+
+    /// The next event from whichever poller `by_ref` picks: both must give
+    /// the same events.
+    fn next_event(&mut self) -> Option<Event> {
+        if !self.by_ref {
+            return self.conn.poll_event();
+        }
+        match self.conn.poll_event_ref()? {
+            wsio::ws::EventRef::Message(m) => Some(Event::Message(m.into())),
+            wsio::ws::EventRef::Other(ev) => {
+                assert!(
+                    !matches!(ev, Event::Message(_)),
+                    "{}: a message not lent",
+                    self.name
+                );
+                Some(ev)
+            }
+        }
     }
 
     fn check_event(&mut self, now: Instant, ev: &Event) {

@@ -1,7 +1,8 @@
 //! A client and a server `ws::Connection` wired back to back through two
 //! in-memory pipes, driven by an arbitrary list of actions: sends of every
 //! kind, fragments, pings, closes, partial deliveries in arbitrary chunks,
-//! injected garbage, EOF, and time.
+//! injected garbage, EOF, and time; events are polled owned or lent
+//! (`poll_event_ref`), switched at any point.
 //!
 //! Besides the per-connection invariants of `common`, checked after every
 //! action:
@@ -156,6 +157,12 @@ pub enum Action {
     },
     /// Jumps to the earliest deadline either side asked for.
     AdvanceToDeadline,
+    /// From now on `who` polls events with `poll_event_ref` (`on`) or
+    /// `poll_event`.
+    ByRef {
+        who: Who,
+        on: bool,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -453,6 +460,7 @@ impl Sim {
                     side.name
                 );
             }
+            Action::ByRef { who, on } => self.side(who).by_ref = on,
             Action::Advance { ms } => self.advance_to(self.ms + u64::from(ms)),
             Action::AdvanceToDeadline => {
                 let deadline = [&self.client, &self.server]

@@ -30,8 +30,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut, buf::Limit};
 
 use super::{
     Accept, ClientRequest, CloseCode, CloseFrame, Config, DataKind, EncodedFrame, Error,
-    HandshakeError, LimitError, Message, OpCode, ProtocolError, UpgradeRequest, UsageError,
-    Utf8Bytes,
+    HandshakeError, LimitError, Message, MessageRef, OpCode, ProtocolError, UpgradeRequest,
+    UsageError, Utf8Bytes,
     frame::{self, FrameHeader, MAX_HEADER_LEN},
     handshake,
     mask::apply_mask,
@@ -212,6 +212,16 @@ pub enum Event {
     Closed(Closed),
 }
 
+/// What [`Connection::poll_event_ref`] yields: a message lent from the
+/// connection's buffers, or any other event.
+#[derive(Debug, PartialEq)]
+pub enum EventRef<'a> {
+    /// A whole message, valid until the next call on the connection.
+    Message(MessageRef<'a>),
+    /// Any event but [`Event::Message`].
+    Other(Event),
+}
+
 #[derive(Debug)]
 enum Phase {
     AwaitRequest(HeadParser),
@@ -256,6 +266,16 @@ enum Whole {
     Message(Message),
     /// A frame was consumed without a message (dropped, or it failed the
     /// connection).
+    Consumed,
+    /// Not the common case: take the general path.
+    Other,
+}
+
+/// What [`Connection::whole_frame_at_front`] found.
+enum AtFront {
+    /// A whole message: payload `rbuf[hlen..end]`, unmasked and checked.
+    Frame { hlen: usize, end: usize, text: bool },
+    /// A frame was consumed without a message.
     Consumed,
     /// Not the common case: take the general path.
     Other,
@@ -364,6 +384,12 @@ pub struct Connection {
     /// The latest time an input was given: frames are decoded lazily, as
     /// events are polled, and a close deadline set then counts from here.
     last_now: Option<Instant>,
+    /// Bytes at the front of `rbuf` lent out by `poll_event_ref`: consumed
+    /// at the next call.
+    lent_input: usize,
+    /// The front of `events` is a message lent out by `poll_event_ref`:
+    /// popped at the next call.
+    lent_front: bool,
     /// The payload of a large frame still arriving: input goes straight in
     /// (unmasked on the way), growing with what arrives, never with what
     /// the header declares.
@@ -402,6 +428,8 @@ impl Connection {
             ingest: false,
             ialloc: 0,
             last_big: 0,
+            lent_input: 0,
+            lent_front: false,
             current: None,
             partial: None,
             utf8: Validator::default(),
@@ -507,6 +535,7 @@ impl Connection {
     /// Feeds bytes read from the socket. Never fails: a peer's bad input
     /// queues the right reply and [`Event::Closed`].
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.settle();
         if self.input_poisoned || matches!(self.phase, Phase::Closed) {
             return;
         }
@@ -526,6 +555,7 @@ impl Connection {
     /// Feeds bytes the caller already owns, without a copy when the input
     /// buffer is empty (the usual case at a message boundary).
     pub fn handle_input_bytes(&mut self, now: Instant, bytes: BytesMut) {
+        self.settle();
         if self.input_poisoned || matches!(self.phase, Phase::Closed) {
             return;
         }
@@ -576,6 +606,7 @@ impl Connection {
     /// assert_eq!(ws.poll_event(), Some(Event::Message(Message::text("hi"))));
     /// ```
     pub fn input_buffer(&mut self, want: usize) -> Limit<&mut BytesMut> {
+        self.settle();
         self.ingest = true;
         let (read, grow) = self.read_target(want.max(1));
         if self.ibuf.is_empty() {
@@ -603,6 +634,7 @@ impl Connection {
     /// since the last commit, as [`handle_input`](Self::handle_input) would
     /// process the same bytes.
     pub fn commit_input(&mut self, now: Instant) {
+        self.settle();
         if self.ibuf.is_empty() {
             return;
         }
@@ -646,6 +678,7 @@ impl Connection {
 
     /// The peer closed its side of TCP (a read returned 0).
     pub fn handle_eof(&mut self, now: Instant) {
+        self.settle();
         // Whole frames that arrived before the end still count.
         if matches!(self.phase, Phase::Open | Phase::Closing { .. }) && !self.input_poisoned {
             self.read_frames(now, true);
@@ -668,6 +701,7 @@ impl Connection {
     /// Fires the closing-handshake timer if it is due. Cheap; calling it
     /// early or twice does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.settle();
         if let Phase::Closing { deadline, .. } = self.phase {
             if now >= deadline {
                 self.emit_closed(
@@ -777,6 +811,7 @@ impl Connection {
     /// a message before the frames after it are even looked at, so a reply
     /// is never overtaken by a close that a later bad frame causes.
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.settle();
         if let Some(ev) = self.events.pop_front() {
             return Some(ev);
         }
@@ -793,6 +828,78 @@ impl Connection {
             self.read_frames(now, false);
         }
         self.events.pop_front()
+    }
+
+    /// Like [`poll_event`](Self::poll_event), the same events in the same
+    /// order, with messages lent instead of handed over: a message that
+    /// arrived in one frame is read in place in the input buffer, without
+    /// an allocation or a reference count, and is valid until the next call
+    /// on the connection. For an application that handles each message as
+    /// it comes (parses it, copies what it keeps).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use wsio::ws::{Config, Connection, EventRef, MessageRef};
+    ///
+    /// let mut ws = Connection::server_upgraded(Config::default());
+    /// // Two masked text frames, "hi" and "yo", in one read.
+    /// let k = [1, 2, 3, 4];
+    /// let mut wire = vec![0x81, 0x82, 1, 2, 3, 4, b'h' ^ k[0], b'i' ^ k[1]];
+    /// wire.extend([0x81, 0x82, 1, 2, 3, 4, b'y' ^ k[0], b'o' ^ k[1]]);
+    /// ws.handle_input(Instant::now(), &wire);
+    /// let mut got = Vec::new();
+    /// while let Some(ev) = ws.poll_event_ref() {
+    ///     if let EventRef::Message(MessageRef::Text(t)) = ev {
+    ///         got.push(t.to_uppercase());
+    ///     }
+    /// }
+    /// assert_eq!(got, ["HI", "YO"]);
+    /// ```
+    pub fn poll_event_ref(&mut self) -> Option<EventRef<'_>> {
+        self.settle();
+        if self.events.is_empty() && !self.rbuf.is_empty() {
+            if let (Some(now), Phase::Open | Phase::Closing { .. }) = (self.last_now, &self.phase) {
+                if self.current.is_none() && self.partial.is_none() && self.big.is_none() {
+                    if let AtFront::Frame { hlen, end, text } = self.whole_frame_at_front(now) {
+                        self.lent_input = end;
+                        let payload = &self.rbuf[hlen..end];
+                        return Some(EventRef::Message(if text {
+                            MessageRef::Text(super::utf8::str_from_validated(payload))
+                        } else {
+                            MessageRef::Binary(payload)
+                        }));
+                    }
+                }
+                if self.events.is_empty() {
+                    self.read_frames(now, false);
+                }
+            }
+        }
+        if matches!(self.events.front(), Some(Event::Message(_))) {
+            self.lent_front = true;
+            return match self.events.front() {
+                Some(Event::Message(m)) => Some(EventRef::Message(m.into())),
+                _ => None,
+            };
+        }
+        self.events.pop_front().map(EventRef::Other)
+    }
+
+    /// Takes back what `poll_event_ref` lent: called first by every method
+    /// that reads the input or the event queue.
+    #[inline]
+    fn settle(&mut self) {
+        if self.lent_input != 0 {
+            self.rbuf.advance(self.lent_input.min(self.rbuf.len()));
+            self.lent_input = 0;
+            if self.rbuf.is_empty() {
+                self.input_drained();
+            }
+        }
+        if self.lent_front {
+            self.lent_front = false;
+            self.events.pop_front();
+        }
     }
 
     /// The small writes gathered in `out`, for the driver. Split off
@@ -822,6 +929,7 @@ impl Connection {
     /// Server: accepts the pending [`Event::Upgrade`]. The 101 reply is
     /// queued and any bytes that followed the request are processed.
     pub fn accept(&mut self, now: Instant, accept: Accept) -> Result<(), UsageError> {
+        self.settle();
         let Phase::AwaitDecision(req) = &self.phase else {
             return Err(UsageError::NoPendingRequest);
         };
@@ -1217,7 +1325,8 @@ impl Connection {
     /// (`input_buffer`) when that allocation is of a usual read size.
     fn input_drained(&mut self) {
         self.rbuf = BytesMut::new();
-        if self.ialloc > INPUT_KEEP {
+        // Bytes appended to the room but not yet committed stay.
+        if self.ialloc > INPUT_KEEP && self.ibuf.is_empty() {
             self.ibuf = BytesMut::new();
             self.ialloc = 0;
         }
@@ -1229,23 +1338,45 @@ impl Connection {
     /// cut from the input with one `split_to`.
     #[inline]
     fn take_whole_frame(&mut self, now: Instant) -> Whole {
+        let (hlen, end, text) = match self.whole_frame_at_front(now) {
+            AtFront::Frame { hlen, end, text } => (hlen, end, text),
+            AtFront::Consumed => return Whole::Consumed,
+            AtFront::Other => return Whole::Other,
+        };
+        let mut data = self.rbuf.split_to(end).freeze();
+        data.advance(hlen);
+        if self.rbuf.is_empty() {
+            self.input_drained();
+        }
+        Whole::Message(if text {
+            Message::Text(Utf8Bytes::from_validated(data))
+        } else {
+            Message::Binary(data)
+        })
+    }
+
+    /// A whole final text or binary frame at the front of the input,
+    /// unmasked and checked in place, for the caller to cut or lend. A
+    /// frame that fails the connection or is dropped is consumed here.
+    #[inline]
+    fn whole_frame_at_front(&mut self, now: Instant) -> AtFront {
         if self.input_poisoned {
-            return Whole::Other;
+            return AtFront::Other;
         }
         let Ok(Some((h, hlen))) = frame::decode_header(&self.rbuf) else {
-            return Whole::Other;
+            return AtFront::Other;
         };
         let text = match h.opcode {
             OpCode::Text if h.fin => true,
             OpCode::Binary if h.fin => false,
-            _ => return Whole::Other,
+            _ => return AtFront::Other,
         };
         let Some(end) = usize::try_from(h.len)
             .ok()
             .and_then(|len| len.checked_add(hlen))
             .filter(|&end| end <= self.rbuf.len())
         else {
-            return Whole::Other;
+            return AtFront::Other;
         };
         // `check_header` for this case (no message in progress): anything
         // it would refuse takes the general path, which fails the
@@ -1254,7 +1385,7 @@ impl Connection {
             || h.mask.is_some() != (self.role == Role::Server)
             || h.len > self.config.max_frame_size.min(self.config.max_message_size) as u64
         {
-            return Whole::Other;
+            return AtFront::Other;
         }
         if end < BIG_FRAME {
             self.last_big = 0;
@@ -1264,24 +1395,18 @@ impl Connection {
             apply_mask(payload, key, 0);
         }
         let valid = !text || super::utf8::validate(payload);
-        let mut data = self.rbuf.split_to(end).freeze();
-        data.advance(hlen);
-        if self.rbuf.is_empty() {
-            self.input_drained();
+        // As in `deliver`: data after our close frame is dropped.
+        if !valid || (self.close_sent && self.closed_emitted) {
+            self.rbuf.advance(end);
+            if self.rbuf.is_empty() {
+                self.input_drained();
+            }
+            if !valid {
+                self.fail(now, ProtocolError::InvalidUtf8.into(), false);
+            }
+            return AtFront::Consumed;
         }
-        if !valid {
-            self.fail(now, ProtocolError::InvalidUtf8.into(), false);
-            return Whole::Consumed;
-        }
-        if self.close_sent && self.closed_emitted {
-            // As in `deliver`: data after our close frame is dropped.
-            return Whole::Consumed;
-        }
-        Whole::Message(if text {
-            Message::Text(Utf8Bytes::from_validated(data))
-        } else {
-            Message::Binary(data)
-        })
+        AtFront::Frame { hlen, end, text }
     }
 
     /// Appends the next bytes of the large frame in progress (unmasked and
@@ -1572,6 +1697,7 @@ impl Connection {
         self.input_poisoned = true;
         self.rbuf = BytesMut::new();
         self.ibuf = BytesMut::new();
+        self.lent_input = 0;
         self.partial = None;
         self.current = None;
         self.close_transmit = true;

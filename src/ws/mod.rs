@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{
-    Closed, Connection, Event, FrameHead, Role, State, Transmit, VectoredTransmit,
+    Closed, Connection, Event, EventRef, FrameHead, Role, State, Transmit, VectoredTransmit,
 };
 pub use frame::{FrameError, OpCode};
 pub use handshake::{Accept, ClientRequest, HandshakeError, UpgradeRequest};
@@ -68,6 +68,52 @@ impl Message {
         match self {
             Message::Text(t) => (OpCode::Text, t.into_bytes()),
             Message::Binary(b) => (OpCode::Binary, b),
+        }
+    }
+}
+
+/// A whole message lent by [`Connection::poll_event_ref`]: its payload
+/// stays in the connection's buffer until the next call on the connection.
+///
+/// ```
+/// use wsio::ws::{Message, MessageRef};
+/// let m = Message::text("hi");
+/// assert_eq!(MessageRef::from(&m), MessageRef::Text("hi"));
+/// assert_eq!(Message::from(MessageRef::Binary(b"\x01")), Message::binary(vec![1u8]));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRef<'a> {
+    /// A text message: valid UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl MessageRef<'_> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            MessageRef::Text(t) => t.as_bytes(),
+            MessageRef::Binary(b) => b,
+        }
+    }
+}
+
+impl<'a> From<&'a Message> for MessageRef<'a> {
+    fn from(m: &'a Message) -> Self {
+        match m {
+            Message::Text(t) => MessageRef::Text(t.as_str()),
+            Message::Binary(b) => MessageRef::Binary(b),
+        }
+    }
+}
+
+/// A copy of the payload, for keeping a lent message.
+impl From<MessageRef<'_>> for Message {
+    fn from(m: MessageRef<'_>) -> Self {
+        match m {
+            MessageRef::Text(t) => Message::Text(Utf8Bytes::from(t.to_owned())),
+            MessageRef::Binary(b) => Message::Binary(Bytes::copy_from_slice(b)),
         }
     }
 }

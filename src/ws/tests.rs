@@ -16,6 +16,8 @@ struct Pair {
     chunks: Option<SeededEntropy>,
     /// Feed through `input_buffer`/`commit_input` instead of `handle_input`.
     ingest: bool,
+    /// Poll with `poll_event_ref` (copying lent messages) instead of `poll_event`.
+    by_ref: bool,
     client_events: Vec<Event>,
     server_events: Vec<Event>,
     client_tcp_closed: bool,
@@ -37,6 +39,7 @@ impl Pair {
             now,
             chunks: None,
             ingest: false,
+            by_ref: false,
             client_events: vec![],
             server_events: vec![],
             client_tcp_closed: false,
@@ -51,6 +54,11 @@ impl Pair {
 
     fn ingest(mut self) -> Pair {
         self.ingest = true;
+        self
+    }
+
+    fn by_ref(mut self) -> Pair {
+        self.by_ref = true;
         self
     }
 
@@ -115,7 +123,7 @@ impl Pair {
                     }
                 }
             }
-            while let Some(ev) = self.server.poll_event() {
+            while let Some(ev) = next_event(&mut self.server, self.by_ref) {
                 moved = true;
                 if let Event::Upgrade(req) = &ev {
                     let accept = Accept {
@@ -126,7 +134,7 @@ impl Pair {
                 }
                 self.server_events.push(ev);
             }
-            while let Some(ev) = self.client.poll_event() {
+            while let Some(ev) = next_event(&mut self.client, self.by_ref) {
                 moved = true;
                 self.client_events.push(ev);
             }
@@ -145,6 +153,21 @@ impl Pair {
         p.client_events.clear();
         p.server_events.clear();
         p
+    }
+}
+
+/// The next event, through `poll_event` or (`by_ref`) through
+/// `poll_event_ref` with a lent message copied.
+fn next_event(c: &mut Connection, by_ref: bool) -> Option<Event> {
+    if !by_ref {
+        return c.poll_event();
+    }
+    match c.poll_event_ref()? {
+        EventRef::Message(m) => Some(Event::Message(m.into())),
+        EventRef::Other(ev) => {
+            assert!(!matches!(ev, Event::Message(_)), "a message not lent");
+            Some(ev)
+        }
     }
 }
 
@@ -378,9 +401,9 @@ fn eof_without_close_is_abnormal() {
 #[test]
 fn same_events_however_the_input_is_split() {
     fn run(seed: Option<u64>) -> (Vec<Event>, Vec<Event>) {
-        run_with(seed, false)
+        run_with(seed, false, false)
     }
-    fn run_with(seed: Option<u64>, ingest: bool) -> (Vec<Event>, Vec<Event>) {
+    fn run_with(seed: Option<u64>, ingest: bool, by_ref: bool) -> (Vec<Event>, Vec<Event>) {
         let config = Config::default().send_fragment_size(Some(5));
         let mut p = Pair::new(config);
         if let Some(s) = seed {
@@ -388,6 +411,9 @@ fn same_events_however_the_input_is_split() {
         }
         if ingest {
             p = p.ingest();
+        }
+        if by_ref {
+            p = p.by_ref();
         }
         p.drive();
         let mut rng = SeededEntropy::new(99);
@@ -418,9 +444,23 @@ fn same_events_however_the_input_is_split() {
         assert_eq!(run(Some(seed)), whole, "seed {seed}");
     }
     // The same through the zero-copy ingest API, handshake included.
-    assert_eq!(run_with(None, true), whole);
+    assert_eq!(run_with(None, true, false), whole);
     for seed in 0..5 {
-        assert_eq!(run_with(Some(seed), true), whole, "ingest, seed {seed}");
+        assert_eq!(
+            run_with(Some(seed), true, false),
+            whole,
+            "ingest, seed {seed}"
+        );
+    }
+    // And with messages lent by `poll_event_ref`.
+    assert_eq!(run_with(None, false, true), whole);
+    for seed in 0..5 {
+        assert_eq!(
+            run_with(Some(seed), false, true),
+            whole,
+            "by ref, seed {seed}"
+        );
+        assert_eq!(run_with(Some(seed), true, true), whole, "both, seed {seed}");
     }
 }
 
@@ -681,15 +721,18 @@ fn large_frames_are_the_same_however_they_arrive() {
     // Frames over the streaming threshold, text with multi-byte characters
     // cut at every kind of boundary, binary, fragmented, both directions.
     fn run(chunk: Option<u64>) -> (Vec<Event>, Vec<Event>) {
-        run_with(chunk, false)
+        run_with(chunk, false, false)
     }
-    fn run_with(chunk: Option<u64>, ingest: bool) -> (Vec<Event>, Vec<Event>) {
+    fn run_with(chunk: Option<u64>, ingest: bool, by_ref: bool) -> (Vec<Event>, Vec<Event>) {
         let mut p = Pair::new(Config::default().send_fragment_size(Some(50_000)));
         if let Some(s) = chunk {
             p = p.chunked(s);
         }
         if ingest {
             p = p.ingest();
+        }
+        if by_ref {
+            p = p.by_ref();
         }
         p.drive();
         let text: String = "añ€😀b".repeat(8_000);
@@ -708,8 +751,10 @@ fn large_frames_are_the_same_however_they_arrive() {
     for seed in 0..3 {
         assert_eq!(run(Some(seed)), whole, "seed {seed}");
     }
-    assert_eq!(run_with(None, true), whole);
-    assert_eq!(run_with(Some(7), true), whole);
+    assert_eq!(run_with(None, true, false), whole);
+    assert_eq!(run_with(Some(7), true, false), whole);
+    assert_eq!(run_with(None, true, true), whole);
+    assert_eq!(run_with(Some(7), false, true), whole);
     // Invalid UTF-8 deep inside a large text frame fails the connection.
     let mut p = Pair::open(Config::default());
     let mut bad = "a".repeat(40_000).into_bytes();
@@ -867,6 +912,15 @@ fn ingest_split_at_every_byte_gives_the_events_of_handle_input() {
                 got.extend(drain(&mut s));
             }
             assert_eq!(got, want, "cut at {cut}, reads of {read}");
+            // Lent messages: the same, and nothing lent is overwritten by
+            // the next read (it is consumed first).
+            let mut s = Connection::server_upgraded(Config::default());
+            let mut got = Vec::new();
+            for part in [&wire[..cut], &wire[cut..]] {
+                feed_ingest(&mut s, now, part, read);
+                got.extend(std::iter::from_fn(|| next_event(&mut s, true)));
+            }
+            assert_eq!(got, want, "by ref, cut at {cut}, reads of {read}");
         }
     }
 }
@@ -981,6 +1035,46 @@ fn ingest_after_a_large_frame_reads_the_next_one_into_its_own_allocation() {
     assert_eq!(s.poll_event(), Some(Event::Message(Message::text("hi"))));
     let room = s.input_buffer(4096);
     assert!(room.get_ref().capacity() < 64 * 1024, "{s:?}");
+}
+
+#[test]
+fn lent_messages_are_consumed_by_whichever_call_comes_next() {
+    let now = Instant::now();
+    let a = masked_frame(1, b"first", [1, 2, 3, 4]);
+    let b = masked_frame(2, b"second", [5, 6, 7, 8]);
+    let text = |ev: Option<EventRef<'_>>| match ev {
+        Some(EventRef::Message(m)) => Message::from(m),
+        other => panic!("{other:?}"),
+    };
+    // Lent, then more input before the next poll.
+    let mut s = Connection::server_upgraded(Config::default());
+    s.handle_input(now, &a);
+    assert_eq!(text(s.poll_event_ref()), Message::text("first"));
+    s.handle_input(now, &b);
+    assert_eq!(text(s.poll_event_ref()), Message::binary(&b"second"[..]));
+    assert_eq!(s.poll_event_ref(), None);
+    // Lent, then a read through `input_buffer`, with a byte appended and
+    // not yet committed while the next message is lent.
+    let mut s = Connection::server_upgraded(Config::default());
+    feed_ingest(&mut s, now, &a, 4096);
+    assert_eq!(text(s.poll_event_ref()), Message::text("first"));
+    bytes::BufMut::put_slice(&mut s.input_buffer(4096), &b[..1]);
+    assert_eq!(s.poll_event(), None);
+    bytes::BufMut::put_slice(&mut s.input_buffer(4096), &b[1..]);
+    s.commit_input(now);
+    assert_eq!(text(s.poll_event_ref()), Message::binary(&b"second"[..]));
+    assert_eq!(s.poll_event(), None);
+    // Lent, then the end of the stream; then the other poller.
+    let mut s = Connection::server_upgraded(Config::default());
+    s.handle_input(now, &[&a[..], &b[..]].concat());
+    assert_eq!(text(s.poll_event_ref()), Message::text("first"));
+    s.handle_eof(now);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Message(Message::binary(&b"second"[..])))
+    );
+    assert!(matches!(s.poll_event(), Some(Event::Closed(_))));
+    assert_eq!(s.poll_event_ref(), None);
 }
 
 #[test]

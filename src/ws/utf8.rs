@@ -48,6 +48,14 @@ impl Utf8Bytes {
     }
 }
 
+/// `b` as text, for bytes the crate's validator has just accepted.
+pub(crate) fn str_from_validated(b: &[u8]) -> &str {
+    debug_assert!(std::str::from_utf8(b).is_ok());
+    // SAFETY: only called on bytes that `validate` accepted and that have
+    // not changed since (the caller holds the only borrow).
+    unsafe { std::str::from_utf8_unchecked(b) }
+}
+
 impl Deref for Utf8Bytes {
     type Target = str;
     fn deref(&self) -> &str {
