@@ -358,10 +358,10 @@ impl Sim {
 
     fn feed(&mut self, id: ConnId, data: &[u8]) {
         let now = self.now();
-        if let Some(c) = self.conns.get(&id) {
-            if c.done || c.eof {
-                return;
-            }
+        if let Some(c) = self.conns.get(&id)
+            && (c.done || c.eof)
+        {
+            return;
         }
         self.server.handle_input(now, id, data);
         self.pump();

@@ -209,14 +209,12 @@ fn read_body(framing: Framing, limit: usize, data: &[u8], pieces: &[u8]) {
             break;
         }
     }
-    if !done {
-        if let Ok(body) = reader.finish() {
-            assert!(
-                matches!(framing, Framing::UntilClose | Framing::Length(0)),
-                "finish gave a body for {framing:?}"
-            );
-            check_body(framing, limit, body.len());
-        }
+    if !done && let Ok(body) = reader.finish() {
+        assert!(
+            matches!(framing, Framing::UntilClose | Framing::Length(0)),
+            "finish gave a body for {framing:?}"
+        );
+        check_body(framing, limit, body.len());
     }
 }
 

@@ -445,10 +445,10 @@ impl Sim {
                     }
                 }
                 while let Some(t) = s.server.poll_transmit() {
-                    if let ws::Transmit::Data(b) = t {
-                        if s.readable() {
-                            to_client.push((s.id, b));
-                        }
+                    if let ws::Transmit::Data(b) = t
+                        && s.readable()
+                    {
+                        to_client.push((s.id, b));
                     }
                 }
             }
@@ -632,10 +632,10 @@ impl Sim {
                     NspIn::Known(i) => NSPS[usize::from(i) % NSPS.len()].to_owned(),
                     NspIn::Name(s) => s,
                 };
-                if let Ok(id) = self.client.socket(now, &name, auth.map(|a| a.0)) {
-                    if !self.nsps.contains(&id) {
-                        self.nsps.push(id);
-                    }
+                if let Ok(id) = self.client.socket(now, &name, auth.map(|a| a.0))
+                    && !self.nsps.contains(&id)
+                {
+                    self.nsps.push(id);
                 }
             }
             Action::Emit { nsp, name, args } => {

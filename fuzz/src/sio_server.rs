@@ -476,10 +476,11 @@ impl Sim {
                     }
                 }
                 while let Some(t) = p.ws.poll_transmit() {
-                    if let ws::Transmit::Data(b) = t {
-                        if !p.server_closed && !p.eof {
-                            out.push((p.conn, b));
-                        }
+                    if let ws::Transmit::Data(b) = t
+                        && !p.server_closed
+                        && !p.eof
+                    {
+                        out.push((p.conn, b));
                     }
                 }
             }
@@ -910,13 +911,15 @@ impl Sim {
             targets.len()
         );
         self.pump();
-        if let Some(s) = self.sentinel {
-            if targets.contains(&s) && !volatile && !self.sentinel_exempt {
-                assert!(
-                    self.peers[0].heard.contains(&name),
-                    "the sentinel missed {name}"
-                );
-            }
+        if let Some(s) = self.sentinel
+            && targets.contains(&s)
+            && !volatile
+            && !self.sentinel_exempt
+        {
+            assert!(
+                self.peers[0].heard.contains(&name),
+                "the sentinel missed {name}"
+            );
         }
     }
 
