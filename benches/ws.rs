@@ -51,6 +51,9 @@
 //! payloads). `wsio_slices` sends borrowed payloads with `send_slices`
 //! (copied into the connection's output buffer), as fastwebsockets borrows
 //! them, instead of cloning an owned `Message` per send.
+//! `encode_server/wsio_direct` takes each frame's header from `send_direct`
+//! and writes it with the borrowed payload in one `write_vectored`, as
+//! fastwebsockets does.
 //!
 //! Before timing, every implementation is run once (wsio's encoders twice
 //! on one connection, so reused buffers are checked too) and checked: message
@@ -607,6 +610,22 @@ fn wsio_encode_slices(conn: &mut Connection, input: &Input, sock: &mut MemStream
     }
 }
 
+/// Server only: `send_direct` gives each frame's header and the payload,
+/// borrowed, goes out with it in one `write_vectored`, as fastwebsockets
+/// writes a borrowed payload.
+fn wsio_encode_direct(conn: &mut Connection, input: &Input, sock: &mut MemStream) {
+    let kind = match input.kind {
+        Kind::Text => ws::DataKind::Text,
+        Kind::Binary => ws::DataKind::Binary,
+    };
+    for p in &input.payloads {
+        let head = conn.send_direct(kind, p.len()).unwrap();
+        let n = io::Write::write_vectored(sock, &[io::IoSlice::new(&head), io::IoSlice::new(p)])
+            .unwrap();
+        assert_eq!(n, head.len() + p.len());
+    }
+}
+
 fn tungstenite_encode(ws: &mut tungstenite::WebSocket<MemStream>, msgs: &[tungstenite::Message]) {
     for m in msgs {
         ws.write(m.clone()).unwrap();
@@ -784,6 +803,15 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
                 check_encoded(input, "wsio encode slices", &cap.borrow(), masked);
             }
 
+            if !masked {
+                let mut conn = wsio_server();
+                for _ in 0..2 {
+                    let (mut sock, cap) = MemStream::new(b"").capturing();
+                    wsio_encode_direct(&mut conn, input, &mut sock);
+                    check_encoded(input, "wsio encode direct", &cap.borrow(), masked);
+                }
+            }
+
             let (sock, cap) = MemStream::new(b"").capturing();
             let mut ws = tungstenite_ws(sock, if masked { TRole::Client } else { TRole::Server });
             tungstenite_encode(&mut ws, &tmsgs);
@@ -913,6 +941,13 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
             let mut sock = MemStream::new(b"");
             g.bench_function(format!("{dir}/wsio_slices"), |b| {
                 b.iter(|| wsio_encode_slices(&mut conn, input, &mut sock))
+            });
+        }
+        if !masked {
+            let mut conn = wsio_server();
+            let mut sock = MemStream::new(b"");
+            g.bench_function(format!("{dir}/wsio_direct"), |b| {
+                b.iter(|| wsio_encode_direct(&mut conn, input, &mut sock))
             });
         }
         {

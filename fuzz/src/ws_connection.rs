@@ -1,8 +1,8 @@
 //! A client and a server `ws::Connection` wired back to back through two
 //! in-memory pipes, driven by an arbitrary list of actions: sends of every
-//! kind, fragments, pings, closes, partial deliveries in arbitrary chunks,
-//! injected garbage, EOF, and time; events are polled owned or lent
-//! (`poll_event_ref`), switched at any point.
+//! kind (direct sends too), fragments, pings, closes, partial deliveries in
+//! arbitrary chunks, injected garbage, EOF, and time; events are polled
+//! owned or lent (`poll_event_ref`), switched at any point.
 //!
 //! Besides the per-connection invariants of `common`, checked after every
 //! action:
@@ -101,6 +101,13 @@ pub enum Action {
         data: Vec<u8>,
     },
     SendEncoded {
+        who: Who,
+        text: bool,
+        data: Vec<u8>,
+    },
+    /// `send_direct`: the header from the machine, the payload written
+    /// by the harness straight after it.
+    SendDirect {
         who: Who,
         text: bool,
         data: Vec<u8>,
@@ -360,6 +367,29 @@ impl Sim {
                 }
                 if r.is_ok() {
                     self.sent[idx(who)].push(msg);
+                }
+            }
+            Action::SendDirect { who, text, data } => {
+                let msg = message(text, data);
+                let kind = if text {
+                    DataKind::Text
+                } else {
+                    DataKind::Binary
+                };
+                let can = self.can_send(who) && !self.side(who).conn.poll_transmit_pending();
+                let r = self.side(who).conn.send_direct(kind, msg.len());
+                match (who, r) {
+                    (Who::Client, r) => assert_eq!(r, Err(UsageError::NotServer)),
+                    (Who::Server, Ok(head)) => {
+                        for piece in [&head[..], msg.as_bytes()] {
+                            self.server.wire.extend_from_slice(piece);
+                            self.to_client.buf.extend_from_slice(piece);
+                        }
+                        self.sent[1].push(msg);
+                    }
+                    (Who::Server, Err(e)) => {
+                        assert!(!can, "send_direct on an open, drained connection: {e:?}")
+                    }
                 }
             }
             Action::FragStart { who, text, data } => {

@@ -58,7 +58,8 @@ pub enum Transmit {
 }
 
 /// A frame header of at most 14 bytes, held inline: the `head` of
-/// [`VectoredTransmit::Data`]. Dereferences to its bytes.
+/// [`VectoredTransmit::Data`], or what [`Connection::send_direct`] gives.
+/// Dereferences to its bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct FrameHead {
     buf: [u8; MAX_HEADER_LEN],
@@ -1031,6 +1032,46 @@ impl Connection {
             apply_mask(&mut self.out[start..], key, 0);
         }
         Ok(())
+    }
+
+    /// Server: the header of a whole message whose payload the caller
+    /// writes itself, straight after it: for a payload that is not in a
+    /// `Bytes` (a memory map, a buffer the application reuses), sent with
+    /// no copy, no reference count and no queue. Allowed only when nothing
+    /// is waiting to be transmitted ([`poll_transmit`](Self::poll_transmit)
+    /// has returned `None`), so the frame cannot overtake queued bytes; the
+    /// caller then writes the header and exactly `len` payload bytes (text
+    /// must be UTF-8) before anything else is polled or written. Always one
+    /// frame, whatever [`Config::send_fragment_size`] says.
+    ///
+    /// ```
+    /// use std::io::{IoSlice, Write};
+    /// use wsio::ws::{Config, Connection, DataKind, UsageError};
+    ///
+    /// let mut ws = Connection::server_upgraded(Config::default());
+    /// let payload = vec![7u8; 4096]; // stays the caller's
+    /// let head = ws.send_direct(DataKind::Binary, payload.len()).unwrap();
+    /// let mut socket = Vec::new(); // a TcpStream in a real driver
+    /// socket.write_vectored(&[IoSlice::new(&head), IoSlice::new(&payload)])?;
+    /// assert_eq!(&socket[..4], [0x82, 126, 0x10, 0x00]);
+    /// assert_eq!(socket.len(), 4 + 4096);
+    /// // Behind queued bytes it is refused.
+    /// ws.send_slices(DataKind::Text, b"", b"queued").unwrap();
+    /// assert_eq!(ws.send_direct(DataKind::Text, 2), Err(UsageError::TransmitPending));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn send_direct(&mut self, kind: DataKind, len: usize) -> Result<FrameHead, UsageError> {
+        if self.role != Role::Server {
+            return Err(UsageError::NotServer);
+        }
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(UsageError::FragmentInProgress);
+        }
+        if self.poll_transmit_pending() {
+            return Err(UsageError::TransmitPending);
+        }
+        Ok(FrameHead::unmasked(true, kind.opcode(), len))
     }
 
     /// Checks that a whole message of `len` bytes may be sent now and

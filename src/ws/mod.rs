@@ -325,9 +325,13 @@ pub enum UsageError {
     /// No handshake request is waiting for a decision.
     #[error("no handshake request is waiting for a decision")]
     NoPendingRequest,
-    /// Pre-encoded frames are server frames; a client must mask.
-    #[error("pre-encoded frames can only be sent by a server")]
+    /// Pre-encoded and direct frames are server frames; a client must mask.
+    #[error("only a server may send pre-encoded or direct frames")]
     NotServer,
+    /// [`Connection::send_direct`] while bytes are waiting to be
+    /// transmitted: drain [`Connection::poll_transmit`] first.
+    #[error("bytes are waiting to be transmitted")]
+    TransmitPending,
     /// The chosen subprotocol was not offered.
     #[error("the chosen subprotocol was not offered by the client")]
     ProtocolNotOffered,

@@ -1078,6 +1078,60 @@ fn lent_messages_are_consumed_by_whichever_call_comes_next() {
 }
 
 #[test]
+fn direct_sends_reach_the_peer_in_order_and_are_refused_when_they_could_overtake() {
+    let mut p = Pair::open(Config::default().send_fragment_size(Some(100)));
+    let big: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+    // Behind queued bytes: refused, nothing changes.
+    p.server.send(Message::text("first")).unwrap();
+    assert_eq!(
+        p.server.send_direct(DataKind::Binary, big.len()),
+        Err(UsageError::TransmitPending)
+    );
+    p.drive();
+    // Nothing queued: the caller writes the header and its own payload.
+    for (kind, payload) in [
+        (DataKind::Binary, &big[..]),
+        (DataKind::Text, "é".as_bytes()),
+    ] {
+        let head = p.server.send_direct(kind, payload.len()).unwrap();
+        let wire = [&head[..], payload].concat();
+        Pair::feed(&mut p.chunks, p.ingest, &mut p.client, p.now, &wire);
+    }
+    p.server.send(Message::text("last")).unwrap();
+    p.drive();
+    assert_eq!(
+        messages(&p.client_events),
+        vec![
+            Message::text("first"),
+            Message::binary(big.clone()),
+            Message::text("é"),
+            Message::text("last"),
+        ]
+    );
+    // A client must mask; a fragmented message in progress; after close.
+    assert_eq!(
+        p.client.send_direct(DataKind::Text, 1),
+        Err(UsageError::NotServer)
+    );
+    p.server
+        .send_fragment(DataKind::Text, Bytes::from_static(b"a"), false)
+        .unwrap();
+    p.drive();
+    assert_eq!(
+        p.server.send_direct(DataKind::Text, 1),
+        Err(UsageError::FragmentInProgress)
+    );
+    p.server
+        .send_fragment(DataKind::Text, Bytes::from_static(b"b"), true)
+        .unwrap();
+    p.server.close(p.now, CloseCode::NORMAL, "").unwrap();
+    assert_eq!(
+        p.server.send_direct(DataKind::Text, 1),
+        Err(UsageError::Closing)
+    );
+}
+
+#[test]
 fn ingest_after_close_and_uncommitted_bytes() {
     let now = Instant::now();
     let mut s = Connection::server_upgraded(Config::default());
