@@ -92,6 +92,15 @@ enum Kind {
     Binary,
 }
 
+impl Kind {
+    fn data_kind(self) -> ws::DataKind {
+        match self {
+            Kind::Text => ws::DataKind::Text,
+            Kind::Binary => ws::DataKind::Binary,
+        }
+    }
+}
+
 struct Input {
     name: &'static str,
     kind: Kind,
@@ -558,16 +567,21 @@ fn check_decoded(input: &Input, who: &str, got: &[Got]) {
 
 // ----- encoders -------------------------------------------------------------
 
-fn wsio_encode(conn: &mut Connection, msgs: &[ws::Message], sock: &mut MemStream) {
-    for m in msgs {
-        conn.send(m.clone()).unwrap();
-    }
+/// Writes everything `poll_transmit` gives to the sink.
+fn drain_transmits(conn: &mut Connection, sock: &mut MemStream) {
     while let Some(t) = conn.poll_transmit() {
         match t {
             Transmit::Data(b) => sock.sink(&b),
             Transmit::Close => panic!("closed"),
         }
     }
+}
+
+fn wsio_encode(conn: &mut Connection, msgs: &[ws::Message], sock: &mut MemStream) {
+    for m in msgs {
+        conn.send(m.clone()).unwrap();
+    }
+    drain_transmits(conn, sock);
 }
 
 /// The same, draining with `poll_transmit_vectored`: each frame's inline
@@ -595,29 +609,18 @@ fn wsio_encode_vectored(conn: &mut Connection, msgs: &[ws::Message], sock: &mut 
 /// sends them: the bytes are copied into the connection's output buffer,
 /// so no reference count is taken or released per message.
 fn wsio_encode_slices(conn: &mut Connection, input: &Input, sock: &mut MemStream) {
-    let kind = match input.kind {
-        Kind::Text => ws::DataKind::Text,
-        Kind::Binary => ws::DataKind::Binary,
-    };
+    let kind = input.kind.data_kind();
     for p in &input.payloads {
         conn.send_slices(kind, b"", p).unwrap();
     }
-    while let Some(t) = conn.poll_transmit() {
-        match t {
-            Transmit::Data(b) => sock.sink(&b),
-            Transmit::Close => panic!("closed"),
-        }
-    }
+    drain_transmits(conn, sock);
 }
 
 /// Server only: `send_direct` gives each frame's header and the payload,
 /// borrowed, goes out with it in one `write_vectored`, as fastwebsockets
 /// writes a borrowed payload.
 fn wsio_encode_direct(conn: &mut Connection, input: &Input, sock: &mut MemStream) {
-    let kind = match input.kind {
-        Kind::Text => ws::DataKind::Text,
-        Kind::Binary => ws::DataKind::Binary,
-    };
+    let kind = input.kind.data_kind();
     for p in &input.payloads {
         let head = conn.send_direct(kind, p.len()).unwrap();
         let n = io::Write::write_vectored(sock, &[io::IoSlice::new(&head), io::IoSlice::new(p)])
