@@ -415,49 +415,52 @@ fn wsio_decode_bytes(
 
 /// A driver reading straight into the connection's buffer
 /// (`input_buffer`, then `commit_input`): the one copy is the socket's.
+/// `drain` takes the events after each read.
+fn wsio_ingest(
+    conn: &mut Connection,
+    sock: &mut MemStream,
+    now: Instant,
+    mut drain: impl FnMut(&mut Connection),
+) {
+    sock.pos.set(0);
+    loop {
+        let mut room = conn.input_buffer(READ_CHUNK);
+        let c = sock.next_chunk(room.remaining_mut());
+        if c.is_empty() {
+            break;
+        }
+        room.put_slice(c); // the socket read
+        conn.commit_input(now);
+        drain(conn);
+    }
+}
+
+/// `wsio_ingest`, messages handed over by `poll_event`.
 fn wsio_decode_ingest(
     conn: &mut Connection,
     sock: &mut MemStream,
     now: Instant,
     mut f: impl FnMut(ws::Message),
 ) {
-    sock.pos.set(0);
-    loop {
-        let mut room = conn.input_buffer(READ_CHUNK);
-        let c = sock.next_chunk(room.remaining_mut());
-        if c.is_empty() {
-            break;
-        }
-        room.put_slice(c); // the socket read
-        conn.commit_input(now);
-        wsio_drain(conn, &mut f);
-    }
+    wsio_ingest(conn, sock, now, |conn| wsio_drain(conn, &mut f));
 }
 
-/// `wsio_decode_ingest`, with messages lent by `poll_event_ref` (read in
-/// place in the input buffer) instead of handed over.
+/// `wsio_ingest`, messages lent by `poll_event_ref` (read in place in the
+/// input buffer) instead of handed over.
 fn wsio_decode_ingest_ref(
     conn: &mut Connection,
     sock: &mut MemStream,
     now: Instant,
     mut f: impl FnMut(ws::MessageRef<'_>),
 ) {
-    sock.pos.set(0);
-    loop {
-        let mut room = conn.input_buffer(READ_CHUNK);
-        let c = sock.next_chunk(room.remaining_mut());
-        if c.is_empty() {
-            break;
-        }
-        room.put_slice(c); // the socket read
-        conn.commit_input(now);
+    wsio_ingest(conn, sock, now, |conn| {
         while let Some(ev) = conn.poll_event_ref() {
             match ev {
                 ws::EventRef::Message(m) => f(m),
                 other => panic!("unexpected event {other:?}"),
             }
         }
-    }
+    });
 }
 
 fn wsio_msg_ref(m: ws::MessageRef<'_>) -> Got {
