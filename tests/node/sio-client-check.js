@@ -584,12 +584,14 @@ scenario(MODE === "both" ? "upgrade-no-loss" : "stream-in-order", 20000, async (
 
 scenario(`many-clients-${CLIENTS}`, 60000, async (ctx) => {
   const sockets = [];
+  const reasons = []; // why clients went down, for the failure message
   const started = [];
   for (let i = 0; i < CLIENTS; i++) {
     started.push(
       (async () => {
         const s = await ctx.connect("/", {}, 30000);
         sockets.push(s);
+        s.on("disconnect", (reason) => reasons.push(`client ${i}: ${reason}`));
         const back = once(s, "message-back", 30000, `client ${i}`);
         s.emit("message", i, `client-${i}`);
         expectSame(await back, [i, `client-${i}`], `echo of client ${i}`);
@@ -601,7 +603,10 @@ scenario(`many-clients-${CLIENTS}`, 60000, async (ctx) => {
   const bad = results.filter((r) => r.status === "rejected");
   check(bad.length === 0, `${bad.length} of ${CLIENTS} failed, first: ${bad[0] && bad[0].reason && bad[0].reason.message}`);
   const down = sockets.filter((s) => !s.connected).length;
-  check(down === 0, `${down} of ${CLIENTS} clients were no longer connected at the end`);
+  check(
+    down === 0,
+    `${down} of ${CLIENTS} clients were no longer connected at the end (${reasons.slice(0, 3).join("; ")})`
+  );
 });
 
 // --- runner -------------------------------------------------------------------------
