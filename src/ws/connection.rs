@@ -819,9 +819,9 @@ impl Connection {
         if self.rbuf.is_empty() {
             return None;
         }
-        if let (Some(now), Phase::Open | Phase::Closing { .. }) = (self.last_now, &self.phase) {
+        if let Some((now, boundary)) = self.decodable() {
             // The common case straight to the caller, without the queue.
-            if self.current.is_none() && self.partial.is_none() && self.big.is_none() {
+            if boundary {
                 if let Whole::Message(m) = self.take_whole_frame(now) {
                     return Some(Event::Message(m));
                 }
@@ -829,6 +829,20 @@ impl Connection {
             self.read_frames(now, false);
         }
         self.events.pop_front()
+    }
+
+    /// When frames may be decoded (open or closing, input given): the time
+    /// of the last input, and whether no message or frame is in progress,
+    /// so that a whole frame at the front is a whole message.
+    #[inline]
+    fn decodable(&self) -> Option<(Instant, bool)> {
+        match (self.last_now, &self.phase) {
+            (Some(now), Phase::Open | Phase::Closing { .. }) => Some((
+                now,
+                self.current.is_none() && self.partial.is_none() && self.big.is_none(),
+            )),
+            _ => None,
+        }
     }
 
     /// Like [`poll_event`](Self::poll_event), the same events in the same
@@ -859,8 +873,8 @@ impl Connection {
     pub fn poll_event_ref(&mut self) -> Option<EventRef<'_>> {
         self.settle();
         if self.events.is_empty() && !self.rbuf.is_empty() {
-            if let (Some(now), Phase::Open | Phase::Closing { .. }) = (self.last_now, &self.phase) {
-                if self.current.is_none() && self.partial.is_none() && self.big.is_none() {
+            if let Some((now, boundary)) = self.decodable() {
+                if boundary {
                     if let AtFront::Frame { hlen, end, text } = self.whole_frame_at_front(now) {
                         self.lent_input = end;
                         let payload = &self.rbuf[hlen..end];
