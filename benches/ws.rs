@@ -73,7 +73,7 @@ use std::{
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{
-    Criterion, Throughput,
+    BatchSize, Criterion, Throughput,
     measurement::{Measurement, ValueFormatter},
 };
 use wsio::{
@@ -593,6 +593,19 @@ fn wsio_encode_vectored(conn: &mut Connection, msgs: &[ws::Message], sock: &mut 
     for m in msgs {
         conn.send(m.clone()).unwrap();
     }
+    drain_vectored(conn, sock);
+}
+
+/// `wsio_encode_vectored` with messages the connection may consume (each
+/// holds the only handle to its bytes): a client masks them in place.
+fn wsio_encode_owned(conn: &mut Connection, msgs: Vec<ws::Message>, sock: &mut MemStream) {
+    for m in msgs {
+        conn.send(m).unwrap();
+    }
+    drain_vectored(conn, sock);
+}
+
+fn drain_vectored(conn: &mut Connection, sock: &mut MemStream) {
     while let Some(t) = conn.poll_transmit_vectored() {
         match t {
             VectoredTransmit::Data { head, body } => {
@@ -639,15 +652,43 @@ fn tungstenite_encode(ws: &mut tungstenite::WebSocket<MemStream>, msgs: &[tungst
     ws.flush().unwrap();
 }
 
+fn tungstenite_encode_owned(
+    ws: &mut tungstenite::WebSocket<MemStream>,
+    msgs: Vec<tungstenite::Message>,
+) {
+    for m in msgs {
+        ws.write(m).unwrap();
+    }
+    ws.flush().unwrap();
+}
+
 fn fws_encode(ws: &mut fastwebsockets::WebSocket<MemStream>, input: &Input) {
     for p in &input.payloads {
-        let payload = fastwebsockets::Payload::Borrowed(p);
-        let frame = match input.kind {
-            Kind::Text => fastwebsockets::Frame::text(payload),
-            Kind::Binary => fastwebsockets::Frame::binary(payload),
-        };
-        block_on(ws.write_frame(frame)).unwrap();
+        fws_write(ws, input.kind, fastwebsockets::Payload::Borrowed(p));
     }
+}
+
+/// Owned payloads, which fastwebsockets masks in place.
+fn fws_encode_owned(
+    ws: &mut fastwebsockets::WebSocket<MemStream>,
+    kind: Kind,
+    payloads: Vec<Vec<u8>>,
+) {
+    for p in payloads {
+        fws_write(ws, kind, fastwebsockets::Payload::Owned(p));
+    }
+}
+
+fn fws_write(
+    ws: &mut fastwebsockets::WebSocket<MemStream>,
+    kind: Kind,
+    payload: fastwebsockets::Payload<'_>,
+) {
+    let frame = match kind {
+        Kind::Text => fastwebsockets::Frame::text(payload),
+        Kind::Binary => fastwebsockets::Frame::binary(payload),
+    };
+    block_on(ws.write_frame(frame)).unwrap();
 }
 
 fn baseline_encode(input: &Input, out: &mut Vec<u8>, keys: Option<&[[u8; 4]]>) {
@@ -694,6 +735,51 @@ fn tungstenite_messages(input: &Input) -> Vec<tungstenite::Message> {
             Kind::Binary => tungstenite::Message::Binary(p.clone()),
         })
         .collect()
+}
+
+/// Fresh copies of the payloads, each the only handle to its bytes: what
+/// an application that builds every message in its own buffer hands over.
+/// Made outside the timed part.
+fn owned_payloads(input: &Input) -> Vec<Bytes> {
+    input
+        .payloads
+        .iter()
+        .map(|p| Bytes::from(p.to_vec()))
+        .collect()
+}
+
+fn wsio_owned_messages(input: &Input) -> Vec<ws::Message> {
+    owned_payloads(input)
+        .into_iter()
+        .map(|p| match input.kind {
+            Kind::Text => ws::Message::Text(ws::Utf8Bytes::try_from(p).unwrap()),
+            Kind::Binary => ws::Message::Binary(p),
+        })
+        .collect()
+}
+
+fn tungstenite_owned_messages(input: &Input) -> Vec<tungstenite::Message> {
+    owned_payloads(input)
+        .into_iter()
+        .map(|p| match input.kind {
+            Kind::Text => tungstenite::Message::Text(p.try_into().unwrap()),
+            Kind::Binary => tungstenite::Message::Binary(p),
+        })
+        .collect()
+}
+
+fn fws_owned_payloads(input: &Input) -> Vec<Vec<u8>> {
+    input.payloads.iter().map(|p| p.to_vec()).collect()
+}
+
+/// Batches for the owned rows: their inputs are consumed, one set made per
+/// iteration outside the timing; a megabyte each, so not many at once.
+fn owned_batch(input: &Input) -> BatchSize {
+    if input.payload_bytes > 64 * 1024 {
+        BatchSize::PerIteration
+    } else {
+        BatchSize::SmallInput
+    }
 }
 
 fn wsio_server() -> Connection {
@@ -828,6 +914,22 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
             fws_encode(&mut ws, input);
             check_encoded(input, "fastwebsockets encode", &cap.borrow(), masked);
         }
+
+        // Owned payloads, masked in place (clients).
+        let mut conn = wsio_client();
+        for _ in 0..2 {
+            let (mut sock, cap) = MemStream::new(b"").capturing();
+            wsio_encode_owned(&mut conn, wsio_owned_messages(input), &mut sock);
+            check_encoded(input, "wsio encode owned", &cap.borrow(), true);
+        }
+        let (sock, cap) = MemStream::new(b"").capturing();
+        let mut ws = tungstenite_ws(sock, TRole::Client);
+        tungstenite_encode_owned(&mut ws, tungstenite_owned_messages(input));
+        check_encoded(input, "tungstenite encode owned", &cap.borrow(), true);
+        let (sock, cap) = MemStream::new(b"").capturing();
+        let mut ws = new_fws(sock, FRole::Client);
+        fws_encode_owned(&mut ws, input.kind, fws_owned_payloads(input));
+        check_encoded(input, "fastwebsockets encode owned", &cap.borrow(), true);
     }
 
     // ---- timing ----
@@ -968,6 +1070,33 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
             let mut ws = new_fws(MemStream::new(b""), role);
             g.bench_function(format!("{dir}/fastwebsockets"), |b| {
                 b.iter(|| fws_encode(&mut ws, input))
+            });
+        }
+        if masked {
+            let mut conn = wsio_client();
+            let mut sock = MemStream::new(b"");
+            g.bench_function(format!("{dir}/wsio_owned"), |b| {
+                b.iter_batched(
+                    || wsio_owned_messages(input),
+                    |msgs| wsio_encode_owned(&mut conn, msgs, &mut sock),
+                    owned_batch(input),
+                )
+            });
+            let mut ws = tungstenite_ws(MemStream::new(b""), TRole::Client);
+            g.bench_function(format!("{dir}/tungstenite_owned"), |b| {
+                b.iter_batched(
+                    || tungstenite_owned_messages(input),
+                    |msgs| tungstenite_encode_owned(&mut ws, msgs),
+                    owned_batch(input),
+                )
+            });
+            let mut ws = new_fws(MemStream::new(b""), FRole::Client);
+            g.bench_function(format!("{dir}/fastwebsockets_owned"), |b| {
+                b.iter_batched(
+                    || fws_owned_payloads(input),
+                    |payloads| fws_encode_owned(&mut ws, input.kind, payloads),
+                    owned_batch(input),
+                )
             });
         }
         {

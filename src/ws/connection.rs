@@ -156,8 +156,9 @@ impl FrameHead {
 /// An entry of the send queue: `body` follows `head` on the wire. A large
 /// frame keeps its header inline (`head`) and its payload as the
 /// application gave it; a client's payload is masked (with the key at the
-/// end of `head`) only when it is polled, into a buffer the connection
-/// reuses. Other entries have an empty `head`.
+/// end of `head`) only when it is polled: in place if the application
+/// kept no other handle to it, else into a buffer the connection reuses.
+/// Other entries have an empty `head`.
 #[derive(Debug)]
 struct Queued {
     head: FrameHead,
@@ -724,9 +725,18 @@ impl Connection {
         if let Some(Queued { head, body }) = self.queue.pop_front() {
             let b = if head.is_empty() {
                 body
-            } else if let Some(key) = head.mask() {
-                self.scratch(&head, &body, Some(key))
             } else {
+                let body = match head.mask() {
+                    None => body,
+                    Some(key) => match mask_in_place(body, key) {
+                        Ok(masked) => masked,
+                        Err(shared) => {
+                            let b = self.scratch(&head, &shared, Some(key));
+                            self.queued -= b.len();
+                            return Some(Transmit::Data(b));
+                        }
+                    },
+                };
                 // The header now, the payload at the next call.
                 self.queue.push_front(Queued {
                     head: FrameHead::default(),
@@ -787,7 +797,10 @@ impl Connection {
         if let Some(Queued { head, mut body }) = self.queue.pop_front() {
             self.queued -= head.wire_len() + body.len();
             if let Some(key) = head.mask() {
-                body = self.scratch(&[], &body, Some(key));
+                body = match mask_in_place(body, key) {
+                    Ok(masked) => masked,
+                    Err(shared) => self.scratch(&[], &shared, Some(key)),
+                };
             }
             return Some(VectoredTransmit::Data { head, body });
         }
@@ -974,6 +987,25 @@ impl Connection {
 
     /// Sends a whole message (split into frames of
     /// [`Config::send_fragment_size`] if set).
+    ///
+    /// A payload over 1 KiB is queued as it is, not copied. A client masks
+    /// it when it is polled: in place when the message holds the only
+    /// handle to its bytes (made from a `Vec` or `BytesMut` and not cloned
+    /// or sliced), so the frame leaves without a copy; into a copy when
+    /// the bytes are shared, which are then left as they were.
+    ///
+    /// ```
+    /// use wsio::{entropy::SeededEntropy, ws::{Config, Connection, Message, Transmit}};
+    ///
+    /// let mut ws = Connection::client_upgraded(Config::default(), Box::new(SeededEntropy::new(1)));
+    /// let payload = vec![7u8; 64 * 1024];
+    /// let at = payload.as_ptr();
+    /// ws.send(Message::binary(payload)).unwrap();
+    /// let Some(Transmit::Data(head)) = ws.poll_transmit() else { panic!() };
+    /// assert_eq!(head.len(), 14); // the header, with its masking key
+    /// let Some(Transmit::Data(body)) = ws.poll_transmit() else { panic!() };
+    /// assert_eq!(body.as_ptr(), at); // masked where the application left it
+    /// ```
     pub fn send(&mut self, msg: Message) -> Result<(), UsageError> {
         self.check_can_send()?;
         if self.sending.is_some() {
@@ -1878,7 +1910,7 @@ impl Connection {
     }
 
     /// A large frame: its header inline, its payload as it is; a client's
-    /// is masked when polled, into reused memory (see [`Queued`]).
+    /// is masked when polled (see [`Queued`]).
     #[inline]
     fn queue_frame(&mut self, fin: bool, opcode: OpCode, payload: Bytes) {
         let head = if self.role == Role::Server {
@@ -1906,9 +1938,20 @@ impl Connection {
     }
 }
 
-/// Appends `payload` masked with `key`. The payload is masked a piece at a
-/// time into a small stack buffer and appended from there, so the frame's
-/// memory is written once instead of copied and then masked in place.
+/// A large client payload masked where it lies, when nobody else holds it
+/// (a `Bytes` made from the application's `Vec` and not cloned): one pass
+/// over memory instead of a copy and a pass, and no buffer to hold. A
+/// payload that is shared (cloned, sliced, static) is given back untouched,
+/// for the caller to mask into a copy: the other holders must not see
+/// their bytes change.
+#[inline]
+fn mask_in_place(payload: Bytes, key: [u8; 4]) -> Result<Bytes, Bytes> {
+    let mut owned = payload.try_into_mut()?;
+    apply_mask(&mut owned, key, 0);
+    Ok(owned.freeze())
+}
+
+/// Appends `payload` masked with `key`.
 fn extend_masked(out: &mut BytesMut, payload: &[u8], key: [u8; 4]) {
     // Copied by memcpy, then masked in place while the piece is still in
     // L1: faster than a fused copy-and-XOR loop, which runs at the speed

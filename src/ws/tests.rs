@@ -1160,6 +1160,9 @@ fn vectored_and_plain_pollers_give_the_same_bytes() {
         ws.send(Message::text("small")).unwrap();
         ws.send(Message::Binary(big.clone())).unwrap();
         ws.send(Message::Binary(big.slice(..2000))).unwrap();
+        // Unshared: a client masks this one in place.
+        ws.send(Message::binary(big.slice(..3000).to_vec()))
+            .unwrap();
         ws.ping(Bytes::from_static(b"p")).unwrap();
         ws.send(Message::Binary(big.slice(..70_000.min(big.len()))))
             .unwrap();
@@ -1235,11 +1238,14 @@ fn vectored_and_plain_pollers_give_the_same_bytes() {
             got.push(ev);
         }
         let msgs = messages(&got);
-        assert_eq!(msgs.len(), 5, "{got:?}");
+        let big: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        assert_eq!(msgs.len(), 6, "{got:?}");
         assert_eq!(msgs[0], Message::text("small"));
-        assert_eq!(msgs[1].len(), 5000);
-        assert_eq!(msgs[2].len(), 2000);
-        assert_eq!(msgs[4].len(), 5000);
+        assert_eq!(msgs[1], Message::binary(big.clone()));
+        assert_eq!(msgs[2], Message::binary(big[..2000].to_vec()));
+        assert_eq!(msgs[3], Message::binary(big[..3000].to_vec()));
+        assert_eq!(msgs[4], Message::binary(big.clone()));
+        assert_eq!(msgs[5], Message::binary(big));
         assert!(closed(&got).len() == 1);
     }
 }
@@ -1273,4 +1279,71 @@ fn lazily_masked_frames_reuse_the_scratch_buffer() {
     };
     assert_ne!(held.as_ptr(), next.as_ptr());
     assert_eq!(held.to_vec(), copy);
+}
+
+/// A client masks a large payload that nobody else holds where it lies
+/// (the frame leaves without a copy, through either poller); a shared one
+/// is masked into a copy and the application's bytes stay as they were.
+#[test]
+fn unshared_client_payloads_are_masked_in_place() {
+    let original: Vec<u8> = (0..40_000u32).map(|i| (i * 7) as u8).collect();
+    for vectored in [false, true] {
+        let mut ws =
+            Connection::client_upgraded(Config::default(), Box::new(SeededEntropy::new(11)));
+        let unique = original.clone();
+        let at = unique.as_ptr();
+        let shared = Bytes::from(original.clone());
+        ws.send(Message::binary(unique)).unwrap();
+        ws.send(Message::Binary(shared.clone())).unwrap();
+        ws.send(Message::Binary(shared.slice(..2000))).unwrap();
+        let mut wire = Vec::new();
+        let mut bodies = Vec::new();
+        loop {
+            if vectored {
+                match ws.poll_transmit_vectored() {
+                    Some(VectoredTransmit::Data { head, body }) => {
+                        wire.extend_from_slice(&head);
+                        wire.extend_from_slice(&body);
+                        bodies.push(body);
+                    }
+                    Some(VectoredTransmit::Close) => panic!("closed"),
+                    None => break,
+                }
+            } else {
+                match ws.poll_transmit() {
+                    Some(Transmit::Data(b)) => {
+                        wire.extend_from_slice(&b);
+                        bodies.push(b);
+                    }
+                    Some(Transmit::Close) => panic!("closed"),
+                    None => break,
+                }
+            }
+        }
+        assert_eq!(ws.buffered_amount(), 0);
+        let in_place = bodies.iter().find(|b| b.as_ptr() == at);
+        assert_eq!(
+            in_place.map(Bytes::len),
+            Some(original.len()),
+            "vectored {vectored}"
+        );
+        assert_ne!(&in_place.unwrap()[..], &original[..], "masked");
+        assert!(bodies.iter().all(|b| b.as_ptr() != shared.as_ptr()));
+        assert_eq!(&shared[..], &original[..], "shared bytes untouched");
+        let mut server = Connection::server_upgraded(Config::default());
+        server.handle_input(Instant::now(), &wire);
+        let mut got = Vec::new();
+        while let Some(ev) = server.poll_event() {
+            got.push(ev);
+        }
+        assert_eq!(
+            messages(&got),
+            [
+                Message::binary(original.clone()),
+                Message::binary(original.clone()),
+                Message::binary(original[..2000].to_vec()),
+            ],
+            "vectored {vectored}"
+        );
+    }
 }
