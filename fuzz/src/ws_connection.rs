@@ -95,10 +95,14 @@ pub enum Feed {
 
 #[derive(Arbitrary, Debug)]
 pub enum Action {
+    /// `send`; `owned`: the connection gets the only handle to the bytes
+    /// (a client masks them in place), else a clone of what the harness
+    /// keeps.
     Send {
         who: Who,
         text: bool,
         data: Vec<u8>,
+        owned: bool,
     },
     SendEncoded {
         who: Who,
@@ -347,10 +351,20 @@ impl Sim {
     fn act(&mut self, action: Action) {
         let now = self.now();
         match action {
-            Action::Send { who, text, data } => {
+            Action::Send {
+                who,
+                text,
+                data,
+                owned,
+            } => {
                 let msg = message(text, data);
                 let can = self.can_send(who);
-                let r = self.side(who).conn.send(msg.clone());
+                let copy = if owned {
+                    message(text, msg.as_bytes().to_vec())
+                } else {
+                    msg.clone()
+                };
+                let r = self.side(who).conn.send(copy);
                 self.expect_ok(who, can, &r);
                 if r.is_ok() {
                     self.sent[idx(who)].push(msg);
@@ -716,6 +730,13 @@ mod tests {
                 who: Who::Client,
                 text: true,
                 data: b"hello".to_vec(),
+                owned: false,
+            },
+            Send {
+                who: Who::Client,
+                text: false,
+                data: vec![9; 3000],
+                owned: true,
             },
             FragStart {
                 who: Who::Server,
@@ -760,7 +781,10 @@ mod tests {
                 reason: "bye".into(),
             },
         ]));
-        assert_eq!(sim.server.received, vec![Message::text("hello")]);
+        assert_eq!(
+            sim.server.received,
+            vec![Message::text("hello"), Message::binary(vec![9u8; 3000])]
+        );
         assert_eq!(
             sim.client.received,
             vec![

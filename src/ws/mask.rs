@@ -1,4 +1,4 @@
-//! Payload masking (RFC 6455 section 5.3), in place and a word at a time.
+//! Payload masking (RFC 6455 section 5.3), in place, a vector at a time.
 
 /// XORs `buf` with the masking `key`, as if `buf` started `offset` bytes into
 /// the payload. Masking twice with the same arguments restores the input.
@@ -18,10 +18,47 @@
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
+    #[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
+    if buf.len() >= WIDE && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: `mask_avx2` only needs AVX2, which this CPU has: checked
+        // just above (the answer is cached after the first call).
+        #[allow(unsafe_code)]
+        unsafe {
+            mask_avx2(buf, key)
+        };
+        return;
+    }
+    mask_words(buf, key);
+}
+
+/// Payloads at least this long take the AVX2 loop where the CPU has it
+/// (a large frame's payload, not the small messages most traffic is).
+#[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
+const WIDE: usize = 256;
+
+/// `mask_words` compiled for AVX2: two aligned 32-byte XORs per 64-byte step,
+/// which unmasks a payload in cache at about twice the speed of the SSE2
+/// code that plain x86_64 builds get (measured: 64 KiB pieces in L2, 9.0
+/// against 17.8 us per MiB on the AMD EPYC this was written on).
+#[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
+#[target_feature(enable = "avx2")]
+fn mask_avx2(buf: &mut [u8], key: [u8; 4]) {
+    // From a 32-byte boundary on, no load or store splits a cache line
+    // (a payload starts 2 to 14 bytes into a frame: unaligned, the XOR
+    // pass took half as long again).
+    let (head, body) = buf.split_at_mut(buf.as_ptr().align_offset(32).min(buf.len()));
+    mask_words(head, key);
+    mask_words(body, rotate(key, head.len()));
+}
+
+/// XORs `buf` with `key` (already rotated to `buf`'s first byte).
+#[inline(always)]
+fn mask_words(buf: &mut [u8], key: [u8; 4]) {
     let word = u32::from_ne_bytes(key) as u64 | (u32::from_ne_bytes(key) as u64) << 32;
-    let mut chunks = buf.chunks_exact_mut(32);
+    let mut chunks = buf.chunks_exact_mut(64);
     for chunk in &mut chunks {
-        // Four independent 8-byte lanes: the compiler turns this into vector XORs.
+        // Eight independent 8-byte lanes: the compiler turns this into
+        // vector XORs as wide as the target allows.
         for lane in chunk.chunks_exact_mut(8) {
             let v = u64::from_ne_bytes([
                 lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7],
@@ -73,13 +110,20 @@ mod tests {
     #[test]
     fn matches_the_bytewise_definition() {
         let key = [1, 2, 3, 0xff];
-        for len in 0..100 {
+        // Short ones, and long ones (the wide path) starting at every
+        // alignment.
+        let cases = (0..100).map(|len| (len, 0)).chain(
+            [255, 256, 257, 300, 1000, 4099]
+                .into_iter()
+                .flat_map(|len| (0..40).map(move |start| (len, start))),
+        );
+        for (len, start) in cases {
             for offset in 0..5 {
-                let mut a: Vec<u8> = (0..len as u8).collect();
+                let mut a: Vec<u8> = (0..start + len).map(|i| (i * 13) as u8).collect();
                 let mut b = a.clone();
-                apply_mask(&mut a, key, offset);
-                naive(&mut b, key, offset);
-                assert_eq!(a, b, "len {len} offset {offset}");
+                apply_mask(&mut a[start..], key, offset);
+                naive(&mut b[start..], key, offset);
+                assert_eq!(a, b, "len {len} start {start} offset {offset}");
             }
         }
     }
