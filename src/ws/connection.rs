@@ -395,7 +395,7 @@ pub struct Connection {
     /// The payload of a large frame still arriving: input goes straight in
     /// (unmasked on the way), growing with what arrives, never with what
     /// the header declares.
-    big: Option<Vec<u8>>,
+    big: Option<BytesMut>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -405,13 +405,13 @@ impl std::fmt::Debug for Connection {
             .field("phase", &self.phase)
             .field(
                 "buffered_input",
-                &(self.rbuf.len() + self.ibuf.len() + self.big.as_ref().map_or(0, Vec::len)),
+                &(self.rbuf.len() + self.ibuf.len() + self.big.as_ref().map_or(0, BytesMut::len)),
             )
             .field(
                 "reserved_input",
                 &(self.rbuf.capacity()
                     + self.ibuf.capacity()
-                    + self.big.as_ref().map_or(0, Vec::capacity)),
+                    + self.big.as_ref().map_or(0, BytesMut::capacity)),
             )
             .field("buffered_output", &self.buffered_amount())
             .finish_non_exhaustive()
@@ -550,8 +550,29 @@ impl Connection {
                 return;
             }
         }
+        if self.rbuf.is_empty() && bytes.len() >= BIG_FRAME {
+            self.rbuf.reserve(self.input_room(bytes));
+        }
         self.rbuf.extend_from_slice(bytes);
         self.process(now);
+    }
+
+    /// Room for a large read that arrives at an empty input buffer: it
+    /// likely starts a large frame, whose payload will take the buffer
+    /// over (see `read_frames`), so the frame is not copied again as it
+    /// grows. Room for the whole frame, but never more than four times
+    /// what came or the size of the last large frame the peer completed.
+    fn input_room(&self, bytes: &[u8]) -> usize {
+        let mut room = bytes.len().max(self.last_big);
+        if matches!(self.phase, Phase::Open | Phase::Closing { .. }) && self.current.is_none() {
+            if let Ok(Some((h, hlen))) = frame::decode_header(bytes) {
+                let total = usize::try_from(h.len)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(hlen);
+                room = room.max(total.min(bytes.len().saturating_mul(4)));
+            }
+        }
+        room
     }
 
     /// Feeds bytes the caller already owns, without a copy when the input
@@ -1369,10 +1390,20 @@ impl Connection {
             }
             if avail < len {
                 if len >= BIG_FRAME && !discard && !self.ingest {
-                    // From here the payload bypasses the input buffer.
+                    // From here the payload bypasses the input buffer. What
+                    // has arrived is all of the input (the frame is not
+                    // complete), so the buffer itself becomes the
+                    // payload's, without a copy when it has room.
                     self.rbuf.advance(cur.header_len);
-                    let mut payload = Vec::with_capacity(avail.max(BIG_FRAME).min(len));
-                    payload.extend_from_slice(&self.rbuf.split_to(avail));
+                    let mut payload = std::mem::take(&mut self.rbuf);
+                    let room = avail
+                        .saturating_mul(4)
+                        .max(BIG_FRAME)
+                        .max(self.last_big)
+                        .min(len);
+                    if payload.capacity() < room {
+                        payload = with_room(&payload, room);
+                    }
                     self.big = Some(payload);
                     self.current = Some(Current {
                         header_len: 0,
@@ -1510,7 +1541,7 @@ impl Connection {
             // about a third of an extra copy in all, and never room for
             // more than a few times what actually came.
             let target = (buf.len() + take).max(buf.capacity() * 4).min(len);
-            buf.reserve_exact(target - buf.len());
+            *buf = with_room(buf, target);
         }
         let start = buf.len();
         buf.extend_from_slice(&data[..take]);
@@ -1538,8 +1569,10 @@ impl Connection {
             self.current = Some(Current { processed, ..cur });
             return take;
         }
-        let payload = BytesMut::from(Bytes::from(self.big.take().unwrap_or_default()));
+        let payload = self.big.take().unwrap_or_default();
         self.current = None;
+        // Room for one as large next time (bytes that really came).
+        self.last_big = len.saturating_add(MAX_HEADER_LEN);
         self.on_frame(now, cur.header, payload);
         take
     }
@@ -1949,6 +1982,13 @@ fn mask_in_place(payload: Bytes, key: [u8; 4]) -> Result<Bytes, Bytes> {
     let mut owned = payload.try_into_mut()?;
     apply_mask(&mut owned, key, 0);
     Ok(owned.freeze())
+}
+
+/// A copy of `data` in a fresh allocation with room for `room` bytes.
+fn with_room(data: &[u8], room: usize) -> BytesMut {
+    let mut fresh = BytesMut::with_capacity(room.max(data.len()));
+    fresh.extend_from_slice(data);
+    fresh
 }
 
 /// Appends `payload` masked with `key`.

@@ -1347,3 +1347,63 @@ fn unshared_client_payloads_are_masked_in_place() {
         );
     }
 }
+
+/// Large frames fed through `handle_input` in reads that do not line up
+/// with them are copied once, into the buffer their first read went to:
+/// it was given room for the whole frame and becomes the payload's.
+#[test]
+fn large_frames_from_handle_input_are_copied_once() {
+    let key = [9, 8, 7, 6];
+    let payloads: Vec<Vec<u8>> = (0..4u8)
+        .map(|n| (0..64 * 1024).map(|i| (i as u8) ^ n).collect())
+        .collect();
+    let wire: Vec<u8> = payloads
+        .iter()
+        .flat_map(|p| masked_frame(2, p, key))
+        .collect();
+    let mut s = Connection::server_upgraded(Config::default());
+    let now = Instant::now();
+    let mut got = Vec::new();
+    // Where each frame's payload went when its first bytes were read:
+    // the first frame is taken over at once, the others wait in the input
+    // buffer behind the message before them.
+    let mut landed = Vec::new();
+    for read in wire.chunks(64 * 1024) {
+        s.handle_input(now, read);
+        match &s.big {
+            Some(b) if landed.is_empty() => landed.push(b.as_ptr()),
+            None if !s.rbuf.is_empty() => {
+                let (_, hlen) = frame::decode_header(&s.rbuf).unwrap().unwrap();
+                landed.push(s.rbuf[hlen..].as_ptr());
+            }
+            _ => {}
+        }
+        while let Some(ev) = s.poll_event() {
+            got.push(ev);
+        }
+    }
+    assert_eq!(landed.len(), 4);
+    let msgs = messages(&got);
+    assert_eq!(msgs.len(), 4);
+    for (m, (p, at)) in msgs.iter().zip(payloads.iter().zip(&landed)) {
+        let Message::Binary(b) = m else { panic!() };
+        assert_eq!(&b[..], &p[..]);
+        assert_eq!(b.as_ptr(), *at, "copied after its first read");
+    }
+
+    // After a small message (no large frame to go by), the frame's header
+    // says how much room its first read needs.
+    let mut s = Connection::server_upgraded(Config::default());
+    s.handle_input(now, &masked_frame(1, b"hi", key));
+    let big = masked_frame(2, &payloads[0], key);
+    s.handle_input(now, &big[..64 * 1024]);
+    let (_, hlen) = frame::decode_header(&s.rbuf).unwrap().unwrap();
+    let at = s.rbuf[hlen..].as_ptr();
+    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("hi"))));
+    assert_eq!(s.poll_event(), None);
+    s.handle_input(now, &big[64 * 1024..]);
+    let Some(Event::Message(Message::Binary(b))) = s.poll_event() else {
+        panic!()
+    };
+    assert_eq!((&b[..], b.as_ptr()), (&payloads[0][..], at));
+}
