@@ -104,6 +104,16 @@ pub enum Action {
         data: Vec<u8>,
         owned: bool,
     },
+    /// `send` of a generated payload of `kib` KiB (up to 127) plus `tail`
+    /// bytes: frames large enough for the large-frame paths, which inputs
+    /// of a few KiB never reach.
+    SendLarge {
+        who: Who,
+        text: bool,
+        kib: u8,
+        tail: u16,
+        owned: bool,
+    },
     SendEncoded {
         who: Who,
         text: bool,
@@ -356,19 +366,18 @@ impl Sim {
                 text,
                 data,
                 owned,
+            } => self.send(who, message(text, data), owned),
+            Action::SendLarge {
+                who,
+                text,
+                kib,
+                tail,
+                owned,
             } => {
-                let msg = message(text, data);
-                let can = self.can_send(who);
-                let copy = if owned {
-                    message(text, msg.as_bytes().to_vec())
-                } else {
-                    msg.clone()
-                };
-                let r = self.side(who).conn.send(copy);
-                self.expect_ok(who, can, &r);
-                if r.is_ok() {
-                    self.sent[idx(who)].push(msg);
-                }
+                let len = usize::from(kib % 128) * 1024 + usize::from(tail % 1024);
+                // ASCII, so valid text too; varied, so unmasking errors show.
+                let data = (0..len).map(|i| b'a' + (i % 23) as u8).collect();
+                self.send(who, message(text, data), owned);
             }
             Action::SendEncoded { who, text, data } => {
                 let msg = message(text, data);
@@ -580,6 +589,18 @@ impl Sim {
     }
 
     /// Whether a whole-message send must succeed now.
+    /// `send`s `msg` (a copy that only the connection holds when `owned`,
+    /// else a clone of what the harness keeps).
+    fn send(&mut self, who: Who, msg: Message, owned: bool) {
+        let can = self.can_send(who);
+        let copy = if owned { deep_copy(&msg) } else { msg.clone() };
+        let r = self.side(who).conn.send(copy);
+        self.expect_ok(who, can, &r);
+        if r.is_ok() {
+            self.sent[idx(who)].push(msg);
+        }
+    }
+
     fn can_send(&mut self, who: Who) -> bool {
         self.frag[idx(who)].as_ref().is_none_or(|f| f.count == 0)
             && self.side(who).conn.state() == State::Open
@@ -634,6 +655,14 @@ impl Sim {
                 assert!(c.closed.is_some(), "{}: never heard Closed", c.name);
             }
         }
+    }
+}
+
+/// The same message in bytes of its own.
+fn deep_copy(msg: &Message) -> Message {
+    match msg {
+        Message::Text(t) => Message::text(t.as_str().to_owned()),
+        Message::Binary(b) => Message::binary(b.to_vec()),
     }
 }
 
@@ -718,6 +747,51 @@ mod tests {
             seed: 7,
             actions,
         }
+    }
+
+    #[test]
+    fn large_frames_arrive_whole_through_every_input_method() {
+        use Action::*;
+        let mut actions = vec![DeliverAll, DeliverAll];
+        for (kib, how) in [
+            (100, Feed::Slice),
+            (40, Feed::Owned),
+            (127, Feed::Ingest { want: 5000 }),
+        ] {
+            actions.push(SendLarge {
+                who: Who::Client,
+                text: kib == 40,
+                kib,
+                tail: 7,
+                owned: kib != 127,
+            });
+            actions.push(SendLarge {
+                who: Who::Server,
+                text: false,
+                kib,
+                tail: 0,
+                owned: true,
+            });
+            for to in [Who::Server, Who::Client] {
+                actions.push(Deliver {
+                    to,
+                    n: 30_000,
+                    chunk: 0,
+                    how,
+                });
+                actions.push(Deliver {
+                    to,
+                    n: 0,
+                    chunk: 0,
+                    how,
+                });
+            }
+        }
+        let sim = simulate(input(actions));
+        let lens = |r: &[Message]| r.iter().map(Message::len).collect::<Vec<_>>();
+        assert_eq!(lens(&sim.server.received), [102_407, 40_967, 130_055]);
+        assert_eq!(lens(&sim.client.received), [102_400, 40_960, 130_048]);
+        assert!(!sim.garbage && !sim.eof_forced);
     }
 
     #[test]
