@@ -53,7 +53,10 @@
 //! them, instead of cloning an owned `Message` per send.
 //! `encode_server/wsio_direct` takes each frame's header from `send_direct`
 //! and writes it with the borrowed payload in one `write_vectored`, as
-//! fastwebsockets does.
+//! fastwebsockets does. `encode_client/*_owned` give each implementation
+//! fresh payloads that only it holds (made outside the timing, one set per
+//! iteration): wsio (`send`, `poll_transmit_vectored`) and fastwebsockets
+//! (`Payload::Owned`) mask them in place, tungstenite copies them.
 //!
 //! Before timing, every implementation is run once (wsio's encoders twice
 //! on one connection, so reused buffers are checked too) and checked: message
