@@ -392,9 +392,10 @@ pub struct Connection {
     /// The front of `events` is a message lent out by `poll_event_ref`:
     /// popped at the next call.
     lent_front: bool,
-    /// The payload of a large frame still arriving: input goes straight in
-    /// (unmasked on the way), growing with what arrives, never with what
-    /// the header declares.
+    /// The payload of a large frame still arriving (it took over the input
+    /// buffer it started in): input goes straight in, unmasked on the way.
+    /// Its room grows with what arrives, never past four times that or the
+    /// size of the last large frame, whatever the header declares.
     big: Option<BytesMut>,
 }
 
