@@ -718,61 +718,54 @@ fn check_encoded(input: &Input, who: &str, wire: &[u8], masked: bool) {
 
 // ----- the benchmark --------------------------------------------------------
 
+/// The input's payloads as messages sharing its bytes (each send clones one).
 fn wsio_messages(input: &Input) -> Vec<ws::Message> {
-    input
-        .payloads
-        .iter()
-        .map(|p| match input.kind {
-            Kind::Text => ws::Message::Text(ws::Utf8Bytes::try_from(p.clone()).unwrap()),
-            Kind::Binary => ws::Message::Binary(p.clone()),
-        })
-        .collect()
+    wsio_messages_of(input.kind, input.payloads.iter().cloned())
 }
 
 fn tungstenite_messages(input: &Input) -> Vec<tungstenite::Message> {
-    input
-        .payloads
-        .iter()
-        .map(|p| match input.kind {
-            Kind::Text => tungstenite::Message::Text(p.clone().try_into().unwrap()),
-            Kind::Binary => tungstenite::Message::Binary(p.clone()),
-        })
-        .collect()
+    tungstenite_messages_of(input.kind, input.payloads.iter().cloned())
 }
 
 /// Fresh copies of the payloads, each the only handle to its bytes: what
 /// an application that builds every message in its own buffer hands over.
 /// Made outside the timed part.
-fn owned_payloads(input: &Input) -> Vec<Bytes> {
-    input
-        .payloads
-        .iter()
-        .map(|p| Bytes::from(p.to_vec()))
-        .collect()
+fn owned_payloads(input: &Input) -> impl Iterator<Item = Bytes> + '_ {
+    input.payloads.iter().map(|p| Bytes::from(p.to_vec()))
 }
 
 fn wsio_owned_messages(input: &Input) -> Vec<ws::Message> {
-    owned_payloads(input)
-        .into_iter()
-        .map(|p| match input.kind {
+    wsio_messages_of(input.kind, owned_payloads(input))
+}
+
+fn tungstenite_owned_messages(input: &Input) -> Vec<tungstenite::Message> {
+    tungstenite_messages_of(input.kind, owned_payloads(input))
+}
+
+fn fws_owned_payloads(input: &Input) -> Vec<Vec<u8>> {
+    // A unique `Bytes` from a `Vec` gives its `Vec` back without a copy.
+    owned_payloads(input).map(Vec::from).collect()
+}
+
+fn wsio_messages_of(kind: Kind, payloads: impl Iterator<Item = Bytes>) -> Vec<ws::Message> {
+    payloads
+        .map(|p| match kind {
             Kind::Text => ws::Message::Text(ws::Utf8Bytes::try_from(p).unwrap()),
             Kind::Binary => ws::Message::Binary(p),
         })
         .collect()
 }
 
-fn tungstenite_owned_messages(input: &Input) -> Vec<tungstenite::Message> {
-    owned_payloads(input)
-        .into_iter()
-        .map(|p| match input.kind {
+fn tungstenite_messages_of(
+    kind: Kind,
+    payloads: impl Iterator<Item = Bytes>,
+) -> Vec<tungstenite::Message> {
+    payloads
+        .map(|p| match kind {
             Kind::Text => tungstenite::Message::Text(p.try_into().unwrap()),
             Kind::Binary => tungstenite::Message::Binary(p),
         })
         .collect()
-}
-
-fn fws_owned_payloads(input: &Input) -> Vec<Vec<u8>> {
-    input.payloads.iter().map(|p| p.to_vec()).collect()
 }
 
 /// Batches for the owned rows: their inputs are consumed, one set made per

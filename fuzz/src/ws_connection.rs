@@ -588,7 +588,6 @@ impl Sim {
         }
     }
 
-    /// Whether a whole-message send must succeed now.
     /// `send`s `msg` (a copy that only the connection holds when `owned`,
     /// else a clone of what the harness keeps).
     fn send(&mut self, who: Who, msg: Message, owned: bool) {
@@ -601,6 +600,7 @@ impl Sim {
         }
     }
 
+    /// Whether a whole-message send must succeed now.
     fn can_send(&mut self, who: Who) -> bool {
         self.frag[idx(who)].as_ref().is_none_or(|f| f.count == 0)
             && self.side(who).conn.state() == State::Open

@@ -690,14 +690,16 @@ impl Connection {
         if total < BIG_FRAME || need == 0 {
             return (want, want);
         }
-        // Reads stop at the end of the frame. Room grows by at most four
-        // times what arrived of this frame, or the size of the last large
-        // frame the peer completed: always bytes that actually came.
-        let grow = need.min(
-            want.max(self.rbuf.len().saturating_mul(4))
-                .max(self.last_big),
-        );
-        (need.min(want), grow)
+        // Reads stop at the end of the frame; room grows with what came.
+        (need.min(want), self.frame_room(self.rbuf.len(), want, need))
+    }
+
+    /// Room to make for a frame of which `arrived` bytes came and `rest`
+    /// are still missing or wanted: `rest`, but at most `floor`, four times
+    /// what arrived, or the size of the last large frame the peer
+    /// completed, whichever is largest (always bytes that actually came).
+    fn frame_room(&self, arrived: usize, floor: usize, rest: usize) -> usize {
+        rest.min(arrived.saturating_mul(4).max(floor).max(self.last_big))
     }
 
     /// The peer closed its side of TCP (a read returned 0).
@@ -1397,11 +1399,7 @@ impl Connection {
                     // payload's, without a copy when it has room.
                     self.rbuf.advance(cur.header_len);
                     let mut payload = std::mem::take(&mut self.rbuf);
-                    let room = avail
-                        .saturating_mul(4)
-                        .max(BIG_FRAME)
-                        .max(self.last_big)
-                        .min(len);
+                    let room = self.frame_room(avail, BIG_FRAME, len);
                     if payload.capacity() < room {
                         payload = with_room(&payload, room);
                     }
