@@ -5,8 +5,9 @@
 #
 # The toolchain may be stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass the
 # -Z flags it needs. Set FUZZ_SANITIZER=none for a faster, uninstrumented
-# run (wsio is safe Rust but for an audited `from_utf8_unchecked` and the
-# call of its AVX2 unmasking loop after the CPU check).
+# run (wsio is safe Rust but for an audited `from_utf8_unchecked` and, in
+# ws::mask, the calls of its AVX2 loops after the CPU check and one set_len
+# over bytes the masked copy has just written).
 set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-30}"

@@ -34,7 +34,7 @@ use super::{
     UsageError, Utf8Bytes,
     frame::{self, FrameHeader, MAX_HEADER_LEN},
     handshake,
-    mask::apply_mask,
+    mask::{apply_mask, extend_masked},
     utf8::Validator,
 };
 use crate::{entropy::BoxEntropy, http::HeadParser};
@@ -544,24 +544,87 @@ impl Connection {
         }
         self.last_now = Some(now);
         let mut bytes = bytes;
-        if self.big.is_some() && self.rbuf.is_empty() && self.events.is_empty() {
-            let n = self.feed_big(now, bytes);
-            bytes = &bytes[n..];
+        if self.rbuf.is_empty() {
+            bytes = &bytes[self.bypass(now, bytes)..];
             if bytes.is_empty() {
                 return;
             }
-        }
-        if self.rbuf.is_empty() && bytes.len() >= BIG_FRAME {
-            self.rbuf.reserve(self.input_room(bytes));
+            if bytes.len() >= BIG_FRAME {
+                self.rbuf.reserve(self.input_room(bytes));
+            }
         }
         self.rbuf.extend_from_slice(bytes);
         self.process(now);
     }
 
-    /// Room for a large read that arrives at an empty input buffer: it
-    /// likely starts a large frame, whose payload will take the buffer
-    /// over (see `read_frames`), so the frame is not copied again as it
-    /// grows. Room for the whole frame, but never more than four times
+    /// How much of `bytes`, arriving at an empty input buffer, went
+    /// straight into a large frame's own buffer (unmasked while copied:
+    /// one pass instead of a copy into the input buffer and a pass over
+    /// it). The frame was in progress, or starts at the front of `bytes`
+    /// and does not end in them.
+    fn bypass(&mut self, now: Instant, bytes: &[u8]) -> usize {
+        let mut n = 0;
+        if self.big.is_some() {
+            if !self.events.is_empty() {
+                return 0;
+            }
+            n = self.feed_big(now, bytes);
+            if self.big.is_some() {
+                return n;
+            }
+        }
+        match self.start_big(&bytes[n..]) {
+            0 => n,
+            hlen => n + hlen + self.feed_big(now, &bytes[n + hlen..]),
+        }
+    }
+
+    /// Takes the header of a large frame that opens `bytes` and does not
+    /// end in them, as `read_frames` would once the bytes were in the input
+    /// buffer, and makes the frame's buffer: returns the header's length,
+    /// or 0 where the general path must decide. With events not yet polled
+    /// only a binary frame is taken, whose payload cannot fail the
+    /// connection (a close must not overtake the application's replies;
+    /// see [`poll_event`](Self::poll_event)).
+    fn start_big(&mut self, bytes: &[u8]) -> usize {
+        if self.ingest
+            || self.input_poisoned
+            || self.current.is_some()
+            || !matches!(self.phase, Phase::Open | Phase::Closing { .. })
+        {
+            return 0;
+        }
+        let Ok(Some((header, hlen))) = frame::decode_header(bytes) else {
+            return 0;
+        };
+        let Ok(len) = usize::try_from(header.len) else {
+            return 0;
+        };
+        let avail = bytes.len() - hlen;
+        if len < BIG_FRAME
+            || avail >= len
+            || (!self.events.is_empty() && self.is_text_frame(&header))
+            // A header the connection refuses fails it on the general path.
+            || self.check_header(&header).is_err()
+        {
+            return 0;
+        }
+        let room = self.frame_room(avail, BIG_FRAME, len);
+        self.big = Some(BytesMut::with_capacity(room));
+        self.current = Some(Current {
+            header,
+            header_len: 0,
+            processed: 0,
+            discard: false,
+        });
+        hlen
+    }
+
+    /// Room for a large read that arrives at an empty input buffer and
+    /// that `bypass` left there (a large text frame behind events not yet
+    /// polled, or a frame after a small one): it likely holds a large
+    /// frame, whose payload will take the buffer over (see `read_frames`),
+    /// so the frame is not copied again as it grows. Room for the whole frame, but never more than four times
     /// what came or the size of the last large frame the peer completed.
     fn input_room(&self, bytes: &[u8]) -> usize {
         let mut room = bytes.len().max(self.last_big);
@@ -1095,11 +1158,15 @@ impl Connection {
         // Header and payload in one allocation when the buffer is empty.
         self.reserve_out(MAX_HEADER_LEN + len);
         let mask = self.start_message(kind, len)?;
-        let start = self.out.len();
-        self.out.extend_from_slice(prefix);
-        self.out.extend_from_slice(payload);
-        if let Some(key) = mask {
-            apply_mask(&mut self.out[start..], key, 0);
+        match mask {
+            Some(key) => {
+                extend_masked(&mut self.out, prefix, key, 0);
+                extend_masked(&mut self.out, payload, key, prefix.len());
+            }
+            None => {
+                self.out.extend_from_slice(prefix);
+                self.out.extend_from_slice(payload);
+            }
         }
         Ok(())
     }
@@ -1543,9 +1610,9 @@ impl Connection {
             *buf = with_room(buf, target);
         }
         let start = buf.len();
-        buf.extend_from_slice(&data[..take]);
-        if let Some(key) = cur.header.mask {
-            apply_mask(&mut buf[start..], key, cur.processed);
+        match cur.header.mask {
+            Some(key) => extend_masked(buf, &data[..take], key, cur.processed),
+            None => buf.extend_from_slice(&data[..take]),
         }
         let text = match cur.header.opcode {
             OpCode::Text => true,
@@ -1878,7 +1945,7 @@ impl Connection {
         }
         self.wbuf.extend_from_slice(head);
         match mask {
-            Some(key) => extend_masked(&mut self.wbuf, payload, key),
+            Some(key) => extend_masked(&mut self.wbuf, payload, key, 0),
             None => self.wbuf.extend_from_slice(payload),
         }
         let b = self.wbuf.split().freeze();
@@ -1934,10 +2001,9 @@ impl Connection {
         let hlen = frame::write_header(&header, &mut hbuf);
         self.reserve_out(hlen + payload.len());
         self.out.extend_from_slice(&hbuf[..hlen]);
-        let start = self.out.len();
-        self.out.extend_from_slice(&payload);
-        if let Some(key) = mask {
-            apply_mask(&mut self.out[start..], key, 0);
+        match mask {
+            Some(key) => extend_masked(&mut self.out, &payload, key, 0),
+            None => self.out.extend_from_slice(&payload),
         }
     }
 
@@ -1988,19 +2054,6 @@ fn with_room(data: &[u8], room: usize) -> BytesMut {
     let mut fresh = BytesMut::with_capacity(room.max(data.len()));
     fresh.extend_from_slice(data);
     fresh
-}
-
-/// Appends `payload` masked with `key`.
-fn extend_masked(out: &mut BytesMut, payload: &[u8], key: [u8; 4]) {
-    // Copied by memcpy, then masked in place while the piece is still in
-    // L1: faster than a fused copy-and-XOR loop, which runs at the speed
-    // of the XOR, not of the copy. A multiple of 4, so every piece
-    // starts at key offset 0.
-    for src in payload.chunks(8 * 1024) {
-        let start = out.len();
-        out.extend_from_slice(src);
-        apply_mask(&mut out[start..], key, 0);
-    }
 }
 
 #[cfg(test)]
