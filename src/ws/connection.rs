@@ -1158,15 +1158,21 @@ impl Connection {
         // Header and payload in one allocation when the buffer is empty.
         self.reserve_out(MAX_HEADER_LEN + len);
         let mask = self.start_message(kind, len)?;
+        let start = self.out.len();
+        self.out.extend_from_slice(prefix);
         match mask {
-            Some(key) => {
-                extend_masked(&mut self.out, prefix, key, 0);
+            // Masked while copied: one pass over a large payload. A small
+            // one is copied and masked with its prefix in one call (two
+            // calls cost more than the pass saves).
+            Some(key) if payload.len() > COPY_THRESHOLD => {
+                apply_mask(&mut self.out[start..], key, 0);
                 extend_masked(&mut self.out, payload, key, prefix.len());
             }
-            None => {
-                self.out.extend_from_slice(prefix);
+            Some(key) => {
                 self.out.extend_from_slice(payload);
+                apply_mask(&mut self.out[start..], key, 0);
             }
+            None => self.out.extend_from_slice(payload),
         }
         Ok(())
     }
@@ -2001,9 +2007,10 @@ impl Connection {
         let hlen = frame::write_header(&header, &mut hbuf);
         self.reserve_out(hlen + payload.len());
         self.out.extend_from_slice(&hbuf[..hlen]);
-        match mask {
-            Some(key) => extend_masked(&mut self.out, &payload, key, 0),
-            None => self.out.extend_from_slice(&payload),
+        let start = self.out.len();
+        self.out.extend_from_slice(&payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.out[start..], key, 0);
         }
     }
 
