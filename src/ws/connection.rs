@@ -537,6 +537,12 @@ impl Connection {
 
     /// Feeds bytes read from the socket. Never fails: a peer's bad input
     /// queues the right reply and [`Event::Closed`].
+    ///
+    /// `bytes` are copied: small frames into the input buffer, the payload
+    /// of a large frame (16 KiB or more) that straddles reads straight into
+    /// the buffer the message will own, unmasked on the way. With a socket
+    /// API that reads into memory it is given,
+    /// [`input_buffer`](Self::input_buffer) avoids even that copy.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         self.settle();
         if self.input_poisoned || matches!(self.phase, Phase::Closed) {
@@ -624,8 +630,9 @@ impl Connection {
     /// that `bypass` left there (a large text frame behind events not yet
     /// polled, or a frame after a small one): it likely holds a large
     /// frame, whose payload will take the buffer over (see `read_frames`),
-    /// so the frame is not copied again as it grows. Room for the whole frame, but never more than four times
-    /// what came or the size of the last large frame the peer completed.
+    /// so the frame is not copied again as it grows. Room for the whole
+    /// frame, but never more than four times what came or the size of the
+    /// last large frame the peer completed.
     fn input_room(&self, bytes: &[u8]) -> usize {
         let mut room = bytes.len().max(self.last_big);
         if matches!(self.phase, Phase::Open | Phase::Closing { .. }) && self.current.is_none() {
