@@ -551,7 +551,7 @@ impl Connection {
         self.last_now = Some(now);
         let mut bytes = bytes;
         if self.rbuf.is_empty() {
-            bytes = &bytes[self.bypass(now, bytes)..];
+            bytes = &bytes[self.bypass(now, bytes, 0)..];
             if bytes.is_empty() {
                 return;
             }
@@ -567,8 +567,8 @@ impl Connection {
     /// straight into a large frame's own buffer (unmasked while copied:
     /// one pass instead of a copy into the input buffer and a pass over
     /// it). The frame was in progress, or starts at the front of `bytes`
-    /// and does not end in them.
-    fn bypass(&mut self, now: Instant, bytes: &[u8]) -> usize {
+    /// and does not end in them (see `start_big` for `held`).
+    fn bypass(&mut self, now: Instant, bytes: &[u8], held: usize) -> usize {
         let mut n = 0;
         if self.big.is_some() {
             if !self.events.is_empty() {
@@ -579,7 +579,7 @@ impl Connection {
                 return n;
             }
         }
-        match self.start_big(&bytes[n..]) {
+        match self.start_big(&bytes[n..], held.saturating_sub(n)) {
             0 => n,
             hlen => n + hlen + self.feed_big(now, &bytes[n + hlen..]),
         }
@@ -591,8 +591,10 @@ impl Connection {
     /// or 0 where the general path must decide. With events not yet polled
     /// only a binary frame is taken, whose payload cannot fail the
     /// connection (a close must not overtake the application's replies;
-    /// see [`poll_event`](Self::poll_event)).
-    fn start_big(&mut self, bytes: &[u8]) -> usize {
+    /// see [`poll_event`](Self::poll_event)). Nor is a frame taken that
+    /// fits in the `held` bytes of room of the buffer `bytes` came in (an
+    /// owned read): that buffer becomes the payload's without a copy.
+    fn start_big(&mut self, bytes: &[u8], held: usize) -> usize {
         if self.ingest
             || self.input_poisoned
             || self.current.is_some()
@@ -607,15 +609,16 @@ impl Connection {
             return 0;
         };
         let avail = bytes.len() - hlen;
+        let room = self.frame_room(avail, BIG_FRAME, len);
         if len < BIG_FRAME
             || avail >= len
+            || held.saturating_sub(hlen) >= room
             || (!self.events.is_empty() && self.is_text_frame(&header))
             // A header the connection refuses fails it on the general path.
             || self.check_header(&header).is_err()
         {
             return 0;
         }
-        let room = self.frame_room(avail, BIG_FRAME, len);
         self.big = Some(BytesMut::with_capacity(room));
         self.current = Some(Current {
             header,
@@ -655,6 +658,15 @@ impl Connection {
         }
         self.last_now = Some(now);
         if self.rbuf.is_empty() {
+            let mut bytes = bytes;
+            // A large frame the caller's buffer cannot hold whole would be
+            // copied out of it as it grows: it is copied now, unmasked on
+            // the way, instead.
+            let n = self.bypass(now, &bytes, bytes.capacity());
+            if n == bytes.len() {
+                return;
+            }
+            bytes.advance(n);
             self.rbuf = bytes;
         } else {
             self.rbuf.extend_from_slice(&bytes);

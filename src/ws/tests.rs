@@ -1426,3 +1426,49 @@ fn large_frames_from_handle_input_are_copied_once() {
     };
     assert_eq!(c.code, CloseCode::INVALID_PAYLOAD);
 }
+
+#[test]
+fn large_frames_from_owned_reads_are_adopted_or_copied_once() {
+    let key = [3, 1, 4, 1];
+    // Within four times the first read: room for it all comes at once.
+    let payload: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+    let wire = masked_frame(2, &payload, key);
+    let now = Instant::now();
+
+    // Reads of 64 KiB in buffers of 64 KiB: the frame cannot grow where
+    // it came, so its payload is copied out of the first read at once
+    // (unmasked on the way), into room that is never moved.
+    let mut s = Connection::server_upgraded(Config::default());
+    let mut landed = None;
+    for read in wire.chunks(64 * 1024) {
+        let mut owned = BytesMut::with_capacity(read.len());
+        owned.extend_from_slice(read);
+        s.handle_input_bytes(now, owned);
+        assert!(s.rbuf.is_empty(), "no payload left in the input buffer");
+        if let (None, Some(b)) = (landed, &s.big) {
+            landed = Some(b.as_ptr());
+        }
+    }
+    let Some(Event::Message(Message::Binary(b))) = s.poll_event() else {
+        panic!()
+    };
+    assert!(b[..] == payload[..], "payload intact");
+    assert_eq!(Some(b.as_ptr()), landed, "copied after its first read");
+
+    // A first read in a buffer with room for the whole frame is adopted:
+    // the payload stays where the caller's read put it.
+    let mut s = Connection::server_upgraded(Config::default());
+    let mut first = BytesMut::with_capacity(wire.len());
+    first.extend_from_slice(&wire[..64 * 1024]);
+    let hlen = frame::decode_header(&first).unwrap().unwrap().1;
+    let at = first[hlen..].as_ptr();
+    s.handle_input_bytes(now, first);
+    for read in wire[64 * 1024..].chunks(64 * 1024) {
+        s.handle_input_bytes(now, BytesMut::from(read));
+    }
+    let Some(Event::Message(Message::Binary(b))) = s.poll_event() else {
+        panic!()
+    };
+    assert!(b[..] == payload[..], "payload intact");
+    assert_eq!(b.as_ptr(), at, "adopted where it was read");
+}
