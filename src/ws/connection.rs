@@ -392,8 +392,9 @@ pub struct Connection {
     /// The front of `events` is a message lent out by `poll_event_ref`:
     /// popped at the next call.
     lent_front: bool,
-    /// The payload of a large frame still arriving (it took over the input
-    /// buffer it started in): input goes straight in, unmasked on the way.
+    /// The payload of a large frame still arriving (in its own buffer, or in
+    /// the input buffer it started in, taken over): input goes straight in,
+    /// unmasked on the way.
     /// Its room grows with what arrives, never past four times that or the
     /// size of the last large frame, whatever the header declares.
     big: Option<BytesMut>,
@@ -651,14 +652,13 @@ impl Connection {
 
     /// Feeds bytes the caller already owns, without a copy when the input
     /// buffer is empty (the usual case at a message boundary).
-    pub fn handle_input_bytes(&mut self, now: Instant, bytes: BytesMut) {
+    pub fn handle_input_bytes(&mut self, now: Instant, mut bytes: BytesMut) {
         self.settle();
         if self.input_poisoned || matches!(self.phase, Phase::Closed) {
             return;
         }
         self.last_now = Some(now);
         if self.rbuf.is_empty() {
-            let mut bytes = bytes;
             // A large frame the caller's buffer cannot hold whole would be
             // copied out of it as it grows: it is copied now, unmasked on
             // the way, instead.

@@ -96,7 +96,7 @@ fn copy_avx2(dst: &mut BytesMut, src: &[u8], key: [u8; 4]) {
 /// Appends `src ^ key` to `dst` (`key` rotated to `src`'s first byte).
 #[inline(always)]
 fn copy_words(dst: &mut BytesMut, src: &[u8], key: [u8; 4]) {
-    let word = u32::from_ne_bytes(key) as u64 | (u32::from_ne_bytes(key) as u64) << 32;
+    let word = splat(key);
     // Whole 64-byte blocks are written straight into the spare room: an
     // append per block (`extend_from_slice`) reloads and stores the length
     // each time and took a third longer.
@@ -126,7 +126,7 @@ fn copy_words(dst: &mut BytesMut, src: &[u8], key: [u8; 4]) {
 /// XORs `buf` with `key` (already rotated to `buf`'s first byte).
 #[inline(always)]
 fn mask_words(buf: &mut [u8], key: [u8; 4]) {
-    let word = u32::from_ne_bytes(key) as u64 | (u32::from_ne_bytes(key) as u64) << 32;
+    let word = splat(key);
     let mut chunks = buf.chunks_exact_mut(64);
     for chunk in &mut chunks {
         // Eight independent 8-byte lanes: the compiler turns this into
@@ -157,6 +157,12 @@ fn mask_words(buf: &mut [u8], key: [u8; 4]) {
     for (i, b) in rest.iter_mut().enumerate() {
         *b ^= key[i & 3];
     }
+}
+
+/// `key` twice, as one 8-byte lane.
+#[inline(always)]
+fn splat(key: [u8; 4]) -> u64 {
+    u64::from(u32::from_ne_bytes(key)) * 0x1_0000_0001
 }
 
 /// The key as seen from `offset` bytes into the payload.
