@@ -29,6 +29,15 @@ impl<E: Entropy + ?Sized> Entropy for Box<E> {
     fn fill(&mut self, dst: &mut [u8]) {
         (**self).fill(dst)
     }
+
+    // Forwarded, so that a boxed source's own (faster) draws are used.
+    fn next_u32(&mut self) -> u32 {
+        (**self).next_u32()
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        (**self).next_u64()
+    }
 }
 
 /// The boxed entropy the machines hold.
@@ -93,6 +102,16 @@ impl Entropy for SeededEntropy {
             chunk.copy_from_slice(&v[..chunk.len()]);
         }
     }
+
+    // The same values `fill` gives, without its copy loop (a client draws
+    // a masking key per frame).
+    fn next_u32(&mut self) -> u32 {
+        self.step() as u32
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.step()
+    }
 }
 
 /// Randomness from the operating system, buffered so that a masking key per
@@ -135,6 +154,21 @@ impl OsEntropy {
 }
 
 impl Entropy for OsEntropy {
+    fn next_u32(&mut self) -> u32 {
+        // A fixed-size read where four bytes are left: the per-frame key.
+        match self.buf.get(self.pos..self.pos + 4) {
+            Some(&[a, b, c, d]) => {
+                self.pos += 4;
+                u32::from_le_bytes([a, b, c, d])
+            }
+            _ => {
+                let mut b = [0u8; 4];
+                self.fill(&mut b);
+                u32::from_le_bytes(b)
+            }
+        }
+    }
+
     fn fill(&mut self, mut dst: &mut [u8]) {
         while !dst.is_empty() {
             if self.pos == self.buf.len() {
@@ -163,6 +197,44 @@ mod tests {
         c.fill(&mut z);
         assert_eq!(x, y);
         assert_ne!(x, z);
+    }
+
+    #[test]
+    fn seeded_draws_are_the_bytes_fill_gives() {
+        // Transcripts recorded before the fast draws existed stay valid.
+        let (mut a, mut b) = (SeededEntropy::new(3), SeededEntropy::new(3));
+        let mut boxed: BoxEntropy = Box::new(SeededEntropy::new(3));
+        for _ in 0..10 {
+            let (mut four, mut eight) = ([0u8; 4], [0u8; 8]);
+            b.fill(&mut four);
+            let want = u32::from_le_bytes(four);
+            assert_eq!(a.next_u32(), want);
+            assert_eq!(boxed.next_u32(), want);
+            b.fill(&mut eight);
+            let want = u64::from_le_bytes(eight);
+            assert_eq!(a.next_u64(), want);
+            assert_eq!(boxed.next_u64(), want);
+        }
+    }
+
+    #[test]
+    fn os_entropy_keys_take_the_next_four_bytes() {
+        let mut e = OsEntropy::new();
+        e.refill();
+        for (i, b) in e.buf.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        e.pos = 250;
+        assert_eq!(e.next_u32(), u32::from_le_bytes([250, 251, 252, 253]));
+        assert_eq!(e.pos, 254);
+        // Two bytes left: they and two of a fresh buffer.
+        let fresh_start = {
+            let v = e.next_u32().to_le_bytes();
+            assert_eq!(v[..2], [254, 255]);
+            assert_eq!(e.pos, 2);
+            [v[2], v[3]]
+        };
+        assert_eq!(fresh_start, [e.buf[0], e.buf[1]]);
     }
 
     #[test]

@@ -67,30 +67,23 @@ pub struct FrameHead {
 }
 
 impl FrameHead {
+    #[inline]
     fn new(header: &FrameHeader) -> Self {
         let mut buf = [0u8; MAX_HEADER_LEN];
         let len = frame::write_header(header, &mut buf) as u8;
         FrameHead { buf, len }
     }
 
-    /// An unmasked header (a server's), written directly.
+    /// An unmasked header (a server's).
     #[inline]
     fn unmasked(fin: bool, opcode: OpCode, len: usize) -> Self {
-        let mut buf = [0u8; MAX_HEADER_LEN];
-        buf[0] = (u8::from(fin) << 7) | opcode.as_u8();
-        let hlen = if len < 126 {
-            buf[1] = len as u8;
-            2
-        } else if let Ok(l) = u16::try_from(len) {
-            buf[1] = 126;
-            buf[2..4].copy_from_slice(&l.to_be_bytes());
-            4
-        } else {
-            buf[1] = 127;
-            buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            10
-        };
-        FrameHead { buf, len: hlen }
+        FrameHead::new(&FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask: None,
+            len: len as u64,
+        })
     }
 
     /// Its length on the wire.
@@ -1177,21 +1170,20 @@ impl Connection {
         // Header and payload in one allocation when the buffer is empty.
         self.reserve_out(MAX_HEADER_LEN + len);
         let mask = self.start_message(kind, len)?;
-        let start = self.out.len();
-        self.out.extend_from_slice(prefix);
         match mask {
-            // Masked while copied: one pass over a large payload. A small
-            // one is copied and masked with its prefix in one call (two
-            // calls cost more than the pass saves).
-            Some(key) if payload.len() > COPY_THRESHOLD => {
-                apply_mask(&mut self.out[start..], key, 0);
+            // Masked while copied.
+            Some(key) => {
+                if !prefix.is_empty() {
+                    extend_masked(&mut self.out, prefix, key, 0);
+                }
                 extend_masked(&mut self.out, payload, key, prefix.len());
             }
-            Some(key) => {
+            None => {
+                if !prefix.is_empty() {
+                    self.out.extend_from_slice(prefix);
+                }
                 self.out.extend_from_slice(payload);
-                apply_mask(&mut self.out[start..], key, 0);
             }
-            None => self.out.extend_from_slice(payload),
         }
         Ok(())
     }
@@ -1252,9 +1244,7 @@ impl Connection {
             mask: self.next_mask(),
             len: len as u64,
         };
-        let mut hbuf = [0u8; MAX_HEADER_LEN];
-        let hlen = frame::write_header(&header, &mut hbuf);
-        self.out.extend_from_slice(&hbuf[..hlen]);
+        put_header(&mut self.out, &header);
         Ok(header.mask)
     }
 
@@ -1998,11 +1988,7 @@ impl Connection {
 
     fn next_mask(&mut self) -> Option<[u8; 4]> {
         match (self.role, self.entropy.as_mut()) {
-            (Role::Client, Some(e)) => {
-                let mut k = [0u8; 4];
-                e.fill(&mut k);
-                Some(k)
-            }
+            (Role::Client, Some(e)) => Some(e.next_u32().to_le_bytes()),
             // A client always has entropy (every constructor sets it); an
             // all-zero key is still a masked frame.
             (Role::Client, None) => Some([0; 4]),
@@ -2022,14 +2008,11 @@ impl Connection {
             mask,
             len: payload.len() as u64,
         };
-        let mut hbuf = [0u8; MAX_HEADER_LEN];
-        let hlen = frame::write_header(&header, &mut hbuf);
-        self.reserve_out(hlen + payload.len());
-        self.out.extend_from_slice(&hbuf[..hlen]);
-        let start = self.out.len();
-        self.out.extend_from_slice(&payload);
-        if let Some(key) = mask {
-            apply_mask(&mut self.out[start..], key, 0);
+        self.reserve_out(MAX_HEADER_LEN + payload.len());
+        put_header(&mut self.out, &header);
+        match mask {
+            Some(key) => extend_masked(&mut self.out, &payload, key, 0),
+            None => self.out.extend_from_slice(&payload),
         }
     }
 
@@ -2060,6 +2043,19 @@ impl Connection {
             self.out.reserve(n.max(OUT_MIN));
         }
     }
+}
+
+/// Appends a frame header. All of [`MAX_HEADER_LEN`] is copied and the
+/// excess cut off again: a copy of fixed size compiles to two moves, one of
+/// the header's own length to a call to `memcpy`, which cost more than the
+/// rest of a small frame's header.
+#[inline]
+fn put_header(out: &mut BytesMut, header: &FrameHeader) {
+    let mut buf = [0u8; MAX_HEADER_LEN];
+    let len = frame::write_header(header, &mut buf);
+    let end = out.len() + len;
+    out.extend_from_slice(&buf);
+    out.truncate(end);
 }
 
 /// A large client payload masked where it lies, when nobody else holds it
