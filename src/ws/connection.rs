@@ -1244,7 +1244,7 @@ impl Connection {
             mask: self.next_mask(),
             len: len as u64,
         };
-        put_header(&mut self.out, &header);
+        frame::encode_header(&header, &mut self.out);
         Ok(header.mask)
     }
 
@@ -2009,7 +2009,7 @@ impl Connection {
             len: payload.len() as u64,
         };
         self.reserve_out(MAX_HEADER_LEN + payload.len());
-        put_header(&mut self.out, &header);
+        frame::encode_header(&header, &mut self.out);
         match mask {
             Some(key) => extend_masked(&mut self.out, &payload, key, 0),
             None => self.out.extend_from_slice(&payload),
@@ -2043,19 +2043,6 @@ impl Connection {
             self.out.reserve(n.max(OUT_MIN));
         }
     }
-}
-
-/// Appends a frame header. All of [`MAX_HEADER_LEN`] is copied and the
-/// excess cut off again: a copy of fixed size compiles to two moves, one of
-/// the header's own length to a call to `memcpy`, which cost more than the
-/// rest of a small frame's header.
-#[inline]
-fn put_header(out: &mut BytesMut, header: &FrameHeader) {
-    let mut buf = [0u8; MAX_HEADER_LEN];
-    let len = frame::write_header(header, &mut buf);
-    let end = out.len() + len;
-    out.extend_from_slice(&buf);
-    out.truncate(end);
 }
 
 /// A large client payload masked where it lies, when nobody else holds it

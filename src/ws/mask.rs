@@ -105,7 +105,7 @@ fn copy_words(dst: &mut BytesMut, src: &[u8], key: [u8; 4]) {
     // reserve it.
     let spare = &mut dst.spare_capacity_mut()[..whole];
     for (o, s) in spare.chunks_exact_mut(8).zip(src.chunks_exact(8)) {
-        let v = u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]) ^ word;
+        let v = load(s) ^ word;
         for (o, b) in o.iter_mut().zip(v.to_ne_bytes()) {
             o.write(b);
         }
@@ -125,7 +125,7 @@ fn copy_words(dst: &mut BytesMut, src: &[u8], key: [u8; 4]) {
     let tail = &src[whole..];
     let mut lanes = tail.chunks_exact(8);
     for s in &mut lanes {
-        let v = u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]) ^ word;
+        let v = load(s) ^ word;
         dst.extend_from_slice(&v.to_ne_bytes());
     }
     let rest = lanes.remainder();
@@ -136,8 +136,7 @@ fn copy_words(dst: &mut BytesMut, src: &[u8], key: [u8; 4]) {
         // The last 8 bytes again, over those of them already written (the
         // same values): two fixed-size moves where a short copy would be a
         // call. They start `rest.len()` bytes past a lane's phase.
-        let v = u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])
-            ^ splat(rotate(key, rest.len()));
+        let v = load(s) ^ splat(rotate(key, rest.len()));
         dst.truncate(dst.len() - (8 - rest.len()));
         dst.extend_from_slice(&v.to_ne_bytes());
     } else {
@@ -156,9 +155,7 @@ fn mask_words(buf: &mut [u8], key: [u8; 4]) {
         // Eight independent 8-byte lanes: the compiler turns this into
         // vector XORs as wide as the target allows.
         for lane in chunk.chunks_exact_mut(8) {
-            let v = u64::from_ne_bytes([
-                lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7],
-            ]) ^ word;
+            let v = load(lane) ^ word;
             lane.copy_from_slice(&v.to_ne_bytes());
         }
     }
@@ -166,9 +163,7 @@ fn mask_words(buf: &mut [u8], key: [u8; 4]) {
     // (most messages) live entirely here.
     let mut lanes = chunks.into_remainder().chunks_exact_mut(8);
     for lane in &mut lanes {
-        let v = u64::from_ne_bytes([
-            lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7],
-        ]) ^ word;
+        let v = load(lane) ^ word;
         lane.copy_from_slice(&v.to_ne_bytes());
     }
     let mut rest = lanes.into_remainder();
@@ -181,6 +176,13 @@ fn mask_words(buf: &mut [u8], key: [u8; 4]) {
     for (i, b) in rest.iter_mut().enumerate() {
         *b ^= key[i & 3];
     }
+}
+
+/// The first 8 bytes of `b` as one lane (indexed one by one, which the
+/// compiler turns into a single load with no length check left behind).
+#[inline(always)]
+fn load(b: &[u8]) -> u64 {
+    u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 /// `key` twice, as one 8-byte lane.
