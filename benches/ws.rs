@@ -29,7 +29,10 @@
 //! * `baseline_*`: what any implementation must at least do: memcpy the input
 //!   (and XOR it with the key when masking is involved), as two passes;
 //!   `decode/baseline_fused_copy_xor` does both in one pass (a lower bound a
-//!   decoder that unmasks while copying could approach).
+//!   decoder that unmasks while copying could approach);
+//!   `decode/baseline_reads_unmask` is the floor of a decoder whose socket
+//!   reads land where its messages will live: the 64 KiB reads into a fresh
+//!   buffer, each unmasked in place as it arrives, and nothing else.
 //!
 //! Decoders: `wsio_handle_input` is a driver reading into a stack buffer and
 //! calling `Connection::handle_input`; `wsio_handle_input_bytes` reads into
@@ -523,6 +526,34 @@ fn baseline_decode(input: &Input, buf: &mut Vec<u8>) {
     black_box(&buf[..]);
 }
 
+/// The floor of a decoder whose socket reads land in the buffer its
+/// messages will own (wsio's `input_buffer`): the same 64 KiB reads into a
+/// fresh buffer, each unmasked where it landed right after it arrived, with
+/// wsio's `apply_mask`, and nothing else (no headers parsed, no events).
+fn baseline_decode_reads(input: &Input) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(input.wire.len());
+    let mut next = 0; // the first frame not yet wholly unmasked
+    for read in input.wire.chunks(READ_CHUNK) {
+        let start = buf.len();
+        buf.put_slice(read); // the socket read
+        let end = buf.len();
+        for &(off, len, key) in &input.frames[next..] {
+            if off >= end {
+                break;
+            }
+            let (a, b) = (off.max(start), (off + len).min(end));
+            if a < b {
+                ws::mask::apply_mask(&mut buf[a..b], key, a - off);
+            }
+            if off + len > end {
+                break;
+            }
+            next += 1;
+        }
+    }
+    buf
+}
+
 /// The lower bound: unmask while copying, one pass instead of two. `buf`
 /// keeps the input's length across iterations (a warm, reused read buffer).
 fn baseline_decode_fused(input: &Input, buf: &mut [u8]) {
@@ -866,6 +897,7 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
         let mut fused = vec![0u8; input.wire.len()];
         baseline_decode_fused(input, &mut fused);
         assert!(fused == buf, "fused baseline");
+        assert!(baseline_decode_reads(input) == buf, "reads baseline");
 
         let wmsgs = wsio_messages(input);
         let tmsgs = tungstenite_messages(input);
@@ -1019,6 +1051,9 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
         let mut fused = vec![0u8; input.wire.len()];
         g.bench_function("decode/baseline_fused_copy_xor", |b| {
             b.iter(|| baseline_decode_fused(input, &mut fused))
+        });
+        g.bench_function("decode/baseline_reads_unmask", |b| {
+            b.iter(|| black_box(baseline_decode_reads(input).freeze()))
         });
     }
 
