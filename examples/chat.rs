@@ -339,7 +339,7 @@ fn main() -> std::io::Result<()> {
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20));
     let config = socketio::Config::default().engine(engine);
-    let mut io = socketio::Server::new(config, Box::new(OsEntropy::new()), Instant::now());
+    let mut io = socketio::Server::new(config, Box::new(OsEntropy::new()?), Instant::now());
     // Decide on each connection to `/` (it must bring a nickname).
     io.add_namespace("/", Admission::Decide);
 

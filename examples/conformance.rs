@@ -322,13 +322,13 @@ fn main() -> std::io::Result<()> {
         .connect_timeout(Duration::from_millis(1000));
     let mut sio = socketio::Server::new(
         config,
-        Box::new(OsEntropy::new()),
+        Box::new(OsEntropy::new()?),
         std::time::Instant::now(),
     );
     sio.add_namespace("/custom", Admission::AcceptAll);
     let eio = engineio::Server::new(
         engine_config(ping_interval, ping_timeout, "/engine.io/"),
-        Box::new(OsEntropy::new()),
+        Box::new(OsEntropy::new()?),
         std::time::Instant::now(),
     );
 

@@ -313,7 +313,7 @@ fn main() -> std::io::Result<()> {
     };
     let config = ClientConfig::new(u.host_header()).mode(mode);
     let now = Instant::now();
-    let mut io = Client::new(config, Box::new(OsEntropy::new()), now);
+    let mut io = Client::new(config, Box::new(OsEntropy::new()?), now);
     let auth = Value::object([("name", Value::from(name.as_str()))]);
     let nsp = io
         .socket(now, &nsp_name, Some(auth))

@@ -31,7 +31,7 @@ fn main() -> io::Result<()> {
         .unwrap_or_else(|| "http://127.0.0.1:3000".into());
     let u = Url::parse(&url).ok_or_else(|| io::Error::other(format!("bad URL {url}")))?;
     let config = ClientConfig::new(u.host_header()).mode(TransportMode::WebSocketOnly);
-    let mut io = Client::new(config, Box::new(OsEntropy::new()), Instant::now());
+    let mut io = Client::new(config, Box::new(OsEntropy::new()?), Instant::now());
     let auth = Value::object([("token", Value::from("manual"))]);
     let root = io
         .socket(Instant::now(), "/", Some(auth))

@@ -24,7 +24,7 @@ async fn open(url: &str, config: Config) -> std::io::Result<(TcpStream, Connecti
     let request = ClientRequest::new(u.host_header(), u.target);
     Ok((
         stream,
-        Connection::client(config, request, Box::new(OsEntropy::new())),
+        Connection::client(config, request, Box::new(OsEntropy::new()?)),
     ))
 }
 

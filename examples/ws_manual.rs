@@ -39,7 +39,7 @@ fn main() -> std::io::Result<()> {
 
     let mut tcp = TcpStream::connect(addr)?;
     let request = ClientRequest::new(addr.to_string(), "/");
-    let mut ws = Connection::client(Config::default(), request, Box::new(OsEntropy::new()));
+    let mut ws = Connection::client(Config::default(), request, Box::new(OsEntropy::new()?));
     let mut buf = [0u8; 16 * 1024];
     let mut to_send = vec!["three", "two", "one"];
     let mut started = false;

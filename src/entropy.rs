@@ -4,11 +4,24 @@
 //! `Sec-WebSocket-Key`, session ids and reconnection jitter all come from an
 //! [`Entropy`] the caller supplies. Drivers pass [`OsEntropy`]; tests and the
 //! simulator pass [`SeededEntropy`], so every transcript is byte-stable.
+//! A machine that makes sub-machines gives each its own source with
+//! [`Entropy::fork`] rather than sharing one.
+
+use rand_chacha::{
+    ChaCha12Rng,
+    rand_core::{RngCore, SeedableRng},
+};
 
 /// A source of random bytes.
 pub trait Entropy {
     /// Fills `dst` with random bytes.
     fn fill(&mut self, dst: &mut [u8]);
+
+    /// An independent source for a sub-machine (a client's WebSocket, a
+    /// reconnection's engine), so that no source is shared between owners
+    /// and no machine holds a lock. A deterministic source forks
+    /// deterministically; a secure one forks a secure one.
+    fn fork(&mut self) -> BoxEntropy;
 
     /// Returns a random `u32`.
     fn next_u32(&mut self) -> u32 {
@@ -28,6 +41,10 @@ pub trait Entropy {
 impl<E: Entropy + ?Sized> Entropy for Box<E> {
     fn fill(&mut self, dst: &mut [u8]) {
         (**self).fill(dst)
+    }
+
+    fn fork(&mut self) -> BoxEntropy {
+        (**self).fork()
     }
 
     // Forwarded, so that a boxed source's own (faster) draws are used.
@@ -103,6 +120,10 @@ impl Entropy for SeededEntropy {
         }
     }
 
+    fn fork(&mut self) -> BoxEntropy {
+        Box::new(SeededEntropy::from_entropy(self))
+    }
+
     // The same values `fill` gives, without its copy loop (a client draws
     // a masking key per frame).
     fn next_u32(&mut self) -> u32 {
@@ -114,71 +135,64 @@ impl Entropy for SeededEntropy {
     }
 }
 
-/// Randomness from the operating system, buffered so that a masking key per
-/// frame does not cost a system call per frame.
-#[derive(Debug)]
-pub struct OsEntropy {
-    buf: [u8; 256],
-    pos: usize,
+/// The operating system gave no randomness: a driver cannot make session
+/// ids or masking keys that others cannot predict, so it must not start.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system has no randomness to give: {0}")]
+pub struct EntropyUnavailable(getrandom::Error);
+
+impl From<EntropyUnavailable> for std::io::Error {
+    fn from(e: EntropyUnavailable) -> Self {
+        std::io::Error::other(e)
+    }
 }
 
-impl Default for OsEntropy {
-    fn default() -> Self {
-        Self::new()
+/// Secure randomness for drivers: ChaCha12 keyed once from the operating
+/// system, so that a masking key per frame costs no system call, and a
+/// source can never fall back to anything predictable (it either gets its
+/// key from the OS or is never made).
+pub struct OsEntropy {
+    rng: ChaCha12Rng,
+}
+
+impl std::fmt::Debug for OsEntropy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OsEntropy")
     }
 }
 
 impl OsEntropy {
-    /// Creates a source; the first draw reads from the OS.
-    pub fn new() -> Self {
-        OsEntropy {
-            buf: [0; 256],
-            pos: 256,
-        }
-    }
-
-    fn refill(&mut self) {
-        if getrandom::fill(&mut self.buf).is_err() {
-            // No OS randomness at all is not something a network library can
-            // repair; fall back to a time-and-address seeded generator rather
-            // than panic, so the process keeps serving.
-            let seed = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0)
-                ^ (self as *const Self as u64);
-            SeededEntropy::new(seed).fill(&mut self.buf);
-        }
-        self.pos = 0;
+    /// A source keyed from the operating system; an error if it has no
+    /// randomness to give.
+    pub fn new() -> Result<Self, EntropyUnavailable> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(EntropyUnavailable)?;
+        Ok(OsEntropy {
+            rng: ChaCha12Rng::from_seed(seed),
+        })
     }
 }
 
 impl Entropy for OsEntropy {
-    fn next_u32(&mut self) -> u32 {
-        // A fixed-size read where four bytes are left: the per-frame key.
-        match self.buf.get(self.pos..self.pos + 4) {
-            Some(&[a, b, c, d]) => {
-                self.pos += 4;
-                u32::from_le_bytes([a, b, c, d])
-            }
-            _ => {
-                let mut b = [0u8; 4];
-                self.fill(&mut b);
-                u32::from_le_bytes(b)
-            }
-        }
+    fn fill(&mut self, dst: &mut [u8]) {
+        self.rng.fill_bytes(dst)
     }
 
-    fn fill(&mut self, mut dst: &mut [u8]) {
-        while !dst.is_empty() {
-            if self.pos == self.buf.len() {
-                self.refill();
-            }
-            let n = dst.len().min(self.buf.len() - self.pos);
-            dst[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-            self.pos += n;
-            dst = &mut dst[n..];
-        }
+    fn fork(&mut self) -> BoxEntropy {
+        // A key drawn from a secure stream is as good as one from the OS.
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        Box::new(OsEntropy {
+            rng: ChaCha12Rng::from_seed(seed),
+        })
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        self.rng.next_u32()
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.rng.next_u64()
     }
 }
 
@@ -218,28 +232,19 @@ mod tests {
     }
 
     #[test]
-    fn os_entropy_keys_take_the_next_four_bytes() {
-        let mut e = OsEntropy::new();
-        e.refill();
-        for (i, b) in e.buf.iter_mut().enumerate() {
-            *b = i as u8;
-        }
-        e.pos = 250;
-        assert_eq!(e.next_u32(), u32::from_le_bytes([250, 251, 252, 253]));
-        assert_eq!(e.pos, 254);
-        // Two bytes left: they and two of a fresh buffer.
-        let fresh_start = {
-            let v = e.next_u32().to_le_bytes();
-            assert_eq!(v[..2], [254, 255]);
-            assert_eq!(e.pos, 2);
-            [v[2], v[3]]
-        };
-        assert_eq!(fresh_start, [e.buf[0], e.buf[1]]);
+    fn forks_are_independent_and_seeded_forks_reproducible() {
+        let (mut a, mut b) = (SeededEntropy::new(5), SeededEntropy::new(5));
+        let (mut fa, mut fb) = (a.fork(), b.fork());
+        assert_eq!(fa.next_u64(), fb.next_u64());
+        assert_ne!(fa.next_u64(), a.next_u64());
+        let mut os = OsEntropy::new().unwrap();
+        let mut fork = os.fork();
+        assert_ne!(os.next_u64(), fork.next_u64());
     }
 
     #[test]
     fn os_entropy_fills_across_refills() {
-        let mut e = OsEntropy::new();
+        let mut e = OsEntropy::new().unwrap();
         let mut big = vec![0u8; 1000];
         e.fill(&mut big);
         assert!(big.iter().any(|&b| b != 0));

@@ -135,7 +135,7 @@ impl Driver {
         let config = ClientConfig::new(server.addr.to_string()).mode(mode);
         let (tx, rx) = mpsc::channel();
         let mut d = Driver {
-            client: Client::new(config, Box::new(OsEntropy::new()), Instant::now()),
+            client: Client::new(config, Box::new(OsEntropy::new().unwrap()), Instant::now()),
             addr: server.addr,
             tx,
             rx,

@@ -31,7 +31,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{
     engineio::{ClientTransmit, RequestFailed, RequestId, TransportKind, TransportMode},
-    entropy::OsEntropy,
+    entropy::{EntropyUnavailable, OsEntropy},
     http::{
         Limits, Query, ResponseHead, Url,
         client::{ResponseReader, keeps_alive},
@@ -58,6 +58,9 @@ pub enum ClientError {
     /// The TLS setup failed.
     #[error("TLS: {0}")]
     Tls(String),
+    /// No secure randomness for the WebSocket masking keys.
+    #[error(transparent)]
+    Entropy(#[from] EntropyUnavailable),
     /// The call was not valid now.
     #[error(transparent)]
     Usage(#[from] ClientUsageError),
@@ -223,7 +226,7 @@ impl Client {
         let wire = WireConfig::new(&u, &options)?;
         let (inputs, rx) = mpsc::channel();
         let (etx, events) = mpsc::channel();
-        let machine = socketio::Client::new(config, Box::new(OsEntropy::new()), Instant::now());
+        let machine = socketio::Client::new(config, Box::new(OsEntropy::new()?), Instant::now());
         let driver = Driver {
             io: machine,
             inputs: rx,

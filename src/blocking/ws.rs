@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::{Socket, is_timeout, timeout_until};
 use crate::{
-    entropy::OsEntropy,
+    entropy::{EntropyUnavailable, OsEntropy},
     http::Url,
     ws::{
         self, Accept, ClientRequest, CloseCode, Config, Connection, Event, Message, Transmit,
@@ -25,6 +25,9 @@ pub enum Error {
     /// The URL is not a `ws://` URL this driver can open.
     #[error("invalid WebSocket URL: {0}")]
     Url(String),
+    /// No secure randomness for the masking keys.
+    #[error(transparent)]
+    Entropy(#[from] EntropyUnavailable),
     /// The connection is closed (how is in the [`ws::Closed`]).
     #[error("the connection is closed: {} {}", .0.code, .0.reason)]
     Closed(ws::Closed),
@@ -95,7 +98,7 @@ impl WebSocket<TcpStream> {
 impl<S: Socket> WebSocket<S> {
     /// Runs the client handshake on any stream.
     pub fn client_on(stream: S, config: Config, request: ClientRequest) -> Result<Self, Error> {
-        let conn = Connection::client(config, request, Box::new(OsEntropy::new()));
+        let conn = Connection::client(config, request, Box::new(OsEntropy::new()?));
         let mut ws = Self::wrap(stream, conn);
         loop {
             match ws.next_event()? {

@@ -51,7 +51,6 @@
 use std::{
     collections::VecDeque,
     fmt,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -359,18 +358,6 @@ pub enum ClientState {
     Closed,
 }
 
-/// One shared entropy source for the client and its WebSockets, so that
-/// every random byte comes from the one the caller gave, in a fixed order.
-#[derive(Clone)]
-struct SharedEntropy(Arc<Mutex<BoxEntropy>>);
-
-impl Entropy for SharedEntropy {
-    fn fill(&mut self, dst: &mut [u8]) {
-        let mut e = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        e.fill(dst);
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Opening,
@@ -467,7 +454,7 @@ struct Params {
 /// ```
 pub struct Client {
     config: ClientConfig,
-    entropy: SharedEntropy,
+    entropy: BoxEntropy,
     phase: Phase,
     close_requested: bool,
     sid: Option<String>,
@@ -510,7 +497,7 @@ impl Client {
     pub fn new(config: ClientConfig, entropy: BoxEntropy, now: Instant) -> Self {
         let mut c = Client {
             config,
-            entropy: SharedEntropy(Arc::new(Mutex::new(entropy))),
+            entropy,
             phase: Phase::Opening,
             close_requested: false,
             sid: None,
@@ -1179,7 +1166,7 @@ impl Client {
         let ws = Box::new(ws::Connection::client(
             self.config.ws,
             request,
-            Box::new(self.entropy.clone()),
+            self.entropy.fork(),
         ));
         let mut stream = WsStream {
             id,

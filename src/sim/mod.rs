@@ -98,6 +98,10 @@ impl Entropy for Rng {
     fn fill(&mut self, dst: &mut [u8]) {
         self.0.fill(dst)
     }
+
+    fn fork(&mut self) -> crate::entropy::BoxEntropy {
+        self.0.fork()
+    }
 }
 
 /// How the simulated network behaves.

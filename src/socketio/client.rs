@@ -58,7 +58,6 @@ use std::{
     cmp::Reverse,
     collections::{BinaryHeap, VecDeque},
     fmt,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -392,18 +391,6 @@ pub enum ClientState {
     Closed,
 }
 
-/// One shared entropy source for every engine, so that each random byte
-/// comes from the one the caller gave, in a fixed order.
-#[derive(Clone)]
-struct SharedEntropy(Arc<Mutex<BoxEntropy>>);
-
-impl Entropy for SharedEntropy {
-    fn fill(&mut self, dst: &mut [u8]) {
-        let mut e = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        e.fill(dst);
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum NspState {
     /// Not connected; `CONNECT` goes out when the engine opens.
@@ -477,7 +464,7 @@ struct Engine {
 /// ```
 pub struct Client {
     config: ClientConfig,
-    entropy: Arc<Mutex<BoxEntropy>>,
+    entropy: BoxEntropy,
     /// Jitter for the reconnection delays, seeded from `entropy`.
     jitter: SeededEntropy,
     engine: Option<Engine>,
@@ -527,7 +514,7 @@ impl Client {
         let mut c = Client {
             decoder: Decoder::new(config.max_attachments),
             config,
-            entropy: Arc::new(Mutex::new(entropy)),
+            entropy,
             jitter,
             engine: None,
             closing: Vec::new(),
@@ -958,8 +945,7 @@ impl Client {
         }
         let generation = self.next_gen;
         self.next_gen += 1;
-        let entropy = SharedEntropy(self.entropy.clone());
-        let client = engineio::Client::new(self.config.engine.clone(), Box::new(entropy), now);
+        let client = engineio::Client::new(self.config.engine.clone(), self.entropy.fork(), now);
         self.engine = Some(Engine { generation, client });
         self.ready = Ready::Opening;
         self.skip_reconnect = false;
