@@ -12,7 +12,6 @@ mod client;
 mod cors;
 mod packet;
 mod server;
-mod session;
 
 use std::{fmt, time::Duration};
 

@@ -14,11 +14,16 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 
-use super::*;
+use super::{
+    polling::{batch_len, encode_packets, encoded_len},
+    session::{json, parse_open},
+    upgrade::ProbeStage,
+    *,
+};
 use crate::{
     engineio::{Config, ConnId, Event, Server, Sid, Transmit},
-    entropy::SeededEntropy,
-    http::{HeadParser, Limits, client::ResponseReader},
+    entropy::{Entropy, SeededEntropy},
+    http::{HeadParser, Limits, Method, client::ResponseReader},
 };
 
 const PING_INTERVAL: Duration = Duration::from_millis(300);
@@ -1762,7 +1767,7 @@ impl FakeWs {
         }
     }
 
-    fn flush(&mut self, c: &mut Client, now: Instant) {
+    pub(super) fn flush(&mut self, c: &mut Client, now: Instant) {
         while let Some(t) = self.ws.poll_transmit() {
             if let ws::Transmit::Data(b) = t {
                 c.handle_stream_input(now, self.id, &b);

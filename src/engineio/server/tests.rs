@@ -251,7 +251,7 @@ impl H {
         }
     }
 
-    fn ws_send(&mut self, p: &mut WsPeer, m: ws::Message) {
+    pub(super) fn ws_send(&mut self, p: &mut WsPeer, m: ws::Message) {
         p.ws.send(m).unwrap();
         self.ws_sync(p);
     }

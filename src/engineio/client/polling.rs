@@ -1,0 +1,191 @@
+//! The long-polling transport: one GET always in flight (the server holds
+//! it until it has packets), and the write buffer POSTed one payload at a
+//! time, as much of it as fits the server's `maxPayload`.
+
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{
+    Client, ClientError, ClientTransmit, RequestFailed, RequestId, Transport,
+    session::{Phase, parse_open},
+};
+use crate::{
+    engineio::{CloseReason, Data, Packet, PacketType, SEPARATOR, decode_payload},
+    http::{Method, ResponseHead},
+};
+
+/// A request in flight.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pending {
+    pub(super) id: RequestId,
+    pub(super) deadline: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub(super) struct Polling {
+    pub(super) get: Option<Pending>,
+    pub(super) post: Option<Pending>,
+    /// An upgrade is pausing polling: no new GET.
+    pub(super) pausing: bool,
+}
+
+impl Client {
+    pub(super) fn send_get(&mut self, now: Instant) {
+        let id = self.next_id();
+        let request = self.request(Method::Get, Bytes::new());
+        // The handshake must be answered in time; later polls are held by
+        // the server and bounded by the heartbeat.
+        let deadline = (self.phase == Phase::Opening).then(|| now + self.config.request_timeout);
+        if let Some(Transport::Polling(p)) = &mut self.transport {
+            p.get = Some(Pending { id, deadline });
+            self.transmits
+                .push_back(ClientTransmit::Request { id, request });
+        }
+    }
+
+    /// Queues a POST of `body`; the caller records it as pending (or not,
+    /// for a farewell whose answer is not awaited).
+    pub(super) fn push_post(&mut self, body: Bytes) -> RequestId {
+        let id = self.next_id();
+        let request = self.request(Method::Post, body);
+        self.transmits
+            .push_back(ClientTransmit::Request { id, request });
+        id
+    }
+
+    pub(super) fn send_post(&mut self, now: Instant, body: Bytes) {
+        let id = self.push_post(body);
+        let deadline = Some(now + self.config.request_timeout);
+        if let Some(Transport::Polling(p)) = &mut self.transport {
+            p.post = Some(Pending { id, deadline });
+        }
+    }
+
+    pub(super) fn on_poll_response(
+        &mut self,
+        now: Instant,
+        response: Result<(ResponseHead, Bytes), RequestFailed>,
+    ) {
+        let body = match response {
+            Err(e) => {
+                return self.close_session(now, CloseReason::TransportError, Some(e.into()), false);
+            }
+            Ok((head, _)) if head.status != 200 => {
+                let e = ClientError::HttpStatus(head.status);
+                return self.close_session(now, CloseReason::TransportError, Some(e), false);
+            }
+            Ok((_, body)) => body,
+        };
+        let (packets, error) = decode_payload(body);
+        for p in packets {
+            if self.phase == Phase::Closed {
+                return;
+            }
+            self.on_packet(now, p);
+        }
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if let Some(e) = error {
+            return self.close_session(now, CloseReason::ParseError, Some(e.into()), true);
+        }
+        if self.phase == Phase::Opening {
+            let e = ClientError::BadHandshake("the first poll carried no open packet");
+            return self.close_session(now, CloseReason::ParseError, Some(e), false);
+        }
+        if let Some(Transport::Polling(p)) = &self.transport {
+            if !p.pausing && p.get.is_none() {
+                self.send_get(now);
+            }
+        }
+        self.check_paused(now);
+    }
+
+    pub(super) fn on_post_response(
+        &mut self,
+        now: Instant,
+        response: Result<(ResponseHead, Bytes), RequestFailed>,
+    ) {
+        match response {
+            Err(e) => {
+                return self.close_session(now, CloseReason::TransportError, Some(e.into()), false);
+            }
+            Ok((head, _)) if head.status != 200 => {
+                let e = ClientError::HttpStatus(head.status);
+                return self.close_session(now, CloseReason::TransportError, Some(e), false);
+            }
+            Ok(_) => {}
+        }
+        let n = self.in_flight.min(self.write_buffer.len());
+        for p in self.write_buffer.drain(..n) {
+            if p.kind == PacketType::Message {
+                self.queued_messages = self.queued_messages.saturating_sub(1);
+            }
+        }
+        self.in_flight = 0;
+        self.check_paused(now);
+        self.flush(now);
+        self.maybe_finish_close(now);
+    }
+
+    /// The answer to a handshake abandoned by [`close`](Self::close): a
+    /// session it opened is closed at once.
+    pub(super) fn on_late_handshake(
+        &mut self,
+        response: Result<(ResponseHead, Bytes), RequestFailed>,
+    ) {
+        let Ok((head, body)) = response else { return };
+        if head.status != 200 {
+            return;
+        }
+        let (packets, _) = decode_payload(body);
+        let Some(open) = packets.first().filter(|p| p.kind == PacketType::Open) else {
+            return;
+        };
+        let Data::Text(t) = &open.data else { return };
+        if let Ok(h) = parse_open(t.as_str()) {
+            self.sid = Some(h.sid);
+            self.push_post(encode_packets([&Packet::new(PacketType::Close)]));
+        }
+    }
+}
+
+/// The encoded length of a packet inside a polling payload.
+pub(super) fn encoded_len(p: &Packet) -> usize {
+    match &p.data {
+        Data::Text(t) => 1 + t.len(),
+        Data::Binary(b) => 1 + base64::encoded_len(b.len(), true).unwrap_or(usize::MAX / 2),
+    }
+}
+
+/// How many packets from the front fit one payload of at most `max`
+/// bytes; always at least one (a packet over the limit goes alone and the
+/// server refuses it).
+pub(super) fn batch_len<'a>(
+    packets: impl Iterator<Item = &'a Packet>,
+    max: Option<usize>,
+) -> usize {
+    let mut total = 0usize;
+    let mut n = 0;
+    for p in packets {
+        let add = encoded_len(p) + usize::from(n > 0);
+        if n > 0 && max.is_some_and(|m| total.saturating_add(add) > m) {
+            break;
+        }
+        total = total.saturating_add(add);
+        n += 1;
+    }
+    n
+}
+
+pub(super) fn encode_packets<'a>(packets: impl IntoIterator<Item = &'a Packet>) -> Bytes {
+    let mut out = BytesMut::new();
+    for (i, p) in packets.into_iter().enumerate() {
+        if i > 0 {
+            out.put_u8(SEPARATOR);
+        }
+        p.encode_text(&mut out);
+    }
+    out.freeze()
+}

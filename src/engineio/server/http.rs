@@ -1,0 +1,378 @@
+//! The server's HTTP side: raw HTTP/1.1 connections (heads, bodies,
+//! keep-alive and pipelining), the dispatch of engine requests by the
+//! official server's checks, and every response it writes (CORS headers,
+//! the JSON error bodies, the answers to requests it refuses).
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::{Conn, ConnKind, Server, session::Transport};
+use crate::{
+    engineio::{CloseReason, ConnId, ErrorCode, Event, Sid, Transmit, TransportKind},
+    http::{
+        HeadParser, HttpError, Method, RequestHead, ResponseHead,
+        body::{BodyReader, Framing},
+    },
+};
+use std::time::Instant;
+
+#[derive(Debug)]
+pub(super) enum HttpState {
+    Head,
+    Body {
+        head: Box<RequestHead>,
+        reader: BodyReader,
+    },
+    /// A request is being answered (held poll, or the application's turn).
+    Busy {
+        head: Box<RequestHead>,
+    },
+}
+
+#[derive(Debug)]
+pub(super) struct HttpConn {
+    pub(super) rbuf: BytesMut,
+    pub(super) parser: HeadParser,
+    pub(super) state: HttpState,
+}
+
+impl Server {
+    pub(super) fn resume_http(&mut self, now: Instant) {
+        while let Some(conn) = self.resume.pop() {
+            self.process_http(now, conn);
+        }
+    }
+
+    pub(super) fn process_http(&mut self, now: Instant, conn: ConnId) {
+        loop {
+            let Some(Conn {
+                kind: ConnKind::Http(h),
+                ..
+            }) = self.conns.get_mut(&conn)
+            else {
+                return;
+            };
+            match &mut h.state {
+                HttpState::Busy { .. } => return,
+                HttpState::Head => match h.parser.parse_request(&h.rbuf) {
+                    Ok(None) => return,
+                    Err(e) => return self.http_error(conn, e, None),
+                    Ok(Some((head, used))) => {
+                        h.rbuf.advance(used);
+                        let head = Box::new(head);
+                        if self.is_engine_path(&head)
+                            && head.headers.has_token("upgrade", "websocket")
+                        {
+                            return self.on_raw_upgrade(now, conn, head);
+                        }
+                        let framing = match Framing::of_request(&head.headers) {
+                            Ok(f) => f,
+                            Err(e) => return self.http_error(conn, e, Some(&head)),
+                        };
+                        let reader = match BodyReader::new(framing, self.config.max_payload) {
+                            Ok(r) => r,
+                            Err(e) => return self.http_error(conn, e, Some(&head)),
+                        };
+                        let Some(Conn {
+                            kind: ConnKind::Http(h),
+                            ..
+                        }) = self.conns.get_mut(&conn)
+                        else {
+                            return;
+                        };
+                        h.state = HttpState::Body { head, reader };
+                    }
+                },
+                HttpState::Body { reader, head } => match reader.read(&mut h.rbuf) {
+                    Ok(None) => return,
+                    Err(e) => {
+                        let head = head.clone();
+                        return self.http_error(conn, e, Some(&head));
+                    }
+                    Ok(Some(body)) => {
+                        let HttpState::Body { head, .. } =
+                            std::mem::replace(&mut h.state, HttpState::Head)
+                        else {
+                            return;
+                        };
+                        h.state = HttpState::Busy { head: head.clone() };
+                        if h.rbuf.is_empty() {
+                            h.rbuf = BytesMut::new();
+                        }
+                        self.on_request(now, conn, head, body);
+                    }
+                },
+            }
+        }
+    }
+
+    /// A prefix match on the target, as the official server does, less the
+    /// paths left to the application.
+    pub(super) fn is_engine_path(&self, head: &RequestHead) -> bool {
+        head.target.starts_with(&self.config.path)
+            && !self.config.bypass.iter().any(|p| p == head.path())
+    }
+
+    /// A head or body the HTTP layer refuses: answer and close (the rest
+    /// of an unread body cannot be skipped safely).
+    fn http_error(&mut self, conn: ConnId, e: HttpError, head: Option<&RequestHead>) {
+        let mut res = ResponseHead::new(e.status());
+        let body = if let HttpError::BodyTooLarge(_) = e {
+            // The official server answers an oversized POST with an empty
+            // 413 that carries the CORS headers.
+            if let (Some(cors), Some(head)) =
+                (&self.config.cors, head.filter(|h| self.is_engine_path(h)))
+            {
+                cors.apply(head, &mut res);
+            }
+            Bytes::new()
+        } else {
+            res.headers.push("Content-Type", "text/plain");
+            Bytes::from(format!("{e}\n"))
+        };
+        self.write_raw(conn, res, body, true);
+    }
+
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        head: Box<RequestHead>,
+        body: Bytes,
+    ) {
+        if !self.is_engine_path(&head) {
+            self.events.push_back(Event::Request { conn, head, body });
+            return;
+        }
+        if head.method == Method::Options {
+            if let Some(cors) = &self.config.cors {
+                let res = cors.preflight(&head);
+                return self.write_response(now, conn, res, Bytes::new());
+            }
+        }
+        let query = head.query();
+        let transport = match self.check_transport(query.get("transport")) {
+            Ok(t) => t,
+            Err(code) => return self.reply_error(now, conn, code, None),
+        };
+        if has_invalid_header_char(head.headers.get("origin")) {
+            return self.reply_error(now, conn, ErrorCode::BadRequest, None);
+        }
+        if let Some(sid) = query.get("sid") {
+            let Some(sid) = Sid::parse(sid).filter(|s| self.sessions.contains_key(s)) else {
+                return self.reply_error(now, conn, ErrorCode::UnknownSid, None);
+            };
+            if self.sessions.get(&sid).map(|s| s.transport.kind()) != Some(transport) {
+                return self.reply_error(now, conn, ErrorCode::BadRequest, None);
+            }
+            return match head.method {
+                Method::Get => self.on_poll(now, sid, conn),
+                Method::Post => self.on_data(now, sid, conn, &head, body),
+                _ => self.write_response(now, conn, ResponseHead::new(500), Bytes::new()),
+            };
+        }
+        if head.method != Method::Get {
+            return self.reply_error(now, conn, ErrorCode::BadHandshakeMethod, None);
+        }
+        if transport == TransportKind::WebSocket {
+            return self.reply_error(now, conn, ErrorCode::BadRequest, None);
+        }
+        if let Some(Err(message)) = self.allow_request.as_ref().map(|f| f(&head)) {
+            return self.reply_error(now, conn, ErrorCode::Forbidden, Some(message));
+        }
+        if query.get("EIO") != Some("4") {
+            return self.reply_error(now, conn, ErrorCode::UnsupportedProtocolVersion, None);
+        }
+        if self.sessions.len() >= self.config.max_sessions {
+            let res = ResponseHead::new(503).with_header("Content-Type", "application/json");
+            return self.write_response(
+                now,
+                conn,
+                res,
+                Bytes::from_static(br#"{"code":3,"message":"Too many sessions"}"#),
+            );
+        }
+        let peer = self.conns.get(&conn).and_then(|c| c.peer);
+        let sid = self.open_session(now, Transport::Polling { get: None }, *head, peer);
+        self.on_poll(now, sid, conn);
+    }
+
+    pub(super) fn check_transport(&self, t: Option<&str>) -> Result<TransportKind, ErrorCode> {
+        match t {
+            Some("polling") if self.config.polling => Ok(TransportKind::Polling),
+            Some("websocket") if self.config.websocket => Ok(TransportKind::WebSocket),
+            _ => Err(ErrorCode::UnknownTransport),
+        }
+    }
+
+    fn reply_error(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        code: ErrorCode,
+        message: Option<String>,
+    ) {
+        let message = message.unwrap_or_else(|| code.message().to_owned());
+        let body = serde_json_lite(code as u8, &message);
+        let res = ResponseHead::new(code.status()).with_header("Content-Type", "application/json");
+        self.write_response(now, conn, res, Bytes::from(body));
+    }
+
+    /// Answers the request on `conn` with CORS headers (engine responses).
+    pub(super) fn reply(&mut self, now: Instant, conn: ConnId, mut res: ResponseHead, body: Bytes) {
+        if let Some(cors) = &self.config.cors {
+            let head = match self.conns.get(&conn).map(|c| &c.kind) {
+                Some(ConnKind::Http(HttpConn {
+                    state: HttpState::Busy { head },
+                    ..
+                })) => Some(head),
+                Some(ConnKind::Embedded { head }) => Some(head),
+                _ => None,
+            };
+            if let Some(head) = head {
+                cors.apply(head, &mut res);
+            }
+        }
+        self.write_response(now, conn, res, body);
+    }
+
+    pub(super) fn write_response(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        mut res: ResponseHead,
+        body: Bytes,
+    ) {
+        self.polls.remove(&conn);
+        if let Some(cors) = &self.config.cors {
+            // Engine errors and preflights carry CORS headers too, as the
+            // middleware sets them before the engine answers.
+            if res.headers.get("access-control-allow-origin").is_none() && res.status != 204 {
+                if let Some(head) = self.request_head(conn) {
+                    let head = head.clone();
+                    cors.apply(&head, &mut res);
+                }
+            }
+        }
+        match self.conns.get(&conn).map(|c| &c.kind) {
+            Some(ConnKind::Embedded { .. }) => {
+                self.conns.remove(&conn);
+                self.transmits.push_back(Transmit::Response {
+                    conn,
+                    head: res,
+                    body,
+                });
+            }
+            Some(ConnKind::Http(h)) => {
+                let close = match &h.state {
+                    HttpState::Busy { head } => !keep_alive(head),
+                    _ => true,
+                };
+                self.write_raw(conn, res, body, close);
+                if !close {
+                    if let Some(Conn {
+                        kind: ConnKind::Http(h),
+                        ..
+                    }) = self.conns.get_mut(&conn)
+                    {
+                        h.state = HttpState::Head;
+                        // A pipelined request may be waiting; read it once
+                        // this turn ends (not here: no recursion per request).
+                        if !h.rbuf.is_empty() {
+                            self.resume.push(conn);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn request_head(&self, conn: ConnId) -> Option<&RequestHead> {
+        match self.conns.get(&conn).map(|c| &c.kind) {
+            Some(ConnKind::Http(HttpConn {
+                state: HttpState::Busy { head } | HttpState::Body { head, .. },
+                ..
+            })) => Some(head),
+            Some(ConnKind::Embedded { head }) => Some(head),
+            _ => None,
+        }
+    }
+
+    /// Serialises a response on a raw connection.
+    pub(super) fn write_raw(
+        &mut self,
+        conn: ConnId,
+        mut res: ResponseHead,
+        body: Bytes,
+        close: bool,
+    ) {
+        if res.headers.get("content-length").is_none() && res.status != 204 && res.status != 304 {
+            res.headers.push("Content-Length", body.len().to_string());
+        }
+        if close {
+            res.headers.push("Connection", "close");
+        }
+        let mut out = BytesMut::with_capacity(256 + body.len().min(16 * 1024));
+        res.encode(&mut out);
+        if body.len() <= 16 * 1024 {
+            out.extend_from_slice(&body);
+            self.transmits.push_back(Transmit::Data {
+                conn,
+                data: out.freeze(),
+            });
+        } else {
+            self.transmits.push_back(Transmit::Data {
+                conn,
+                data: out.freeze(),
+            });
+            self.transmits
+                .push_back(Transmit::Data { conn, data: body });
+        }
+        if close {
+            self.conns.remove(&conn);
+            self.transmits.push_back(Transmit::Close { conn });
+        }
+    }
+
+    /// A connection went away: a held poll or a probe transport takes its
+    /// session's failure with it.
+    pub(super) fn drop_conn(&mut self, now: Instant, conn: ConnId) {
+        if self.conns.remove(&conn).is_none() {
+            return;
+        }
+        if let Some(sid) = self.polls.remove(&conn) {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.transport = Transport::Polling { get: None };
+            }
+            self.end_session(now, sid, CloseReason::TransportError);
+        }
+        self.transmits.push_back(Transmit::Close { conn });
+    }
+}
+
+fn keep_alive(head: &RequestHead) -> bool {
+    if head.headers.has_token("connection", "close") {
+        return false;
+    }
+    head.version >= 1 || head.headers.has_token("connection", "keep-alive")
+}
+
+/// Node refuses origins with control characters (its `checkInvalidHeaderChar`).
+pub(super) fn has_invalid_header_char(v: Option<&[u8]>) -> bool {
+    v.is_some_and(|v| v.iter().any(|&c| (c < 32 && c != b'\t') || c == 127))
+}
+
+/// `{"code":N,"message":"..."}` with the message escaped as JSON.
+fn serde_json_lite(code: u8, message: &str) -> String {
+    let mut out = format!(r#"{{"code":{code},"message":""#);
+    for c in message.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push_str("\"}");
+    out
+}

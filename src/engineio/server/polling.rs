@@ -1,0 +1,110 @@
+//! The long-polling transport: a GET is held until the session has packets
+//! (or a heartbeat, an upgrade's noop, the end of the session) and answers
+//! with all of them in one payload; a POST carries the client's packets.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Server, session::Transport};
+use crate::{
+    engineio::{CloseReason, ConnId, Packet, PacketType, Sid, decode_payload, encode_payload},
+    http::{RequestHead, ResponseHead},
+};
+
+impl Server {
+    pub(super) fn on_poll(&mut self, now: Instant, sid: Sid, conn: ConnId) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Transport::Polling { get } = &mut s.transport else {
+            return;
+        };
+        if get.is_some() {
+            // Two polls at once: the official server fails the session
+            // ("overlap from client"), then refuses the second.
+            self.end_session(now, sid, CloseReason::TransportError);
+            return self.write_response(now, conn, ResponseHead::new(400), Bytes::new());
+        }
+        *get = Some(conn);
+        self.polls.insert(conn, sid);
+        let probed = s.upgrade.as_ref().is_some_and(|u| u.noop_at.is_some());
+        if probed && s.buffer.is_empty() {
+            s.buffer.push(Packet::new(PacketType::Noop));
+        }
+        if !s.buffer.is_empty() || s.closing.is_some() {
+            self.flush_polling(now, sid);
+        }
+    }
+
+    pub(super) fn on_data(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        conn: ConnId,
+        head: &RequestHead,
+        body: Bytes,
+    ) {
+        if head.headers.get("content-type") == Some(b"application/octet-stream") {
+            // Binary payloads are an Engine.IO v3 feature ("invalid content").
+            self.end_session(now, sid, CloseReason::TransportError);
+            return self.write_response(now, conn, ResponseHead::new(400), Bytes::new());
+        }
+        let (packets, error) = decode_payload(body);
+        for p in packets {
+            if !self.sessions.contains_key(&sid) {
+                break;
+            }
+            self.on_packet(now, sid, p);
+        }
+        if error.is_some() && self.sessions.contains_key(&sid) {
+            self.end_session(now, sid, CloseReason::ParseError);
+        }
+        let res = ResponseHead::new(200)
+            .with_header("Content-Type", "text/html")
+            .with_header("cache-control", "no-store");
+        self.reply(now, conn, res, Bytes::from_static(b"ok"));
+    }
+
+    /// Answers the pending GET with everything buffered (or, once a
+    /// closing session is drained, with a noop and the close packet).
+    pub(super) fn flush_polling(&mut self, now: Instant, sid: Sid) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Transport::Polling { get } = &mut s.transport else {
+            return;
+        };
+        let Some(conn) = *get else { return };
+        let (packets, end) = match &mut s.closing {
+            Some(c) if c.drained => (
+                vec![
+                    Packet::new(PacketType::Noop),
+                    Packet::new(PacketType::Close),
+                ],
+                true,
+            ),
+            closing => {
+                if s.buffer.is_empty() {
+                    return;
+                }
+                if let Some(c) = closing {
+                    c.drained = true;
+                }
+                (std::mem::take(&mut s.buffer), false)
+            }
+        };
+        *get = None;
+        self.reply(now, conn, polling_head(), encode_payload(&packets));
+        if end {
+            self.end_session(now, sid, CloseReason::ForcedClose);
+        }
+    }
+}
+
+/// The head of a polling response.
+pub(super) fn polling_head() -> ResponseHead {
+    ResponseHead::new(200)
+        .with_header("Content-Type", "text/plain; charset=UTF-8")
+        .with_header("cache-control", "no-store")
+}

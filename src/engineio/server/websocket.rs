@@ -1,0 +1,319 @@
+//! The WebSocket transport: the engine's checks on an upgrade request, the
+//! WebSocket connections themselves (a session's transport, or the probe
+//! of an upgrade from polling), and packets as frames, one per message.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{
+    Conn, ConnKind, Packets, Server, Target, flag_dirty,
+    http::has_invalid_header_char,
+    session::{Transport, Upgrade},
+    ws_message,
+};
+use crate::{
+    engineio::{
+        CloseReason, ConnId, Data, ErrorCode, Packet, PacketType, Sid, Transmit, TransportKind,
+        UsageError,
+    },
+    http::{Method, RequestHead, ResponseHead},
+    ws::{self, DataKind, Message},
+};
+
+impl Server {
+    /// Writes packets as frames, one each.
+    pub(super) fn ws_send_all(
+        &mut self,
+        conn: ConnId,
+        packets: Packets<'_>,
+    ) -> Result<(), UsageError> {
+        let Some(Conn {
+            kind: ConnKind::Ws { ws, dirty, .. },
+            ..
+        }) = self.conns.get_mut(&conn)
+        else {
+            return Err(UsageError::BufferFull);
+        };
+        // The entry is at hand: no second lookup through `mark_dirty`.
+        flag_dirty(dirty, &mut self.dirty, Target::Conn(conn));
+        let sent = match packets {
+            Packets::Shared([one]) => ws.send_encoded(&one.frame),
+            Packets::Shared(many) => ws.send_encoded_batch(many.iter().map(|p| &p.frame)),
+            Packets::Plain([one]) => match &one.data {
+                Data::Binary(b) => ws.send(Message::Binary(b.clone())),
+                Data::Text(t) => {
+                    ws.send_with_prefix(DataKind::Text, &[one.kind.as_char()], t.as_bytes().clone())
+                }
+            },
+            Packets::Plain(many) => ws.send_batch(&many.iter().map(ws_message).collect::<Vec<_>>()),
+            Packets::Text(t) => ws.send_slices(
+                DataKind::Text,
+                &[PacketType::Message.as_char()],
+                t.as_bytes(),
+            ),
+        };
+        sent.map_err(|_| UsageError::BufferFull)
+    }
+
+    pub(super) fn ws_send(&mut self, conn: ConnId, packet: &Packet) {
+        // Only the server's own packets come here (probe answer, open
+        // packet, packets held during an upgrade): a full queue means the
+        // peer has stopped reading, and the heartbeat will end it.
+        let _ = self.ws_send_all(conn, Packets::Plain(std::slice::from_ref(packet)));
+    }
+
+    pub(super) fn on_raw_upgrade(&mut self, now: Instant, conn: ConnId, head: Box<RequestHead>) {
+        match self.check_upgrade(&head) {
+            Err((res, body)) => self.write_raw(conn, res, body, true),
+            Ok(checked) => {
+                let mut out = BytesMut::new();
+                self.upgrade_response(&checked).encode(&mut out);
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let ConnKind::Http(h) = &mut c.kind else {
+                    return;
+                };
+                let leftover = std::mem::take(&mut h.rbuf);
+                self.transmits.push_back(Transmit::Data {
+                    conn,
+                    data: out.freeze(),
+                });
+                c.kind = ConnKind::Ws {
+                    ws: Box::new(ws::Connection::server_upgraded(self.ws_config)),
+                    sid: None,
+                    dirty: false,
+                    scheduled: None,
+                };
+                self.start_ws_transport(now, conn, checked);
+                if !leftover.is_empty() {
+                    self.input(now, conn, &leftover);
+                }
+            }
+        }
+    }
+
+    /// The engine's checks on a WebSocket request, then the WebSocket
+    /// handshake's own. A refusal is the reply to send.
+    pub(super) fn check_upgrade(
+        &self,
+        head: &RequestHead,
+    ) -> Result<CheckedUpgrade, (ResponseHead, Bytes)> {
+        let query = head.query();
+        let abort = |code: ErrorCode, message: Option<String>| {
+            // The official server answers every refused upgrade 400 with a
+            // text body, not JSON.
+            let message = message.unwrap_or_else(|| code.message().to_owned());
+            let res = ResponseHead::new(400).with_header("Content-type", "text/html");
+            (res, Bytes::from(message))
+        };
+        if !self.is_engine_path(head) {
+            return Err((ResponseHead::new(404), Bytes::new()));
+        }
+        let transport = self
+            .check_transport(query.get("transport"))
+            .map_err(|c| abort(c, None))?;
+        if has_invalid_header_char(head.headers.get("origin")) {
+            return Err(abort(ErrorCode::BadRequest, None));
+        }
+        let sid = match query.get("sid") {
+            Some(s) => Some(
+                Sid::parse(s)
+                    .filter(|s| self.sessions.contains_key(s))
+                    .ok_or_else(|| abort(ErrorCode::UnknownSid, None))?,
+            ),
+            None => {
+                if head.method != Method::Get {
+                    return Err(abort(ErrorCode::BadHandshakeMethod, None));
+                }
+                if let Some(Err(m)) = self.allow_request.as_ref().map(|f| f(head)) {
+                    return Err(abort(ErrorCode::Forbidden, Some(m)));
+                }
+                if query.get("EIO") != Some("4") {
+                    return Err(abort(ErrorCode::UnsupportedProtocolVersion, None));
+                }
+                None
+            }
+        };
+        if transport != TransportKind::WebSocket {
+            // Polling does not take upgraded connections.
+            return Err(abort(ErrorCode::BadRequest, None));
+        }
+        if sid.is_none() && self.sessions.len() >= self.config.max_sessions {
+            return Err((
+                ResponseHead::new(503),
+                Bytes::from_static(b"Too many sessions"),
+            ));
+        }
+        let request = ws::handshake::validate_request(head.clone()).map_err(|e| {
+            let (res, body) = e.response();
+            (res, Bytes::from_static(body.as_bytes()))
+        })?;
+        Ok(CheckedUpgrade { request, sid })
+    }
+
+    pub(super) fn upgrade_response(&self, checked: &CheckedUpgrade) -> ResponseHead {
+        let mut res = checked.request.response(&ws::Accept::new());
+        if let Some(cors) = &self.config.cors {
+            cors.apply(&checked.request.head, &mut res);
+        }
+        res
+    }
+
+    pub(super) fn start_ws_transport(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        checked: CheckedUpgrade,
+    ) {
+        match checked.sid {
+            None => {
+                let peer = self.conns.get(&conn).and_then(|c| c.peer);
+                let sid =
+                    self.open_session(now, Transport::WebSocket(conn), checked.request.head, peer);
+                if let Some(Conn {
+                    kind: ConnKind::Ws { sid: bound, .. },
+                    ..
+                }) = self.conns.get_mut(&conn)
+                {
+                    *bound = Some(sid);
+                }
+                // The open packet waits in the buffer: send it as a frame.
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    let buffered = std::mem::take(&mut s.buffer);
+                    for p in &buffered {
+                        self.ws_send(conn, p);
+                    }
+                }
+            }
+            Some(sid) => {
+                let Some(s) = self.sessions.get_mut(&sid) else {
+                    return self.close_ws(now, conn);
+                };
+                // Already upgraded, already upgrading, or closing: the
+                // official server closes the new WebSocket at once.
+                if s.upgrade.is_some()
+                    || s.closing.is_some()
+                    || s.transport.kind() == TransportKind::WebSocket
+                    || !self.config.allow_upgrades
+                {
+                    return self.close_ws(now, conn);
+                }
+                s.upgrade = Some(Upgrade {
+                    conn,
+                    deadline: now + self.config.upgrade_timeout,
+                    noop_at: None,
+                });
+                if let Some(Conn {
+                    kind: ConnKind::Ws { sid: bound, .. },
+                    ..
+                }) = self.conns.get_mut(&conn)
+                {
+                    *bound = Some(sid);
+                }
+                self.schedule(Target::Session(sid));
+            }
+        }
+    }
+
+    pub(super) fn close_ws(&mut self, now: Instant, conn: ConnId) {
+        if let Some(Conn {
+            kind: ConnKind::Ws { ws, sid, .. },
+            ..
+        }) = self.conns.get_mut(&conn)
+        {
+            *sid = None;
+            // The official server's close frame has no status code; if the
+            // WebSocket is already closing, that handshake finishes it.
+            let _ = ws.close_with(now, None);
+            self.after_ws(now, conn);
+        }
+    }
+
+    /// Handles what a WebSocket produced after an input or timeout.
+    pub(super) fn after_ws(&mut self, now: Instant, conn: ConnId) {
+        loop {
+            let Some(Conn {
+                kind: ConnKind::Ws { ws, sid, .. },
+                ..
+            }) = self.conns.get_mut(&conn)
+            else {
+                return;
+            };
+            let Some(ev) = ws.poll_event() else { break };
+            let bound = *sid;
+            let Some(sid) = bound else { continue };
+            let Some(s) = self.sessions.get(&sid) else {
+                continue;
+            };
+            let active = matches!(s.transport, Transport::WebSocket(c) if c == conn);
+            let probe = s.upgrade.as_ref().is_some_and(|u| u.conn == conn);
+            match ev {
+                ws::Event::Message(m) => {
+                    let packet = match m {
+                        Message::Binary(b) => Ok(Packet::decode_binary(b)),
+                        Message::Text(t) => Packet::decode_text(t),
+                    };
+                    match (packet, active, probe) {
+                        (Ok(p), true, _) => self.on_packet(now, sid, p),
+                        (Ok(p), false, true) => self.on_probe_packet(now, sid, conn, p),
+                        (Err(_), true, _) => self.end_session(now, sid, CloseReason::ParseError),
+                        (Err(_), false, true) => self.cancel_upgrade(now, sid),
+                        _ => {}
+                    }
+                }
+                ws::Event::Closed(c) => {
+                    if active {
+                        let reason = if c.error.is_some() {
+                            CloseReason::TransportError
+                        } else {
+                            CloseReason::TransportClose
+                        };
+                        self.end_session(now, sid, reason);
+                    } else if probe {
+                        if let Some(s) = self.sessions.get_mut(&sid) {
+                            s.upgrade = None;
+                        }
+                        self.schedule(Target::Session(sid));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.mark_dirty(Target::Conn(conn));
+    }
+
+    /// Moves a WebSocket's output to the transmit queue and re-arms its
+    /// timer.
+    pub(super) fn drain_ws(&mut self, conn: ConnId) {
+        let Some(Conn {
+            kind: ConnKind::Ws { ws, dirty, .. },
+            ..
+        }) = self.conns.get_mut(&conn)
+        else {
+            return;
+        };
+        *dirty = false;
+        let mut closed = false;
+        while let Some(t) = ws.poll_transmit() {
+            match t {
+                ws::Transmit::Data(data) => self.transmits.push_back(Transmit::Data { conn, data }),
+                ws::Transmit::Close => {
+                    closed = true;
+                    self.transmits.push_back(Transmit::Close { conn });
+                }
+            }
+        }
+        if closed {
+            self.conns.remove(&conn);
+        } else {
+            self.schedule(Target::Conn(conn));
+        }
+    }
+}
+
+pub(super) struct CheckedUpgrade {
+    request: ws::UpgradeRequest,
+    sid: Option<Sid>,
+}
