@@ -10,6 +10,7 @@
 
 mod client;
 mod cors;
+mod open;
 mod packet;
 mod server;
 

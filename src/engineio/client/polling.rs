@@ -7,11 +7,12 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{
-    Client, ClientError, ClientTransmit, RequestFailed, RequestId, Transport,
-    session::{Phase, parse_open},
+    Client, ClientError, ClientTransmit, RequestFailed, RequestId, Transport, session::Phase,
 };
 use crate::{
-    engineio::{CloseReason, Data, Packet, PacketType, SEPARATOR, decode_payload},
+    engineio::{
+        CloseReason, Data, Packet, PacketType, SEPARATOR, decode_payload, open::OpenPacket,
+    },
     http::{Method, ResponseHead},
 };
 
@@ -144,7 +145,7 @@ impl Client {
             return;
         };
         let Data::Text(t) = &open.data else { return };
-        if let Ok(h) = parse_open(t.as_str()) {
+        if let Ok(h) = OpenPacket::parse(t.as_str()) {
             self.sid = Some(h.sid);
             self.push_post(encode_packets([&Packet::new(PacketType::Close)]));
         }

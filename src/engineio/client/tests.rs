@@ -16,7 +16,6 @@ use bytes::{Bytes, BytesMut};
 
 use super::{
     polling::{batch_len, encode_packets, encoded_len},
-    session::{json, parse_open},
     upgrade::ProbeStage,
     *,
 };
@@ -1661,35 +1660,6 @@ fn transcripts_are_deterministic() {
     let (b, eb) = run();
     assert_eq!(a, b);
     assert_eq!(ea, eb);
-}
-
-#[test]
-fn open_packet_json() {
-    let h = parse_open(
-        r#" {"sid":"a\"b\u00e9\ud83d\ude00","upgrades":["websocket","x"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1e6,"extra":{"n":[null,true,false,-1.5]}} "#,
-    )
-    .unwrap();
-    assert_eq!(h.sid, "a\"bé😀");
-    assert_eq!(h.upgrades, ["websocket", "x"]);
-    assert_eq!(h.ping_interval, Duration::from_secs(25));
-    assert_eq!(h.ping_timeout, Duration::from_secs(20));
-    assert_eq!(h.max_payload, Some(1_000_000));
-    let no_max = parse_open(r#"{"sid":"s","pingInterval":1,"pingTimeout":2}"#).unwrap();
-    assert_eq!((no_max.max_payload, no_max.upgrades.len()), (None, 0));
-    for bad in [
-        "",
-        "{",
-        r#"{"sid":"s","pingInterval":1}"#,
-        r#"{"sid":"","pingInterval":1,"pingTimeout":2}"#,
-        r#"{"sid":"s","pingInterval":-1,"pingTimeout":2}"#,
-        r#"{"sid":"s","pingInterval":1,"pingTimeout":2,"upgrades":"websocket"}"#,
-        r#"{"sid":"s","pingInterval":1,"pingTimeout":2} x"#,
-        "[1,2]",
-    ] {
-        assert!(parse_open(bad).is_err(), "{bad:?}");
-    }
-    let deep = "[".repeat(100_000);
-    assert_eq!(json::parse(&deep), None);
 }
 
 // ----- helpers for the client alone ---------------------------------------------

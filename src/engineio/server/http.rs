@@ -4,6 +4,7 @@
 //! the JSON error bodies, the answers to requests it refuses).
 
 use bytes::{Buf, Bytes, BytesMut};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use super::{Conn, ConnKind, Server, session::Transport};
 use crate::{
@@ -184,12 +185,8 @@ impl Server {
         }
         if self.sessions.len() >= self.config.max_sessions {
             let res = ResponseHead::new(503).with_header("Content-Type", "application/json");
-            return self.write_response(
-                now,
-                conn,
-                res,
-                Bytes::from_static(br#"{"code":3,"message":"Too many sessions"}"#),
-            );
+            let body = error_body(ErrorCode::BadRequest, "Too many sessions");
+            return self.write_response(now, conn, res, body);
         }
         let peer = self.conns.get(&conn).and_then(|c| c.peer);
         let sid = self.open_session(now, Transport::Polling { get: None }, *head, peer);
@@ -211,10 +208,9 @@ impl Server {
         code: ErrorCode,
         message: Option<String>,
     ) {
-        let message = message.unwrap_or_else(|| code.message().to_owned());
-        let body = serde_json_lite(code as u8, &message);
+        let body = error_body(code, message.as_deref().unwrap_or(code.message()));
         let res = ResponseHead::new(code.status()).with_header("Content-Type", "application/json");
-        self.write_response(now, conn, res, Bytes::from(body));
+        self.write_response(now, conn, res, body);
     }
 
     /// Answers the request on `conn` with CORS headers (engine responses).
@@ -362,17 +358,21 @@ pub(super) fn has_invalid_header_char(v: Option<&[u8]>) -> bool {
     v.is_some_and(|v| v.iter().any(|&c| (c < 32 && c != b'\t') || c == 127))
 }
 
-/// `{"code":N,"message":"..."}` with the message escaped as JSON.
-fn serde_json_lite(code: u8, message: &str) -> String {
-    let mut out = format!(r#"{{"code":{code},"message":""#);
-    for c in message.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+/// The body of a refused engine request, `{"code":N,"message":"..."}`, as
+/// the official server writes it with `JSON.stringify`.
+fn error_body(code: ErrorCode, message: &str) -> Bytes {
+    struct ErrorBody<'a> {
+        code: ErrorCode,
+        message: &'a str,
+    }
+    impl Serialize for ErrorBody<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut o = serializer.serialize_struct("ErrorBody", 2)?;
+            o.serialize_field("code", &(self.code as u8))?;
+            o.serialize_field("message", self.message)?;
+            o.end()
         }
     }
-    out.push_str("\"}");
-    out
+    // A number and a string: serialising cannot fail.
+    Bytes::from(serde_json::to_vec(&ErrorBody { code, message }).unwrap_or_default())
 }

@@ -23,7 +23,7 @@ use super::{Packets, Server, Target, polling::polling_head};
 use crate::{
     engineio::{
         CloseReason, ConnId, Data, Event, Packet, PacketType, SEPARATOR, Sid, TransportKind,
-        UsageError, encode_payload,
+        UsageError, encode_payload, open::OpenPacket,
     },
     http::RequestHead,
 };
@@ -142,16 +142,18 @@ impl Server {
             && self.config.allow_upgrades
             && self.config.websocket
         {
-            r#"["websocket"]"#
+            vec![TransportKind::WebSocket.as_str().to_owned()]
         } else {
-            "[]"
+            Vec::new()
         };
-        let open = format!(
-            r#"{{"sid":"{sid}","upgrades":{upgrades},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
-            self.config.ping_interval.as_millis(),
-            self.config.ping_timeout.as_millis(),
-            self.config.max_payload
-        );
+        let open = OpenPacket {
+            sid: sid.as_str().to_owned(),
+            upgrades,
+            ping_interval: self.config.ping_interval,
+            ping_timeout: self.config.ping_timeout,
+            max_payload: Some(self.config.max_payload),
+        }
+        .to_json();
         let mut session = Session::new(transport, now + self.config.ping_interval);
         session
             .buffer

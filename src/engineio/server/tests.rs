@@ -355,6 +355,26 @@ fn suite_handshake_polling_fails_with_an_invalid_request_method() {
 }
 
 #[test]
+fn a_refused_handshake_carries_the_applications_message() {
+    let mut h = H::suite();
+    h.server
+        .set_allow_request(Box::new(|head| match head.query().get("token") {
+            Some("ok") => Ok(()),
+            _ => Err("no \"token\"\n\u{1}\\/\u{7f}é".into()),
+        }));
+    let r = h.request("GET", "/engine.io/?EIO=4&transport=polling", b"");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    // Escaped as the official server's JSON.stringify does it.
+    assert_eq!(
+        r.text(),
+        "{\"code\":4,\"message\":\"no \\\"token\\\"\\n\\u0001\\\\/\u{7f}é\"}"
+    );
+    let r = h.request("GET", "/engine.io/?EIO=4&transport=polling&token=ok", b"");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
 fn suite_handshake_websocket_successfully_opens_a_session() {
     let mut h = H::suite();
     let p = h.ws_connect("/engine.io/?EIO=4&transport=websocket");
@@ -920,7 +940,10 @@ fn limits_sessions_and_buffered_packets() {
     let a = h.open_polling();
     h.open_polling();
     let r = h.request("GET", "/engine.io/?EIO=4&transport=polling", b"");
-    assert_eq!(r.status, 503);
+    assert_eq!(
+        (r.status, r.text()),
+        (503, r#"{"code":3,"message":"Too many sessions"}"#)
+    );
     let s = Sid::parse(&a).unwrap();
     for _ in 0..3 {
         h.server.send(s, "x").unwrap();
