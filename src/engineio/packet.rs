@@ -217,6 +217,15 @@ impl Packet {
             }
         }
     }
+
+    /// The length of the packet as one item of a polling payload (what
+    /// [`encode_text`](Self::encode_text) appends).
+    pub(crate) fn encoded_len(&self) -> usize {
+        match &self.data {
+            Data::Text(t) => 1 + t.len(),
+            Data::Binary(b) => 1 + base64::encoded_len(b.len(), true).unwrap_or(usize::MAX / 2),
+        }
+    }
 }
 
 /// Encodes packets as a polling payload.
@@ -227,7 +236,12 @@ impl Packet {
 /// assert_eq!(&p[..], b"4a\x1ebAQID");
 /// ```
 pub fn encode_payload(packets: &[Packet]) -> Bytes {
-    let mut out = BytesMut::with_capacity(packets.iter().map(|p| p.data.len() * 4 / 3 + 6).sum());
+    let len = packets
+        .iter()
+        .fold(packets.len().saturating_sub(1), |n, p| {
+            n.saturating_add(p.encoded_len())
+        });
+    let mut out = BytesMut::with_capacity(len);
     for (i, p) in packets.iter().enumerate() {
         if i > 0 {
             out.put_u8(SEPARATOR);

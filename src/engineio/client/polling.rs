@@ -4,14 +4,14 @@
 
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{
     Client, ClientError, ClientTransmit, RequestFailed, RequestId, Transport, session::Phase,
 };
 use crate::{
     engineio::{
-        CloseReason, Data, Packet, PacketType, SEPARATOR, decode_payload, open::OpenPacket,
+        CloseReason, Data, Packet, PacketType, decode_payload, encode_payload, open::OpenPacket,
     },
     http::{Method, ResponseHead},
 };
@@ -147,46 +147,24 @@ impl Client {
         let Data::Text(t) = &open.data else { return };
         if let Ok(h) = OpenPacket::parse(t.as_str()) {
             self.sid = Some(h.sid);
-            self.push_post(encode_packets([&Packet::new(PacketType::Close)]));
+            self.push_post(encode_payload(&[Packet::new(PacketType::Close)]));
         }
     }
 }
 
-/// The encoded length of a packet inside a polling payload.
-pub(super) fn encoded_len(p: &Packet) -> usize {
-    match &p.data {
-        Data::Text(t) => 1 + t.len(),
-        Data::Binary(b) => 1 + base64::encoded_len(b.len(), true).unwrap_or(usize::MAX / 2),
-    }
-}
-
-/// How many packets from the front fit one payload of at most `max`
+/// The packets from the front that fit one payload of at most `max`
 /// bytes; always at least one (a packet over the limit goes alone and the
 /// server refuses it).
-pub(super) fn batch_len<'a>(
-    packets: impl Iterator<Item = &'a Packet>,
-    max: Option<usize>,
-) -> usize {
+pub(super) fn batch(packets: &[Packet], max: Option<usize>) -> &[Packet] {
     let mut total = 0usize;
     let mut n = 0;
     for p in packets {
-        let add = encoded_len(p) + usize::from(n > 0);
+        let add = p.encoded_len() + usize::from(n > 0);
         if n > 0 && max.is_some_and(|m| total.saturating_add(add) > m) {
             break;
         }
         total = total.saturating_add(add);
         n += 1;
     }
-    n
-}
-
-pub(super) fn encode_packets<'a>(packets: impl IntoIterator<Item = &'a Packet>) -> Bytes {
-    let mut out = BytesMut::new();
-    for (i, p) in packets.into_iter().enumerate() {
-        if i > 0 {
-            out.put_u8(SEPARATOR);
-        }
-        p.encode_text(&mut out);
-    }
-    out.freeze()
+    packets.get(..n).unwrap_or(packets)
 }

@@ -5,11 +5,13 @@ use std::time::{Duration, Instant};
 
 use super::{
     Client, ClientError, ClientEvent, ClientTransmit, Transport, TransportMode,
-    polling::{batch_len, encode_packets},
+    polling::batch,
     upgrade::{Probe, ProbeStage},
     websocket::{drain_ws, ws_send},
 };
-use crate::engineio::{CloseReason, Data, Packet, PacketType, TransportKind, open::OpenPacket};
+use crate::engineio::{
+    CloseReason, Data, Packet, PacketType, TransportKind, encode_payload, open::OpenPacket,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -125,9 +127,9 @@ impl Client {
                     return;
                 }
                 let max = self.params.as_ref().and_then(|p| p.max_payload);
-                let n = batch_len(self.write_buffer.iter(), max);
-                let body = encode_packets(self.write_buffer.iter().take(n));
-                self.in_flight = n;
+                let batch = batch(self.write_buffer.make_contiguous(), max);
+                self.in_flight = batch.len();
+                let body = encode_payload(batch);
                 self.send_post(now, body);
             }
             Some(Transport::WebSocket(s)) => {
@@ -185,7 +187,7 @@ impl Client {
                 // server then releases the held poll (with a noop); cutting
                 // it first would make the close a transport error there.
                 if farewell && was_open && p.post.is_none() {
-                    self.push_post(encode_packets([&Packet::new(PacketType::Close)]));
+                    self.push_post(encode_payload(&[Packet::new(PacketType::Close)]));
                 } else {
                     for r in [p.get, p.post].into_iter().flatten() {
                         self.transmits

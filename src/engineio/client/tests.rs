@@ -14,13 +14,9 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 
-use super::{
-    polling::{batch_len, encode_packets, encoded_len},
-    upgrade::ProbeStage,
-    *,
-};
+use super::{polling::batch, upgrade::ProbeStage, *};
 use crate::{
-    engineio::{Config, ConnId, Event, Server, Sid, Transmit},
+    engineio::{Config, ConnId, Event, Server, Sid, Transmit, encode_payload},
     entropy::{Entropy, SeededEntropy},
     http::{HeadParser, Limits, Method, client::ResponseReader},
 };
@@ -1137,11 +1133,11 @@ fn polling_writes_are_batched_within_max_payload() {
     let joined: usize = posts.iter().map(|p| p.len()).sum();
     assert_eq!(
         joined + posts.len() - 1,
-        encode_packets(
-            sent.iter()
+        encode_payload(
+            &sent
+                .iter()
                 .map(|d| Packet::message(d.clone()))
                 .collect::<Vec<_>>()
-                .iter()
         )
         .len()
     );
@@ -1179,13 +1175,13 @@ fn over_max_payload_ends_the_session() {
 fn batch_sizes_are_exact() {
     let p = |n: usize| Packet::message(text(&"a".repeat(n)));
     let packets = [p(8), p(8), p(8)]; // 9 bytes each, 1 separator
-    assert_eq!(batch_len(packets.iter(), Some(19)), 2);
-    assert_eq!(batch_len(packets.iter(), Some(18)), 1);
-    assert_eq!(batch_len(packets.iter(), Some(29)), 3);
-    assert_eq!(batch_len(packets.iter(), Some(1)), 1, "one always goes");
-    assert_eq!(batch_len(packets.iter(), None), 3);
+    assert_eq!(batch(&packets, Some(19)).len(), 2);
+    assert_eq!(batch(&packets, Some(18)).len(), 1);
+    assert_eq!(batch(&packets, Some(29)).len(), 3);
+    assert_eq!(batch(&packets, Some(1)).len(), 1, "one always goes");
+    assert_eq!(batch(&packets, None).len(), 3);
     let bin = Packet::message(Data::Binary(Bytes::from_static(&[1, 2, 3, 4])));
-    assert_eq!(encoded_len(&bin), 9); // b + AQIDBA==
+    assert_eq!(bin.encoded_len(), 9); // b + AQIDBA==
 }
 
 // ----- errors -------------------------------------------------------------------
