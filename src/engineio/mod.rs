@@ -10,6 +10,7 @@
 
 mod client;
 mod cors;
+mod frame;
 mod open;
 mod packet;
 mod server;
@@ -439,14 +440,7 @@ impl SharedPacket {
     /// Encodes `packet` for the WebSocket transport now; polling sessions
     /// take the packet itself.
     pub fn new(packet: Packet) -> Self {
-        let frame = match &packet.data {
-            Data::Binary(b) => ws::EncodedFrame::new(&ws::Message::Binary(b.clone())),
-            Data::Text(t) => ws::EncodedFrame::with_prefix(
-                ws::DataKind::Text,
-                &[packet.kind.as_char()],
-                t.as_bytes(),
-            ),
-        };
+        let frame = frame::encode(&packet);
         SharedPacket { packet, frame }
     }
 

@@ -7,10 +7,10 @@ use super::{
     Client, ClientError, ClientEvent, ClientTransmit, Transport, TransportMode,
     polling::batch,
     upgrade::{Probe, ProbeStage},
-    websocket::{drain_ws, ws_send},
+    websocket::drain_ws,
 };
 use crate::engineio::{
-    CloseReason, Data, Packet, PacketType, TransportKind, encode_payload, open::OpenPacket,
+    CloseReason, Data, Packet, PacketType, TransportKind, encode_payload, frame, open::OpenPacket,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +136,7 @@ impl Client {
                 for p in self.write_buffer.drain(..) {
                     // The queue is drained into our transmits after every
                     // call, so the WebSocket's own limit is never reached.
-                    let _ = ws_send(&mut s.ws, &p);
+                    let _ = frame::send(&mut s.ws, &p);
                 }
                 self.queued_messages = 0;
                 drain_ws(s, &mut self.transmits);

@@ -9,10 +9,10 @@ use std::time::Instant;
 use super::{
     Client, ClientError, ClientEvent, Transport,
     session::Phase,
-    websocket::{WsStream, decode_ws, drain_ws, ws_close_cause, ws_send},
+    websocket::{WsStream, drain_ws, ws_close_cause},
 };
 use crate::{
-    engineio::{Data, Packet, PacketType},
+    engineio::{Data, Packet, PacketType, frame},
     ws,
 };
 
@@ -40,14 +40,14 @@ impl Client {
         match (ev, stage) {
             (ws::Event::Open { .. }, ProbeStage::Connecting) => {
                 if let Some(p) = self.probe.as_mut() {
-                    let _ = ws_send(
+                    let _ = frame::send(
                         &mut p.stream.ws,
                         &Packet::with_text(PacketType::Ping, "probe"),
                     );
                     p.stage = ProbeStage::AwaitPong;
                 }
             }
-            (ws::Event::Message(m), ProbeStage::AwaitPong) => match decode_ws(m) {
+            (ws::Event::Message(m), ProbeStage::AwaitPong) => match frame::decode(m) {
                 Ok(p)
                     if p.kind == PacketType::Pong
                         && matches!(&p.data, Data::Text(t) if t.as_str() == "probe") =>
@@ -65,7 +65,7 @@ impl Client {
             },
             // A conforming server sends nothing else before the switch;
             // deliver it rather than lose it.
-            (ws::Event::Message(m), ProbeStage::Pausing) => match decode_ws(m) {
+            (ws::Event::Message(m), ProbeStage::Pausing) => match frame::decode(m) {
                 Ok(p) => self.on_packet(now, p),
                 Err(e) => self.probe_failed(now, e.into()),
             },
@@ -98,7 +98,7 @@ impl Client {
             return;
         };
         let mut stream = probe.stream;
-        let _ = ws_send(&mut stream.ws, &Packet::new(PacketType::Upgrade));
+        let _ = frame::send(&mut stream.ws, &Packet::new(PacketType::Upgrade));
         self.transport = Some(Transport::WebSocket(stream));
         self.events.push_back(ClientEvent::Upgrade);
         self.flush(now);

@@ -6,8 +6,8 @@ use std::{collections::VecDeque, time::Instant};
 
 use super::{Client, ClientError, ClientTransmit, RequestId, Transport};
 use crate::{
-    engineio::{CloseReason, Data, DecodeError, Packet, TransportKind},
-    ws::{self, DataKind, Message},
+    engineio::{CloseReason, TransportKind, frame},
+    ws,
 };
 
 /// A WebSocket over a driver's stream.
@@ -102,7 +102,7 @@ impl Client {
 
     fn on_main_ws_event(&mut self, now: Instant, ev: ws::Event) {
         match ev {
-            ws::Event::Message(m) => match decode_ws(m) {
+            ws::Event::Message(m) => match frame::decode(m) {
                 Ok(p) => self.on_packet(now, p),
                 Err(e) => self.close_session(now, CloseReason::ParseError, Some(e.into()), true),
             },
@@ -173,24 +173,6 @@ pub(super) fn drain_ws(s: &mut WsStream, out: &mut VecDeque<ClientTransmit>) -> 
         }
     }
     closed
-}
-
-/// Writes one packet as one frame: binary messages as binary frames, the
-/// rest as text with the type digit first.
-pub(super) fn ws_send(ws: &mut ws::Connection, p: &Packet) -> Result<(), ws::UsageError> {
-    match &p.data {
-        Data::Binary(b) => ws.send(Message::Binary(b.clone())),
-        Data::Text(t) => {
-            ws.send_with_prefix(DataKind::Text, &[p.kind.as_char()], t.as_bytes().clone())
-        }
-    }
-}
-
-pub(super) fn decode_ws(m: Message) -> Result<Packet, DecodeError> {
-    match m {
-        Message::Binary(b) => Ok(Packet::decode_binary(b)),
-        Message::Text(t) => Packet::decode_text(t),
-    }
 }
 
 /// Why a WebSocket transport ended, as the official client reports it: a

@@ -14,11 +14,10 @@ use super::{
 };
 use crate::{
     engineio::{
-        CloseReason, ConnId, Data, ErrorCode, Packet, PacketType, Sid, Transmit, TransportKind,
-        UsageError,
+        CloseReason, ConnId, ErrorCode, Packet, Sid, Transmit, TransportKind, UsageError, frame,
     },
     http::{Method, RequestHead, ResponseHead},
-    ws::{self, DataKind, Message},
+    ws,
 };
 
 impl Server {
@@ -40,18 +39,9 @@ impl Server {
         let sent = match packets {
             Packets::Shared([one]) => ws.send_encoded(&one.frame),
             Packets::Shared(many) => ws.send_encoded_batch(many.iter().map(|p| &p.frame)),
-            Packets::Plain([one]) => match &one.data {
-                Data::Binary(b) => ws.send(Message::Binary(b.clone())),
-                Data::Text(t) => {
-                    ws.send_with_prefix(DataKind::Text, &[one.kind.as_char()], t.as_bytes().clone())
-                }
-            },
+            Packets::Plain([one]) => frame::send(ws, one),
             Packets::Plain(many) => ws.send_batch(&many.iter().map(ws_message).collect::<Vec<_>>()),
-            Packets::Text(t) => ws.send_slices(
-                DataKind::Text,
-                &[PacketType::Message.as_char()],
-                t.as_bytes(),
-            ),
+            Packets::Text(t) => frame::send_text(ws, t),
         };
         sent.map_err(|_| UsageError::BufferFull)
     }
@@ -250,19 +240,13 @@ impl Server {
             let active = matches!(s.transport, Transport::WebSocket(c) if c == conn);
             let probe = s.upgrade.as_ref().is_some_and(|u| u.conn == conn);
             match ev {
-                ws::Event::Message(m) => {
-                    let packet = match m {
-                        Message::Binary(b) => Ok(Packet::decode_binary(b)),
-                        Message::Text(t) => Packet::decode_text(t),
-                    };
-                    match (packet, active, probe) {
-                        (Ok(p), true, _) => self.on_packet(now, sid, p),
-                        (Ok(p), false, true) => self.on_probe_packet(now, sid, conn, p),
-                        (Err(_), true, _) => self.end_session(now, sid, CloseReason::ParseError),
-                        (Err(_), false, true) => self.cancel_upgrade(now, sid),
-                        _ => {}
-                    }
-                }
+                ws::Event::Message(m) => match (frame::decode(m), active, probe) {
+                    (Ok(p), true, _) => self.on_packet(now, sid, p),
+                    (Ok(p), false, true) => self.on_probe_packet(now, sid, conn, p),
+                    (Err(_), true, _) => self.end_session(now, sid, CloseReason::ParseError),
+                    (Err(_), false, true) => self.cancel_upgrade(now, sid),
+                    _ => {}
+                },
                 ws::Event::Closed(c) => {
                     if active {
                         let reason = if c.error.is_some() {
