@@ -53,6 +53,7 @@ use self::{
     http::{HttpConn, HttpState},
     polling::polling_head,
     session::{Closing, Session, Transport},
+    websocket::WsConn,
 };
 use super::{
     CloseReason, Config, ConnId, Data, Event, Packet, PacketType, SharedPacket, Sid, Transmit,
@@ -88,18 +89,27 @@ enum ConnKind {
     Embedded {
         head: Box<RequestHead>,
     },
-    Ws {
-        ws: Box<ws::Connection>,
-        sid: Option<Sid>,
-        dirty: bool,
-        scheduled: Option<Instant>,
-    },
+    Ws(WsConn),
 }
 
 #[derive(Debug)]
 struct Conn {
     peer: Option<SocketAddr>,
     kind: ConnKind,
+}
+
+impl Conn {
+    fn new(peer: Option<SocketAddr>, kind: ConnKind) -> Self {
+        Conn { peer, kind }
+    }
+
+    /// The WebSocket, if the connection speaks it.
+    fn ws_mut(&mut self) -> Option<&mut WsConn> {
+        match &mut self.kind {
+            ConnKind::Ws(w) => Some(w),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -220,8 +230,8 @@ impl Server {
         match self.sessions.get(&sid).map(|s| &s.transport) {
             Some(Transport::Polling { get }) => get.is_some(),
             Some(Transport::WebSocket(c)) => match self.conns.get(c).map(|c| &c.kind) {
-                Some(ConnKind::Ws { ws, .. }) => {
-                    ws.buffered_amount() == 0 && ws.state() == ws::State::Open
+                Some(ConnKind::Ws(w)) => {
+                    w.ws.buffered_amount() == 0 && w.ws.state() == ws::State::Open
                 }
                 _ => false,
             },
@@ -235,17 +245,12 @@ impl Server {
     /// [`handle_input`](Self::handle_input).
     pub fn accept(&mut self, _now: Instant, peer: Option<SocketAddr>) -> ConnId {
         let id = self.new_conn_id();
-        self.conns.insert(
-            id,
-            Conn {
-                peer,
-                kind: ConnKind::Http(HttpConn {
-                    rbuf: BytesMut::new(),
-                    parser: HeadParser::new(self.config.head_limits),
-                    state: HttpState::Head,
-                }),
-            },
-        );
+        let http = HttpConn {
+            rbuf: BytesMut::new(),
+            parser: HeadParser::new(self.config.head_limits),
+            state: HttpState::Head,
+        };
+        self.conns.insert(id, Conn::new(peer, ConnKind::Http(http)));
         id
     }
 
@@ -273,8 +278,8 @@ impl Server {
                 h.rbuf.extend_from_slice(bytes);
                 self.process_http(now, conn);
             }
-            Some(ConnKind::Ws { ws, .. }) => {
-                ws.handle_input(now, bytes);
+            Some(ConnKind::Ws(w)) => {
+                w.ws.handle_input(now, bytes);
                 self.after_ws(now, conn);
             }
             Some(ConnKind::Embedded { .. }) | None => {}
@@ -285,8 +290,8 @@ impl Server {
     pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
         self.tick(now);
         match self.conns.get_mut(&conn).map(|c| &mut c.kind) {
-            Some(ConnKind::Ws { ws, .. }) => {
-                ws.handle_eof(now);
+            Some(ConnKind::Ws(w)) => {
+                w.ws.handle_eof(now);
                 self.after_ws(now, conn);
             }
             Some(_) => self.drop_conn(now, conn),
@@ -309,13 +314,8 @@ impl Server {
         self.tick(now);
         let id = self.new_conn_id();
         let head = Box::new(head);
-        self.conns.insert(
-            id,
-            Conn {
-                peer,
-                kind: ConnKind::Embedded { head: head.clone() },
-            },
-        );
+        let kind = ConnKind::Embedded { head: head.clone() };
+        self.conns.insert(id, Conn::new(peer, kind));
         self.on_request(now, id, head, body);
         self.resume_http(now);
         id
@@ -337,18 +337,8 @@ impl Server {
         match self.check_upgrade(&head) {
             Ok(checked) => {
                 let res = self.upgrade_response(&checked);
-                self.conns.insert(
-                    id,
-                    Conn {
-                        peer,
-                        kind: ConnKind::Ws {
-                            ws: Box::new(ws::Connection::server_upgraded(self.ws_config)),
-                            sid: None,
-                            dirty: false,
-                            scheduled: None,
-                        },
-                    },
-                );
+                let ws = WsConn::new(self.ws_config);
+                self.conns.insert(id, Conn::new(peer, ConnKind::Ws(ws)));
                 self.start_ws_transport(now, id, checked);
                 Ok((id, res))
             }
@@ -378,18 +368,14 @@ impl Server {
                     self.schedule(Target::Session(sid));
                 }
                 Target::Conn(conn) => {
-                    let Some(Conn {
-                        kind: ConnKind::Ws { ws, scheduled, .. },
-                        ..
-                    }) = self.conns.get_mut(&conn)
-                    else {
+                    let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) else {
                         continue;
                     };
-                    if *scheduled != Some(at) {
+                    if w.scheduled != Some(at) {
                         continue;
                     }
-                    *scheduled = None;
-                    ws.handle_timeout(now);
+                    w.scheduled = None;
+                    w.ws.handle_timeout(now);
                     self.after_ws(now, conn);
                 }
             }
@@ -545,10 +531,11 @@ impl Server {
     fn mark_dirty(&mut self, target: Target) {
         let flag = match target {
             Target::Session(sid) => self.sessions.get_mut(&sid).map(|s| &mut s.dirty),
-            Target::Conn(c) => match self.conns.get_mut(&c).map(|c| &mut c.kind) {
-                Some(ConnKind::Ws { dirty, .. }) => Some(dirty),
-                _ => None,
-            },
+            Target::Conn(c) => self
+                .conns
+                .get_mut(&c)
+                .and_then(Conn::ws_mut)
+                .map(|w| &mut w.dirty),
         };
         if let Some(flag) = flag {
             flag_dirty(flag, &mut self.dirty, target);
@@ -584,9 +571,9 @@ impl Server {
                 Some(s) => (s.next_deadline(), &mut s.scheduled),
                 None => return,
             },
-            Target::Conn(c) => match self.conns.get_mut(&c).map(|c| &mut c.kind) {
-                Some(ConnKind::Ws { ws, scheduled, .. }) => (ws.poll_timeout(), scheduled),
-                _ => return,
+            Target::Conn(c) => match self.conns.get_mut(&c).and_then(Conn::ws_mut) {
+                Some(w) => (w.ws.poll_timeout(), &mut w.scheduled),
+                None => return,
             },
         };
         if let Some(next) = next {

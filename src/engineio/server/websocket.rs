@@ -27,10 +27,7 @@ impl Server {
         conn: ConnId,
         packets: Packets<'_>,
     ) -> Result<(), UsageError> {
-        let Some(Conn {
-            kind: ConnKind::Ws { ws, dirty, .. },
-            ..
-        }) = self.conns.get_mut(&conn)
+        let Some(WsConn { ws, dirty, .. }) = self.conns.get_mut(&conn).and_then(Conn::ws_mut)
         else {
             return Err(UsageError::BufferFull);
         };
@@ -70,12 +67,7 @@ impl Server {
                     conn,
                     data: out.freeze(),
                 });
-                c.kind = ConnKind::Ws {
-                    ws: Box::new(ws::Connection::server_upgraded(self.ws_config)),
-                    sid: None,
-                    dirty: false,
-                    scheduled: None,
-                };
+                c.kind = ConnKind::Ws(WsConn::new(self.ws_config));
                 self.start_ws_transport(now, conn, checked);
                 if !leftover.is_empty() {
                     self.input(now, conn, &leftover);
@@ -162,12 +154,8 @@ impl Server {
                 let peer = self.conns.get(&conn).and_then(|c| c.peer);
                 let sid =
                     self.open_session(now, Transport::WebSocket(conn), checked.request.head, peer);
-                if let Some(Conn {
-                    kind: ConnKind::Ws { sid: bound, .. },
-                    ..
-                }) = self.conns.get_mut(&conn)
-                {
-                    *bound = Some(sid);
+                if let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) {
+                    w.sid = Some(sid);
                 }
                 // The open packet waits in the buffer: send it as a frame.
                 if let Some(s) = self.sessions.get_mut(&sid) {
@@ -195,12 +183,8 @@ impl Server {
                     deadline: now + self.config.upgrade_timeout,
                     noop_at: None,
                 });
-                if let Some(Conn {
-                    kind: ConnKind::Ws { sid: bound, .. },
-                    ..
-                }) = self.conns.get_mut(&conn)
-                {
-                    *bound = Some(sid);
+                if let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) {
+                    w.sid = Some(sid);
                 }
                 self.schedule(Target::Session(sid));
             }
@@ -208,15 +192,11 @@ impl Server {
     }
 
     pub(super) fn close_ws(&mut self, now: Instant, conn: ConnId) {
-        if let Some(Conn {
-            kind: ConnKind::Ws { ws, sid, .. },
-            ..
-        }) = self.conns.get_mut(&conn)
-        {
-            *sid = None;
+        if let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) {
+            w.sid = None;
             // The official server's close frame has no status code; if the
             // WebSocket is already closing, that handshake finishes it.
-            let _ = ws.close_with(now, None);
+            let _ = w.ws.close_with(now, None);
             self.after_ws(now, conn);
         }
     }
@@ -224,16 +204,11 @@ impl Server {
     /// Handles what a WebSocket produced after an input or timeout.
     pub(super) fn after_ws(&mut self, now: Instant, conn: ConnId) {
         loop {
-            let Some(Conn {
-                kind: ConnKind::Ws { ws, sid, .. },
-                ..
-            }) = self.conns.get_mut(&conn)
-            else {
+            let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) else {
                 return;
             };
-            let Some(ev) = ws.poll_event() else { break };
-            let bound = *sid;
-            let Some(sid) = bound else { continue };
+            let Some(ev) = w.ws.poll_event() else { break };
+            let Some(sid) = w.sid else { continue };
             let Some(s) = self.sessions.get(&sid) else {
                 continue;
             };
@@ -271,16 +246,12 @@ impl Server {
     /// Moves a WebSocket's output to the transmit queue and re-arms its
     /// timer.
     pub(super) fn drain_ws(&mut self, conn: ConnId) {
-        let Some(Conn {
-            kind: ConnKind::Ws { ws, dirty, .. },
-            ..
-        }) = self.conns.get_mut(&conn)
-        else {
+        let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) else {
             return;
         };
-        *dirty = false;
+        w.dirty = false;
         let mut closed = false;
-        while let Some(t) = ws.poll_transmit() {
+        while let Some(t) = w.ws.poll_transmit() {
             match t {
                 ws::Transmit::Data(data) => self.transmits.push_back(Transmit::Data { conn, data }),
                 ws::Transmit::Close => {
@@ -300,4 +271,28 @@ impl Server {
 pub(super) struct CheckedUpgrade {
     request: ws::UpgradeRequest,
     sid: Option<Sid>,
+}
+
+/// A connection speaking WebSocket: a session's transport, or the probe of
+/// an upgrade.
+#[derive(Debug)]
+pub(super) struct WsConn {
+    pub(super) ws: Box<ws::Connection>,
+    /// The session it carries or probes for; `None` once it is let go.
+    pub(super) sid: Option<Sid>,
+    /// Listed for the next flush.
+    pub(super) dirty: bool,
+    /// The deadline entered in the server's timer heap.
+    pub(super) scheduled: Option<Instant>,
+}
+
+impl WsConn {
+    pub(super) fn new(config: ws::Config) -> Self {
+        WsConn {
+            ws: Box::new(ws::Connection::server_upgraded(config)),
+            sid: None,
+            dirty: false,
+            scheduled: None,
+        }
+    }
 }
