@@ -51,13 +51,12 @@ use bytes::{Bytes, BytesMut};
 
 use self::{
     http::{HttpConn, HttpState},
-    polling::polling_head,
-    session::{Closing, Session, Transport},
+    session::{Session, Transport},
     websocket::WsConn,
 };
 use super::{
     CloseReason, Config, ConnId, Data, Event, Packet, PacketType, SharedPacket, Sid, Transmit,
-    TransportKind, UsageError, encode_payload,
+    TransportKind, UsageError,
 };
 use crate::{
     entropy::BoxEntropy,
@@ -463,23 +462,16 @@ impl Server {
             .get_mut(&sid)
             .filter(|s| s.closing.is_none())
             .ok_or(UsageError::UnknownSession(sid))?;
-        match &mut s.transport {
-            Transport::WebSocket(_) => self.end_session(now, sid, CloseReason::ForcedClose),
-            Transport::Polling { get } => {
-                if s.buffer.is_empty() {
-                    if let Some(conn) = get.take() {
-                        let body = encode_payload(&[Packet::new(PacketType::Close)]);
-                        self.reply(now, conn, polling_head(), body);
-                        self.end_session(now, sid, CloseReason::ForcedClose);
-                        return Ok(());
-                    }
-                }
-                s.closing = Some(Closing {
-                    deadline: now + self.config.close_timeout,
-                    drained: s.buffer.is_empty(),
-                });
-                self.schedule(Target::Session(sid));
+        if s.transport.kind() == TransportKind::WebSocket {
+            self.end_session(now, sid, CloseReason::ForcedClose);
+            return Ok(());
+        }
+        match s.start_close(now + self.config.close_timeout) {
+            Some(get) => {
+                self.answer_poll(now, get, &[Packet::new(PacketType::Close)]);
+                self.end_session(now, sid, CloseReason::ForcedClose);
             }
+            None => self.schedule(Target::Session(sid)),
         }
         Ok(())
     }

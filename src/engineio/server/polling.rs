@@ -6,9 +6,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Server, session::Transport};
+use super::{
+    Server,
+    session::{Session, Transport},
+};
 use crate::{
-    engineio::{CloseReason, ConnId, Packet, PacketType, Sid, decode_payload, encode_payload},
+    engineio::{CloseReason, ConnId, Packet, Sid, decode_payload, encode_payload},
     http::{RequestHead, ResponseHead},
 };
 
@@ -28,9 +31,8 @@ impl Server {
         }
         *get = Some(conn);
         self.polls.insert(conn, sid);
-        let probed = s.upgrade.as_ref().is_some_and(|u| u.noop_at.is_some());
-        if probed && s.buffer.is_empty() {
-            s.buffer.push(Packet::new(PacketType::Noop));
+        if s.probe_answered() {
+            s.queue_noop();
         }
         if !s.buffer.is_empty() || s.closing.is_some() {
             self.flush_polling(now, sid);
@@ -69,36 +71,19 @@ impl Server {
     /// Answers the pending GET with everything buffered (or, once a
     /// closing session is drained, with a noop and the close packet).
     pub(super) fn flush_polling(&mut self, now: Instant, sid: Sid) {
-        let Some(s) = self.sessions.get_mut(&sid) else {
+        let Some((conn, packets, end)) = self.sessions.get_mut(&sid).and_then(Session::take_poll)
+        else {
             return;
         };
-        let Transport::Polling { get } = &mut s.transport else {
-            return;
-        };
-        let Some(conn) = *get else { return };
-        let (packets, end) = match &mut s.closing {
-            Some(c) if c.drained => (
-                vec![
-                    Packet::new(PacketType::Noop),
-                    Packet::new(PacketType::Close),
-                ],
-                true,
-            ),
-            closing => {
-                if s.buffer.is_empty() {
-                    return;
-                }
-                if let Some(c) = closing {
-                    c.drained = true;
-                }
-                (std::mem::take(&mut s.buffer), false)
-            }
-        };
-        *get = None;
-        self.reply(now, conn, polling_head(), encode_payload(&packets));
+        self.answer_poll(now, conn, &packets);
         if end {
             self.end_session(now, sid, CloseReason::ForcedClose);
         }
+    }
+
+    /// Answers the GET `conn` with a payload of `packets`.
+    pub(super) fn answer_poll(&mut self, now: Instant, conn: ConnId, packets: &[Packet]) {
+        self.reply(now, conn, polling_head(), encode_payload(packets));
     }
 }
 

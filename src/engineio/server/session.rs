@@ -1,4 +1,4 @@
-//! One Engine.IO session's state, as the server keeps it.
+//! One Engine.IO session, as the server keeps it.
 //!
 //! # Theory of operation
 //!
@@ -13,17 +13,23 @@
 //! Heartbeat: `ping_at` is when the next ping goes out; once it has,
 //! `pong_deadline` is when the session dies without a pong. Every deadline
 //! lives here; the server keeps one index of the earliest per session.
+//!
+//! [`Session`] decides what is its own to decide (the heartbeat, the steps
+//! of an upgrade, its send queue and what a poll carries, a server-side
+//! close) and says what follows; the server's methods at the end of this
+//! file carry that out on connections (answering a poll, writing a frame,
+//! closing a WebSocket) and tell the application.
 
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use super::{Packets, Server, Target, polling::polling_head};
+use super::{Packets, Server, Target};
 use crate::{
     engineio::{
-        CloseReason, ConnId, Data, Event, Packet, PacketType, SEPARATOR, Sid, TransportKind,
-        UsageError, encode_payload, open::OpenPacket,
+        CloseReason, Config, ConnId, Data, Event, Packet, PacketType, SEPARATOR, Sid,
+        TransportKind, UsageError, open::OpenPacket,
     },
     http::RequestHead,
 };
@@ -71,18 +77,28 @@ pub(super) struct Session {
     pub(super) upgrade: Option<Upgrade>,
     /// Packets waiting for a GET (polling only).
     pub(super) buffer: Vec<Packet>,
-    pub(super) ping_at: Option<Instant>,
-    pub(super) pong_deadline: Option<Instant>,
+    ping_at: Option<Instant>,
+    pong_deadline: Option<Instant>,
     /// Closing by the server; the session ends at this deadline at the
     /// latest.
     pub(super) closing: Option<Closing>,
     /// Whether a packet other than a pong already extended the current
     /// pong deadline (the official server allows it once per ping).
-    pub(super) pong_extended: bool,
+    pong_extended: bool,
     /// The earliest deadline entered in the server's timer index.
     pub(super) scheduled: Option<Instant>,
     /// Queued for a flush at the next `poll_transmit`.
     pub(super) dirty: bool,
+}
+
+/// What the switch to the probed WebSocket leaves behind.
+pub(super) struct Switched {
+    /// The GET the polling transport held, to be closed.
+    pub(super) get: Option<ConnId>,
+    /// Packets that waited for a poll; they go on the WebSocket now.
+    pub(super) buffered: Vec<Packet>,
+    /// The server had started closing the session: it ends now.
+    pub(super) closing: bool,
 }
 
 impl Session {
@@ -118,6 +134,205 @@ impl Session {
             Transport::Polling { get } => get,
             Transport::WebSocket(_) => None,
         }
+    }
+
+    // ----- heartbeat ----------------------------------------------------
+
+    /// A packet of `kind` arrived on the session's transport. A pong ends
+    /// the wait and sets the next ping; any other packet extends the wait
+    /// once per ping, as the official server does (a busy client's pong may
+    /// queue behind its data). True if a deadline moved.
+    pub(super) fn heard(&mut self, now: Instant, kind: PacketType, config: &Config) -> bool {
+        if kind == PacketType::Pong {
+            self.pong_deadline = None;
+            self.ping_at = Some(now + config.ping_interval);
+            true
+        } else if self.pong_deadline.is_some() && !self.pong_extended {
+            self.pong_extended = true;
+            self.pong_deadline = Some(now + config.ping_timeout);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// True if the ping is due: the wait for its pong starts now, and the
+    /// caller sends it.
+    pub(super) fn ping_due(&mut self, now: Instant, config: &Config) -> bool {
+        if self.ping_at.is_none_or(|d| d > now) {
+            return false;
+        }
+        self.ping_at = None;
+        self.pong_deadline = Some(now + config.ping_timeout);
+        self.pong_extended = false;
+        true
+    }
+
+    /// Why the session must end now, if it must: no pong in time, or a
+    /// server-side close that no poll came to carry.
+    pub(super) fn expired(&self, now: Instant) -> Option<CloseReason> {
+        if self.pong_deadline.is_some_and(|d| d <= now) {
+            Some(CloseReason::PingTimeout)
+        } else if self.closing.is_some_and(|c| c.deadline <= now) {
+            Some(CloseReason::ForcedClose)
+        } else {
+            None
+        }
+    }
+
+    // ----- upgrade ------------------------------------------------------
+
+    /// A WebSocket `conn` opened with this session's sid: probe it, unless
+    /// the session is on WebSocket already, upgrading or closing (then the
+    /// official server closes the new WebSocket at once: false).
+    pub(super) fn start_upgrade(&mut self, conn: ConnId, deadline: Instant) -> bool {
+        if self.upgrade.is_some()
+            || self.closing.is_some()
+            || self.transport.kind() == TransportKind::WebSocket
+        {
+            return false;
+        }
+        self.upgrade = Some(Upgrade {
+            conn,
+            deadline,
+            noop_at: None,
+        });
+        true
+    }
+
+    /// Whether `2probe` has been answered: the client is pausing polling
+    /// before it sends `5`, and a poll must not be held meanwhile.
+    pub(super) fn probe_answered(&self) -> bool {
+        self.upgrade.as_ref().is_some_and(|u| u.noop_at.is_some())
+    }
+
+    /// The client sent `2probe`: from now on a held GET is released with a
+    /// noop (now, and every [`NOOP_INTERVAL`] while the probe waits). True
+    /// if a GET is held, to be answered now.
+    pub(super) fn probed(&mut self, now: Instant) -> bool {
+        if let Some(u) = self.upgrade.as_mut() {
+            u.noop_at = Some(now + NOOP_INTERVAL);
+        }
+        let release = self.pending_get().is_some();
+        if release {
+            self.queue_noop();
+        }
+        release
+    }
+
+    /// True if it is time to release a held GET with a noop again.
+    pub(super) fn noop_due(&mut self, now: Instant) -> bool {
+        let Some(u) = self.upgrade.as_mut() else {
+            return false;
+        };
+        if u.noop_at.is_none_or(|d| d > now) {
+            return false;
+        }
+        u.noop_at = Some(now + NOOP_INTERVAL);
+        if self.pending_get().is_none() {
+            return false;
+        }
+        self.queue_noop();
+        true
+    }
+
+    /// Gives a poll something to carry while an upgrade waits.
+    pub(super) fn queue_noop(&mut self) {
+        if self.buffer.is_empty() {
+            self.buffer.push(Packet::new(PacketType::Noop));
+        }
+    }
+
+    pub(super) fn upgrade_expired(&self, now: Instant) -> bool {
+        self.upgrade.as_ref().is_some_and(|u| u.deadline <= now)
+    }
+
+    /// The client sent `5` on WebSocket `conn`: it becomes the transport.
+    pub(super) fn switch_to(&mut self, conn: ConnId) -> Switched {
+        self.upgrade = None;
+        let old = std::mem::replace(&mut self.transport, Transport::WebSocket(conn));
+        Switched {
+            get: match old {
+                Transport::Polling { get } => get,
+                Transport::WebSocket(_) => None,
+            },
+            buffered: std::mem::take(&mut self.buffer),
+            closing: self.closing.take().is_some(),
+        }
+    }
+
+    // ----- send queue (polling) -----------------------------------------
+
+    /// Queues packets for the next poll, all or none. True if a GET is
+    /// waiting for them.
+    pub(super) fn queue(&mut self, packets: Packets<'_>, max: usize) -> Result<bool, UsageError> {
+        if self.buffer.len() + packets.len() > max {
+            return Err(UsageError::BufferFull);
+        }
+        let separator =
+            |p: &Packet| matches!(&p.data, Data::Text(t) if t.as_bytes().contains(&SEPARATOR));
+        let has_separator = match packets {
+            Packets::Plain(p) => p.iter().any(separator),
+            Packets::Shared(p) => p.iter().any(|p| separator(&p.packet)),
+            Packets::Text(t) => t.as_bytes().contains(&SEPARATOR),
+        };
+        if has_separator {
+            return Err(UsageError::SeparatorInText);
+        }
+        match packets {
+            Packets::Plain(p) => self.buffer.extend_from_slice(p),
+            Packets::Shared(p) => self.buffer.extend(p.iter().map(|p| p.packet.clone())),
+            Packets::Text(t) => self.buffer.push(Packet::message(t.to_owned())),
+        }
+        Ok(self.pending_get().is_some())
+    }
+
+    /// What the held GET carries now, if anything: the GET, everything
+    /// queued, and whether the session ends with it (once a closing
+    /// session's queue has left, a noop and the close packet).
+    pub(super) fn take_poll(&mut self) -> Option<(ConnId, Vec<Packet>, bool)> {
+        let Transport::Polling { get } = &mut self.transport else {
+            return None;
+        };
+        let conn = (*get)?;
+        let (packets, end) = match &mut self.closing {
+            Some(c) if c.drained => (
+                vec![
+                    Packet::new(PacketType::Noop),
+                    Packet::new(PacketType::Close),
+                ],
+                true,
+            ),
+            closing => {
+                if self.buffer.is_empty() {
+                    return None;
+                }
+                if let Some(c) = closing {
+                    c.drained = true;
+                }
+                (std::mem::take(&mut self.buffer), false)
+            }
+        };
+        *get = None;
+        Some((conn, packets, end))
+    }
+
+    /// A server-side close of a polling session. With nothing queued, a
+    /// held GET carries the close packet at once (returned: the session
+    /// then ends); otherwise the queue leaves first (see [`Closing`]).
+    pub(super) fn start_close(&mut self, deadline: Instant) -> Option<ConnId> {
+        if let Transport::Polling { get } = &mut self.transport {
+            if self.buffer.is_empty() {
+                if let Some(conn) = get.take() {
+                    return Some(conn);
+                }
+            }
+        }
+        self.closing = Some(Closing {
+            deadline,
+            drained: self.buffer.is_empty(),
+        });
+        None
     }
 }
 
@@ -176,32 +391,23 @@ impl Server {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if p.kind != PacketType::Pong && s.pong_deadline.is_some() && !s.pong_extended {
-            // A busy client's pong may queue behind its data: the official
-            // server extends the wait once per ping.
-            s.pong_extended = true;
-            s.pong_deadline = Some(now + self.config.ping_timeout);
+        let polling = s.transport.kind() == TransportKind::Polling;
+        if s.heard(now, p.kind, &self.config) {
             self.schedule(Target::Session(sid));
         }
-        let Some(s) = self.sessions.get_mut(&sid) else {
-            return;
-        };
         match p.kind {
-            PacketType::Pong => {
-                s.pong_deadline = None;
-                s.ping_at = Some(now + self.config.ping_interval);
-                self.schedule(Target::Session(sid));
-            }
             // Clients never ping in v4 ("invalid heartbeat direction").
             PacketType::Ping => self.end_session(now, sid, CloseReason::TransportError),
             PacketType::Message => self.events.push_back(Event::Message { sid, data: p.data }),
             // Only the polling transport acts on a close packet; over
             // WebSocket the official server ignores it and waits for the
             // socket itself to close.
-            PacketType::Close if s.transport.kind() == TransportKind::Polling => {
-                self.end_session(now, sid, CloseReason::TransportClose)
-            }
-            PacketType::Close | PacketType::Open | PacketType::Upgrade | PacketType::Noop => {}
+            PacketType::Close if polling => self.end_session(now, sid, CloseReason::TransportClose),
+            PacketType::Close
+            | PacketType::Pong
+            | PacketType::Open
+            | PacketType::Upgrade
+            | PacketType::Noop => {}
         }
     }
 
@@ -213,13 +419,7 @@ impl Server {
         let is_probe = matches!(&p.data, Data::Text(t) if t.as_str() == "probe");
         match p.kind {
             PacketType::Ping if is_probe => {
-                if let Some(u) = s.upgrade.as_mut() {
-                    u.noop_at = Some(now + NOOP_INTERVAL);
-                }
-                let release = s.pending_get().is_some();
-                if release && s.buffer.is_empty() {
-                    s.buffer.push(Packet::new(PacketType::Noop));
-                }
+                let release = s.probed(now);
                 self.ws_send(conn, &Packet::with_text(PacketType::Pong, "probe"));
                 if release {
                     self.flush_polling(now, sid);
@@ -227,20 +427,16 @@ impl Server {
                 self.schedule(Target::Session(sid));
             }
             PacketType::Upgrade => {
-                s.upgrade = None;
-                let old = std::mem::replace(&mut s.transport, Transport::WebSocket(conn));
-                let buffered = std::mem::take(&mut s.buffer);
-                let closing = s.closing.take();
-                if let Transport::Polling { get: Some(get) } = old {
+                let switched = s.switch_to(conn);
+                if let Some(get) = switched.get {
                     // The discarded transport closes its pending poll.
-                    let body = encode_payload(&[Packet::new(PacketType::Close)]);
-                    self.reply(now, get, polling_head(), body);
+                    self.answer_poll(now, get, &[Packet::new(PacketType::Close)]);
                 }
-                for p in &buffered {
+                for p in &switched.buffered {
                     self.ws_send(conn, p);
                 }
                 self.events.push_back(Event::Upgrade { sid });
-                if closing.is_some() {
+                if switched.closing {
                     self.end_session(now, sid, CloseReason::ForcedClose);
                 } else {
                     self.schedule(Target::Session(sid));
@@ -262,36 +458,21 @@ impl Server {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if s.pong_deadline.is_some_and(|d| d <= now) {
-            return self.end_session(now, sid, CloseReason::PingTimeout);
+        if let Some(reason) = s.expired(now) {
+            return self.end_session(now, sid, reason);
         }
-        if s.closing.is_some_and(|c| c.deadline <= now) {
-            return self.end_session(now, sid, CloseReason::ForcedClose);
-        }
-        if s.upgrade.as_ref().is_some_and(|u| u.deadline <= now) {
+        if s.upgrade_expired(now) {
             self.cancel_upgrade(now, sid);
         }
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if let Some(u) = s.upgrade.as_mut() {
-            if u.noop_at.is_some_and(|d| d <= now) {
-                u.noop_at = Some(now + NOOP_INTERVAL);
-                if s.pending_get().is_some() {
-                    if s.buffer.is_empty() {
-                        s.buffer.push(Packet::new(PacketType::Noop));
-                    }
-                    self.mark_dirty(Target::Session(sid));
-                }
-            }
+        let release = s.noop_due(now);
+        let ping = s.ping_due(now, &self.config);
+        if release {
+            self.mark_dirty(Target::Session(sid));
         }
-        let Some(s) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        if s.ping_at.is_some_and(|d| d <= now) {
-            s.ping_at = None;
-            s.pong_deadline = Some(now + self.config.ping_timeout);
-            s.pong_extended = false;
+        if ping {
             let _ = self.queue_all(sid, Packets::Plain(&[Packet::new(PacketType::Ping)]));
         }
     }
@@ -304,25 +485,8 @@ impl Server {
             .filter(|s| s.closing.is_none())
             .ok_or(UsageError::UnknownSession(sid))?;
         match s.transport {
-            Transport::Polling { get } => {
-                if s.buffer.len() + packets.len() > self.config.max_buffered_packets {
-                    return Err(UsageError::BufferFull);
-                }
-                let separator = |p: &Packet| matches!(&p.data, Data::Text(t) if t.as_bytes().contains(&SEPARATOR));
-                let has_separator = match packets {
-                    Packets::Plain(p) => p.iter().any(separator),
-                    Packets::Shared(p) => p.iter().any(|p| separator(&p.packet)),
-                    Packets::Text(t) => t.as_bytes().contains(&SEPARATOR),
-                };
-                if has_separator {
-                    return Err(UsageError::SeparatorInText);
-                }
-                match packets {
-                    Packets::Plain(p) => s.buffer.extend_from_slice(p),
-                    Packets::Shared(p) => s.buffer.extend(p.iter().map(|p| p.packet.clone())),
-                    Packets::Text(t) => s.buffer.push(Packet::message(t.to_owned())),
-                }
-                if get.is_some() {
+            Transport::Polling { .. } => {
+                if s.queue(packets, self.config.max_buffered_packets)? {
                     self.mark_dirty(Target::Session(sid));
                 }
                 Ok(())
@@ -345,8 +509,7 @@ impl Server {
                 } else {
                     PacketType::Close
                 };
-                let body = encode_payload(&[Packet::new(last)]);
-                self.reply(now, get, polling_head(), body);
+                self.answer_poll(now, get, &[Packet::new(last)]);
             }
             Transport::Polling { get: None } => {}
             Transport::WebSocket(conn) => self.close_ws(now, conn),

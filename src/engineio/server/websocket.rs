@@ -7,10 +7,8 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    Conn, ConnKind, Packets, Server, Target, flag_dirty,
-    http::has_invalid_header_char,
-    session::{Transport, Upgrade},
-    ws_message,
+    Conn, ConnKind, Packets, Server, Target, flag_dirty, http::has_invalid_header_char,
+    session::Transport, ws_message,
 };
 use crate::{
     engineio::{
@@ -169,20 +167,11 @@ impl Server {
                 let Some(s) = self.sessions.get_mut(&sid) else {
                     return self.close_ws(now, conn);
                 };
-                // Already upgraded, already upgrading, or closing: the
-                // official server closes the new WebSocket at once.
-                if s.upgrade.is_some()
-                    || s.closing.is_some()
-                    || s.transport.kind() == TransportKind::WebSocket
-                    || !self.config.allow_upgrades
+                if !self.config.allow_upgrades
+                    || !s.start_upgrade(conn, now + self.config.upgrade_timeout)
                 {
                     return self.close_ws(now, conn);
                 }
-                s.upgrade = Some(Upgrade {
-                    conn,
-                    deadline: now + self.config.upgrade_timeout,
-                    noop_at: None,
-                });
                 if let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) {
                     w.sid = Some(sid);
                 }
