@@ -344,11 +344,7 @@ impl Default for Config {
 impl Config {
     /// Sets [`path`](Self::path); a trailing slash is added if missing.
     pub fn path(mut self, p: &str) -> Self {
-        self.path = if p.ends_with('/') {
-            p.to_owned()
-        } else {
-            format!("{p}/")
-        };
+        self.path = with_trailing_slash(p);
         self
     }
     /// Sets [`ping_interval`](Self::ping_interval).
@@ -425,6 +421,15 @@ impl Config {
             .max_message_size(self.max_payload)
             .max_frame_size(self.max_payload)
             .head_limits(self.head_limits)
+    }
+}
+
+/// An engine path as both sides spell it: a prefix ending in `/`.
+fn with_trailing_slash(path: &str) -> String {
+    if path.ends_with('/') {
+        path.to_owned()
+    } else {
+        format!("{path}/")
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{http::Headers, ws};
+use crate::{engineio::with_trailing_slash, http::Headers, ws};
 
 /// Which transports the client uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -69,11 +69,7 @@ impl ClientConfig {
 
     /// Sets [`path`](Self::path); a trailing slash is added if missing.
     pub fn path(mut self, p: &str) -> Self {
-        self.path = if p.ends_with('/') {
-            p.to_owned()
-        } else {
-            format!("{p}/")
-        };
+        self.path = with_trailing_slash(p);
         self
     }
     /// Adds a query parameter (see [`query`](Self::query)).

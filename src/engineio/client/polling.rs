@@ -63,20 +63,29 @@ impl Client {
         }
     }
 
+    /// The body of a 200 answer. Any other answer, or a failed request,
+    /// ends the session with `transport error`.
+    fn accepted(
+        &mut self,
+        now: Instant,
+        response: Result<(ResponseHead, Bytes), RequestFailed>,
+    ) -> Option<Bytes> {
+        let error = match response {
+            Ok((head, body)) if head.status == 200 => return Some(body),
+            Ok((head, _)) => ClientError::HttpStatus(head.status),
+            Err(e) => e.into(),
+        };
+        self.close_session(now, CloseReason::TransportError, Some(error), false);
+        None
+    }
+
     pub(super) fn on_poll_response(
         &mut self,
         now: Instant,
         response: Result<(ResponseHead, Bytes), RequestFailed>,
     ) {
-        let body = match response {
-            Err(e) => {
-                return self.close_session(now, CloseReason::TransportError, Some(e.into()), false);
-            }
-            Ok((head, _)) if head.status != 200 => {
-                let e = ClientError::HttpStatus(head.status);
-                return self.close_session(now, CloseReason::TransportError, Some(e), false);
-            }
-            Ok((_, body)) => body,
+        let Some(body) = self.accepted(now, response) else {
+            return;
         };
         let (packets, error) = decode_payload(body);
         for p in packets {
@@ -108,15 +117,8 @@ impl Client {
         now: Instant,
         response: Result<(ResponseHead, Bytes), RequestFailed>,
     ) {
-        match response {
-            Err(e) => {
-                return self.close_session(now, CloseReason::TransportError, Some(e.into()), false);
-            }
-            Ok((head, _)) if head.status != 200 => {
-                let e = ClientError::HttpStatus(head.status);
-                return self.close_session(now, CloseReason::TransportError, Some(e), false);
-            }
-            Ok(_) => {}
+        if self.accepted(now, response).is_none() {
+            return;
         }
         let n = self.in_flight.min(self.write_buffer.len());
         for p in self.write_buffer.drain(..n) {

@@ -112,13 +112,7 @@ impl Client {
 
     /// Hands buffered packets to the transport, if it can take them.
     pub(super) fn flush(&mut self, now: Instant) {
-        if self.phase != Phase::Open
-            || self.write_buffer.is_empty()
-            || self
-                .probe
-                .as_ref()
-                .is_some_and(|p| p.stage == ProbeStage::Pausing)
-        {
+        if self.phase != Phase::Open || self.write_buffer.is_empty() || self.upgrade_pausing() {
             return;
         }
         match &mut self.transport {
@@ -151,10 +145,7 @@ impl Client {
         if !self.close_requested
             || self.phase != Phase::Open
             || !self.write_buffer.is_empty()
-            || self
-                .probe
-                .as_ref()
-                .is_some_and(|p| p.stage == ProbeStage::Pausing)
+            || self.upgrade_pausing()
         {
             return;
         }

@@ -14,7 +14,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 
-use super::{polling::batch, upgrade::ProbeStage, *};
+use super::{polling::batch, *};
 use crate::{
     engineio::{Config, ConnId, Event, Server, Sid, Transmit, encode_payload},
     entropy::{Entropy, SeededEntropy},
@@ -695,12 +695,7 @@ fn upgrade_scenario(latency: Duration, seed: u64) -> usize {
             if net.client.is_upgrading() {
                 during_probe += 1;
             }
-            if net
-                .client
-                .probe
-                .as_ref()
-                .is_some_and(|p| p.stage == ProbeStage::Pausing)
-            {
+            if net.client.upgrade_pausing() {
                 during_pause += 1;
             }
             if net.client.transport() == Some(TransportKind::WebSocket) {
@@ -1082,12 +1077,7 @@ fn close_during_an_upgrade_waits_for_it() {
     )
     .latency(ms(5));
     net.open();
-    net.until(ms(1000), |n| {
-        n.client
-            .probe
-            .as_ref()
-            .is_some_and(|p| p.stage == ProbeStage::Pausing)
-    });
+    net.until(ms(1000), |n| n.client.upgrade_pausing());
     net.send("during");
     let now = net.now;
     net.client.close(now);

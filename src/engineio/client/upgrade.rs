@@ -33,6 +33,14 @@ pub(super) struct Probe {
 }
 
 impl Client {
+    /// Whether `3probe` has come and the transport is pausing for the
+    /// switch: nothing is written until it is done or abandoned.
+    pub(super) fn upgrade_pausing(&self) -> bool {
+        self.probe
+            .as_ref()
+            .is_some_and(|p| p.stage == ProbeStage::Pausing)
+    }
+
     pub(super) fn on_probe_ws_event(&mut self, now: Instant, ev: ws::Event) {
         let Some(stage) = self.probe.as_ref().map(|p| p.stage) else {
             return;
@@ -80,12 +88,7 @@ impl Client {
     /// Polling has paused for an upgrade once no request is in flight:
     /// switch to the WebSocket, send `5`, then the buffer.
     pub(super) fn check_paused(&mut self, now: Instant) {
-        if self.phase != Phase::Open
-            || self
-                .probe
-                .as_ref()
-                .is_none_or(|p| p.stage != ProbeStage::Pausing)
-        {
+        if self.phase != Phase::Open || !self.upgrade_pausing() {
             return;
         }
         let Some(Transport::Polling(p)) = &self.transport else {
