@@ -213,24 +213,9 @@ impl Server {
         self.write_response(now, conn, res, body);
     }
 
-    /// Answers the request on `conn` with CORS headers (engine responses).
-    pub(super) fn reply(&mut self, now: Instant, conn: ConnId, mut res: ResponseHead, body: Bytes) {
-        if let Some(cors) = &self.config.cors {
-            let head = match self.conns.get(&conn).map(|c| &c.kind) {
-                Some(ConnKind::Http(HttpConn {
-                    state: HttpState::Busy { head },
-                    ..
-                })) => Some(head),
-                Some(ConnKind::Embedded { head }) => Some(head),
-                _ => None,
-            };
-            if let Some(head) = head {
-                cors.apply(head, &mut res);
-            }
-        }
-        self.write_response(now, conn, res, body);
-    }
-
+    /// Answers the request on `conn`, with the CORS headers the official
+    /// server's middleware adds to every answer but a preflight's (which
+    /// carries its own).
     pub(super) fn write_response(
         &mut self,
         _now: Instant,
@@ -240,12 +225,9 @@ impl Server {
     ) {
         self.polls.remove(&conn);
         if let Some(cors) = &self.config.cors {
-            // Engine errors and preflights carry CORS headers too, as the
-            // middleware sets them before the engine answers.
             if res.headers.get("access-control-allow-origin").is_none() && res.status != 204 {
                 if let Some(head) = self.request_head(conn) {
-                    let head = head.clone();
-                    cors.apply(&head, &mut res);
+                    cors.apply(head, &mut res);
                 }
             }
         }

@@ -65,7 +65,7 @@ impl Server {
         let res = ResponseHead::new(200)
             .with_header("Content-Type", "text/html")
             .with_header("cache-control", "no-store");
-        self.reply(now, conn, res, Bytes::from_static(b"ok"));
+        self.write_response(now, conn, res, Bytes::from_static(b"ok"));
     }
 
     /// Answers the pending GET with everything buffered (or, once a
@@ -83,7 +83,7 @@ impl Server {
 
     /// Answers the GET `conn` with a payload of `packets`.
     pub(super) fn answer_poll(&mut self, now: Instant, conn: ConnId, packets: &[Packet]) {
-        self.reply(now, conn, polling_head(), encode_payload(packets));
+        self.write_response(now, conn, polling_head(), encode_payload(packets));
     }
 }
 
