@@ -102,6 +102,14 @@ impl Conn {
         Conn { peer, kind }
     }
 
+    /// The HTTP state, if the connection is a raw HTTP one.
+    fn http_mut(&mut self) -> Option<&mut HttpConn> {
+        match &mut self.kind {
+            ConnKind::Http(h) => Some(h),
+            _ => None,
+        }
+    }
+
     /// The WebSocket, if the connection speaks it.
     fn ws_mut(&mut self) -> Option<&mut WsConn> {
         match &mut self.kind {
@@ -457,16 +465,13 @@ impl Server {
     /// (`forced close`).
     pub fn close(&mut self, now: Instant, sid: Sid) -> Result<(), UsageError> {
         self.tick(now);
-        let s = self
-            .sessions
-            .get_mut(&sid)
-            .filter(|s| s.closing.is_none())
-            .ok_or(UsageError::UnknownSession(sid))?;
+        let deadline = now + self.config.close_timeout;
+        let s = self.live_session(sid)?;
         if s.transport.kind() == TransportKind::WebSocket {
             self.end_session(now, sid, CloseReason::ForcedClose);
             return Ok(());
         }
-        match s.start_close(now + self.config.close_timeout) {
+        match s.start_close(deadline) {
             Some(get) => {
                 self.answer_poll(now, get, &[Packet::new(PacketType::Close)]);
                 self.end_session(now, sid, CloseReason::ForcedClose);

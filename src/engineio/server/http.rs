@@ -45,11 +45,7 @@ impl Server {
 
     pub(super) fn process_http(&mut self, now: Instant, conn: ConnId) {
         loop {
-            let Some(Conn {
-                kind: ConnKind::Http(h),
-                ..
-            }) = self.conns.get_mut(&conn)
-            else {
+            let Some(h) = self.conns.get_mut(&conn).and_then(Conn::http_mut) else {
                 return;
             };
             match &mut h.state {
@@ -73,14 +69,9 @@ impl Server {
                             Ok(r) => r,
                             Err(e) => return self.http_error(conn, e, Some(&head)),
                         };
-                        let Some(Conn {
-                            kind: ConnKind::Http(h),
-                            ..
-                        }) = self.conns.get_mut(&conn)
-                        else {
-                            return;
-                        };
-                        h.state = HttpState::Body { head, reader };
+                        if let Some(h) = self.conns.get_mut(&conn).and_then(Conn::http_mut) {
+                            h.state = HttpState::Body { head, reader };
+                        }
                     }
                 },
                 HttpState::Body { reader, head } => match reader.read(&mut h.rbuf) {
@@ -247,11 +238,7 @@ impl Server {
                 };
                 self.write_raw(conn, res, body, close);
                 if !close {
-                    if let Some(Conn {
-                        kind: ConnKind::Http(h),
-                        ..
-                    }) = self.conns.get_mut(&conn)
-                    {
+                    if let Some(h) = self.conns.get_mut(&conn).and_then(Conn::http_mut) {
                         h.state = HttpState::Head;
                         // A pipelined request may be waiting; read it once
                         // this turn ends (not here: no recursion per request).

@@ -479,20 +479,26 @@ impl Server {
 
     /// Queues packets on the session's transport, all or none.
     pub(super) fn queue_all(&mut self, sid: Sid, packets: Packets<'_>) -> Result<(), UsageError> {
-        let s = self
-            .sessions
-            .get_mut(&sid)
-            .filter(|s| s.closing.is_none())
-            .ok_or(UsageError::UnknownSession(sid))?;
+        let max = self.config.max_buffered_packets;
+        let s = self.live_session(sid)?;
         match s.transport {
             Transport::Polling { .. } => {
-                if s.queue(packets, self.config.max_buffered_packets)? {
+                if s.queue(packets, max)? {
                     self.mark_dirty(Target::Session(sid));
                 }
                 Ok(())
             }
             Transport::WebSocket(conn) => self.ws_send_all(conn, packets),
         }
+    }
+
+    /// A session the application may still send to or close: open, and
+    /// not closing.
+    pub(super) fn live_session(&mut self, sid: Sid) -> Result<&mut Session, UsageError> {
+        self.sessions
+            .get_mut(&sid)
+            .filter(|s| s.closing.is_none())
+            .ok_or(UsageError::UnknownSession(sid))
     }
 
     /// Ends a session: its transports close, the application hears why.
