@@ -44,7 +44,7 @@ pub struct ClientConfig {
     /// it instead. Default 20 s.
     pub request_timeout: Duration,
     /// Most packets waiting in the write buffer; sends beyond fail with
-    /// [`ClientUsageError::BufferFull`]. Default 10,000.
+    /// [`ClientUsageError::BufferFull`](super::ClientUsageError::BufferFull). Default 10,000.
     pub max_buffered_packets: usize,
     /// Add a random `t` parameter to every polling request, as the official
     /// client does against caches. Default on.

@@ -1,6 +1,15 @@
 //! The long-polling transport: one GET always in flight (the server holds
 //! it until it has packets), and the write buffer POSTed one payload at a
 //! time, as much of it as fits the server's `maxPayload`.
+//!
+//! # Theory of operation
+//!
+//! Each of the two slots, `get` and `post`, is empty or holds one request
+//! in flight. The GET is sent again as soon as its answer is read, unless
+//! an upgrade is pausing polling; the POST slot takes the next batch once
+//! the last one is answered. The handshake GET and every POST must be
+//! answered within the request timeout; a later GET waits as long as the
+//! server holds it (the heartbeat bounds that).
 
 use std::time::Instant;
 

@@ -1,5 +1,18 @@
 //! The session: the handshake (the open packet), the heartbeat, the write
 //! buffer and how it reaches the transport, and the close.
+//!
+//! # Theory of operation
+//!
+//! The session's phases, `Opening`, `Open` and `Closed`, are drawn at the
+//! top of `client.rs`; the open packet moves it from the first to the
+//! second, and `close_session` is the one way to the last.
+//!
+//! Sends wait in the write buffer until the transport takes them: over
+//! polling, one POST at a time carries as many as fit `maxPayload`, and
+//! leaves the buffer once the server has answered it; over WebSocket they
+//! leave at once, one message each. Nothing is written while an upgrade
+//! pauses the transport. A ping resets the heartbeat, which allows
+//! `pingInterval + pingTimeout` until the next.
 
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,18 @@
-//! The upgrade from polling to WebSocket, as `engine.io-client` does it: a
-//! WebSocket opens with the sid and sends `2probe`; on `3probe` polling
-//! pauses (no new GET, the requests in flight complete), then `5` switches
-//! the session over and the write buffer leaves there. Any other answer, a
-//! failure or a timeout abandons the probe and polling goes on.
+//! The upgrade from polling to WebSocket, as `engine.io-client` does it.
+//!
+//! # Theory of operation
+//!
+//! ```text
+//!   Connecting ──WebSocket open, 2probe sent──► AwaitPong ──3probe──► Pausing
+//!   Pausing ──no GET or POST in flight: 5 sent──► the WebSocket is the transport
+//!   any stage ──other answer, failure, timeout──► abandoned, polling goes on
+//! ```
+//!
+//! A WebSocket opens with the sid and sends `2probe`. On `3probe` polling
+//! pauses: no new GET, nothing written, and the requests in flight complete
+//! (the server releases the held GET with a noop). Then `5` switches the
+//! session over and the write buffer leaves on the WebSocket: no packet is
+//! lost or sent twice.
 
 use std::time::Instant;
 

@@ -2,6 +2,21 @@
 //! keep-alive and pipelining), the dispatch of engine requests by the
 //! official server's checks, and every response it writes (CORS headers,
 //! the JSON error bodies, the answers to requests it refuses).
+//!
+//! # Theory of operation
+//!
+//! ```text
+//!   Head ──head parsed──► Body ──body complete──► Busy ──answered, keep-alive──► Head
+//!     │                                             └──answered, close──► (removed)
+//!     ├──upgrade to WebSocket on the engine path──► a WebSocket connection
+//!     └──bad head or body──► error answer, (removed)
+//! ```
+//!
+//! A raw connection carries one request at a time. While it is `Busy` (a
+//! poll held for packets, or a request handed to the application) bytes of
+//! a pipelined request wait in its read buffer, and are read at the end of
+//! the turn in which the answer goes out. An embedded request (one parsed
+//! by another HTTP server) is always `Busy` until answered, then removed.
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
@@ -18,15 +33,15 @@ use std::time::Instant;
 
 #[derive(Debug)]
 pub(super) enum HttpState {
+    /// Reading a request head.
     Head,
+    /// Reading its body.
     Body {
         head: Box<RequestHead>,
         reader: BodyReader,
     },
     /// A request is being answered (held poll, or the application's turn).
-    Busy {
-        head: Box<RequestHead>,
-    },
+    Busy { head: Box<RequestHead> },
 }
 
 #[derive(Debug)]
