@@ -11,14 +11,14 @@
 
 use std::collections::HashMap;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
-use super::*;
+use super::{manager::GEN_SHIFT, *};
 use crate::{
-    engineio::{ConnId, Transmit, TransportMode},
-    entropy::SeededEntropy,
-    http::{Limits, Method, client::ResponseReader},
-    socketio::{Admission, Config, DisconnectReason, Event, Server, SocketId},
+    engineio::{ConnId, RequestFailed, RequestId, Transmit, TransportMode},
+    entropy::{Entropy, SeededEntropy},
+    http::{Limits, Method, ResponseHead, client::ResponseReader},
+    socketio::{Admission, Config, DisconnectReason, Event, RESERVED_EVENTS, Server, SocketId},
 };
 
 const SEED: u64 = 42;

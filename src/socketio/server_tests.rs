@@ -15,6 +15,7 @@ use crate::{
     engineio::{ConnId, Cors, CorsOrigin, Transmit},
     entropy::SeededEntropy,
     http::{HeadParser, Limits},
+    socketio::DisconnectReason,
     ws::{self, ClientRequest},
 };
 
