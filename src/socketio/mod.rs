@@ -6,10 +6,12 @@
 //! takes the same inputs (connections, bytes, time) and gives the same
 //! transmits, and turns Engine.IO sessions into namespace sockets.
 
+mod ack;
 mod client;
 mod json;
 mod packet;
 mod server;
+mod timer;
 mod typed;
 mod value;
 

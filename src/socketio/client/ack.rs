@@ -11,16 +11,11 @@
 //! (the socket disconnected after it was sent, or the send buffer holding
 //! it was cleared).
 
-use std::{
-    cmp::Reverse,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-#[cfg(doc)]
-use super::ClientEvent;
 use super::{
-    super::{Packet, Value},
-    Client, ClientUsageError, NspId, Ready, later,
+    super::{Packet, Value, timer::later},
+    Client, ClientEvent, ClientUsageError, NspId, Ready,
     send_buffer::check_event_name,
 };
 
@@ -49,7 +44,7 @@ impl Client {
         n.acks.insert(id, deadline);
         if let Err(e) = self.emit_packet(now, nsp, name, args, Some(id)) {
             if let Some(n) = self.nsps.get_mut(nsp.0 as usize) {
-                n.acks.remove(&id);
+                n.acks.remove(id);
             }
             return Err(e);
         }
@@ -57,7 +52,7 @@ impl Client {
             n.next_ack += 1;
         }
         if let Some(d) = deadline {
-            self.ack_timers.push(Reverse((d, nsp, id)));
+            self.ack_timers.push(d, (nsp, id));
         }
         Ok(id)
     }
@@ -84,5 +79,42 @@ impl Client {
         }
         self.pump(now);
         Ok(())
+    }
+
+    /// Ends the acks whose deadline has passed ([`ClientEvent::AckTimeout`]);
+    /// one still in the send buffer leaves it, never sent.
+    pub(super) fn expire_acks(&mut self, now: Instant) {
+        while let Some((at, (nsp, id))) = self.ack_timers.pop_due(now) {
+            let Some(n) = self.nsps.get_mut(nsp.0 as usize) else {
+                continue;
+            };
+            if n.acks.expire(id, at) {
+                n.send_buffer
+                    .retain(|p| !matches!(p, Packet::Event { id: Some(i), .. } if *i == id));
+                self.events.push_back(ClientEvent::AckTimeout { nsp, id });
+            }
+        }
+    }
+
+    /// A socket disconnected: its acks that were sent will get no answer
+    /// ([`ClientEvent::AckLost`]); those still in its send buffer wait with
+    /// it.
+    pub(super) fn lose_sent_acks(&mut self, nsp: NspId) {
+        let Some(n) = self.nsps.get_mut(nsp.0 as usize) else {
+            return;
+        };
+        let buffered: Vec<u64> = n
+            .send_buffer
+            .iter()
+            .filter_map(|p| match p {
+                Packet::Event { id: Some(id), .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let lost: Vec<u64> = n.acks.ids().filter(|id| !buffered.contains(id)).collect();
+        for id in lost {
+            n.acks.remove(id);
+            self.events.push_back(ClientEvent::AckLost { nsp, id });
+        }
     }
 }

@@ -20,16 +20,13 @@
 //! after `backoff`; a failed attempt schedules the next,
 //! until `reconnection_attempts`; an attempt that opens resets the count.
 
-use std::{
-    cmp::Reverse,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::{
-    super::{Decoder, Packet},
-    Client, ClientDisconnectReason, ClientEvent, Engine, NspId, Ready, later,
+    super::{Decoder, timer::later},
+    Client, ClientDisconnectReason, ClientEvent, Engine, NspId, Ready,
 };
 use crate::{
     engineio::{
@@ -106,21 +103,7 @@ impl Client {
                 self.open_engine(now, true);
             }
         }
-        while let Some(Reverse((at, nsp, id))) = self.ack_timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.ack_timers.pop();
-            let Some(n) = self.nsps.get_mut(nsp.0 as usize) else {
-                continue;
-            };
-            if n.acks.get(&id) == Some(&Some(at)) {
-                n.acks.remove(&id);
-                n.send_buffer
-                    .retain(|p| !matches!(p, Packet::Event { id: Some(i), .. } if *i == id));
-                self.events.push_back(ClientEvent::AckTimeout { nsp, id });
-            }
-        }
+        self.expire_acks(now);
         self.pump(now);
     }
 

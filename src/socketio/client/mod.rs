@@ -73,15 +73,14 @@ mod nsp;
 mod send_buffer;
 
 use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, VecDeque},
+    collections::VecDeque,
     fmt,
     time::{Duration, Instant},
 };
 
 pub use config::ClientConfig;
 
-use super::{Decoder, Packet, Value};
+use super::{Decoder, Packet, Value, ack::Pending, timer::Deadlines};
 use crate::{
     engineio::{self, ClientError, ClientTransmit, CloseReason, TransportKind},
     entropy::{BoxEntropy, SeededEntropy},
@@ -309,7 +308,7 @@ struct Nsp {
     receive_buffer: VecDeque<ClientEvent>,
     next_ack: u64,
     /// Emits waiting for an answer, with their deadlines.
-    acks: std::collections::BTreeMap<u64, Option<Instant>>,
+    acks: Pending,
 }
 
 impl Nsp {
@@ -379,7 +378,7 @@ pub struct Client {
     reconnect_at: Option<Instant>,
     decoder: Decoder,
     nsps: Vec<Nsp>,
-    ack_timers: BinaryHeap<Reverse<(Instant, NspId, u64)>>,
+    ack_timers: Deadlines<(NspId, u64)>,
     transmits: VecDeque<ClientTransmit>,
     events: VecDeque<ClientEvent>,
 }
@@ -424,7 +423,7 @@ impl Client {
             attempts: 0,
             reconnect_at: None,
             nsps: Vec::new(),
-            ack_timers: BinaryHeap::new(),
+            ack_timers: Deadlines::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -520,7 +519,7 @@ impl Client {
         let own = [
             self.open_deadline.filter(|_| self.ready == Ready::Opening),
             self.reconnect_at,
-            self.ack_timers.peek().map(|Reverse((at, _, _))| *at),
+            self.ack_timers.next(),
         ];
         engines.chain(own.into_iter().flatten()).min()
     }
@@ -528,14 +527,6 @@ impl Client {
     fn get(&self, nsp: NspId) -> Option<&Nsp> {
         self.nsps.get(nsp.0 as usize)
     }
-}
-
-/// `now + d`, or a year from now if that overflows (a huge configured
-/// duration must not panic).
-fn later(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
-        .unwrap_or(now)
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ impl Client {
                 }
             }
             Packet::Ack { id, args, .. } => {
-                if n.acks.remove(&id).is_some() {
+                if n.acks.remove(id) {
                     self.events.push_back(ClientEvent::Ack { nsp, id, args });
                 }
             }
@@ -246,24 +246,7 @@ impl Client {
         }
         self.events
             .push_back(ClientEvent::Disconnect { nsp, reason });
-        let buffered: Vec<u64> = n
-            .send_buffer
-            .iter()
-            .filter_map(|p| match p {
-                Packet::Event { id: Some(id), .. } => Some(*id),
-                _ => None,
-            })
-            .collect();
-        let lost: Vec<u64> = n
-            .acks
-            .keys()
-            .copied()
-            .filter(|id| !buffered.contains(id))
-            .collect();
-        for id in lost {
-            n.acks.remove(&id);
-            self.events.push_back(ClientEvent::AckLost { nsp, id });
-        }
+        self.lose_sent_acks(nsp);
     }
 
     pub(super) fn send_connect(&mut self, now: Instant, nsp: NspId) {

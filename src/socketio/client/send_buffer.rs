@@ -73,7 +73,7 @@ impl Client {
         let dropped: Vec<Packet> = n.send_buffer.drain(..).collect();
         for p in &dropped {
             if let Packet::Event { id: Some(id), .. } = p {
-                if n.acks.remove(id).is_some() {
+                if n.acks.remove(*id) {
                     self.events.push_back(ClientEvent::AckLost { nsp, id: *id });
                 }
             }

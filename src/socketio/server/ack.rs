@@ -11,15 +11,12 @@
 //! server's timer heap with the connect timeouts; an entry whose ack has
 //! ended is skipped when it comes up.
 
-use std::{
-    cmp::Reverse,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 #[cfg(doc)]
 use super::super::Event;
 use super::{
-    super::{SocketId, UsageError, Value, packet::Body},
+    super::{SocketId, UsageError, Value, packet::Body, timer::later},
     Server, Timer,
     emit::check_event_name,
 };
@@ -48,12 +45,12 @@ impl Server {
         if let Some(ns) = self.namespaces.get_mut(&*nsp) {
             ns.next_ack += 1;
         }
-        let deadline = timeout.map(|t| now + t);
+        let deadline = timeout.map(|t| later(now, t));
         if let Some(s) = self.sockets.get_mut(&socket) {
             s.acks.insert(id, deadline);
         }
         if let Some(d) = deadline {
-            self.timers.push(Reverse((d, Timer::Ack(socket, id))));
+            self.timers.push(d, Timer::Ack(socket, id));
         }
         Ok(id)
     }

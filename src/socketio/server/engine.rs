@@ -12,12 +12,12 @@
 //! closes the whole client (`forced close`), as the official server does.
 //! Requests for other paths come out as [`Event::Request`].
 
-use std::{cmp::Reverse, net::SocketAddr, sync::Arc, time::Instant};
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 
 use super::{
-    super::{Decoder, DisconnectReason, Event, Packet, UsageError, Value},
+    super::{Decoder, DisconnectReason, Event, Packet, UsageError, Value, timer::later},
     Client, Server, Timer,
 };
 use crate::{
@@ -79,13 +79,7 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.engine().handle_timeout(now);
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((at, timer))) = self.timers.pop() else {
-                break;
-            };
+        while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Connect(sid) => {
                     let due = self
@@ -100,9 +94,8 @@ impl Server {
                     let due = self
                         .sockets
                         .get_mut(&socket)
-                        .and_then(|s| s.acks.remove(&id).map(|d| (d, s)))
-                        .filter(|(d, _)| *d == Some(at));
-                    if due.is_some() {
+                        .is_some_and(|s| s.acks.expire(id, at));
+                    if due {
                         self.events.push_back(Event::AckTimeout { socket, id });
                     }
                 }
@@ -136,7 +129,7 @@ impl Server {
         while let Some(ev) = self.engine.poll_event() {
             match ev {
                 engineio::Event::Open { sid, handshake } => {
-                    let deadline = now + self.config.connect_timeout;
+                    let deadline = later(now, self.config.connect_timeout);
                     self.clients.insert(
                         sid,
                         Client {
@@ -146,7 +139,7 @@ impl Server {
                             handshake: Arc::from(handshake),
                         },
                     );
-                    self.timers.push(Reverse((deadline, Timer::Connect(sid))));
+                    self.timers.push(deadline, Timer::Connect(sid));
                 }
                 engineio::Event::Message { sid, data } => self.on_message(now, sid, data),
                 engineio::Event::Close { sid, reason } => {
@@ -214,8 +207,7 @@ impl Server {
                 if self
                     .sockets
                     .get_mut(&socket)
-                    .and_then(|s| s.acks.remove(&id))
-                    .is_some()
+                    .is_some_and(|s| s.acks.remove(id))
                 {
                     self.events.push_back(Event::Ack { socket, id, args });
                 }

@@ -38,15 +38,16 @@ mod namespace;
 mod rooms;
 
 use std::{
-    cmp::Reverse,
-    collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::Arc,
     time::Instant,
 };
 
 pub use emit::{Broadcast, BroadcastMessage};
 
-use super::{Admission, Config, Decoder, Event, SocketId, UsageError, Value};
+use super::{
+    Admission, Config, Decoder, Event, SocketId, UsageError, Value, ack::Pending, timer::Deadlines,
+};
 use crate::{
     engineio::{self, Handshake, SharedPacket, Sid},
     entropy::BoxEntropy,
@@ -78,7 +79,7 @@ struct Socket {
     connected: bool,
     rooms: BTreeSet<String>,
     /// Emits waiting for an answer, with their deadlines.
-    acks: BTreeMap<u64, Option<Instant>>,
+    acks: Pending,
     auth: Value,
 }
 
@@ -134,7 +135,7 @@ pub struct Server {
     dynamic: Option<DynamicNamespaces>,
     clients: IdMap<Sid, Client>,
     sockets: IdMap<SocketId, Socket>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    timers: Deadlines<Timer>,
     events: VecDeque<Event>,
     /// Namespace connections accepted but not yet answered: they complete
     /// when the application has heard everything before them (see
@@ -176,7 +177,7 @@ impl Server {
             dynamic: None,
             clients: IdMap::default(),
             sockets: IdMap::default(),
-            timers: BinaryHeap::new(),
+            timers: Deadlines::default(),
             events: VecDeque::new(),
             deferred: VecDeque::new(),
             publish: VecDeque::new(),
@@ -258,8 +259,7 @@ impl Server {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let own = self.timers.peek().map(|Reverse((at, _))| *at);
-        match (own, self.engine.poll_timeout()) {
+        match (self.timers.next(), self.engine.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

@@ -26,11 +26,7 @@
 //!   Closing a client removes its sockets first (in join order), then ends
 //!   its Engine.IO session.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-    time::Instant,
-};
+use std::{collections::BTreeSet, sync::Arc, time::Instant};
 
 use super::{
     super::{Admission, DisconnectReason, Event, Packet, SocketId, UsageError, Value},
@@ -160,7 +156,7 @@ impl Server {
                 nsp: nsp.clone(),
                 connected: false,
                 rooms: BTreeSet::new(),
-                acks: BTreeMap::new(),
+                acks: Default::default(),
                 auth,
             },
         );
