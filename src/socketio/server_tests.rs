@@ -518,6 +518,82 @@ fn rooms_broadcasts_and_exclusions() {
 }
 
 #[test]
+fn a_broadcast_reaches_exactly_the_sockets_it_names() {
+    // Rooms a = {0, 1} and b = {1, 2}; socket 3 is in none. For every mix
+    // of target rooms (overlapping, repeated, unknown, socket ids),
+    // exclusions and a sending socket, `sockets()` names exactly the
+    // sockets `emit` reaches, and `emit` counts them.
+    let mut h = H::suite();
+    let mut peers: Vec<Peer> = (0..4).map(|_| h.init()).collect();
+    let ids: Vec<SocketId> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Connection { socket, .. } => Some(*socket),
+            _ => None,
+        })
+        .collect();
+    for (i, room) in [(0, "a"), (1, "a"), (1, "b"), (2, "b")] {
+        h.io.join(ids[i], room).unwrap();
+    }
+    let (id0, id3) = (ids[0].to_string(), ids[3].to_string());
+    let tos: [Vec<&str>; 8] = [
+        vec![],
+        vec!["a"],
+        vec!["b"],
+        vec!["a", "b"],
+        vec!["a", "a"],
+        vec!["nope"],
+        vec![&id3],
+        vec!["b", &id3, &id0],
+    ];
+    let excepts: [Vec<&str>; 5] = [vec![], vec!["b"], vec![&id0], vec!["nope"], vec!["a", "b"]];
+    fn build<'a>(
+        io: &'a mut Server,
+        to: &[&str],
+        except: &[&str],
+        from: Option<SocketId>,
+    ) -> Broadcast<'a> {
+        let mut b = match from {
+            Some(s) => io.broadcast_from(s),
+            None => io.of("/"),
+        };
+        for r in to {
+            b = b.to(r);
+        }
+        for r in except {
+            b = b.except(r);
+        }
+        b
+    }
+    let mut case = 0u64;
+    for to in &tos {
+        for except in &excepts {
+            for from in [None, Some(ids[1])] {
+                let named = build(&mut h.io, to, except, from).sockets();
+                let count = build(&mut h.io, to, except, from)
+                    .emit("n", vec![case.into()])
+                    .unwrap();
+                let want = format!(r#"42["n",{case}]"#);
+                let mut reached = Vec::new();
+                for (i, p) in peers.iter_mut().enumerate() {
+                    h.sync(p);
+                    if p.texts().contains(&want) {
+                        reached.push(ids[i]);
+                    }
+                    p.got.clear();
+                }
+                reached.sort();
+                let what = format!("to {to:?} except {except:?} from {from:?}");
+                assert_eq!(named, reached, "{what}");
+                assert_eq!(count, reached.len(), "{what}");
+                case += 1;
+            }
+        }
+    }
+}
+
+#[test]
 fn a_broadcast_is_encoded_once_and_shared() {
     let mut h = H::suite();
     let mut a = h.init();

@@ -20,10 +20,7 @@
 //! [`Server::handle_broadcast`], and is delivered here and never published
 //! again.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    time::Instant,
-};
+use std::time::Instant;
 
 use super::{
     super::{
@@ -165,48 +162,12 @@ impl Server {
             return 0;
         };
         let engine = &self.engine;
-        let excluded: Vec<&BTreeMap<SocketId, Sid>> =
-            except.iter().filter_map(|r| ns.rooms.get(r)).collect();
-        let except_ids: Vec<SocketId> = except.iter().filter_map(|r| SocketId::parse(r)).collect();
         let mut sids = Vec::new();
-        let mut add = |id: &SocketId, sid: &Sid| {
-            if Some(*id) == exclude
-                || excluded.iter().any(|r| r.contains_key(id))
-                || except_ids.contains(id)
-            {
-                return;
+        ns.recipients(rooms, except, exclude, |_, sid| {
+            if !volatile || engine.is_writable(sid) {
+                sids.push(sid);
             }
-            if volatile && !engine.is_writable(*sid) {
-                return;
-            }
-            sids.push(*sid);
-        };
-        match rooms {
-            [] => ns.sockets.iter().for_each(|(id, sid)| add(id, sid)),
-            [room] => {
-                if let Some(members) = ns.rooms.get(room) {
-                    members.iter().for_each(|(id, sid)| add(id, sid));
-                } else if let Some((id, sid)) =
-                    SocketId::parse(room).and_then(|id| ns.sockets.get_key_value(&id))
-                {
-                    // Every socket is in the room named by its own id.
-                    add(id, sid);
-                }
-            }
-            many => {
-                let mut union: BTreeMap<SocketId, Sid> = BTreeMap::new();
-                for room in many {
-                    if let Some(members) = ns.rooms.get(room) {
-                        union.extend(members.iter().map(|(k, v)| (*k, *v)));
-                    } else if let Some((id, sid)) =
-                        SocketId::parse(room).and_then(|id| ns.sockets.get_key_value(&id))
-                    {
-                        union.insert(*id, *sid);
-                    }
-                }
-                union.iter().for_each(|(id, sid)| add(id, sid));
-            }
-        }
+        });
         let count = sids.len();
         match self.broadcasts.last_mut() {
             // The same recipients as the broadcast before (the common case:
@@ -332,35 +293,13 @@ impl Broadcast<'_> {
     }
 
     fn targets(&self) -> Vec<SocketId> {
-        let Some(ns) = self.server.namespaces.get(&self.nsp) else {
-            return Vec::new();
-        };
-        let mut all: BTreeSet<SocketId> = if self.rooms.is_empty() {
-            ns.sockets.keys().copied().collect()
-        } else {
-            let mut set = BTreeSet::new();
-            for r in &self.rooms {
-                if let Some(m) = ns.rooms.get(r) {
-                    set.extend(m.keys().copied());
-                } else if let Some(id) = SocketId::parse(r).filter(|id| ns.sockets.contains_key(id))
-                {
-                    set.insert(id);
-                }
-            }
-            set
-        };
-        for r in &self.except {
-            if let Some(m) = ns.rooms.get(r) {
-                all.retain(|id| !m.contains_key(id));
-            }
-            if let Some(id) = SocketId::parse(r) {
-                all.remove(&id);
-            }
+        let mut targets = Vec::new();
+        if let Some(ns) = self.server.namespaces.get(&self.nsp) {
+            ns.recipients(&self.rooms, &self.except, self.exclude, |id, _| {
+                targets.push(id)
+            });
         }
-        if let Some(x) = self.exclude {
-            all.remove(&x);
-        }
-        all.into_iter().collect()
+        targets
     }
 
     /// Disconnects the sockets the broadcast would reach.

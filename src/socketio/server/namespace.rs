@@ -31,7 +31,6 @@ use std::{collections::BTreeSet, sync::Arc, time::Instant};
 use super::{
     super::{Admission, DisconnectReason, Event, Packet, SocketId, UsageError, Value},
     DynamicNamespaces, Namespace, Server, Socket,
-    rooms::remove_from_room,
 };
 use crate::engineio::Sid;
 
@@ -227,7 +226,7 @@ impl Server {
         if let Some(ns) = self.namespaces.get_mut(&*s.nsp) {
             ns.sockets.remove(&id);
             for room in &s.rooms {
-                remove_from_room(ns, room, id);
+                ns.remove_from_room(room, id);
             }
         }
         if s.connected {

@@ -12,18 +12,17 @@
 //! room name that parses as the id of a socket of the namespace names that
 //! socket.
 
-use super::{super::SocketId, Namespace, Server, UsageError};
+use std::collections::BTreeMap;
+
+use super::{super::SocketId, Namespace, Server, Socket, UsageError};
+use crate::engineio::Sid;
 
 impl Server {
     /// Adds a socket to a room.
     pub fn join(&mut self, socket: SocketId, room: &str) -> Result<(), UsageError> {
-        let s = self
-            .sockets
-            .get_mut(&socket)
-            .filter(|s| s.connected)
-            .ok_or(UsageError::UnknownSocket(socket))?;
+        let (s, ns) = self.connected_mut(socket)?;
         if s.rooms.insert(room.to_owned()) {
-            if let Some(ns) = self.namespaces.get_mut(&*s.nsp) {
+            if let Some(ns) = ns {
                 ns.rooms
                     .entry(room.to_owned())
                     .or_default()
@@ -35,25 +34,82 @@ impl Server {
 
     /// Removes a socket from a room.
     pub fn leave(&mut self, socket: SocketId, room: &str) -> Result<(), UsageError> {
+        let (s, ns) = self.connected_mut(socket)?;
+        if s.rooms.remove(room) {
+            if let Some(ns) = ns {
+                ns.remove_from_room(room, socket);
+            }
+        }
+        Ok(())
+    }
+
+    /// A connected socket and its namespace, both to change.
+    fn connected_mut(
+        &mut self,
+        socket: SocketId,
+    ) -> Result<(&mut Socket, Option<&mut Namespace>), UsageError> {
         let s = self
             .sockets
             .get_mut(&socket)
             .filter(|s| s.connected)
             .ok_or(UsageError::UnknownSocket(socket))?;
-        if s.rooms.remove(room) {
-            if let Some(ns) = self.namespaces.get_mut(&*s.nsp) {
-                remove_from_room(ns, room, socket);
-            }
-        }
-        Ok(())
+        let ns = self.namespaces.get_mut(&*s.nsp);
+        Ok((s, ns))
     }
 }
 
-pub(super) fn remove_from_room(ns: &mut Namespace, room: &str, id: SocketId) {
-    if let Some(members) = ns.rooms.get_mut(room) {
-        members.remove(&id);
-        if members.is_empty() {
-            ns.rooms.remove(room);
+impl Namespace {
+    /// Removes a socket from a room; the room goes with its last member.
+    pub(super) fn remove_from_room(&mut self, room: &str, id: SocketId) {
+        if let Some(members) = self.rooms.get_mut(room) {
+            members.remove(&id);
+            if members.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    /// The members of `room`: a room's, or the one socket the name is the
+    /// id of.
+    fn members<'a>(&'a self, room: &str) -> impl Iterator<Item = (&'a SocketId, &'a Sid)> {
+        let named = self.rooms.get(room);
+        let own = match named {
+            Some(_) => None,
+            None => SocketId::parse(room).and_then(|id| self.sockets.get_key_value(&id)),
+        };
+        named.into_iter().flatten().chain(own)
+    }
+
+    /// Calls `f` for each socket a broadcast reaches, once each, in socket
+    /// id order: the members of any of `rooms` (none: every socket of the
+    /// namespace), less the members of any of `except`, less `exclude`.
+    pub(super) fn recipients(
+        &self,
+        rooms: &[String],
+        except: &[String],
+        exclude: Option<SocketId>,
+        mut f: impl FnMut(SocketId, Sid),
+    ) {
+        let excluded: Vec<&BTreeMap<SocketId, Sid>> =
+            except.iter().filter_map(|r| self.rooms.get(r)).collect();
+        let except_ids: Vec<SocketId> = except.iter().filter_map(|r| SocketId::parse(r)).collect();
+        let add = |(id, sid): (&SocketId, &Sid)| {
+            if Some(*id) != exclude
+                && !excluded.iter().any(|r| r.contains_key(id))
+                && !except_ids.contains(id)
+            {
+                f(*id, *sid);
+            }
+        };
+        match rooms {
+            [] => self.sockets.iter().for_each(add),
+            [room] => self.members(room).for_each(add),
+            many => {
+                // Sockets in several of the rooms are reached once.
+                let union: BTreeMap<&SocketId, &Sid> =
+                    many.iter().flat_map(|r| self.members(r)).collect();
+                union.into_iter().for_each(add);
+            }
         }
     }
 }
