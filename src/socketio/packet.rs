@@ -20,6 +20,15 @@ pub const RESERVED_EVENTS: &[&str] = &[
     "removeListener",
 ];
 
+/// Refuses a reserved event name with the caller's error.
+pub(crate) fn check_event_name<E>(name: &str, reserved: impl FnOnce(String) -> E) -> Result<(), E> {
+    if RESERVED_EVENTS.contains(&name) {
+        Err(reserved(name.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
 /// One Socket.IO packet, with binary data resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Packet {

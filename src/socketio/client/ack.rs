@@ -14,9 +14,8 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    super::{Packet, Value, timer::later},
+    super::{Packet, Value, packet::check_event_name, timer::later},
     Client, ClientEvent, ClientUsageError, NspId, Ready,
-    send_buffer::check_event_name,
 };
 
 impl Client {
@@ -32,7 +31,7 @@ impl Client {
         args: Vec<Value>,
         timeout: Option<Duration>,
     ) -> Result<u64, ClientUsageError> {
-        check_event_name(name)?;
+        check_event_name(name, ClientUsageError::ReservedEvent)?;
         let deadline = timeout.map(|t| later(now, t));
         let n = self
             .nsps

@@ -14,7 +14,7 @@ use std::time::Instant;
 #[cfg(doc)]
 use super::ClientConfig;
 use super::{
-    super::{Packet, RESERVED_EVENTS, Value},
+    super::{Packet, Value, packet::check_event_name},
     Client, ClientEvent, ClientUsageError, NspId, Ready,
 };
 
@@ -41,7 +41,7 @@ impl Client {
         name: &str,
         args: Vec<Value>,
     ) -> Result<bool, ClientUsageError> {
-        check_event_name(name)?;
+        check_event_name(name, ClientUsageError::ReservedEvent)?;
         let n = self.get(nsp).ok_or(ClientUsageError::UnknownNsp(nsp))?;
         let writable = self.ready == Ready::Open
             && n.connected()
@@ -89,7 +89,7 @@ impl Client {
         args: Vec<Value>,
         id: Option<u64>,
     ) -> Result<(), ClientUsageError> {
-        check_event_name(name)?;
+        check_event_name(name, ClientUsageError::ReservedEvent)?;
         let n = self.get(nsp).ok_or(ClientUsageError::UnknownNsp(nsp))?;
         let packet = Packet::Event {
             nsp: n.name.clone().into(),
@@ -176,13 +176,5 @@ impl Client {
             }
             moved = true;
         }
-    }
-}
-
-pub(super) fn check_event_name(name: &str) -> Result<(), ClientUsageError> {
-    if RESERVED_EVENTS.contains(&name) {
-        Err(ClientUsageError::ReservedEvent(name.to_owned()))
-    } else {
-        Ok(())
     }
 }

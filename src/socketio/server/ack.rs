@@ -16,9 +16,12 @@ use std::time::{Duration, Instant};
 #[cfg(doc)]
 use super::super::Event;
 use super::{
-    super::{SocketId, UsageError, Value, packet::Body, timer::later},
+    super::{
+        SocketId, UsageError, Value,
+        packet::{Body, check_event_name},
+        timer::later,
+    },
     Server, Timer,
-    emit::check_event_name,
 };
 
 impl Server {
@@ -33,7 +36,7 @@ impl Server {
         timeout: Option<Duration>,
     ) -> Result<u64, UsageError> {
         self.now = self.now.max(now);
-        check_event_name(event)?;
+        check_event_name(event, UsageError::ReservedEvent)?;
         let s = self.connected(socket)?;
         let (sid, nsp) = (s.sid, s.nsp.clone());
         let ns = self

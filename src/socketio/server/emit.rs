@@ -22,10 +22,12 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::{
     super::{
-        Packet, RESERVED_EVENTS, SocketId, UsageError, Value,
-        packet::{self, Body},
+        Packet, SocketId, UsageError, Value,
+        packet::{self, Body, check_event_name},
     },
     PendingBroadcast, Server,
 };
@@ -58,7 +60,7 @@ impl Server {
         event: &str,
         args: Vec<Value>,
     ) -> Result<(), UsageError> {
-        check_event_name(event)?;
+        check_event_name(event, UsageError::ReservedEvent)?;
         let s = self.connected(socket)?;
         let (sid, nsp) = (s.sid, s.nsp.clone());
         self.send_body(sid, 2, &nsp, None, Body::Event(event, &args))
@@ -99,7 +101,8 @@ impl Server {
     /// here, never published again.
     pub fn handle_broadcast(&mut self, now: Instant, msg: BroadcastMessage) {
         self.now = self.now.max(now);
-        let shared = encode_shared(&msg.packet);
+        let (kind, nsp, id, body) = msg.packet.parts();
+        let shared = encode_shared(kind, nsp, id, body);
         let _ = self.deliver(
             &msg.nsp,
             &msg.rooms,
@@ -129,9 +132,7 @@ impl Server {
         let sent = if attachments.is_empty() {
             self.engine().send_text(sid, &text)
         } else {
-            let mut packets = Vec::with_capacity(1 + attachments.len());
-            packets.push(engineio::Packet::message(text.as_str().to_owned()));
-            packets.extend(attachments.into_iter().map(engineio::Packet::message));
+            let packets: Vec<_> = engine_packets(text.as_str().to_owned(), attachments).collect();
             self.engine().send_all(sid, &packets)
         };
         // A one-off huge message does not pin its buffer.
@@ -199,23 +200,22 @@ impl Server {
     }
 }
 
-pub(super) fn check_event_name(name: &str) -> Result<(), UsageError> {
-    if RESERVED_EVENTS.contains(&name) {
-        return Err(UsageError::ReservedEvent(name.to_owned()));
-    }
-    Ok(())
+/// The Engine.IO messages that carry an encoded packet: its text, then
+/// one binary message per attachment.
+fn engine_packets(text: String, attachments: Vec<Bytes>) -> impl Iterator<Item = engineio::Packet> {
+    std::iter::once(engineio::Packet::message(text))
+        .chain(attachments.into_iter().map(engineio::Packet::message))
 }
 
-fn encode_shared(packet: &Packet) -> Vec<SharedPacket> {
-    let (text, attachments) = packet.encode();
-    let mut shared = Vec::with_capacity(1 + attachments.len());
-    shared.push(SharedPacket::new(engineio::Packet::message(text)));
-    shared.extend(
-        attachments
-            .into_iter()
-            .map(|a| SharedPacket::new(engineio::Packet::message(a))),
-    );
-    shared
+/// Encodes a packet from borrowed parts once, for any number of
+/// recipients.
+fn encode_shared(kind: u8, nsp: &str, id: Option<u64>, body: Body<'_>) -> Vec<SharedPacket> {
+    let mut text = String::new();
+    let mut attachments = Vec::new();
+    packet::encode_into(kind, nsp, id, body, &mut text, &mut attachments);
+    engine_packets(text, attachments)
+        .map(SharedPacket::new)
+        .collect()
 }
 
 /// A broadcast being built: `server.of("/").to("room").except("x").emit(..)`.
@@ -259,14 +259,8 @@ impl Broadcast<'_> {
     /// Emits the event, encoded once; returns how many sockets it is
     /// addressed to (a recipient whose send queue is full misses it).
     pub fn emit(self, event: &str, args: Vec<Value>) -> Result<usize, UsageError> {
-        check_event_name(event)?;
-        let packet = Packet::Event {
-            nsp: self.nsp.clone().into(),
-            id: None,
-            name: event.to_owned(),
-            args,
-        };
-        let shared = encode_shared(&packet);
+        check_event_name(event, UsageError::ReservedEvent)?;
+        let shared = encode_shared(2, &self.nsp, None, Body::Event(event, &args));
         let count = self.server.deliver(
             &self.nsp,
             &self.rooms,
@@ -276,6 +270,12 @@ impl Broadcast<'_> {
             shared,
         );
         if self.server.config.cluster && !self.local {
+            let packet = Packet::Event {
+                nsp: self.nsp.clone().into(),
+                id: None,
+                name: event.to_owned(),
+                args,
+            };
             self.server.publish.push_back(BroadcastMessage {
                 nsp: self.nsp,
                 rooms: self.rooms,
