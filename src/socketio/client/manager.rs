@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 use super::{
     super::{Decoder, timer::later},
-    Client, ClientDisconnectReason, ClientEvent, Engine, NspId, Ready,
+    Client, ClientDisconnectReason, ClientEvent, Engine, Ready,
 };
 use crate::{
     engineio::{
@@ -208,10 +208,8 @@ impl Client {
         self.ready = Ready::Open;
         self.open_deadline = None;
         self.decoder = Decoder::new(self.config.max_attachments);
-        for i in 0..self.nsps.len() {
-            if self.nsps.get(i).is_some_and(|n| n.active) {
-                self.send_connect(now, NspId(i as u32));
-            }
+        for nsp in self.active_nsps() {
+            self.send_connect(now, nsp);
         }
         if std::mem::take(&mut self.open_is_reconnect) {
             let attempt = self.attempts;
@@ -246,10 +244,8 @@ impl Client {
     pub(super) fn on_close(&mut self, now: Instant, reason: ClientDisconnectReason) {
         self.ready = Ready::Closed;
         self.attempts = 0;
-        for i in 0..self.nsps.len() {
-            if self.nsps.get(i).is_some_and(|n| n.active) {
-                self.socket_closed(NspId(i as u32), reason);
-            }
+        for nsp in self.active_nsps() {
+            self.socket_closed(nsp, reason);
         }
         if self.config.reconnection && !self.skip_reconnect {
             self.reconnect(now);
@@ -323,10 +319,8 @@ impl Client {
         }
         if self.ready == Ready::Open {
             // Sockets still active (none when called from `leave`) hear it.
-            for i in 0..self.nsps.len() {
-                if self.nsps.get(i).is_some_and(|n| n.active) {
-                    self.socket_closed(NspId(i as u32), ClientDisconnectReason::IoClientDisconnect);
-                }
+            for nsp in self.active_nsps() {
+                self.socket_closed(nsp, ClientDisconnectReason::IoClientDisconnect);
             }
         }
         self.ready = Ready::Closed;

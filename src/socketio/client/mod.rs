@@ -527,6 +527,16 @@ impl Client {
     fn get(&self, nsp: NspId) -> Option<&Nsp> {
         self.nsps.get(nsp.0 as usize)
     }
+
+    /// The sockets that are active now, in the order they were made.
+    fn active_nsps(&self) -> Vec<NspId> {
+        self.nsps
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.active)
+            .map(|(i, _)| NspId(i as u32))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -88,13 +88,8 @@ impl Client {
     /// no longer reconnects (until [`socket`](Self::socket) is called
     /// again). When no socket is left active, the connection closes.
     pub fn disconnect(&mut self, now: Instant, nsp: NspId) -> Result<(), ClientUsageError> {
-        let n = self.get(nsp).ok_or(ClientUsageError::UnknownNsp(nsp))?;
-        if n.connected() && self.ready == Ready::Open {
-            let packet = Packet::Disconnect {
-                nsp: n.name.clone().into(),
-            };
-            self.write_packet(now, &packet);
-        }
+        self.get(nsp).ok_or(ClientUsageError::UnknownNsp(nsp))?;
+        self.send_disconnect(now, nsp);
         self.leave(now, nsp, ClientDisconnectReason::IoClientDisconnect);
         self.pump(now);
         Ok(())
@@ -104,23 +99,12 @@ impl Client {
     /// and closes the connection once what was sent has left; no
     /// reconnection. [`socket`](Self::socket) opens a new one.
     pub fn close(&mut self, now: Instant) {
-        for i in 0..self.nsps.len() {
-            let nsp = NspId(i as u32);
-            let Some(n) = self.get(nsp) else { continue };
-            if !n.active {
-                continue;
-            }
-            if n.connected() && self.ready == Ready::Open {
-                let packet = Packet::Disconnect {
-                    nsp: n.name.clone().into(),
-                };
-                self.write_packet(now, &packet);
-            }
-            if let Some(n) = self.nsps.get_mut(i) {
-                n.active = false;
-            }
-            self.socket_closed(nsp, ClientDisconnectReason::IoClientDisconnect);
+        for nsp in self.active_nsps() {
+            self.send_disconnect(now, nsp);
+            // The last one to leave closes the connection.
+            self.leave(now, nsp, ClientDisconnectReason::IoClientDisconnect);
         }
+        // Closed already, unless no socket was active.
         self.shutdown(now);
         self.pump(now);
     }
@@ -247,6 +231,17 @@ impl Client {
         self.events
             .push_back(ClientEvent::Disconnect { nsp, reason });
         self.lose_sent_acks(nsp);
+    }
+
+    /// Tells the server that a connected socket leaves.
+    fn send_disconnect(&mut self, now: Instant, nsp: NspId) {
+        let Some(n) = self.get(nsp) else { return };
+        if n.connected() && self.ready == Ready::Open {
+            let packet = Packet::Disconnect {
+                nsp: n.name.clone().into(),
+            };
+            self.write_packet(now, &packet);
+        }
     }
 
     pub(super) fn send_connect(&mut self, now: Instant, nsp: NspId) {

@@ -74,10 +74,8 @@ impl Server {
             return Err(UsageError::NotPending(socket));
         };
         let (sid, nsp) = (s.sid, s.nsp.clone());
-        self.sockets.remove(&socket);
-        if let Some(c) = self.clients.get_mut(&sid) {
-            c.sockets.retain(|(_, id)| *id != socket);
-        }
+        // Never connected: it leaves without a word to the application.
+        self.remove_socket(socket, DisconnectReason::ServerNamespaceDisconnect);
         let mut body = vec![("message".to_owned(), Value::from(message))];
         if let Some(d) = data {
             body.push(("data".to_owned(), d));
