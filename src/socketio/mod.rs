@@ -10,6 +10,8 @@ mod ack;
 mod client;
 mod json;
 mod packet;
+#[cfg(test)]
+mod reference_app;
 mod server;
 mod timer;
 mod typed;

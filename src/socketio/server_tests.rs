@@ -2,7 +2,8 @@
 //!
 //! The first group mirrors each Socket.IO test of the official
 //! socket.io-protocol suite (github socketio/socket.io-protocol,
-//! `test-suite/test-suite.js`), against the suite's reference application:
+//! `test-suite/test-suite.js`), against the reference application of
+//! CONFORMANCE.md (`reference_app.rs`), which does what the suite's does:
 //! `/` and `/custom` emit `auth` on connection; `message` is echoed as
 //! `message-back`; `message-with-ack` is acked with its arguments.
 
@@ -15,7 +16,7 @@ use crate::{
     engineio::{ConnId, Cors, CorsOrigin, Transmit},
     entropy::SeededEntropy,
     http::{HeadParser, Limits},
-    socketio::DisconnectReason,
+    socketio::{DisconnectReason, reference_app::ReferenceApp},
     ws::{self, ClientRequest},
 };
 
@@ -28,6 +29,7 @@ struct Peer {
 
 struct H {
     io: Server,
+    app: ReferenceApp,
     now: Instant,
     out: HashMap<ConnId, BytesMut>,
     closed: Vec<ConnId>,
@@ -53,6 +55,7 @@ impl H {
         io.add_namespace("/custom", Admission::AcceptAll);
         H {
             io,
+            app: ReferenceApp::default(),
             now,
             out: HashMap::new(),
             closed: Vec::new(),
@@ -80,26 +83,7 @@ impl H {
             }
             while let Some(ev) = self.io.poll_event() {
                 moved = true;
-                match &ev {
-                    Event::Connection { socket, auth, .. } => {
-                        self.io.emit(*socket, "auth", vec![auth.clone()]).unwrap()
-                    }
-                    Event::Event {
-                        socket,
-                        name,
-                        args,
-                        ack,
-                    } => match (name.as_str(), ack) {
-                        ("message", _) => {
-                            self.io.emit(*socket, "message-back", args.clone()).unwrap()
-                        }
-                        ("message-with-ack", Some(id)) => {
-                            self.io.ack(*socket, *id, args.clone()).unwrap()
-                        }
-                        _ => {}
-                    },
-                    _ => {}
-                }
+                self.app.handle(&mut self.io, self.now, &ev);
                 self.events.push(ev);
             }
             if !moved {
@@ -194,6 +178,17 @@ impl H {
         assert_eq!(p.got.len(), 2);
         p.got.clear();
         p
+    }
+
+    /// The sockets that connected, in order.
+    fn connections(&self) -> Vec<SocketId> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Connection { socket, .. } => Some(*socket),
+                _ => None,
+            })
+            .collect()
     }
 
     fn disconnects(&self) -> Vec<DisconnectReason> {
@@ -468,14 +463,7 @@ fn malformed_packets_close_only_their_connection() {
 fn rooms_broadcasts_and_exclusions() {
     let mut h = H::suite();
     let mut peers: Vec<Peer> = (0..3).map(|_| h.init()).collect();
-    let ids: Vec<SocketId> = h
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Connection { socket, .. } => Some(*socket),
-            _ => None,
-        })
-        .collect();
+    let ids = h.connections();
     h.io.join(ids[0], "r").unwrap();
     h.io.join(ids[1], "r").unwrap();
     assert_eq!(
@@ -525,14 +513,7 @@ fn a_broadcast_reaches_exactly_the_sockets_it_names() {
     // sockets `emit` reaches, and `emit` counts them.
     let mut h = H::suite();
     let mut peers: Vec<Peer> = (0..4).map(|_| h.init()).collect();
-    let ids: Vec<SocketId> = h
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Connection { socket, .. } => Some(*socket),
-            _ => None,
-        })
-        .collect();
+    let ids = h.connections();
     for (i, room) in [(0, "a"), (1, "a"), (1, "b"), (2, "b")] {
         h.io.join(ids[i], room).unwrap();
     }
