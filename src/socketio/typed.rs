@@ -106,6 +106,15 @@ fn wrap(variant: Option<&'static str>, v: Value) -> Value {
     }
 }
 
+/// Integers become numbers as `Value::from` makes them.
+macro_rules! serialize_integers {
+    ($($method:ident: $t:ty),*) => {$(
+        fn $method(self, v: $t) -> Result<Value, TypedError> {
+            Ok(v.into())
+        }
+    )*};
+}
+
 impl ser::Serializer for ValueSerializer {
     type Ok = Value;
     type Error = TypedError;
@@ -120,30 +129,16 @@ impl ser::Serializer for ValueSerializer {
     fn serialize_bool(self, v: bool) -> Result<Value, TypedError> {
         Ok(Value::Bool(v))
     }
-    fn serialize_i8(self, v: i8) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_i64(self, v: i64) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_u8(self, v: u8) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_u64(self, v: u64) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
+    serialize_integers!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64
+    );
     fn serialize_f32(self, v: f32) -> Result<Value, TypedError> {
         Ok(Value::Number(Number::F64(f64::from(v))))
     }
