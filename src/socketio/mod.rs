@@ -8,7 +8,6 @@
 
 mod ack;
 mod client;
-mod json;
 mod packet;
 #[cfg(test)]
 mod reference_app;
