@@ -16,9 +16,9 @@
 //! nothing moves.
 //!
 //! Reconnection follows socket.io-client's `Manager`: a lost connection
-//! (not closed by us, nor by the server's `DISCONNECT`) schedules an attempt
-//! after `backoff`; a failed attempt schedules the next,
-//! until `reconnection_attempts`; an attempt that opens resets the count.
+//! (not closed by us, nor by the server's `DISCONNECT`) schedules an
+//! attempt after `backoff`; a failed attempt schedules the next, until
+//! `reconnection_attempts`; an attempt that opens resets the count.
 
 use std::time::{Duration, Instant};
 

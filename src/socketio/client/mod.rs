@@ -64,7 +64,9 @@
 //!   server sends them;
 //! * `send_buffer.rs`: emits, and the send buffer of those that cannot
 //!   leave yet;
-//! * `ack.rs`: emits that wait for an answer, and answers.
+//! * `ack.rs`: emits that wait for an answer, and answers (the table
+//!   itself is `../ack.rs`, shared with the server, as is the deadline heap
+//!   in `../timer.rs`).
 
 mod ack;
 mod config;

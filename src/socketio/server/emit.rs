@@ -2,9 +2,10 @@
 //!
 //! # Theory of operation
 //!
-//! An emit to one socket is encoded from the caller's borrowed name and
-//! arguments into one reused buffer, and the engine copies it into the
-//! WebSocket frame: nothing is allocated per emit.
+//! Every packet is encoded from borrowed parts (namespace, ack id, the
+//! caller's name and arguments) by `packet::encode_into`. An emit to one
+//! socket is encoded into one reused buffer, and the engine copies it into
+//! the WebSocket frame: nothing is allocated per emit.
 //!
 //! A broadcast (a [`Broadcast`] view: `server.of(nsp).to(room).emit(..)`)
 //! is encoded once into [`SharedPacket`]s, and each recipient's transport

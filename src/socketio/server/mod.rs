@@ -29,7 +29,9 @@
 //! * `rooms.rs`: the room index;
 //! * `emit.rs`: emits to one socket, broadcasts (encoded once) and the
 //!   messages a cluster exchanges;
-//! * `ack.rs`: emits that wait for an answer, and answers.
+//! * `ack.rs`: emits that wait for an answer, and answers (the table
+//!   itself is `../ack.rs`, shared with the client, as is the deadline heap
+//!   in `../timer.rs`).
 
 mod ack;
 mod emit;

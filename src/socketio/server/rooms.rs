@@ -11,6 +11,10 @@
 //! socket is also in the room named by its own id, which is never stored: a
 //! room name that parses as the id of a socket of the namespace names that
 //! socket.
+//!
+//! `Namespace::recipients` is the one walk over a broadcast's recipients:
+//! delivery and [`Broadcast::sockets`](super::Broadcast::sockets) both go
+//! through it, so a broadcast reaches exactly the sockets it names.
 
 use std::collections::BTreeMap;
 
