@@ -110,11 +110,7 @@ impl Client {
     }
 
     pub(super) fn on_data(&mut self, now: Instant, data: Data) {
-        let decoded = match &data {
-            Data::Text(t) => self.decoder.decode_text(t.as_str()),
-            Data::Binary(b) => self.decoder.decode_binary(b.clone()),
-        };
-        match decoded {
+        match self.decoder.decode(data) {
             Ok(Some(p)) => self.on_packet(now, p),
             Ok(None) => {}
             Err(_) => {

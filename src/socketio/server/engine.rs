@@ -143,11 +143,7 @@ impl Server {
                 }
                 engineio::Event::Message { sid, data } => self.on_message(now, sid, data),
                 engineio::Event::Close { sid, reason } => {
-                    if let Some(c) = self.clients.remove(&sid) {
-                        for (_, id) in c.sockets {
-                            self.remove_socket(id, DisconnectReason::from_engine(reason));
-                        }
-                    }
+                    self.forget_client(sid, DisconnectReason::from_engine(reason));
                 }
                 engineio::Event::Upgrade { .. } => {}
                 engineio::Event::Request { conn, head, body } => {
@@ -161,11 +157,7 @@ impl Server {
         let Some(c) = self.clients.get_mut(&sid) else {
             return;
         };
-        let decoded = match data {
-            Data::Text(t) => c.decoder.decode_text(t.as_str()),
-            Data::Binary(b) => c.decoder.decode_binary(b),
-        };
-        match decoded {
+        match c.decoder.decode(data) {
             Ok(None) => {}
             Ok(Some(packet)) => self.on_packet(now, sid, packet),
             // The official server closes the connection for a packet it

@@ -273,11 +273,26 @@ impl Server {
         self.publish.pop_front()
     }
 
+    /// A connected socket.
     fn connected(&self, socket: SocketId) -> Result<&Socket, UsageError> {
         self.sockets
             .get(&socket)
             .filter(|s| s.connected)
             .ok_or(UsageError::UnknownSocket(socket))
+    }
+
+    /// A connected socket and its namespace, both to change.
+    fn connected_mut(
+        &mut self,
+        socket: SocketId,
+    ) -> Result<(&mut Socket, Option<&mut Namespace>), UsageError> {
+        let s = self
+            .sockets
+            .get_mut(&socket)
+            .filter(|s| s.connected)
+            .ok_or(UsageError::UnknownSocket(socket))?;
+        let ns = self.namespaces.get_mut(&*s.nsp);
+        Ok((s, ns))
     }
 }
 

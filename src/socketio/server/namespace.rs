@@ -239,12 +239,20 @@ impl Server {
     /// Ends a client: its sockets go first (with `reason`), then the
     /// Engine.IO session.
     pub(super) fn close_client(&mut self, now: Instant, sid: Sid, reason: DisconnectReason) {
+        if self.forget_client(sid, reason) {
+            let _ = self.engine().close(now, sid);
+        }
+    }
+
+    /// Forgets a client and its sockets (with `reason`): whether it was
+    /// known.
+    pub(super) fn forget_client(&mut self, sid: Sid, reason: DisconnectReason) -> bool {
         let Some(c) = self.clients.remove(&sid) else {
-            return;
+            return false;
         };
         for (_, id) in c.sockets {
             self.remove_socket(id, reason);
         }
-        let _ = self.engine().close(now, sid);
+        true
     }
 }

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{super::SocketId, Namespace, Server, Socket, UsageError};
+use super::{super::SocketId, Namespace, Server, UsageError};
 use crate::engineio::Sid;
 
 impl Server {
@@ -45,20 +45,6 @@ impl Server {
             }
         }
         Ok(())
-    }
-
-    /// A connected socket and its namespace, both to change.
-    fn connected_mut(
-        &mut self,
-        socket: SocketId,
-    ) -> Result<(&mut Socket, Option<&mut Namespace>), UsageError> {
-        let s = self
-            .sockets
-            .get_mut(&socket)
-            .filter(|s| s.connected)
-            .ok_or(UsageError::UnknownSocket(socket))?;
-        let ns = self.namespaces.get_mut(&*s.nsp);
-        Ok((s, ns))
     }
 }
 
