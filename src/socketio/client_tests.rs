@@ -3,22 +3,22 @@
 //! The network ([`Net`]) turns every HTTP request into a fresh server
 //! connection and every stream into another, with a fixed latency. The
 //! server can be killed (every connection ends, new ones are refused) and
-//! started again, which is how reconnection is tested. It runs the
-//! application of CONFORMANCE.md: `auth` on connection, `message` echoed
-//! as `message-back`, `message-with-ack` acked with its arguments, `join`,
-//! `server-ack` answered through the client's own ack, `binary` echoed,
-//! `disconnect-me`.
+//! started again, which is how reconnection is tested. The server runs the
+//! reference application of CONFORMANCE.md (`reference_app.rs`).
 
 use std::collections::HashMap;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
-use super::*;
+use super::{manager::GEN_SHIFT, *};
 use crate::{
-    engineio::{ConnId, Transmit, TransportMode},
-    entropy::SeededEntropy,
-    http::{Limits, Method, client::ResponseReader},
-    socketio::{Admission, Config, DisconnectReason, Event, Server, SocketId},
+    engineio::{ConnId, RequestFailed, RequestId, Transmit, TransportMode},
+    entropy::{Entropy, SeededEntropy},
+    http::{Limits, Method, ResponseHead, client::ResponseReader},
+    socketio::{
+        Admission, Config, DisconnectReason, Event, RESERVED_EVENTS, Server,
+        reference_app::ReferenceApp,
+    },
 };
 
 const SEED: u64 = 42;
@@ -93,8 +93,7 @@ struct Net {
     log: Vec<(Instant, ClientTransmit)>,
     events: Vec<(Instant, ClientEvent)>,
     server_events: Vec<Event>,
-    /// The server's `ask` emits: which client ack each one answers.
-    asks: HashMap<(SocketId, u64), u64>,
+    app: ReferenceApp,
     /// How many events of each name [`Net::wait_event`] has handed out.
     taken: HashMap<(NspId, String), usize>,
 }
@@ -127,7 +126,7 @@ impl Net {
             log: Vec::new(),
             events: Vec::new(),
             server_events: Vec::new(),
-            asks: HashMap::new(),
+            app: ReferenceApp::default(),
             taken: HashMap::new(),
         };
         n.pump();
@@ -157,7 +156,7 @@ impl Net {
             }
             while let Some(e) = self.server.poll_event() {
                 moved = true;
-                self.app(&e);
+                self.app.handle(&mut self.server, self.now, &e);
                 self.server_events.push(e);
             }
             if self.queue.front().is_some_and(|(t, _)| *t <= self.now) {
@@ -171,46 +170,6 @@ impl Net {
             }
         }
         panic!("the network never settles");
-    }
-
-    /// The reference application of CONFORMANCE.md.
-    fn app(&mut self, e: &Event) {
-        let now = self.now;
-        let io = &mut self.server;
-        match e {
-            Event::Connection { socket, auth, .. } => {
-                io.emit(*socket, "auth", vec![auth.clone()]).unwrap()
-            }
-            Event::Event {
-                socket,
-                name,
-                args,
-                ack,
-            } => match (name.as_str(), ack) {
-                ("message", _) => io.emit(*socket, "message-back", args.clone()).unwrap(),
-                ("binary", _) => io.emit(*socket, "binary-back", args.clone()).unwrap(),
-                ("message-with-ack", Some(id)) => io.ack(*socket, *id, args.clone()).unwrap(),
-                ("join", Some(id)) => {
-                    let room = args.first().and_then(Value::as_str).unwrap_or("");
-                    io.join(*socket, room).unwrap();
-                    io.ack(*socket, *id, vec![Value::from(true)]).unwrap();
-                }
-                ("server-ack", Some(id)) => {
-                    let ask = io
-                        .emit_with_ack(now, *socket, "ask", args.clone(), None)
-                        .unwrap();
-                    self.asks.insert((*socket, ask), *id);
-                }
-                ("disconnect-me", _) => io.disconnect(now, *socket, true).unwrap(),
-                _ => {}
-            },
-            Event::Ack { socket, id, args } => {
-                if let Some(orig) = self.asks.remove(&(*socket, *id)) {
-                    io.ack(*socket, orig, args.clone()).unwrap();
-                }
-            }
-            _ => {}
-        }
     }
 
     fn on_client_transmit(&mut self, t: ClientTransmit) {

@@ -5,11 +5,26 @@
 //! [`Server`] sits on an [`engineio::Server`]: it
 //! takes the same inputs (connections, bytes, time) and gives the same
 //! transmits, and turns Engine.IO sessions into namespace sockets.
+//! [`Client`] does the same over one [`engineio::Client`] at a time,
+//! reconnecting when the connection is lost.
+//!
+//! # Where things are
+//!
+//! * `value.rs`: [`Value`], JSON with binary leaves, written as
+//!   `JSON.stringify` writes it; `typed.rs`: to and from serde types;
+//! * `packet.rs`: the packet codec ([`Packet`], [`Decoder`]);
+//! * `server/` and `client/`: the two machines, each opening with its
+//!   theory of operation and a map of its files;
+//! * `ack.rs` and `timer.rs`: the acknowledgement table and the deadline
+//!   heap that both machines keep.
 
+mod ack;
 mod client;
-mod json;
 mod packet;
+#[cfg(test)]
+mod reference_app;
 mod server;
+mod timer;
 mod typed;
 mod value;
 

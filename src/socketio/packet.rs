@@ -7,6 +7,7 @@ use std::{borrow::Cow, fmt::Write as _};
 use bytes::Bytes;
 
 use super::value::{Value, write_json};
+use crate::engineio::Data;
 
 /// Event names the protocol reserves; a client may not emit them
 /// (CVE-2024-38355 crashed servers through `42["error"]`-style packets
@@ -19,6 +20,15 @@ pub const RESERVED_EVENTS: &[&str] = &[
     "newListener",
     "removeListener",
 ];
+
+/// Refuses a reserved event name with the caller's error.
+pub(crate) fn check_event_name<E>(name: &str, reserved: impl FnOnce(String) -> E) -> Result<(), E> {
+    if RESERVED_EVENTS.contains(&name) {
+        Err(reserved(name.to_owned()))
+    } else {
+        Ok(())
+    }
+}
 
 /// One Socket.IO packet, with binary data resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -340,6 +350,14 @@ impl Decoder {
             return Ok(None);
         }
         build(kind, nsp, id, json, &[]).map(Some)
+    }
+
+    /// Decodes an Engine.IO message, text or binary.
+    pub(crate) fn decode(&mut self, data: Data) -> Result<Option<Packet>, DecodeError> {
+        match data {
+            Data::Text(t) => self.decode_text(t.as_str()),
+            Data::Binary(b) => self.decode_binary(b),
+        }
     }
 
     /// Decodes a binary message: an attachment of the pending packet;

@@ -25,7 +25,7 @@ use serde::{
     ser::{self, Serialize},
 };
 
-use super::value::{Number, Value};
+use super::value::{Number, Value, merge_repeated_keys};
 
 /// A value that does not fit the requested type, or a type serde cannot
 /// express as JSON (a map with non-string keys...).
@@ -106,6 +106,15 @@ fn wrap(variant: Option<&'static str>, v: Value) -> Value {
     }
 }
 
+/// Integers become numbers as `Value::from` makes them.
+macro_rules! serialize_integers {
+    ($($method:ident: $t:ty),*) => {$(
+        fn $method(self, v: $t) -> Result<Value, TypedError> {
+            Ok(v.into())
+        }
+    )*};
+}
+
 impl ser::Serializer for ValueSerializer {
     type Ok = Value;
     type Error = TypedError;
@@ -120,30 +129,16 @@ impl ser::Serializer for ValueSerializer {
     fn serialize_bool(self, v: bool) -> Result<Value, TypedError> {
         Ok(Value::Bool(v))
     }
-    fn serialize_i8(self, v: i8) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_i64(self, v: i64) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_u8(self, v: u8) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
-    fn serialize_u64(self, v: u64) -> Result<Value, TypedError> {
-        Ok(v.into())
-    }
+    serialize_integers!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64
+    );
     fn serialize_f32(self, v: f32) -> Result<Value, TypedError> {
         Ok(Value::Number(Number::F64(f64::from(v))))
     }
@@ -253,47 +248,28 @@ impl ser::SerializeSeq for SeqBuilder {
     }
 }
 
-impl ser::SerializeTuple for SeqBuilder {
-    type Ok = Value;
-    type Error = TypedError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), TypedError> {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Result<Value, TypedError> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for SeqBuilder {
-    type Ok = Value;
-    type Error = TypedError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), TypedError> {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Result<Value, TypedError> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for SeqBuilder {
-    type Ok = Value;
-    type Error = TypedError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), TypedError> {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Result<Value, TypedError> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl MapBuilder {
-    fn push(&mut self, key: String, v: Value) {
-        match self.members.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = v,
-            None => self.members.push((key, v)),
+/// Tuples, tuple structs and tuple variants are sequences (a variant's is
+/// wrapped by `end`).
+macro_rules! serialize_as_seq {
+    ($($kind:ident::$add:ident),*) => {$(
+        impl ser::$kind for SeqBuilder {
+            type Ok = Value;
+            type Error = TypedError;
+            fn $add<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), TypedError> {
+                ser::SerializeSeq::serialize_element(self, v)
+            }
+            fn end(self) -> Result<Value, TypedError> {
+                ser::SerializeSeq::end(self)
+            }
         }
-    }
+    )*};
 }
+
+serialize_as_seq!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for MapBuilder {
     type Ok = Value;
@@ -317,11 +293,14 @@ impl ser::SerializeMap for MapBuilder {
             .take()
             .ok_or_else(|| TypedError("map value without a key".into()))?;
         let v = to_value(v)?;
-        self.push(key, v);
+        self.members.push((key, v));
         Ok(())
     }
     fn end(self) -> Result<Value, TypedError> {
-        Ok(wrap(self.variant, Value::Object(self.members)))
+        // Keys that became equal as text (`1` and `"1"`) merge as
+        // repeated JSON keys do.
+        let members = merge_repeated_keys(self.members);
+        Ok(wrap(self.variant, Value::Object(members)))
     }
 }
 
@@ -334,7 +313,7 @@ impl ser::SerializeStruct for MapBuilder {
         v: &T,
     ) -> Result<(), TypedError> {
         let v = to_value(v)?;
-        self.push(key.to_owned(), v);
+        self.members.push((key.to_owned(), v));
         Ok(())
     }
     fn end(self) -> Result<Value, TypedError> {
@@ -549,5 +528,30 @@ mod tests {
             from_value::<(u8, String)>(Value::from_json(r#"[1,"x"]"#).unwrap()).unwrap(),
             (1, "x".into())
         );
+    }
+
+    #[test]
+    fn map_keys_equal_as_text_merge_like_repeated_json_keys() {
+        struct Repeats;
+        impl Serialize for Repeats {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(None)?;
+                m.serialize_entry(&1, "a")?;
+                m.serialize_entry("b", "x")?;
+                m.serialize_entry("1", "c")?;
+                m.end()
+            }
+        }
+        assert_eq!(
+            to_value(&Repeats).unwrap(),
+            Value::object([("1", Value::from("c")), ("b", Value::from("x"))])
+        );
+        // Many keys: merged once at the end, not searched key by key.
+        let big: BTreeMap<u32, u32> = (0..100_000).map(|i| (i, i)).collect();
+        let Value::Object(o) = to_value(&big).unwrap() else {
+            panic!("not an object")
+        };
+        assert_eq!(o.len(), 100_000);
     }
 }

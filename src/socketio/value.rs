@@ -110,7 +110,7 @@ impl Value {
     /// Parses JSON text (without placeholders resolved: see
     /// [`Value::resolve_placeholders`]).
     pub fn from_json(text: &str) -> Result<Value, serde_json::Error> {
-        super::json::parse(text)
+        serde_json::from_str(text)
     }
 
     /// Serialises as `JSON.stringify` would; binary leaves become `null`
@@ -568,7 +568,7 @@ pub(crate) fn write_string(s: &str, out: &mut String) {
 /// The index of the first byte at or after `from` that JSON must escape
 /// (a control character, `"` or `\\`), or the length. Eight bytes at a time.
 #[inline]
-pub(crate) fn first_escape(bytes: &[u8], from: usize) -> usize {
+fn first_escape(bytes: &[u8], from: usize) -> usize {
     let rest = bytes.get(from..).unwrap_or_default();
     let mut words = rest.chunks_exact(8);
     let mut i = from;
@@ -864,5 +864,51 @@ mod tests {
             let mut v = Value::from_json(bad).unwrap();
             assert_eq!(v.resolve_placeholders(&att), Err(PlaceholderError), "{bad}");
         }
+    }
+
+    #[test]
+    fn repeated_keys_keep_their_first_position_and_last_value() {
+        // 40 keys, every one repeated, as in JavaScript; and small objects
+        // merge the same way as large ones.
+        let mut text = String::from("{");
+        for round in 0..3 {
+            for k in 0..40 {
+                if text.len() > 1 {
+                    text.push(',');
+                }
+                text.push_str(&format!("\"k{}\":{}", (k * 7) % 40, round * 100 + k));
+            }
+        }
+        text.push('}');
+        let Value::Object(o) = Value::from_json(&text).unwrap() else {
+            panic!("not an object")
+        };
+        assert_eq!(o.len(), 40);
+        for (i, (k, v)) in o.iter().enumerate() {
+            assert_eq!(k, &format!("k{}", (i * 7) % 40));
+            assert_eq!(v, &Value::from(200 + i as u64));
+        }
+        assert_eq!(
+            Value::from_json(r#"{"a":1,"b":2,"a":3}"#).unwrap(),
+            Value::object([("a", Value::from(3)), ("b", Value::from(2))])
+        );
+    }
+
+    #[test]
+    fn many_distinct_keys_parse() {
+        // 100,000 keys: merging them pairwise would take 5e9 comparisons.
+        let mut text = String::from("{");
+        for k in 0..100_000 {
+            if k > 0 {
+                text.push(',');
+            }
+            text.push_str(&format!("\"{k}\":0"));
+        }
+        text.push('}');
+        let Value::Object(o) = Value::from_json(&text).unwrap() else {
+            panic!("not an object")
+        };
+        assert_eq!(o.len(), 100_000);
+        assert_eq!(o[99_999].0, "99999");
     }
 }

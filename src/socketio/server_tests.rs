@@ -2,7 +2,8 @@
 //!
 //! The first group mirrors each Socket.IO test of the official
 //! socket.io-protocol suite (github socketio/socket.io-protocol,
-//! `test-suite/test-suite.js`), against the suite's reference application:
+//! `test-suite/test-suite.js`), against the reference application of
+//! CONFORMANCE.md (`reference_app.rs`), which does what the suite's does:
 //! `/` and `/custom` emit `auth` on connection; `message` is echoed as
 //! `message-back`; `message-with-ack` is acked with its arguments.
 
@@ -15,6 +16,7 @@ use crate::{
     engineio::{ConnId, Cors, CorsOrigin, Transmit},
     entropy::SeededEntropy,
     http::{HeadParser, Limits},
+    socketio::{DisconnectReason, reference_app::ReferenceApp},
     ws::{self, ClientRequest},
 };
 
@@ -27,6 +29,7 @@ struct Peer {
 
 struct H {
     io: Server,
+    app: ReferenceApp,
     now: Instant,
     out: HashMap<ConnId, BytesMut>,
     closed: Vec<ConnId>,
@@ -52,6 +55,7 @@ impl H {
         io.add_namespace("/custom", Admission::AcceptAll);
         H {
             io,
+            app: ReferenceApp::default(),
             now,
             out: HashMap::new(),
             closed: Vec::new(),
@@ -79,26 +83,7 @@ impl H {
             }
             while let Some(ev) = self.io.poll_event() {
                 moved = true;
-                match &ev {
-                    Event::Connection { socket, auth, .. } => {
-                        self.io.emit(*socket, "auth", vec![auth.clone()]).unwrap()
-                    }
-                    Event::Event {
-                        socket,
-                        name,
-                        args,
-                        ack,
-                    } => match (name.as_str(), ack) {
-                        ("message", _) => {
-                            self.io.emit(*socket, "message-back", args.clone()).unwrap()
-                        }
-                        ("message-with-ack", Some(id)) => {
-                            self.io.ack(*socket, *id, args.clone()).unwrap()
-                        }
-                        _ => {}
-                    },
-                    _ => {}
-                }
+                self.app.handle(&mut self.io, self.now, &ev);
                 self.events.push(ev);
             }
             if !moved {
@@ -193,6 +178,17 @@ impl H {
         assert_eq!(p.got.len(), 2);
         p.got.clear();
         p
+    }
+
+    /// The sockets that connected, in order.
+    fn connections(&self) -> Vec<SocketId> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Connection { socket, .. } => Some(*socket),
+                _ => None,
+            })
+            .collect()
     }
 
     fn disconnects(&self) -> Vec<DisconnectReason> {
@@ -467,14 +463,7 @@ fn malformed_packets_close_only_their_connection() {
 fn rooms_broadcasts_and_exclusions() {
     let mut h = H::suite();
     let mut peers: Vec<Peer> = (0..3).map(|_| h.init()).collect();
-    let ids: Vec<SocketId> = h
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Connection { socket, .. } => Some(*socket),
-            _ => None,
-        })
-        .collect();
+    let ids = h.connections();
     h.io.join(ids[0], "r").unwrap();
     h.io.join(ids[1], "r").unwrap();
     assert_eq!(
@@ -514,6 +503,75 @@ fn rooms_broadcasts_and_exclusions() {
     h.io.leave(ids[0], "r").unwrap();
     assert_eq!(h.io.rooms(ids[1]), ["r"]);
     assert_eq!(h.io.of("/").to("r").sockets(), [ids[1]]);
+}
+
+#[test]
+fn a_broadcast_reaches_exactly_the_sockets_it_names() {
+    // Rooms a = {0, 1} and b = {1, 2}; socket 3 is in none. For every mix
+    // of target rooms (overlapping, repeated, unknown, socket ids),
+    // exclusions and a sending socket, `sockets()` names exactly the
+    // sockets `emit` reaches, and `emit` counts them.
+    let mut h = H::suite();
+    let mut peers: Vec<Peer> = (0..4).map(|_| h.init()).collect();
+    let ids = h.connections();
+    for (i, room) in [(0, "a"), (1, "a"), (1, "b"), (2, "b")] {
+        h.io.join(ids[i], room).unwrap();
+    }
+    let (id0, id3) = (ids[0].to_string(), ids[3].to_string());
+    let tos: [Vec<&str>; 8] = [
+        vec![],
+        vec!["a"],
+        vec!["b"],
+        vec!["a", "b"],
+        vec!["a", "a"],
+        vec!["nope"],
+        vec![&id3],
+        vec!["b", &id3, &id0],
+    ];
+    let excepts: [Vec<&str>; 5] = [vec![], vec!["b"], vec![&id0], vec!["nope"], vec!["a", "b"]];
+    fn build<'a>(
+        io: &'a mut Server,
+        to: &[&str],
+        except: &[&str],
+        from: Option<SocketId>,
+    ) -> Broadcast<'a> {
+        let mut b = match from {
+            Some(s) => io.broadcast_from(s),
+            None => io.of("/"),
+        };
+        for r in to {
+            b = b.to(r);
+        }
+        for r in except {
+            b = b.except(r);
+        }
+        b
+    }
+    let mut case = 0u64;
+    for to in &tos {
+        for except in &excepts {
+            for from in [None, Some(ids[1])] {
+                let named = build(&mut h.io, to, except, from).sockets();
+                let count = build(&mut h.io, to, except, from)
+                    .emit("n", vec![case.into()])
+                    .unwrap();
+                let want = format!(r#"42["n",{case}]"#);
+                let mut reached = Vec::new();
+                for (i, p) in peers.iter_mut().enumerate() {
+                    h.sync(p);
+                    if p.texts().contains(&want) {
+                        reached.push(ids[i]);
+                    }
+                    p.got.clear();
+                }
+                reached.sort();
+                let what = format!("to {to:?} except {except:?} from {from:?}");
+                assert_eq!(named, reached, "{what}");
+                assert_eq!(count, reached.len(), "{what}");
+                case += 1;
+            }
+        }
+    }
 }
 
 #[test]

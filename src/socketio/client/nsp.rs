@@ -1,0 +1,254 @@
+//! Namespace sockets: joining and leaving, and the packets the server
+//! sends them.
+//!
+//! # Theory of operation
+//!
+//! ```text
+//!  Idle ──(an engine opens)──► Connecting ──(CONNECT with a sid)──► Connected(sid)
+//!   ▲                              │                                    │
+//!   └──── CONNECT_ERROR, DISCONNECT, the engine closes, disconnect() ◄──┘
+//! ```
+//!
+//! A socket is *active* from [`Client::socket`] until it leaves, and every
+//! active socket sends its `CONNECT` whenever an engine opens. Events that
+//! arrive while it waits for the answer are held (up to
+//! `MAX_RECEIVE_BUFFER`) and handed out right after its
+//! [`ClientEvent::Connect`]. A socket that leaves no longer reconnects;
+//! when no socket is active, the client closes.
+
+use std::{collections::VecDeque, time::Instant};
+
+use super::{
+    super::{Packet, Value},
+    Client, ClientDisconnectReason, ClientEvent, ClientUsageError, Nsp, NspId, NspState, Ready,
+};
+use crate::engineio::Data;
+
+/// Events that arrive for a socket still waiting for its `CONNECT` answer
+/// are held, up to this many (a correct server sends none).
+const MAX_RECEIVE_BUFFER: usize = 1024;
+
+impl Client {
+    /// The socket of namespace `name` (`/`, `/admin`...), connecting with
+    /// `auth` (an object, or none). Asking again for a namespace gives the
+    /// same socket; if it had left, it becomes active again with the new
+    /// auth. If the client is closed (and not about to reconnect), a new
+    /// connection opens.
+    pub fn socket(
+        &mut self,
+        now: Instant,
+        name: &str,
+        auth: Option<Value>,
+    ) -> Result<NspId, ClientUsageError> {
+        if !name.starts_with('/') || name.contains(',') || name.chars().any(char::is_control) {
+            return Err(ClientUsageError::InvalidNamespace(name.to_owned()));
+        }
+        if auth
+            .as_ref()
+            .is_some_and(|a| !matches!(a, Value::Object(_)))
+        {
+            return Err(ClientUsageError::InvalidAuth);
+        }
+        let id = match self.nsp(name) {
+            Some(id) => id,
+            None => {
+                let id = NspId(u32::try_from(self.nsps.len()).unwrap_or(u32::MAX));
+                self.nsps.push(Nsp {
+                    name: name.to_owned(),
+                    auth: None,
+                    active: false,
+                    state: NspState::Idle,
+                    send_buffer: VecDeque::new(),
+                    receive_buffer: VecDeque::new(),
+                    next_ack: 0,
+                    acks: Default::default(),
+                });
+                id
+            }
+        };
+        let Some(n) = self.nsps.get_mut(id.0 as usize) else {
+            return Err(ClientUsageError::UnknownNsp(id));
+        };
+        let was_active = std::mem::replace(&mut n.active, true);
+        if !was_active {
+            n.auth = auth;
+        }
+        match self.ready {
+            Ready::Open if !was_active => self.send_connect(now, id),
+            Ready::Open | Ready::Opening => {}
+            Ready::Closed if self.reconnecting => {}
+            Ready::Closed => self.open_engine(now, false),
+        }
+        self.pump(now);
+        Ok(id)
+    }
+
+    /// Leaves a namespace: a `DISCONNECT` if connected, then
+    /// [`ClientEvent::Disconnect`] with `io client disconnect`. The socket
+    /// no longer reconnects (until [`socket`](Self::socket) is called
+    /// again). When no socket is left active, the connection closes.
+    pub fn disconnect(&mut self, now: Instant, nsp: NspId) -> Result<(), ClientUsageError> {
+        self.get(nsp).ok_or(ClientUsageError::UnknownNsp(nsp))?;
+        self.send_disconnect(now, nsp);
+        self.leave(now, nsp, ClientDisconnectReason::IoClientDisconnect);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Leaves every namespace (as [`disconnect`](Self::disconnect) does)
+    /// and closes the connection once what was sent has left; no
+    /// reconnection. [`socket`](Self::socket) opens a new one.
+    pub fn close(&mut self, now: Instant) {
+        for nsp in self.active_nsps() {
+            self.send_disconnect(now, nsp);
+            // The last one to leave closes the connection.
+            self.leave(now, nsp, ClientDisconnectReason::IoClientDisconnect);
+        }
+        // Closed already, unless no socket was active.
+        self.shutdown(now);
+        self.pump(now);
+    }
+
+    pub(super) fn on_data(&mut self, now: Instant, data: Data) {
+        match self.decoder.decode(data) {
+            Ok(Some(p)) => self.on_packet(now, p),
+            Ok(None) => {}
+            Err(_) => {
+                self.retire_engine(now, true);
+                self.on_close(now, ClientDisconnectReason::ParseError);
+            }
+        }
+    }
+
+    fn on_packet(&mut self, now: Instant, p: Packet) {
+        let Some(nsp) = self
+            .nsps
+            .iter()
+            .position(|n| n.active && n.name == p.nsp())
+            .map(|i| NspId(i as u32))
+        else {
+            return;
+        };
+        let Some(n) = self.nsps.get_mut(nsp.0 as usize) else {
+            return;
+        };
+        match p {
+            Packet::Connect { data, .. } => {
+                if n.state != NspState::Connecting {
+                    return;
+                }
+                match data
+                    .as_ref()
+                    .and_then(|d| d.get("sid"))
+                    .and_then(Value::as_str)
+                {
+                    Some(sid) => {
+                        n.state = NspState::Connected(sid.to_owned());
+                        self.events.push_back(ClientEvent::Connect {
+                            nsp,
+                            sid: sid.to_owned(),
+                        });
+                        let held: Vec<ClientEvent> = n.receive_buffer.drain(..).collect();
+                        self.events.extend(held);
+                        self.flush_send_buffer(now, nsp);
+                    }
+                    None => {
+                        // A v2 server answers CONNECT without a sid.
+                        let message = "It seems you are trying to reach a Socket.IO server in v2.x with a v3.x client, but they are not compatible";
+                        self.refused(now, nsp, Value::object([("message", Value::from(message))]));
+                    }
+                }
+            }
+            Packet::ConnectError { data, .. } => self.refused(now, nsp, data),
+            Packet::Disconnect { .. } => {
+                self.leave(now, nsp, ClientDisconnectReason::IoServerDisconnect);
+            }
+            Packet::Event { id, name, args, .. } => {
+                let ev = ClientEvent::Event {
+                    nsp,
+                    name,
+                    args,
+                    ack: id,
+                };
+                if n.connected() {
+                    self.events.push_back(ev);
+                } else if n.receive_buffer.len() < MAX_RECEIVE_BUFFER {
+                    n.receive_buffer.push_back(ev);
+                }
+            }
+            Packet::Ack { id, args, .. } => {
+                if n.acks.remove(id) {
+                    self.events.push_back(ClientEvent::Ack { nsp, id, args });
+                }
+            }
+        }
+    }
+
+    /// The server refused a namespace: the socket leaves for good.
+    fn refused(&mut self, now: Instant, nsp: NspId, data: Value) {
+        if let Some(n) = self.nsps.get_mut(nsp.0 as usize) {
+            n.active = false;
+            n.state = NspState::Idle;
+            n.receive_buffer.clear();
+        }
+        self.events
+            .push_back(ClientEvent::ConnectError { nsp, data });
+        self.maybe_close_all(now);
+    }
+
+    /// A socket leaves (the official `destroy` then `onclose`).
+    fn leave(&mut self, now: Instant, nsp: NspId, reason: ClientDisconnectReason) {
+        if let Some(n) = self.nsps.get_mut(nsp.0 as usize) {
+            n.active = false;
+        }
+        self.socket_closed(nsp, reason);
+        self.maybe_close_all(now);
+    }
+
+    /// When no socket is active any more, the connection closes.
+    fn maybe_close_all(&mut self, now: Instant) {
+        if self.nsps.iter().all(|n| !n.active) {
+            self.shutdown(now);
+        }
+    }
+
+    /// A socket is no longer connected: [`ClientEvent::Disconnect`] if it
+    /// was, and its acks that were sent are lost.
+    pub(super) fn socket_closed(&mut self, nsp: NspId, reason: ClientDisconnectReason) {
+        let Some(n) = self.nsps.get_mut(nsp.0 as usize) else {
+            return;
+        };
+        let was_connected = n.connected();
+        n.state = NspState::Idle;
+        n.receive_buffer.clear();
+        if !was_connected {
+            return;
+        }
+        self.events
+            .push_back(ClientEvent::Disconnect { nsp, reason });
+        self.lose_sent_acks(nsp);
+    }
+
+    /// Tells the server that a connected socket leaves.
+    fn send_disconnect(&mut self, now: Instant, nsp: NspId) {
+        let Some(n) = self.get(nsp) else { return };
+        if n.connected() && self.ready == Ready::Open {
+            let packet = Packet::Disconnect {
+                nsp: n.name.clone().into(),
+            };
+            self.write_packet(now, &packet);
+        }
+    }
+
+    pub(super) fn send_connect(&mut self, now: Instant, nsp: NspId) {
+        let Some(n) = self.nsps.get_mut(nsp.0 as usize) else {
+            return;
+        };
+        n.state = NspState::Connecting;
+        let packet = Packet::Connect {
+            nsp: n.name.clone().into(),
+            data: n.auth.clone(),
+        };
+        self.write_packet(now, &packet);
+    }
+}

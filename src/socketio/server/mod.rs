@@ -1,0 +1,312 @@
+//! The Socket.IO server machine.
+//!
+//! # Theory of operation
+//!
+//! Each Engine.IO session is a *client*; each namespace it joins is a
+//! *socket*. A client that joins no namespace within `connect_timeout` is
+//! closed. Packets are decoded per client (binary packets wait for their
+//! attachments) and dispatched to the socket of their namespace; anything
+//! malformed, or addressed to a namespace the client has not joined, closes
+//! the whole client, as the official server does, and nobody else notices.
+//!
+//! Rooms live in their namespace as ordered maps from socket id to the
+//! Engine.IO session, so a broadcast walks its recipients in a fixed order
+//! (the same seed gives the same transcript) and reaches each session
+//! without another lookup. A broadcast is encoded once; each recipient's
+//! transport gets a reference to the same bytes.
+//!
+//! Timers (connect timeouts, ack timeouts) share one heap; stale entries
+//! are skipped when they come up.
+//!
+//! # Where things are
+//!
+//! * this file: the data model (namespaces, clients, sockets, timers), the
+//!   constructor, the queries and the pollers;
+//! * `engine.rs`: the inputs, which are the Engine.IO server's, and what
+//!   the engine's events become;
+//! * `namespace.rs`: namespaces and admission, a socket from its `CONNECT`
+//!   to its removal;
+//! * `rooms.rs`: the room index;
+//! * `emit.rs`: emits to one socket, broadcasts (encoded once) and the
+//!   messages a cluster exchanges;
+//! * `ack.rs`: emits that wait for an answer, and answers (the table
+//!   itself is `../ack.rs`, shared with the client, as is the deadline heap
+//!   in `../timer.rs`).
+
+mod ack;
+mod emit;
+mod engine;
+mod namespace;
+mod rooms;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    sync::Arc,
+    time::Instant,
+};
+
+pub use emit::{Broadcast, BroadcastMessage};
+
+use super::{
+    Admission, Config, Decoder, Event, SocketId, UsageError, Value, ack::Pending, timer::Deadlines,
+};
+use crate::{
+    engineio::{self, Handshake, SharedPacket, Sid},
+    entropy::BoxEntropy,
+    idmap::IdMap,
+};
+
+#[derive(Debug, Default)]
+struct Namespace {
+    admission: Admission,
+    sockets: BTreeMap<SocketId, Sid>,
+    rooms: BTreeMap<String, BTreeMap<SocketId, Sid>>,
+    /// Ack ids are counted per namespace, as the official server does.
+    next_ack: u64,
+}
+
+#[derive(Debug)]
+struct Client {
+    decoder: Decoder,
+    /// Sockets in join order: connected ones, and ones awaiting a decision.
+    sockets: Vec<(Arc<str>, SocketId)>,
+    connect_deadline: Option<Instant>,
+    handshake: Arc<Handshake>,
+}
+
+#[derive(Debug)]
+struct Socket {
+    sid: Sid,
+    nsp: Arc<str>,
+    connected: bool,
+    rooms: BTreeSet<String>,
+    /// Emits waiting for an answer, with their deadlines.
+    acks: Pending,
+    auth: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Connect(Sid),
+    Ack(SocketId, u64),
+}
+
+/// A broadcast addressed but not yet handed to the engine.
+struct PendingBroadcast {
+    sids: Vec<Sid>,
+    shared: Vec<SharedPacket>,
+}
+
+/// The application's verdict on a connection to a namespace that is not
+/// registered: `true` creates it.
+pub type DynamicNamespaces = Box<dyn Fn(&str, &Value) -> bool + Send>;
+
+/// The Socket.IO server: namespaces, sockets, rooms, over one Engine.IO
+/// server.
+///
+/// Inputs and outputs are the Engine.IO server's (connections, bytes, time,
+/// transmits), plus [`poll_event`](Self::poll_event) for Socket.IO events.
+/// After any input or command, drain `poll_transmit`, then `poll_event`,
+/// then read `poll_timeout`.
+///
+/// ```
+/// use std::time::Instant;
+/// use wsio::{entropy::SeededEntropy, socketio::{Config, Event, Server, Value}};
+///
+/// let mut io = Server::new(Config::default(), Box::new(SeededEntropy::new(1)), Instant::now());
+/// io.add_namespace("/chat", Default::default());
+/// # let now = Instant::now();
+/// while let Some(ev) = io.poll_event() {
+///     match ev {
+///         Event::Connection { socket, .. } => io.join(socket, "lobby").unwrap(),
+///         Event::Event { socket, name, args, ack } if name == "say" => {
+///             io.of("/chat").to("lobby").emit("said", args.clone()).unwrap();
+///             if let Some(id) = ack {
+///                 io.ack(socket, id, vec![Value::from(true)]).unwrap();
+///             }
+///         }
+///         _ => {}
+///     }
+/// }
+/// ```
+pub struct Server {
+    engine: engineio::Server,
+    config: Config,
+    entropy: BoxEntropy,
+    namespaces: BTreeMap<String, Namespace>,
+    dynamic: Option<DynamicNamespaces>,
+    clients: IdMap<Sid, Client>,
+    sockets: IdMap<SocketId, Socket>,
+    timers: Deadlines<Timer>,
+    events: VecDeque<Event>,
+    /// Namespace connections accepted but not yet answered: they complete
+    /// when the application has heard everything before them (see
+    /// `poll_event`).
+    deferred: VecDeque<SocketId>,
+    publish: VecDeque<BroadcastMessage>,
+    /// Broadcasts addressed but not yet handed to the engine: see
+    /// [`Server::flush_broadcasts`].
+    broadcasts: Vec<PendingBroadcast>,
+    now: Instant,
+    /// Where packets to one socket are encoded, reused between them.
+    scratch: String,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("clients", &self.clients.len())
+            .field("sockets", &self.sockets.len())
+            .field("namespaces", &self.namespaces.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with the main namespace `/`, drawing ids from `entropy`;
+    /// `now` starts its clock (the machine never reads one itself).
+    pub fn new(config: Config, mut entropy: BoxEntropy, now: Instant) -> Self {
+        // The engine gets its own generator, seeded from ours, so that its
+        // session ids and our socket ids do not depend on each other's use.
+        let engine_entropy = crate::entropy::SeededEntropy::from_entropy(&mut *entropy);
+        let mut namespaces = BTreeMap::new();
+        namespaces.insert("/".to_owned(), Namespace::default());
+        Server {
+            engine: engineio::Server::new(engine_config(&config), Box::new(engine_entropy), now),
+            config,
+            entropy,
+            namespaces,
+            dynamic: None,
+            clients: IdMap::default(),
+            sockets: IdMap::default(),
+            timers: Deadlines::default(),
+            events: VecDeque::new(),
+            deferred: VecDeque::new(),
+            publish: VecDeque::new(),
+            broadcasts: Vec::new(),
+            now,
+            scratch: String::new(),
+        }
+    }
+
+    /// The underlying Engine.IO server (for queries and its own options,
+    /// such as [`set_allow_request`](engineio::Server::set_allow_request)).
+    pub fn engine(&mut self) -> &mut engineio::Server {
+        // Every use of the engine, this crate's own included, goes through
+        // here: whatever is done there comes after the broadcasts made
+        // before.
+        self.flush_broadcasts();
+        &mut self.engine
+    }
+
+    /// The namespace of a socket.
+    pub fn namespace_of(&self, socket: SocketId) -> Option<&str> {
+        self.sockets.get(&socket).map(|s| &*s.nsp)
+    }
+
+    /// The request that opened a socket's connection.
+    pub fn handshake(&self, socket: SocketId) -> Option<&Handshake> {
+        let s = self.sockets.get(&socket)?;
+        self.clients.get(&s.sid).map(|c| &*c.handshake)
+    }
+
+    /// The auth payload a socket connected with.
+    pub fn auth(&self, socket: SocketId) -> Option<&Value> {
+        self.sockets.get(&socket).map(|s| &s.auth)
+    }
+
+    /// The Engine.IO session of a socket.
+    pub fn session_of(&self, socket: SocketId) -> Option<Sid> {
+        self.sockets.get(&socket).map(|s| s.sid)
+    }
+
+    /// The rooms a socket is in (its own id-named room not included).
+    pub fn rooms(&self, socket: SocketId) -> Vec<String> {
+        self.sockets
+            .get(&socket)
+            .map_or_else(Vec::new, |s| s.rooms.iter().cloned().collect())
+    }
+
+    /// The connected sockets of a namespace.
+    pub fn sockets(&self, nsp: &str) -> Vec<SocketId> {
+        self.namespaces
+            .get(nsp)
+            .map_or_else(Vec::new, |n| n.sockets.keys().copied().collect())
+    }
+
+    /// The number of Engine.IO connections.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The next bytes to write, response to give, or connection to close.
+    pub fn poll_transmit(&mut self) -> Option<engineio::Transmit> {
+        self.engine().poll_transmit()
+    }
+
+    /// The next event for the application.
+    ///
+    /// A namespace connection completes here, once the events before it
+    /// have been handed out: as in the official server (where joining a
+    /// namespace passes through asynchronous middleware), the answers to
+    /// events read in the same batch leave before the CONNECT's answer.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() {
+            if let Some(id) = self.deferred.pop_front() {
+                self.complete_connect(id);
+            }
+        }
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.timers.next(), self.engine.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next broadcast to hand to the other processes of a cluster
+    /// (only with [`Config::cluster`]).
+    pub fn poll_publish(&mut self) -> Option<BroadcastMessage> {
+        self.publish.pop_front()
+    }
+
+    /// A connected socket.
+    fn connected(&self, socket: SocketId) -> Result<&Socket, UsageError> {
+        self.sockets
+            .get(&socket)
+            .filter(|s| s.connected)
+            .ok_or(UsageError::UnknownSocket(socket))
+    }
+
+    /// A connected socket and its namespace, both to change.
+    fn connected_mut(
+        &mut self,
+        socket: SocketId,
+    ) -> Result<(&mut Socket, Option<&mut Namespace>), UsageError> {
+        let s = self
+            .sockets
+            .get_mut(&socket)
+            .filter(|s| s.connected)
+            .ok_or(UsageError::UnknownSocket(socket))?;
+        let ns = self.namespaces.get_mut(&*s.nsp);
+        Ok((s, ns))
+    }
+}
+
+/// The engine's options, with the client's files left to the application.
+fn engine_config(config: &Config) -> engineio::Config {
+    let mut e = config.engine.clone();
+    if config.client_files {
+        let base = e.path.clone();
+        e.bypass
+            .extend(super::CLIENT_FILES.iter().map(|f| format!("{base}{f}")));
+    }
+    e
+}
+
+#[cfg(test)]
+#[path = "../server_tests.rs"]
+mod tests;
