@@ -7,7 +7,7 @@
 # The suites are not published on npm; scripts/{eio,sio}-suite.sh take a local
 # copy from EIO_SUITE_DIR / SIO_SUITE_DIR. Without one they exit 3 and this
 # script says so: every test of both suites also exists as a Rust test
-# (`suite_*` in src/engineio/server/tests.rs and src/socketio/tests.rs), which
+# (`suite_*` in src/engineio/server/tests.rs and src/socketio/server_tests.rs), which
 # `cargo test` runs. Any other failure fails this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
