@@ -10,13 +10,57 @@
 //!   [`header_value`](Offer::header_value) goes in the request; its
 //!   [`verify`](Offer::verify) checks the reply and gives the [`Params`].
 //!
-//! The codec that uses these [`Params`] comes separately.
+//! Both sides then build a [`Deflater`] for what they send and an
+//! [`Inflater`] for what they receive from the same [`Params`].
+//!
+//! # Frames
+//!
+//! A compressed message has RSV1 on its first frame only; control frames
+//! are never compressed ([`frame_compressed`] checks the bits). The sender
+//! compresses the whole message (or each part of a fragmented one) and
+//! frames the output; the receiver feeds each frame's payload to
+//! [`Inflater::inflate`] with the message's size limit.
+//!
+//! # Memory
+//!
+//! Measured with flate2's zlib-rs backend (memLevel 8, which flate2 does
+//! not let us change), per connection:
+//!
+//! | state | size | when |
+//! |---|---|---|
+//! | [`Deflater`] | 245 KiB (9-bit window), 259 KiB (12), 371 KiB (15) | from the first compressed message sent |
+//! | [`Inflater`] | 46 KiB, whatever the window | from the first compressed message received |
+//!
+//! Both are made lazily and can be given back between messages:
+//! [`Deflater::release`] always (with context takeover the next message
+//! starts from an empty window: less compression, never an error), and
+//! [`Inflater::release`] only when the peer does not use context takeover,
+//! since the window then holds nothing the next message may refer to. With
+//! the peer's context takeover the inflater's 46 KiB stay until the
+//! connection ends; a server that wants to release it while idle sets
+//! [`DeflateConfig::client_no_context_takeover`].
+//!
+//! # Window bits 8
+//!
+//! zlib (and zlib-rs, and flate2) cannot make a raw deflate stream with an
+//! 8-bit window. A window agreed at 8 bits is compressed with 9, as zlib
+//! itself, npm `ws` and Node do: the peer can still decode it with 256
+//! bytes of window, because a zlib-style compressor never refers further
+//! back than its window less 262 bytes (250 for 9 bits). Inflating always
+//! uses a 15-bit window, which decodes any smaller one.
 
+mod codec;
 mod header;
 mod negotiate;
 
+#[cfg(test)]
+mod tests;
+
+pub use codec::{Deflater, Inflater, frame_compressed};
 pub use header::{Extension, Param, parse_extensions};
 pub use negotiate::{Accepted, ClientWindow, EXTENSION_NAME, Offer, accept_offer};
+
+use super::CloseCode;
 
 /// The application's choices for permessage-deflate, for either role.
 ///
@@ -50,7 +94,7 @@ pub struct DeflateConfig {
     /// the client's window. Default 15.
     pub client_max_window_bits: u8,
     /// Messages shorter than this many bytes are sent uncompressed
-    /// by the codec. Default 1024, as npm `ws`.
+    /// ([`Deflater::should_compress`]). Default 1024, as npm `ws`.
     pub threshold: usize,
     /// Compression level, 0 (store) to 9 (smallest). Default 6, zlib's
     /// default and npm `ws`'s.
@@ -178,3 +222,35 @@ impl NegotiationError {
         400
     }
 }
+
+/// Why a compressed message could not be inflated; each fails the
+/// connection with its close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InflateError {
+    /// The message would decompress to more than the limit (close 1009).
+    #[error("decompressed message over the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The payload is not valid DEFLATE data (close 1007).
+    #[error("invalid compressed data")]
+    InvalidData,
+}
+
+impl InflateError {
+    /// The close code that reports this error to the peer.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            InflateError::TooLarge { .. } => CloseCode::TOO_BIG,
+            InflateError::InvalidData => CloseCode::INVALID_PAYLOAD,
+        }
+    }
+}
+
+/// The compressor failed, which valid use never causes; the connection
+/// should close with 1011 (internal error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the compressor failed")]
+pub struct CompressError;
