@@ -1,6 +1,8 @@
 //! The per-message codec (RFC 7692 section 7.2): one [`Deflater`] for the
 //! messages a connection sends, one [`Inflater`] for those it receives.
 
+use std::mem::MaybeUninit;
+
 use bytes::{BufMut, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -14,8 +16,9 @@ const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// Bytes of output made room for at a time, at least and at most: enough
 /// that a message takes few calls, little enough that a small message does
-/// not zero (safe code cannot leave the room uninitialised) or keep a large
-/// buffer.
+/// not keep a large buffer (or, when compressing, zero one: the compressor
+/// writes into zero-filled room, its cost being small beside compression's;
+/// the inflater writes into uninitialised room, see `Inflater::feed`).
 const MIN_CHUNK: usize = 256;
 const MAX_CHUNK: usize = 1 << 20;
 
@@ -283,7 +286,9 @@ impl Inflater {
 
     /// Inflates one frame's payload of a compressed message, appending the
     /// output to `out`; `fin` on the message's last frame, whose data is
-    /// then followed by the stripped `00 00 ff ff`.
+    /// then followed by the stripped `00 00 ff ff`. The output is written
+    /// straight into `out`'s spare capacity (grown as needed), so a buffer
+    /// sized for the message is filled without another copy.
     ///
     /// `limit` caps the whole message's decompressed size (the sum over its
     /// frames): the error comes as soon as the output would pass it, before
@@ -307,14 +312,10 @@ impl Inflater {
             self.produced = 0;
             self.ended = false;
         }
-        // `out` is zero-filled past `pos` as room is made, and cut back to
-        // the output once, after the payload and the trailer.
-        let mut pos = out.len();
-        let mut result = self.feed(frame_payload, limit, out, &mut pos);
+        let mut result = self.feed(frame_payload, limit, out);
         if fin && result.is_ok() {
-            result = self.feed(&TRAILER, limit, out, &mut pos);
+            result = self.feed(&TRAILER, limit, out);
         }
-        out.truncate(pos);
         if result.is_err() {
             self.state = None;
             self.fresh = true;
@@ -331,13 +332,12 @@ impl Inflater {
         result
     }
 
-    /// Inflates `input` into `out` from `pos` on, advancing `pos`.
+    /// Inflates `input`, appending the output to `out`.
     fn feed(
         &mut self,
         mut input: &[u8],
         limit: usize,
         out: &mut BytesMut,
-        pos: &mut usize,
     ) -> Result<(), InflateError> {
         if self.ended || input.is_empty() {
             return Ok(());
@@ -346,34 +346,44 @@ impl Inflater {
         self.fresh = false;
         loop {
             let room = limit.saturating_sub(self.produced);
-            let mut probe = [0u8; 1];
-            let space: &mut [u8] = if room == 0 {
+            if room > 0 && out.len() == out.capacity() {
+                let chunk = input.len().saturating_mul(8).clamp(MIN_CHUNK, MAX_CHUNK);
+                out.reserve(chunk.min(room));
+            }
+            let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+            let space = if room == 0 {
                 // At the limit: one more byte of output, and it is crossed.
-                &mut probe
+                &mut probe[..]
             } else {
-                if *pos == out.len() {
-                    let chunk = input.len().saturating_mul(8).clamp(MIN_CHUNK, MAX_CHUNK);
-                    out.resize(*pos + chunk.min(room), 0);
-                }
-                let end = out.len().min(pos.saturating_add(room));
-                match out.get_mut(*pos..end) {
-                    Some(s) => s,
-                    None => return Err(InflateError::InvalidData),
-                }
+                let spare = out.spare_capacity_mut();
+                let n = spare.len().min(room);
+                spare.get_mut(..n).unwrap_or_default()
             };
             let room_now = space.len();
             let (in0, out0) = (d.total_in(), d.total_out());
-            let status = d.decompress(input, space, FlushDecompress::Sync);
+            let status = d.decompress_uninit(input, space, FlushDecompress::Sync);
             let consumed = usize::try_from(d.total_in() - in0).unwrap_or(usize::MAX);
             let produced = usize::try_from(d.total_out() - out0).unwrap_or(usize::MAX);
             let (Some(rest), true) = (input.get(consumed..), produced <= room_now) else {
                 return Err(InflateError::InvalidData);
             };
-            if room == 0 && produced > 0 {
-                return Err(InflateError::TooLarge { limit });
+            if room == 0 {
+                if produced > 0 {
+                    return Err(InflateError::TooLarge { limit });
+                }
+            } else {
+                // SAFETY: `decompress_uninit` wrote `produced` bytes (the
+                // growth of its `total_out`) at the front of `space`, which
+                // is the start of `out`'s spare capacity, and `produced` is
+                // at most `space.len()` (checked above): the bytes up to the
+                // new length are initialised and within the capacity.
+                // flate2's own `decompress_vec` relies on the same contract.
+                #[allow(unsafe_code)]
+                unsafe {
+                    out.set_len(out.len() + produced);
+                }
             }
             input = rest;
-            *pos += produced;
             self.produced += produced;
             match status {
                 Ok(Status::StreamEnd) => {

@@ -48,6 +48,13 @@
 //! bytes of window, because a zlib-style compressor never refers further
 //! back than its window less 262 bytes (250 for 9 bits). Inflating always
 //! uses a 15-bit window, which decodes any smaller one.
+//!
+//! # Unsafe code
+//!
+//! One `unsafe` call, in the inflater: it sets the length of the caller's
+//! buffer over the bytes flate2 reports having written into its spare
+//! capacity, so received messages are not zero-filled first (see the SAFETY
+//! note in `codec.rs`).
 
 mod codec;
 mod header;
