@@ -131,6 +131,8 @@ impl Deflater {
     /// Appends the compressed form of one part of a message to `out`, for
     /// messages sent in several parts; `fin` on the last. Each part is
     /// flushed, so its output can be sent at once as one frame (or several).
+    /// On error nothing is appended, and the next message starts a new
+    /// stream.
     pub fn compress_fragment(
         &mut self,
         payload: &[u8],
@@ -147,6 +149,7 @@ impl Deflater {
         if result.is_err() {
             // The stream is in an unknown state: the next message starts a
             // new one, which a peer accepts whatever the context rules.
+            out.truncate(start);
             self.state = None;
             self.in_message = false;
             return result;
@@ -209,8 +212,8 @@ fn compress_into(
         };
         let (in0, out0) = (c.total_in(), c.total_out());
         let status = c.compress(input, space, FlushCompress::Sync);
-        let consumed = usize::try_from(c.total_in() - in0).unwrap_or(usize::MAX);
-        let produced = usize::try_from(c.total_out() - out0).unwrap_or(usize::MAX);
+        let consumed = usize::try_from(c.total_in().saturating_sub(in0)).unwrap_or(usize::MAX);
+        let produced = usize::try_from(c.total_out().saturating_sub(out0)).unwrap_or(usize::MAX);
         let room = space.len();
         let (Some(rest), true) = (input.get(consumed..), produced <= room) else {
             break Err(CompressError);
@@ -362,8 +365,9 @@ impl Inflater {
             let room_now = space.len();
             let (in0, out0) = (d.total_in(), d.total_out());
             let status = d.decompress_uninit(input, space, FlushDecompress::Sync);
-            let consumed = usize::try_from(d.total_in() - in0).unwrap_or(usize::MAX);
-            let produced = usize::try_from(d.total_out() - out0).unwrap_or(usize::MAX);
+            let consumed = usize::try_from(d.total_in().saturating_sub(in0)).unwrap_or(usize::MAX);
+            let produced =
+                usize::try_from(d.total_out().saturating_sub(out0)).unwrap_or(usize::MAX);
             let (Some(rest), true) = (input.get(consumed..), produced <= room_now) else {
                 return Err(InflateError::InvalidData);
             };
