@@ -7,6 +7,7 @@
 
 mod close;
 mod connection;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
