@@ -175,7 +175,7 @@ impl App {
                 self.asks.retain(|(s, _), _| *s != socket)
             }
             Event::Request { conn, head, body } => self.route_request(now, conn, *head, body),
-            Event::ConnectRequest { .. } | Event::AckTimeout { .. } => {}
+            _ => {}
         }
     }
 

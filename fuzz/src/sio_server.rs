@@ -577,6 +577,7 @@ impl Sim {
                 }
             }
             Event::Request { .. } => {}
+            _ => {}
         }
     }
 
@@ -789,7 +790,7 @@ impl Sim {
                     b = b.to(r);
                 }
                 self.may_drop_sentinel = true;
-                b.disconnect(now, close);
+                b.disconnect_sockets(now, close);
             }
             Action::Disconnect { socket, close } => {
                 let Some((id, _)) = self.socket(socket) else {

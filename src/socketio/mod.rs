@@ -34,7 +34,10 @@ pub use client::{
     Client, ClientConfig, ClientDisconnectReason, ClientEvent, ClientState, ClientUsageError, NspId,
 };
 pub use packet::{DecodeError, Decoder, Packet, RESERVED_EVENTS};
-pub use server::{Broadcast, BroadcastMessage, Server};
+pub use server::{
+    Broadcast, ClusterAnswer, ClusterMessage, RequestId, Selection, Server, ServerSideReply,
+    SocketInfo,
+};
 pub use typed::{TypedError, from_value, to_value};
 pub use value::{Number, PlaceholderError, Value};
 
@@ -124,6 +127,7 @@ impl fmt::Display for DisconnectReason {
 
 /// What the application must hear from the server.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// A namespace that decides its connections was asked to connect:
     /// answer with [`Server::admit`] or [`Server::refuse`].
@@ -182,6 +186,47 @@ pub enum Event {
         /// Why.
         reason: DisconnectReason,
     },
+    /// A broadcast made with [`Broadcast::emit_with_ack`] ended.
+    BroadcastAck {
+        /// The id `emit_with_ack` returned.
+        request: RequestId,
+        /// Each recipient's answer, in the order they came.
+        answers: Vec<Vec<Value>>,
+        /// Whether the timeout ended it (some recipients did not answer).
+        timed_out: bool,
+    },
+    /// A [`Broadcast::fetch_sockets`] ended.
+    Fetched {
+        /// The id `fetch_sockets` returned.
+        request: RequestId,
+        /// The selected sockets of this node, then those of the other
+        /// nodes as they answered.
+        sockets: Vec<SocketInfo>,
+        /// Whether the timeout ended it (some nodes did not answer).
+        timed_out: bool,
+    },
+    /// Another node of the cluster sent a server-side event
+    /// ([`Server::server_side_emit`]).
+    ServerSideEmit {
+        /// The namespace.
+        nsp: String,
+        /// The event name.
+        name: String,
+        /// The arguments.
+        args: Vec<Value>,
+        /// Set when the sender waits for an answer: pass it to
+        /// [`Server::server_side_reply`].
+        reply: Option<ServerSideReply>,
+    },
+    /// A [`Server::server_side_emit_with_ack`] ended.
+    ServerSideAcks {
+        /// The id `server_side_emit_with_ack` returned.
+        request: RequestId,
+        /// Each other node's answer, in the order they came.
+        answers: Vec<Value>,
+        /// Whether the timeout ended it (some nodes did not answer).
+        timed_out: bool,
+    },
     /// A request for another path: answer it with [`Server::respond`].
     Request {
         /// Where to answer.
@@ -232,8 +277,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Most attachments in one packet. Default 10, as the official parser.
     pub max_attachments: usize,
-    /// Whether non-local broadcasts are also handed out by
-    /// [`Server::poll_publish`] for other processes. Default off.
+    /// Whether this server is a node of a cluster: operations not marked
+    /// `local` are also handed to the other nodes by
+    /// [`Server::poll_cluster`], and requests wait for their answers.
+    /// Default off.
     pub cluster: bool,
     /// Whether requests for the official client's files under the path
     /// (`socket.io.min.js`, `socket.io.js.map`...) come to the application

@@ -784,3 +784,6 @@ fn usage_errors() {
     );
     assert_eq!(h.io.join(gone, "r"), Err(UsageError::UnknownSocket(gone)));
 }
+
+#[path = "server_tests_cluster.rs"]
+mod cluster;

@@ -17,11 +17,11 @@
 //!
 //! In a cluster ([`Config::cluster`](super::super::Config::cluster)), a
 //! broadcast not marked `local` is also handed out by
-//! [`Server::poll_publish`]; one from another process comes in through
-//! [`Server::handle_broadcast`], and is delivered here and never published
+//! [`Server::poll_cluster`]; one from another node comes in through
+//! [`Server::handle_cluster`], and is delivered here and never handed on
 //! again.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -31,27 +31,12 @@ use super::{
         packet::{self, Body, check_event_name},
     },
     PendingBroadcast, Server,
+    cluster::{ClusterAnswer, ClusterMessage, RequestId, RequestKind, Selection},
 };
 use crate::engineio::{self, SharedPacket, Sid};
 
 /// The largest encoding buffer kept for the next packet.
 const SCRATCH_KEPT: usize = 16 * 1024;
-
-/// A broadcast as other processes of a cluster receive it (see
-/// [`Server::poll_publish`] and [`Server::handle_broadcast`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct BroadcastMessage {
-    /// The namespace.
-    pub nsp: String,
-    /// Target rooms; none means the whole namespace.
-    pub rooms: Vec<String>,
-    /// Rooms excluded.
-    pub except: Vec<String>,
-    /// Dropped for clients that cannot take it at once.
-    pub volatile: bool,
-    /// The packet.
-    pub packet: Packet,
-}
 
 impl Server {
     /// Emits an event to one socket.
@@ -83,6 +68,7 @@ impl Server {
             exclude: None,
             volatile: false,
             local: false,
+            compress: true,
         }
     }
 
@@ -98,21 +84,63 @@ impl Server {
         b
     }
 
-    /// A broadcast published by another process of the cluster: delivered
-    /// here, never published again.
-    pub fn handle_broadcast(&mut self, now: Instant, msg: BroadcastMessage) {
-        self.now = self.now.max(now);
-        let (kind, nsp, id, body) = msg.packet.parts();
-        let shared = encode_shared(kind, nsp, id, body);
-        let _ = self.deliver(
-            &msg.nsp,
-            &msg.rooms,
-            &msg.except,
+    /// Another node's broadcast, delivered here; with an acknowledgement
+    /// request, the client count goes back at once and each client's
+    /// answer as it comes (until the sender's timeout). Returns how many
+    /// sockets it is addressed to.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn remote_broadcast(
+        &mut self,
+        now: Instant,
+        nsp: &str,
+        to: &Selection,
+        volatile: bool,
+        compress: bool,
+        name: &str,
+        args: Vec<Value>,
+        ack: Option<(RequestId, Duration)>,
+    ) -> usize {
+        if check_event_name(name, |_| ()).is_err() {
+            return 0;
+        }
+        let _ = compress;
+        let Some((request, timeout)) = ack else {
+            let shared = encode_shared(2, nsp, None, Body::Event(name, &args));
+            return self.deliver(nsp, &to.rooms, &to.except, None, volatile, shared, None);
+        };
+        // A request of our own coming back, or an id already in use.
+        if self.requests.contains_key(&request) {
+            return 0;
+        }
+        let Some(ack_id) = self.next_ack_id(nsp) else {
+            return 0;
+        };
+        let shared = encode_shared(2, nsp, Some(ack_id), Body::Event(name, &args));
+        let mut recipients = Vec::new();
+        let n = self.deliver(
+            nsp,
+            &to.rooms,
+            &to.except,
             None,
-            msg.volatile,
+            volatile,
             shared,
+            Some(&mut recipients),
         );
-        self.pump(now);
+        self.register_group_acks(&recipients, ack_id, &request);
+        self.cluster_out.push_back(ClusterMessage::Response {
+            nsp: nsp.to_owned(),
+            request: request.clone(),
+            answer: ClusterAnswer::ClientCount(n),
+        });
+        self.open_request(
+            now,
+            request,
+            nsp,
+            timeout,
+            false,
+            RequestKind::Remote { ack_id, recipients },
+        );
+        n
     }
 
     /// Encodes a packet from borrowed parts into the reused `scratch`
@@ -148,10 +176,12 @@ impl Server {
         self.send_body(sid, kind, nsp, id, body)
     }
 
-    /// Addresses an encoded packet to the recipients of a broadcast;
-    /// returns how many there are. The packet reaches the engine at the
-    /// next [`flush_broadcasts`](Self::flush_broadcasts).
-    fn deliver(
+    /// Addresses an encoded packet to the recipients of a broadcast
+    /// (their socket ids go to `ids` when asked for); returns how many
+    /// there are. The packet reaches the engine at the next
+    /// [`flush_broadcasts`](Self::flush_broadcasts).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn deliver(
         &mut self,
         nsp: &str,
         rooms: &[String],
@@ -159,15 +189,19 @@ impl Server {
         exclude: Option<SocketId>,
         volatile: bool,
         shared: Vec<SharedPacket>,
+        mut ids: Option<&mut Vec<SocketId>>,
     ) -> usize {
         let Some(ns) = self.namespaces.get(nsp) else {
             return 0;
         };
         let engine = &self.engine;
         let mut sids = Vec::new();
-        ns.recipients(rooms, except, exclude, |_, sid| {
+        ns.recipients(rooms, except, exclude, |id, sid| {
             if !volatile || engine.is_writable(sid) {
                 sids.push(sid);
+                if let Some(ids) = ids.as_mut() {
+                    ids.push(id);
+                }
             }
         });
         let count = sids.len();
@@ -210,7 +244,12 @@ fn engine_packets(text: String, attachments: Vec<Bytes>) -> impl Iterator<Item =
 
 /// Encodes a packet from borrowed parts once, for any number of
 /// recipients.
-fn encode_shared(kind: u8, nsp: &str, id: Option<u64>, body: Body<'_>) -> Vec<SharedPacket> {
+pub(super) fn encode_shared(
+    kind: u8,
+    nsp: &str,
+    id: Option<u64>,
+    body: Body<'_>,
+) -> Vec<SharedPacket> {
     let mut text = String::new();
     let mut attachments = Vec::new();
     packet::encode_into(kind, nsp, id, body, &mut text, &mut attachments);
@@ -222,13 +261,14 @@ fn encode_shared(kind: u8, nsp: &str, id: Option<u64>, body: Body<'_>) -> Vec<Sh
 /// A broadcast being built: `server.of("/").to("room").except("x").emit(..)`.
 #[derive(Debug)]
 pub struct Broadcast<'a> {
-    server: &'a mut Server,
-    nsp: String,
-    rooms: Vec<String>,
-    except: Vec<String>,
-    exclude: Option<SocketId>,
-    volatile: bool,
-    local: bool,
+    pub(super) server: &'a mut Server,
+    pub(super) nsp: String,
+    pub(super) rooms: Vec<String>,
+    pub(super) except: Vec<String>,
+    pub(super) exclude: Option<SocketId>,
+    pub(super) volatile: bool,
+    pub(super) local: bool,
+    pub(super) compress: bool,
 }
 
 impl Broadcast<'_> {
@@ -251,14 +291,22 @@ impl Broadcast<'_> {
         self
     }
 
-    /// Only to this process's clients, even in a cluster.
+    /// Only to this node's clients, even in a cluster.
     pub fn local(mut self) -> Self {
         self.local = true;
         self
     }
 
-    /// Emits the event, encoded once; returns how many sockets it is
-    /// addressed to (a recipient whose send queue is full misses it).
+    /// Whether the packets may be compressed (default yes, as the
+    /// official `compress(true)`); carried to other nodes.
+    pub fn compress(mut self, on: bool) -> Self {
+        self.compress = on;
+        self
+    }
+
+    /// Emits the event, encoded once; returns how many sockets of this
+    /// node it is addressed to (a recipient whose send queue is full
+    /// misses it).
     pub fn emit(self, event: &str, args: Vec<Value>) -> Result<usize, UsageError> {
         check_event_name(event, UsageError::ReservedEvent)?;
         let shared = encode_shared(2, &self.nsp, None, Body::Event(event, &args));
@@ -269,21 +317,21 @@ impl Broadcast<'_> {
             self.exclude,
             self.volatile,
             shared,
+            None,
         );
-        if self.server.config.cluster && !self.local {
-            let packet = Packet::Event {
-                nsp: self.nsp.clone().into(),
-                id: None,
-                name: event.to_owned(),
-                args,
-            };
-            self.server.publish.push_back(BroadcastMessage {
-                nsp: self.nsp,
-                rooms: self.rooms,
-                except: self.except,
-                volatile: self.volatile,
-                packet,
-            });
+        if self.clustered() {
+            let to = self.selection();
+            self.server
+                .cluster_out
+                .push_back(ClusterMessage::Broadcast {
+                    nsp: self.nsp,
+                    to,
+                    volatile: self.volatile,
+                    compress: self.compress,
+                    name: event.to_owned(),
+                    args,
+                    ack: None,
+                });
         }
         Ok(count)
     }
@@ -301,15 +349,5 @@ impl Broadcast<'_> {
             });
         }
         targets
-    }
-
-    /// Disconnects the sockets the broadcast would reach.
-    pub fn disconnect(self, now: Instant, close: bool) -> usize {
-        let targets = self.targets();
-        let n = targets.len();
-        for id in targets {
-            let _ = self.server.disconnect(now, id, close);
-        }
-        n
     }
 }

@@ -99,6 +99,7 @@ impl Server {
                         self.events.push_back(Event::AckTimeout { socket, id });
                     }
                 }
+                Timer::Request(id) => self.expire_request(&id, at),
             }
         }
         self.pump(now);
@@ -195,13 +196,8 @@ impl Server {
                 }
             }
             Packet::Ack { id, args, .. } if connected => {
-                let Some(socket) = socket else { return };
-                if self
-                    .sockets
-                    .get_mut(&socket)
-                    .is_some_and(|s| s.acks.remove(id))
-                {
-                    self.events.push_back(Event::Ack { socket, id, args });
+                if let Some(socket) = socket {
+                    self.on_ack(socket, id, args);
                 }
             }
             Packet::Disconnect { .. } if connected => {

@@ -15,8 +15,8 @@
 //! without another lookup. A broadcast is encoded once; each recipient's
 //! transport gets a reference to the same bytes.
 //!
-//! Timers (connect timeouts, ack timeouts) share one heap; stale entries
-//! are skipped when they come up.
+//! Timers (connect timeouts, ack timeouts, requests) share one heap; stale
+//! entries are skipped when they come up.
 //!
 //! # Where things are
 //!
@@ -27,16 +27,22 @@
 //! * `namespace.rs`: namespaces and admission, a socket from its `CONNECT`
 //!   to its removal;
 //! * `rooms.rs`: the room index;
-//! * `emit.rs`: emits to one socket, broadcasts (encoded once) and the
-//!   messages a cluster exchanges;
-//! * `ack.rs`: emits that wait for an answer, and answers (the table
-//!   itself is `../ack.rs`, shared with the client, as is the deadline heap
-//!   in `../timer.rs`).
+//! * `emit.rs`: emits to one socket, and broadcasts (encoded once), also
+//!   another node's;
+//! * `ack.rs`: emits that wait for an answer, one socket's or a whole
+//!   broadcast's, and answers (the table itself is `../ack.rs`, shared with
+//!   the client, as is the deadline heap in `../timer.rs`);
+//! * `ops.rs`: operations on a selection of sockets (`sockets_join`,
+//!   `fetch_sockets`...) and server-side emits;
+//! * `cluster.rs`: the messages of a cluster, and the requests that wait
+//!   for other nodes' answers.
 
 mod ack;
+mod cluster;
 mod emit;
 mod engine;
 mod namespace;
+mod ops;
 mod rooms;
 
 use std::{
@@ -45,7 +51,10 @@ use std::{
     time::Instant,
 };
 
-pub use emit::{Broadcast, BroadcastMessage};
+pub use cluster::{
+    ClusterAnswer, ClusterMessage, RequestId, Selection, ServerSideReply, SocketInfo,
+};
+pub use emit::Broadcast;
 
 use super::{
     Admission, Config, Decoder, Event, SocketId, UsageError, Value, ack::Pending, timer::Deadlines,
@@ -82,13 +91,18 @@ struct Socket {
     rooms: BTreeSet<String>,
     /// Emits waiting for an answer, with their deadlines.
     acks: Pending,
+    /// Broadcasts waiting for this socket's answer: ack id and request.
+    group_acks: Vec<(u64, RequestId)>,
     auth: Value,
+    /// The application's data ([`Server::set_data`]).
+    data: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Connect(Sid),
     Ack(SocketId, u64),
+    Request(RequestId),
 }
 
 /// A broadcast addressed but not yet handed to the engine.
@@ -143,7 +157,10 @@ pub struct Server {
     /// when the application has heard everything before them (see
     /// `poll_event`).
     deferred: VecDeque<SocketId>,
-    publish: VecDeque<BroadcastMessage>,
+    /// Messages for the other nodes of a cluster.
+    cluster_out: VecDeque<ClusterMessage>,
+    /// Requests waiting for answers (see `cluster.rs`).
+    requests: cluster::Requests,
     /// Broadcasts addressed but not yet handed to the engine: see
     /// [`Server::flush_broadcasts`].
     broadcasts: Vec<PendingBroadcast>,
@@ -182,7 +199,8 @@ impl Server {
             timers: Deadlines::default(),
             events: VecDeque::new(),
             deferred: VecDeque::new(),
-            publish: VecDeque::new(),
+            cluster_out: VecDeque::new(),
+            requests: cluster::Requests::new(),
             broadcasts: Vec::new(),
             now,
             scratch: String::new(),
@@ -213,6 +231,21 @@ impl Server {
     /// The auth payload a socket connected with.
     pub fn auth(&self, socket: SocketId) -> Option<&Value> {
         self.sockets.get(&socket).map(|s| &s.auth)
+    }
+
+    /// The application's data for a socket (the official `socket.data`):
+    /// `{}` until [`set_data`](Self::set_data). It goes with the socket's
+    /// session when the connection state is kept for recovery, and
+    /// [`Broadcast::fetch_sockets`] reports it.
+    pub fn data(&self, socket: SocketId) -> Option<&Value> {
+        self.sockets.get(&socket).map(|s| &s.data)
+    }
+
+    /// Sets the application's data for a connected socket.
+    pub fn set_data(&mut self, socket: SocketId, data: Value) -> Result<(), UsageError> {
+        let (s, _) = self.connected_mut(socket)?;
+        s.data = data;
+        Ok(())
     }
 
     /// The Engine.IO session of a socket.
@@ -265,12 +298,6 @@ impl Server {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    /// The next broadcast to hand to the other processes of a cluster
-    /// (only with [`Config::cluster`]).
-    pub fn poll_publish(&mut self) -> Option<BroadcastMessage> {
-        self.publish.pop_front()
     }
 
     /// A connected socket.

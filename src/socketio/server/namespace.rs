@@ -154,7 +154,9 @@ impl Server {
                 connected: false,
                 rooms: BTreeSet::new(),
                 acks: Default::default(),
+                group_acks: Vec::new(),
                 auth,
+                data: Value::Object(Vec::new()),
             },
         );
         if let Some(c) = self.clients.get_mut(&sid) {
