@@ -35,8 +35,8 @@ pub use client::{
 };
 pub use packet::{DecodeError, Decoder, Packet, RESERVED_EVENTS};
 pub use server::{
-    Broadcast, ClusterAnswer, ClusterMessage, RequestId, Selection, Server, ServerSideReply,
-    SocketInfo,
+    Broadcast, ClusterAnswer, ClusterMessage, RecoveryConfig, RequestId, Selection, Server,
+    ServerSideReply, SocketInfo,
 };
 pub use typed::{TypedError, from_value, to_value};
 pub use value::{Number, PlaceholderError, Value};
@@ -74,6 +74,7 @@ impl fmt::Debug for SocketId {
 
 /// Why a socket left its namespace, with the official server's wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The client left the namespace.
     ClientNamespaceDisconnect,
@@ -89,8 +90,11 @@ pub enum DisconnectReason {
     ParseError,
     /// The connection was closed by the server.
     ForcedClose,
-    /// The connection was closed by the server for another socket.
+    /// The connection was closed by the server for another socket, or
+    /// because the client broke the protocol's order (a second CONNECT).
     ForcedServerClose,
+    /// The server is shutting down ([`Server::close_all`]).
+    ServerShuttingDown,
 }
 
 impl DisconnectReason {
@@ -105,6 +109,7 @@ impl DisconnectReason {
             DisconnectReason::ParseError => "parse error",
             DisconnectReason::ForcedClose => "forced close",
             DisconnectReason::ForcedServerClose => "forced server close",
+            DisconnectReason::ServerShuttingDown => "server shutting down",
         }
     }
 
@@ -145,8 +150,13 @@ pub enum Event {
         socket: SocketId,
         /// The namespace.
         nsp: String,
-        /// The client's auth payload (`{}` when none).
+        /// The client's auth payload (`{}` when none; with recovery, its
+        /// `pid` and `offset` are left in, as the official server does).
         auth: Value,
+        /// Whether the socket's earlier state was restored (the official
+        /// `socket.recovered`): its id, rooms and data are those it had,
+        /// and the packets it missed were sent (see [`RecoveryConfig`]).
+        recovered: bool,
     },
     /// A socket emitted an event.
     Event {
@@ -287,6 +297,13 @@ pub struct Config {
     /// as [`Event::Request`] (so it can serve them, as the official
     /// server's `serveClient` does) instead of to the engine. Default on.
     pub client_files: bool,
+    /// Connection state recovery (the official `connectionStateRecovery`).
+    /// Default off.
+    pub recovery: Option<RecoveryConfig>,
+    /// Whether a namespace created by [`Server::set_dynamic_namespaces`]
+    /// is removed when its last socket leaves (the official
+    /// `cleanupEmptyChildNamespaces`). Default off.
+    pub cleanup_empty_child_namespaces: bool,
 }
 
 /// The file names of the official browser client, as the official server
@@ -310,6 +327,8 @@ impl Default for Config {
             max_attachments: 10,
             cluster: false,
             client_files: true,
+            recovery: None,
+            cleanup_empty_child_namespaces: false,
         }
     }
 }
@@ -338,6 +357,16 @@ impl Config {
     /// Sets [`cluster`](Self::cluster).
     pub fn cluster(mut self, on: bool) -> Self {
         self.cluster = on;
+        self
+    }
+    /// Sets [`recovery`](Self::recovery).
+    pub fn recovery(mut self, r: Option<RecoveryConfig>) -> Self {
+        self.recovery = r;
+        self
+    }
+    /// Sets [`cleanup_empty_child_namespaces`](Self::cleanup_empty_child_namespaces).
+    pub fn cleanup_empty_child_namespaces(mut self, on: bool) -> Self {
+        self.cleanup_empty_child_namespaces = on;
         self
     }
 }

@@ -21,7 +21,10 @@
 //! [`Server::handle_cluster`], and is delivered here and never handed on
 //! again.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 
@@ -49,7 +52,33 @@ impl Server {
         check_event_name(event, UsageError::ReservedEvent)?;
         let s = self.connected(socket)?;
         let (sid, nsp) = (s.sid, s.nsp.clone());
+        if self.recovery.is_some() {
+            let mut args = args;
+            let target = vec![socket.as_str().to_owned()];
+            let shared = self.encode_kept(&nsp, event, &mut args, target, Vec::new());
+            return Ok(self.engine().send_shared_all(sid, &shared)?);
+        }
         self.send_body(sid, 2, &nsp, None, Body::Event(event, &args))
+    }
+
+    /// Encodes an event, and, with recovery on, gives it its offset as the
+    /// last argument and keeps it with its target (see `recovery.rs`).
+    pub(super) fn encode_kept(
+        &mut self,
+        nsp: &str,
+        name: &str,
+        args: &mut Vec<Value>,
+        rooms: Vec<String>,
+        except: Vec<String>,
+    ) -> Vec<SharedPacket> {
+        let Some(store) = self.recovery.as_mut() else {
+            return encode_shared(2, nsp, None, Body::Event(name, args));
+        };
+        args.push(Value::String(store.next_offset()));
+        let shared = encode_shared(2, nsp, None, Body::Event(name, args));
+        args.pop();
+        store.keep(Arc::from(nsp), rooms, except, shared.clone());
+        shared
     }
 
     /// Emits `message` (the official `send`).
@@ -105,7 +134,12 @@ impl Server {
         }
         let _ = compress;
         let Some((request, timeout)) = ack else {
-            let shared = encode_shared(2, nsp, None, Body::Event(name, &args));
+            let mut args = args;
+            let shared = if volatile || self.recovery.is_none() {
+                encode_shared(2, nsp, None, Body::Event(name, &args))
+            } else {
+                self.encode_kept(nsp, name, &mut args, to.rooms.clone(), to.except.clone())
+            };
             return self.deliver(nsp, &to.rooms, &to.except, None, volatile, shared, None);
         };
         // A request of our own coming back, or an id already in use.
@@ -309,7 +343,14 @@ impl Broadcast<'_> {
     /// misses it).
     pub fn emit(self, event: &str, args: Vec<Value>) -> Result<usize, UsageError> {
         check_event_name(event, UsageError::ReservedEvent)?;
-        let shared = encode_shared(2, &self.nsp, None, Body::Event(event, &args));
+        let mut args = args;
+        let shared = if self.volatile || self.server.recovery.is_none() {
+            encode_shared(2, &self.nsp, None, Body::Event(event, &args))
+        } else {
+            let except = self.selection().except;
+            self.server
+                .encode_kept(&self.nsp, event, &mut args, self.rooms.clone(), except)
+        };
         let count = self.server.deliver(
             &self.nsp,
             &self.rooms,

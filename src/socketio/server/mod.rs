@@ -43,6 +43,7 @@ mod emit;
 mod engine;
 mod namespace;
 mod ops;
+mod recovery;
 mod rooms;
 
 use std::{
@@ -55,9 +56,11 @@ pub use cluster::{
     ClusterAnswer, ClusterMessage, RequestId, Selection, ServerSideReply, SocketInfo,
 };
 pub use emit::Broadcast;
+pub use recovery::RecoveryConfig;
 
 use super::{
-    Admission, Config, Decoder, Event, SocketId, UsageError, Value, ack::Pending, timer::Deadlines,
+    Admission, Config, Decoder, DisconnectReason, Event, SocketId, UsageError, Value, ack::Pending,
+    timer::Deadlines,
 };
 use crate::{
     engineio::{self, Handshake, SharedPacket, Sid},
@@ -72,6 +75,9 @@ struct Namespace {
     rooms: BTreeMap<String, BTreeMap<SocketId, Sid>>,
     /// Ack ids are counted per namespace, as the official server does.
     next_ack: u64,
+    /// Made by [`DynamicNamespaces`]: removed when empty with
+    /// [`Config::cleanup_empty_child_namespaces`](super::Config::cleanup_empty_child_namespaces).
+    dynamic: bool,
 }
 
 #[derive(Debug)]
@@ -81,6 +87,20 @@ struct Client {
     sockets: Vec<(Arc<str>, SocketId)>,
     connect_deadline: Option<Instant>,
     handshake: Arc<Handshake>,
+    /// Broke the protocol's order: its packets are ignored until its
+    /// deferred connections complete and it is closed.
+    closing: bool,
+}
+
+/// Work that waits until the events before it have been handed out (see
+/// [`Server::poll_event`]).
+#[derive(Debug)]
+enum Deferred {
+    /// A namespace connection.
+    Connect(SocketId),
+    /// A client that broke the protocol's order, closed once its deferred
+    /// connections have completed.
+    Close(Sid),
 }
 
 #[derive(Debug)]
@@ -96,6 +116,28 @@ struct Socket {
     auth: Value,
     /// The application's data ([`Server::set_data`]).
     data: Value,
+    /// The private id, with recovery on.
+    pid: Option<String>,
+    /// A recovery the CONNECT asked for, then the session it claimed.
+    restore: Restore,
+    /// Whether the socket connected with its earlier state restored.
+    recovered: bool,
+}
+
+/// Where a socket stands on recovery (see `recovery.rs`).
+#[derive(Debug, Default)]
+enum Restore {
+    #[default]
+    None,
+    /// The CONNECT came at `at` with a `pid` and an `offset`.
+    Asked {
+        pid: String,
+        offset: String,
+        at: Instant,
+    },
+    /// The session is claimed: the socket rejoins `rooms`, and gets the
+    /// kept packets after sequence number `after`.
+    Claimed { after: u64, rooms: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,6 +145,8 @@ enum Timer {
     Connect(Sid),
     Ack(SocketId, u64),
     Request(RequestId),
+    /// Kept sessions may be out of time.
+    Sessions,
 }
 
 /// A broadcast addressed but not yet handed to the engine.
@@ -156,11 +200,13 @@ pub struct Server {
     /// Namespace connections accepted but not yet answered: they complete
     /// when the application has heard everything before them (see
     /// `poll_event`).
-    deferred: VecDeque<SocketId>,
+    deferred: VecDeque<Deferred>,
     /// Messages for the other nodes of a cluster.
     cluster_out: VecDeque<ClusterMessage>,
     /// Requests waiting for answers (see `cluster.rs`).
     requests: cluster::Requests,
+    /// Packets and sessions kept for recovery, when it is on.
+    recovery: Option<recovery::Store>,
     /// Broadcasts addressed but not yet handed to the engine: see
     /// [`Server::flush_broadcasts`].
     broadcasts: Vec<PendingBroadcast>,
@@ -188,6 +234,10 @@ impl Server {
         let engine_entropy = crate::entropy::SeededEntropy::from_entropy(&mut *entropy);
         let mut namespaces = BTreeMap::new();
         namespaces.insert("/".to_owned(), Namespace::default());
+        let recovery = config
+            .recovery
+            .clone()
+            .map(|r| recovery::Store::new(r, &mut *entropy));
         Server {
             engine: engineio::Server::new(engine_config(&config), Box::new(engine_entropy), now),
             config,
@@ -201,6 +251,7 @@ impl Server {
             deferred: VecDeque::new(),
             cluster_out: VecDeque::new(),
             requests: cluster::Requests::new(),
+            recovery,
             broadcasts: Vec::new(),
             now,
             scratch: String::new(),
@@ -285,8 +336,13 @@ impl Server {
     /// events read in the same batch leave before the CONNECT's answer.
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty() {
-            if let Some(id) = self.deferred.pop_front() {
-                self.complete_connect(id);
+            match self.deferred.pop_front() {
+                Some(Deferred::Connect(id)) => self.complete_connect(id),
+                Some(Deferred::Close(sid)) => {
+                    let now = self.now;
+                    self.close_client(now, sid, DisconnectReason::ForcedServerClose);
+                }
+                None => {}
             }
         }
         self.events.pop_front()
