@@ -1,5 +1,25 @@
 //! Where the peer's bytes land: the input buffers of a [`Connection`] and the
 //! buffers of large frames.
+//!
+//! # Theory of operation
+//!
+//! * `rbuf` holds the input not yet consumed; frames are decoded from its
+//!   front and cut off without copying (see `reader`).
+//! * Input comes three ways. `handle_input` copies the caller's bytes into
+//!   `rbuf`. `handle_input_bytes` adopts the caller's buffer when `rbuf` is
+//!   empty. `input_buffer` offers `ibuf`, the spare room just after `rbuf` in
+//!   the same allocation, to read into, and `commit_input` joins what came
+//!   to `rbuf` without a copy.
+//! * A large frame (16 KiB or more) that straddles reads must not be copied
+//!   again each time more of it arrives. With the copying inputs, its
+//!   payload goes to its own buffer, `big`, unmasked on the way in
+//!   (`bypass`, `feed_big`); with the reading inputs, reads stop at the end
+//!   of the frame, so it grows in place in `rbuf` and is never moved.
+//! * Room is made from what has arrived, never from the length a header
+//!   declares: at most four times what came, the read size asked for, or
+//!   the size of the last large frame the peer completed (`frame_room`).
+//! * An idle connection holds no input memory, except the room for the
+//!   next read when that is of a usual read size (`input_drained`).
 
 use std::time::Instant;
 

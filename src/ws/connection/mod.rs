@@ -19,10 +19,20 @@
 //! * [`Event::Closed`] is emitted exactly once; [`Transmit::Close`] comes
 //!   last, after every byte that must still be written.
 //!
-//! Input is appended to one buffer. A frame's payload is unmasked (and, for
-//! text, UTF-8-checked) as it arrives, so no byte is processed twice however
-//! the input is split, and an invalid text prefix fails at once. A complete
-//! frame is cut from the buffer without copying.
+//! The machine is one struct, [`Connection`], whose methods live beside the
+//! state they work on:
+//!
+//! * this file: the type, its phases and events, the opening handshake, the
+//!   closing handshake and failing the connection, the timer;
+//! * `input`: where the peer's bytes land (`handle_input*`, `input_buffer`,
+//!   `commit_input`) and the buffers of large frames;
+//! * `reader`: frames to events: decoding, the checks that depend on the
+//!   connection, reassembly, the event pollers;
+//! * `sender`: the commands that send, the send queue, the transmit pollers.
+//!
+//! Every method that reads the input or the event queue first takes back
+//! what `poll_event_ref` lent (`settle`). Frames are decoded lazily, as events are polled, with the
+//! time of the last input (`last_now`).
 
 mod input;
 mod reader;
@@ -473,8 +483,10 @@ impl Connection {
         Ok(())
     }
 
-    // ----- internals: input -------------------------------------------
+    // ----- internals: the handshake and the end -------------------------
 
+    /// Moves the input through the phases: the opening handshake's head,
+    /// then frames.
     fn process(&mut self, now: Instant) {
         loop {
             match &mut self.phase {

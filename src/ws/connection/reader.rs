@@ -1,5 +1,32 @@
 //! Frames to events: decoding, the checks that depend on the connection,
 //! reassembly of fragments, and messages lent in place.
+//!
+//! # Theory of operation
+//!
+//! Frames are decoded one event at a time, when the application polls
+//! (`poll_event`, `poll_event_ref`): it answers a message before the frames
+//! after it are even looked at, so a reply is never overtaken by a close
+//! that a later bad frame causes.
+//!
+//! * The common case, a whole final text or binary frame at the front of
+//!   the input with no message in progress, takes one step: the payload is
+//!   unmasked and checked in place, then cut off with one `split_to`
+//!   (`take_whole_frame`) or lent where it lies (`whole_frame_at_front`).
+//! * Otherwise a frame's header is decoded once into `current`, and its
+//!   payload is unmasked (and, for text, UTF-8-checked) as it arrives, up to
+//!   `processed`: no byte is processed twice however the input is split,
+//!   and an invalid text prefix fails at once. A complete frame is cut from
+//!   the input without copying; a large one that straddles reads may
+//!   instead be arriving in its own buffer (`big`, see `input`).
+//! * `check_header` applies the rules that depend on this connection (role
+//!   and masking, RSV bits, limits, the order of data frames, RFC 6455
+//!   sections 5.1-5.4) before any payload is looked at.
+//! * Fragments are appended to one buffer (`partial`) as they arrive: a
+//!   message costs what its bytes cost, however many fragments carry it,
+//!   and `max_message_size` bounds that. Control frames may come between
+//!   fragments (section 5.4) and are handled at once.
+//! * A peer's bad frame fails the connection (`fail`, in `mod.rs`); input
+//!   that can no longer be framed is then discarded (`input_poisoned`).
 
 use std::time::Instant;
 

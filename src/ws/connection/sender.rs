@@ -1,5 +1,24 @@
 //! The send side of a [`Connection`]: frames encoded and queued by the
 //! commands, handed to the driver by the transmit pollers.
+//!
+//! # Theory of operation
+//!
+//! * Small writes (headers, control frames, payloads of at most 1 KiB, the
+//!   handshake's head) are encoded into one buffer, `out`, so that
+//!   everything sent between two writes leaves as one piece; the buffer is
+//!   split off, not taken, and reused once the driver drops what it wrote.
+//! * A larger payload is queued as the application gave it (`Queued`: its
+//!   header inline, its payload as a `Bytes`), behind what `out` holds, so
+//!   bytes leave in the order they were sent and a server's payload is never
+//!   copied. A client masks it when it is polled: in place when nothing
+//!   else holds the payload, else into a scratch buffer (`wbuf`) reused
+//!   from one frame to the next.
+//! * `buffered_amount` counts what is queued and not yet polled; sends that
+//!   would take it past `max_send_queue` fail, all or nothing, so the
+//!   application sees backpressure instead of the connection growing
+//!   without bound. Automatic pongs are skipped instead when it is full.
+//! * After the close frame nothing more is sent; [`Transmit::Close`] comes
+//!   after every byte queued before it.
 
 use bytes::{Bytes, BytesMut};
 
