@@ -5,11 +5,13 @@
 //!
 //! * `rbuf` holds the input not yet consumed; frames are decoded from its
 //!   front and cut off without copying (see `reader`).
-//! * Input comes three ways. `handle_input` copies the caller's bytes into
+//! * Input comes four ways. `handle_input` copies the caller's bytes into
 //!   `rbuf`. `handle_input_bytes` adopts the caller's buffer when `rbuf` is
-//!   empty. `input_buffer` offers `ibuf`, the spare room just after `rbuf` in
-//!   the same allocation, to read into, and `commit_input` joins what came
-//!   to `rbuf` without a copy.
+//!   empty. `input_buffer` and `read_from` read straight into `ibuf`, the
+//!   spare room just after `rbuf` in the same allocation, and
+//!   `commit_input` joins what came to `rbuf` without a copy (`room` says
+//!   how `read_from` gives a `std::io::Read` initialised memory without
+//!   zero-filling before each read).
 //! * A large frame (16 KiB or more) that straddles reads must not be copied
 //!   again each time more of it arrives. With the copying inputs, its
 //!   payload goes to its own buffer, `big`, unmasked on the way in
@@ -19,9 +21,13 @@
 //!   declares: at most four times what came, the read size asked for, or
 //!   the size of the last large frame the peer completed (`frame_room`).
 //! * An idle connection holds no input memory, except the room for the
-//!   next read when that is of a usual read size (`input_drained`).
+//!   next read when that is of a usual read size or the size of the large
+//!   frames the peer is sending (`input_drained`).
 
-use std::time::Instant;
+use std::{
+    io::{self, Read},
+    time::Instant,
+};
 
 use bytes::{Buf, BufMut, BytesMut, buf::Limit};
 
@@ -38,6 +44,8 @@ pub(super) const BIG_FRAME: usize = 16 * 1024;
 /// An idle connection keeps the room for the driver's next read if it was
 /// allocated at most this large (a usual read size, not a large frame).
 const INPUT_KEEP: usize = 128 * 1024;
+/// What [`Connection::read_from`] asks a reader for at most.
+const READ_SIZE: usize = 64 * 1024;
 
 impl Connection {
     /// Feeds bytes read from the socket. Never fails: a peer's bad input
@@ -196,10 +204,14 @@ impl Connection {
     /// Bytes already buffered are not exposed; what is appended here and
     /// not yet committed is the next input.
     ///
-    /// Between reads the connection keeps the spare room of its read
-    /// allocation if that was at most 128 KiB (a usual read size); a larger
-    /// one is given back once the input is drained. Messages cut from an
-    /// allocation keep it alive for as long as the application holds them.
+    /// Between reads the connection keeps its read allocation if that was
+    /// at most 128 KiB (a usual read size) or at most the size of the last
+    /// large frame, since the next read makes room that large anyway: a run
+    /// of large frames is read into one allocation, reclaimed each time once
+    /// the application has dropped the message cut from it. A larger one,
+    /// or a large one after a small frame, is given back once the input is
+    /// drained. Messages cut from an allocation keep it alive for as long as
+    /// the application holds them.
     ///
     /// ```
     /// use std::time::Instant;
@@ -217,45 +229,77 @@ impl Connection {
     /// ```
     pub fn input_buffer(&mut self, want: usize) -> Limit<&mut BytesMut> {
         self.settle();
-        self.ingest = true;
-        let (read, grow) = self.read_target(want.max(1));
-        if self.ibuf.is_empty() {
-            // Rejoin the spare room with the input (no copy when it is the
-            // tail of the same allocation), make room, and split it off
-            // again.
-            self.rbuf.unsplit(std::mem::take(&mut self.ibuf));
-            if self.rbuf.capacity() - self.rbuf.len() < read && !self.rbuf.try_reclaim(grow) {
-                // A new allocation, for what is buffered and the reads to
-                // come: no more is copied than the frame in progress.
-                let mut fresh = BytesMut::with_capacity(self.rbuf.len() + grow);
-                fresh.extend_from_slice(&self.rbuf);
-                self.rbuf = fresh;
-                self.ialloc = self.rbuf.capacity();
-            }
-            self.ibuf = self.rbuf.split_off(self.rbuf.len());
-        } else {
-            // Appended but not yet committed: keep appending after it.
-            self.ibuf.reserve(read);
-        }
-        (&mut self.ibuf).limit(read)
+        let read = self.make_room(want);
+        self.ibuf.lend().limit(read)
     }
 
-    /// Processes what was appended to [`input_buffer`](Self::input_buffer)
-    /// since the last commit, as [`handle_input`](Self::handle_input) would
-    /// process the same bytes.
+    /// Processes what was read into the connection's buffer since the last
+    /// commit (through [`input_buffer`](Self::input_buffer) or
+    /// [`read_from`](Self::read_from)), as
+    /// [`handle_input`](Self::handle_input) would process the same bytes.
     pub fn commit_input(&mut self, now: Instant) {
         self.settle();
         if self.ibuf.is_empty() {
             return;
         }
         if self.input_poisoned || matches!(self.phase, Phase::Closed) {
-            self.ibuf.clear();
+            self.ibuf.discard();
             return;
         }
         self.last_now = Some(now);
         let data = self.ibuf.split();
         self.rbuf.unsplit(data);
         self.process(now);
+    }
+
+    /// Reads once from `reader` straight into the connection's buffer;
+    /// then call [`commit_input`](Self::commit_input) with the time the
+    /// read returned, or [`handle_eof`](Self::handle_eof) if it returned
+    /// `Ok(0)`. Returns what `reader` returned; an error (a timeout,
+    /// `WouldBlock`, `Interrupted`) leaves the connection as it was.
+    ///
+    /// This is [`input_buffer`](Self::input_buffer) for a
+    /// [`std::io::Read`], whose `read` wants initialised memory: the only
+    /// copy is the one `reader` makes, and a large frame is read into the
+    /// allocation its message will own. A read asks for at most 64 KiB
+    /// (less inside a large frame, so that reads end on frame boundaries),
+    /// into room made as `input_buffer` makes it. The connection zero-fills
+    /// each byte of its read allocations at most once rather than before
+    /// every read, so reading into memory reclaimed from messages the
+    /// application has dropped costs nothing more than the read.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use wsio::ws::{Config, Connection, Event, Message};
+    ///
+    /// let mut ws = Connection::server_upgraded(Config::default());
+    /// // A masked text frame "hi", read from a socket (here a byte slice).
+    /// let mut socket: &[u8] = &[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+    /// loop {
+    ///     match ws.read_from(&mut socket)? {
+    ///         0 => break ws.handle_eof(Instant::now()),
+    ///         _ => ws.commit_input(Instant::now()),
+    ///     }
+    /// }
+    /// assert_eq!(ws.poll_event(), Some(Event::Message(Message::text("hi"))));
+    /// assert!(matches!(ws.poll_event(), Some(Event::Closed(_))));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn read_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
+        self.settle();
+        let read = self.make_room(READ_SIZE);
+        self.ibuf.read(reader, read)
+    }
+
+    /// Room for the next read after the input (see `input_buffer`): returns
+    /// how much the read should bring at most.
+    fn make_room(&mut self, want: usize) -> usize {
+        self.ingest = true;
+        let (read, grow) = self.read_target(want.max(1));
+        if let Some(size) = self.ibuf.make(&mut self.rbuf, read, grow) {
+            self.ialloc = size;
+        }
+        read
     }
 
     /// How much the next read should bring, and how much room to make if
@@ -288,15 +332,17 @@ impl Connection {
         rest.min(arrived.saturating_mul(4).max(floor).max(self.last_big))
     }
 
-    /// All input is consumed. Our handle would keep the whole read
-    /// allocation alive for as long as the messages cut from it: an idle
-    /// connection holds none, except the room for the driver's next read
-    /// (`input_buffer`) when that allocation is of a usual read size.
+    /// All input is consumed. The room keeps the read allocation alive
+    /// (beyond the messages cut from it) only if the next read would make
+    /// room as large anyway: a usual read size, or the size of the large
+    /// frame just completed. Then the next read reclaims it if the
+    /// application has dropped those messages, instead of allocating (and,
+    /// for `read_from`, zero-filling) anew.
     pub(super) fn input_drained(&mut self) {
         self.rbuf = BytesMut::new();
         // Bytes appended to the room but not yet committed stay.
-        if self.ialloc > INPUT_KEEP && self.ibuf.is_empty() {
-            self.ibuf = BytesMut::new();
+        if self.ialloc > INPUT_KEEP.max(self.last_big) && self.ibuf.is_empty() {
+            self.ibuf.release();
             self.ialloc = 0;
         }
     }

@@ -25,7 +25,8 @@
 //! * this file: the type, its phases and events, the opening handshake, the
 //!   closing handshake and failing the connection, the timer;
 //! * `input`: where the peer's bytes land (`handle_input*`, `input_buffer`,
-//!   `commit_input`) and the buffers of large frames;
+//!   `read_from`, `commit_input`) and the buffers of large frames;
+//! * `room`: the room for the next read and what is known of its memory;
 //! * `reader`: frames to events: decoding, the checks that depend on the
 //!   connection, reassembly, the event pollers;
 //! * `sender`: the commands that send, the send queue, the transmit pollers.
@@ -36,6 +37,7 @@
 
 mod input;
 mod reader;
+mod room;
 mod sender;
 
 use std::{collections::VecDeque, time::Instant};
@@ -207,7 +209,7 @@ pub struct Connection {
     /// Room for the driver's next read ([`Connection::input_buffer`]):
     /// empty, and usually the spare tail of `rbuf`'s allocation, so that
     /// committed bytes rejoin `rbuf` without a copy.
-    ibuf: BytesMut,
+    ibuf: room::Room,
     /// The driver reads into `ibuf`: frames that straddle reads stay in
     /// `rbuf` (which grows with what arrives) rather than going to `big`.
     ingest: bool,
@@ -283,7 +285,7 @@ impl Connection {
             entropy,
             phase,
             rbuf: BytesMut::new(),
-            ibuf: BytesMut::new(),
+            ibuf: room::Room::default(),
             ingest: false,
             ialloc: 0,
             last_big: 0,
@@ -624,7 +626,7 @@ impl Connection {
         self.phase = Phase::Closed;
         self.input_poisoned = true;
         self.rbuf = BytesMut::new();
-        self.ibuf = BytesMut::new();
+        self.ibuf.release();
         self.lent_input = 0;
         self.partial = None;
         self.current = None;
