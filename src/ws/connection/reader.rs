@@ -457,7 +457,7 @@ impl Connection {
                     return;
                 };
                 p.data.extend_from_slice(&payload);
-                p.fragments += 1;
+                p.fragments = p.fragments.saturating_add(1);
                 if h.fin {
                     if let Some(p) = self.partial.take() {
                         self.deliver(now, p.kind, p.data);

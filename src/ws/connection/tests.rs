@@ -1659,3 +1659,73 @@ fn read_from_after_input_buffer_and_handle_input() {
     }
     assert_eq!(got, want);
 }
+
+/// What the connection holds for input: its buffers' reserved memory and
+/// the message being reassembled.
+fn held_input(c: &Connection) -> usize {
+    c.rbuf.capacity()
+        + c.ibuf.capacity()
+        + c.big.as_ref().map_or(0, BytesMut::capacity)
+        + c.partial.as_ref().map_or(0, |p| p.data.capacity())
+}
+
+/// One masked frame with `fin` and `opcode` as given.
+fn masked_fragment(fin: bool, opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let mut f = masked_frame(opcode, payload, key);
+    if !fin {
+        f[0] &= 0x7f;
+    }
+    f
+}
+
+#[test]
+fn a_hundred_thousand_fragments_cost_only_their_bytes() {
+    // Fragments are reassembled into one buffer: no event, record or
+    // allocation per fragment, so memory stays bounded by the message
+    // limit however many arrive, with no cap on fragments by default.
+    const N: usize = 100_000;
+    let key = [3, 1, 4, 1];
+    let mut wire = masked_fragment(false, 1, b"a", key);
+    let middle = masked_fragment(false, 0, b"b", key);
+    for _ in 2..N {
+        wire.extend_from_slice(&middle);
+    }
+    wire.extend_from_slice(&masked_fragment(true, 0, b"c", key));
+    let want = format!("a{}c", "b".repeat(N - 2));
+    let now = Instant::now();
+    for limit in [N, N / 2] {
+        let config = Config::default().max_message_size(limit);
+        assert_eq!(config.max_fragments, usize::MAX);
+        for feed in [Feed::HandleInput, Feed::Ingest, Feed::ReadFrom] {
+            let mut s = Connection::server_upgraded(config);
+            let mut events = Vec::new();
+            for read in wire.chunks(4096) {
+                match feed {
+                    Feed::HandleInput => s.handle_input(now, read),
+                    Feed::Ingest => feed_ingest(&mut s, now, read, 4096),
+                    Feed::ReadFrom => feed_read_from(&mut s, now, read),
+                }
+                events.extend(drain(&mut s));
+                // The message so far (grown by doubling) and one read.
+                let held = held_input(&s);
+                assert!(held <= 2 * limit + 64 * 1024, "{feed:?}: {held}");
+            }
+            if limit == N {
+                assert_eq!(events, [Event::Message(Message::text(want.clone()))]);
+            } else {
+                assert!(
+                    matches!(&events[..], [Event::Closed(c)] if c.code == CloseCode::TOO_BIG),
+                    "{feed:?}: {events:?}"
+                );
+            }
+        }
+    }
+    // A cap, where the application wants one, still holds.
+    let mut s = Connection::server_upgraded(Config::default().max_fragments(1000));
+    s.handle_input(now, &wire);
+    let events = drain(&mut s);
+    assert!(
+        matches!(&events[..], [Event::Closed(c)] if matches!(c.error, Some(Error::Limit(LimitError::TooManyFragments { max: 1000 })))),
+        "{events:?}"
+    );
+}
