@@ -46,6 +46,9 @@ pub(super) const BIG_FRAME: usize = 16 * 1024;
 const INPUT_KEEP: usize = 128 * 1024;
 /// What [`Connection::read_from`] asks a reader for at most.
 const READ_SIZE: usize = 64 * 1024;
+/// The least room left in its allocation that [`Connection::read_from`]
+/// reads into without making room for a full read.
+const READ_LEFT: usize = 16 * 1024;
 
 impl Connection {
     /// Feeds bytes read from the socket. Never fails: a peer's bad input
@@ -263,7 +266,9 @@ impl Connection {
     /// copy is the one `reader` makes, and a large frame is read into the
     /// allocation its message will own. A read asks for at most 64 KiB
     /// (less inside a large frame, so that reads end on frame boundaries),
-    /// into room made as `input_buffer` makes it. The connection zero-fills
+    /// into room made as `input_buffer` makes it; while the peer sends only
+    /// small frames, a read takes what is left of the current room if that
+    /// is at least 16 KiB. The connection zero-fills
     /// each byte of its read allocations at most once rather than before
     /// every read, so reading into memory reclaimed from messages the
     /// application has dropped costs nothing more than the read.
@@ -287,8 +292,29 @@ impl Connection {
     /// ```
     pub fn read_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
         self.settle();
-        let read = self.make_room(READ_SIZE);
+        self.ingest = true;
+        let read = match self.room_left() {
+            Some(left) => left,
+            None => self.make_room(READ_SIZE),
+        };
         self.ibuf.read(reader, read)
+    }
+
+    /// With only small frames lately, `read_from` reads into what is left
+    /// of the room, if that is at least [`READ_LEFT`], rather than making a
+    /// full read's room: otherwise, while the application holds messages
+    /// cut from the allocation (so it cannot be reclaimed), every small
+    /// read would take a new allocation, and zero-fill it.
+    fn room_left(&self) -> Option<usize> {
+        let small = match self.current {
+            None => self.last_big == 0,
+            Some(cur) => {
+                self.big.is_none()
+                    && cur.header_len.saturating_add(cur.header.len as usize) < BIG_FRAME
+            }
+        };
+        let left = self.ibuf.capacity() - self.ibuf.len();
+        (small && self.ibuf.is_empty() && left >= READ_LEFT).then(|| left.min(READ_SIZE))
     }
 
     /// Room for the next read after the input (see `input_buffer`): returns

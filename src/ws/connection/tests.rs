@@ -1582,6 +1582,35 @@ fn read_from_zero_fills_each_byte_of_an_allocation_once() {
 }
 
 #[test]
+fn read_from_small_reads_share_an_allocation_while_messages_are_held() {
+    // A small frame a read, every message kept: reads go on into what is
+    // left of the room (each byte zero-filled once), so the messages lie
+    // side by side in a few allocations, not one allocation each.
+    let now = Instant::now();
+    let mut s = Connection::server_upgraded(Config::default());
+    let mut kept = Vec::new();
+    for i in 0..2000u32 {
+        let frame = masked_frame(2, &i.to_le_bytes().repeat(5), [1, 2, 3, 4]);
+        let mut socket = &frame[..];
+        assert_eq!(s.read_from(&mut socket).unwrap(), frame.len());
+        s.commit_input(now);
+        match s.poll_event() {
+            Some(Event::Message(Message::Binary(b))) => kept.push(b),
+            other => panic!("{other:?}"),
+        }
+    }
+    let apart = kept
+        .windows(2)
+        .filter(|w| w[1].as_ptr() != w[0].as_ptr().wrapping_add(w[0].len() + 6))
+        .count();
+    // 2000 frames of 26 bytes: 52,000 bytes, in reads of at least 16 KiB.
+    assert!(apart <= 3, "{apart} allocations");
+    for (i, b) in kept.iter().enumerate() {
+        assert_eq!(&b[..], &(i as u32).to_le_bytes().repeat(5)[..]);
+    }
+}
+
+#[test]
 fn read_from_passes_errors_and_lying_readers_through_unharmed() {
     struct Liar(usize);
     impl std::io::Read for Liar {
