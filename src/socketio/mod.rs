@@ -8,6 +8,7 @@
 
 mod client;
 mod json;
+pub mod msgpack;
 mod packet;
 mod server;
 mod typed;
