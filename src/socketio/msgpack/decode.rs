@@ -128,8 +128,19 @@ impl<'a> Reader<'a> {
 
     /// One item; `depth` counts the arrays and maps it sits in.
     fn item(&mut self, depth: usize) -> Result<Item, MsgpackError> {
-        let marker = self.marker()?;
-        self.item_after(marker, depth)
+        let b = self.u8()?;
+        // The forms a JavaScript encoder writes most (short strings, small
+        // integers, small containers) by plain tests first: they predict
+        // better than the full match's jump table.
+        match b {
+            0xa0..=0xbf => self
+                .string(usize::from(b & 0x1f))
+                .map(|s| Some(Value::String(s))),
+            0x00..=0x7f => Ok(Some(Value::Number(Number::U64(u64::from(b))))),
+            0x80..=0x8f => self.map_items(usize::from(b & 0x0f), depth),
+            0x90..=0x9f => self.array_items(usize::from(b & 0x0f), depth),
+            _ => self.item_after(Marker::from_u8(b), depth),
+        }
     }
 
     fn item_after(&mut self, marker: Marker, depth: usize) -> Result<Item, MsgpackError> {
