@@ -172,6 +172,31 @@ pub enum Event {
         /// [`Server::ack`].
         ack: Option<u64>,
     },
+    /// A socket of a namespace whose events are decided
+    /// ([`Server::set_event_admission`]) sent an event: answer with
+    /// [`Server::pass_event`] or [`Server::refuse_event`]. The socket's
+    /// later events wait for the verdict.
+    EventRequest {
+        /// The sender.
+        socket: SocketId,
+        /// Names this verdict.
+        check: u64,
+        /// The event name.
+        name: String,
+        /// The arguments.
+        args: Vec<Value>,
+        /// The ack id, if the client waits for an answer.
+        ack: Option<u64>,
+    },
+    /// An event was sent to a watched socket ([`Server::watch_outgoing`]).
+    Outgoing {
+        /// The socket.
+        socket: SocketId,
+        /// The event name.
+        name: String,
+        /// The arguments as sent.
+        args: Vec<Value>,
+    },
     /// A socket answered an emit made with
     /// [`Server::emit_with_ack`].
     Ack {
@@ -263,18 +288,26 @@ pub enum UsageError {
     /// The event name is reserved.
     #[error("event name {0:?} is reserved")]
     ReservedEvent(String),
+    /// No held event of this socket waits for this verdict.
+    #[error("no event waits for verdict {0}")]
+    UnknownCheck(u64),
     /// The connection's send buffer is full: nothing was sent.
     #[error(transparent)]
     Engine(#[from] engineio::UsageError),
 }
 
-/// Whether a namespace accepts every connection or asks the application.
+/// Whether a namespace accepts every connection (or event) at once, or asks
+/// the application first: the sans-IO form of the official middlewares.
+/// For connections ([`Server::add_namespace`]) it is `io.use` /
+/// `namespace.use`; for the events of its sockets
+/// ([`Server::set_event_admission`]) it is `socket.use`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Admission {
-    /// Connect every client at once.
+    /// Let every one through at once.
     #[default]
     AcceptAll,
-    /// Emit [`Event::ConnectRequest`] and wait for a decision.
+    /// Emit [`Event::ConnectRequest`] (or [`Event::EventRequest`]) and wait
+    /// for a decision.
     Decide,
 }
 
@@ -306,6 +339,10 @@ pub struct Config {
     /// is removed when its last socket leaves (the official
     /// `cleanupEmptyChildNamespaces`). Default off.
     pub cleanup_empty_child_namespaces: bool,
+    /// Most events one socket may have waiting for the application's
+    /// verdict ([`Server::set_event_admission`]); past it the connection
+    /// is closed. Default 64.
+    pub max_held_events: usize,
 }
 
 /// The file names of the official browser client, as the official server
@@ -331,6 +368,7 @@ impl Default for Config {
             client_files: true,
             recovery: None,
             cleanup_empty_child_namespaces: false,
+            max_held_events: 64,
         }
     }
 }
@@ -364,6 +402,11 @@ impl Config {
     /// Sets [`recovery`](Self::recovery).
     pub fn recovery(mut self, r: Option<RecoveryConfig>) -> Self {
         self.recovery = r;
+        self
+    }
+    /// Sets [`max_held_events`](Self::max_held_events).
+    pub fn max_held_events(mut self, n: usize) -> Self {
+        self.max_held_events = n;
         self
     }
     /// Sets [`cleanup_empty_child_namespaces`](Self::cleanup_empty_child_namespaces).

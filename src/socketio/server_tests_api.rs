@@ -165,3 +165,112 @@ fn dynamic_namespaces_go_when_empty_if_asked() {
         assert!(h.io.has_namespace("/dyn-2"));
     }
 }
+
+#[test]
+fn decided_events_wait_for_a_verdict_in_order() {
+    let mut h = H::new(suite_config().max_held_events(3));
+    h.io.set_event_admission("/", Admission::Decide);
+    let mut p = h.init();
+    let socket = h.connections()[0];
+    let before = h.events.len();
+    h.text(&mut p, r#"42["message","a"]"#);
+    h.text(&mut p, r#"421["message-with-ack","b"]"#);
+    h.text(&mut p, r#"42["message","c"]"#);
+    // One question at a time: the first event only.
+    let asked: Vec<Event> = h.events[before..].to_vec();
+    let [
+        Event::EventRequest {
+            check,
+            name,
+            args,
+            ack: None,
+            ..
+        },
+    ] = &asked[..]
+    else {
+        panic!("{asked:?}")
+    };
+    assert_eq!((name.as_str(), args), ("message", &vec![Value::from("a")]));
+    assert!(p.got.is_empty(), "nothing reached the application yet");
+    assert_eq!(
+        h.io.refuse_event(socket, check + 7),
+        Err(UsageError::UnknownCheck(check + 7))
+    );
+    h.io.pass_event(socket, *check).unwrap();
+    h.sync(&mut p);
+    assert_eq!(p.texts(), [r#"42["message-back","a"]"#]);
+    // The next one is asked about now; refusing it drops it, ack and all.
+    let Some(Event::EventRequest {
+        check,
+        ack: Some(1),
+        ..
+    }) = h.events.last().cloned()
+    else {
+        panic!("{:?}", h.events.last())
+    };
+    h.io.refuse_event(socket, check).unwrap();
+    h.pump();
+    let Some(Event::EventRequest { check, args, .. }) = h.events.last().cloned() else {
+        panic!()
+    };
+    assert_eq!(args, [Value::from("c")]);
+    h.io.pass_event(socket, check).unwrap();
+    h.sync(&mut p);
+    assert_eq!(
+        p.texts(),
+        [r#"42["message-back","a"]"#, r#"42["message-back","c"]"#]
+    );
+    // A client that sends faster than the verdicts come is closed.
+    for i in 0..4 {
+        h.text(&mut p, &format!(r#"42["message",{i}]"#));
+    }
+    assert!(p.closed);
+    assert_eq!(h.disconnects(), [DisconnectReason::ForcedServerClose]);
+    // Other namespaces are not decided.
+    let mut q = h.connect();
+    h.text(&mut q, "40/custom,");
+    q.got.clear();
+    h.text(&mut q, r#"42/custom,["x"]"#);
+    assert!(matches!(h.events.last(), Some(Event::Event { name, .. }) if name == "x"));
+}
+
+#[test]
+fn watched_sockets_report_their_outgoing_events() {
+    let mut h = H::suite();
+    let mut a = h.init();
+    let mut b = h.init();
+    let ids = h.connections();
+    h.io.watch_outgoing(ids[0], true).unwrap();
+    h.io.emit(ids[0], "one", vec![1.into()]).unwrap();
+    h.io.emit(ids[1], "other", vec![]).unwrap();
+    h.io.of("/").emit("all", vec![2.into()]).unwrap();
+    h.io.emit_with_ack(h.now, ids[0], "ask", vec![], None)
+        .unwrap();
+    h.text(&mut a, r#"421["message-with-ack"]"#);
+    h.io.watch_outgoing(ids[0], false).unwrap();
+    h.io.emit(ids[0], "after", vec![]).unwrap();
+    h.sync(&mut b);
+    let seen: Vec<(SocketId, String, Vec<Value>)> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Outgoing { socket, name, args } => Some((*socket, name.clone(), args.clone())),
+            _ => None,
+        })
+        .collect();
+    // Emits and broadcasts, not acks; only while watched.
+    assert_eq!(
+        seen,
+        [
+            (ids[0], "one".into(), vec![1.into()]),
+            (ids[0], "all".into(), vec![2.into()]),
+            (ids[0], "ask".into(), vec![]),
+        ]
+    );
+    assert_eq!(
+        h.io.watch_outgoing(SocketId::parse("AAAAAAAAAAAAAAAAAAAA").unwrap(), true),
+        Err(UsageError::UnknownSocket(
+            SocketId::parse("AAAAAAAAAAAAAAAAAAAA").unwrap()
+        ))
+    );
+}

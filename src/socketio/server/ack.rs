@@ -45,6 +45,7 @@ impl Server {
             .ok_or(UsageError::UnknownSocket(socket))?;
         let id = ns.next_ack;
         self.send_body(sid, 2, &nsp, Some(id), Body::Event(event, &args))?;
+        self.notify_outgoing(&[socket], event, &args);
         if let Some(ns) = self.namespaces.get_mut(&*nsp) {
             ns.next_ack = ns.next_ack.wrapping_add(1);
         }
@@ -167,6 +168,7 @@ impl Broadcast<'_> {
                 Some(&mut recipients),
             );
             server.register_group_acks(&recipients, id, &request);
+            server.notify_outgoing(&recipients, event, &args);
         }
         if cluster {
             server.cluster_out.push_back(ClusterMessage::Broadcast {

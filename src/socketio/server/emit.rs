@@ -52,17 +52,24 @@ impl Server {
         check_event_name(event, UsageError::ReservedEvent)?;
         let s = self.connected(socket)?;
         let (sid, nsp) = (s.sid, s.nsp.clone());
-        if self.recovery.is_some() {
-            let mut args = args;
-            let target = vec![socket.as_str().to_owned()];
-            let shared = self.encode_kept(&nsp, event, &mut args, target, Vec::new());
-            return Ok(self.engine().send_shared_all(sid, &shared)?);
+        let mut args = args;
+        let kept = match self.recovery.is_some() {
+            true => {
+                let target = vec![socket.as_str().to_owned()];
+                Some(self.encode_kept(&nsp, event, &mut args, target, Vec::new()))
+            }
+            false => None,
+        };
+        self.notify_outgoing(&[socket], event, &args);
+        match kept {
+            Some(shared) => Ok(self.engine().send_shared_all(sid, &shared)?),
+            None => self.send_body(sid, 2, &nsp, None, Body::Event(event, &args)),
         }
-        self.send_body(sid, 2, &nsp, None, Body::Event(event, &args))
     }
 
     /// Encodes an event, and, with recovery on, gives it its offset as the
-    /// last argument and keeps it with its target (see `recovery.rs`).
+    /// last argument (left in `args`) and keeps it with its target (see
+    /// `recovery.rs`).
     pub(super) fn encode_kept(
         &mut self,
         nsp: &str,
@@ -76,7 +83,6 @@ impl Server {
         };
         args.push(Value::String(store.next_offset()));
         let shared = encode_shared(2, nsp, None, Body::Event(name, args));
-        args.pop();
         store.keep(Arc::from(nsp), rooms, except, shared.clone());
         shared
     }
@@ -140,7 +146,11 @@ impl Server {
             } else {
                 self.encode_kept(nsp, name, &mut args, to.rooms.clone(), to.except.clone())
             };
-            return self.deliver(nsp, &to.rooms, &to.except, None, volatile, shared, None);
+            let mut ids = Vec::new();
+            let watch = (!self.outgoing.is_empty()).then_some(&mut ids);
+            let n = self.deliver(nsp, &to.rooms, &to.except, None, volatile, shared, watch);
+            self.notify_outgoing(&ids, name, &args);
+            return n;
         };
         // A request of our own coming back, or an id already in use.
         if self.requests.contains_key(&request) {
@@ -161,6 +171,7 @@ impl Server {
             Some(&mut recipients),
         );
         self.register_group_acks(&recipients, ack_id, &request);
+        self.notify_outgoing(&recipients, name, &args);
         self.cluster_out.push_back(ClusterMessage::Response {
             nsp: nsp.to_owned(),
             request: request.clone(),
@@ -344,13 +355,16 @@ impl Broadcast<'_> {
     pub fn emit(self, event: &str, args: Vec<Value>) -> Result<usize, UsageError> {
         check_event_name(event, UsageError::ReservedEvent)?;
         let mut args = args;
-        let shared = if self.volatile || self.server.recovery.is_none() {
-            encode_shared(2, &self.nsp, None, Body::Event(event, &args))
-        } else {
+        let kept = !self.volatile && self.server.recovery.is_some();
+        let shared = if kept {
             let except = self.selection().except;
             self.server
                 .encode_kept(&self.nsp, event, &mut args, self.rooms.clone(), except)
+        } else {
+            encode_shared(2, &self.nsp, None, Body::Event(event, &args))
         };
+        let mut ids = Vec::new();
+        let watch = (!self.server.outgoing.is_empty()).then_some(&mut ids);
         let count = self.server.deliver(
             &self.nsp,
             &self.rooms,
@@ -358,8 +372,13 @@ impl Broadcast<'_> {
             self.exclude,
             self.volatile,
             shared,
-            None,
+            watch,
         );
+        self.server.notify_outgoing(&ids, event, &args);
+        if kept {
+            // Other nodes give it offsets of their own.
+            args.pop();
+        }
         if self.clustered() {
             let to = self.selection();
             self.server

@@ -195,12 +195,7 @@ impl Server {
             Packet::Connect { .. } => self.invalid_state(now, sid),
             Packet::Event { name, args, id, .. } if connected => {
                 if let Some(socket) = socket {
-                    self.events.push_back(Event::Event {
-                        socket,
-                        name,
-                        args,
-                        ack: id,
-                    });
+                    self.incoming_event(now, socket, name, args, id);
                 }
             }
             Packet::Ack { id, args, .. } if connected => {

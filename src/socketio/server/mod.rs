@@ -32,6 +32,10 @@
 //! * `ack.rs`: emits that wait for an answer, one socket's or a whole
 //!   broadcast's, and answers (the table itself is `../ack.rs`, shared with
 //!   the client, as is the deadline heap in `../timer.rs`);
+//! * `middleware.rs`: the application's verdict on each incoming event, and
+//!   its look at each outgoing one;
+//! * `recovery.rs`: connection state recovery, the packets and sessions it
+//!   keeps;
 //! * `ops.rs`: operations on a selection of sockets (`sockets_join`,
 //!   `fetch_sockets`...) and server-side emits;
 //! * `cluster.rs`: the messages of a cluster, and the requests that wait
@@ -41,6 +45,7 @@ mod ack;
 mod cluster;
 mod emit;
 mod engine;
+mod middleware;
 mod namespace;
 mod ops;
 mod recovery;
@@ -75,6 +80,9 @@ struct Namespace {
     rooms: BTreeMap<String, BTreeMap<SocketId, Sid>>,
     /// Ack ids are counted per namespace, as the official server does.
     next_ack: u64,
+    /// Whether its sockets' events wait for the application's verdict
+    /// (see `middleware.rs`).
+    event_admission: Admission,
     /// Made by [`DynamicNamespaces`]: removed when empty with
     /// [`Config::cleanup_empty_child_namespaces`](super::Config::cleanup_empty_child_namespaces).
     dynamic: bool,
@@ -122,6 +130,8 @@ struct Socket {
     restore: Restore,
     /// Whether the socket connected with its earlier state restored.
     recovered: bool,
+    /// Events waiting for the application's verdict.
+    held: middleware::HeldEvents,
 }
 
 /// Where a socket stands on recovery (see `recovery.rs`).
@@ -207,6 +217,10 @@ pub struct Server {
     requests: cluster::Requests,
     /// Packets and sessions kept for recovery, when it is on.
     recovery: Option<recovery::Store>,
+    /// Sockets whose outgoing events the application watches.
+    outgoing: BTreeSet<SocketId>,
+    /// The next check id of an [`Event::EventRequest`].
+    next_check: u64,
     /// Broadcasts addressed but not yet handed to the engine: see
     /// [`Server::flush_broadcasts`].
     broadcasts: Vec<PendingBroadcast>,
@@ -252,6 +266,8 @@ impl Server {
             cluster_out: VecDeque::new(),
             requests: cluster::Requests::new(),
             recovery,
+            outgoing: BTreeSet::new(),
+            next_check: 0,
             broadcasts: Vec::new(),
             now,
             scratch: String::new(),

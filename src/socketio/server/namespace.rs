@@ -204,6 +204,7 @@ impl Server {
                 pid: None,
                 restore,
                 recovered: false,
+                held: Default::default(),
             },
         );
         if let Some(c) = self.clients.get_mut(&sid) {
@@ -392,6 +393,7 @@ impl Server {
         let Some(s) = self.sockets.remove(&id) else {
             return;
         };
+        self.outgoing.remove(&id);
         if let Some(c) = self.clients.get_mut(&s.sid) {
             c.sockets.retain(|(_, sock)| *sock != id);
         }
