@@ -30,6 +30,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
@@ -38,6 +39,7 @@ use bytes::Bytes;
 use wsio::{
     engineio::{self, ConnId, Data, Transmit},
     entropy::SeededEntropy,
+    machine::drain,
     socketio::{
         Admission, Broadcast, Config, Decoder, Event, Packet, RESERVED_EVENTS, Server, SocketId,
         UsageError, Value,
@@ -445,9 +447,18 @@ impl Sim {
     fn pump(&mut self) {
         let now = self.now();
         for _ in 0..10_000 {
-            let mut moved = false;
-            while let Some(t) = self.io.poll_transmit() {
-                moved = true;
+            let (mut transmits, mut events) = (Vec::new(), Vec::new());
+            drain(
+                &mut self.io,
+                now,
+                |_, t| {
+                    transmits.push(t);
+                    ControlFlow::Continue(())
+                },
+                |_, ev| events.push(ev),
+            );
+            let mut moved = !transmits.is_empty() || !events.is_empty();
+            for t in transmits {
                 let conn = t.conn();
                 assert!(
                     !self.closed_conns.contains(&conn),
@@ -484,8 +495,7 @@ impl Sim {
                     }
                 }
             }
-            while let Some(ev) = self.io.poll_event() {
-                moved = true;
+            for ev in events {
                 self.event(ev);
             }
             for (conn, b) in out {

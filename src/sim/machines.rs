@@ -1,35 +1,14 @@
-//! The two shapes of machine a [`Network`](super::Network) can drive.
+//! The client machines a [`Network`](super::Network) can drive.
 
-use std::{net::SocketAddr, time::Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::{
-    engineio::{self, ClientTransmit, ConnId, RequestFailed, RequestId, Transmit},
+    engineio::{self, ClientTransmit, RequestFailed, RequestId},
     http::ResponseHead,
     socketio,
 };
-
-/// A server: many byte-stream connections (the Engine.IO and Socket.IO
-/// servers).
-pub trait ServerMachine {
-    /// What the application hears.
-    type Event;
-    /// A new connection.
-    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId;
-    /// Bytes from a connection.
-    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]);
-    /// A connection ended.
-    fn handle_eof(&mut self, now: Instant, conn: ConnId);
-    /// Time passed.
-    fn handle_timeout(&mut self, now: Instant);
-    /// Output.
-    fn poll_transmit(&mut self) -> Option<Transmit>;
-    /// Events.
-    fn poll_event(&mut self) -> Option<Self::Event>;
-    /// The next deadline.
-    fn poll_timeout(&self) -> Option<Instant>;
-}
 
 /// A client: HTTP requests and byte streams, as the Engine.IO client asks a
 /// driver for them.
@@ -58,38 +37,6 @@ pub trait ClientMachine {
     /// The next deadline.
     fn poll_timeout(&self) -> Option<Instant>;
 }
-
-macro_rules! server_machine {
-    ($t:ty, $ev:ty) => {
-        impl ServerMachine for $t {
-            type Event = $ev;
-            fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
-                <$t>::accept(self, now, peer)
-            }
-            fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-                <$t>::handle_input(self, now, conn, bytes)
-            }
-            fn handle_eof(&mut self, now: Instant, conn: ConnId) {
-                <$t>::handle_eof(self, now, conn)
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                <$t>::handle_timeout(self, now)
-            }
-            fn poll_transmit(&mut self) -> Option<Transmit> {
-                <$t>::poll_transmit(self)
-            }
-            fn poll_event(&mut self) -> Option<$ev> {
-                <$t>::poll_event(self)
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                <$t>::poll_timeout(self)
-            }
-        }
-    };
-}
-
-server_machine!(engineio::Server, engineio::Event);
-server_machine!(socketio::Server, socketio::Event);
 
 impl ClientMachine for engineio::Client {
     type Event = engineio::ClientEvent;

@@ -50,17 +50,19 @@ use std::{
     collections::{BTreeMap, BinaryHeap, HashMap, VecDeque},
     fmt::Write as _,
     net::{Ipv4Addr, SocketAddr},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
 
-pub use machines::{ClientMachine, ServerMachine};
+pub use machines::ClientMachine;
 
 use crate::{
     engineio::{ClientTransmit, ConnId, RequestFailed, RequestId, Transmit},
     entropy::{Entropy, SeededEntropy},
     http::{Limits, client::ResponseReader},
+    machine::{Drained, ServerMachine, drain},
 };
 
 /// A seeded generator with a few conveniences for simulations.
@@ -165,7 +167,7 @@ impl Config {
 
 /// The application under test: hears every event and may answer through
 /// the machine that raised it. Both methods do nothing by default.
-pub trait App<S: ServerMachine, C: ClientMachine> {
+pub trait App<S: ServerMachine<Transmit = Transmit>, C: ClientMachine> {
     /// The server raised `event`.
     fn server_event(&mut self, now: Instant, server: &mut S, event: S::Event) {
         let _ = (now, server, event);
@@ -177,7 +179,7 @@ pub trait App<S: ServerMachine, C: ClientMachine> {
 }
 
 /// An application that ignores everything.
-impl<S: ServerMachine, C: ClientMachine> App<S, C> for () {}
+impl<S: ServerMachine<Transmit = Transmit>, C: ClientMachine> App<S, C> for () {}
 
 #[derive(Debug, Clone)]
 enum Segment {
@@ -236,7 +238,7 @@ enum Fault {
 type Factory<T> = Box<dyn FnMut(Instant, &mut Rng) -> T>;
 
 /// A server, its clients, and the simulated network between them.
-pub struct Network<S: ServerMachine, C: ClientMachine> {
+pub struct Network<S: ServerMachine<Transmit = Transmit>, C: ClientMachine> {
     config: Config,
     rng: Rng,
     start: Instant,
@@ -266,10 +268,12 @@ pub struct Network<S: ServerMachine, C: ClientMachine> {
     dirty_clients: Vec<usize>,
     is_dirty: Vec<bool>,
     server_dirty: bool,
+    /// The server's transmits of one drain.
+    server_out: Vec<Transmit>,
     trace: String,
 }
 
-impl<S: ServerMachine, C: ClientMachine> std::fmt::Debug for Network<S, C> {
+impl<S: ServerMachine<Transmit = Transmit>, C: ClientMachine> std::fmt::Debug for Network<S, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Network")
             .field("seed", &self.config.seed)
@@ -280,7 +284,7 @@ impl<S: ServerMachine, C: ClientMachine> std::fmt::Debug for Network<S, C> {
     }
 }
 
-impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
+impl<S: ServerMachine<Transmit = Transmit>, C: ClientMachine> Network<S, C> {
     /// A network whose server `make_server` builds (again after each
     /// restart, with its state lost).
     pub fn new(
@@ -317,6 +321,7 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
             dirty_clients: Vec::new(),
             is_dirty: Vec::new(),
             server_dirty: true,
+            server_out: Vec::new(),
             trace: String::new(),
         }
     }
@@ -946,35 +951,46 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
     }
 
     fn settle_server(&mut self, app: &mut impl App<S, C>) -> bool {
+        let now = self.now;
         let mut busy = false;
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.server.poll_transmit() {
-                moved = true;
-                match t {
-                    Transmit::Data { conn, data } => {
-                        if let Some(&id) = self.by_server.get(&conn) {
-                            self.send_to_client(id, Segment::Data(data));
-                        }
-                    }
-                    Transmit::Close { conn } => {
-                        if let Some(id) = self.by_server.remove(&conn) {
-                            self.send_to_client(id, Segment::Fin);
-                        }
-                    }
-                    // Only embedded requests get these; the network never
-                    // makes any.
-                    Transmit::Response { .. } => {}
+        // Carried out once the server is quiet: only transmits draw from
+        // the network's generator, so their order is all that matters.
+        let mut out = std::mem::take(&mut self.server_out);
+        let _: Drained = drain(
+            &mut self.server,
+            now,
+            |_, t| {
+                out.push(t);
+                ControlFlow::Continue(())
+            },
+            |s, ev| {
+                busy = true;
+                app.server_event(now, s, ev)
+            },
+        );
+        busy |= !out.is_empty();
+        for t in out.drain(..) {
+            self.server_transmit(t);
+        }
+        self.server_out = out;
+        busy
+    }
+
+    fn server_transmit(&mut self, t: Transmit) {
+        match t {
+            Transmit::Data { conn, data } => {
+                if let Some(&id) = self.by_server.get(&conn) {
+                    self.send_to_client(id, Segment::Data(data));
                 }
             }
-            while let Some(ev) = self.server.poll_event() {
-                moved = true;
-                app.server_event(self.now, &mut self.server, ev);
+            Transmit::Close { conn } => {
+                if let Some(id) = self.by_server.remove(&conn) {
+                    self.send_to_client(id, Segment::Fin);
+                }
             }
-            if !moved {
-                return busy;
-            }
-            busy = true;
+            // Only embedded requests get these; the network never makes
+            // any.
+            Transmit::Response { .. } => {}
         }
     }
 

@@ -150,11 +150,11 @@ impl Net {
                 moved = true;
                 self.events.push((self.now, e));
             }
-            while let Some(t) = self.server.poll_transmit() {
+            while let Some(t) = self.server.poll_transmit(self.now) {
                 moved = true;
                 self.on_server_transmit(t);
             }
-            while let Some(e) = self.server.poll_event() {
+            while let Some(e) = self.server.poll_event(self.now) {
                 moved = true;
                 self.app.handle(&mut self.server, self.now, &e);
                 self.server_events.push(e);

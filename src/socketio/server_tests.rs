@@ -7,7 +7,7 @@
 //! `/` and `/custom` emit `auth` on connection; `message` is echoed as
 //! `message-back`; `message-with-ack` is acked with its arguments.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, ops::ControlFlow, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 
@@ -16,6 +16,7 @@ use crate::{
     engineio::{ConnId, Cors, CorsOrigin, Transmit},
     entropy::SeededEntropy,
     http::{HeadParser, Limits},
+    machine::drain,
     socketio::{DisconnectReason, reference_app::ReferenceApp},
     ws::{self, ClientRequest},
 };
@@ -69,10 +70,11 @@ impl H {
 
     /// Drains the server, running the suite's application.
     fn pump(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.io.poll_transmit() {
-                moved = true;
+        let now = self.now;
+        drain(
+            &mut self.io,
+            now,
+            |_, t| {
                 match t {
                     Transmit::Data { conn, data } => {
                         self.out.entry(conn).or_default().extend_from_slice(&data)
@@ -80,16 +82,13 @@ impl H {
                     Transmit::Close { conn } => self.closed.push(conn),
                     Transmit::Response { .. } => {}
                 }
-            }
-            while let Some(ev) = self.io.poll_event() {
-                moved = true;
-                self.app.handle(&mut self.io, self.now, &ev);
+                ControlFlow::Continue(())
+            },
+            |io, ev| {
+                self.app.handle(io, now, &ev);
                 self.events.push(ev);
-            }
-            if !moved {
-                return;
-            }
-        }
+            },
+        );
     }
 
     fn advance(&mut self, ms: u64) {
@@ -585,7 +584,7 @@ fn a_broadcast_is_encoded_once_and_shared() {
         .unwrap();
     // Both connections get the very same attachment bytes, not copies.
     let mut ptrs = Vec::new();
-    while let Some(t) = h.io.poll_transmit() {
+    while let Some(t) = h.io.poll_transmit(h.now) {
         if let Transmit::Data { conn, data } = &t {
             if data.len() > 4096 {
                 ptrs.push(data.as_ptr());

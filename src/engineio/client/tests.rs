@@ -141,11 +141,11 @@ impl Net {
                 moved = true;
                 self.events.push((self.now, e));
             }
-            while let Some(t) = self.server.poll_transmit() {
+            while let Some(t) = self.server.poll_transmit(self.now) {
                 moved = true;
                 self.on_server_transmit(t);
             }
-            while let Some(e) = self.server.poll_event() {
+            while let Some(e) = self.server.poll_event(self.now) {
                 moved = true;
                 match &e {
                     Event::Open { sid, .. } => self.sid = Some(*sid),
@@ -1480,12 +1480,12 @@ fn every_strict_prefix_of_stream_input() {
                     s.handle_input(now, conn, &data);
                 }
             }
-            while let Some(e) = s.poll_event() {
+            while let Some(e) = s.poll_event(now) {
                 if let Event::Message { sid, data } = e {
                     s.send(sid, data).unwrap();
                 }
             }
-            while let Some(t) = s.poll_transmit() {
+            while let Some(t) = s.poll_transmit(now) {
                 if let Transmit::Data { data, .. } = t {
                     all.extend_from_slice(&data);
                     c.handle_stream_input(now, id, &data);

@@ -7,7 +7,7 @@
 //! suite itself runs against the `conformance` example in CI when a copy is
 //! available (scripts/eio-suite.sh).
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, ops::ControlFlow, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 
@@ -16,6 +16,7 @@ use crate::{
     engineio::{Cors, CorsOrigin},
     entropy::SeededEntropy,
     http::{HeadParser, Limits},
+    machine::drain,
     ws::{self, ClientRequest, CloseCode},
 };
 
@@ -78,10 +79,11 @@ impl H {
 
     /// Drains the server; the echo application sends every message back.
     fn pump(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.server.poll_transmit() {
-                moved = true;
+        let echo = self.echo;
+        drain(
+            &mut self.server,
+            self.now,
+            |_, t| {
                 match t {
                     Transmit::Data { conn, data } => {
                         self.out.entry(conn).or_default().extend_from_slice(&data)
@@ -96,18 +98,15 @@ impl H {
                         self.out.entry(conn).or_default().extend_from_slice(&b);
                     }
                 }
-            }
-            while let Some(ev) = self.server.poll_event() {
-                moved = true;
-                if let (true, Event::Message { sid, data }) = (self.echo, &ev) {
-                    let _ = self.server.send(*sid, data.clone());
+                ControlFlow::Continue(())
+            },
+            |server, ev| {
+                if let (true, Event::Message { sid, data }) = (echo, &ev) {
+                    let _ = server.send(*sid, data.clone());
                 }
                 self.events.push(ev);
-            }
-            if !moved {
-                return;
-            }
-        }
+            },
+        );
     }
 
     fn advance(&mut self, ms: u64) {
@@ -994,7 +993,7 @@ fn embedded_requests_and_upgrades() {
         conn: c,
         head,
         body,
-    }) = h.server.poll_transmit()
+    }) = h.server.poll_transmit(h.now)
     else {
         panic!()
     };

@@ -35,7 +35,6 @@ impl Server {
         args: Vec<Value>,
         timeout: Option<Duration>,
     ) -> Result<u64, UsageError> {
-        self.now = self.now.max(now);
         check_event_name(event, UsageError::ReservedEvent)?;
         let s = self.connected(socket)?;
         let (sid, nsp) = (s.sid, s.nsp.clone());

@@ -101,7 +101,6 @@ impl Server {
     /// A broadcast published by another process of the cluster: delivered
     /// here, never published again.
     pub fn handle_broadcast(&mut self, now: Instant, msg: BroadcastMessage) {
-        self.now = self.now.max(now);
         let (kind, nsp, id, body) = msg.packet.parts();
         let shared = encode_shared(kind, nsp, id, body);
         let _ = self.deliver(

@@ -51,7 +51,6 @@ impl Server {
 
     /// Connects a socket that asked a [`Admission::Decide`] namespace.
     pub fn admit(&mut self, now: Instant, socket: SocketId) -> Result<(), UsageError> {
-        self.now = self.now.max(now);
         if self.sockets.get(&socket).is_none_or(|s| s.connected) {
             return Err(UsageError::NotPending(socket));
         }
@@ -69,7 +68,6 @@ impl Server {
         message: &str,
         data: Option<Value>,
     ) -> Result<(), UsageError> {
-        self.now = self.now.max(now);
         let Some(s) = self.sockets.get(&socket).filter(|s| !s.connected) else {
             return Err(UsageError::NotPending(socket));
         };
@@ -100,7 +98,6 @@ impl Server {
         socket: SocketId,
         close: bool,
     ) -> Result<(), UsageError> {
-        self.now = self.now.max(now);
         let sid = self.connected(socket)?.sid;
         let targets: Vec<SocketId> = if close {
             self.clients
