@@ -19,7 +19,7 @@ use std::{fmt, time::Duration};
 
 pub use client::{
     Client, ClientConfig, ClientError, ClientEvent, ClientState, ClientTransmit, ClientUsageError,
-    HttpRequest, RequestFailed, RequestId, TransportMode,
+    TransportMode,
 };
 pub use cors::{Cors, CorsOrigin};
 pub use packet::{
