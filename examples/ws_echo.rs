@@ -1,9 +1,9 @@
 //! A WebSocket echo server: every message comes back as it came.
 //!
 //! `cargo run --example ws_echo -- --port 9001` and point any WebSocket
-//! client at ws://127.0.0.1:9001/. With `--autobahn` the message limits are
-//! raised to what the Autobahn testsuite sends (16 MiB messages in up to
-//! 65,536 fragments); the library's own defaults stay small and safe.
+//! client at ws://127.0.0.1:9001/. It runs with `Config::default()`, whose
+//! limits (16 MiB messages, any number of fragments) are what the Autobahn
+//! testsuite sends, so `scripts/autobahn.sh server` needs no other setting.
 //! With `--close-command`, the text message `close:CODE:REASON` makes the
 //! server close with that code and reason (for interop tests).
 
@@ -17,14 +17,7 @@ use wsio::ws::{Accept, CloseCode, Config, Connection, Event, Message};
 fn main() -> std::io::Result<()> {
     let port: u16 = common::arg("--port").unwrap_or(9001);
     let close_command = common::flag("--close-command");
-    let mut config = Config::default();
-    if common::flag("--autobahn") {
-        config = config
-            .max_message_size(64 << 20)
-            .max_frame_size(64 << 20)
-            .max_fragments(1 << 20)
-            .max_send_queue(128 << 20);
-    }
+    let config = Config::default();
     smol::block_on(async {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         println!("READY {}", listener.local_addr()?.port());
