@@ -47,7 +47,7 @@
 //! ```no_run
 //! use std::{io::{Read, Write}, net::TcpListener, ops::ControlFlow, time::{Duration, Instant}};
 //! use wsio::{
-//!     machine::{Machine as _, drain},
+//!     machine::drain,
 //!     ws::{Accept, Config, Connection, Event, Transmit},
 //! };
 //!
@@ -204,32 +204,6 @@ pub fn drain<M: Machine + ?Sized>(
         if !moved {
             return Drained::Idle;
         }
-    }
-}
-
-impl Machine for crate::ws::Connection {
-    type Transmit = crate::ws::Transmit;
-    type Event = crate::ws::Event;
-    fn handle_timeout(&mut self, now: Instant) {
-        crate::ws::Connection::handle_timeout(self, now)
-    }
-    fn poll_transmit(&mut self, _now: Instant) -> Option<crate::ws::Transmit> {
-        crate::ws::Connection::poll_transmit(self)
-    }
-    fn poll_event(&mut self, _now: Instant) -> Option<crate::ws::Event> {
-        crate::ws::Connection::poll_event(self)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        crate::ws::Connection::poll_timeout(self)
-    }
-}
-
-impl StreamMachine for crate::ws::Connection {
-    fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
-        crate::ws::Connection::handle_input(self, now, bytes)
-    }
-    fn handle_eof(&mut self, now: Instant) {
-        crate::ws::Connection::handle_eof(self, now)
     }
 }
 

@@ -53,7 +53,7 @@ fn upgrade(path: &str) -> Vec<u8> {
             .header("Accept-Language", "en-US,en;q=0.9"),
         Box::new(SeededEntropy::new(1)),
     );
-    match c.poll_transmit() {
+    match c.poll_transmit(Instant::now()) {
         Some(ws::Transmit::Data(b)) => b.to_vec(),
         _ => unreachable!(),
     }

@@ -437,27 +437,34 @@ impl Sim {
                 self.transmit(now, t);
             }
             let mut to_client: Vec<(ConnId, Bytes)> = Vec::new();
+            let refuse = self.refuse;
             for (k, c) in self.conns.iter_mut().enumerate() {
                 if c.role != Role::Ws {
                     continue;
                 }
-                while let Some(ev) = c.server.poll_event() {
-                    moved = true;
-                    if let ws::Event::Upgrade(_) = ev {
-                        if self.refuse & (1 << (k % 8)) != 0 {
-                            let _ = c.server.reject(403);
-                        } else {
-                            let _ = c.server.accept(now, Accept::new());
+                let (id, readable) = (c.id, c.readable());
+                drain(
+                    &mut *c.server,
+                    now,
+                    |_, t| {
+                        if let ws::Transmit::Data(b) = t
+                            && readable
+                        {
+                            to_client.push((id, b));
                         }
-                    }
-                }
-                while let Some(t) = c.server.poll_transmit() {
-                    if let ws::Transmit::Data(b) = t
-                        && c.readable()
-                    {
-                        to_client.push((c.id, b));
-                    }
-                }
+                        ControlFlow::Continue(())
+                    },
+                    |server, ev| {
+                        moved = true;
+                        if let ws::Event::Upgrade(_) = ev {
+                            if refuse & (1 << (k % 8)) != 0 {
+                                let _ = server.reject(403);
+                            } else {
+                                let _ = server.accept(now, Accept::new());
+                            }
+                        }
+                    },
+                );
             }
             for ev in events {
                 self.event(ev);
@@ -702,7 +709,7 @@ impl Sim {
                     let _ = s.server.send(m);
                 }
                 let mut bytes = Vec::new();
-                while let Some(t) = s.server.poll_transmit() {
+                while let Some(t) = s.server.poll_transmit(now) {
                     if let ws::Transmit::Data(b) = t {
                         bytes.extend_from_slice(&b);
                     }

@@ -480,13 +480,13 @@ impl Sim {
             }
             let mut out: Vec<(ConnId, Bytes)> = Vec::new();
             for p in &mut self.peers {
-                while let Some(ev) = p.ws.poll_event() {
+                while let Some(ev) = p.ws.poll_event(now) {
                     moved = true;
                     if let ws::Event::Message(m) = ev {
                         p.on_message(m);
                     }
                 }
-                while let Some(t) = p.ws.poll_transmit() {
+                while let Some(t) = p.ws.poll_transmit(now) {
                     if let ws::Transmit::Data(b) = t
                         && !p.server_closed
                         && !p.eof

@@ -376,7 +376,7 @@ impl Client {
                 self.process_stream(now, conn);
             }
         }
-        self.after_turn();
+        self.after_turn(now);
     }
 
     /// The server closed connection `conn` (a read returned 0). The client
@@ -391,7 +391,7 @@ impl Client {
                 self.process_stream(now, conn);
             }
         }
-        self.after_turn();
+        self.after_turn(now);
     }
 
     /// Connection `conn` could not be opened, or broke (a read or a write
@@ -413,7 +413,7 @@ impl Client {
             self.retired.retain(|s| s.conn != conn);
             self.transmits.retain(|t| t.conn() != conn);
         }
-        self.after_turn();
+        self.after_turn(now);
     }
 
     /// Runs every timer that is due. Cheap; early or repeated calls do
@@ -468,7 +468,7 @@ impl Client {
             }
         }
         self.http_timeouts(now);
-        self.after_turn();
+        self.after_turn(now);
     }
 
     // ----- outputs ------------------------------------------------------
@@ -531,7 +531,7 @@ impl Client {
         self.write_buffer.push_back(Packet::message(data));
         self.queued_messages += 1;
         self.flush(now);
-        self.after_turn();
+        self.after_turn(now);
         Ok(())
     }
 
@@ -557,7 +557,7 @@ impl Client {
         } else {
             self.maybe_finish_close(now);
         }
-        self.after_turn();
+        self.after_turn(now);
     }
 }
 

@@ -543,7 +543,7 @@ impl Server {
                             self.flush_polling(now, sid);
                         }
                     }
-                    Target::Conn(conn) => self.drain_ws(conn),
+                    Target::Conn(conn) => self.drain_ws(now, conn),
                 }
             }
             self.dirty_spare = targets;

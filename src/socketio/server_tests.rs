@@ -110,7 +110,7 @@ impl H {
             ClientRequest::new("localhost", "/socket.io/?EIO=4&transport=websocket"),
             Box::new(SeededEntropy::new(conn.0)),
         );
-        while let Some(ws::Transmit::Data(b)) = ws.poll_transmit() {
+        while let Some(ws::Transmit::Data(b)) = ws.poll_transmit(self.now) {
             self.io.handle_input(self.now, conn, &b);
         }
         let mut p = Peer {
@@ -139,14 +139,14 @@ impl H {
             if self.closed.contains(&p.conn) && p.ws.state() != ws::State::Closed {
                 p.ws.handle_eof(self.now);
             }
-            while let Some(ev) = p.ws.poll_event() {
+            while let Some(ev) = p.ws.poll_event(self.now) {
                 match ev {
                     ws::Event::Message(m) => p.got.push(m),
                     ws::Event::Closed(_) => p.closed = true,
                     _ => {}
                 }
             }
-            while let Some(t) = p.ws.poll_transmit() {
+            while let Some(t) = p.ws.poll_transmit(self.now) {
                 moved = true;
                 match t {
                     ws::Transmit::Data(b) => self.io.handle_input(self.now, p.conn, &b),

@@ -146,7 +146,7 @@ impl Client {
                     let _ = frame::send(&mut s.ws, &p);
                 }
                 self.queued_messages = 0;
-                drain_ws(s, &mut self.transmits);
+                drain_ws(s, now, &mut self.transmits);
             }
             None => {}
         }

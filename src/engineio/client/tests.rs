@@ -1842,7 +1842,7 @@ impl FakeWs {
                 }
             }
         }
-        while let Some(e) = self.ws.poll_event() {
+        while let Some(e) = self.ws.poll_event(now) {
             match e {
                 ws::Event::Message(m) => self.received.push(m),
                 ws::Event::Upgrade(_) => self.upgrade_requested = true,
@@ -1855,7 +1855,7 @@ impl FakeWs {
     }
 
     pub(super) fn flush(&mut self, c: &mut Client, now: Instant) {
-        while let Some(t) = self.ws.poll_transmit() {
+        while let Some(t) = self.ws.poll_transmit(now) {
             if let ws::Transmit::Data(b) = t {
                 c.handle_input(now, self.id, &b);
             }
@@ -1873,7 +1873,7 @@ impl FakeWs {
     fn send(&mut self, c: &mut Client, now: Instant, text: &str) {
         self.ws.send(ws::Message::text(text.to_owned())).unwrap();
         let mut out = Vec::new();
-        while let Some(ws::Transmit::Data(b)) = self.ws.poll_transmit() {
+        while let Some(ws::Transmit::Data(b)) = self.ws.poll_transmit(now) {
             out.push(b);
         }
         for b in out {

@@ -116,7 +116,7 @@ impl Client {
         self.events.push_back(ClientEvent::Upgrade);
         self.flush(now);
         if let Some(Transport::WebSocket(s)) = &mut self.transport {
-            drain_ws(s, &mut self.transmits);
+            drain_ws(s, now, &mut self.transmits);
         }
         // Polling is over: its kept-alive connections go.
         self.close_idle();

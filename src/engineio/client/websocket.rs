@@ -44,7 +44,7 @@ impl Client {
             deadline: Some(now + self.config.request_timeout),
         };
         self.transmits.push_back(ClientTransmit::Connect { conn });
-        drain_ws(&mut stream, &mut self.transmits);
+        drain_ws(&mut stream, now, &mut self.transmits);
         stream
     }
 
@@ -84,7 +84,9 @@ impl Client {
             let Some(s) = self.stream_mut(which) else {
                 return;
             };
-            let Some(ev) = s.ws.poll_event() else { break };
+            let Some(ev) = s.ws.poll_event(now) else {
+                break;
+            };
             match which {
                 Which::Main => self.on_main_ws_event(now, ev),
                 Which::Probe => self.on_probe_ws_event(now, ev),
@@ -93,7 +95,7 @@ impl Client {
         }
         if let Some(Which::Retired(i)) = self.find_stream(conn) {
             if let Some(s) = self.retired.get_mut(i) {
-                if drain_ws(s, &mut self.transmits) {
+                if drain_ws(s, now, &mut self.transmits) {
                     self.retired.remove(i);
                 }
             }
@@ -130,9 +132,9 @@ impl Client {
             ws::State::Closing | ws::State::Closed => {}
         }
         // Its remaining events (a last message, its close) are not heard.
-        while s.ws.poll_event().is_some() {}
+        while s.ws.poll_event(now).is_some() {}
         s.deadline = None;
-        if !drain_ws(&mut s, &mut self.transmits) {
+        if !drain_ws(&mut s, now, &mut self.transmits) {
             self.retired.push(s);
         }
     }
@@ -140,7 +142,7 @@ impl Client {
     /// Ends every input and command: moves the WebSockets' output to the
     /// transmit queue, and once the session is over, lets the idle HTTP
     /// connections go.
-    pub(super) fn after_turn(&mut self) {
+    pub(super) fn after_turn(&mut self, now: Instant) {
         if self.phase == Phase::Closed {
             self.close_idle();
         }
@@ -152,21 +154,21 @@ impl Client {
             streams.push(&mut p.stream);
         }
         for s in streams {
-            drain_ws(s, &mut self.transmits);
+            drain_ws(s, now, &mut self.transmits);
         }
         let transmits = &mut self.transmits;
         self.retired.retain_mut(|s| {
-            while s.ws.poll_event().is_some() {}
-            !drain_ws(s, transmits)
+            while s.ws.poll_event(now).is_some() {}
+            !drain_ws(s, now, transmits)
         });
     }
 }
 
 /// Moves a WebSocket's bytes to `out`; true once it asked for its
 /// connection to close.
-pub(super) fn drain_ws(s: &mut WsStream, out: &mut VecDeque<ClientTransmit>) -> bool {
+pub(super) fn drain_ws(s: &mut WsStream, now: Instant, out: &mut VecDeque<ClientTransmit>) -> bool {
     let mut closed = false;
-    while let Some(t) = s.ws.poll_transmit() {
+    while let Some(t) = s.ws.poll_transmit(now) {
         match t {
             ws::Transmit::Data(data) => out.push_back(ClientTransmit::Data { conn: s.conn, data }),
             ws::Transmit::Close => {

@@ -201,7 +201,7 @@ impl H {
             ClientRequest::new("localhost", target),
             Box::new(SeededEntropy::new(conn.0)),
         );
-        while let Some(ws::Transmit::Data(b)) = ws.poll_transmit() {
+        while let Some(ws::Transmit::Data(b)) = ws.poll_transmit(self.now) {
             self.server.handle_input(self.now, conn, &b);
         }
         self.pump();
@@ -230,14 +230,14 @@ impl H {
             if self.closed.contains(&p.conn) && p.ws.state() != ws::State::Closed {
                 p.ws.handle_eof(self.now);
             }
-            while let Some(ev) = p.ws.poll_event() {
+            while let Some(ev) = p.ws.poll_event(self.now) {
                 match ev {
                     ws::Event::Message(m) => p.messages.push(m),
                     ws::Event::Closed(c) => p.closed = Some(c.code),
                     _ => {}
                 }
             }
-            while let Some(t) = p.ws.poll_transmit() {
+            while let Some(t) = p.ws.poll_transmit(self.now) {
                 moved = true;
                 match t {
                     ws::Transmit::Data(b) => self.server.handle_input(self.now, p.conn, &b),
@@ -1014,13 +1014,13 @@ fn embedded_requests_and_upgrades() {
     let mut client =
         ws::Connection::client_upgraded(ws::Config::default(), Box::new(SeededEntropy::new(1)));
     client.send(ws::Message::text("2probe")).unwrap();
-    while let Some(ws::Transmit::Data(b)) = client.poll_transmit() {
+    while let Some(ws::Transmit::Data(b)) = client.poll_transmit(h.now) {
         h.server.handle_input(h.now, conn, &b);
     }
     h.pump();
     client.handle_input(h.now, &h.out.remove(&conn).unwrap());
     assert_eq!(
-        client.poll_event(),
+        client.poll_event(h.now),
         Some(ws::Event::Message(ws::Message::text("3probe")))
     );
 
