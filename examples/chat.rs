@@ -236,7 +236,7 @@ impl Room {
                 let (res, body) = self.serve(&head);
                 let _ = io.respond(now, conn, res, body);
             }
-            Event::Ack { .. } | Event::AckTimeout { .. } => {}
+            _ => {}
         }
     }
 
