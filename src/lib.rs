@@ -30,8 +30,9 @@
 //!
 //! Every machine follows the same contract, stated once in [`machine`]:
 //! after any input or command, drain `poll_transmit` (write what it gives),
-//! then `poll_event`, again until both are quiet, then arm a timer for
-//! `poll_timeout`. [`machine::drain`] is that loop.
+//! then `poll_event`, again until `poll_transmit` is quiet right after
+//! `poll_event`, then arm a timer for `poll_timeout`. [`machine::drain`] is
+//! that loop.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(

@@ -36,13 +36,13 @@
 //!    transmit (write the bytes, close the socket...);
 //! 2. drain [`poll_event`](Machine::poll_event), handing each event to the
 //!    application, which may issue commands as it goes;
-//! 3. repeat 1 and 2 until both return `None` in the same round, then arm a
-//!    timer for [`poll_timeout`](Machine::poll_timeout).
+//! 3. repeat 1 and 2 until `poll_transmit` returns `None` right after
+//!    `poll_event` did (what handing out the last events queued has left
+//!    then), then arm a timer for [`poll_timeout`](Machine::poll_timeout).
 //!
-//! That order is always enough: nothing else needs polling. A machine keeps
-//! its side of it: a `poll_event` that returns `None` has queued nothing
-//! new. [`drain`] is that loop, and every driver in wsio (`blocking`, `sim`,
-//! the examples, the tests) uses it.
+//! That order is always enough: nothing else needs polling. [`drain`] is
+//! that loop, and every driver in wsio (`blocking`, `sim`, the examples,
+//! the tests) uses it.
 //!
 //! ```no_run
 //! use std::{io::{Read, Write}, net::TcpListener, ops::ControlFlow, time::{Duration, Instant}};
@@ -122,8 +122,7 @@ pub trait Machine {
     /// The next transmit, or `None` when there is nothing to carry out.
     fn poll_transmit(&mut self, now: Instant) -> Option<Self::Transmit>;
 
-    /// The next event, or `None` when there is nothing to hear. A `None`
-    /// has queued nothing new.
+    /// The next event, or `None` when there is nothing to hear.
     fn poll_event(&mut self, now: Instant) -> Option<Self::Event>;
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called;
@@ -167,16 +166,17 @@ pub trait ServerMachine: ConnMachine {
 /// How [`drain`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drained {
-    /// Both pollers returned `None` in the same round: arm a timer for
-    /// [`poll_timeout`](Machine::poll_timeout) and wait for input.
+    /// `poll_transmit` returned `None` right after `poll_event` did: arm a
+    /// timer for [`poll_timeout`](Machine::poll_timeout) and wait for
+    /// input.
     Idle,
     /// The transmit sink returned [`ControlFlow::Break`] (a full socket):
     /// drain again once it can take more.
     Blocked,
 }
 
-/// The run loop's drain: transmits, then events, again until both pollers
-/// return `None` in the same round.
+/// The run loop's drain: transmits, then events, again until
+/// `poll_transmit` returns `None` right after `poll_event` did.
 ///
 /// `on_transmit` carries out each transmit; it returns
 /// [`ControlFlow::Break`] when it cannot take another now (it keeps the one
@@ -189,20 +189,24 @@ pub fn drain<M: Machine + ?Sized>(
     mut on_transmit: impl FnMut(&mut M, M::Transmit) -> ControlFlow<()>,
     mut on_event: impl FnMut(&mut M, M::Event),
 ) -> Drained {
+    // Whether the last round's events came out empty: then a round with
+    // no transmit either ends the drain.
+    let mut heard_nothing = false;
     loop {
-        let mut moved = false;
+        let mut sent = false;
         while let Some(t) = machine.poll_transmit(now) {
-            moved = true;
+            sent = true;
             if on_transmit(machine, t).is_break() {
                 return Drained::Blocked;
             }
         }
-        while let Some(ev) = machine.poll_event(now) {
-            moved = true;
-            on_event(machine, ev);
-        }
-        if !moved {
+        if heard_nothing && !sent {
             return Drained::Idle;
+        }
+        heard_nothing = true;
+        while let Some(ev) = machine.poll_event(now) {
+            heard_nothing = false;
+            on_event(machine, ev);
         }
     }
 }
@@ -260,6 +264,51 @@ mod tests {
         assert_eq!(end, Drained::Idle);
         assert_eq!(sent, [0, 1, 2, 3]);
         assert_eq!(heard, [1, 2, 3]);
+    }
+
+    /// A machine whose last event, once handed out, leaves a transmit
+    /// behind (as a deferred close does): the drain still takes it.
+    #[derive(Default)]
+    struct Deferred {
+        pending: bool,
+        transmits: VecDeque<u32>,
+    }
+
+    impl Machine for Deferred {
+        type Transmit = u32;
+        type Event = ();
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn poll_transmit(&mut self, _: Instant) -> Option<u32> {
+            self.transmits.pop_front()
+        }
+        fn poll_event(&mut self, _: Instant) -> Option<()> {
+            if std::mem::take(&mut self.pending) {
+                self.transmits.push_back(9);
+            }
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    #[test]
+    fn what_a_quiet_poll_event_queues_is_sent() {
+        let mut m = Deferred {
+            pending: true,
+            ..Default::default()
+        };
+        let mut sent = Vec::new();
+        let end = drain(
+            &mut m,
+            Instant::now(),
+            |_, t| {
+                sent.push(t);
+                ControlFlow::Continue(())
+            },
+            |_, _| {},
+        );
+        assert_eq!((end, sent), (Drained::Idle, vec![9]));
     }
 
     #[test]
