@@ -40,6 +40,7 @@ mod common;
 
 use std::{
     collections::{BTreeMap, HashMap},
+    ops::ControlFlow,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -50,6 +51,7 @@ use wsio::{
     engineio::{self, ConnId},
     entropy::OsEntropy,
     http::{Method, RequestHead, ResponseHead},
+    machine::drain,
     socketio::{self, Admission, Event, SocketId, Value},
 };
 
@@ -97,6 +99,11 @@ struct Chat {
     /// TCP connection (the driver's key) <-> the server's connection id.
     conns: HashMap<u64, ConnId>,
     keys: HashMap<ConnId, u64>,
+    room: Room,
+}
+
+/// The application: what the server's events act on.
+struct Room {
     /// Everyone in the chat: socket -> nickname.
     people: BTreeMap<SocketId, String>,
     /// The official client bundle, if installed.
@@ -126,9 +133,11 @@ impl Chat {
                 }
             }
         }
-        // Events may cause more output (emits, responses): loop until quiet.
-        loop {
-            while let Some(t) = self.io.poll_transmit() {
+        // Events may cause more output (emits, responses): drain until quiet.
+        drain(
+            &mut self.io,
+            now,
+            |_, t| {
                 match t {
                     engineio::Transmit::Data { conn, data } => {
                         if let Some(&key) = self.keys.get(&conn) {
@@ -145,17 +154,16 @@ impl Chat {
                     // embedding HTTP server); we feed raw bytes.
                     engineio::Transmit::Response { .. } => {}
                 }
-            }
-            let Some(event) = self.io.poll_event() else {
-                return;
-            };
-            self.on_event(now, event);
-        }
+                ControlFlow::Continue(())
+            },
+            |io, event| self.room.on_event(io, now, event),
+        );
     }
+}
 
+impl Room {
     /// The chat.
-    fn on_event(&mut self, now: Instant, event: Event) {
-        let io = &mut self.io;
+    fn on_event(&mut self, io: &mut socketio::Server, now: Instant, event: Event) {
         match event {
             // `/` asks us about each connection: the nickname comes in the
             // client's auth payload.
@@ -226,7 +234,7 @@ impl Chat {
             }
             Event::Request { conn, head, .. } => {
                 let (res, body) = self.serve(&head);
-                let _ = self.io.respond(now, conn, res, body);
+                let _ = io.respond(now, conn, res, body);
             }
             _ => {}
         }
@@ -354,8 +362,10 @@ fn main() -> std::io::Result<()> {
             net: Net::listen(listener),
             conns: HashMap::new(),
             keys: HashMap::new(),
-            people: BTreeMap::new(),
-            client_js,
+            room: Room {
+                people: BTreeMap::new(),
+                client_js,
+            },
         };
         loop {
             let input = chat.net.next(chat.io.poll_timeout()).await;

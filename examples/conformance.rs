@@ -18,7 +18,7 @@
 
 mod common;
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, ops::ControlFlow, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use common::net::{Conns, Handler, IdMap, Io};
@@ -26,6 +26,7 @@ use wsio::{
     engineio::{self, ConnId, Cors, CorsOrigin},
     entropy::OsEntropy,
     http::ResponseHead,
+    machine::drain,
     socketio::{self, Admission, Event, SocketId, Value},
 };
 
@@ -39,6 +40,12 @@ enum Owner {
 struct App {
     sio: socketio::Server,
     eio: engineio::Server,
+    wire: Wire,
+}
+
+/// Everything but the two machines, so that each can be drained while the
+/// other and this are at hand.
+struct Wire {
     net: Conns,
     owners: IdMap<u64, Owner>,
     sio_keys: IdMap<ConnId, u64>,
@@ -61,6 +68,7 @@ fn engine_config(ping_interval: u64, ping_timeout: u64, path: &str) -> engineio:
 impl App {
     fn step(&mut self, io: Io<'_>) {
         let now = std::time::Instant::now();
+        let w = &mut self.wire;
         match io {
             Io::Timeout => {
                 self.sio.handle_timeout(now);
@@ -68,26 +76,26 @@ impl App {
             }
             Io::Accepted(key, peer) => {
                 let conn = self.sio.accept(now, peer);
-                self.owners.insert(key, Owner::Sio(conn));
-                self.sio_keys.insert(conn, key);
+                w.owners.insert(key, Owner::Sio(conn));
+                w.sio_keys.insert(conn, key);
             }
-            Io::Data(key, bytes) => match self.owners.get(&key) {
+            Io::Data(key, bytes) => match w.owners.get(&key) {
                 Some(Owner::Sio(c)) => self.sio.handle_input(now, *c, bytes),
                 Some(Owner::Eio(c)) => self.eio.handle_input(now, *c, bytes),
                 None => {}
             },
-            Io::Eof(key) => match self.owners.remove(&key) {
+            Io::Eof(key) => match w.owners.remove(&key) {
                 Some(Owner::Sio(c)) => {
                     self.sio.handle_eof(now, c);
                     // A poll held by the echo server loses its client too.
-                    let handed: Vec<ConnId> = self
+                    let handed: Vec<ConnId> = w
                         .handed
                         .iter()
                         .filter(|(_, s)| **s == c)
                         .map(|(e, _)| *e)
                         .collect();
                     for e in handed {
-                        self.handed.remove(&e);
+                        w.handed.remove(&e);
                         self.eio.handle_eof(now, e);
                     }
                 }
@@ -100,198 +108,235 @@ impl App {
 
     /// Drains both machines until neither has anything left to say.
     fn settle(&mut self, now: std::time::Instant) {
+        let App { sio, eio, wire } = self;
+        // The Socket.IO server's writes wait for the end of its drain:
+        // its events need the wire too.
+        let mut out = Vec::new();
         loop {
-            let mut busy = false;
-            while let Some(t) = self.sio.poll_transmit() {
-                busy = true;
-                match t {
-                    engineio::Transmit::Data { conn, data } => {
-                        if let Some(k) = self.sio_keys.get(&conn) {
-                            self.net.write(*k, data);
-                        }
-                    }
-                    engineio::Transmit::Close { conn } => {
-                        if let Some(k) = self.sio_keys.remove(&conn) {
-                            self.owners.remove(&k);
-                            self.net.close(k);
-                        }
-                    }
-                    engineio::Transmit::Response { .. } => {}
-                }
+            let (mut sent, mut heard) = (false, false);
+            drain(
+                sio,
+                now,
+                |_, t| {
+                    out.push(t);
+                    ControlFlow::Continue(())
+                },
+                |sio, ev| {
+                    heard = true;
+                    on_event(sio, eio, wire, now, ev);
+                },
+            );
+            for t in out.drain(..) {
+                sent = true;
+                wire.sio_transmit(t);
             }
-            while let Some(t) = self.eio.poll_transmit() {
-                busy = true;
-                match t {
-                    engineio::Transmit::Data { conn, data } => {
-                        if let Some(k) = self.eio_keys.get(&conn) {
-                            self.net.write(*k, data);
+            drain(
+                eio,
+                now,
+                |_, t| {
+                    sent = true;
+                    match t {
+                        engineio::Transmit::Response { conn, head, body } => {
+                            if let Some(sconn) = wire.handed.remove(&conn) {
+                                let _ = sio.respond(now, sconn, head, body);
+                            }
                         }
+                        t => wire.eio_transmit(t),
                     }
-                    engineio::Transmit::Close { conn } => {
-                        if let Some(k) = self.eio_keys.remove(&conn) {
-                            self.owners.remove(&k);
-                            self.net.close(k);
-                        }
+                    ControlFlow::Continue(())
+                },
+                |eio, ev| {
+                    heard = true;
+                    if let engineio::Event::Message { sid, data } = ev {
+                        let _ = eio.send(sid, data);
                     }
-                    engineio::Transmit::Response { conn, head, body } => {
-                        if let Some(sconn) = self.handed.remove(&conn) {
-                            let _ = self.sio.respond(now, sconn, head, body);
-                        }
-                    }
-                }
-            }
-            while let Some(ev) = self.eio.poll_event() {
-                busy = true;
-                if let engineio::Event::Message { sid, data } = ev {
-                    let _ = self.eio.send(sid, data);
-                }
-            }
-            while let Some(ev) = self.sio.poll_event() {
-                busy = true;
-                self.on_event(now, ev);
-            }
-            if !busy {
+                },
+            );
+            if !sent && !heard {
                 return;
             }
         }
     }
+}
 
-    fn on_event(&mut self, now: std::time::Instant, ev: Event) {
-        match ev {
-            Event::Connection { socket, auth, .. } => {
-                let _ = self.sio.emit(socket, "auth", vec![auth]);
-            }
-            Event::Event {
-                socket,
-                name,
-                args,
-                ack,
-            } => self.on_client_event(now, socket, &name, args, ack),
-            Event::Ack { socket, id, args } => {
-                if let Some(original) = self.asks.remove(&(socket, id)) {
-                    let _ = self.sio.ack(socket, original, args);
+impl Wire {
+    fn sio_transmit(&mut self, t: engineio::Transmit) {
+        match t {
+            engineio::Transmit::Data { conn, data } => {
+                if let Some(k) = self.sio_keys.get(&conn) {
+                    self.net.write(*k, data);
                 }
             }
-            Event::Disconnect { socket, reason, .. } => {
-                if std::env::var_os("WSIO_TRACE").is_some() {
-                    eprintln!("disconnect {socket} {reason}");
+            engineio::Transmit::Close { conn } => {
+                if let Some(k) = self.sio_keys.remove(&conn) {
+                    self.owners.remove(&k);
+                    self.net.close(k);
                 }
-                self.asks.retain(|(s, _), _| *s != socket)
             }
-            Event::Request { conn, head, body } => self.route_request(now, conn, *head, body),
-            _ => {}
+            engineio::Transmit::Response { .. } => {}
         }
     }
 
-    fn on_client_event(
-        &mut self,
-        now: std::time::Instant,
-        socket: SocketId,
-        name: &str,
-        args: Vec<Value>,
-        ack: Option<u64>,
-    ) {
-        if self.sio.namespace_of(socket) != Some("/") {
-            return;
-        }
-        let io = &mut self.sio;
-        match (name, ack) {
-            ("message", _) => {
-                let _ = io.emit(socket, "message-back", args);
-            }
-            ("message-with-ack", Some(id)) => {
-                let _ = io.ack(socket, id, args);
-            }
-            ("join", Some(id)) => {
-                if let Some(room) = args.first().and_then(Value::as_str) {
-                    let _ = io.join(socket, room);
-                    let _ = io.ack(socket, id, vec![Value::from(true)]);
+    fn eio_transmit(&mut self, t: engineio::Transmit) {
+        match t {
+            engineio::Transmit::Data { conn, data } => {
+                if let Some(k) = self.eio_keys.get(&conn) {
+                    self.net.write(*k, data);
                 }
             }
-            ("to-room", _) => {
-                if let Some(room) = args.first().and_then(Value::as_str).map(str::to_owned) {
-                    let _ = io
-                        .of("/")
-                        .to(&room)
-                        .emit("room-message", args[1..].to_vec());
+            engineio::Transmit::Close { conn } => {
+                if let Some(k) = self.eio_keys.remove(&conn) {
+                    self.owners.remove(&k);
+                    self.net.close(k);
                 }
             }
-            ("broadcast", _) => {
-                let _ = io.broadcast_from(socket).emit("broadcast", args);
-            }
-            ("emit-all", _) => {
-                let _ = io.of("/").emit("all", args);
-            }
-            ("disconnect-me", _) => {
-                let _ = io.disconnect(now, socket, true);
-            }
-            ("server-ack", Some(id)) => {
-                if let Ok(ask) = io.emit_with_ack(now, socket, "ask", args, None) {
-                    self.asks.insert((socket, ask), id);
-                }
-            }
-            ("binary", _) => {
-                let _ = io.emit(socket, "binary-back", args);
-            }
-            // Events that need an ack but came without one, and unknown
-            // events, are ignored.
-            _ => {}
+            engineio::Transmit::Response { .. } => {}
         }
     }
+}
 
-    /// A request the Socket.IO server does not serve: the echo server's
-    /// path, or 404.
-    fn route_request(
-        &mut self,
-        now: std::time::Instant,
-        conn: ConnId,
-        head: wsio::http::RequestHead,
-        body: Bytes,
-    ) {
-        if !head.target.starts_with("/engine.io/") {
-            let res = ResponseHead::new(404).with_header("Content-Type", "text/plain");
-            let _ = self
-                .sio
-                .respond(now, conn, res, Bytes::from_static(b"Not Found"));
-            return;
+fn on_event(
+    sio: &mut socketio::Server,
+    eio: &mut engineio::Server,
+    w: &mut Wire,
+    now: std::time::Instant,
+    ev: Event,
+) {
+    match ev {
+        Event::Connection { socket, auth, .. } => {
+            let _ = sio.emit(socket, "auth", vec![auth]);
         }
-        if !head.headers.has_token("upgrade", "websocket") {
-            let econn = self.eio.handle_request(now, head, body, None);
-            self.handed.insert(econn, conn);
-            return;
+        Event::Event {
+            socket,
+            name,
+            args,
+            ack,
+        } => on_client_event(sio, w, now, socket, &name, args, ack),
+        Event::Ack { socket, id, args } => {
+            if let Some(original) = w.asks.remove(&(socket, id)) {
+                let _ = sio.ack(socket, original, args);
+            }
         }
-        // A WebSocket: the connection moves to the echo server.
-        let Some(key) = self.sio_keys.remove(&conn) else {
-            return;
-        };
-        let leftover = self.sio.release(conn).unwrap_or_default();
-        let mut out = BytesMut::new();
-        match self.eio.handle_upgrade(now, head, None) {
-            Ok((econn, res)) => {
-                res.encode(&mut out);
-                self.net.write(key, out.freeze());
-                self.owners.insert(key, Owner::Eio(econn));
-                self.eio_keys.insert(econn, key);
-                if !leftover.is_empty() {
-                    self.eio.handle_input(now, econn, &leftover);
-                }
+        Event::Disconnect { socket, reason, .. } => {
+            if std::env::var_os("WSIO_TRACE").is_some() {
+                eprintln!("disconnect {socket} {reason}");
             }
-            Err((res, body)) => {
-                res.with_header("Content-Length", body.len().to_string())
-                    .with_header("Connection", "close")
-                    .encode(&mut out);
-                out.extend_from_slice(&body);
-                self.net.write(key, out.freeze());
-                self.owners.remove(&key);
-                self.net.close(key);
+            w.asks.retain(|(s, _), _| *s != socket)
+        }
+        Event::Request { conn, head, body } => route_request(sio, eio, w, now, conn, *head, body),
+        _ => {}
+    }
+}
+
+fn on_client_event(
+    sio: &mut socketio::Server,
+    w: &mut Wire,
+    now: std::time::Instant,
+    socket: SocketId,
+    name: &str,
+    args: Vec<Value>,
+    ack: Option<u64>,
+) {
+    if sio.namespace_of(socket) != Some("/") {
+        return;
+    }
+    let io = sio;
+    match (name, ack) {
+        ("message", _) => {
+            let _ = io.emit(socket, "message-back", args);
+        }
+        ("message-with-ack", Some(id)) => {
+            let _ = io.ack(socket, id, args);
+        }
+        ("join", Some(id)) => {
+            if let Some(room) = args.first().and_then(Value::as_str) {
+                let _ = io.join(socket, room);
+                let _ = io.ack(socket, id, vec![Value::from(true)]);
             }
+        }
+        ("to-room", _) => {
+            if let Some(room) = args.first().and_then(Value::as_str).map(str::to_owned) {
+                let _ = io
+                    .of("/")
+                    .to(&room)
+                    .emit("room-message", args[1..].to_vec());
+            }
+        }
+        ("broadcast", _) => {
+            let _ = io.broadcast_from(socket).emit("broadcast", args);
+        }
+        ("emit-all", _) => {
+            let _ = io.of("/").emit("all", args);
+        }
+        ("disconnect-me", _) => {
+            let _ = io.disconnect(now, socket, true);
+        }
+        ("server-ack", Some(id)) => {
+            if let Ok(ask) = io.emit_with_ack(now, socket, "ask", args, None) {
+                w.asks.insert((socket, ask), id);
+            }
+        }
+        ("binary", _) => {
+            let _ = io.emit(socket, "binary-back", args);
+        }
+        // Events that need an ack but came without one, and unknown
+        // events, are ignored.
+        _ => {}
+    }
+}
+
+/// A request the Socket.IO server does not serve: the echo server's
+/// path, or 404.
+fn route_request(
+    sio: &mut socketio::Server,
+    eio: &mut engineio::Server,
+    w: &mut Wire,
+    now: std::time::Instant,
+    conn: ConnId,
+    head: wsio::http::RequestHead,
+    body: Bytes,
+) {
+    if !head.target.starts_with("/engine.io/") {
+        let res = ResponseHead::new(404).with_header("Content-Type", "text/plain");
+        let _ = sio.respond(now, conn, res, Bytes::from_static(b"Not Found"));
+        return;
+    }
+    if !head.headers.has_token("upgrade", "websocket") {
+        let econn = eio.handle_request(now, head, body, None);
+        w.handed.insert(econn, conn);
+        return;
+    }
+    // A WebSocket: the connection moves to the echo server.
+    let Some(key) = w.sio_keys.remove(&conn) else {
+        return;
+    };
+    let leftover = sio.release(conn).unwrap_or_default();
+    let mut out = BytesMut::new();
+    match eio.handle_upgrade(now, head, None) {
+        Ok((econn, res)) => {
+            res.encode(&mut out);
+            w.net.write(key, out.freeze());
+            w.owners.insert(key, Owner::Eio(econn));
+            w.eio_keys.insert(econn, key);
+            if !leftover.is_empty() {
+                eio.handle_input(now, econn, &leftover);
+            }
+        }
+        Err((res, body)) => {
+            res.with_header("Content-Length", body.len().to_string())
+                .with_header("Connection", "close")
+                .encode(&mut out);
+            out.extend_from_slice(&body);
+            w.net.write(key, out.freeze());
+            w.owners.remove(&key);
+            w.net.close(key);
         }
     }
 }
 
 impl Handler for App {
     fn conns(&mut self) -> &mut Conns {
-        &mut self.net
+        &mut self.wire.net
     }
 
     fn handle(&mut self, io: Io<'_>) {
@@ -348,12 +393,14 @@ fn main() -> std::io::Result<()> {
     let app = App {
         sio,
         eio,
-        net: Conns::new(),
-        owners: IdMap::default(),
-        sio_keys: IdMap::default(),
-        eio_keys: IdMap::default(),
-        handed: HashMap::new(),
-        asks: HashMap::new(),
+        wire: Wire {
+            net: Conns::new(),
+            owners: IdMap::default(),
+            sio_keys: IdMap::default(),
+            eio_keys: IdMap::default(),
+            handed: HashMap::new(),
+            asks: HashMap::new(),
+        },
     };
     if smol {
         common::net::serve(listener, app)

@@ -54,6 +54,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
@@ -62,6 +63,7 @@ use bytes::Bytes;
 use wsio::{
     engineio::{self, ConnId, Data, Transmit},
     entropy::SeededEntropy,
+    machine::drain,
     socketio::{
         Admission, Broadcast, ClusterAnswer, ClusterMessage, Config, Decoder, Event, Packet,
         RESERVED_EVENTS, RecoveryConfig, RequestId, Selection, Server, SocketId, SocketInfo,
@@ -695,9 +697,18 @@ impl Sim {
     fn pump(&mut self) {
         let now = self.now();
         for _ in 0..10_000 {
-            let mut moved = false;
-            while let Some(t) = self.io.poll_transmit() {
-                moved = true;
+            let (mut transmits, mut events) = (Vec::new(), Vec::new());
+            drain(
+                &mut self.io,
+                now,
+                |_, t| {
+                    transmits.push(t);
+                    ControlFlow::Continue(())
+                },
+                |_, ev| events.push(ev),
+            );
+            let mut moved = !transmits.is_empty() || !events.is_empty();
+            for t in transmits {
                 let conn = t.conn();
                 assert!(
                     !self.closed_conns.contains(&conn),
@@ -719,13 +730,13 @@ impl Sim {
             }
             let mut out: Vec<(ConnId, Bytes)> = Vec::new();
             for p in &mut self.peers {
-                while let Some(ev) = p.ws.poll_event() {
+                while let Some(ev) = p.ws.poll_event(now) {
                     moved = true;
                     if let ws::Event::Message(m) = ev {
                         p.on_message(m);
                     }
                 }
-                while let Some(t) = p.ws.poll_transmit() {
+                while let Some(t) = p.ws.poll_transmit(now) {
                     if let ws::Transmit::Data(b) = t
                         && !p.server_closed
                         && !p.eof
@@ -734,8 +745,7 @@ impl Sim {
                     }
                 }
             }
-            while let Some(ev) = self.io.poll_event() {
-                moved = true;
+            for ev in events {
                 self.event(ev);
             }
             while let Some(m) = self.io.poll_cluster() {

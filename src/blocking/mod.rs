@@ -6,6 +6,8 @@
 //! timeout is the machine's next deadline.
 
 mod client;
+mod driver;
+mod wire;
 mod ws;
 
 use std::{

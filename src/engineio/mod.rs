@@ -20,7 +20,7 @@ use std::{fmt, time::Duration};
 
 pub use client::{
     Client, ClientConfig, ClientError, ClientEvent, ClientState, ClientTransmit, ClientUsageError,
-    HttpRequest, RequestFailed, RequestId, TransportMode,
+    TransportMode,
 };
 pub use cookie::{Cookie, SameSite};
 pub use cors::{Cors, CorsOrigin};
@@ -75,10 +75,10 @@ impl fmt::Debug for Sid {
     }
 }
 
-/// A connection handle the server gives out: one TCP connection, or one
-/// request from an embedding HTTP server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
+/// A connection handle: one TCP connection the server accepted (or one
+/// request from an embedding HTTP server), or one the client asked its
+/// driver to open.
+pub use crate::machine::ConnId;
 
 /// Which transport a session uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

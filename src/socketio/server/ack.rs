@@ -35,7 +35,6 @@ impl Server {
         args: Vec<Value>,
         timeout: Option<Duration>,
     ) -> Result<u64, UsageError> {
-        self.now = self.now.max(now);
         check_event_name(event, UsageError::ReservedEvent)?;
         let s = self.connected(socket)?;
         let (sid, nsp) = (s.sid, s.nsp.clone());
@@ -151,7 +150,6 @@ impl Broadcast<'_> {
         let cluster = self.clustered();
         let to = self.selection();
         let server = self.server;
-        server.now = server.now.max(now);
         let request = server.new_request_id();
         let mut recipients = Vec::new();
         let mut ack_id = 0;

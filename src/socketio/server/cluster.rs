@@ -263,7 +263,6 @@ impl Server {
     /// here (and answered through [`poll_cluster`](Self::poll_cluster)); an
     /// answer goes to the request it names.
     pub fn handle_cluster(&mut self, now: Instant, msg: ClusterMessage) {
-        self.now = self.now.max(now);
         match msg {
             ClusterMessage::Broadcast {
                 nsp,

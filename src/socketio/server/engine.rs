@@ -28,20 +28,17 @@ use crate::{
 impl Server {
     /// Registers a new TCP connection.
     pub fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
-        self.now = self.now.max(now);
         self.engine().accept(now, peer)
     }
 
     /// Feeds bytes read from a connection.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        self.now = self.now.max(now);
         self.engine().handle_input(now, conn, bytes);
         self.pump(now);
     }
 
     /// The peer closed a connection.
     pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
-        self.now = self.now.max(now);
         self.engine().handle_eof(now, conn);
         self.pump(now);
     }
@@ -55,7 +52,6 @@ impl Server {
         body: Bytes,
         peer: Option<SocketAddr>,
     ) -> ConnId {
-        self.now = self.now.max(now);
         let id = self.engine().handle_request(now, head, body, peer);
         self.pump(now);
         id
@@ -69,7 +65,6 @@ impl Server {
         head: RequestHead,
         peer: Option<SocketAddr>,
     ) -> Result<(ConnId, ResponseHead), (ResponseHead, Bytes)> {
-        self.now = self.now.max(now);
         let r = self.engine().handle_upgrade(now, head, peer);
         self.pump(now);
         r
@@ -77,7 +72,6 @@ impl Server {
 
     /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = self.now.max(now);
         self.engine().handle_timeout(now);
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
@@ -124,15 +118,17 @@ impl Server {
         head: ResponseHead,
         body: Bytes,
     ) -> Result<(), UsageError> {
-        self.now = self.now.max(now);
         self.engine().respond(now, conn, head, body)?;
         self.pump(now);
         Ok(())
     }
 
-    /// Translates what the engine produced until it is quiet.
-    pub(super) fn pump(&mut self, now: Instant) {
-        while let Some(ev) = self.engine.poll_event() {
+    /// Translates what the engine produced until it is quiet; whether it
+    /// produced anything.
+    pub(super) fn pump(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(ev) = self.engine.poll_event(now) {
+            any = true;
             match ev {
                 engineio::Event::Open { sid, handshake } => {
                     let deadline = later(now, self.config.connect_timeout);
@@ -158,6 +154,7 @@ impl Server {
                 }
             }
         }
+        any
     }
 
     fn on_message(&mut self, now: Instant, sid: Sid, data: Data) {

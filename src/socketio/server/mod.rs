@@ -174,8 +174,8 @@ pub type DynamicNamespaces = Box<dyn Fn(&str, &Value) -> bool + Send>;
 ///
 /// Inputs and outputs are the Engine.IO server's (connections, bytes, time,
 /// transmits), plus [`poll_event`](Self::poll_event) for Socket.IO events.
-/// After any input or command, drain `poll_transmit`, then `poll_event`,
-/// then read `poll_timeout`.
+/// It is a [`ServerMachine`](crate::machine::ServerMachine): drive it as
+/// [`machine`](crate::machine) says.
 ///
 /// ```
 /// use std::time::Instant;
@@ -184,7 +184,7 @@ pub type DynamicNamespaces = Box<dyn Fn(&str, &Value) -> bool + Send>;
 /// let mut io = Server::new(Config::default(), Box::new(SeededEntropy::new(1)), Instant::now());
 /// io.add_namespace("/chat", Default::default());
 /// # let now = Instant::now();
-/// while let Some(ev) = io.poll_event() {
+/// while let Some(ev) = io.poll_event(now) {
 ///     match ev {
 ///         Event::Connection { socket, .. } => io.join(socket, "lobby").unwrap(),
 ///         Event::Event { socket, name, args, ack } if name == "say" => {
@@ -224,7 +224,6 @@ pub struct Server {
     /// Broadcasts addressed but not yet handed to the engine: see
     /// [`Server::flush_broadcasts`].
     broadcasts: Vec<PendingBroadcast>,
-    now: Instant,
     /// Where packets to one socket are encoded, reused between them.
     scratch: String,
 }
@@ -269,7 +268,6 @@ impl Server {
             outgoing: BTreeSet::new(),
             next_check: 0,
             broadcasts: Vec::new(),
-            now,
             scratch: String::new(),
         }
     }
@@ -340,8 +338,18 @@ impl Server {
     }
 
     /// The next bytes to write, response to give, or connection to close.
-    pub fn poll_transmit(&mut self) -> Option<engineio::Transmit> {
-        self.engine().poll_transmit()
+    /// What the engine reports while it flushes (a pipelined request read
+    /// once the one before it is answered) is taken in before this says
+    /// `None`.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<engineio::Transmit> {
+        loop {
+            if let Some(t) = self.engine().poll_transmit(now) {
+                return Some(t);
+            }
+            if !self.pump(now) {
+                return None;
+            }
+        }
     }
 
     /// The next event for the application.
@@ -350,15 +358,13 @@ impl Server {
     /// have been handed out: as in the official server (where joining a
     /// namespace passes through asynchronous middleware), the answers to
     /// events read in the same batch leave before the CONNECT's answer.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        if self.events.is_empty() {
-            match self.deferred.pop_front() {
-                Some(Deferred::Connect(id)) => self.complete_connect(id),
-                Some(Deferred::Close(sid)) => {
-                    let now = self.now;
-                    self.close_client(now, sid, DisconnectReason::ForcedServerClose);
+    pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        while self.events.is_empty() {
+            match self.deferred.pop_front()? {
+                Deferred::Connect(id) => self.complete_connect(id),
+                Deferred::Close(sid) => {
+                    self.close_client(now, sid, DisconnectReason::ForcedServerClose)
                 }
-                None => {}
             }
         }
         self.events.pop_front()
@@ -404,6 +410,38 @@ fn engine_config(config: &Config) -> engineio::Config {
             .extend(super::CLIENT_FILES.iter().map(|f| format!("{base}{f}")));
     }
     e
+}
+
+impl crate::machine::Machine for Server {
+    type Transmit = engineio::Transmit;
+    type Event = Event;
+    fn handle_timeout(&mut self, now: Instant) {
+        Server::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<engineio::Transmit> {
+        Server::poll_transmit(self, now)
+    }
+    fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        Server::poll_event(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Server::poll_timeout(self)
+    }
+}
+
+impl crate::machine::ConnMachine for Server {
+    fn handle_input(&mut self, now: Instant, conn: engineio::ConnId, bytes: &[u8]) {
+        Server::handle_input(self, now, conn, bytes)
+    }
+    fn handle_eof(&mut self, now: Instant, conn: engineio::ConnId) {
+        Server::handle_eof(self, now, conn)
+    }
+}
+
+impl crate::machine::ServerMachine for Server {
+    fn accept(&mut self, now: Instant, peer: Option<std::net::SocketAddr>) -> engineio::ConnId {
+        Server::accept(self, now, peer)
+    }
 }
 
 #[cfg(test)]

@@ -69,7 +69,6 @@ impl Server {
 
     /// Connects a socket that asked a [`Admission::Decide`] namespace.
     pub fn admit(&mut self, now: Instant, socket: SocketId) -> Result<(), UsageError> {
-        self.now = self.now.max(now);
         if self.sockets.get(&socket).is_none_or(|s| s.connected) {
             return Err(UsageError::NotPending(socket));
         }
@@ -87,7 +86,6 @@ impl Server {
         message: &str,
         data: Option<Value>,
     ) -> Result<(), UsageError> {
-        self.now = self.now.max(now);
         let Some(s) = self.sockets.get(&socket).filter(|s| !s.connected) else {
             return Err(UsageError::NotPending(socket));
         };
@@ -118,7 +116,6 @@ impl Server {
         socket: SocketId,
         close: bool,
     ) -> Result<(), UsageError> {
-        self.now = self.now.max(now);
         let sid = self.connected(socket)?.sid;
         let targets: Vec<SocketId> = if close {
             self.clients
@@ -148,7 +145,6 @@ impl Server {
     /// on), and every connection is closed. Clients see the transport
     /// close, and the official client reconnects.
     pub fn close_all(&mut self, now: Instant) {
-        self.now = self.now.max(now);
         let sids: Vec<Sid> = self.clients.keys().copied().collect();
         for sid in sids {
             self.close_client(now, sid, DisconnectReason::ServerShuttingDown);
