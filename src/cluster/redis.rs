@@ -318,11 +318,12 @@ enum Timer {
     Retry(Link),
 }
 
-/// The Redis adapter machine (see the module docs). Follows the crate's
-/// call contract: after any input or command, drain
+/// The Redis adapter machine (see the module docs). It follows the
+/// [machine contract](crate::machine): after any input or command, drain
 /// [`poll_transmit`](Self::poll_transmit) (carry out each command), then
 /// [`poll_event`](Self::poll_event), then arm a timer for
-/// [`poll_timeout`](Self::poll_timeout).
+/// [`poll_timeout`](Self::poll_timeout); [`drain`](crate::machine::drain)
+/// does it.
 pub struct RedisAdapter {
     config: RedisConfig,
     entropy: BoxEntropy,
@@ -995,4 +996,21 @@ fn subscribe(ns: &Namespace, commands: &mut VecDeque<RedisCommand>) {
             format!("{}{}#", ns.response, ns.uid),
         ],
     });
+}
+
+impl crate::machine::Machine for RedisAdapter {
+    type Transmit = RedisCommand;
+    type Event = Event;
+    fn handle_timeout(&mut self, now: Instant) {
+        RedisAdapter::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<RedisCommand> {
+        RedisAdapter::poll_transmit(self, now)
+    }
+    fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        RedisAdapter::poll_event(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        RedisAdapter::poll_timeout(self)
+    }
 }
