@@ -495,8 +495,10 @@ impl RedisAdapter {
     }
 
     /// A link's connection failed to open, or was lost: another attempt
-    /// is asked for after a delay. What the driver was given for it and
-    /// had not carried out may be lost; node counts are asked again.
+    /// is asked for after a delay. Publishes not yet handed out go to the
+    /// backlog; what the driver was given and had not carried out may be
+    /// lost; node counts are asked again, subscriptions made again, when
+    /// the link is back.
     pub fn handle_disconnected(&mut self, now: Instant, link: Link) {
         let now = self.clock(now);
         let (step, max) = (self.config.reconnect_step, self.config.reconnect_max);
@@ -514,6 +516,23 @@ impl RedisAdapter {
         slot.state = LinkState::Down;
         slot.retry_at = Some(at);
         self.timers.push(Reverse((at, Timer::Retry(link))));
+        // What was queued for the link and not handed out yet: publishes
+        // wait in the backlog, the rest is made again when it is back.
+        let queued = std::mem::take(&mut self.commands);
+        let mut publishes = Vec::new();
+        for c in queued {
+            match c {
+                RedisCommand::Publish { channel, payload } if link == Link::Publisher => {
+                    self.stats.published = self.stats.published.saturating_sub(1);
+                    publishes.push((channel, payload));
+                }
+                c if c.link() == link && !matches!(c, RedisCommand::Connect(_)) => {}
+                c => self.commands.push_back(c),
+            }
+        }
+        for (channel, payload) in publishes {
+            self.publish(channel, payload);
+        }
         if link == Link::Publisher {
             for c in self.counts.values_mut() {
                 c.asked = false;

@@ -902,3 +902,28 @@ fn dates_and_numeric_rooms_read_as_javascript_has_them() {
         )]
     );
 }
+
+#[test]
+fn commands_not_handed_out_when_a_link_drops_are_kept_or_made_again() {
+    let bus = Bus::new();
+    let now = bus.now;
+    let mut a = bus.adapter(13);
+    a.send(now, broadcast("/", sel(&[], &[]), "kept", vec![]));
+    a.add_namespace("/late");
+    // The publisher drops before the driver took the publish: it waits.
+    a.handle_disconnected(now, Link::Publisher);
+    // The subscriber drops before the driver took the subscriptions: they
+    // are made again with the others.
+    a.handle_disconnected(now, Link::Subscriber);
+    assert!(commands(&mut a, now).is_empty());
+    assert_eq!((a.stats().backlog, a.stats().published), (1, 0));
+    a.handle_connected(now, Link::Publisher);
+    let out = publishes(&mut a, now);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].1.windows(4).any(|w| w == b"kept"));
+    a.handle_connected(now, Link::Subscriber);
+    let subs = commands(&mut a, now);
+    assert_eq!(subs.len(), 6, "{subs:?}");
+    assert!(a.is_up());
+    assert_eq!(a.stats().published, 1);
+}
