@@ -927,3 +927,162 @@ fn commands_not_handed_out_when_a_link_drops_are_kept_or_made_again() {
     assert!(a.is_up());
     assert_eq!(a.stats().published, 1);
 }
+
+/// Two servers, each behind its adapter, on a bus that delivers every
+/// publish to both subscribers (their own included, as Redis does).
+struct Cluster {
+    now: Instant,
+    nodes: Vec<(socketio::Server, RedisAdapter)>,
+}
+
+impl Cluster {
+    fn new(n: u64) -> Self {
+        let now = Instant::now();
+        let nodes = (0..n)
+            .map(|i| {
+                let config = socketio::Config::default().cluster(true);
+                let server =
+                    socketio::Server::new(config, Box::new(SeededEntropy::new(100 + i)), now);
+                let mut a =
+                    RedisAdapter::new(RedisConfig::default(), Box::new(SeededEntropy::new(i)));
+                a.add_namespace("/");
+                a.handle_connected(now, Link::Publisher);
+                a.handle_connected(now, Link::Subscriber);
+                (server, a)
+            })
+            .collect();
+        Cluster { now, nodes }
+    }
+
+    /// Runs until quiet; the servers' events.
+    fn settle(&mut self) -> Vec<Vec<socketio::Event>> {
+        let now = self.now;
+        let count = self.nodes.len();
+        let mut events = vec![Vec::new(); count];
+        loop {
+            let mut published = Vec::new();
+            let mut busy = false;
+            for (i, (server, adapter)) in self.nodes.iter_mut().enumerate() {
+                adapter.exchange(now, server);
+                while let Some(e) = server.poll_event(now) {
+                    events[i].push(e);
+                    busy = true;
+                }
+                adapter.exchange(now, server);
+                for c in commands(adapter, now) {
+                    busy = true;
+                    match c {
+                        RedisCommand::Publish { channel, payload } => {
+                            published.push((channel, payload))
+                        }
+                        RedisCommand::NumSub { token, .. } => {
+                            adapter.handle_numsub(now, token, count)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if !busy {
+                return events;
+            }
+            for (channel, payload) in published {
+                for (server, adapter) in self.nodes.iter_mut() {
+                    adapter.handle_message(now, channel.as_bytes(), payload.clone(), &*server);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn servers_behind_adapters_answer_each_other() {
+    let mut c = Cluster::new(3);
+    let now = c.now;
+    c.settle();
+    let fetch = c.nodes[0]
+        .0
+        .of("/")
+        .fetch_sockets(now, Duration::from_secs(5));
+    let sse = c.nodes[0]
+        .0
+        .server_side_emit_with_ack(now, "/", "hello", vec!["hi".into()], Duration::from_secs(5))
+        .unwrap();
+    let acks = c.nodes[0]
+        .0
+        .of("/")
+        .emit_with_ack(now, Duration::from_secs(5), "q", vec![])
+        .unwrap();
+    c.nodes[0].0.of("/").sockets_join(&["lobby"]);
+    let mut events = c.settle();
+    // The other two nodes hear the server-side event once each, and answer.
+    let mut replied = 0;
+    for (i, evs) in events.iter_mut().enumerate().skip(1) {
+        let replies: Vec<_> = evs
+            .drain(..)
+            .filter_map(|e| match e {
+                socketio::Event::ServerSideEmit {
+                    name, args, reply, ..
+                } => {
+                    assert_eq!((name.as_str(), args), ("hello", vec![Value::from("hi")]));
+                    reply
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies.len(), 1);
+        for r in replies {
+            c.nodes[i]
+                .0
+                .server_side_reply(r, Value::from(format!("node{i}")));
+            replied += 1;
+        }
+    }
+    assert_eq!(replied, 2);
+    // The fetch and the broadcast end once every other node has answered;
+    // the server-side emit when both applications have.
+    let mut first = std::mem::take(&mut events[0]);
+    assert_eq!(first.len(), 2, "{first:?}");
+    first.extend(c.settle().swap_remove(0));
+    let mut ended = 0;
+    for e in &first {
+        match e {
+            socketio::Event::Fetched {
+                request,
+                sockets,
+                timed_out,
+            } => {
+                assert_eq!((request, sockets.len(), *timed_out), (&fetch, 0, false));
+                ended += 1;
+            }
+            socketio::Event::ServerSideAcks {
+                request,
+                answers,
+                timed_out,
+            } => {
+                assert_eq!(request, &sse);
+                assert!(!timed_out);
+                let mut answers = answers.clone();
+                answers.sort_by_key(|v| v.to_json());
+                assert_eq!(answers, [Value::from("node1"), Value::from("node2")]);
+                ended += 1;
+            }
+            socketio::Event::BroadcastAck {
+                request,
+                answers,
+                timed_out,
+            } => {
+                assert_eq!((request, answers.len(), *timed_out), (&acks, 0, false));
+                ended += 1;
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(ended, 3);
+    // Every adapter read everything it got: no malformed message, and each
+    // node's own messages came back and were ignored.
+    for (_, a) in &c.nodes {
+        let s = a.stats();
+        assert_eq!((s.malformed, s.unsupported), (0, 0), "{s:?}");
+        assert!(s.ignored > 0);
+    }
+}
