@@ -38,6 +38,10 @@
 //!    [`poll_timeout`](RedisAdapter::poll_timeout), and logs
 //!    [`Event::Dropped`] and [`stats`](RedisAdapter::stats) as it likes.
 //!
+//! The adapter is a [`Machine`](crate::machine::Machine) (its transmits
+//! are [`RedisCommand`]s), so [`drain`](crate::machine::drain) serves it as
+//! it serves the server.
+//!
 //! A Redis client that reconnects by itself may ignore `Connect` and just
 //! report each loss and recovery.
 //!

@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::{
+    cluster::Rooms,
     entropy::SeededEntropy,
-    socketio::{Selection, SocketInfo},
+    socketio::{Selection, SocketInfo, Value},
 };
 
 fn hex(s: &str) -> Vec<u8> {
