@@ -13,7 +13,7 @@
 //!   panic; every message is counted exactly once (delivered, ignored,
 //!   malformed or unsupported).
 //! * Then arbitrary link losses and recoveries, node counts, time and
-//!   sends: commands always go on their link, publishes only while the
+//!   sends and node counts: commands always go on their link, publishes only while the
 //!   publisher is up, the backlog stays within its bound, `poll_timeout`
 //!   is never in the past after `handle_timeout`.
 
@@ -152,6 +152,7 @@ pub enum Step {
 #[derive(Debug, Arbitrary)]
 pub enum Chaos {
     Send(Msg),
+    Count,
     Down(bool),
     Up(bool),
     NumSub(u8, u8),
@@ -198,7 +199,7 @@ fn messages(a: &mut RedisAdapter, now: Instant) -> Vec<ClusterMessage> {
     std::iter::from_fn(|| a.poll_event(now))
         .filter_map(|e| match e {
             Event::Cluster(m) => Some(m),
-            Event::Dropped { .. } => None,
+            Event::Dropped { .. } | Event::ServerCount { .. } => None,
             e => panic!("unexpected {e:?}"),
         })
         .collect()
@@ -595,6 +596,7 @@ pub fn run(input: Input) {
         };
         match step {
             Chaos::Send(Msg(m)) => c.send(now, m),
+            Chaos::Count => c.server_count(now, "/"),
             Chaos::Down(p) => c.handle_disconnected(now, link(p)),
             Chaos::Up(p) => c.handle_connected(now, link(p)),
             Chaos::NumSub(i, n) => {

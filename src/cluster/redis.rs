@@ -112,7 +112,9 @@ struct Open {
 #[derive(Debug)]
 struct Count {
     nsp: String,
-    request: RequestId,
+    /// The request it is for; `None` for the application's question
+    /// ([`RedisAdapter::server_count`]).
+    request: Option<RequestId>,
     /// The request, published once another node is known to hear it.
     held: Option<Bytes>,
     deadline: Instant,
@@ -414,7 +416,7 @@ impl RedisAdapter {
                         self.publish(channel, payload);
                         let deadline = later(now, timeout);
                         self.open_request(&nsp, &request, Awaits::BroadcastAcks, deadline);
-                        self.count(&nsp, request, None, deadline);
+                        self.count(&nsp, Some(request), None, deadline);
                     }
                 }
             }
@@ -434,7 +436,7 @@ impl RedisAdapter {
                 let payload = wire::fetch(uid, &request, &to);
                 let deadline = later(now, self.config.requests_timeout);
                 self.open_request(&nsp, &request, Awaits::Sockets, deadline);
-                self.count(&nsp, request, Some(payload), deadline);
+                self.count(&nsp, Some(request), Some(payload), deadline);
             }
             ClusterMessage::ServerSideEmit {
                 name,
@@ -448,7 +450,7 @@ impl RedisAdapter {
                     Some(request) => {
                         let deadline = later(now, self.config.requests_timeout);
                         self.open_request(&nsp, &request, Awaits::ServerSide, deadline);
-                        self.count(&nsp, request, Some(payload), deadline);
+                        self.count(&nsp, Some(request), Some(payload), deadline);
                     }
                 }
             }
@@ -466,6 +468,16 @@ impl RedisAdapter {
                 self.publish(ns.response.clone(), payload);
             }
         }
+    }
+
+    /// Asks how many nodes serve `nsp`, this one included (the official
+    /// `serverCount()`): the answer comes as [`Event::ServerCount`], unless
+    /// Redis does not give it within the requests timeout.
+    pub fn server_count(&mut self, now: Instant, nsp: &str) {
+        let now = self.clock(now);
+        self.add_namespace(nsp);
+        let deadline = later(now, self.config.requests_timeout);
+        self.count(nsp, None, None, deadline);
     }
 
     /// Moves messages between the server and the adapter until neither
@@ -529,7 +541,13 @@ impl RedisAdapter {
 
     /// Asks how many nodes will answer `request`; `held` is published
     /// once that is known, if any other will.
-    fn count(&mut self, nsp: &str, request: RequestId, held: Option<Bytes>, deadline: Instant) {
+    fn count(
+        &mut self,
+        nsp: &str,
+        request: Option<RequestId>,
+        held: Option<Bytes>,
+        deadline: Instant,
+    ) {
         let token = self.next_token;
         self.next_token = self.next_token.wrapping_add(1);
         let asked = self.link_state(Link::Publisher) == LinkState::Up;

@@ -169,6 +169,13 @@ pub enum Event {
     /// [`Server::handle_cluster`](crate::socketio::Server::handle_cluster) (or let
     /// [`RedisAdapter::exchange`](super::RedisAdapter::exchange) do it).
     Cluster(ClusterMessage),
+    /// The answer to [`server_count`](super::RedisAdapter::server_count).
+    ServerCount {
+        /// The namespace.
+        nsp: String,
+        /// The nodes that serve it, this one included.
+        count: usize,
+    },
     /// Publishes are being dropped: the publisher is not up and the backlog
     /// is full. Said once per outage; [`Stats::dropped`] counts them all.
     Dropped {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{
-    RedisAdapter,
+    Event, RedisAdapter,
     wire::{self, Reject},
 };
 use crate::{
@@ -24,6 +24,11 @@ impl RedisAdapter {
         let Some(c) = self.counts.remove(&token) else {
             return;
         };
+        let Some(request) = c.request else {
+            self.events
+                .push_back(Event::ServerCount { nsp: c.nsp, count });
+            return;
+        };
         let others = count.saturating_sub(1);
         if others > 0 {
             if let (Some(payload), Some(ns)) = (c.held, self.namespaces.get(&c.nsp)) {
@@ -33,7 +38,7 @@ impl RedisAdapter {
         }
         self.to_server.push_back(ClusterMessage::Response {
             nsp: c.nsp,
-            request: c.request,
+            request,
             answer: ClusterAnswer::Nodes(others),
         });
     }

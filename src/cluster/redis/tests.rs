@@ -1087,3 +1087,31 @@ fn servers_behind_adapters_answer_each_other() {
         assert!(s.ignored > 0);
     }
 }
+
+#[test]
+fn the_node_count_is_asked_of_redis() {
+    let bus = Bus::new();
+    let now = bus.now;
+    let mut a = bus.adapter(14);
+    a.server_count(now, "/");
+    let [RedisCommand::NumSub { token, channel }] = &commands(&mut a, now)[..] else {
+        panic!("no NUMSUB")
+    };
+    assert_eq!(channel, "socket.io-request#/#");
+    a.handle_numsub(now, *token, 3);
+    assert_eq!(
+        events(&mut a, now),
+        [Event::ServerCount {
+            nsp: "/".into(),
+            count: 3
+        }]
+    );
+    // Unanswered, it is forgotten after the requests timeout.
+    a.server_count(now, "/");
+    let [RedisCommand::NumSub { token, .. }] = &commands(&mut a, now)[..] else {
+        panic!("no NUMSUB")
+    };
+    a.handle_timeout(bus.at(Duration::from_secs(5)));
+    a.handle_numsub(now, *token, 3);
+    assert!(events(&mut a, now).is_empty());
+}
