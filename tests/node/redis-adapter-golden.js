@@ -31,8 +31,8 @@
 // "from-node") (SSEAK1) and, with a 2000 ms timeout, a broadcast with
 // acknowledgements `bq` (BCAST1); PUBSUB NUMSUB answers 2 (this node and
 // one other). It reads lines `CHANNEL HEX` (tab-separated) from stdin and
-// delivers each message to the node as Redis would, then waits and prints
-// what happened:
+// delivers each message to the node as Redis would, then waits until
+// nothing more happens for 500 ms and prints what happened:
 //
 //   recv        CLIENT  EVENT  ARGS          a client got an event
 //   disconnect  CLIENT  REASON
@@ -375,7 +375,12 @@ async function feed() {
     await settle();
     await new Promise((r) => setTimeout(r, 20));
   }
-  await new Promise((r) => setTimeout(r, 500));
+  // Until nothing more happens for 500 ms (at most 10 s).
+  for (let quiet = 0, seen = lines.length, i = 0; quiet < 5 && i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    quiet = lines.length === seen ? quiet + 1 : 0;
+    seen = lines.length;
+  }
   for (const [name, s] of Object.entries(serverSockets)) {
     if (s.connected) out("rooms", name, canon([...s.rooms].filter((r) => r !== s.id).sort()));
   }
