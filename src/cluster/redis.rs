@@ -26,7 +26,10 @@
 //! [`ClusterAnswer::Nodes`] (the count less this node) for the server,
 //! which cannot end such a request before it knows. Joins, leaves,
 //! disconnections and plain server-side emits are published at once;
-//! answers go to the namespace's response channel.
+//! answers go to the namespace's common response channel (the official's
+//! default; its `publishOnSpecificResponseChannel` option is not offered,
+//! but answers on the specific channel are read). `server_count` asks
+//! `PUBSUB NUMSUB` for the application.
 //!
 //! **In.** A message is dropped, and counted in [`Stats`], when: it comes
 //! on a channel of a namespace the adapter does not know; it is a
@@ -38,8 +41,8 @@
 //! or it is a request this adapter does not serve (`allRooms`, the old
 //! forms that name one socket: unsupported). Everything else becomes a
 //! [`ClusterMessage`] for [`Server::handle_cluster`](socketio::Server::handle_cluster).
-//! A request of this node is open for the server's operations'
-//! `requests_timeout` (a broadcast's own timeout), then forgotten.
+//! A request of this node is open for the adapter's `requests_timeout` (a
+//! broadcast's for its own timeout), then forgotten.
 //!
 //! **Redis going away.** The adapter knows two links, [`Link::Publisher`]
 //! and [`Link::Subscriber`], each connecting, up or down. It asks for
