@@ -796,9 +796,9 @@ fn usage_errors() {
 
 #[path = "server_tests_api.rs"]
 mod api;
-#[path = "server_tests_backpressure.rs"]
-mod backpressure;
 #[path = "server_tests_cluster.rs"]
 mod cluster;
+#[path = "server_tests_limits.rs"]
+mod limits;
 #[path = "server_tests_recovery.rs"]
 mod recovery;

@@ -1,4 +1,5 @@
-//! The client over a connection whose socket is full.
+//! The client over a connection whose socket is full, and the limits no
+//! other test crosses.
 
 use super::*;
 
@@ -39,4 +40,32 @@ fn a_full_socket_keeps_packets_in_the_bounded_write_buffer_and_stops_decoding() 
     assert_eq!(n.server_received(), want);
     n.advance(PING_INTERVAL + PING_TIMEOUT);
     assert_eq!(n.server_close(), None, "the pong went out in time");
+}
+
+#[test]
+fn an_answer_declaring_a_body_over_64_mib_ends_the_session_at_once() {
+    let now = Instant::now();
+    let mut c = Client::new(
+        client_config(TransportMode::PollingOnly),
+        Box::new(SeededEntropy::new(1)),
+        now,
+    );
+    let get = take_request(&mut c);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n0",
+        (64 << 20) + 1
+    );
+    c.handle_input(now, get, head.as_bytes());
+    let evs = events(&mut c);
+    let [ClientEvent::Close { reason, error }] = evs.as_slice() else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(*reason, CloseReason::TransportError);
+    assert!(
+        matches!(
+            error,
+            Some(ClientError::BadResponse(HttpError::BodyTooLarge(_)))
+        ),
+        "{error:?}"
+    );
 }

@@ -345,3 +345,21 @@ fn a_request_with_content_length_and_chunked_is_answered_then_closed() {
     assert!(h.response(conn).is_none());
     assert_eq!(h.server.session_count(), 1);
 }
+
+#[test]
+fn a_closing_polling_session_no_poll_comes_for_ends_at_the_close_timeout() {
+    let mut h = H::new(
+        Config::default()
+            .close_timeout(Duration::from_secs(10))
+            .ping_interval(Duration::from_secs(600)),
+    );
+    let s = Sid::parse(&h.open_polling()).unwrap();
+    h.server.send(s, "bye").unwrap();
+    h.server.close(h.now, s).unwrap();
+    h.pump();
+    h.advance(9_999);
+    assert_eq!(h.server.session_count(), 1);
+    h.advance(2);
+    assert_eq!(h.closes(), [CloseReason::ForcedClose]);
+    assert_eq!(h.server.session_count(), 0);
+}

@@ -1,6 +1,7 @@
-//! A reader that stops among many (issue 19): broadcasts go on reaching the
-//! others, and the one that reads nothing is dropped at its bound with a
-//! reason the application hears.
+//! Limits of the server that no other test crosses: a reader that stops
+//! among many (issue 19: broadcasts go on reaching the others, and the one
+//! that reads nothing is dropped at its bound with a reason the
+//! application hears), and a connection that never joins a namespace.
 
 use super::*;
 
@@ -74,4 +75,25 @@ fn a_client_whose_answers_cannot_be_written_is_read_again_once_writable() {
     assert_eq!(heard, 20);
     assert_eq!(p.got.len(), 20, "every answer, in order");
     assert!(h.disconnects().is_empty());
+}
+
+#[test]
+fn a_connection_that_joins_no_namespace_is_closed_at_the_connect_timeout() {
+    let mut h = H::new(
+        bounded(1 << 20)
+            .engine(
+                crate::engineio::Config::default()
+                    .path("/socket.io/")
+                    .ping_interval(Duration::from_secs(600)),
+            )
+            .connect_timeout(Duration::from_secs(45)),
+    );
+    let mut p = h.connect();
+    h.advance(44_999);
+    h.sync(&mut p);
+    assert!(!p.closed);
+    h.advance(2);
+    h.sync(&mut p);
+    assert!(p.closed, "closed at the connect timeout");
+    assert!(h.closed.contains(&p.conn));
 }
