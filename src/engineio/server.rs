@@ -176,6 +176,9 @@ pub struct Server {
     polls: IdMap<ConnId, Sid>,
     /// Output of connections whose sockets are full.
     held: Backlog<Transmit>,
+    /// The deadline each blocked connection has in `timers`: one entry per
+    /// connection however often it blocks and drains.
+    blocked_timers: IdMap<ConnId, Instant>,
 }
 
 impl std::fmt::Debug for Server {
@@ -196,6 +199,7 @@ impl Server {
             resume: Vec::new(),
             polls: IdMap::default(),
             held: Backlog::default(),
+            blocked_timers: IdMap::default(),
             ws_config: config.ws_config(),
             config,
             entropy,
@@ -397,7 +401,12 @@ impl Server {
                     }
                     _ => {}
                 },
-                Target::Blocked(conn) => self.blocked_timeout(conn, at),
+                Target::Blocked(conn) => {
+                    if self.blocked_timers.get(&conn) == Some(&at) {
+                        self.blocked_timers.remove(&conn);
+                        self.blocked_timeout(now, conn);
+                    }
+                }
             }
         }
         self.resume_http(now);
@@ -598,10 +607,15 @@ impl Server {
                 _ => return,
             },
             Target::Blocked(c) => {
-                // Entered once per blocking; a later one has another
-                // deadline, so stale entries are told apart.
-                if let Some(h) = self.held.get(c) {
-                    self.timers.push(Reverse((h.deadline, target)));
+                // An entry already due earlier finds the later deadline
+                // when it fires (a connection that drains and blocks again
+                // often adds nothing).
+                let Some(at) = self.held.get(c).map(|h| h.deadline) else {
+                    return;
+                };
+                if self.blocked_timers.get(&c).is_none_or(|t| at < *t) {
+                    self.blocked_timers.insert(c, at);
+                    self.timers.push(Reverse((at, target)));
                 }
                 return;
             }

@@ -82,10 +82,13 @@ impl Server {
         true
     }
 
-    /// A blocked connection's deadline came.
-    pub(super) fn blocked_timeout(&mut self, conn: ConnId, at: Instant) {
-        if self.held.get(conn).is_some_and(|h| h.deadline == at) {
-            self.abort_conn(conn, CloseReason::SendTimeout);
+    /// A blocked connection's timer fired: dropped if it has been blocked
+    /// since its deadline, else the timer waits for the present deadline.
+    pub(super) fn blocked_timeout(&mut self, now: Instant, conn: ConnId) {
+        match self.held.get(conn) {
+            Some(h) if h.deadline <= now => self.abort_conn(conn, CloseReason::SendTimeout),
+            Some(_) => self.schedule(Target::Blocked(conn)),
+            None => {}
         }
     }
 

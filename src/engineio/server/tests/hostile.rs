@@ -363,3 +363,25 @@ fn a_closing_polling_session_no_poll_comes_for_ends_at_the_close_timeout() {
     assert_eq!(h.closes(), [CloseReason::ForcedClose]);
     assert_eq!(h.server.session_count(), 0);
 }
+
+#[test]
+fn a_connection_that_blocks_and_drains_often_keeps_one_timer() {
+    let mut h = H::new(Config::default());
+    h.echo = false;
+    let (p, sid) = ws_session(&mut h);
+    let timers = h.server.timers.len();
+    for _ in 0..1000 {
+        h.full.insert(p.conn);
+        h.server.send(sid, "x").unwrap();
+        h.pump();
+        h.full.remove(&p.conn);
+        h.server.handle_writable(h.now, p.conn);
+        h.pump();
+        h.now += ms(1);
+    }
+    assert!(
+        h.server.timers.len() <= timers + 2,
+        "{}",
+        h.server.timers.len()
+    );
+}
