@@ -33,8 +33,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
-use super::Target;
-use super::{Conn, ConnKind, Server, session::Transport};
+use super::{Conn, ConnKind, Server, Target, session::Transport};
 use crate::{
     engineio::{CloseReason, ConnId, ErrorCode, Event, Sid, Transmit, TransportKind},
     http::{
