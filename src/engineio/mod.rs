@@ -113,6 +113,12 @@ pub enum CloseReason {
     TransportError,
     /// The server closed the session.
     ForcedClose,
+    /// The peer read too slowly: what waited for it would have crossed
+    /// [`Config::max_send_queue`]. Its connection was dropped.
+    SendQueueFull,
+    /// The peer read nothing for [`Config::send_timeout`] while its socket
+    /// was full. Its connection was dropped.
+    SendTimeout,
 }
 
 impl CloseReason {
@@ -124,6 +130,8 @@ impl CloseReason {
             CloseReason::ParseError => "parse error",
             CloseReason::TransportError => "transport error",
             CloseReason::ForcedClose => "forced close",
+            CloseReason::SendQueueFull => "send queue full",
+            CloseReason::SendTimeout => "send timeout",
         }
     }
 }
@@ -254,6 +262,25 @@ impl Transmit {
     }
 }
 
+impl crate::machine::Holdable for Transmit {
+    fn held_conn(&self) -> Option<ConnId> {
+        match self {
+            Transmit::Data { conn, .. } | Transmit::Close { conn } => Some(*conn),
+            // The embedding HTTP server writes these.
+            Transmit::Response { .. } => None,
+        }
+    }
+    fn held_len(&self) -> usize {
+        match self {
+            Transmit::Data { data, .. } => data.len(),
+            Transmit::Response { .. } | Transmit::Close { .. } => 0,
+        }
+    }
+    fn data(conn: ConnId, data: bytes::Bytes) -> Self {
+        Transmit::Data { conn, data }
+    }
+}
+
 /// A misuse of the server's commands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -264,8 +291,10 @@ pub enum UsageError {
     /// No connection has this id, or it is not waiting for a response.
     #[error("connection {0:?} is not waiting for a response")]
     NotAwaitingResponse(ConnId),
-    /// The session's send buffer is full ([`Config::max_buffered_packets`]
-    /// or the WebSocket's send queue): the packet was not accepted.
+    /// The packet would have crossed the session's bound
+    /// ([`Config::max_send_queue`] or [`Config::max_buffered_packets`]):
+    /// it was not accepted, and the session ends with
+    /// [`CloseReason::SendQueueFull`].
     #[error("the session's send buffer is full")]
     BufferFull,
     /// Binary data in a packet type that only carries text.
@@ -308,9 +337,42 @@ pub struct Config {
     /// Most sessions at once; handshakes beyond are answered 503.
     /// Default 100,000.
     pub max_sessions: usize,
-    /// Most packets waiting for a poll in one session; sends beyond fail
-    /// with [`UsageError::BufferFull`]. Default 10,000.
+    /// Most packets waiting in one session's polling buffer while no poll
+    /// is there to carry them; a send beyond ends the session as
+    /// [`max_send_queue`](Self::max_send_queue) does. Default 10,000.
     pub max_buffered_packets: usize,
+    /// Most bytes waiting for one session's peer while it is not taking
+    /// them: its polling buffer while no poll is there to carry it, or,
+    /// once the driver said its socket is full (see
+    /// [`machine`](crate::machine), "Backpressure"), what the driver gave
+    /// back and everything queued since. A send that would cross it fails
+    /// with [`UsageError::BufferFull`], the session ends with
+    /// [`CloseReason::SendQueueFull`] and its connection is dropped. What
+    /// one turn queues for a peer that is reading leaves at the end of the
+    /// turn and is not held to it (the WebSocket's own
+    /// [`ws::Config::max_send_queue`] still is), nor is a lone packet
+    /// larger than the bound. Default 1 MiB (uWebSockets'
+    /// `maxBackpressure`).
+    pub max_send_queue: usize,
+    /// How long a connection's socket may stay full (the driver said so
+    /// with `handle_write_blocked`, and not since that it is writable)
+    /// before the connection is dropped; the session it carries ends with
+    /// [`CloseReason::SendTimeout`]. Default 30 s.
+    pub send_timeout: Duration,
+    /// How long a raw HTTP connection may take to send a request head,
+    /// counted from its first byte (or from the connection's start); then
+    /// it is answered 408 and closed. Default 30 s (hyper's
+    /// `header_read_timeout`; Node's `headersTimeout` is 60 s).
+    pub head_timeout: Duration,
+    /// How long a raw HTTP connection may take to send a whole request,
+    /// body included, counted as [`head_timeout`](Self::head_timeout) is;
+    /// then it is answered 408 and closed. Default 300 s (Node's
+    /// `requestTimeout`).
+    pub request_timeout: Duration,
+    /// How long a raw HTTP connection may wait idle for its next request
+    /// once a response has been written; then it is closed. Default 5 s
+    /// (Node's `keepAliveTimeout`).
+    pub keep_alive_timeout: Duration,
     /// How long a closing polling session waits for a poll to carry its
     /// close packet. Default 30 s.
     pub close_timeout: Duration,
@@ -340,6 +402,11 @@ impl Default for Config {
             cookie: None,
             max_sessions: 100_000,
             max_buffered_packets: 10_000,
+            max_send_queue: 1 << 20,
+            send_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(300),
+            keep_alive_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(30),
             ws: ws::Config::default(),
             head_limits: http::Limits::default(),
@@ -403,6 +470,31 @@ impl Config {
     /// Sets [`max_buffered_packets`](Self::max_buffered_packets).
     pub fn max_buffered_packets(mut self, n: usize) -> Self {
         self.max_buffered_packets = n;
+        self
+    }
+    /// Sets [`max_send_queue`](Self::max_send_queue).
+    pub fn max_send_queue(mut self, n: usize) -> Self {
+        self.max_send_queue = n;
+        self
+    }
+    /// Sets [`send_timeout`](Self::send_timeout).
+    pub fn send_timeout(mut self, d: Duration) -> Self {
+        self.send_timeout = d;
+        self
+    }
+    /// Sets [`head_timeout`](Self::head_timeout).
+    pub fn head_timeout(mut self, d: Duration) -> Self {
+        self.head_timeout = d;
+        self
+    }
+    /// Sets [`request_timeout`](Self::request_timeout).
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+    /// Sets [`keep_alive_timeout`](Self::keep_alive_timeout).
+    pub fn keep_alive_timeout(mut self, d: Duration) -> Self {
+        self.keep_alive_timeout = d;
         self
     }
     /// Sets [`close_timeout`](Self::close_timeout).

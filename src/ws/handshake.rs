@@ -59,6 +59,11 @@ pub enum HandshakeError {
     /// The connection ended during the handshake.
     #[error("the connection ended during the handshake")]
     Eof,
+    /// The head did not arrive within
+    /// [`Config::head_timeout`](crate::ws::Config::head_timeout)
+    /// (answered with 408).
+    #[error("the handshake's head did not arrive in time")]
+    Timeout,
 }
 
 impl HandshakeError {
@@ -69,6 +74,7 @@ impl HandshakeError {
             HandshakeError::MethodNotGet => 405,
             HandshakeError::UnsupportedVersion => 426,
             HandshakeError::Refused(s) => *s,
+            HandshakeError::Timeout => 408,
             _ => 400,
         }
     }
@@ -88,6 +94,7 @@ impl HandshakeError {
             HandshakeError::Http(HttpError::HeadTooLarge(_) | HttpError::TooManyHeaders(_)) => {
                 "Request header fields too large\n"
             }
+            HandshakeError::Timeout => "Request timeout\n",
             _ => "Bad WebSocket upgrade request\n",
         };
         (head, body)

@@ -174,6 +174,12 @@ pub struct Config {
     /// How long to wait for the peer's part of the closing handshake before
     /// dropping the connection. Default 5 s.
     pub close_timeout: Duration,
+    /// How long the opening handshake's head may take to arrive: a
+    /// server's wait for the upgrade request (then it answers 408), a
+    /// client's for the answer; counted from the first call that gives the
+    /// connection the time (a driver drains it as soon as it is made).
+    /// Default 30 s (hyper's `header_read_timeout`).
+    pub head_timeout: Duration,
     /// Limits on the HTTP head of the opening handshake.
     pub head_limits: http::Limits,
 }
@@ -188,6 +194,7 @@ impl Default for Config {
             auto_pong: true,
             send_fragment_size: None,
             close_timeout: Duration::from_secs(5),
+            head_timeout: Duration::from_secs(30),
             head_limits: http::Limits::default(),
         }
     }
@@ -227,6 +234,11 @@ impl Config {
     /// Sets [`close_timeout`](Self::close_timeout).
     pub fn close_timeout(mut self, d: Duration) -> Self {
         self.close_timeout = d;
+        self
+    }
+    /// Sets [`head_timeout`](Self::head_timeout).
+    pub fn head_timeout(mut self, d: Duration) -> Self {
+        self.head_timeout = d;
         self
     }
     /// Sets [`head_limits`](Self::head_limits).

@@ -19,16 +19,26 @@ use crate::{
 };
 
 impl Server {
-    /// Writes packets as frames, one each.
+    /// Writes packets as frames, one each. While the socket is full, past
+    /// the bound (what is held for the connection and its WebSocket's send
+    /// queue) the connection is dropped and the session it carries ends;
+    /// so it is past the WebSocket's own limit.
     pub(super) fn ws_send_all(
         &mut self,
         conn: ConnId,
         packets: Packets<'_>,
     ) -> Result<(), UsageError> {
+        let held = self.held.bytes(conn);
+        let max = self.config.max_send_queue;
         let Some(WsConn { ws, dirty, .. }) = self.conns.get_mut(&conn).and_then(Conn::ws_mut)
         else {
             return Err(UsageError::BufferFull);
         };
+        let waiting = held + ws.buffered_amount();
+        if self.held.is_blocked(conn) && waiting > 0 && waiting + packets.ws_len() > max {
+            self.abort_conn(conn, CloseReason::SendQueueFull);
+            return Err(UsageError::BufferFull);
+        }
         // The entry is at hand: no second lookup through `mark_dirty`.
         flag_dirty(dirty, &mut self.dirty, Target::Conn(conn));
         let sent = match packets {
@@ -38,13 +48,20 @@ impl Server {
             Packets::Plain(many) => ws.send_batch(&many.iter().map(ws_message).collect::<Vec<_>>()),
             Packets::Text(t) => frame::send_text(ws, t),
         };
-        sent.map_err(|_| UsageError::BufferFull)
+        match sent {
+            Ok(()) => Ok(()),
+            Err(ws::UsageError::SendQueueFull) => {
+                self.abort_conn(conn, CloseReason::SendQueueFull);
+                Err(UsageError::BufferFull)
+            }
+            Err(_) => Err(UsageError::BufferFull),
+        }
     }
 
     pub(super) fn ws_send(&mut self, conn: ConnId, packet: &Packet) {
         // Only the server's own packets come here (probe answer, open
-        // packet, packets held during an upgrade): a full queue means the
-        // peer has stopped reading, and the heartbeat will end it.
+        // packet, packets held during an upgrade): past the bound the
+        // connection is dropped.
         let _ = self.ws_send_all(conn, Packets::Plain(std::slice::from_ref(packet)));
     }
 
@@ -157,7 +174,7 @@ impl Server {
                 }
                 // The open packet waits in the buffer: send it as a frame.
                 if let Some(s) = self.sessions.get_mut(&sid) {
-                    let buffered = std::mem::take(&mut s.buffer);
+                    let buffered = s.take_buffer();
                     for p in &buffered {
                         self.ws_send(conn, p);
                     }
@@ -190,8 +207,19 @@ impl Server {
         }
     }
 
-    /// Handles what a WebSocket produced after an input or timeout.
+    /// Handles what a WebSocket produced after an input or timeout. While
+    /// its socket is full nothing is decoded (its answers could not be
+    /// written), unless it has closed.
     pub(super) fn after_ws(&mut self, now: Instant, conn: ConnId) {
+        if self.held.is_blocked(conn)
+            && self
+                .conns
+                .get_mut(&conn)
+                .and_then(Conn::ws_mut)
+                .is_some_and(|w| w.ws.state() != ws::State::Closed)
+        {
+            return self.mark_dirty(Target::Conn(conn));
+        }
         loop {
             let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) else {
                 return;
@@ -235,12 +263,20 @@ impl Server {
     }
 
     /// Moves a WebSocket's output to the transmit queue and re-arms its
-    /// timer.
+    /// timer. A WebSocket whose socket is full keeps its output (where it
+    /// counts against the bound); closed, it is dropped at once.
     pub(super) fn drain_ws(&mut self, now: Instant, conn: ConnId) {
+        let blocked = self.held.is_blocked(conn);
         let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) else {
             return;
         };
         w.dirty = false;
+        if blocked {
+            if w.ws.state() == ws::State::Closed {
+                return self.abort_conn(conn, CloseReason::TransportError);
+            }
+            return self.schedule(Target::Conn(conn));
+        }
         let mut closed = false;
         while let Some(t) = w.ws.poll_transmit(now) {
             match t {

@@ -229,6 +229,9 @@ pub struct Connection {
     /// We sent a close frame: no more frames may follow it.
     close_sent: bool,
     closed_emitted: bool,
+    /// When the opening handshake's head must have arrived by (set at the
+    /// first call that gives the time).
+    head_deadline: Option<Instant>,
     /// Kind of the fragmented message we are sending, if any.
     sending: Option<DataKind>,
     /// Small writes accumulate here; flushed into `queue` before any large one.
@@ -296,6 +299,7 @@ impl Connection {
             input_poisoned: false,
             close_sent: false,
             closed_emitted: false,
+            head_deadline: None,
             sending: None,
             out: BytesMut::new(),
             wbuf: BytesMut::new(),
@@ -398,10 +402,18 @@ impl Connection {
         self.finish();
     }
 
-    /// Fires the closing-handshake timer if it is due. Cheap; calling it
-    /// early or twice does nothing.
+    /// Fires the opening or closing handshake's timer if it is due. Cheap;
+    /// calling it early or twice does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.settle();
+        self.start_clock(now);
+        if self.head_deadline.is_some_and(|d| d <= now) {
+            match self.phase {
+                Phase::AwaitRequest(_) => self.refuse(HandshakeError::Timeout),
+                Phase::AwaitResponse { .. } => self.abort_handshake(HandshakeError::Timeout),
+                _ => {}
+            }
+        }
         if let Phase::Closing { deadline, .. } = self.phase {
             if now >= deadline {
                 self.emit_closed(
@@ -418,8 +430,23 @@ impl Connection {
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
+            Phase::AwaitRequest(_) | Phase::AwaitResponse { .. } => self.head_deadline,
             Phase::Closing { deadline, .. } => Some(deadline),
             _ => None,
+        }
+    }
+
+    /// Starts the opening handshake's timer the first time the connection
+    /// is given the time.
+    #[inline]
+    pub(super) fn start_clock(&mut self, now: Instant) {
+        if self.head_deadline.is_none()
+            && matches!(
+                self.phase,
+                Phase::AwaitRequest(_) | Phase::AwaitResponse { .. }
+            )
+        {
+            self.head_deadline = Some(crate::machine::later(now, self.config.head_timeout));
         }
     }
 
@@ -488,6 +515,7 @@ impl Connection {
     /// Moves the input through the phases: the opening handshake's head,
     /// then frames.
     fn process(&mut self, now: Instant) {
+        self.start_clock(now);
         loop {
             match &mut self.phase {
                 Phase::AwaitRequest(parser) => match parser.parse_request(&self.rbuf) {

@@ -172,7 +172,7 @@ impl Connection {
 
     /// The next bytes to write, or the instruction to close the socket.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        let _ = now;
+        self.start_clock(now);
         if let Some(Queued { head, body }) = self.queue.pop_front() {
             let b = if head.is_empty() {
                 body
@@ -245,7 +245,7 @@ impl Connection {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn poll_transmit_vectored(&mut self, now: Instant) -> Option<VectoredTransmit> {
-        let _ = now;
+        self.start_clock(now);
         if let Some(Queued { head, mut body }) = self.queue.pop_front() {
             self.queued -= head.wire_len() + body.len();
             if let Some(key) = head.mask() {
