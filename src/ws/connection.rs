@@ -1610,13 +1610,20 @@ impl Connection {
 
     /// Appends the next bytes of the large frame in progress (unmasked and
     /// checked on the way); returns how many it took. Completing the frame
-    /// hands it on like any other.
+    /// hands it on like any other; a frame that failed is skipped to its end.
     fn feed_big(&mut self, now: Instant, data: &[u8]) -> usize {
         let (Some(cur), Some(buf)) = (self.current, self.big.as_mut()) else {
             return 0;
         };
         let len = cur.header.len as usize;
         let take = (len - cur.processed).min(data.len());
+        let processed = cur.processed + take;
+        if cur.discard {
+            let done = processed == len;
+            self.big = (!done).then(BytesMut::new);
+            self.current = (!done).then_some(Current { processed, ..cur });
+            return take;
+        }
         if buf.len() + take > buf.capacity() {
             // Four times what has arrived, capped by the declared length:
             // about a third of an extra copy in all, and never room for
@@ -1638,14 +1645,23 @@ impl Connection {
             _ => false,
         };
         if text && !self.utf8.feed(&buf[start..]) {
-            self.big = None;
-            self.current = None;
-            // The rest of this frame cannot be told apart from what follows
-            // without reading it: end the connection after the close frame.
-            self.fail(now, ProtocolError::InvalidUtf8.into(), true);
-            return data.len();
+            // As on the general path, whatever the sizes of the reads: the
+            // rest of the frame is skipped, so the stream stays framed and
+            // the peer's close frame is still read.
+            let done = processed == len;
+            self.big = (!done).then(BytesMut::new);
+            self.current = (!done).then_some(Current {
+                processed,
+                discard: true,
+                ..cur
+            });
+            self.fail(now, ProtocolError::InvalidUtf8.into(), false);
+            if matches!(self.phase, Phase::Closed) {
+                self.big = None;
+                return data.len();
+            }
+            return take;
         }
-        let processed = cur.processed + take;
         if processed < len {
             self.current = Some(Current { processed, ..cur });
             return take;
