@@ -1797,6 +1797,12 @@ impl Connection {
     }
 
     fn deliver(&mut self, now: Instant, kind: DataKind, data: BytesMut) {
+        // Before anything is dropped: text that is not UTF-8 fails the
+        // connection whether it ends cut short (known only here) or holds a
+        // bad byte (caught as it arrived), even after our close frame.
+        if kind == DataKind::Text && !self.utf8.is_complete() {
+            return self.fail(now, ProtocolError::InvalidUtf8.into(), false);
+        }
         if self.close_sent {
             // Section 7.1.3 lets us drop data after our close frame; the
             // application already heard `Closed` if we failed the connection.
@@ -1806,12 +1812,7 @@ impl Connection {
         }
         let msg = match kind {
             DataKind::Binary => Message::Binary(data.freeze()),
-            DataKind::Text => {
-                if !self.utf8.is_complete() {
-                    return self.fail(now, ProtocolError::InvalidUtf8.into(), false);
-                }
-                Message::Text(Utf8Bytes::from_validated(data.freeze()))
-            }
+            DataKind::Text => Message::Text(Utf8Bytes::from_validated(data.freeze())),
         };
         self.events.push_back(Event::Message(msg));
     }
