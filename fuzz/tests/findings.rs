@@ -174,3 +174,54 @@ fn ws_big_text_invalid_utf8_same_in_any_split() {
         (wire, events, c.state())
     }
 }
+
+/// Finding 4 (`ws_handshake`, input
+/// `findings/ws_handshake-cut-short-text-after-our-close`): once a server
+/// had failed the connection over a text frame that was not UTF-8 (close
+/// frame sent, `Closed` emitted, waiting for the peer's close frame), a
+/// second text frame ending in a cut-short UTF-8 sequence ended the
+/// connection (`Closed`) when it arrived in one read, but was dropped as
+/// data after our close (`Closing`) when its payload came in a later read
+/// than its header: the check of the message's last sequence came after
+/// the drop.
+#[test]
+fn ws_cut_short_text_after_our_close_same_in_any_split() {
+    run_bytes(
+        &finding("ws_handshake-cut-short-text-after-our-close"),
+        ws_handshake::run,
+    );
+
+    let key = [1u8, 2, 3, 4];
+    let masked = |opcode: u8, payload: &[u8]| {
+        let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        f
+    };
+    // A stray continuation byte fails the connection; then "é" cut short.
+    let mut wire = masked(1, &[0x80]);
+    wire.extend(masked(1, b"ok \xc3"));
+    let feed = |pieces: &[&[u8]]| {
+        let now = Instant::now();
+        let mut c = ws::Connection::server_upgraded(ws::Config::default());
+        let (mut out, mut events) = (Vec::new(), Vec::new());
+        for p in pieces {
+            c.handle_input(now, p);
+            while let Some(t) = c.poll_transmit() {
+                if let ws::Transmit::Data(b) = t {
+                    out.extend_from_slice(&b);
+                }
+            }
+            events.extend(std::iter::from_fn(|| c.poll_event()));
+        }
+        (out, events, c.state())
+    };
+    let whole = feed(&[&wire]);
+    assert_eq!(whole.2, ws::State::Closed);
+    for a in 1..wire.len() {
+        for b in a..wire.len() {
+            let pieces: [&[u8]; 3] = [&wire[..a], &wire[a..b], &wire[b..]];
+            assert_eq!(feed(&pieces), whole, "reads cut at {a} and {b}");
+        }
+    }
+}
