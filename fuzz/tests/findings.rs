@@ -225,3 +225,76 @@ fn ws_cut_short_text_after_our_close_same_in_any_split() {
         }
     }
 }
+
+/// Finding 5 (`sio_server`, input
+/// `findings/sio_server-ack-to-a-socket-closed-by-the-same-input`), in the
+/// harness: a client sent an event that wants an ack and, in the same
+/// input, a binary message no packet announced. The server queued the
+/// event, then closed the malformed client and dropped its socket (queuing
+/// its `Disconnect`), so the application's `ack`, given while it handled
+/// the event, found no such socket. The harness required success for any
+/// socket whose `Disconnect` it had not seen; it now accepts
+/// `UnknownSocket` there if the `Disconnect` follows in the same drain.
+/// The same sequence over HTTP long-polling, straight on the server:
+#[test]
+fn sio_ack_to_a_socket_closed_by_the_same_input() {
+    use wsio::socketio::{self, UsageError};
+
+    run_bytes(
+        &finding("sio_server-ack-to-a-socket-closed-by-the-same-input"),
+        wsio_fuzz::sio_server::run,
+    );
+
+    let now = Instant::now();
+    let mut s = socketio::Server::new(
+        socketio::Config::default(),
+        Box::new(SeededEntropy::new(1)),
+        now,
+    );
+    let mut request = |s: &mut socketio::Server, head: &str, body: &str| {
+        let c = s.accept(now, None);
+        let req = format!(
+            "{head}\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.handle_input(now, c, req.as_bytes());
+        let mut wire = Vec::new();
+        while let Some(t) = s.poll_transmit() {
+            if let wsio::engineio::Transmit::Data { data, .. } = t {
+                wire.extend_from_slice(&data);
+            }
+        }
+        String::from_utf8_lossy(&wire).into_owned()
+    };
+    let open = request(
+        &mut s,
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1",
+        "",
+    );
+    let sid = open
+        .split("\"sid\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let post = format!("POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1");
+    request(&mut s, &post, "40");
+    let Some(socketio::Event::Connection { socket, .. }) = s.poll_event() else {
+        panic!("no connection");
+    };
+    // An event that wants ack 1, then a binary message out of nowhere.
+    request(&mut s, &post, "421[\"echo\"]\u{1e}bAQI=");
+    let Some(socketio::Event::Event { ack: Some(1), .. }) = s.poll_event() else {
+        panic!("no event");
+    };
+    assert_eq!(
+        s.ack(socket, 1, Vec::new()),
+        Err(UsageError::UnknownSocket(socket))
+    );
+    assert!(matches!(
+        s.poll_event(),
+        Some(socketio::Event::Disconnect { socket: gone, .. }) if gone == socket
+    ));
+}
