@@ -24,10 +24,7 @@
 //!   over polling (where it would split the payload); `respond` and `release` work on a request the
 //!   application was handed (unless its connection went away).
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
@@ -40,7 +37,10 @@ use wsio::{
     http::ResponseHead,
 };
 
-use crate::wire::{FrameIn, Reader, Req};
+use crate::{
+    HashMap, HashSet,
+    wire::{FrameIn, Reader, Req},
+};
 
 const PATH: &str = "/engine.io/";
 const BYPASS: &str = "/engine.io/client.js";
@@ -225,12 +225,12 @@ impl Sim {
             base,
             ms: 0,
             seed,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             raw: Vec::new(),
             sids: Vec::new(),
-            open: HashSet::new(),
-            closed: HashSet::new(),
-            closing: HashSet::new(),
+            open: HashSet::default(),
+            closed: HashSet::default(),
+            closing: HashSet::default(),
             requests: Vec::new(),
             messages: 0,
             upgrades: 0,

@@ -4,6 +4,8 @@
 //!
 //! Each module has an `Input` (derived with `arbitrary`) and a `run`.
 
+use std::hash::BuildHasherDefault;
+
 pub mod common;
 pub mod eio_packet;
 pub mod eio_server;
@@ -16,6 +18,17 @@ pub mod wire;
 pub mod ws_connection;
 pub mod ws_frame;
 pub mod ws_handshake;
+
+/// A `HashMap` with a fixed hasher. std's default hasher is seeded anew in
+/// each process: the harnesses' iteration orders, and the probing of their
+/// tables (edges libFuzzer counts), would change from one run to the next,
+/// and a fixed `-seed` would no longer give the same fuzzing run.
+pub type HashMap<K, V> =
+    std::collections::HashMap<K, V, BuildHasherDefault<std::collections::hash_map::DefaultHasher>>;
+
+/// A `HashSet` with a fixed hasher, for the same reason as [`HashMap`].
+pub type HashSet<K> =
+    std::collections::HashSet<K, BuildHasherDefault<std::collections::hash_map::DefaultHasher>>;
 
 /// Decodes `data` as a target's input, the way `fuzz_target!` does, and runs
 /// it. Inputs that do not decode are skipped.

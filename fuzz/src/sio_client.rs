@@ -19,11 +19,8 @@
 //! * `Connect` and `Disconnect` alternate per namespace socket, starting
 //!   with `Connect`; events and acks name a socket `socket()` made.
 
-use crate::wire::TYPES;
-use std::{
-    collections::{HashMap, HashSet},
-    time::{Duration, Instant},
-};
+use crate::{HashMap, HashSet, wire::TYPES};
+use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
@@ -357,14 +354,14 @@ impl Sim {
             ms: 0,
             refuse,
             requests: Vec::new(),
-            seen_ids: HashSet::new(),
+            seen_ids: HashSet::default(),
             streams: Vec::new(),
-            acks: HashSet::new(),
-            acks_done: HashSet::new(),
-            connected: HashSet::new(),
+            acks: HashSet::default(),
+            acks_done: HashSet::default(),
+            connected: HashSet::default(),
             nsps: Vec::new(),
             asked: Vec::new(),
-            heard: HashMap::new(),
+            heard: HashMap::default(),
         };
         sim.pump();
         // The main namespace, as the official `io()` makes it.

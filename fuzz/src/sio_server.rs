@@ -31,7 +31,7 @@
 //!   gets each broadcast meant for it, and has each echo answered.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::BTreeSet,
     time::{Duration, Instant},
 };
 
@@ -48,6 +48,7 @@ use wsio::{
 };
 
 use crate::{
+    HashMap, HashSet,
     values::{AnyPkt, Args, NSPS, Name, Val},
     wire::EioPacket,
 };
@@ -370,15 +371,15 @@ impl Sim {
             ms: 0,
             seed,
             peers: Vec::new(),
-            by_conn: HashMap::new(),
-            closed_conns: HashSet::new(),
+            by_conn: HashMap::default(),
+            closed_conns: HashSet::default(),
             sockets: Vec::new(),
-            live: HashSet::new(),
-            rooms: HashMap::new(),
+            live: HashSet::default(),
+            rooms: HashMap::default(),
             pending: Vec::new(),
-            admitted: HashSet::new(),
-            acks: HashSet::new(),
-            acks_done: HashSet::new(),
+            admitted: HashSet::default(),
+            acks: HashSet::default(),
+            acks_done: HashSet::default(),
             asked: Vec::new(),
             gone: Vec::new(),
             sentinel: None,
@@ -431,8 +432,8 @@ impl Sim {
             eof: false,
             garbled: false,
             asked: Vec::new(),
-            answered: HashSet::new(),
-            heard: HashSet::new(),
+            answered: HashSet::default(),
+            heard: HashSet::default(),
         });
         self.pump();
     }
