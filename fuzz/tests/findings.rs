@@ -251,7 +251,7 @@ fn sio_ack_to_a_socket_closed_by_the_same_input() {
         Box::new(SeededEntropy::new(1)),
         now,
     );
-    let mut request = |s: &mut socketio::Server, head: &str, body: &str| {
+    let request = |s: &mut socketio::Server, head: &str, body: &str| {
         let c = s.accept(now, None);
         let req = format!(
             "{head}\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
