@@ -217,7 +217,7 @@ struct Sim {
 
 impl Sim {
     fn new(config: ConfigIn, seed: u64) -> Sim {
-        let base = Instant::now();
+        let base = crate::base_instant();
         let config = config.build();
         Sim {
             max_sessions: config.max_sessions,

@@ -346,7 +346,7 @@ struct Sim {
 
 impl Sim {
     fn new(config: ConfigIn, seed: u64, refuse: u8) -> Sim {
-        let base = Instant::now();
+        let base = crate::base_instant();
         let client = Client::new(config.build(), Box::new(SeededEntropy::new(seed)), base);
         let mut sim = Sim {
             client,

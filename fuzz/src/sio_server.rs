@@ -360,7 +360,7 @@ struct Sim {
 
 impl Sim {
     fn new(config: ConfigIn, seed: u64, decide: Decide) -> Sim {
-        let base = Instant::now();
+        let base = crate::base_instant();
         let mut io = Server::new(config.build(), Box::new(SeededEntropy::new(seed)), base);
         io.add_namespace(DECIDE, Admission::Decide);
         io.add_namespace("/chat", Admission::AcceptAll);

@@ -12,8 +12,6 @@
 //!   reader), whole and split at arbitrary points: the checked invariants of
 //!   `common` hold, and both feeds give the same bytes, events and state.
 
-use std::time::Instant;
-
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use wsio::{
@@ -203,7 +201,7 @@ fn feed(
     eof: bool,
     preset_open: bool,
 ) -> Checked {
-    let now = Instant::now();
+    let now = crate::base_instant();
     let mut c = Checked::new(make(), name, decision);
     c.opened = preset_open;
     c.pump(now, |_| {});
