@@ -710,7 +710,7 @@ fn simulate(input: Input) -> Sim {
         server: Checked::new(server, "server", input.decision),
         to_server: Pipe::default(),
         to_client: Pipe::default(),
-        base: Instant::now(),
+        base: crate::base_instant(),
         ms: 0,
         sent: [Vec::new(), Vec::new()],
         frag: [None, None],

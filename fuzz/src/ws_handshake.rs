@@ -12,8 +12,6 @@
 //!   reader), whole and split at arbitrary points: the checked invariants of
 //!   `common` hold, and both feeds give the same bytes, events and state.
 
-use std::time::Instant;
-
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use wsio::{
@@ -203,7 +201,7 @@ fn feed(
     eof: bool,
     preset_open: bool,
 ) -> Checked {
-    let now = Instant::now();
+    let now = crate::base_instant();
     let mut c = Checked::new(make(), name, decision);
     c.opened = preset_open;
     c.pump(now, |_| {});
@@ -310,7 +308,7 @@ fn check_client(input: &Input, offered: &[String], limits: Limits) {
     };
     // The key the client sent, to build a valid reply.
     let mut probe = make();
-    let Some(wsio::ws::Transmit::Data(request)) = probe.poll_transmit(Instant::now()) else {
+    let Some(wsio::ws::Transmit::Data(request)) = probe.poll_transmit(crate::base_instant()) else {
         panic!("client sent no request");
     };
     let (head, _) = HeadParser::new(Limits::default())
