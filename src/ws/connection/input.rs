@@ -33,7 +33,7 @@ use bytes::{Buf, BufMut, BytesMut, buf::Limit};
 
 use super::{Connection, Current, Phase};
 use crate::ws::{
-    DataKind, OpCode, ProtocolError,
+    ProtocolError,
     frame::{self, MAX_HEADER_LEN},
     mask::extend_masked,
 };
@@ -377,7 +377,11 @@ impl Connection {
     /// checked on the way); returns how many it took. Completing the frame
     /// hands it on like any other.
     pub(super) fn feed_big(&mut self, now: Instant, data: &[u8]) -> usize {
-        let (Some(cur), Some(buf)) = (self.current, self.big.as_mut()) else {
+        let Some(cur) = self.current else {
+            return 0;
+        };
+        let text = self.is_text_frame(&cur.header);
+        let Some(buf) = self.big.as_mut() else {
             return 0;
         };
         let len = cur.header.len as usize;
@@ -394,14 +398,6 @@ impl Connection {
             Some(key) => extend_masked(buf, &data[..take], key, cur.processed),
             None => buf.extend_from_slice(&data[..take]),
         }
-        let text = match cur.header.opcode {
-            OpCode::Text => true,
-            OpCode::Continuation => self
-                .partial
-                .as_ref()
-                .is_some_and(|p| p.kind == DataKind::Text),
-            _ => false,
-        };
         if text && !self.utf8.feed(&buf[start..]) {
             self.big = None;
             self.current = None;

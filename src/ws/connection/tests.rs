@@ -8,6 +8,8 @@ use super::*;
 use crate::entropy::{Entropy, SeededEntropy};
 use crate::ws::*;
 
+mod deflate;
+
 /// How a test driver hands a connection its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Feed {
