@@ -228,7 +228,7 @@ impl Chat {
                 let (res, body) = self.serve(&head);
                 let _ = self.io.respond(now, conn, res, body);
             }
-            Event::Ack { .. } | Event::AckTimeout { .. } => {}
+            _ => {}
         }
     }
 

@@ -1,13 +1,17 @@
 //! The reference behaviour of `../shared/CONFORMANCE.md`: the server every
 //! interop test and the official protocol suites run against.
 //!
-//! `cargo run --example conformance -- --port 3000 [--ping-interval MS] [--ping-timeout MS] [--driver epoll|smol]`
+//! `cargo run --example conformance -- --port 3000 [--ping-interval MS] [--ping-timeout MS] [--driver epoll|smol] [--recovery]`
 //!
 //! * `/socket.io/`: Socket.IO with namespaces `/` and `/custom`.
 //! * `/engine.io/`: a raw Engine.IO echo, served by a second Engine.IO
 //!   server behind the first: requests for that path are handed across
 //!   (polling as embedded requests, WebSockets by moving the connection).
 //! * anything else: 404.
+//!
+//! `--recovery` turns on connection state recovery as the official
+//! `connectionStateRecovery: { maxDisconnectionDuration: 2000,
+//! skipMiddlewares: true }` (CONFORMANCE.md, "Flag `--recovery`").
 //!
 //! The sockets are driven by `common::epoll::serve` (Linux; the default
 //! there) or `common::net::serve` on smol (`--driver smol`, and elsewhere).
@@ -175,7 +179,7 @@ impl App {
                 self.asks.retain(|(s, _), _| *s != socket)
             }
             Event::Request { conn, head, body } => self.route_request(now, conn, *head, body),
-            Event::ConnectRequest { .. } | Event::AckTimeout { .. } => {}
+            _ => {}
         }
     }
 
@@ -317,9 +321,15 @@ fn main() -> std::io::Result<()> {
         }
     };
 
+    let recovery = common::flag("--recovery").then(|| {
+        socketio::RecoveryConfig::default()
+            .max_disconnection_duration(Duration::from_millis(2000))
+            .skip_middlewares(true)
+    });
     let config = socketio::Config::default()
         .engine(engine_config(ping_interval, ping_timeout, "/socket.io/"))
-        .connect_timeout(Duration::from_millis(1000));
+        .connect_timeout(Duration::from_millis(1000))
+        .recovery(recovery);
     let mut sio = socketio::Server::new(
         config,
         Box::new(OsEntropy::new()?),

@@ -10,6 +10,7 @@
 
 mod client;
 mod compression;
+mod cookie;
 mod cors;
 mod frame;
 mod open;
@@ -23,6 +24,7 @@ pub use client::{
     HttpRequest, RequestFailed, RequestId, TransportMode,
 };
 pub use compression::HttpCompression;
+pub use cookie::{Cookie, SameSite};
 pub use cors::{Cors, CorsOrigin};
 pub use packet::{
     Data, DecodeError, Packet, PacketType, SEPARATOR, decode_payload, encode_payload,
@@ -301,6 +303,10 @@ pub struct Config {
     pub allow_upgrades: bool,
     /// CORS headers for polling responses. Default none.
     pub cors: Option<Cors>,
+    /// The cookie set on the answer to a polling handshake (the official
+    /// `cookie` option), for load balancers with sticky sessions. Default
+    /// none, as the official server.
+    pub cookie: Option<Cookie>,
     /// Most sessions at once; handshakes beyond are answered 503.
     /// Default 100,000.
     pub max_sessions: usize,
@@ -340,6 +346,7 @@ impl Default for Config {
             websocket: true,
             allow_upgrades: true,
             cors: None,
+            cookie: None,
             max_sessions: 100_000,
             max_buffered_packets: 10_000,
             close_timeout: Duration::from_secs(30),
@@ -391,6 +398,11 @@ impl Config {
     /// Sets [`cors`](Self::cors).
     pub fn cors(mut self, cors: Option<Cors>) -> Self {
         self.cors = cors;
+        self
+    }
+    /// Sets [`cookie`](Self::cookie).
+    pub fn cookie(mut self, cookie: Option<Cookie>) -> Self {
+        self.cookie = cookie;
         self
     }
     /// Sets [`max_sessions`](Self::max_sessions).

@@ -7,7 +7,10 @@
 //! `/` and `/custom` emit `auth` on connection; `message` is echoed as
 //! `message-back`; `message-with-ack` is acked with its arguments.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
 
 use bytes::{Bytes, BytesMut};
 
@@ -784,3 +787,10 @@ fn usage_errors() {
     );
     assert_eq!(h.io.join(gone, "r"), Err(UsageError::UnknownSocket(gone)));
 }
+
+#[path = "server_tests_api.rs"]
+mod api;
+#[path = "server_tests_cluster.rs"]
+mod cluster;
+#[path = "server_tests_recovery.rs"]
+mod recovery;

@@ -86,6 +86,17 @@ impl Server {
     /// packet the server sends is compressible, as in the official server).
     pub(super) fn answer_poll(&mut self, now: Instant, conn: ConnId, packets: &[Packet]) {
         let mut head = polling_head();
+        // The handshake's answer (a request without `sid`) sets the cookie,
+        // as the official server's "headers" hook does; a handshake over
+        // WebSocket gets none there either.
+        if let (Some(cookie), Some(sid)) = (&self.config.cookie, self.polls.get(&conn)) {
+            let first = self
+                .request_head(conn)
+                .is_some_and(|h| h.query().get("sid").is_none());
+            if first {
+                head.headers.push("Set-Cookie", cookie.header(sid.as_str()));
+            }
+        }
         let mut body = encode_payload(packets);
         if let Some(hc) = self.config.http_compression {
             let coding = (body.len() >= hc.threshold)

@@ -1185,3 +1185,27 @@ fn a_text_with_the_separator_is_refused_over_polling_only() {
     h.ws_sync(&mut p);
     assert_eq!(texts(&p).last().unwrap(), "4a\u{1e}b");
 }
+
+#[test]
+fn the_cookie_option_sets_the_sid_on_the_polling_handshake_only() {
+    let mut h = H::new(suite_config().cookie(Some(crate::engineio::Cookie::default())));
+    let r = h.request("GET", "/engine.io/?EIO=4&transport=polling", b"");
+    let open: serde_json::Value = serde_json::from_str(&r.text()[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+    assert_eq!(
+        r.header("set-cookie"),
+        Some(format!("io={sid}; Path=/; HttpOnly; SameSite=Lax").as_str())
+    );
+    // Later requests of the session, and refused handshakes, set nothing.
+    let target = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    let r = h.request("POST", &target, b"4x");
+    assert_eq!(r.header("set-cookie"), None);
+    let r = h.request("GET", &target, b"");
+    assert_eq!(r.header("set-cookie"), None);
+    let r = h.request("GET", "/engine.io/?EIO=3&transport=polling", b"");
+    assert_eq!((r.status, r.header("set-cookie")), (400, None));
+    // Without the option, none (the official default).
+    let mut h = H::suite();
+    let r = h.request("GET", "/engine.io/?EIO=4&transport=polling", b"");
+    assert_eq!(r.header("set-cookie"), None);
+}

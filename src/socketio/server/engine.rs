@@ -99,6 +99,12 @@ impl Server {
                         self.events.push_back(Event::AckTimeout { socket, id });
                     }
                 }
+                Timer::Request(id) => self.expire_request(&id, at),
+                Timer::Sessions => {
+                    if let Some(r) = self.recovery.as_mut() {
+                        r.expire(now);
+                    }
+                }
             }
         }
         self.pump(now);
@@ -137,13 +143,14 @@ impl Server {
                             sockets: Vec::new(),
                             connect_deadline: Some(deadline),
                             handshake: Arc::from(handshake),
+                            closing: false,
                         },
                     );
                     self.timers.push(deadline, Timer::Connect(sid));
                 }
                 engineio::Event::Message { sid, data } => self.on_message(now, sid, data),
                 engineio::Event::Close { sid, reason } => {
-                    self.forget_client(sid, DisconnectReason::from_engine(reason));
+                    self.forget_client(now, sid, DisconnectReason::from_engine(reason));
                 }
                 engineio::Event::Upgrade { .. } => {}
                 engineio::Event::Request { conn, head, body } => {
@@ -167,7 +174,7 @@ impl Server {
     }
 
     fn on_packet(&mut self, now: Instant, sid: Sid, packet: Packet) {
-        let Some(c) = self.clients.get(&sid) else {
+        let Some(c) = self.clients.get(&sid).filter(|c| !c.closing) else {
             return;
         };
         let socket = c
@@ -179,39 +186,31 @@ impl Server {
         match packet {
             Packet::Connect { nsp, data } if socket.is_none() => {
                 self.connect(
+                    now,
                     sid,
                     nsp.into_owned(),
                     data.unwrap_or_else(|| Value::Object(Vec::new())),
                 );
             }
+            Packet::Connect { .. } => self.invalid_state(now, sid),
             Packet::Event { name, args, id, .. } if connected => {
                 if let Some(socket) = socket {
-                    self.events.push_back(Event::Event {
-                        socket,
-                        name,
-                        args,
-                        ack: id,
-                    });
+                    self.incoming_event(now, socket, name, args, id);
                 }
             }
             Packet::Ack { id, args, .. } if connected => {
-                let Some(socket) = socket else { return };
-                if self
-                    .sockets
-                    .get_mut(&socket)
-                    .is_some_and(|s| s.acks.remove(id))
-                {
-                    self.events.push_back(Event::Ack { socket, id, args });
+                if let Some(socket) = socket {
+                    self.on_ack(socket, id, args);
                 }
             }
             Packet::Disconnect { .. } if connected => {
                 if let Some(socket) = socket {
-                    self.remove_socket(socket, DisconnectReason::ClientNamespaceDisconnect);
+                    self.remove_socket(now, socket, DisconnectReason::ClientNamespaceDisconnect);
                 }
             }
-            // A second CONNECT, a client's CONNECT_ERROR, or a packet for a
-            // namespace the client has not joined.
-            _ => self.close_client(now, sid, DisconnectReason::ForcedClose),
+            // A client's CONNECT_ERROR, or a packet for a namespace the
+            // client has not joined: the official "invalid state".
+            _ => self.close_client(now, sid, DisconnectReason::ForcedServerClose),
         }
     }
 }

@@ -15,8 +15,8 @@
 //! without another lookup. A broadcast is encoded once; each recipient's
 //! transport gets a reference to the same bytes.
 //!
-//! Timers (connect timeouts, ack timeouts) share one heap; stale entries
-//! are skipped when they come up.
+//! Timers (connect timeouts, ack timeouts, requests) share one heap; stale
+//! entries are skipped when they come up.
 //!
 //! # Where things are
 //!
@@ -27,16 +27,28 @@
 //! * `namespace.rs`: namespaces and admission, a socket from its `CONNECT`
 //!   to its removal;
 //! * `rooms.rs`: the room index;
-//! * `emit.rs`: emits to one socket, broadcasts (encoded once) and the
-//!   messages a cluster exchanges;
-//! * `ack.rs`: emits that wait for an answer, and answers (the table
-//!   itself is `../ack.rs`, shared with the client, as is the deadline heap
-//!   in `../timer.rs`).
+//! * `emit.rs`: emits to one socket, and broadcasts (encoded once), also
+//!   another node's;
+//! * `ack.rs`: emits that wait for an answer, one socket's or a whole
+//!   broadcast's, and answers (the table itself is `../ack.rs`, shared with
+//!   the client, as is the deadline heap in `../timer.rs`);
+//! * `middleware.rs`: the application's verdict on each incoming event, and
+//!   its look at each outgoing one;
+//! * `recovery.rs`: connection state recovery, the packets and sessions it
+//!   keeps;
+//! * `ops.rs`: operations on a selection of sockets (`sockets_join`,
+//!   `fetch_sockets`...) and server-side emits;
+//! * `cluster.rs`: the messages of a cluster, and the requests that wait
+//!   for other nodes' answers.
 
 mod ack;
+mod cluster;
 mod emit;
 mod engine;
+mod middleware;
 mod namespace;
+mod ops;
+mod recovery;
 mod rooms;
 
 use std::{
@@ -45,10 +57,15 @@ use std::{
     time::Instant,
 };
 
-pub use emit::{Broadcast, BroadcastMessage};
+pub use cluster::{
+    ClusterAnswer, ClusterMessage, RequestId, Selection, ServerSideReply, SocketInfo,
+};
+pub use emit::Broadcast;
+pub use recovery::RecoveryConfig;
 
 use super::{
-    Admission, Config, Decoder, Event, SocketId, UsageError, Value, ack::Pending, timer::Deadlines,
+    Admission, Config, Decoder, DisconnectReason, Event, SocketId, UsageError, Value, ack::Pending,
+    timer::Deadlines,
 };
 use crate::{
     engineio::{self, Handshake, SharedPacket, Sid},
@@ -63,6 +80,12 @@ struct Namespace {
     rooms: BTreeMap<String, BTreeMap<SocketId, Sid>>,
     /// Ack ids are counted per namespace, as the official server does.
     next_ack: u64,
+    /// Whether its sockets' events wait for the application's verdict
+    /// (see `middleware.rs`).
+    event_admission: Admission,
+    /// Made by [`DynamicNamespaces`]: removed when empty with
+    /// [`Config::cleanup_empty_child_namespaces`](super::Config::cleanup_empty_child_namespaces).
+    dynamic: bool,
 }
 
 #[derive(Debug)]
@@ -72,6 +95,20 @@ struct Client {
     sockets: Vec<(Arc<str>, SocketId)>,
     connect_deadline: Option<Instant>,
     handshake: Arc<Handshake>,
+    /// Broke the protocol's order: its packets are ignored until its
+    /// deferred connections complete and it is closed.
+    closing: bool,
+}
+
+/// Work that waits until the events before it have been handed out (see
+/// [`Server::poll_event`]).
+#[derive(Debug)]
+enum Deferred {
+    /// A namespace connection.
+    Connect(SocketId),
+    /// A client that broke the protocol's order, closed once its deferred
+    /// connections have completed.
+    Close(Sid),
 }
 
 #[derive(Debug)]
@@ -82,13 +119,44 @@ struct Socket {
     rooms: BTreeSet<String>,
     /// Emits waiting for an answer, with their deadlines.
     acks: Pending,
+    /// Broadcasts waiting for this socket's answer: ack id and request.
+    group_acks: Vec<(u64, RequestId)>,
     auth: Value,
+    /// The application's data ([`Server::set_data`]).
+    data: Value,
+    /// The private id, with recovery on.
+    pid: Option<String>,
+    /// A recovery the CONNECT asked for, then the session it claimed.
+    restore: Restore,
+    /// Whether the socket connected with its earlier state restored.
+    recovered: bool,
+    /// Events waiting for the application's verdict.
+    held: middleware::HeldEvents,
+}
+
+/// Where a socket stands on recovery (see `recovery.rs`).
+#[derive(Debug, Default)]
+enum Restore {
+    #[default]
+    None,
+    /// The CONNECT came at `at` with a `pid` and an `offset`.
+    Asked {
+        pid: String,
+        offset: String,
+        at: Instant,
+    },
+    /// The session is claimed: the socket rejoins `rooms`, and gets the
+    /// kept packets after sequence number `after`.
+    Claimed { after: u64, rooms: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Connect(Sid),
     Ack(SocketId, u64),
+    Request(RequestId),
+    /// Kept sessions may be out of time.
+    Sessions,
 }
 
 /// A broadcast addressed but not yet handed to the engine.
@@ -142,8 +210,17 @@ pub struct Server {
     /// Namespace connections accepted but not yet answered: they complete
     /// when the application has heard everything before them (see
     /// `poll_event`).
-    deferred: VecDeque<SocketId>,
-    publish: VecDeque<BroadcastMessage>,
+    deferred: VecDeque<Deferred>,
+    /// Messages for the other nodes of a cluster.
+    cluster_out: VecDeque<ClusterMessage>,
+    /// Requests waiting for answers (see `cluster.rs`).
+    requests: cluster::Requests,
+    /// Packets and sessions kept for recovery, when it is on.
+    recovery: Option<recovery::Store>,
+    /// Sockets whose outgoing events the application watches.
+    outgoing: BTreeSet<SocketId>,
+    /// The next check id of an [`Event::EventRequest`].
+    next_check: u64,
     /// Broadcasts addressed but not yet handed to the engine: see
     /// [`Server::flush_broadcasts`].
     broadcasts: Vec<PendingBroadcast>,
@@ -171,6 +248,10 @@ impl Server {
         let engine_entropy = crate::entropy::SeededEntropy::from_entropy(&mut *entropy);
         let mut namespaces = BTreeMap::new();
         namespaces.insert("/".to_owned(), Namespace::default());
+        let recovery = config
+            .recovery
+            .clone()
+            .map(|r| recovery::Store::new(r, &mut *entropy));
         Server {
             engine: engineio::Server::new(engine_config(&config), Box::new(engine_entropy), now),
             config,
@@ -182,7 +263,11 @@ impl Server {
             timers: Deadlines::default(),
             events: VecDeque::new(),
             deferred: VecDeque::new(),
-            publish: VecDeque::new(),
+            cluster_out: VecDeque::new(),
+            requests: cluster::Requests::new(),
+            recovery,
+            outgoing: BTreeSet::new(),
+            next_check: 0,
             broadcasts: Vec::new(),
             now,
             scratch: String::new(),
@@ -213,6 +298,21 @@ impl Server {
     /// The auth payload a socket connected with.
     pub fn auth(&self, socket: SocketId) -> Option<&Value> {
         self.sockets.get(&socket).map(|s| &s.auth)
+    }
+
+    /// The application's data for a socket (the official `socket.data`):
+    /// `{}` until [`set_data`](Self::set_data). It goes with the socket's
+    /// session when the connection state is kept for recovery, and
+    /// [`Broadcast::fetch_sockets`] reports it.
+    pub fn data(&self, socket: SocketId) -> Option<&Value> {
+        self.sockets.get(&socket).map(|s| &s.data)
+    }
+
+    /// Sets the application's data for a connected socket.
+    pub fn set_data(&mut self, socket: SocketId, data: Value) -> Result<(), UsageError> {
+        let (s, _) = self.connected_mut(socket)?;
+        s.data = data;
+        Ok(())
     }
 
     /// The Engine.IO session of a socket.
@@ -252,8 +352,13 @@ impl Server {
     /// events read in the same batch leave before the CONNECT's answer.
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty() {
-            if let Some(id) = self.deferred.pop_front() {
-                self.complete_connect(id);
+            match self.deferred.pop_front() {
+                Some(Deferred::Connect(id)) => self.complete_connect(id),
+                Some(Deferred::Close(sid)) => {
+                    let now = self.now;
+                    self.close_client(now, sid, DisconnectReason::ForcedServerClose);
+                }
+                None => {}
             }
         }
         self.events.pop_front()
@@ -265,12 +370,6 @@ impl Server {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    /// The next broadcast to hand to the other processes of a cluster
-    /// (only with [`Config::cluster`]).
-    pub fn poll_publish(&mut self) -> Option<BroadcastMessage> {
-        self.publish.pop_front()
     }
 
     /// A connected socket.
