@@ -34,7 +34,7 @@ use bytes::{Buf, BufMut, BytesMut, buf::Limit};
 use super::{Connection, Current, Phase};
 use crate::ws::{
     ProtocolError,
-    frame::{self, MAX_HEADER_LEN},
+    frame::{self, FrameHeader, MAX_HEADER_LEN},
     mask::extend_masked,
 };
 
@@ -400,11 +400,21 @@ impl Connection {
         }
         if text && !self.utf8.feed(&buf[start..]) {
             self.big = None;
-            self.current = None;
-            // The rest of this frame cannot be told apart from what follows
-            // without reading it: end the connection after the close frame.
-            self.fail(now, ProtocolError::InvalidUtf8.into(), true);
-            return data.len();
+            // What is left of the frame is skipped as it arrives, as on the
+            // general path (`read_frames`): the stream stays framed, so the
+            // peer's close frame can still end the closing handshake.
+            let done = cur.processed + take;
+            self.current = (done < len).then_some(Current {
+                header: FrameHeader {
+                    len: (len - done) as u64,
+                    ..cur.header
+                },
+                header_len: 0,
+                processed: 0,
+                discard: true,
+            });
+            self.fail(now, ProtocolError::InvalidUtf8.into(), false);
+            return take;
         }
         let processed = cur.processed + take;
         if processed < len {
