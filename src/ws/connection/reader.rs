@@ -351,9 +351,10 @@ impl Connection {
         if let Some(key) = h.mask {
             unmask_fresh(payload, key, 0);
         }
-        let valid = !text || crate::ws::utf8::validate(payload);
-        // As in `deliver`: data after our close frame is dropped.
-        if !valid || (self.close_sent && self.closed_emitted) {
+        // As in `deliver`: data after our close frame is dropped, unread.
+        let dropped = self.close_sent && self.closed_emitted;
+        let valid = dropped || !text || crate::ws::utf8::validate(payload);
+        if !valid || dropped {
             self.rbuf.advance(end);
             if self.rbuf.is_empty() {
                 self.input_drained();
@@ -368,8 +369,12 @@ impl Connection {
 
     /// Whether a frame's payload, as it arrives, is text to check: a text
     /// message's frame, unless the message is compressed (its text is
-    /// checked once inflated).
+    /// checked once inflated) or will be dropped unread (it comes after our
+    /// close frame, once the application heard `Closed`; see `deliver`).
     pub(super) fn is_text_frame(&self, h: &FrameHeader) -> bool {
+        if self.close_sent && self.closed_emitted {
+            return false;
+        }
         let text = match h.opcode {
             OpCode::Text => true,
             OpCode::Continuation => self

@@ -1795,3 +1795,33 @@ fn invalid_text_in_a_large_frame_fails_alike_however_it_arrives() {
     assert_eq!(run(&[&whole]).1, State::Closing);
     assert_eq!(run(&[&small, &big]).1, State::Closing);
 }
+
+#[test]
+fn text_after_a_failure_is_dropped_unread_however_it_arrives() {
+    // After failing the connection the server only waits for the peer's
+    // close frame: a later text frame is dropped, valid or not, whole or
+    // in pieces (a fuzz finding: whole, it failed the connection again).
+    let key = [0x81, 0xad, 0xad, 0xad];
+    let bad = masked_frame(1, &[0xba], key);
+    let cut_short = masked_frame(1, &[0xc3], key);
+    let mut wire = [bad, cut_short].concat();
+    wire.push(0x82);
+    let run = |cuts: &[usize]| {
+        let now = Instant::now();
+        let mut s = Connection::server_upgraded(Config::default());
+        let mut events = Vec::new();
+        let mut at = 0;
+        for &c in cuts.iter().chain([&wire.len()]) {
+            s.handle_input(now, &wire[at..c]);
+            events.extend(drain(&mut s));
+            at = c;
+        }
+        (events, s.state())
+    };
+    let whole = run(&[]);
+    assert_eq!(whole.1, State::Closing);
+    assert_eq!(closed(&whole.0).len(), 1);
+    for cut in 1..wire.len() {
+        assert_eq!(run(&[cut]), whole, "cut at {cut}");
+    }
+}
