@@ -165,6 +165,23 @@ impl Connection {
         self.send_message(msg, Some(compress))
     }
 
+    /// A whole message sent compressed, if it is to be (by its size, or as
+    /// `compress` says): whether it was. Out of line, so the plain send
+    /// path stays small.
+    #[inline(never)]
+    pub(super) fn send_message_deflated(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        compress: Option<bool>,
+    ) -> bool {
+        let wanted = match compress {
+            None => self.wants_compress(payload.len()),
+            Some(c) => c,
+        };
+        wanted && self.send_deflated(opcode, &[payload])
+    }
+
     /// Whether a message of `len` bytes is sent compressed.
     #[inline]
     pub(super) fn wants_compress(&self, len: usize) -> bool {

@@ -311,6 +311,7 @@ impl Connection {
     }
 
     /// [`send`](Self::send), compressed by size (`None`) or as told.
+    #[inline]
     pub(super) fn send_message(
         &mut self,
         msg: Message,
@@ -322,11 +323,7 @@ impl Connection {
         }
         let (opcode, payload) = msg.into_parts();
         self.check_queue(payload.len())?;
-        let compress = match compress {
-            None => self.wants_compress(payload.len()),
-            Some(c) => c && self.deflate.is_some(),
-        };
-        if compress && self.send_deflated(opcode, &[&payload]) {
+        if self.deflate.is_some() && self.send_message_deflated(opcode, &payload, compress) {
             return Ok(());
         }
         match self.config.send_fragment_size {
