@@ -13,11 +13,16 @@
 #   sio  wsio   conformance --compress --ping-interval 1000 (release)
 #   sio  node   tests/node/sio-compress-check.js server (socket.io, perMessageDeflate: true)
 # and each WebSocket pair once more without compression (--no-deflate).
-# Needs `npm ci --prefix tests/node`. Prints one JSON line per run.
+# Every server runs with MALLOC_MMAP_THRESHOLD_=65536, so the compression
+# state (made of blocks of 64 KiB and more) is mapped and unmapped on its
+# own and the resident memory shows what a server holds, not what its heap
+# once grew to. Needs `npm ci --prefix tests/node`. Prints one JSON line
+# per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MESSAGES=${1:-5000}
 IDLE=${2:-200}
+export MALLOC_MMAP_THRESHOLD_=65536
 
 cargo build --release --example ws_echo --example conformance >&2
 
@@ -62,9 +67,9 @@ done
 # A heartbeat of 1 s, so that the idle connections see one within the pause.
 start "$tmp/conformance.log" target/release/examples/conformance --port 0 --compress \
   --ping-interval 1000 --ping-timeout 5000
-bench sio "http://127.0.0.1:$PORT" --settle 2500
+bench sio "http://127.0.0.1:$PORT" --settle 4000
 stop
 start "$tmp/sio.log" node tests/node/sio-compress-check.js server --port 0
-bench sio "http://127.0.0.1:$PORT" --settle 2500
+bench sio "http://127.0.0.1:$PORT" --settle 4000
 stop
 rm -rf "$tmp"

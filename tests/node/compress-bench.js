@@ -55,10 +55,11 @@ function rssKiB() {
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// A 1 KiB chat-like JSON message, different each time.
+// A chat-like JSON message of exactly 1 KiB (as long as the servers'
+// compression threshold), different each time.
 function message(i) {
   let s = `{"id":${i},"messages":[`;
-  for (let k = 0; s.length < 1000; k++) {
+  for (let k = 0; s.length < 1100; k++) {
     s += `{"user":"user${(i + k) % 17}","text":"hello there, message ${i}.${k}","ts":${1700000000 + i * 10 + k}},`;
   }
   return s.slice(0, 1023) + "}";

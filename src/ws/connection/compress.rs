@@ -52,15 +52,16 @@ const BUF_KEEP: usize = 64 * 1024;
 #[derive(Debug)]
 pub(super) struct Compression {
     params: Params,
-    deflater: Deflater,
-    inflater: Inflater,
+    pub(super) deflater: Deflater,
+    pub(super) inflater: Inflater,
     /// The message being received is compressed.
     rx: bool,
     /// The fragmented message being sent is compressed.
     tx: bool,
-    /// A compressed message went either way since the last
+    /// A message was compressed, and one inflated, since the last
     /// [`Connection::release_idle_compression`].
-    used: bool,
+    sent: bool,
+    received: bool,
     /// Where messages are compressed, after room for their header.
     buf: BytesMut,
 }
@@ -73,7 +74,8 @@ impl Compression {
             inflater: Inflater::new(role, &params),
             rx: false,
             tx: false,
-            used: false,
+            sent: false,
+            received: false,
             buf: BytesMut::new(),
         })
     }
@@ -135,15 +137,24 @@ impl Connection {
         }
     }
 
-    /// [`release_compression`](Self::release_compression), if no compressed
-    /// message was sent or received since the last call: called on a timer
-    /// (the Engine.IO server calls it at each heartbeat), it frees what
-    /// quiet connections hold and leaves busy ones alone.
+    /// [`release_compression`](Self::release_compression), each way on its
+    /// own: the compressor if no message was compressed since the last
+    /// call, the decompressor if none was inflated. Called on a timer (the
+    /// Engine.IO server calls it at each heartbeat), it frees what quiet
+    /// connections hold and leaves busy ones alone; a peer that compresses
+    /// its heartbeat answers (browsers compress every message) keeps only
+    /// the decompressor busy.
     pub fn release_idle_compression(&mut self) {
-        match self.deflate.as_mut() {
-            Some(d) if d.used => d.used = false,
-            Some(_) => self.release_compression(),
-            None => {}
+        let Some(d) = self.deflate.as_mut() else {
+            return;
+        };
+        if std::mem::take(&mut d.sent) {
+            // Busy sending.
+        } else if d.deflater.release() && d.buf.capacity() > 0 {
+            d.buf = BytesMut::new();
+        }
+        if !std::mem::take(&mut d.received) {
+            d.inflater.release();
         }
     }
 
@@ -208,7 +219,7 @@ impl Connection {
             return false;
         }
         if let Some(d) = self.deflate.as_mut() {
-            d.used = true;
+            d.sent = true;
         }
         let len = buf.len() - MAX_HEADER_LEN;
         match self.config.send_fragment_size {
@@ -249,7 +260,7 @@ impl Connection {
         };
         if let Some(d) = self.deflate.as_mut() {
             d.tx = compress && !fin;
-            d.used |= compress;
+            d.sent |= compress;
         }
         if !compress {
             return None;
@@ -418,7 +429,7 @@ impl Connection {
         if kind.is_none() {
             p.fragments = p.fragments.saturating_add(1);
         }
-        d.used = true;
+        d.received = true;
         let before = p.data.len();
         if let Err(e) = d.inflater.inflate(payload, h.fin, limit, &mut p.data) {
             d.rx = false;

@@ -723,3 +723,37 @@ fn idle_connections_give_compression_state_back() {
     assert!(!p.client.holds_compression_state());
     assert!(!p.server.holds_compression_state());
 }
+
+#[test]
+fn each_way_is_released_on_its_own_when_idle() {
+    // The client compresses every message (as browsers do), the server
+    // only large ones: small traffic keeps the server's decompressor busy,
+    // while its compressor, unused, is given back.
+    let client = Config::default().deflate(on().threshold(0));
+    let server = Config::default().deflate(on().client_no_context_takeover(true));
+    let mut p = open(client, server);
+    let text = json(3000);
+    p.client.send(Message::text(text.clone())).unwrap();
+    p.server.send(Message::text(text.clone())).unwrap();
+    p.drive();
+    let held = |c: &Connection| {
+        let d = c.deflate.as_ref().unwrap();
+        (d.deflater.holds_state(), d.inflater.holds_state())
+    };
+    assert_eq!(held(&p.server), (true, true));
+    for _ in 0..3 {
+        p.client.send(Message::text("pong")).unwrap();
+        p.server.send(Message::text("ping")).unwrap();
+        p.drive();
+        p.server.release_idle_compression();
+    }
+    assert_eq!(held(&p.server), (false, true));
+    // Quiet both ways: both go.
+    p.server.release_idle_compression();
+    p.server.release_idle_compression();
+    assert_eq!(held(&p.server), (false, false));
+    assert_eq!(
+        messages(&p.client_events).len() + messages(&p.server_events).len(),
+        8
+    );
+}
