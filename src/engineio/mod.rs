@@ -9,6 +9,7 @@
 //! seen from the other side.
 
 mod client;
+mod compression;
 mod cookie;
 mod cors;
 mod frame;
@@ -22,6 +23,7 @@ pub use client::{
     Client, ClientConfig, ClientError, ClientEvent, ClientState, ClientTransmit, ClientUsageError,
     TransportMode,
 };
+pub use compression::HttpCompression;
 pub use cookie::{Cookie, SameSite};
 pub use cors::{Cors, CorsOrigin};
 pub use packet::{
@@ -377,8 +379,15 @@ pub struct Config {
     /// close packet. Default 30 s.
     pub close_timeout: Duration,
     /// Limits of the WebSocket transport (its message limit is raised or
-    /// lowered to `max_payload`).
+    /// lowered to `max_payload`), and its compression: see
+    /// [`per_message_deflate`](Self::per_message_deflate).
     pub ws: ws::Config,
+    /// Compression of long-polling responses (the official
+    /// `httpCompression`): gzip or deflate, as the request's
+    /// `Accept-Encoding` prefers, for bodies of at least its threshold.
+    /// Default on, threshold 1,024 bytes, as the official server; `None`
+    /// turns it off.
+    pub http_compression: Option<HttpCompression>,
     /// Limits on HTTP heads.
     pub head_limits: http::Limits,
     /// Paths under [`path`](Self::path) that are handed to the application
@@ -409,6 +418,7 @@ impl Default for Config {
             keep_alive_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(30),
             ws: ws::Config::default(),
+            http_compression: Some(HttpCompression::default()),
             head_limits: http::Limits::default(),
             bypass: Vec::new(),
         }
@@ -510,6 +520,26 @@ impl Config {
     /// Sets [`head_limits`](Self::head_limits).
     pub fn head_limits(mut self, l: http::Limits) -> Self {
         self.head_limits = l;
+        self
+    }
+    /// permessage-deflate on the WebSocket transport (the official
+    /// `perMessageDeflate`): sets the `deflate` of [`ws`](Self::ws). Off by
+    /// default, as in engine.io 6; the official `perMessageDeflate: true`
+    /// is `DeflateConfig::default().enabled(true)` (threshold 1,024 bytes,
+    /// both windows 15 bits, context takeover as the client offers).
+    ///
+    /// ```
+    /// use wsio::{engineio::Config, ws::deflate::DeflateConfig};
+    /// let config = Config::default().per_message_deflate(DeflateConfig::default().enabled(true));
+    /// assert!(config.ws.deflate.enabled);
+    /// ```
+    pub fn per_message_deflate(mut self, d: ws::deflate::DeflateConfig) -> Self {
+        self.ws.deflate = d;
+        self
+    }
+    /// Sets [`http_compression`](Self::http_compression).
+    pub fn http_compression(mut self, c: Option<HttpCompression>) -> Self {
+        self.http_compression = c;
         self
     }
 

@@ -496,6 +496,11 @@ impl Server {
             self.mark_dirty(Target::Session(sid));
         }
         if ping {
+            if let Some(Transport::WebSocket(conn)) = self.sessions.get(&sid).map(|s| &s.transport)
+            {
+                let conn = *conn;
+                self.ws_heartbeat(conn);
+            }
             let _ = self.queue_all(sid, Packets::Plain(&[Packet::new(PacketType::Ping)]));
         }
     }

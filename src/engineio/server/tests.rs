@@ -26,6 +26,8 @@ use crate::{
     ws::{self, ClientRequest, CloseCode},
 };
 
+mod compression;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Resp {
     status: u16,

@@ -143,15 +143,29 @@ impl Server {
                 Bytes::from_static(b"Too many sessions"),
             ));
         }
-        let request = ws::handshake::validate_request(head.clone()).map_err(|e| {
+        let refuse = |e: ws::HandshakeError| {
             let (res, body) = e.response();
             (res, Bytes::from_static(body.as_bytes()))
-        })?;
-        Ok(CheckedUpgrade { request, sid })
+        };
+        let request = ws::handshake::validate_request(head.clone()).map_err(refuse)?;
+        // perMessageDeflate: a malformed offer is refused (400) only when
+        // it is on, as npm `ws` does.
+        let deflate = request
+            .negotiate_deflate(&self.ws_config.deflate)
+            .map_err(refuse)?;
+        Ok(CheckedUpgrade {
+            request,
+            sid,
+            deflate,
+        })
     }
 
     pub(super) fn upgrade_response(&self, checked: &CheckedUpgrade) -> ResponseHead {
         let mut res = checked.request.response(&ws::Accept::new());
+        if let Some(agreed) = &checked.deflate {
+            res.headers
+                .push("Sec-WebSocket-Extensions", &agreed.response);
+        }
         if let Some(cors) = &self.config.cors {
             cors.apply(&checked.request.head, &mut res);
         }
@@ -164,6 +178,11 @@ impl Server {
         conn: ConnId,
         checked: CheckedUpgrade,
     ) {
+        if let Some(agreed) = &checked.deflate {
+            if let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) {
+                *w.ws = ws::Connection::server_upgraded(self.ws_config).with_deflate(agreed.params);
+            }
+        }
         match checked.sid {
             None => {
                 let peer = self.conns.get(&conn).and_then(|c| c.peer);
@@ -194,6 +213,14 @@ impl Server {
                 }
                 self.schedule(Target::Session(sid));
             }
+        }
+    }
+
+    /// At a heartbeat: a WebSocket that sent and received no compressed
+    /// message since the last one gives its compression state back.
+    pub(super) fn ws_heartbeat(&mut self, conn: ConnId) {
+        if let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) {
+            w.ws.release_idle_compression();
         }
     }
 
@@ -298,6 +325,8 @@ impl Server {
 pub(super) struct CheckedUpgrade {
     request: ws::UpgradeRequest,
     sid: Option<Sid>,
+    /// permessage-deflate, as agreed with the client.
+    deflate: Option<ws::deflate::Accepted>,
 }
 
 /// A connection speaking WebSocket: a session's transport, or the probe of

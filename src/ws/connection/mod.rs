@@ -29,12 +29,15 @@
 //! * `room`: the room for the next read and what is known of its memory;
 //! * `reader`: frames to events: decoding, the checks that depend on the
 //!   connection, reassembly, the event pollers;
-//! * `sender`: the commands that send, the send queue, the transmit pollers.
+//! * `sender`: the commands that send, the send queue, the transmit pollers;
+//! * `compress`: permessage-deflate, once negotiated: compressed messages
+//!   out and in.
 //!
 //! Every method that reads the input or the event queue first takes back
 //! what `poll_event_ref` lent (`settle`). Frames are decoded lazily, as
 //! events are polled, at the time the poller is given.
 
+mod compress;
 mod input;
 mod reader;
 mod room;
@@ -49,7 +52,8 @@ pub use sender::{FrameHead, Transmit, VectoredTransmit};
 
 use super::{
     Accept, ClientRequest, CloseCode, CloseFrame, Config, DataKind, Error, HandshakeError, Message,
-    MessageRef, UpgradeRequest, UsageError, frame::FrameHeader, handshake, utf8::Validator,
+    MessageRef, UpgradeRequest, UsageError, deflate::Offer, frame::FrameHeader, handshake,
+    utf8::Validator,
 };
 use crate::{entropy::BoxEntropy, http::HeadParser};
 
@@ -129,6 +133,8 @@ enum Phase {
         parser: HeadParser,
         key: String,
         request: Box<ClientRequest>,
+        /// The permessage-deflate offer the request carried.
+        offer: Option<Offer>,
     },
     Open,
     /// `peer_closed`: the peer's close frame has arrived; we now only wait
@@ -257,6 +263,8 @@ pub struct Connection {
     /// Its room grows with what arrives, never past four times that or the
     /// size of the last large frame, whatever the header declares.
     big: Option<BytesMut>,
+    /// permessage-deflate, once negotiated.
+    deflate: Option<Box<compress::Compression>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -309,6 +317,7 @@ impl Connection {
             close_transmitted: false,
             events: VecDeque::new(),
             big: None,
+            deflate: None,
         }
     }
 
@@ -328,10 +337,12 @@ impl Connection {
     }
 
     /// A client connection: queues the upgrade request at once, with a key
-    /// drawn from `entropy` (which also supplies every masking key).
+    /// drawn from `entropy` (which also supplies every masking key). With
+    /// [`Config::deflate`] enabled the request offers permessage-deflate.
     pub fn client(config: Config, request: ClientRequest, mut entropy: BoxEntropy) -> Self {
         let key = handshake::generate_key(&mut *entropy);
         let parser = HeadParser::new(config.head_limits);
+        let offer = config.deflate.offer();
         let mut conn = Self::new(
             Role::Client,
             config,
@@ -340,13 +351,22 @@ impl Connection {
                 parser,
                 key: String::new(),
                 request: Box::new(request),
+                offer,
             },
         );
         if let Phase::AwaitResponse {
-            key: k, request, ..
+            key: k,
+            request,
+            offer,
+            ..
         } = &mut conn.phase
         {
-            request.head(&key).encode(&mut conn.out);
+            let mut head = request.head(&key);
+            if let Some(offer) = offer {
+                head.headers
+                    .push("Sec-WebSocket-Extensions", offer.header_value());
+            }
+            head.encode(&mut conn.out);
             *k = key;
         }
         conn.entropy = Some(entropy);
@@ -454,6 +474,8 @@ impl Connection {
 
     /// Server: accepts the pending [`Event::Upgrade`]. The 101 reply is
     /// queued and any bytes that followed the request are processed.
+    /// permessage-deflate is negotiated under [`Accept::deflate`], or else
+    /// [`Config::deflate`]; see [`deflate_params`](Self::deflate_params).
     pub fn accept(&mut self, now: Instant, accept: Accept) -> Result<(), UsageError> {
         self.settle();
         let Phase::AwaitDecision(req) = &self.phase else {
@@ -464,7 +486,17 @@ impl Connection {
                 return Err(UsageError::ProtocolNotOffered);
             }
         }
-        req.response(&accept).encode(&mut self.out);
+        let deflate = accept.deflate.unwrap_or(self.config.deflate);
+        // A malformed header was refused on arrival when the connection's
+        // own config enables compression; under another config it only
+        // means no compression.
+        let agreed = req.negotiate_deflate(&deflate).ok().flatten();
+        let mut head = req.response(&accept);
+        if let Some(a) = &agreed {
+            head.headers.push("Sec-WebSocket-Extensions", &a.response);
+            self.deflate = Some(compress::Compression::new(self.role, a.params, &deflate));
+        }
+        head.encode(&mut self.out);
         self.phase = Phase::Open;
         self.events.push_back(Event::Open {
             protocol: accept.protocol,
@@ -522,7 +554,13 @@ impl Connection {
                     Ok(None) => return,
                     Ok(Some((head, used))) => {
                         self.rbuf.advance(used);
-                        match handshake::validate_request(head) {
+                        let checked = handshake::validate_request(head).and_then(|req| {
+                            if self.config.deflate.enabled {
+                                req.negotiate_deflate(&self.config.deflate)?;
+                            }
+                            Ok(req)
+                        });
+                        match checked {
                             Ok(req) => {
                                 self.phase = Phase::AwaitDecision(Box::new(req.clone()));
                                 self.events.push_back(Event::Upgrade(Box::new(req)));
@@ -538,16 +576,26 @@ impl Connection {
                     parser,
                     key,
                     request,
+                    offer,
                 } => match parser.parse_response(&self.rbuf) {
                     Ok(None) => return,
-                    Ok(Some((head, used))) => match request.verify(key, &head) {
-                        Ok(protocol) => {
-                            self.rbuf.advance(used);
-                            self.phase = Phase::Open;
-                            self.events.push_back(Event::Open { protocol });
+                    Ok(Some((head, used))) => {
+                        match request.verify_with_offer(key, &head, offer.as_ref()) {
+                            Ok((protocol, params)) => {
+                                if let Some(params) = params {
+                                    self.deflate = Some(compress::Compression::new(
+                                        self.role,
+                                        params,
+                                        &self.config.deflate,
+                                    ));
+                                }
+                                self.rbuf.advance(used);
+                                self.phase = Phase::Open;
+                                self.events.push_back(Event::Open { protocol });
+                            }
+                            Err(e) => return self.abort_handshake(e),
                         }
-                        Err(e) => return self.abort_handshake(e),
-                    },
+                    }
                     Err(e) => return self.abort_handshake(e.into()),
                 },
                 Phase::Open | Phase::Closing { .. } => return self.read_frames(now, false),
@@ -593,11 +641,7 @@ impl Connection {
     /// code, the event, then a bounded wait for the peer's close frame
     /// unless the input can no longer be framed.
     fn fail(&mut self, now: Instant, error: Error, poisoned: bool) {
-        let code = match &error {
-            Error::Protocol(p) => p.close_code(),
-            Error::Limit(_) => CloseCode::TOO_BIG,
-            _ => CloseCode::PROTOCOL,
-        };
+        let code = error.close_code();
         let reason = error.to_string();
         if !self.close_sent {
             self.send_close(Some(CloseFrame::new(code, &reason)));
@@ -657,6 +701,7 @@ impl Connection {
         self.partial = None;
         self.current = None;
         self.close_transmit = true;
+        self.end_compression();
     }
 }
 
