@@ -162,11 +162,17 @@ fn the_application_decides_per_connection_through_accept() {
         p.server = Connection::server(Config::default().deflate(on()));
         let request = take_wire(&mut p.client);
         p.server.handle_input(p.now, &request);
-        assert!(matches!(p.server.poll_event(p.now), Some(Event::Upgrade(_))));
+        assert!(matches!(
+            p.server.poll_event(p.now),
+            Some(Event::Upgrade(_))
+        ));
         p.server.accept(p.now, accept).unwrap();
         let response = take_wire(&mut p.server);
         p.client.handle_input(p.now, &response);
-        assert!(matches!(p.client.poll_event(p.now), Some(Event::Open { .. })));
+        assert!(matches!(
+            p.client.poll_event(p.now),
+            Some(Event::Open { .. })
+        ));
         assert_eq!(p.server.deflate_params(), want);
         assert_eq!(p.client.deflate_params(), want);
     }
@@ -185,7 +191,10 @@ fn handshake_headers_both_ways() {
         "{request}"
     );
     p.server.handle_input(p.now, request.as_bytes());
-    assert!(matches!(p.server.poll_event(p.now), Some(Event::Upgrade(_))));
+    assert!(matches!(
+        p.server.poll_event(p.now),
+        Some(Event::Upgrade(_))
+    ));
     p.server.accept(p.now, Accept::new()).unwrap();
     let response = take_wire(&mut p.server);
     let text = String::from_utf8_lossy(&response);
@@ -237,7 +246,10 @@ fn a_malformed_extension_header_is_refused_only_when_compression_is_on() {
         Instant::now(),
         request("permessage-deflate; server_max_window_bits=16, x-other").as_bytes(),
     );
-    assert!(matches!(s.poll_event(Instant::now()), Some(Event::Upgrade(_))));
+    assert!(matches!(
+        s.poll_event(Instant::now()),
+        Some(Event::Upgrade(_))
+    ));
     s.accept(Instant::now(), Accept::new()).unwrap();
     assert_eq!(s.deflate_params(), None);
     let wire = String::from_utf8(take_wire(&mut s)).unwrap();
