@@ -91,12 +91,20 @@ pub use self::{
 use self::{
     http::{HttpConn, Purpose},
     polling::Polling,
-    session::{Params, Phase},
+    session::Params,
     upgrade::Probe,
     websocket::{Which, WsStream},
 };
 use super::{CloseReason, ConnId, Data, DecodeError, Packet, SEPARATOR, TransportKind};
 use crate::{entropy::BoxEntropy, http::HttpError, machine::Backlog, ws};
+
+/// Where the session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Opening,
+    Open,
+    Closed,
+}
 
 /// What went wrong with a transport or a probe.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
