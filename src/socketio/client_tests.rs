@@ -67,6 +67,8 @@ enum Delivery {
 
 struct Net {
     server: Server,
+    /// What a started server is made with.
+    server_config: Config,
     /// Bumped when the server is killed: deliveries to an older one vanish.
     epoch: u32,
     up: bool,
@@ -88,9 +90,9 @@ struct Net {
     taken: HashMap<(NspId, String), usize>,
 }
 
-fn new_server(epoch: u32, now: Instant) -> Server {
+fn new_server(config: &Config, epoch: u32, now: Instant) -> Server {
     let mut s = Server::new(
-        server_config(),
+        config.clone(),
         Box::new(SeededEntropy::new(100 + u64::from(epoch))),
         now,
     );
@@ -100,9 +102,14 @@ fn new_server(epoch: u32, now: Instant) -> Server {
 
 impl Net {
     fn new(config: ClientConfig) -> Net {
+        Net::with_server(config, server_config())
+    }
+
+    fn with_server(config: ClientConfig, server: Config) -> Net {
         let now = Instant::now();
         let mut n = Net {
-            server: new_server(0, now),
+            server: new_server(&server, 0, now),
+            server_config: server,
             epoch: 0,
             up: true,
             client: Client::new(config, Box::new(SeededEntropy::new(SEED)), now),
@@ -244,7 +251,7 @@ impl Net {
     fn kill(&mut self) {
         self.up = false;
         self.epoch += 1;
-        self.server = new_server(self.epoch, self.now);
+        self.server = new_server(&self.server_config, self.epoch, self.now);
         // The process's sockets close with it.
         self.to_server.clear();
         let mut ends: Vec<ConnId> = std::mem::take(&mut self.to_client).into_values().collect();
@@ -1273,3 +1280,6 @@ fn huge_durations_do_not_panic() {
     assert_eq!(n.client.state(), ClientState::Reconnecting);
     assert!(n.client.poll_timeout().is_some());
 }
+
+#[path = "client_tests_parity.rs"]
+mod parity;
