@@ -329,7 +329,11 @@ impl Broadcast<'_> {
     }
 
     /// Whether the packets may be compressed (default yes, as the
-    /// official `compress(true)`); carried to other nodes.
+    /// official `compress(true)`); carried to other nodes. This node does
+    /// not act on it yet: the engine has no per-send choice (its
+    /// permessage-deflate and polling compression apply to every packet),
+    /// so the flag has to reach `deliver`, the pending batches (split by
+    /// it) and the engine's shared sends once there is one.
     pub fn compress(mut self, on: bool) -> Self {
         self.compress = on;
         self
