@@ -1,7 +1,7 @@
 //! The reference behaviour of `../shared/CONFORMANCE.md`: the server every
 //! interop test and the official protocol suites run against.
 //!
-//! `cargo run --example conformance -- --port 3000 [--ping-interval MS] [--ping-timeout MS] [--driver epoll|smol] [--recovery]`
+//! `cargo run --example conformance -- --port 3000 [--ping-interval MS] [--ping-timeout MS] [--driver epoll|smol] [--recovery] [--compress]`
 //!
 //! * `/socket.io/`: Socket.IO with namespaces `/` and `/custom`.
 //! * `/engine.io/`: a raw Engine.IO echo, served by a second Engine.IO
@@ -12,6 +12,11 @@
 //! `--recovery` turns on connection state recovery as the official
 //! `connectionStateRecovery: { maxDisconnectionDuration: 2000,
 //! skipMiddlewares: true }` (CONFORMANCE.md, "Flag `--recovery`").
+//!
+//! `--compress` turns on permessage-deflate on both paths, as the official
+//! `perMessageDeflate: true` (threshold 1,024 bytes). Polling responses
+//! are compressed with or without it, as the official `httpCompression`
+//! default (gzip or deflate as the request accepts, from 1,024 bytes).
 //!
 //! The sockets are driven by `common::epoll::serve` (Linux; the default
 //! there) or `common::net::serve` on smol (`--driver smol`, and elsewhere).
@@ -28,6 +33,7 @@ use wsio::{
     http::ResponseHead,
     machine::drain,
     socketio::{self, Admission, Event, SocketId, Value},
+    ws::deflate::DeflateConfig,
 };
 
 /// Which server a TCP connection currently talks to.
@@ -371,8 +377,11 @@ fn main() -> std::io::Result<()> {
             .max_disconnection_duration(Duration::from_millis(2000))
             .skip_middlewares(true)
     });
+    let deflate = DeflateConfig::default().enabled(common::flag("--compress"));
     let config = socketio::Config::default()
-        .engine(engine_config(ping_interval, ping_timeout, "/socket.io/"))
+        .engine(
+            engine_config(ping_interval, ping_timeout, "/socket.io/").per_message_deflate(deflate),
+        )
         .connect_timeout(Duration::from_millis(1000))
         .recovery(recovery);
     let mut sio = socketio::Server::new(
@@ -382,7 +391,7 @@ fn main() -> std::io::Result<()> {
     );
     sio.add_namespace("/custom", Admission::AcceptAll);
     let eio = engineio::Server::new(
-        engine_config(ping_interval, ping_timeout, "/engine.io/"),
+        engine_config(ping_interval, ping_timeout, "/engine.io/").per_message_deflate(deflate),
         Box::new(OsEntropy::new()?),
         std::time::Instant::now(),
     );

@@ -3,7 +3,9 @@
 //! `cargo run --example ws_echo -- --port 9001` and point any WebSocket
 //! client at ws://127.0.0.1:9001/. It runs with `Config::default()`, whose
 //! limits (16 MiB messages, any number of fragments) are what the Autobahn
-//! testsuite sends, so `scripts/autobahn.sh server` needs no other setting.
+//! testsuite sends, so `scripts/autobahn.sh server` needs no other setting,
+//! plus permessage-deflate: it accepts any offer a client makes (browsers
+//! always make one), unless started with `--no-deflate`.
 //! With `--close-command`, the text message `close:CODE:REASON` makes the
 //! server close with that code and reason (for interop tests).
 
@@ -12,12 +14,13 @@ mod common;
 use std::time::Instant;
 
 use smol::net::TcpListener;
-use wsio::ws::{Accept, CloseCode, Config, Connection, Event, Message};
+use wsio::ws::{Accept, CloseCode, Config, Connection, Event, Message, deflate::DeflateConfig};
 
 fn main() -> std::io::Result<()> {
     let port: u16 = common::arg("--port").unwrap_or(9001);
     let close_command = common::flag("--close-command");
-    let config = Config::default();
+    let deflate = DeflateConfig::default().enabled(!common::flag("--no-deflate"));
+    let config = Config::default().deflate(deflate);
     smol::block_on(async {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         println!("READY {}", listener.local_addr()?.port());
