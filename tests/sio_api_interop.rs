@@ -4,8 +4,9 @@
 //! (also with `socket.io-msgpack-parser`): connection admission refusing
 //! with data (`io.use`), `set_data` and the handshake in `fetch_sockets`,
 //! `sockets_join` / `sockets_leave` / `disconnect_sockets` on selections,
-//! and broadcasts with acknowledgements (every answer, rooms, the timeout
-//! with the answers so far). The same script passes against the official
+//! broadcasts with acknowledgements (every answer, rooms, the timeout with
+//! the answers so far), event admission refusing an event (`socket.use`)
+//! and watched outgoing events (`socket.onAnyOutgoing`). The same script passes against the official
 //! server (the last test), so the yardstick itself is right.
 //!
 //! The server runs in this process on plain threads: one per connection
@@ -85,6 +86,7 @@ fn run_server(rx: mpsc::Receiver<Input>, parser: Parser) {
     let entropy = OsEntropy::new().expect("entropy");
     let mut io = Server::new(config, Box::new(entropy), Instant::now());
     io.add_namespace("/", Admission::Decide);
+    io.set_event_admission("/", Admission::Decide);
     let mut app = App::default();
     let mut conns: HashMap<u64, ConnId> = HashMap::new();
     let mut streams: HashMap<ConnId, (u64, TcpStream)> = HashMap::new();
@@ -145,6 +147,8 @@ struct App {
     /// Requests (`fetch_sockets`, `emit_with_ack`) and the client ack each
     /// answers.
     waiting: HashMap<RequestId, (SocketId, u64)>,
+    /// The names of the events sent to each socket.
+    sent: HashMap<SocketId, Vec<Value>>,
 }
 
 /// `{to?: [rooms], except?: [rooms]}` as a broadcast of `/`.
@@ -187,6 +191,25 @@ impl App {
                 let name = auth.get("name").cloned().unwrap_or(Value::Null);
                 io.set_data(socket, Value::object([("name", name)]))
                     .unwrap();
+                io.watch_outgoing(socket, true).unwrap();
+            }
+            Event::EventRequest {
+                socket,
+                check,
+                name,
+                ..
+            } => {
+                if name == "forbidden" {
+                    io.refuse_event(socket, check).unwrap();
+                } else {
+                    io.pass_event(socket, check).unwrap();
+                }
+            }
+            Event::Outgoing { socket, name, .. } => {
+                self.sent.entry(socket).or_default().push(Value::from(name));
+            }
+            Event::Disconnect { socket, .. } => {
+                self.sent.remove(&socket);
             }
             Event::Event {
                 socket,
@@ -208,6 +231,13 @@ impl App {
                     "leave" => {
                         select(io, sel).sockets_leave(&[room]);
                         let _ = io.ack(socket, ack, vec![Value::from(true)]);
+                    }
+                    "forbidden" => {
+                        let _ = io.ack(socket, ack, vec![Value::from("handled")]);
+                    }
+                    "sent" => {
+                        let sent = self.sent.get(&socket).cloned().unwrap_or_default();
+                        let _ = io.ack(socket, ack, vec![Value::Array(sent)]);
                     }
                     "ask" => {
                         let ms = args.get(1).and_then(Value::as_u64).unwrap_or(0);

@@ -3,8 +3,9 @@
 // sio-api-server.js), checked with the official `socket.io-client`:
 // connection middleware refusals with data, socket.data and the handshake
 // in fetchSockets, socketsJoin / socketsLeave / disconnectSockets on
-// selections, and broadcasts with acknowledgements (all answers, rooms,
-// the timeout with the answers so far).
+// selections, broadcasts with acknowledgements (all answers, rooms, the
+// timeout with the answers so far), an event middleware that refuses
+// (socket.use) and a look at outgoing events (socket.onAnyOutgoing).
 //
 //   node sio-api-check.js URL [--transports polling|websocket|both] [--parser msgpack]
 //
@@ -140,6 +141,24 @@ async function main() {
     same(await ask(a, "ask", {}, 400), { timedOut: true, answers: ["a:who?", "c:who?"] }, "b silent");
     assert(Date.now() - started >= 350, `answered after ${Date.now() - started} ms, before the timeout`);
     bAnswers = true;
+  });
+
+  await check("event-middleware-refuses-and-keeps-order", async () => {
+    const refused = c.timeout(500).emitWithAck("forbidden");
+    const after = ask(c, "fetch", { to: [c.id] });
+    same(await after, [view(c, ["r1"])], "the event after a refused one");
+    const why = await refused.then(
+      (v) => `answered ${JSON.stringify(v)}`,
+      (e) => e.message,
+    );
+    same(why, "operation has timed out", "the refused event");
+  });
+
+  await check("outgoing-events-are-seen", async () => {
+    // Three broadcasts reached each: everyone, r2 (a) or all but r2 (c),
+    // and the one that timed out. Acknowledgements are not events.
+    same(await ask(a, "sent"), ["question", "question", "question"], "a");
+    same(await ask(c, "sent"), ["question", "question", "question"], "c");
   });
 
   await check("disconnect-sockets-on-a-selection", async () => {

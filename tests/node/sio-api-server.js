@@ -18,6 +18,9 @@
 // - `ask` (sel, ms, ack): io.timeout(ms).….emit("question", "who?", cb),
 //   acked with {timedOut, answers (sorted)}.
 // - `kick` (sel, close): io.….disconnectSockets(close); no ack.
+// - socket.use refuses every event named `forbidden` (whose handler would
+//   ack "handled"); socket.onAnyOutgoing records the events sent to the
+//   socket, which `sent` (ack) answers with.
 "use strict";
 
 const http = require("http");
@@ -62,6 +65,12 @@ io.use((socket, next) => {
 
 io.on("connection", (socket) => {
   socket.data = { name: socket.handshake.auth.name };
+  const sent = [];
+  socket.onAnyOutgoing((event) => sent.push(event));
+  socket.use(([event], next) => (event === "forbidden" ? next(new Error("forbidden")) : next()));
+  socket.on("error", () => {});
+  socket.on("forbidden", (ack) => ack("handled"));
+  socket.on("sent", (ack) => ack(sent));
   socket.on("fetch", async (sel, ack) => {
     const sockets = await select(sel).fetchSockets();
     ack(
