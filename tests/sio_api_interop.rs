@@ -6,7 +6,9 @@
 //! `sockets_join` / `sockets_leave` / `disconnect_sockets` on selections,
 //! broadcasts with acknowledgements (every answer, rooms, the timeout with
 //! the answers so far), event admission refusing an event (`socket.use`)
-//! and watched outgoing events (`socket.onAnyOutgoing`). The same script passes against the official
+//! watched outgoing events (`socket.onAnyOutgoing`), and dynamic
+//! namespaces removed when empty (`cleanupEmptyChildNamespaces`). The same
+//! script passes against the official
 //! server (the last test), so the yardstick itself is right.
 //!
 //! The server runs in this process on plain threads: one per connection
@@ -82,11 +84,19 @@ fn run_server(rx: mpsc::Receiver<Input>, parser: Parser) {
         .path("/socket.io/")
         .ping_interval(Duration::from_millis(300))
         .ping_timeout(Duration::from_millis(200));
-    let config = socketio::Config::default().engine(engine).parser(parser);
+    let config = socketio::Config::default()
+        .engine(engine)
+        .parser(parser)
+        .cleanup_empty_child_namespaces(true);
     let entropy = OsEntropy::new().expect("entropy");
     let mut io = Server::new(config, Box::new(entropy), Instant::now());
     io.add_namespace("/", Admission::Decide);
     io.set_event_admission("/", Admission::Decide);
+    // As the official io.of(/^\/dyn-\d+$/).
+    io.set_dynamic_namespaces(Box::new(|name, _| {
+        name.strip_prefix("/dyn-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    }));
     let mut app = App::default();
     let mut conns: HashMap<u64, ConnId> = HashMap::new();
     let mut streams: HashMap<ConnId, (u64, TcpStream)> = HashMap::new();
@@ -187,6 +197,9 @@ impl App {
                     io.refuse(now, socket, "name required", Some(data)).unwrap();
                 }
             }
+            Event::Connection { socket, nsp, .. } if nsp != "/" => {
+                io.emit(socket, "hello", vec![Value::from(nsp)]).unwrap();
+            }
             Event::Connection { socket, auth, .. } => {
                 let name = auth.get("name").cloned().unwrap_or(Value::Null);
                 io.set_data(socket, Value::object([("name", name)]))
@@ -234,6 +247,13 @@ impl App {
                     }
                     "forbidden" => {
                         let _ = io.ack(socket, ack, vec![Value::from("handled")]);
+                    }
+                    "has-namespace" => {
+                        let has = args
+                            .first()
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| io.has_namespace(n));
+                        let _ = io.ack(socket, ack, vec![Value::from(has)]);
                     }
                     "sent" => {
                         let sent = self.sent.get(&socket).cloned().unwrap_or_default();

@@ -5,7 +5,8 @@
 // in fetchSockets, socketsJoin / socketsLeave / disconnectSockets on
 // selections, broadcasts with acknowledgements (all answers, rooms, the
 // timeout with the answers so far), an event middleware that refuses
-// (socket.use) and a look at outgoing events (socket.onAnyOutgoing).
+// (socket.use), a look at outgoing events (socket.onAnyOutgoing), and
+// dynamic namespaces that go when empty (cleanupEmptyChildNamespaces).
 //
 //   node sio-api-check.js URL [--transports polling|websocket|both] [--parser msgpack]
 //
@@ -159,6 +160,28 @@ async function main() {
     // and the one that timed out. Acknowledgements are not events.
     same(await ask(a, "sent"), ["question", "question", "question"], "a");
     same(await ask(c, "sent"), ["question", "question", "question"], "c");
+  });
+
+  await check("dynamic-namespaces-go-when-empty", async () => {
+    const has = (name) => ask(a, "has-namespace", name);
+    same(await has("/dyn-7"), false, "before anyone joined it");
+    const d = io(`${URL_}/dyn-7`, { transports: TRANSPORTS, forceNew: true, reconnection: false, ...PARSER_OPT });
+    sockets.push(d);
+    const hello = new Promise((resolve) => d.once("hello", resolve));
+    await connected(d);
+    same(await hello, "/dyn-7", "hello");
+    same(await has("/dyn-7"), true, "with a socket in it");
+    d.disconnect();
+    const deadline = Date.now() + 3000;
+    while ((await has("/dyn-7")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    same(await has("/dyn-7"), false, "after its last socket left");
+    const x = io(`${URL_}/dyn-x`, { transports: TRANSPORTS, forceNew: true, reconnection: false, ...PARSER_OPT });
+    sockets.push(x);
+    const err = await connected(x).then(
+      () => "connected",
+      (e) => e.message,
+    );
+    same(err, "connect_error: Invalid namespace", "a name that matches no rule");
   });
 
   await check("disconnect-sockets-on-a-selection", async () => {

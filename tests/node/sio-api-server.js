@@ -21,6 +21,10 @@
 // - socket.use refuses every event named `forbidden` (whose handler would
 //   ack "handled"); socket.onAnyOutgoing records the events sent to the
 //   socket, which `sent` (ack) answers with.
+// - Dynamic namespaces /dyn-<digits> (io.of(regex)), removed when their last
+//   socket leaves (cleanupEmptyChildNamespaces); a socket there is sent
+//   `hello` (its namespace). `has-namespace` (name, ack) on `/` acks whether
+//   the server has that namespace now.
 "use strict";
 
 const http = require("http");
@@ -45,6 +49,7 @@ const httpServer = http.createServer((req, res) => {
 const io = new Server(httpServer, {
   pingInterval: 300,
   pingTimeout: 200,
+  cleanupEmptyChildNamespaces: true,
   ...(parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
 });
 
@@ -54,6 +59,8 @@ function select(sel) {
   for (const room of (sel && sel.except) || []) op = op.except(room);
   return op;
 }
+
+io.of(/^\/dyn-\d+$/).on("connection", (socket) => socket.emit("hello", socket.nsp.name));
 
 io.use((socket, next) => {
   const name = socket.handshake.auth && socket.handshake.auth.name;
@@ -71,6 +78,7 @@ io.on("connection", (socket) => {
   socket.on("error", () => {});
   socket.on("forbidden", (ack) => ack("handled"));
   socket.on("sent", (ack) => ack(sent));
+  socket.on("has-namespace", (name, ack) => ack(io._nsps.has(name)));
   socket.on("fetch", async (sel, ack) => {
     const sockets = await select(sel).fetchSockets();
     ack(
