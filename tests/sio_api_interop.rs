@@ -7,7 +7,8 @@
 //! broadcasts with acknowledgements (every answer, rooms, the timeout with
 //! the answers so far), event admission refusing an event (`socket.use`)
 //! watched outgoing events (`socket.onAnyOutgoing`), and dynamic
-//! namespaces removed when empty (`cleanupEmptyChildNamespaces`). The same
+//! namespaces removed when empty (`cleanupEmptyChildNamespaces`), and the
+//! shutdown (`close_all`, the official `io.close()`). The same
 //! script passes against the official
 //! server (the last test), so the yardstick itself is right.
 //!
@@ -283,6 +284,9 @@ impl App {
                 let close = args.get(1).and_then(Value::as_bool).unwrap_or(false);
                 select(io, args.first()).disconnect_sockets(now, close);
             }
+            Event::Event {
+                name, ack: None, ..
+            } if name == "shutdown" => io.close_all(now),
             Event::Fetched {
                 request, sockets, ..
             } => {
@@ -383,9 +387,9 @@ fn official_client_sees_the_server_api_across_the_upgrade() {
 
 #[test]
 fn official_client_sees_the_server_api_with_msgpack() {
-    let port = serve(Parser::Msgpack);
+    // A server each: the last check shuts it down.
     for transports in ["websocket", "polling"] {
-        check(port, transports, &["--parser", "msgpack"]);
+        check(serve(Parser::Msgpack), transports, &["--parser", "msgpack"]);
     }
 }
 

@@ -195,6 +195,14 @@ async function main() {
     c.emit("kick", {}, true);
     same(await cGone, "io server disconnect", "reason with close");
   });
+
+  await check("server-shutdown-closes-every-transport", async () => {
+    const [e, f] = ["e", "f"].map((name) => open({ name }));
+    await Promise.all([e, f].map(connected));
+    const gone = [e, f].map((s) => new Promise((resolve) => s.once("disconnect", resolve)));
+    f.emit("shutdown");
+    same(await Promise.all(gone), ["transport close", "transport close"], "reasons");
+  });
 }
 
 main()

@@ -25,6 +25,8 @@
 //   socket leaves (cleanupEmptyChildNamespaces); a socket there is sent
 //   `hello` (its namespace). `has-namespace` (name, ack) on `/` acks whether
 //   the server has that namespace now.
+// - `shutdown`: io.close() (every client sees its transport close; the
+//   server stops).
 "use strict";
 
 const http = require("http");
@@ -79,6 +81,7 @@ io.on("connection", (socket) => {
   socket.on("forbidden", (ack) => ack("handled"));
   socket.on("sent", (ack) => ack(sent));
   socket.on("has-namespace", (name, ack) => ack(io._nsps.has(name)));
+  socket.on("shutdown", () => io.close());
   socket.on("fetch", async (sel, ack) => {
     const sockets = await select(sel).fetchSockets();
     ack(
