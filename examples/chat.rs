@@ -193,8 +193,8 @@ impl Room {
                 recovered,
                 ..
             } => {
-                // A recovered socket skips admission; its auth is the one
-                // it first came with.
+                // A recovered socket skipped admission (the official
+                // skipMiddlewares), so its name is checked here too.
                 let name = clean(auth.get("name").and_then(Value::as_str), MAX_NAME)
                     .unwrap_or_else(|| "anonymous".to_owned());
                 eprintln!(
