@@ -51,6 +51,7 @@
 
 mod decode;
 mod encode;
+pub(super) mod error;
 #[cfg(test)]
 mod tests;
 
@@ -58,32 +59,7 @@ use bytes::Bytes;
 
 use super::packet::{self, Body, DecodeError, Decoder, Packet};
 use crate::engineio::{self, Data, SharedPacket};
-
-/// Why a message is not a msgpack packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-#[non_exhaustive]
-pub enum MsgpackError {
-    /// The message ends inside a value, or declares a length the rest
-    /// of it cannot hold.
-    #[error("truncated")]
-    Truncated,
-    /// Bytes follow the packet's value.
-    #[error("trailing bytes")]
-    TrailingBytes,
-    /// The never-used marker `0xc1`.
-    #[error("reserved marker 0xc1")]
-    ReservedMarker,
-    /// Arrays and maps nested deeper than the limit.
-    #[error("nested too deep")]
-    TooDeep,
-    /// A map key that is not a string, number, boolean, nil or
-    /// `undefined`.
-    #[error("unsupported map key")]
-    UnsupportedKey,
-    /// The message is one value, but not a map.
-    #[error("not a map")]
-    NotAMap,
-}
+pub use error::MsgpackError;
 
 /// Encodes a packet into its one binary message.
 ///

@@ -15,9 +15,8 @@
 use std::time::Instant;
 
 use super::{
-    Client, ClientError, Transport,
+    Client, ClientError, Phase, Transport,
     http::{Answer, Purpose},
-    session::Phase,
 };
 use crate::{
     engineio::{

@@ -531,17 +531,7 @@ impl Client {
     /// The next piece of work for the driver.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<ClientTransmit> {
         let _ = now;
-        loop {
-            let t = self.transmits.pop_front()?;
-            if let ClientTransmit::Close { conn } = t {
-                // Given up on: what it held goes nowhere.
-                self.held.remove(conn);
-                return Some(t);
-            }
-            if let Some(t) = self.held.hold(t) {
-                return Some(t);
-            }
-        }
+        self.held.next(&mut self.transmits)
     }
 
     /// The next event for the application.
