@@ -23,14 +23,24 @@
 //! * [`Chat::on_event`] is the chat itself, one `match`. A nickname
 //!   arrives with the connection (`io({ auth: { name } })` in the page), so
 //!   the official client's automatic reconnection brings it back by itself
-//!   after a server restart. Events:
+//!   after a server restart. A nickname or a message that renders as
+//!   nothing (blank, or only zero-width and format characters) is refused.
+//!   Events:
 //!
 //!   | from the page | to the pages |
 //!   |---|---|
-//!   | `auth: {name}` on connect | `welcome {id, name, online}` to the newcomer, `joined {id, name}` to the others, `online n` to all |
+//!   | `auth: {name}` on connect | `welcome {id, name, online}` to the newcomer, `joined {id, name, back}` to the others, `online n` and `people [{id, name}]` to all |
 //!   | `message "text"` | `message {id, name, text}` to all (the sender included) |
+//!   | `private {to, text}` | `private {from, to, text}` to the socket `to` (`io.to(id)`) and the sender |
 //!   | `typing true/false` | `typing {id, name, typing}` to the others |
-//!   | (disconnect) | `left {id, name}` to the others, `online n` to all |
+//!   | (disconnect) | `left {id, name}` to the others, `online n` and `people` to all |
+//!
+//! * Connection state recovery is on: a page whose connection drops comes
+//!   back within two minutes with its id, and the server sends it what it
+//!   missed meanwhile (`back` is then true in `joined`). The kept state
+//!   lives in the server's memory, so after a restart every page
+//!   reconnects as a new connection and what was said during the restart
+//!   is lost.
 //!
 //! * The page (`examples/chat/chat.js`) shows everything with `textContent`,
 //!   never as HTML, and the server sends a Content-Security-Policy that
@@ -52,7 +62,7 @@ use wsio::{
     entropy::OsEntropy,
     http::{Method, RequestHead, ResponseHead},
     machine::drain,
-    socketio::{self, Admission, Event, SocketId, Value},
+    socketio::{self, Admission, Event, RecoveryConfig, SocketId, Value},
 };
 
 /// The page's own files, compiled into the binary.
@@ -177,13 +187,27 @@ impl Room {
                     }
                 }
             }
-            Event::Connection { socket, auth, .. } => {
+            Event::Connection {
+                socket,
+                auth,
+                recovered,
+                ..
+            } => {
+                // A recovered socket skipped admission (the official
+                // skipMiddlewares), so its name is checked here too.
                 let name = clean(auth.get("name").and_then(Value::as_str), MAX_NAME)
                     .unwrap_or_else(|| "anonymous".to_owned());
-                eprintln!("chat: {name} joined");
+                eprintln!(
+                    "chat: {name} {}",
+                    if recovered { "is back" } else { "joined" }
+                );
                 self.people.insert(socket, name.clone());
                 let online = Value::from(self.people.len());
-                let who = person(socket, &name);
+                let who = Value::object([
+                    ("id", Value::from(socket.as_str())),
+                    ("name", Value::from(name.as_str())),
+                    ("back", Value::from(recovered)),
+                ]);
                 let welcome = Value::object([
                     ("id", Value::from(socket.as_str())),
                     ("name", Value::from(name)),
@@ -192,6 +216,7 @@ impl Room {
                 let _ = io.emit(socket, "welcome", vec![welcome]);
                 let _ = io.broadcast_from(socket).emit("joined", vec![who]);
                 let _ = io.of("/").emit("online", vec![online]);
+                self.show_people(io);
             }
             Event::Event {
                 socket, name, args, ..
@@ -212,6 +237,34 @@ impl Room {
                         ]);
                         let _ = io.of("/").emit("message", vec![said]);
                     }
+                    "private" => {
+                        let Some(body) = args.first() else { return };
+                        let Some(to) = body.get("to").and_then(Value::as_str) else {
+                            return;
+                        };
+                        let Some((&to, to_name)) =
+                            self.people.iter().find(|(id, _)| id.as_str() == to)
+                        else {
+                            return;
+                        };
+                        let Some(text) = clean(body.get("text").and_then(Value::as_str), MAX_TEXT)
+                        else {
+                            return;
+                        };
+                        let said = Value::object([
+                            ("from", person(socket, from)),
+                            ("to", person(to, to_name)),
+                            ("text", Value::from(text)),
+                        ]);
+                        // Each socket is a room named by its id: one
+                        // packet for both, once each even when they are
+                        // one socket.
+                        let _ = io
+                            .of("/")
+                            .to(to.as_str())
+                            .to(socket.as_str())
+                            .emit("private", vec![said]);
+                    }
                     "typing" => {
                         let on = args.first().and_then(Value::as_bool).unwrap_or(false);
                         let typing = Value::object([
@@ -227,9 +280,18 @@ impl Room {
             Event::Disconnect { socket, reason, .. } => {
                 if let Some(name) = self.people.remove(&socket) {
                     eprintln!("chat: {name} left ({reason})");
-                    let _ = io.of("/").emit("left", vec![person(socket, &name)]);
+                    // Not to the one who left: if it comes back recovered,
+                    // it would be sent its own departure.
+                    let _ = io
+                        .of("/")
+                        .except(socket.as_str())
+                        .emit("left", vec![person(socket, &name)]);
                     let online = Value::from(self.people.len());
-                    let _ = io.of("/").emit("online", vec![online]);
+                    let _ = io
+                        .of("/")
+                        .except(socket.as_str())
+                        .emit("online", vec![online]);
+                    self.show_people(io);
                 }
             }
             Event::Request { conn, head, .. } => {
@@ -238,6 +300,17 @@ impl Room {
             }
             _ => {}
         }
+    }
+
+    /// Everyone online, to everyone (the pages' list of whom to write to
+    /// privately).
+    fn show_people(&self, io: &mut socketio::Server) {
+        let list = self
+            .people
+            .iter()
+            .map(|(&id, name)| person(id, name))
+            .collect();
+        let _ = io.of("/").emit("people", vec![Value::Array(list)]);
     }
 
     /// Any request that is not Socket.IO: the page, or the client bundle.
@@ -293,18 +366,43 @@ fn text(status: u16, body: &'static str) -> (ResponseHead, Bytes) {
     (res, Bytes::from_static(body.as_bytes()))
 }
 
-/// Whitespace collapsed, control characters dropped, at most `max`
-/// characters; `None` when nothing is left.
+/// Whitespace collapsed, control and invisible characters dropped, at
+/// most `max` characters; `None` when nothing is left.
 fn clean(s: Option<&str>, max: usize) -> Option<String> {
-    let words: Vec<&str> = s?.split_whitespace().collect();
-    let out: String = words
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(max)
-        .collect();
+    let visible: String = s?.chars().filter(|&c| !invisible(c)).collect();
+    let words: Vec<&str> = visible.split_whitespace().collect();
+    let out: String = words.join(" ").chars().take(max).collect();
     let out = out.trim_end().to_owned();
     (!out.is_empty()).then_some(out)
+}
+
+/// Characters that draw nothing and take no room: controls, and the
+/// format characters and fillers of Unicode's Default_Ignorable_Code_Point
+/// (zero-width spaces and joiners, the soft hyphen, direction marks, the
+/// byte order mark, variation selectors, Hangul fillers, tags). A name made
+/// only of them would show as an empty line.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            u32::from(c),
+            0x00AD
+                | 0x034F
+                | 0x061C
+                | 0x115F..=0x1160
+                | 0x17B4..=0x17B5
+                | 0x180B..=0x180F
+                | 0x200B..=0x200F
+                | 0x202A..=0x202E
+                | 0x2060..=0x206F
+                | 0x3164
+                | 0xFE00..=0xFE0F
+                | 0xFEFF
+                | 0xFFA0
+                | 0xFFF0..=0xFFF8
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0000..=0xE0FFF
+        )
 }
 
 /// The official client bundle from the npm package, or `None` with advice.
@@ -346,7 +444,10 @@ fn main() -> std::io::Result<()> {
         .path("/socket.io/")
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20));
-    let config = socketio::Config::default().engine(engine);
+    // Connection state recovery with the official defaults (two minutes).
+    let config = socketio::Config::default()
+        .engine(engine)
+        .recovery(Some(RecoveryConfig::default()));
     let mut io = socketio::Server::new(config, Box::new(OsEntropy::new()?), Instant::now());
     // Decide on each connection to `/` (it must bring a nickname).
     io.add_namespace("/", Admission::Decide);

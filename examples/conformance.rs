@@ -1,7 +1,7 @@
 //! The reference behaviour of `../shared/CONFORMANCE.md`: the server every
 //! interop test and the official protocol suites run against.
 //!
-//! `cargo run --example conformance -- --port 3000 [--ping-interval MS] [--ping-timeout MS] [--driver epoll|smol] [--recovery] [--compress]`
+//! `cargo run --example conformance -- --port 3000 [--ping-interval MS] [--ping-timeout MS] [--driver epoll|smol] [--recovery] [--parser msgpack] [--compress]`
 //!
 //! * `/socket.io/`: Socket.IO with namespaces `/` and `/custom`.
 //! * `/engine.io/`: a raw Engine.IO echo, served by a second Engine.IO
@@ -12,6 +12,10 @@
 //! `--recovery` turns on connection state recovery as the official
 //! `connectionStateRecovery: { maxDisconnectionDuration: 2000,
 //! skipMiddlewares: true }` (CONFORMANCE.md, "Flag `--recovery`").
+//!
+//! `--parser msgpack` makes `socket.io-msgpack-parser` the Socket.IO
+//! parser on `/socket.io/` (CONFORMANCE.md, "Flag `--parser msgpack`");
+//! the `/engine.io/` echo is unchanged.
 //!
 //! `--compress` turns on permessage-deflate on both paths, as the official
 //! `perMessageDeflate: true` (threshold 1,024 bytes). Polling responses
@@ -377,13 +381,24 @@ fn main() -> std::io::Result<()> {
             .max_disconnection_duration(Duration::from_millis(2000))
             .skip_middlewares(true)
     });
+    let parser = match common::arg::<String>("--parser").as_deref() {
+        None | Some("default") => socketio::Parser::Default,
+        Some("msgpack") => socketio::Parser::Msgpack,
+        Some(other) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("--parser {other}: default or msgpack"),
+            ));
+        }
+    };
     let deflate = DeflateConfig::default().enabled(common::flag("--compress"));
     let config = socketio::Config::default()
         .engine(
             engine_config(ping_interval, ping_timeout, "/socket.io/").per_message_deflate(deflate),
         )
         .connect_timeout(Duration::from_millis(1000))
-        .recovery(recovery);
+        .recovery(recovery)
+        .parser(parser);
     let mut sio = socketio::Server::new(
         config,
         Box::new(OsEntropy::new()?),

@@ -72,6 +72,29 @@ fn official_socket_io_client_on_the_smol_driver() {
     }
 }
 
+/// The msgpack scenarios pass against the official server with the
+/// official msgpack parser: the yardstick itself is right.
+#[test]
+fn the_msgpack_check_passes_against_the_official_server() {
+    let mut c = node();
+    c.args(["sio-server.js", "--port", "0", "--parser", "msgpack"]);
+    let server = spawn_ready("node sio-server.js --parser msgpack", c);
+    for mode in ["websocket", "polling", "both"] {
+        check_runner(
+            "sio-client-check.js",
+            &format!("http://127.0.0.1:{}", server.port),
+            &[
+                "--transports",
+                mode,
+                "--parser",
+                "msgpack",
+                "--clients",
+                "50",
+            ],
+        );
+    }
+}
+
 #[test]
 fn official_engine_io_client_on_the_echo_path() {
     let server = conformance();
