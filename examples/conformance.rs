@@ -1,7 +1,10 @@
 //! The reference behaviour of `../shared/CONFORMANCE.md`: the server every
 //! interop test and the official protocol suites run against.
 //!
-//! `cargo run --example conformance -- --port 3000 [--ping-interval MS] [--ping-timeout MS] [--driver epoll|smol]`
+//! ```text
+//! cargo run --example conformance -- [--port 3000] [--ping-interval MS] [--ping-timeout MS]
+//!     [--driver epoll|tokio|axum|smol|blocking]
+//! ```
 //!
 //! * `/socket.io/`: Socket.IO with namespaces `/` and `/custom`.
 //! * `/engine.io/`: a raw Engine.IO echo, served by a second Engine.IO
@@ -9,41 +12,62 @@
 //!   (polling as embedded requests, WebSockets by moving the connection).
 //! * anything else: 404.
 //!
-//! The sockets are driven by `common::epoll::serve` (Linux; the default
-//! there) or `common::net::serve` on smol (`--driver smol`, and elsewhere).
+//! Both servers and the routing between them are one machine,
+//! [`Conformance`]; `--driver` picks what runs it: the raw `epoll` loop of
+//! the load benchmarks (the default on Linux), `wsio-tokio` stand-alone,
+//! `wsio-tokio` inside an axum app (`axum`: the machine's paths through
+//! the tower layer, 404 from axum for the rest), `wsio-smol`, or
+//! `wsio::blocking::Server` (std threads).
 
 mod common;
 
-use std::{collections::HashMap, time::Duration};
-
-use bytes::{Bytes, BytesMut};
-use common::net::{Conns, Handler, IdMap, Io};
-use wsio::{
-    engineio::{self, ConnId, Cors, CorsOrigin},
-    entropy::OsEntropy,
-    http::ResponseHead,
-    socketio::{self, Admission, Event, SocketId, Value},
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    time::{Duration, Instant},
 };
 
-/// Which server a TCP connection currently talks to.
+use bytes::{Bytes, BytesMut};
+use wsio::{
+    blocking::ServerMachine,
+    engineio::{self, ConnId, Cors, CorsOrigin, Transmit},
+    entropy::OsEntropy,
+    http::{RequestHead, ResponseHead},
+    socketio::{self, Admission, Event, SocketId, Value},
+};
+use wsio_adapter::{Embed, machine::under};
+
+const USAGE: &str = "usage: conformance [--port PORT] [--ping-interval MS] [--ping-timeout MS] \
+    [--driver epoll|tokio|axum|smol|blocking]";
+
+/// Which server one of our connections talks to.
 #[derive(Clone, Copy)]
 enum Owner {
     Sio(ConnId),
     Eio(ConnId),
 }
 
-struct App {
+/// Echo-server connection ids, as we show them to the driver, live above
+/// this bit (Socket.IO's are shown as they are).
+const EIO_BIT: u64 = 1 << 62;
+
+/// The two servers and the routing between them, as one machine.
+struct Conformance {
     sio: socketio::Server,
     eio: engineio::Server,
-    net: Conns,
-    owners: IdMap<u64, Owner>,
-    sio_keys: IdMap<ConnId, u64>,
-    eio_keys: IdMap<ConnId, u64>,
+    /// Connections that moved to the echo server, by our id.
+    moved: HashMap<ConnId, ConnId>,
+    /// Our id of each echo-server connection.
+    eio_out: HashMap<ConnId, ConnId>,
     /// Polling requests handed to the echo server: where to answer.
     handed: HashMap<ConnId, ConnId>,
     /// The server's own `ask` emits: which client ack each one answers.
     asks: HashMap<(SocketId, u64), u64>,
+    /// Transmits of our own (the 101 of a moved connection).
+    out: VecDeque<Transmit>,
 }
+
+wsio_adapter::identity_into_machine!(Conformance);
 
 fn engine_config(ping_interval: u64, ping_timeout: u64, path: &str) -> engineio::Config {
     engineio::Config::default()
@@ -54,105 +78,46 @@ fn engine_config(ping_interval: u64, ping_timeout: u64, path: &str) -> engineio:
         .cors(Some(Cors::new(CorsOrigin::Any)))
 }
 
-impl App {
-    fn step(&mut self, io: Io<'_>) {
-        let now = std::time::Instant::now();
-        match io {
-            Io::Timeout => {
-                self.sio.handle_timeout(now);
-                self.eio.handle_timeout(now);
-            }
-            Io::Accepted(key, peer) => {
-                let conn = self.sio.accept(now, peer);
-                self.owners.insert(key, Owner::Sio(conn));
-                self.sio_keys.insert(conn, key);
-            }
-            Io::Data(key, bytes) => match self.owners.get(&key) {
-                Some(Owner::Sio(c)) => self.sio.handle_input(now, *c, bytes),
-                Some(Owner::Eio(c)) => self.eio.handle_input(now, *c, bytes),
-                None => {}
-            },
-            Io::Eof(key) => match self.owners.remove(&key) {
-                Some(Owner::Sio(c)) => {
-                    self.sio.handle_eof(now, c);
-                    // A poll held by the echo server loses its client too.
-                    let handed: Vec<ConnId> = self
-                        .handed
-                        .iter()
-                        .filter(|(_, s)| **s == c)
-                        .map(|(e, _)| *e)
-                        .collect();
-                    for e in handed {
-                        self.handed.remove(&e);
-                        self.eio.handle_eof(now, e);
-                    }
-                }
-                Some(Owner::Eio(c)) => self.eio.handle_eof(now, c),
-                None => {}
-            },
-        }
-        self.settle(now);
+impl Conformance {
+    fn new(ping_interval: u64, ping_timeout: u64) -> std::io::Result<Conformance> {
+        let config = socketio::Config::default()
+            .engine(engine_config(ping_interval, ping_timeout, "/socket.io/"))
+            .connect_timeout(Duration::from_millis(1000));
+        let mut sio = socketio::Server::new(config, Box::new(OsEntropy::new()?), Instant::now());
+        sio.add_namespace("/custom", Admission::AcceptAll);
+        let eio = engineio::Server::new(
+            engine_config(ping_interval, ping_timeout, "/engine.io/"),
+            Box::new(OsEntropy::new()?),
+            Instant::now(),
+        );
+        Ok(Conformance {
+            sio,
+            eio,
+            moved: HashMap::new(),
+            eio_out: HashMap::new(),
+            handed: HashMap::new(),
+            asks: HashMap::new(),
+            out: VecDeque::new(),
+        })
     }
 
-    /// Drains both machines until neither has anything left to say.
-    fn settle(&mut self, now: std::time::Instant) {
-        loop {
-            let mut busy = false;
-            while let Some(t) = self.sio.poll_transmit() {
-                busy = true;
-                match t {
-                    engineio::Transmit::Data { conn, data } => {
-                        if let Some(k) = self.sio_keys.get(&conn) {
-                            self.net.write(*k, data);
-                        }
-                    }
-                    engineio::Transmit::Close { conn } => {
-                        if let Some(k) = self.sio_keys.remove(&conn) {
-                            self.owners.remove(&k);
-                            self.net.close(k);
-                        }
-                    }
-                    engineio::Transmit::Response { .. } => {}
-                }
-            }
-            while let Some(t) = self.eio.poll_transmit() {
-                busy = true;
-                match t {
-                    engineio::Transmit::Data { conn, data } => {
-                        if let Some(k) = self.eio_keys.get(&conn) {
-                            self.net.write(*k, data);
-                        }
-                    }
-                    engineio::Transmit::Close { conn } => {
-                        if let Some(k) = self.eio_keys.remove(&conn) {
-                            self.owners.remove(&k);
-                            self.net.close(k);
-                        }
-                    }
-                    engineio::Transmit::Response { conn, head, body } => {
-                        if let Some(sconn) = self.handed.remove(&conn) {
-                            let _ = self.sio.respond(now, sconn, head, body);
-                        }
-                    }
-                }
-            }
-            while let Some(ev) = self.eio.poll_event() {
-                busy = true;
-                if let engineio::Event::Message { sid, data } = ev {
-                    let _ = self.eio.send(sid, data);
-                }
-            }
-            while let Some(ev) = self.sio.poll_event() {
-                busy = true;
-                self.on_event(now, ev);
-            }
-            if !busy {
-                return;
-            }
+    fn owner(&self, conn: ConnId) -> Owner {
+        match self.moved.get(&conn) {
+            Some(e) => Owner::Eio(*e),
+            None if conn.0 & EIO_BIT != 0 => Owner::Eio(ConnId(conn.0 & !EIO_BIT)),
+            None => Owner::Sio(conn),
         }
     }
 
-    fn on_event(&mut self, now: std::time::Instant, ev: Event) {
+    /// Our id of an echo-server connection.
+    fn eio_id(&self, econn: ConnId) -> ConnId {
+        self.eio_out
+            .get(&econn)
+            .copied()
+            .unwrap_or(ConnId(econn.0 | EIO_BIT))
+    }
+
+    fn on_event(&mut self, now: Instant, ev: Event) {
         match ev {
             Event::Connection { socket, auth, .. } => {
                 let _ = self.sio.emit(socket, "auth", vec![auth]);
@@ -181,7 +146,7 @@ impl App {
 
     fn on_client_event(
         &mut self,
-        now: std::time::Instant,
+        now: Instant,
         socket: SocketId,
         name: &str,
         args: Vec<Value>,
@@ -206,10 +171,8 @@ impl App {
             }
             ("to-room", _) => {
                 if let Some(room) = args.first().and_then(Value::as_str).map(str::to_owned) {
-                    let _ = io
-                        .of("/")
-                        .to(&room)
-                        .emit("room-message", args[1..].to_vec());
+                    let rest = args.get(1..).unwrap_or_default().to_vec();
+                    let _ = io.of("/").to(&room).emit("room-message", rest);
                 }
             }
             ("broadcast", _) => {
@@ -237,13 +200,7 @@ impl App {
 
     /// A request the Socket.IO server does not serve: the echo server's
     /// path, or 404.
-    fn route_request(
-        &mut self,
-        now: std::time::Instant,
-        conn: ConnId,
-        head: wsio::http::RequestHead,
-        body: Bytes,
-    ) {
+    fn route_request(&mut self, now: Instant, conn: ConnId, head: RequestHead, body: Bytes) {
         if !head.target.starts_with("/engine.io/") {
             let res = ResponseHead::new(404).with_header("Content-Type", "text/plain");
             let _ = self
@@ -257,17 +214,19 @@ impl App {
             return;
         }
         // A WebSocket: the connection moves to the echo server.
-        let Some(key) = self.sio_keys.remove(&conn) else {
+        let Some(leftover) = self.sio.release(conn) else {
             return;
         };
-        let leftover = self.sio.release(conn).unwrap_or_default();
         let mut out = BytesMut::new();
         match self.eio.handle_upgrade(now, head, None) {
             Ok((econn, res)) => {
                 res.encode(&mut out);
-                self.net.write(key, out.freeze());
-                self.owners.insert(key, Owner::Eio(econn));
-                self.eio_keys.insert(econn, key);
+                self.out.push_back(Transmit::Data {
+                    conn,
+                    data: out.freeze(),
+                });
+                self.moved.insert(conn, econn);
+                self.eio_out.insert(econn, conn);
                 if !leftover.is_empty() {
                     self.eio.handle_input(now, econn, &leftover);
                 }
@@ -277,80 +236,229 @@ impl App {
                     .with_header("Connection", "close")
                     .encode(&mut out);
                 out.extend_from_slice(&body);
-                self.net.write(key, out.freeze());
-                self.owners.remove(&key);
-                self.net.close(key);
+                self.out.push_back(Transmit::Data {
+                    conn,
+                    data: out.freeze(),
+                });
+                self.out.push_back(Transmit::Close { conn });
             }
         }
     }
+
+    /// An echo-server connection is gone: forget our id for it.
+    fn forget_eio(&mut self, econn: ConnId) -> ConnId {
+        let conn = self.eio_id(econn);
+        self.eio_out.remove(&econn);
+        self.moved.remove(&conn);
+        conn
+    }
 }
 
-impl Handler for App {
-    fn conns(&mut self) -> &mut Conns {
-        &mut self.net
+impl ServerMachine for Conformance {
+    type Event = ();
+
+    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
+        self.sio.accept(now, peer)
     }
 
-    fn handle(&mut self, io: Io<'_>) {
-        self.step(io);
+    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        match self.owner(conn) {
+            Owner::Sio(c) => self.sio.handle_input(now, c, bytes),
+            Owner::Eio(c) => self.eio.handle_input(now, c, bytes),
+        }
     }
 
-    fn deadline(&self) -> Option<std::time::Instant> {
+    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        match self.owner(conn) {
+            Owner::Sio(c) => {
+                self.sio.handle_eof(now, c);
+                // A poll held by the echo server loses its client too.
+                let handed: Vec<ConnId> = self
+                    .handed
+                    .iter()
+                    .filter(|(_, s)| **s == c)
+                    .map(|(e, _)| *e)
+                    .collect();
+                for e in handed {
+                    self.handed.remove(&e);
+                    self.eio.handle_eof(now, e);
+                }
+            }
+            Owner::Eio(c) => self.eio.handle_eof(now, c),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.sio.handle_timeout(now);
+        self.eio.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(t) = self.out.pop_front() {
+            return Some(t);
+        }
+        if let Some(t) = self.sio.poll_transmit() {
+            return Some(t);
+        }
+        loop {
+            return match self.eio.poll_transmit()? {
+                Transmit::Data { conn, data } => Some(Transmit::Data {
+                    conn: self.eio_id(conn),
+                    data,
+                }),
+                Transmit::Close { conn } => Some(Transmit::Close {
+                    conn: self.forget_eio(conn),
+                }),
+                Transmit::Response { conn, head, body } => match self.handed.remove(&conn) {
+                    Some(sconn) => {
+                        let _ = self.sio.respond(now, sconn, head, body);
+                        match self.sio.poll_transmit() {
+                            Some(t) => Some(t),
+                            None => continue,
+                        }
+                    }
+                    None => Some(Transmit::Response {
+                        conn: self.forget_eio(conn),
+                        head,
+                        body,
+                    }),
+                },
+            };
+        }
+    }
+
+    fn poll_event(&mut self, now: Instant) -> Option<()> {
+        if let Some(ev) = self.eio.poll_event() {
+            if let engineio::Event::Message { sid, data } = ev {
+                let _ = self.eio.send(sid, data);
+            }
+            return Some(());
+        }
+        let ev = self.sio.poll_event()?;
+        self.on_event(now, ev);
+        Some(())
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
         match (self.sio.poll_timeout(), self.eio.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
+
+    fn shutdown(&mut self, now: Instant) {
+        self.sio.shutdown(now);
+    }
+
+    fn is_idle(&self) -> bool {
+        self.sio.client_count() == 0 && self.eio.session_count() == 0
+    }
+}
+
+impl Embed for Conformance {
+    fn paths(&self) -> Vec<String> {
+        vec!["/socket.io/".into(), "/engine.io/".into()]
+    }
+
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        head: RequestHead,
+        body: Bytes,
+        peer: Option<SocketAddr>,
+    ) -> ConnId {
+        if under("/engine.io/", head.path()) {
+            let econn = self.eio.handle_request(now, head, body, peer);
+            self.eio_id(econn)
+        } else {
+            self.sio.handle_request(now, head, body, peer)
+        }
+    }
+
+    fn handle_upgrade(
+        &mut self,
+        now: Instant,
+        head: RequestHead,
+        peer: Option<SocketAddr>,
+    ) -> Result<(ConnId, ResponseHead), (ResponseHead, Bytes)> {
+        if under("/engine.io/", head.path()) {
+            let (econn, res) = self.eio.handle_upgrade(now, head, peer)?;
+            Ok((self.eio_id(econn), res))
+        } else {
+            self.sio.handle_upgrade(now, head, peer)
+        }
+    }
 }
 
 fn main() -> std::io::Result<()> {
-    let port: u16 = common::arg("--port").unwrap_or(3000);
-    let ping_interval: u64 = common::arg("--ping-interval").unwrap_or(300);
-    let ping_timeout: u64 = common::arg("--ping-timeout").unwrap_or(200);
-    let smol = match common::arg::<String>("--driver").as_deref() {
-        None | Some("epoll") => !cfg!(target_os = "linux"),
-        Some("smol") => true,
-        Some(other) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("--driver {other}: epoll (Linux) or smol"),
-            ));
-        }
-    };
-
-    let config = socketio::Config::default()
-        .engine(engine_config(ping_interval, ping_timeout, "/socket.io/"))
-        .connect_timeout(Duration::from_millis(1000));
-    let mut sio = socketio::Server::new(
-        config,
-        Box::new(OsEntropy::new()?),
-        std::time::Instant::now(),
+    let args = common::args::Args::parse(
+        USAGE,
+        &[
+            ("--port", true),
+            ("--ping-interval", true),
+            ("--ping-timeout", true),
+            ("--driver", true),
+        ],
     );
-    sio.add_namespace("/custom", Admission::AcceptAll);
-    let eio = engineio::Server::new(
-        engine_config(ping_interval, ping_timeout, "/engine.io/"),
-        Box::new(OsEntropy::new()?),
-        std::time::Instant::now(),
-    );
-
-    let listener = common::net::bind(("127.0.0.1", port))?;
-    let port = listener.local_addr()?.port();
-    println!("READY {port}");
-    let app = App {
-        sio,
-        eio,
-        net: Conns::new(),
-        owners: IdMap::default(),
-        sio_keys: IdMap::default(),
-        eio_keys: IdMap::default(),
-        handed: HashMap::new(),
-        asks: HashMap::new(),
-    };
-    if smol {
-        common::net::serve(listener, app)
+    let port: u16 = args.value("--port").unwrap_or(3000);
+    let ping_interval: u64 = args.value("--ping-interval").unwrap_or(300);
+    let ping_timeout: u64 = args.value("--ping-timeout").unwrap_or(200);
+    let default = if cfg!(target_os = "linux") {
+        "epoll"
     } else {
+        "tokio"
+    };
+    let driver = args
+        .choice("--driver", &["epoll", "tokio", "axum", "smol", "blocking"])
+        .unwrap_or(default);
+    common::log_to_stderr();
+    let machine = Conformance::new(ping_interval, ping_timeout)?;
+    let addr = ("127.0.0.1", port);
+    match driver {
         #[cfg(target_os = "linux")]
-        return common::epoll::serve(listener, app);
-        #[cfg(not(target_os = "linux"))]
-        common::net::serve(listener, app)
+        "epoll" => {
+            let listener = common::epoll::bind(addr)?;
+            println!("READY {}", listener.local_addr()?.port());
+            common::epoll::serve_machine(listener, machine, 1 << 20)
+        }
+        "tokio" => tokio_rt()?.block_on(async {
+            let server = wsio_tokio::bind(addr, machine).await?;
+            ready(server.local_addr());
+            server.await
+        }),
+        "axum" => tokio_rt()?.block_on(async {
+            let (layer, server) = wsio_tokio::embed(machine)?;
+            tokio::spawn(server);
+            let app = axum::Router::new()
+                .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "Not Found") })
+                .layer(layer);
+            let listener = wsio_tokio::listen(addr).await?;
+            ready(listener.local_addr().ok());
+            axum::serve(listener, app).await
+        }),
+        "smol" => smol::block_on(async {
+            let server = wsio_smol::bind(addr, machine)?;
+            ready(server.local_addr());
+            server.await
+        }),
+        "blocking" => {
+            let server = wsio::blocking::Server::bind(addr, machine)?;
+            ready(server.local_addr().ok());
+            server.run()
+        }
+        other => {
+            eprintln!("--driver {other} is not available on this system\n\n{USAGE}");
+            std::process::exit(2);
+        }
     }
+}
+
+fn ready(addr: Option<SocketAddr>) {
+    println!("READY {}", addr.map_or(0, |a| a.port()));
+}
+
+fn tokio_rt() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

@@ -28,60 +28,48 @@ fn check_runner(script: &str, url: &str, extra: &[&str]) {
     );
 }
 
-#[test]
-fn official_socket_io_client_websocket_only() {
-    let server = conformance();
-    check_runner(
-        "sio-client-check.js",
-        &format!("http://127.0.0.1:{}", server.port),
-        &["--transports", "websocket"],
-    );
-}
-
-#[test]
-fn official_socket_io_client_polling_only() {
-    let server = conformance();
-    check_runner(
-        "sio-client-check.js",
-        &format!("http://127.0.0.1:{}", server.port),
-        &["--transports", "polling"],
-    );
-}
-
-#[test]
-fn official_socket_io_client_polling_then_upgrade() {
-    let server = conformance();
-    check_runner(
-        "sio-client-check.js",
-        &format!("http://127.0.0.1:{}", server.port),
-        &["--transports", "both"],
-    );
-}
-
-/// The example runs on its own epoll loop by default; the smol driver it
-/// also has must serve the official client just as well.
-#[test]
-fn official_socket_io_client_on_the_smol_driver() {
-    let server = conformance_with(&["--driver", "smol"]);
-    for mode in ["websocket", "both"] {
-        check_runner(
-            "sio-client-check.js",
-            &format!("http://127.0.0.1:{}", server.port),
-            &["--transports", mode],
-        );
+/// Every driver of the conformance example (`--driver`) serves the
+/// official Socket.IO client in each transport mode, and the official
+/// Engine.IO client on the echo path.
+fn official_clients_on(driver: &str) {
+    let server = conformance_with(&["--driver", driver]);
+    let url = format!("http://127.0.0.1:{}", server.port);
+    for mode in ["websocket", "polling", "both"] {
+        check_runner("sio-client-check.js", &url, &["--transports", mode]);
     }
-}
-
-#[test]
-fn official_engine_io_client_on_the_echo_path() {
-    let server = conformance();
     for mode in ["websocket", "polling", "both"] {
         check_runner(
             "eio-client-check.js",
-            &format!("http://127.0.0.1:{}", server.port),
+            &url,
             &["--path", "/engine.io/", "--transports", mode],
         );
     }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn official_clients_on_the_epoll_driver() {
+    official_clients_on("epoll");
+}
+
+#[test]
+fn official_clients_on_the_tokio_driver() {
+    official_clients_on("tokio");
+}
+
+#[test]
+fn official_clients_on_the_axum_driver() {
+    official_clients_on("axum");
+}
+
+#[test]
+fn official_clients_on_the_smol_driver() {
+    official_clients_on("smol");
+}
+
+#[test]
+fn official_clients_on_the_blocking_driver() {
+    official_clients_on("blocking");
 }
 
 // ----- answer for answer against the official server ---------------------
@@ -196,9 +184,9 @@ fn open_sid(port: u16) -> String {
     text[i..i + 20].to_owned()
 }
 
-#[test]
-fn http_answers_match_the_official_server() {
-    let ours = conformance();
+/// The raw HTTP answers of a driver, compared with the official server's.
+fn http_answers_match_the_official_server_on(driver: &str) {
+    let ours = conformance_with(&["--driver", driver]);
     let node = node_reference();
     let requests = [
         "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\nHost: x\n\n",
@@ -258,6 +246,32 @@ fn http_answers_match_the_official_server() {
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert_eq!(x, y, "step {i}");
     }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn http_answers_match_the_official_server_on_epoll() {
+    http_answers_match_the_official_server_on("epoll");
+}
+
+#[test]
+fn http_answers_match_the_official_server_on_tokio() {
+    http_answers_match_the_official_server_on("tokio");
+}
+
+#[test]
+fn http_answers_match_the_official_server_on_axum() {
+    http_answers_match_the_official_server_on("axum");
+}
+
+#[test]
+fn http_answers_match_the_official_server_on_smol() {
+    http_answers_match_the_official_server_on("smol");
+}
+
+#[test]
+fn http_answers_match_the_official_server_on_blocking() {
+    http_answers_match_the_official_server_on("blocking");
 }
 
 // ----- the official client across a restart of the wsio server -------------

@@ -88,6 +88,8 @@ pub enum DisconnectReason {
     ForcedClose,
     /// The connection was closed by the server for another socket.
     ForcedServerClose,
+    /// The server is shutting down ([`Server::shutdown`]).
+    ServerShuttingDown,
 }
 
 impl DisconnectReason {
@@ -102,6 +104,7 @@ impl DisconnectReason {
             DisconnectReason::ParseError => "parse error",
             DisconnectReason::ForcedClose => "forced close",
             DisconnectReason::ForcedServerClose => "forced server close",
+            DisconnectReason::ServerShuttingDown => "server shutting down",
         }
     }
 

@@ -125,6 +125,21 @@ impl Server {
         Ok(())
     }
 
+    /// Closes every connection, as the official `io.close()` does: each
+    /// socket leaves with [`DisconnectReason::ServerShuttingDown`] (no
+    /// packet: the connection itself closes), then each Engine.IO session
+    /// closes after what is queued for it. New connections are the
+    /// driver's to refuse.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        let mut sids: Vec<Sid> = self.clients.keys().copied().collect();
+        sids.sort_unstable();
+        for sid in sids {
+            self.close_client(now, sid, DisconnectReason::ServerShuttingDown);
+        }
+        self.pump(now);
+    }
+
     pub(super) fn connect(&mut self, sid: Sid, nsp: String, auth: Value) {
         if !self.namespaces.contains_key(&nsp) {
             let create = self.dynamic.as_ref().is_some_and(|f| f(&nsp, &auth));

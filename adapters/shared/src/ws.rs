@@ -1,0 +1,211 @@
+//! Plain WebSockets on the loop: [`WsServer`], one `ws::Connection` per
+//! TCP connection, keyed by [`ConnId`]. It only routes: every protocol
+//! decision is the connection's.
+
+use std::{
+    collections::{BTreeSet, VecDeque},
+    net::SocketAddr,
+    time::Instant,
+};
+
+use wsio::{
+    engineio::{ConnId, Transmit},
+    ws::{self, CloseCode, Connection},
+};
+
+use crate::{machine::ServerMachine, wake::IdMap};
+
+/// An event of one WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsEvent {
+    /// The connection (use [`WsServer::conn`] to answer).
+    pub conn: ConnId,
+    /// What happened.
+    pub event: ws::Event,
+}
+
+struct Entry {
+    ws: Connection,
+    active: bool,
+    deadline: Option<Instant>,
+}
+
+/// Many server-side WebSockets.
+pub struct WsServer {
+    config: ws::Config,
+    conns: IdMap<Entry>,
+    next: u64,
+    /// Connections touched since they were last drained, in order.
+    active: VecDeque<ConnId>,
+    timers: BTreeSet<(Instant, ConnId)>,
+}
+
+impl std::fmt::Debug for WsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsServer")
+            .field("conns", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsServer {
+    /// A server whose connections use `config`.
+    pub fn new(config: ws::Config) -> WsServer {
+        WsServer {
+            config,
+            conns: IdMap::default(),
+            next: 0,
+            active: VecDeque::new(),
+            timers: BTreeSet::new(),
+        }
+    }
+
+    /// A connection, to answer it (accept its upgrade, send, close).
+    pub fn conn(&mut self, conn: ConnId) -> Option<&mut Connection> {
+        self.touch(conn);
+        self.conns.get_mut(&conn).map(|e| &mut e.ws)
+    }
+
+    /// How many connections are open.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    fn touch(&mut self, conn: ConnId) {
+        if let Some(e) = self.conns.get_mut(&conn) {
+            if !e.active {
+                e.active = true;
+                self.active.push_back(conn);
+            }
+        }
+    }
+
+    /// The round is over: connections with nothing more to give leave the
+    /// active list, with their timers brought up to date.
+    fn settle(&mut self) {
+        let mut keep = VecDeque::new();
+        while let Some(conn) = self.active.pop_front() {
+            let Some(e) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if e.ws.poll_transmit_pending() {
+                keep.push_back(conn);
+                continue;
+            }
+            e.active = false;
+            let deadline = e.ws.poll_timeout();
+            if deadline != e.deadline {
+                if let Some(old) = e.deadline {
+                    self.timers.remove(&(old, conn));
+                }
+                if let Some(new) = deadline {
+                    self.timers.insert((new, conn));
+                }
+                e.deadline = deadline;
+            }
+        }
+        self.active = keep;
+    }
+}
+
+impl ServerMachine for WsServer {
+    type Event = WsEvent;
+
+    fn accept(&mut self, _now: Instant, _peer: Option<SocketAddr>) -> ConnId {
+        self.next += 1;
+        let conn = ConnId(self.next);
+        self.conns.insert(
+            conn,
+            Entry {
+                ws: Connection::server(self.config),
+                active: false,
+                deadline: None,
+            },
+        );
+        conn
+    }
+
+    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        if let Some(e) = self.conns.get_mut(&conn) {
+            e.ws.handle_input(now, bytes);
+            self.touch(conn);
+        }
+    }
+
+    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        if let Some(e) = self.conns.get_mut(&conn) {
+            e.ws.handle_eof(now);
+            self.touch(conn);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, conn)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, conn));
+            if let Some(e) = self.conns.get_mut(&conn) {
+                e.deadline = None;
+                e.ws.handle_timeout(now);
+                self.touch(conn);
+            }
+        }
+    }
+
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+        for &conn in &self.active {
+            let Some(e) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            match e.ws.poll_transmit() {
+                Some(ws::Transmit::Data(data)) => return Some(Transmit::Data { conn, data }),
+                Some(ws::Transmit::Close) => {
+                    if let Some(old) = e.deadline {
+                        self.timers.remove(&(old, conn));
+                    }
+                    self.conns.remove(&conn);
+                    return Some(Transmit::Close { conn });
+                }
+                None => {}
+            }
+        }
+        None
+    }
+
+    fn poll_event(&mut self, _now: Instant) -> Option<WsEvent> {
+        for &conn in &self.active {
+            if let Some(e) = self.conns.get_mut(&conn) {
+                if let Some(event) = e.ws.poll_event() {
+                    return Some(WsEvent { conn, event });
+                }
+            }
+        }
+        self.settle();
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        let all: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in all {
+            if let Some(e) = self.conns.get_mut(&conn) {
+                let _ =
+                    e.ws.close(now, CloseCode::GOING_AWAY, "server shutting down");
+            }
+            self.touch(conn);
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.conns.is_empty()
+    }
+}

@@ -1,0 +1,657 @@
+//! The shape of a server machine as drivers run it, and [`Server`], the
+//! blocking driver for one.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    io::{self, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs},
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+
+use crate::{
+    engineio::{self, ConnId, Transmit},
+    socketio,
+};
+
+/// A server machine of many connections keyed by [`ConnId`], as a driver
+/// runs it: connections come in by [`accept`](Self::accept), their bytes by
+/// [`handle_input`](Self::handle_input), their end by
+/// [`handle_eof`](Self::handle_eof); after each input the driver drains
+/// [`poll_transmit`](Self::poll_transmit), then
+/// [`poll_event`](Self::poll_event), until both are empty, then waits for
+/// [`poll_timeout`](Self::poll_timeout).
+///
+/// Implemented by [`engineio::Server`] and [`socketio::Server`]; the
+/// runtime adapters (`wsio-tokio`, `wsio-smol`) drive the same trait.
+pub trait ServerMachine: Send + 'static {
+    /// What the application hears.
+    type Event: Send + 'static;
+
+    /// A new connection.
+    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId;
+    /// Bytes read from a connection.
+    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]);
+    /// The peer closed a connection, or it failed, or the driver dropped
+    /// it (its peer did not read what was queued for it).
+    fn handle_eof(&mut self, now: Instant, conn: ConnId);
+    /// The deadline of [`poll_timeout`](Self::poll_timeout) may have passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The next bytes to write, response to give or connection to close.
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit>;
+    /// The next event for the application.
+    fn poll_event(&mut self, now: Instant) -> Option<Self::Event>;
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Graceful shutdown begins: close every session (Socket.IO: with the
+    /// official "server shutting down" reason). The driver has stopped
+    /// accepting; it keeps moving bytes until [`is_idle`](Self::is_idle)
+    /// or its grace period ends.
+    fn shutdown(&mut self, now: Instant);
+    /// Whether nothing is left to close gracefully.
+    fn is_idle(&self) -> bool;
+}
+
+impl ServerMachine for engineio::Server {
+    type Event = engineio::Event;
+
+    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
+        engineio::Server::accept(self, now, peer)
+    }
+    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        engineio::Server::handle_input(self, now, conn, bytes)
+    }
+    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        engineio::Server::handle_eof(self, now, conn)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        engineio::Server::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+        engineio::Server::poll_transmit(self)
+    }
+    fn poll_event(&mut self, _now: Instant) -> Option<engineio::Event> {
+        engineio::Server::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        engineio::Server::poll_timeout(self)
+    }
+    fn shutdown(&mut self, _now: Instant) {}
+    fn is_idle(&self) -> bool {
+        self.session_count() == 0
+    }
+}
+
+impl ServerMachine for socketio::Server {
+    type Event = socketio::Event;
+
+    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
+        socketio::Server::accept(self, now, peer)
+    }
+    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        socketio::Server::handle_input(self, now, conn, bytes)
+    }
+    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        socketio::Server::handle_eof(self, now, conn)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        socketio::Server::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+        socketio::Server::poll_transmit(self)
+    }
+    fn poll_event(&mut self, _now: Instant) -> Option<socketio::Event> {
+        socketio::Server::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        socketio::Server::poll_timeout(self)
+    }
+    fn shutdown(&mut self, now: Instant) {
+        socketio::Server::shutdown(self, now)
+    }
+    fn is_idle(&self) -> bool {
+        self.client_count() == 0
+    }
+}
+
+/// Limits and timings of the blocking [`Server`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Most bytes queued for one connection; a transmit that would pass it
+    /// drops the connection (one larger transmit is taken when nothing else
+    /// waits). Default 1 MiB.
+    pub max_queued: usize,
+    /// How long a graceful shutdown may take. Default 5 s.
+    pub shutdown_grace: Duration,
+    /// How long a connection the machine closed is read (and discarded)
+    /// while waiting for the peer to close too. Default 1 s.
+    pub linger: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_queued: 1 << 20,
+            shutdown_grace: Duration::from_secs(5),
+            linger: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Sets [`max_queued`](Self::max_queued).
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.max_queued = n;
+        self
+    }
+    /// Sets [`shutdown_grace`](Self::shutdown_grace).
+    pub fn shutdown_grace(mut self, d: Duration) -> Self {
+        self.shutdown_grace = d;
+        self
+    }
+}
+
+type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
+type Callback<M> = Box<dyn FnMut(&mut M, <M as ServerMachine>::Event, Instant) + Send>;
+
+enum Input<M> {
+    Accepted(TcpStream, Option<SocketAddr>),
+    Data(ConnId, Vec<u8>),
+    Eof(ConnId),
+    Run(Command<M>),
+    Shutdown,
+}
+
+/// What a connection's writer thread shares with the machine's thread.
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Bytes>,
+    /// Bytes queued and not yet written (including those being written).
+    queued: usize,
+    /// Write what is queued, then shut the write side.
+    closing: bool,
+    /// Drop everything: the connection is over.
+    dead: bool,
+}
+
+struct Shared {
+    outbox: Mutex<Outbox>,
+    /// Signals the writer (work to do) and the reader (the socket took
+    /// what was queued).
+    cond: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+}
+
+/// A server machine on blocking sockets and std threads: the machine on
+/// the thread that calls [`run`](Self::run), an accepting thread, and a
+/// reader and a writer thread per connection (small stacks). No async
+/// runtime.
+///
+/// It obeys the rules of the async adapters: at most
+/// [`ServerOptions::max_queued`] bytes wait for a connection (past that it
+/// is dropped and the machine told); a reader reads nothing more while its
+/// connection's writer is blocked on a full socket; a connection the peer
+/// closed releases its descriptor as soon as its last bytes are written;
+/// an accept error is reported once per burst and waited out (10 ms,
+/// doubling to 1 s); [`ServerHandle::shutdown`] stops accepting, closes
+/// every session, writes what is queued and makes `run` return.
+///
+/// ```no_run
+/// use std::time::Instant;
+/// use wsio::{blocking::Server, entropy::OsEntropy, socketio::{self, Event}};
+///
+/// let io = socketio::Server::new(socketio::Config::default(), Box::new(OsEntropy::new()?), Instant::now());
+/// Server::bind("127.0.0.1:3000", io)?
+///     .on_event(|io, ev, _now| {
+///         if let Event::Event { socket, name, args, .. } = ev {
+///             let _ = io.emit(socket, &name, args); // echo
+///         }
+///     })
+///     .run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Server<M: ServerMachine> {
+    machine: M,
+    listener: TcpListener,
+    opts: ServerOptions,
+    on_event: Option<Callback<M>>,
+    tx: SyncSender<Input<M>>,
+    rx: Receiver<Input<M>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl<M: ServerMachine> std::fmt::Debug for Server<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cloneable handle on a running blocking [`Server`], for any thread.
+pub struct ServerHandle<M> {
+    tx: SyncSender<Input<M>>,
+}
+
+impl<M> Clone for ServerHandle<M> {
+    fn clone(&self) -> Self {
+        ServerHandle {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for ServerHandle<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").finish_non_exhaustive()
+    }
+}
+
+impl<M: ServerMachine> ServerHandle<M> {
+    /// Runs `f` on the machine, in its thread, with the present time.
+    /// Fails when the server has ended.
+    pub fn run(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) -> Result<(), Ended> {
+        self.tx.send(Input::Run(Box::new(f))).map_err(|_| Ended)
+    }
+
+    /// Starts a graceful shutdown; [`Server::run`] returns when it is done.
+    pub fn shutdown(&self) -> Result<(), Ended> {
+        self.tx.send(Input::Shutdown).map_err(|_| Ended)
+    }
+}
+
+/// The server has ended: the command was not carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the server has ended")]
+pub struct Ended;
+
+/// Inputs waiting for the machine's thread: readers wait when it is full.
+const INPUTS: usize = 1024;
+/// What one read takes.
+const READ_CHUNK: usize = 16 * 1024;
+/// Stack of the reader and writer threads.
+const STACK: usize = 64 * 1024;
+
+impl<M: ServerMachine> Server<M> {
+    /// A server for `machine` listening on `addr`.
+    pub fn bind(addr: impl ToSocketAddrs, machine: M) -> io::Result<Server<M>> {
+        Ok(Self::with_listener(
+            TcpListener::bind(addr)?,
+            machine,
+            ServerOptions::default(),
+        ))
+    }
+
+    /// A server for `machine` on an existing listener, with options.
+    pub fn with_listener(listener: TcpListener, machine: M, opts: ServerOptions) -> Server<M> {
+        let (tx, rx) = sync_channel(INPUTS);
+        Server {
+            machine,
+            listener,
+            opts,
+            on_event: None,
+            tx,
+            rx,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle for commands from other threads.
+    pub fn handle(&self) -> ServerHandle<M> {
+        ServerHandle {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Runs `f` on every event, in the machine's thread, with the machine.
+    pub fn on_event(mut self, f: impl FnMut(&mut M, M::Event, Instant) + Send + 'static) -> Self {
+        self.on_event = Some(Box::new(f));
+        self
+    }
+
+    /// Serves until a graceful shutdown completes.
+    pub fn run(mut self) -> io::Result<()> {
+        let addr = self.listener.local_addr()?;
+        let acceptor = {
+            let listener = self.listener.try_clone()?;
+            let (tx, stop) = (self.tx.clone(), self.stop.clone());
+            std::thread::Builder::new()
+                .name("wsio-accept".into())
+                .spawn(move || accept_loop(&listener, &tx, &stop))?
+        };
+        let mut conns: HashMap<ConnId, Conn> = HashMap::new();
+        let mut shutdown: Option<Instant> = None;
+        let writers = Arc::new(AtomicUsize::new(0));
+        loop {
+            let deadline = [self.machine.poll_timeout(), shutdown]
+                .into_iter()
+                .flatten()
+                .min();
+            let input = match super::timeout_until(deadline) {
+                Some(wait) => match self.rx.recv_timeout(wait) {
+                    Ok(i) => Some(i),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.rx.recv() {
+                    Ok(i) => Some(i),
+                    Err(_) => break,
+                },
+            };
+            let now = Instant::now();
+            match input {
+                None => self.machine.handle_timeout(now),
+                Some(Input::Accepted(stream, peer)) => {
+                    if shutdown.is_some() {
+                        continue;
+                    }
+                    let conn = self.machine.accept(now, peer);
+                    match self.spawn_conn(conn, stream, &writers) {
+                        Ok(c) => {
+                            conns.insert(conn, c);
+                        }
+                        Err(_) => self.machine.handle_eof(now, conn),
+                    }
+                }
+                Some(Input::Data(conn, bytes)) => {
+                    if conns.contains_key(&conn) {
+                        self.machine.handle_input(now, conn, &bytes);
+                    }
+                }
+                Some(Input::Eof(conn)) => {
+                    if let Some(c) = conns.remove(&conn) {
+                        self.machine.handle_eof(now, conn);
+                        // What the machine still writes goes out first.
+                        self.drain(now, &mut conns, Some((conn, &c)));
+                        close(&c.shared);
+                        continue;
+                    }
+                }
+                Some(Input::Run(f)) => f(&mut self.machine, now),
+                Some(Input::Shutdown) => {
+                    if shutdown.is_none() {
+                        shutdown = Some(now + self.opts.shutdown_grace);
+                        self.stop.store(true, Ordering::Release);
+                        // Wakes the accepting thread out of `accept`.
+                        let _ = TcpStream::connect(addr);
+                        self.machine.shutdown(now);
+                    }
+                }
+            }
+            if self.machine.poll_timeout().is_some_and(|d| d <= now) {
+                self.machine.handle_timeout(now);
+            }
+            self.drain(now, &mut conns, None);
+            if let Some(deadline) = shutdown {
+                if self.machine.is_idle() || now >= deadline {
+                    for (_, c) in conns.drain() {
+                        close(&c.shared);
+                    }
+                    break;
+                }
+            }
+        }
+        self.stop.store(true, Ordering::Release);
+        let _ = TcpStream::connect(addr);
+        let _ = acceptor.join();
+        // The last bytes go out (each writer gives up at the grace period).
+        let until = Instant::now() + self.opts.shutdown_grace;
+        while writers.load(Ordering::Acquire) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    fn spawn_conn(
+        &self,
+        conn: ConnId,
+        stream: TcpStream,
+        writers: &Arc<AtomicUsize>,
+    ) -> io::Result<Conn> {
+        let shared = Arc::new(Shared {
+            outbox: Mutex::new(Outbox::default()),
+            cond: Condvar::new(),
+        });
+        let (reader, writer) = (stream.try_clone()?, stream.try_clone()?);
+        {
+            let (shared, tx) = (shared.clone(), self.tx.clone());
+            std::thread::Builder::new()
+                .stack_size(STACK)
+                .spawn(move || read_loop(conn, reader, &shared, &tx))?;
+        }
+        {
+            let (w_shared, w_writers, linger) = (shared.clone(), writers.clone(), self.opts.linger);
+            writers.fetch_add(1, Ordering::AcqRel);
+            let spawned = std::thread::Builder::new()
+                .stack_size(STACK)
+                .spawn(move || {
+                    write_loop(writer, &w_shared, linger);
+                    w_writers.fetch_sub(1, Ordering::AcqRel);
+                });
+            if let Err(e) = spawned {
+                writers.fetch_sub(1, Ordering::AcqRel);
+                kill(&shared, &stream);
+                return Err(e);
+            }
+        }
+        Ok(Conn { shared, stream })
+    }
+
+    /// Drains the machine: transmits to the writers, events to the
+    /// application, until both are empty. `closing` is a connection already
+    /// taken out of `conns` whose last bytes may still come.
+    fn drain(
+        &mut self,
+        now: Instant,
+        conns: &mut HashMap<ConnId, Conn>,
+        closing: Option<(ConnId, &Conn)>,
+    ) {
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.machine.poll_transmit(now) {
+                moved = true;
+                match t {
+                    Transmit::Data { conn, data } => {
+                        let c = match conns.get(&conn) {
+                            Some(c) => c,
+                            None => match closing {
+                                Some((id, c)) if id == conn => c,
+                                _ => continue,
+                            },
+                        };
+                        if !queue(&c.shared, data, self.opts.max_queued) {
+                            kill(&c.shared, &c.stream);
+                            if conns.remove(&conn).is_some() {
+                                self.machine.handle_eof(now, conn);
+                            }
+                        }
+                    }
+                    Transmit::Close { conn } => {
+                        if let Some(c) = conns.remove(&conn) {
+                            close(&c.shared);
+                        }
+                    }
+                    Transmit::Response { .. } => {}
+                }
+            }
+            while let Some(ev) = self.machine.poll_event(now) {
+                moved = true;
+                if let Some(f) = &mut self.on_event {
+                    f(&mut self.machine, ev, now);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+}
+
+/// Queues bytes for a writer; false when that would pass `max`.
+fn queue(shared: &Shared, data: Bytes, max: usize) -> bool {
+    let mut o = shared.lock();
+    if o.dead || o.closing {
+        return true;
+    }
+    if o.queued > 0 && o.queued.saturating_add(data.len()) > max {
+        return false;
+    }
+    o.queued += data.len();
+    o.queue.push_back(data);
+    shared.cond.notify_all();
+    true
+}
+
+/// The writer writes what is queued, then shuts the write side.
+fn close(shared: &Shared) {
+    shared.lock().closing = true;
+    shared.cond.notify_all();
+}
+
+/// Drops the connection now: both threads stop, the descriptor goes.
+fn kill(shared: &Shared, stream: &TcpStream) {
+    {
+        let mut o = shared.lock();
+        o.dead = true;
+        o.queue.clear();
+        o.queued = 0;
+    }
+    shared.cond.notify_all();
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn accept_loop<M>(listener: &TcpListener, tx: &SyncSender<Input<M>>, stop: &AtomicBool) {
+    let mut backoff = Duration::from_millis(10);
+    let mut failing = false;
+    loop {
+        let accepted = listener.accept();
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                if failing {
+                    eprintln!("wsio: accepting again");
+                    failing = false;
+                    backoff = Duration::from_millis(10);
+                }
+                let _ = stream.set_nodelay(true);
+                if tx.send(Input::Accepted(stream, Some(peer))).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                if !failing {
+                    eprintln!("wsio: accept failed ({e}); backing off and retrying");
+                    failing = true;
+                }
+                if e.kind() != io::ErrorKind::ConnectionAborted {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+fn read_loop<M>(conn: ConnId, mut stream: TcpStream, shared: &Shared, tx: &SyncSender<Input<M>>) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        {
+            // Nothing more is read while the socket will not take what is
+            // queued for it.
+            let mut o = shared.lock();
+            while o.queued > 0 && !o.dead && !o.closing {
+                o = shared.cond.wait(o).unwrap_or_else(|e| e.into_inner());
+            }
+            if o.dead {
+                return;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if shared.lock().closing {
+                    // Lingering: input is read and discarded.
+                    continue;
+                }
+                if tx
+                    .send(Input::Data(conn, buf.get(..n).unwrap_or_default().to_vec()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = tx.send(Input::Eof(conn));
+}
+
+fn write_loop(mut stream: TcpStream, shared: &Shared, linger: Duration) {
+    loop {
+        let batch: Vec<Bytes> = {
+            let mut o = shared.lock();
+            while o.queue.is_empty() && !o.closing && !o.dead {
+                o = shared.cond.wait(o).unwrap_or_else(|e| e.into_inner());
+            }
+            if o.dead {
+                return;
+            }
+            if o.queue.is_empty() {
+                // Closing, and everything is written.
+                break;
+            }
+            o.queue.drain(..).collect()
+        };
+        let mut written = 0;
+        let mut failed = false;
+        for b in &batch {
+            if stream.write_all(b).is_err() {
+                failed = true;
+                break;
+            }
+            written += b.len();
+        }
+        let mut o = shared.lock();
+        o.queued = o.queued.saturating_sub(written);
+        if failed {
+            o.dead = true;
+            o.queue.clear();
+            o.queued = 0;
+            drop(o);
+            shared.cond.notify_all();
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        drop(o);
+        shared.cond.notify_all();
+    }
+    // Our FIN; the reader reads until the peer's, for at most `linger`.
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(linger.max(Duration::from_millis(1))));
+}
