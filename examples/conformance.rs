@@ -429,7 +429,9 @@ fn main() -> std::io::Result<()> {
         "axum" => tokio_rt()?.block_on(async {
             let (layer, server) = wsio_tokio::embed(machine)?;
             tokio::spawn(server);
+            // An ordinary route of the app, next to the machine's paths.
             let app = axum::Router::new()
+                .route("/hello", axum::routing::get(|| async { "hello from axum" }))
                 .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "Not Found") })
                 .layer(layer);
             let listener = wsio_tokio::listen(addr).await?;

@@ -62,6 +62,30 @@ fn official_clients_on_the_axum_driver() {
     official_clients_on("axum");
 }
 
+/// Embedded in axum: the app's own route answers next to Socket.IO, and
+/// the official client connects by polling and upgrades (the machine's
+/// paths go through the tower layer, hyper's upgrade included).
+#[test]
+fn axum_embedding_serves_socket_io_next_to_an_ordinary_route() {
+    let server = conformance_with(&["--driver", "axum"]);
+    let hello = http(
+        server.port,
+        "GET /hello HTTP/1.1\nHost: x\nConnection: close\n\n",
+    );
+    assert!(hello.starts_with("HTTP/1.1 200 OK"), "{hello}");
+    assert!(hello.ends_with("hello from axum"), "{hello}");
+    let other = http(
+        server.port,
+        "GET /nope HTTP/1.1\nHost: x\nConnection: close\n\n",
+    );
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    check_runner(
+        "sio-client-check.js",
+        &format!("http://127.0.0.1:{}", server.port),
+        &["--transports", "both"],
+    );
+}
+
 #[test]
 fn official_clients_on_the_smol_driver() {
     official_clients_on("smol");

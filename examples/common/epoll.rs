@@ -697,9 +697,9 @@ fn socket_addr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<So
     }
 }
 
-/// Runs a server machine on the loop, until the process ends. At most
-/// `max_queued` bytes wait for one connection; past that its peer is not
-/// reading, and it is dropped (and the machine told).
+/// Runs a server machine on the loop, until the process ends. A transmit
+/// that finds `max_queued` bytes waiting for its connection drops it (its
+/// peer is not reading) and the machine is told.
 pub fn serve_machine<M: wsio::blocking::ServerMachine>(
     listener: TcpListener,
     machine: M,
@@ -740,7 +740,7 @@ impl<M: wsio::blocking::ServerMachine> Drive<M> {
                             continue;
                         };
                         let queued = self.conns.queued(key);
-                        if queued > 0 && queued + data.len() > self.max_queued {
+                        if queued >= self.max_queued {
                             self.forget(key);
                             self.conns.abort(key);
                             self.machine.handle_eof(now, conn);

@@ -124,9 +124,9 @@ impl ServerMachine for socketio::Server {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerOptions {
-    /// Most bytes queued for one connection; a transmit that would pass it
-    /// drops the connection (one larger transmit is taken when nothing else
-    /// waits). Default 1 MiB.
+    /// Most bytes queued for one connection: a transmit that comes while
+    /// this much waits drops the connection (so at most this plus one
+    /// transmit is held). Default 1 MiB.
     pub max_queued: usize,
     /// How long a graceful shutdown may take. Default 5 s.
     pub shutdown_grace: Duration,
@@ -509,13 +509,13 @@ impl<M: ServerMachine> Server<M> {
     }
 }
 
-/// Queues bytes for a writer; false when that would pass `max`.
+/// Queues bytes for a writer; false when `max` bytes already wait.
 fn queue(shared: &Shared, data: Bytes, max: usize) -> bool {
     let mut o = shared.lock();
     if o.dead || o.closing {
         return true;
     }
-    if o.queued > 0 && o.queued.saturating_add(data.len()) > max {
+    if o.queued >= max {
         return false;
     }
     o.queued += data.len();

@@ -13,8 +13,9 @@
 //! The driver rules (issue 19):
 //!
 //! * Bytes queued for a connection are bounded (`Options::max_queued`):
-//!   past the bound the connection is dropped and the machine told it
-//!   ended, so a peer that does not read costs at most that much.
+//!   a transmit that finds the bound reached drops the connection and the
+//!   machine is told it ended, so a peer that does not read costs at most
+//!   the bound plus one transmit.
 //! * A full socket is waited on (its waker), never spun on; while a
 //!   connection's socket is full, nothing more is read from it.
 //! * While the application lets too many events wait, nothing is read or
@@ -55,9 +56,9 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
-    /// Most bytes queued for one connection; a transmit that would pass it
-    /// drops the connection (one larger transmit is taken when nothing else
-    /// waits). Default 1 MiB.
+    /// Most bytes queued for one connection: a transmit that comes while
+    /// this much waits drops the connection (so at most this plus one
+    /// transmit is held). Default 1 MiB.
     pub max_queued: usize,
     /// Most events waiting for the application's [`Events`] before the
     /// server stops reading. Default 1024.
@@ -339,7 +340,7 @@ impl<M: ServerMachine> Server<M> {
                 if c.phase != Phase::Open || data.is_empty() {
                     return;
                 }
-                if c.queued > 0 && c.queued.saturating_add(data.len()) > max {
+                if c.queued >= max {
                     self.overflow(now, conn);
                     return;
                 }
