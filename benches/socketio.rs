@@ -1,6 +1,7 @@
-//! Socket.IO: packet encode/decode, and a broadcast to 10,000 sockets in one
-//! room through the server machine (time per broadcast, and heap
-//! allocations per recipient, counted).
+//! Socket.IO: packet encode/decode, the default (JSON) parser and the
+//! msgpack one side by side on the same events, and a broadcast to 10,000
+//! sockets in one room through the server machine (time per broadcast, and
+//! heap allocations per recipient, counted).
 //!
 //! `cargo bench --bench socketio`
 
@@ -16,7 +17,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wsio::{
     engineio::{self, Transmit},
     entropy::SeededEntropy,
-    socketio::{self, Decoder, Event, Packet, Value},
+    socketio::{self, Decoder, Event, Packet, Value, msgpack::Parser},
 };
 
 struct Counting;
@@ -112,6 +113,73 @@ fn codec(c: &mut Criterion) {
     }
 }
 
+/// The same events through both parsers: `sio_parser/<event>` with
+/// `encode/json`, `encode/msgpack`, `decode/json`, `decode/msgpack`. Decoding
+/// starts from the Engine.IO messages each parser's encoding gives, through
+/// the decoder a connection would hold.
+fn parsers(c: &mut Criterion) {
+    let event = |name: &str, args: Vec<Value>, id| Packet::Event {
+        nsp: "/".into(),
+        id,
+        name: name.into(),
+        args,
+    };
+    let events = [
+        (
+            "small_event",
+            event("message", vec!["hello".into(), 1.into()], None),
+        ),
+        (
+            "string_1KiB",
+            event("message", vec![Value::from("a".repeat(1024))], None),
+        ),
+        ("nested_object", event("state", vec![nested()], None)),
+        (
+            "binary_64KiB",
+            event(
+                "upload",
+                vec![Value::Binary(Bytes::from(vec![7u8; 64 * 1024]))],
+                Some(7),
+            ),
+        ),
+        (
+            "ack",
+            Packet::Ack {
+                nsp: "/".into(),
+                id: 5,
+                args: vec!["ok".into(), 1.into()],
+            },
+        ),
+    ];
+    let decode = |parser: Parser, messages: &[engineio::Data]| {
+        let mut d = parser.decoder(10);
+        let mut out = None;
+        for m in messages {
+            out = d.decode(m.clone()).expect("valid");
+        }
+        out.expect("complete")
+    };
+    for (name, packet) in events {
+        let mut g = c.benchmark_group(format!("sio_parser/{name}"));
+        for (label, parser) in [("json", Parser::Default), ("msgpack", Parser::Msgpack)] {
+            let messages = parser.encode(&packet).into_messages();
+            assert_eq!(decode(parser, &messages), packet);
+            let size: usize = messages.iter().map(|m| m.as_bytes().len()).sum();
+            eprintln!(
+                "sio_parser/{name}: {label} {size} bytes in {} messages",
+                messages.len()
+            );
+            g.bench_function(format!("encode/{label}"), |b| {
+                b.iter(|| black_box(parser.encode(black_box(&packet))))
+            });
+            g.bench_function(format!("decode/{label}"), |b| {
+                b.iter(|| black_box(decode(parser, black_box(&messages))))
+            });
+        }
+        g.finish();
+    }
+}
+
 const RECIPIENTS: usize = 10_000;
 
 /// A server with `RECIPIENTS` WebSocket sockets in room "room".
@@ -196,5 +264,5 @@ fn broadcast(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, broadcast);
+criterion_group!(benches, codec, parsers, broadcast);
 criterion_main!(benches);

@@ -44,7 +44,11 @@
 //! drain `poll_event` after every read. `wsio_input_buffer_ref` is the last
 //! with `poll_event_ref`, whose messages are lent (read in place, valid
 //! until the next call) rather than handed over, as fastwebsockets lends
-//! its frames. tungstenite uses
+//! its frames. `wsio_read_from` reads from the socket as a `std::io::Read`
+//! (as tungstenite does) with `read_from`, straight into the connection's
+//! buffer, then `commit_input`; `wsio_input_buffer_zeroed` is what such a
+//! driver had to do before `read_from`: zero-fill the room `input_buffer`
+//! offers, then read into it. tungstenite uses
 //! `WebSocket::from_raw_socket` (role server) and `read`; fastwebsockets
 //! uses `WebSocket::after_handshake` (role server, default features, so
 //! simdutf8) and `read_frame`, its futures polled with a no-op waker (the
@@ -440,6 +444,49 @@ fn wsio_ingest(
         room.put_slice(c); // the socket read
         conn.commit_input(now);
         drain(conn);
+    }
+}
+
+/// A driver reading from a `std::io::Read` straight into the connection's
+/// buffer with `read_from`, then `commit_input`.
+fn wsio_decode_read_from(
+    conn: &mut Connection,
+    sock: &mut MemStream,
+    now: Instant,
+    mut f: impl FnMut(ws::Message),
+) {
+    sock.pos.set(0);
+    // The in-memory socket reports WouldBlock once it is drained.
+    while let Ok(n) = conn.read_from(sock) {
+        assert!(n > 0);
+        conn.commit_input(now);
+        wsio_drain(conn, &mut f);
+    }
+}
+
+/// What a driver reading from a `std::io::Read` had to do before
+/// `read_from`: zero-fill the room `input_buffer` offers (through
+/// `get_mut`), read into it, and cut it back to what was read.
+fn wsio_decode_input_buffer_zeroed(
+    conn: &mut Connection,
+    sock: &mut MemStream,
+    now: Instant,
+    mut f: impl FnMut(ws::Message),
+) {
+    sock.pos.set(0);
+    loop {
+        let mut room = conn.input_buffer(READ_CHUNK);
+        let n = room.remaining_mut();
+        let b = room.get_mut();
+        let start = b.len();
+        b.resize(start + n, 0);
+        let got = io::Read::read(sock, &mut b[start..]).unwrap_or(0);
+        b.truncate(start + got);
+        if got == 0 {
+            break;
+        }
+        conn.commit_input(now);
+        wsio_drain(conn, &mut f);
     }
 }
 
@@ -870,6 +917,24 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
         check_decoded(input, "wsio input_buffer", &got);
 
         let mut got = Vec::new();
+        wsio_decode_read_from(
+            &mut wsio_server(),
+            &mut MemStream::new(input.wire),
+            now,
+            |m| got.push(wsio_msg(m)),
+        );
+        check_decoded(input, "wsio read_from", &got);
+
+        let mut got = Vec::new();
+        wsio_decode_input_buffer_zeroed(
+            &mut wsio_server(),
+            &mut MemStream::new(input.wire),
+            now,
+            |m| got.push(wsio_msg(m)),
+        );
+        check_decoded(input, "wsio input_buffer zero-filled", &got);
+
+        let mut got = Vec::new();
         wsio_decode_ingest_ref(
             &mut wsio_server(),
             &mut MemStream::new(input.wire),
@@ -1005,6 +1070,34 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
             b.iter(|| {
                 let mut n = 0;
                 wsio_decode_ingest(&mut conn, &mut sock, now, |m| {
+                    black_box(m);
+                    n += 1;
+                });
+                assert_eq!(n, count);
+            })
+        });
+    }
+    {
+        let mut conn = wsio_server();
+        let mut sock = MemStream::new(input.wire);
+        g.bench_function("decode/wsio_read_from", |b| {
+            b.iter(|| {
+                let mut n = 0;
+                wsio_decode_read_from(&mut conn, &mut sock, now, |m| {
+                    black_box(m);
+                    n += 1;
+                });
+                assert_eq!(n, count);
+            })
+        });
+    }
+    {
+        let mut conn = wsio_server();
+        let mut sock = MemStream::new(input.wire);
+        g.bench_function("decode/wsio_input_buffer_zeroed", |b| {
+            b.iter(|| {
+                let mut n = 0;
+                wsio_decode_input_buffer_zeroed(&mut conn, &mut sock, now, |m| {
                     black_box(m);
                     n += 1;
                 });

@@ -4,7 +4,8 @@
 //!   typed on stdin as a text message and prints what comes back.
 //! * `cargo run --example ws_client -- --autobahn ws://127.0.0.1:9002`: runs
 //!   every case of an Autobahn `fuzzingserver`, echoing what it sends, then
-//!   asks it to write its report.
+//!   asks it to write its report. `Config::default()` takes every case the
+//!   suite sends (up to 16 MiB messages, any number of fragments).
 
 mod common;
 
@@ -29,11 +30,7 @@ async fn open(url: &str, config: Config) -> std::io::Result<(TcpStream, Connecti
 }
 
 async fn autobahn(base: &str) -> std::io::Result<()> {
-    let config = Config::default()
-        .max_message_size(64 << 20)
-        .max_frame_size(64 << 20)
-        .max_fragments(1 << 20)
-        .max_send_queue(128 << 20);
+    let config = Config::default();
     let count = Rc::new(RefCell::new(0u32));
     let (s, c) = open(&format!("{base}/getCaseCount"), config).await?;
     let n = count.clone();

@@ -1,9 +1,9 @@
 //! A WebSocket echo server: every message comes back as it came.
 //!
 //! `cargo run --example ws_echo -- --port 9001` and point any WebSocket
-//! client at ws://127.0.0.1:9001/. With `--autobahn` the message limits are
-//! raised to what the Autobahn testsuite sends (16 MiB messages in up to
-//! 65,536 fragments); the library's own defaults stay small and safe.
+//! client at ws://127.0.0.1:9001/. It runs with `Config::default()`, whose
+//! limits (16 MiB messages, any number of fragments) are what the Autobahn
+//! testsuite sends, so `scripts/autobahn.sh server` needs no other setting.
 //! With `--close-command`, the text message `close:CODE:REASON` makes the
 //! server close with that code and reason (for interop tests).
 //!
@@ -15,7 +15,7 @@ mod common;
 use wsio::ws::{Accept, CloseCode, Config, Event, Message};
 use wsio_tokio::{Options, WsServer};
 
-const USAGE: &str = "usage: ws_echo [--port PORT] [--autobahn] [--close-command]";
+const USAGE: &str = "usage: ws_echo [--port PORT] [--close-command]";
 
 fn main() -> std::io::Result<()> {
     let args = common::args::Args::parse(
@@ -28,16 +28,9 @@ fn main() -> std::io::Result<()> {
     );
     let port: u16 = args.value("--port").unwrap_or(9001);
     let close_command = args.flag("--close-command");
-    let mut config = Config::default();
-    let mut options = Options::default();
-    if args.flag("--autobahn") {
-        config = config
-            .max_message_size(64 << 20)
-            .max_frame_size(64 << 20)
-            .max_fragments(1 << 20)
-            .max_send_queue(128 << 20);
-        options = options.max_queued(128 << 20);
-    }
+    let config = Config::default();
+    // What may wait for a peer: the connection's own send-queue limit.
+    let options = Options::default().max_queued(config.max_send_queue);
     common::log_to_stderr();
     let echo = move |ws: &mut WsServer, ev: wsio_tokio::WsEvent, now| {
         let Some(conn) = ws.conn(ev.conn) else {

@@ -7,7 +7,7 @@
 #
 #   server  Autobahn `wstest -m fuzzingclient` drives our echo server
 #           (AUTOBAHN_SERVER_CMD, default: cargo run --release --example ws_echo
-#           -- --port 9001 --autobahn). Report: target/autobahn/server/
+#           -- --port 9001, on ws::Config::default()). Report: target/autobahn/server/
 #   client  Autobahn `wstest -m fuzzingserver` listens on 127.0.0.1:9002 and our
 #           client (AUTOBAHN_CLIENT_CMD, default: cargo run --release --example
 #           ws_client -- --autobahn ws://127.0.0.1:9002) runs getCaseCount,
@@ -77,7 +77,7 @@ REPORT_ROOT=${AUTOBAHN_REPORT_DIR:-$REPO_ROOT/target/autobahn}
 SERVER_PORT=${AUTOBAHN_SERVER_PORT:-9001}
 CLIENT_PORT=${AUTOBAHN_CLIENT_PORT:-9002}
 AGENT=${AUTOBAHN_AGENT:-wsio}
-DEFAULT_SERVER_CMD="cargo run --release --example ws_echo -- --port $SERVER_PORT --autobahn"
+DEFAULT_SERVER_CMD="cargo run --release --example ws_echo -- --port $SERVER_PORT"
 DEFAULT_CLIENT_CMD="cargo run --release --example ws_client -- --autobahn ws://127.0.0.1:$CLIENT_PORT"
 SERVER_CMD=${AUTOBAHN_SERVER_CMD:-$DEFAULT_SERVER_CMD}
 CLIENT_CMD=${AUTOBAHN_CLIENT_CMD:-$DEFAULT_CLIENT_CMD}

@@ -9,6 +9,7 @@ pub mod eio_packet;
 pub mod eio_server;
 pub mod http_head;
 pub mod sio_client;
+pub mod sio_msgpack;
 pub mod sio_packet;
 pub mod sio_server;
 pub mod values;

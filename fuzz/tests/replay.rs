@@ -8,7 +8,7 @@ use std::path::Path;
 
 use wsio::entropy::{Entropy, SeededEntropy};
 use wsio_fuzz::{
-    eio_packet, eio_server, http_head, run_bytes, sio_client, sio_packet, sio_server,
+    eio_packet, eio_server, http_head, run_bytes, sio_client, sio_msgpack, sio_packet, sio_server,
     ws_connection, ws_frame, ws_handshake,
 };
 
@@ -79,6 +79,13 @@ fn eio_server() {
 fn sio_packet() {
     for data in inputs("sio_packet", 7, 3000) {
         run_bytes(&data, sio_packet::run);
+    }
+}
+
+#[test]
+fn sio_msgpack() {
+    for data in inputs("sio_msgpack", 10, 3000) {
+        run_bytes(&data, sio_msgpack::run);
     }
 }
 

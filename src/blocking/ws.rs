@@ -46,7 +46,6 @@ pub enum Error {
 pub struct WebSocket<S: Socket = TcpStream> {
     stream: S,
     conn: Connection,
-    buf: Vec<u8>,
     protocol: Option<String>,
     closed: Option<ws::Closed>,
     socket_closed: bool,
@@ -145,7 +144,6 @@ impl<S: Socket> WebSocket<S> {
         WebSocket {
             stream,
             conn,
-            buf: vec![0; 16 * 1024],
             protocol: None,
             closed: None,
             socket_closed: false,
@@ -195,9 +193,11 @@ impl<S: Socket> WebSocket<S> {
             }
             self.stream
                 .set_read_timeout(timeout_until(self.conn.poll_timeout()))?;
-            match self.stream.read(&mut self.buf) {
+            // Straight into the machine's buffer; the time is read once the
+            // read has returned.
+            match self.conn.read_from(&mut self.stream) {
                 Ok(0) => self.conn.handle_eof(Instant::now()),
-                Ok(n) => self.conn.handle_input(Instant::now(), &self.buf[..n]),
+                Ok(_) => self.conn.commit_input(Instant::now()),
                 Err(e) if is_timeout(&e) => self.conn.handle_timeout(Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {

@@ -183,8 +183,8 @@ impl Packet {
             return Ok(Packet::message(Bytes::from(bin)));
         }
         let kind = PacketType::from_char(first).ok_or(DecodeError::UnknownType(first))?;
-        // The first byte is ASCII, so the rest is still UTF-8.
-        let data = Utf8Bytes::from_validated(raw.slice(1..));
+        // The first byte is ASCII, so the rest starts on a character.
+        let data = s.slice(1..).ok_or(DecodeError::Utf8)?;
         Ok(Packet {
             kind,
             data: Data::Text(data),
@@ -272,8 +272,11 @@ pub fn decode_payload(payload: Bytes) -> (Vec<Packet>, Option<DecodeError>) {
             .iter()
             .position(|&b| b == SEPARATOR)
             .map_or(raw.len(), |i| start + i);
-        // Separators are ASCII, so every piece is UTF-8.
-        let piece = Utf8Bytes::from_validated(raw.slice(start..end));
+        // Separators are ASCII, so every piece starts and ends on a
+        // character.
+        let Some(piece) = text.slice(start..end) else {
+            return (packets, Some(DecodeError::Utf8));
+        };
         match Packet::decode_text(piece) {
             Ok(p) => packets.push(p),
             Err(e) => return (packets, Some(e)),

@@ -623,11 +623,10 @@ fn ws_message(p: &Packet) -> Message {
     match &p.data {
         Data::Binary(b) => Message::Binary(b.clone()),
         Data::Text(t) => {
-            let mut b = BytesMut::with_capacity(1 + t.len());
-            b.extend_from_slice(&[p.kind.as_char()]);
-            b.extend_from_slice(t.as_bytes());
-            // A digit followed by UTF-8 text is UTF-8.
-            Message::Text(ws::Utf8Bytes::from_validated(b.freeze()))
+            let mut s = String::with_capacity(1 + t.len());
+            s.push(char::from(p.kind.as_char()));
+            s.push_str(t);
+            Message::Text(ws::Utf8Bytes::from(s))
         }
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! * `value.rs`: [`Value`], JSON with binary leaves, written as
 //!   `JSON.stringify` writes it; `typed.rs`: to and from serde types;
-//! * `packet.rs`: the packet codec ([`Packet`], [`Decoder`]);
+//! * `packet.rs`: the packet codec ([`Packet`], [`Decoder`]); `msgpack.rs`:
+//!   the `socket.io-msgpack-parser` wire format;
 //! * `server/` and `client/`: the two machines, each opening with its
 //!   theory of operation and a map of its files;
 //! * `ack.rs` and `timer.rs`: the acknowledgement table and the deadline
@@ -20,6 +21,7 @@
 
 mod ack;
 mod client;
+pub mod msgpack;
 mod packet;
 #[cfg(test)]
 mod reference_app;

@@ -210,7 +210,8 @@ pub(crate) fn encode_into(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// The first character is not a packet type.
+    /// The first character (msgpack: the `type` member) is not a packet
+    /// type.
     #[error("unknown packet type")]
     UnknownType,
     /// The attachment count is missing, not a number, zero, or not
@@ -220,7 +221,8 @@ pub enum DecodeError {
     /// More attachments than the configured limit.
     #[error("too many attachments")]
     TooManyAttachments,
-    /// The ack id does not fit in 64 bits.
+    /// The ack id does not fit in 64 bits (msgpack: is not a whole
+    /// number, or an event's or ack's is not a `u64`).
     #[error("invalid ack id")]
     BadAckId,
     /// The JSON does not parse.
@@ -240,6 +242,16 @@ pub enum DecodeError {
     /// A text message arrived while attachments were expected.
     #[error("text message while attachments were expected")]
     UnexpectedText,
+    /// A text message reached the msgpack parser, which reads binary
+    /// messages only.
+    #[error("text message to the msgpack parser")]
+    TextMessage,
+    /// A binary message that is not one msgpack map.
+    #[error("invalid msgpack: {0}")]
+    Msgpack(#[from] super::msgpack::MsgpackError),
+    /// A msgpack packet whose `nsp` is missing or not a string.
+    #[error("invalid namespace")]
+    BadNamespace,
 }
 
 #[derive(Debug)]

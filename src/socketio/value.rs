@@ -429,7 +429,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 /// position and takes its last value. Small objects compare pairwise;
 /// larger ones sort an index, so that an object with many keys (up to the
 /// payload limit) costs O(n log n), not O(n²).
-pub(crate) fn merge_repeated_keys(mut entries: Vec<(String, Value)>) -> Vec<(String, Value)> {
+pub(crate) fn merge_repeated_keys<T: Default>(mut entries: Vec<(String, T)>) -> Vec<(String, T)> {
     if entries.len() <= 16 {
         let mut i = 1;
         while i < entries.len() {
@@ -466,7 +466,7 @@ pub(crate) fn merge_repeated_keys(mut entries: Vec<(String, Value)>) -> Vec<(Str
 // ----- serialisation ----------------------------------------------------
 
 /// Whether `k` is an array index as JavaScript orders object keys.
-fn is_array_index(k: &str) -> Option<u32> {
+pub(crate) fn is_array_index(k: &str) -> Option<u32> {
     if k.is_empty()
         || k.len() > 10
         || (k.len() > 1 && k.starts_with('0'))

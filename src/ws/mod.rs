@@ -7,6 +7,7 @@
 
 mod close;
 mod connection;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
@@ -152,8 +153,14 @@ pub struct Config {
     /// Largest message accepted, all fragments together (close 1009 beyond).
     /// Default 16 MiB.
     pub max_message_size: usize,
-    /// Most frames in one fragmented message (close 1009 beyond), so millions
-    /// of empty fragments cost nothing. Default 4096.
+    /// Most frames in one fragmented message (close 1009 beyond). Default:
+    /// no limit (`usize::MAX`). None is needed for memory: fragments are
+    /// reassembled into one buffer as they arrive, with no event or record
+    /// per fragment, so a message held in any number of fragments costs what
+    /// its bytes cost, and [`max_message_size`](Self::max_message_size)
+    /// bounds that; the work per fragment is bounded by the bytes its header
+    /// takes on the wire. Set it to refuse peers that fragment more than
+    /// the application expects.
     pub max_fragments: usize,
     /// Most bytes queued for sending but not yet taken by
     /// [`Connection::poll_transmit`]; sends beyond fail with
@@ -176,7 +183,7 @@ impl Default for Config {
         Config {
             max_frame_size: 16 << 20,
             max_message_size: 16 << 20,
-            max_fragments: 4096,
+            max_fragments: usize::MAX,
             max_send_queue: 16 << 20,
             auto_pong: true,
             send_fragment_size: None,

@@ -3,7 +3,10 @@
 //! longer start valid text (RFC 6455 section 8.1, Autobahn section 6).
 #![allow(unsafe_code)]
 
-use std::{fmt, ops::Deref};
+use std::{
+    fmt,
+    ops::{Bound, Deref, RangeBounds},
+};
 
 use bytes::Bytes;
 
@@ -20,11 +23,10 @@ use bytes::Bytes;
 pub struct Utf8Bytes(Bytes);
 
 impl Utf8Bytes {
-    /// Wraps bytes already checked by the caller.
-    ///
-    /// Only the crate's validator calls this; it is the one place that
-    /// vouches for the invariant.
-    pub(crate) fn from_validated(b: Bytes) -> Self {
+    /// Wraps bytes already checked by the caller: only `ws`, whose
+    /// validator has just accepted them, calls this. Other layers use the
+    /// checked constructors and [`slice`](Self::slice).
+    pub(super) fn from_validated(b: Bytes) -> Self {
         debug_assert!(std::str::from_utf8(&b).is_ok());
         Utf8Bytes(b)
     }
@@ -35,6 +37,36 @@ impl Utf8Bytes {
         // SAFETY: every constructor either validated the bytes or took them
         // from a `str`; the bytes are immutable afterwards.
         unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    /// The text in `range`, sharing these bytes without a copy, or `None`
+    /// if `range` is out of bounds or cuts a character. Checking costs
+    /// two byte comparisons, however long the text.
+    ///
+    /// ```
+    /// use wsio::ws::Utf8Bytes;
+    /// let t = Utf8Bytes::from("4héllo");
+    /// assert_eq!(t.slice(1..).unwrap(), "héllo");
+    /// assert_eq!(t.slice(..3), None); // inside 'é'
+    /// assert_eq!(t.slice(4..9), None); // past the end
+    /// ```
+    pub fn slice(&self, range: impl RangeBounds<usize>) -> Option<Utf8Bytes> {
+        let start = match range.start_bound() {
+            Bound::Included(&n) => n,
+            Bound::Excluded(&n) => n.checked_add(1)?,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&n) => n.checked_add(1)?,
+            Bound::Excluded(&n) => n,
+            Bound::Unbounded => self.0.len(),
+        };
+        let text = self.as_str();
+        if start > end || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            return None;
+        }
+        // A range of valid UTF-8 between character boundaries is valid UTF-8.
+        Some(Utf8Bytes(self.0.slice(start..end)))
     }
 
     /// The underlying bytes.
@@ -49,7 +81,7 @@ impl Utf8Bytes {
 }
 
 /// `b` as text, for bytes the crate's validator has just accepted.
-pub(crate) fn str_from_validated(b: &[u8]) -> &str {
+pub(super) fn str_from_validated(b: &[u8]) -> &str {
     debug_assert!(std::str::from_utf8(b).is_ok());
     // SAFETY: only called on bytes that `validate` accepted and that have
     // not changed since (the caller holds the only borrow).
@@ -324,6 +356,34 @@ mod tests {
             };
             assert_eq!(prefix_ok, std_prefix, "{c:x?}");
         }
+    }
+
+    #[test]
+    fn slices_only_on_character_boundaries() {
+        let t = Utf8Bytes::from("aé€😀z");
+        let text = t.as_str();
+        for start in 0..=text.len() + 1 {
+            for end in 0..=text.len() + 1 {
+                let want = text.get(start..end);
+                let got = t.slice(start..end);
+                assert_eq!(got.as_deref(), want, "{start}..{end}");
+                if let Some(g) = got.filter(|g| !g.is_empty()) {
+                    // Shared, not copied.
+                    assert_eq!(g.as_bytes().as_ptr(), t.as_bytes()[start..].as_ptr());
+                }
+            }
+        }
+        assert_eq!(t.slice(..).unwrap(), text);
+        assert_eq!(t.slice(1..=2).unwrap(), "é");
+        assert_eq!(t.slice(..=1), None);
+        assert_eq!(t.slice(..=usize::MAX), None);
+        assert_eq!(
+            t.slice((
+                std::ops::Bound::Excluded(usize::MAX),
+                std::ops::Bound::Unbounded
+            )),
+            None
+        );
     }
 
     #[test]

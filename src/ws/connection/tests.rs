@@ -8,14 +8,25 @@ use super::*;
 use crate::entropy::{Entropy, SeededEntropy};
 use crate::ws::*;
 
+/// How a test driver hands a connection its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    /// `handle_input`.
+    HandleInput,
+    /// `input_buffer` then `commit_input`.
+    Ingest,
+    /// `read_from` then `commit_input`.
+    ReadFrom,
+}
+
 /// Splits every transfer into pieces chosen by a seeded generator.
 struct Pair {
     client: Connection,
     server: Connection,
     now: Instant,
     chunks: Option<SeededEntropy>,
-    /// Feed through `input_buffer`/`commit_input` instead of `handle_input`.
-    ingest: bool,
+    /// How each side's bytes reach the other.
+    feed: Feed,
     /// Poll with `poll_event_ref` (copying lent messages) instead of `poll_event`.
     by_ref: bool,
     client_events: Vec<Event>,
@@ -38,7 +49,7 @@ impl Pair {
             server,
             now,
             chunks: None,
-            ingest: false,
+            feed: Feed::HandleInput,
             by_ref: false,
             client_events: vec![],
             server_events: vec![],
@@ -52,8 +63,8 @@ impl Pair {
         self
     }
 
-    fn ingest(mut self) -> Pair {
-        self.ingest = true;
+    fn feed_by(mut self, feed: Feed) -> Pair {
+        self.feed = feed;
         self
     }
 
@@ -64,7 +75,7 @@ impl Pair {
 
     fn feed(
         chunks: &mut Option<SeededEntropy>,
-        ingest: bool,
+        feed: Feed,
         to: &mut Connection,
         now: Instant,
         data: &[u8],
@@ -75,10 +86,10 @@ impl Pair {
                 None => rest.len(),
                 Some(rng) => (rng.next_u32() as usize % 7 + 1).min(rest.len()),
             };
-            if ingest {
-                feed_ingest(to, now, &rest[..n], 16 * 1024);
-            } else {
-                to.handle_input(now, &rest[..n]);
+            match feed {
+                Feed::HandleInput => to.handle_input(now, &rest[..n]),
+                Feed::Ingest => feed_ingest(to, now, &rest[..n], 16 * 1024),
+                Feed::ReadFrom => feed_read_from(to, now, &rest[..n]),
             }
             rest = &rest[n..];
         }
@@ -92,13 +103,9 @@ impl Pair {
             while let Some(t) = self.client.poll_transmit() {
                 moved = true;
                 match t {
-                    Transmit::Data(b) if !self.client_tcp_closed => Self::feed(
-                        &mut self.chunks,
-                        self.ingest,
-                        &mut self.server,
-                        self.now,
-                        &b,
-                    ),
+                    Transmit::Data(b) if !self.client_tcp_closed => {
+                        Self::feed(&mut self.chunks, self.feed, &mut self.server, self.now, &b)
+                    }
                     Transmit::Data(_) => {}
                     Transmit::Close => {
                         self.client_tcp_closed = true;
@@ -109,13 +116,9 @@ impl Pair {
             while let Some(t) = self.server.poll_transmit() {
                 moved = true;
                 match t {
-                    Transmit::Data(b) if !self.server_tcp_closed => Self::feed(
-                        &mut self.chunks,
-                        self.ingest,
-                        &mut self.client,
-                        self.now,
-                        &b,
-                    ),
+                    Transmit::Data(b) if !self.server_tcp_closed => {
+                        Self::feed(&mut self.chunks, self.feed, &mut self.client, self.now, &b)
+                    }
                     Transmit::Data(_) => {}
                     Transmit::Close => {
                         self.server_tcp_closed = true;
@@ -183,6 +186,17 @@ fn feed_ingest(to: &mut Connection, now: Instant, data: &[u8], want: usize) {
         room.put_slice(&rest[..n]);
         to.commit_input(now);
         rest = &rest[n..];
+    }
+}
+
+/// A driver reading `data` through `read_from` and `commit_input`, as from
+/// a socket that has exactly `data` to give.
+fn feed_read_from(to: &mut Connection, now: Instant, data: &[u8]) {
+    let mut socket = data;
+    while !socket.is_empty() {
+        let n = to.read_from(&mut socket).unwrap();
+        assert!(n > 0, "read_from offered no room");
+        to.commit_input(now);
     }
 }
 
@@ -401,16 +415,13 @@ fn eof_without_close_is_abnormal() {
 #[test]
 fn same_events_however_the_input_is_split() {
     fn run(seed: Option<u64>) -> (Vec<Event>, Vec<Event>) {
-        run_with(seed, false, false)
+        run_with(seed, Feed::HandleInput, false)
     }
-    fn run_with(seed: Option<u64>, ingest: bool, by_ref: bool) -> (Vec<Event>, Vec<Event>) {
+    fn run_with(seed: Option<u64>, feed: Feed, by_ref: bool) -> (Vec<Event>, Vec<Event>) {
         let config = Config::default().send_fragment_size(Some(5));
-        let mut p = Pair::new(config);
+        let mut p = Pair::new(config).feed_by(feed);
         if let Some(s) = seed {
             p = p.chunked(s);
-        }
-        if ingest {
-            p = p.ingest();
         }
         if by_ref {
             p = p.by_ref();
@@ -443,24 +454,30 @@ fn same_events_however_the_input_is_split() {
     for seed in 0..20 {
         assert_eq!(run(Some(seed)), whole, "seed {seed}");
     }
-    // The same through the zero-copy ingest API, handshake included.
-    assert_eq!(run_with(None, true, false), whole);
-    for seed in 0..5 {
-        assert_eq!(
-            run_with(Some(seed), true, false),
-            whole,
-            "ingest, seed {seed}"
-        );
+    // The same through the zero-copy ingest APIs, handshake included.
+    for feed in [Feed::Ingest, Feed::ReadFrom] {
+        assert_eq!(run_with(None, feed, false), whole, "{feed:?}");
+        for seed in 0..5 {
+            assert_eq!(
+                run_with(Some(seed), feed, false),
+                whole,
+                "{feed:?}, seed {seed}"
+            );
+        }
     }
     // And with messages lent by `poll_event_ref`.
-    assert_eq!(run_with(None, false, true), whole);
+    assert_eq!(run_with(None, Feed::HandleInput, true), whole);
     for seed in 0..5 {
         assert_eq!(
-            run_with(Some(seed), false, true),
+            run_with(Some(seed), Feed::HandleInput, true),
             whole,
             "by ref, seed {seed}"
         );
-        assert_eq!(run_with(Some(seed), true, true), whole, "both, seed {seed}");
+        assert_eq!(
+            run_with(Some(seed), Feed::Ingest, true),
+            whole,
+            "both, seed {seed}"
+        );
     }
 }
 
@@ -721,15 +738,12 @@ fn large_frames_are_the_same_however_they_arrive() {
     // Frames over the streaming threshold, text with multi-byte characters
     // cut at every kind of boundary, binary, fragmented, both directions.
     fn run(chunk: Option<u64>) -> (Vec<Event>, Vec<Event>) {
-        run_with(chunk, false, false)
+        run_with(chunk, Feed::HandleInput, false)
     }
-    fn run_with(chunk: Option<u64>, ingest: bool, by_ref: bool) -> (Vec<Event>, Vec<Event>) {
-        let mut p = Pair::new(Config::default().send_fragment_size(Some(50_000)));
+    fn run_with(chunk: Option<u64>, feed: Feed, by_ref: bool) -> (Vec<Event>, Vec<Event>) {
+        let mut p = Pair::new(Config::default().send_fragment_size(Some(50_000))).feed_by(feed);
         if let Some(s) = chunk {
             p = p.chunked(s);
-        }
-        if ingest {
-            p = p.ingest();
         }
         if by_ref {
             p = p.by_ref();
@@ -751,10 +765,12 @@ fn large_frames_are_the_same_however_they_arrive() {
     for seed in 0..3 {
         assert_eq!(run(Some(seed)), whole, "seed {seed}");
     }
-    assert_eq!(run_with(None, true, false), whole);
-    assert_eq!(run_with(Some(7), true, false), whole);
-    assert_eq!(run_with(None, true, true), whole);
-    assert_eq!(run_with(Some(7), false, true), whole);
+    assert_eq!(run_with(None, Feed::Ingest, false), whole);
+    assert_eq!(run_with(Some(7), Feed::Ingest, false), whole);
+    assert_eq!(run_with(None, Feed::Ingest, true), whole);
+    assert_eq!(run_with(Some(7), Feed::HandleInput, true), whole);
+    assert_eq!(run_with(None, Feed::ReadFrom, false), whole);
+    assert_eq!(run_with(Some(7), Feed::ReadFrom, true), whole);
     // Invalid UTF-8 deep inside a large text frame fails the connection.
     let mut p = Pair::open(Config::default());
     let mut bad = "a".repeat(40_000).into_bytes();
@@ -1095,7 +1111,7 @@ fn direct_sends_reach_the_peer_in_order_and_are_refused_when_they_could_overtake
     ] {
         let head = p.server.send_direct(kind, payload.len()).unwrap();
         let wire = [&head[..], payload].concat();
-        Pair::feed(&mut p.chunks, p.ingest, &mut p.client, p.now, &wire);
+        Pair::feed(&mut p.chunks, p.feed, &mut p.client, p.now, &wire);
     }
     p.server.send(Message::text("last")).unwrap();
     p.drive();
@@ -1471,4 +1487,274 @@ fn large_frames_from_owned_reads_are_adopted_or_copied_once() {
     };
     assert!(b[..] == payload[..], "payload intact");
     assert_eq!(b.as_ptr(), at, "adopted where it was read");
+}
+
+/// A socket for `read_from`: serves `data` in reads of at most `chunk`
+/// bytes, and records, for each read, whether the memory it writes into
+/// already held bytes other than zeros (memory reused, not zero-filled
+/// again).
+struct Socket {
+    data: Vec<u8>,
+    at: usize,
+    chunk: usize,
+    reused: Vec<bool>,
+}
+
+impl std::io::Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.chunk).min(self.data.len() - self.at);
+        self.reused.push(buf[..n].iter().any(|&b| b != 0));
+        if n == 0 && !buf.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn read_from_gives_the_events_of_handle_input_for_any_read_size() {
+    let now = Instant::now();
+    for big in [40, 100_000] {
+        let wire = client_stream(big);
+        let mut s = Connection::server_upgraded(Config::default());
+        s.handle_input(now, &wire);
+        let want = drain(&mut s);
+        assert_eq!(messages(&want).len(), 5);
+        for chunk in [big / 1000 + 1, 7, 1000, 16 * 1024, 1 << 20] {
+            let mut s = Connection::server_upgraded(Config::default());
+            let mut socket = Socket {
+                data: wire.clone(),
+                at: 0,
+                chunk,
+                reused: vec![],
+            };
+            let mut got = Vec::new();
+            while let Ok(n) = s.read_from(&mut socket) {
+                assert!(n > 0);
+                s.commit_input(now);
+                got.extend(drain(&mut s));
+            }
+            assert_eq!(socket.at, wire.len());
+            assert_eq!(got, want, "frames of {big}, reads of {chunk}");
+        }
+    }
+}
+
+#[test]
+fn read_from_zero_fills_each_byte_of_an_allocation_once() {
+    // Runs of large frames, each message dropped before the next read: the
+    // reads after the first frame land in memory reclaimed from it, which
+    // is not zero-filled again (the socket sees the old bytes).
+    let now = Instant::now();
+    for size in [64 * 1024, 1 << 20] {
+        let payload: Vec<u8> = (0..size as u32).map(|i| (i % 251 + 1) as u8).collect();
+        let frame = masked_frame(2, &payload, [1, 2, 3, 4]);
+        let mut s = Connection::server_upgraded(Config::default());
+        let mut socket = Socket {
+            data: frame.repeat(4),
+            at: 0,
+            chunk: 64 * 1024,
+            reused: vec![],
+        };
+        let mut first_frame_reads = None;
+        let mut count = 0;
+        while s.read_from(&mut socket).is_ok() {
+            s.commit_input(now);
+            for ev in drain(&mut s) {
+                assert_eq!(ev, Event::Message(Message::binary(payload.clone())));
+                count += 1;
+                first_frame_reads.get_or_insert(socket.reused.len());
+            }
+        }
+        assert_eq!(count, 4);
+        let first = first_frame_reads.unwrap();
+        assert!(socket.reused[..first].iter().all(|&r| !r), "{size}");
+        // The last read is the one that found the socket drained.
+        let later = &socket.reused[first..socket.reused.len() - 1];
+        assert!(
+            !later.is_empty() && later.iter().all(|&r| r),
+            "{size}: {:?}",
+            socket.reused
+        );
+    }
+}
+
+#[test]
+fn read_from_small_reads_share_an_allocation_while_messages_are_held() {
+    // A small frame a read, every message kept: reads go on into what is
+    // left of the room (each byte zero-filled once), so the messages lie
+    // side by side in a few allocations, not one allocation each.
+    let now = Instant::now();
+    let mut s = Connection::server_upgraded(Config::default());
+    let mut kept = Vec::new();
+    for i in 0..2000u32 {
+        let frame = masked_frame(2, &i.to_le_bytes().repeat(5), [1, 2, 3, 4]);
+        let mut socket = &frame[..];
+        assert_eq!(s.read_from(&mut socket).unwrap(), frame.len());
+        s.commit_input(now);
+        match s.poll_event() {
+            Some(Event::Message(Message::Binary(b))) => kept.push(b),
+            other => panic!("{other:?}"),
+        }
+    }
+    let apart = kept
+        .windows(2)
+        .filter(|w| w[1].as_ptr() != w[0].as_ptr().wrapping_add(w[0].len() + 6))
+        .count();
+    // 2000 frames of 26 bytes: 52,000 bytes, in reads of at least 16 KiB.
+    assert!(apart <= 3, "{apart} allocations");
+    for (i, b) in kept.iter().enumerate() {
+        assert_eq!(&b[..], &(i as u32).to_le_bytes().repeat(5)[..]);
+    }
+}
+
+#[test]
+fn read_from_passes_errors_and_lying_readers_through_unharmed() {
+    struct Liar(usize);
+    impl std::io::Read for Liar {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            Ok(buf.len() + self.0)
+        }
+    }
+    let now = Instant::now();
+    let frame = masked_frame(1, b"hello", [9, 8, 7, 6]);
+    let mut s = Connection::server_upgraded(Config::default());
+    for _ in 0..3 {
+        let err = s.read_from(&mut Liar(1)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let err = s.read_from(&mut Liar(usize::MAX - (1 << 20))).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let mut empty = Socket {
+            data: vec![],
+            at: 0,
+            chunk: 1,
+            reused: vec![],
+        };
+        let err = s.read_from(&mut empty).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+        s.commit_input(now);
+        assert_eq!(s.poll_event(), None);
+    }
+    // Half a frame, an error, the rest: one message.
+    let mut socket: &[u8] = &frame[..4];
+    assert_eq!(s.read_from(&mut socket).unwrap(), 4);
+    s.commit_input(now);
+    assert!(s.read_from(&mut Liar(3)).is_err());
+    let mut socket: &[u8] = &frame[4..];
+    assert_eq!(s.read_from(&mut socket).unwrap(), frame.len() - 4);
+    s.commit_input(now);
+    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("hello"))));
+    // The end of the stream.
+    assert_eq!(s.read_from(&mut socket).unwrap(), 0);
+    s.handle_eof(now);
+    assert!(matches!(s.poll_event(), Some(Event::Closed(c)) if c.code == CloseCode::ABNORMAL));
+    // A closed connection still reads (to see the end), and drops it.
+    let mut socket: &[u8] = &frame;
+    assert_eq!(s.read_from(&mut socket).unwrap(), frame.len());
+    s.commit_input(now);
+    assert_eq!(s.poll_event(), None);
+}
+
+#[test]
+fn read_from_after_input_buffer_and_handle_input() {
+    // Mixed with the other ways in: every byte still arrives once, in order.
+    let now = Instant::now();
+    let wire = client_stream(70_000);
+    let mut s = Connection::server_upgraded(Config::default());
+    s.handle_input(now, &wire);
+    let want = drain(&mut s);
+    let mut s = Connection::server_upgraded(Config::default());
+    let mut got = Vec::new();
+    for (i, part) in wire.chunks(3000).enumerate() {
+        match i % 4 {
+            0 => feed_ingest(&mut s, now, part, 1000),
+            1 => s.handle_input(now, part),
+            2 => {
+                // Appended to the room and not committed: read_from reads
+                // after it, and one commit takes both.
+                let (a, b) = part.split_at(1000);
+                bytes::BufMut::put_slice(&mut s.input_buffer(1000), a);
+                let mut socket = b;
+                while !socket.is_empty() {
+                    s.read_from(&mut socket).unwrap();
+                }
+                s.commit_input(now);
+            }
+            _ => feed_read_from(&mut s, now, part),
+        }
+        got.extend(drain(&mut s));
+    }
+    assert_eq!(got, want);
+}
+
+/// What the connection holds for input: its buffers' reserved memory and
+/// the message being reassembled.
+fn held_input(c: &Connection) -> usize {
+    c.rbuf.capacity()
+        + c.ibuf.capacity()
+        + c.big.as_ref().map_or(0, BytesMut::capacity)
+        + c.partial.as_ref().map_or(0, |p| p.data.capacity())
+}
+
+/// One masked frame with `fin` and `opcode` as given.
+fn masked_fragment(fin: bool, opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let mut f = masked_frame(opcode, payload, key);
+    if !fin {
+        f[0] &= 0x7f;
+    }
+    f
+}
+
+#[test]
+fn a_hundred_thousand_fragments_cost_only_their_bytes() {
+    // Fragments are reassembled into one buffer: no event, record or
+    // allocation per fragment, so memory stays bounded by the message
+    // limit however many arrive, with no cap on fragments by default.
+    const N: usize = 100_000;
+    let key = [3, 1, 4, 1];
+    let mut wire = masked_fragment(false, 1, b"a", key);
+    let middle = masked_fragment(false, 0, b"b", key);
+    for _ in 2..N {
+        wire.extend_from_slice(&middle);
+    }
+    wire.extend_from_slice(&masked_fragment(true, 0, b"c", key));
+    let want = format!("a{}c", "b".repeat(N - 2));
+    let now = Instant::now();
+    for limit in [N, N / 2] {
+        let config = Config::default().max_message_size(limit);
+        assert_eq!(config.max_fragments, usize::MAX);
+        for feed in [Feed::HandleInput, Feed::Ingest, Feed::ReadFrom] {
+            let mut s = Connection::server_upgraded(config);
+            let mut events = Vec::new();
+            for read in wire.chunks(4096) {
+                match feed {
+                    Feed::HandleInput => s.handle_input(now, read),
+                    Feed::Ingest => feed_ingest(&mut s, now, read, 4096),
+                    Feed::ReadFrom => feed_read_from(&mut s, now, read),
+                }
+                events.extend(drain(&mut s));
+                // The message so far (grown by doubling) and one read.
+                let held = held_input(&s);
+                assert!(held <= 2 * limit + 64 * 1024, "{feed:?}: {held}");
+            }
+            if limit == N {
+                assert_eq!(events, [Event::Message(Message::text(want.clone()))]);
+            } else {
+                assert!(
+                    matches!(&events[..], [Event::Closed(c)] if c.code == CloseCode::TOO_BIG),
+                    "{feed:?}: {events:?}"
+                );
+            }
+        }
+    }
+    // A cap, where the application wants one, still holds.
+    let mut s = Connection::server_upgraded(Config::default().max_fragments(1000));
+    s.handle_input(now, &wire);
+    let events = drain(&mut s);
+    assert!(
+        matches!(&events[..], [Event::Closed(c)] if matches!(c.error, Some(Error::Limit(LimitError::TooManyFragments { max: 1000 })))),
+        "{events:?}"
+    );
 }
