@@ -196,7 +196,7 @@ impl Shared {
 
 struct Conn {
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
 }
 
 /// A server machine on blocking sockets and std threads: the machine on
@@ -282,8 +282,9 @@ impl<M: ServerMachine> ServerHandle<M> {
 #[error("the server has ended")]
 pub struct Ended;
 
-/// Inputs waiting for the machine's thread: readers wait when it is full.
-const INPUTS: usize = 1024;
+/// Inputs waiting for the machine's thread: readers wait when it is full
+/// (so a flooding peer puts at most this many reads ahead of the others).
+const INPUTS: usize = 64;
 /// What one read takes.
 const READ_CHUNK: usize = 16 * 1024;
 /// Stack of the reader and writer threads.
@@ -434,7 +435,9 @@ impl<M: ServerMachine> Server<M> {
             outbox: Mutex::new(Outbox::default()),
             cond: Condvar::new(),
         });
-        let (reader, writer) = (stream.try_clone()?, stream.try_clone()?);
+        // One descriptor, shared: `&TcpStream` reads and writes.
+        let stream = Arc::new(stream);
+        let (reader, writer) = (stream.clone(), stream.clone());
         {
             let (shared, tx) = (shared.clone(), self.tx.clone());
             std::thread::Builder::new()
@@ -544,7 +547,10 @@ fn kill(shared: &Shared, stream: &TcpStream) {
 
 fn accept_loop<M>(listener: &TcpListener, tx: &SyncSender<Input<M>>, stop: &AtomicBool) {
     let mut backoff = Duration::from_millis(10);
-    let mut failing = false;
+    // A burst of failures is reported once: when the first comes, and again
+    // only if failures go on a second later.
+    let mut reported: Option<Instant> = None;
+    let mut failed = 0u64;
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::Acquire) {
@@ -552,11 +558,7 @@ fn accept_loop<M>(listener: &TcpListener, tx: &SyncSender<Input<M>>, stop: &Atom
         }
         match accepted {
             Ok((stream, peer)) => {
-                if failing {
-                    eprintln!("wsio: accepting again");
-                    failing = false;
-                    backoff = Duration::from_millis(10);
-                }
+                backoff = Duration::from_millis(10);
                 let _ = stream.set_nodelay(true);
                 if tx.send(Input::Accepted(stream, Some(peer))).is_err() {
                     return;
@@ -564,9 +566,12 @@ fn accept_loop<M>(listener: &TcpListener, tx: &SyncSender<Input<M>>, stop: &Atom
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                if !failing {
-                    eprintln!("wsio: accept failed ({e}); backing off and retrying");
-                    failing = true;
+                failed += 1;
+                if reported.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    eprintln!(
+                        "wsio: accept failed ({e}); backing off and retrying ({failed} so far)"
+                    );
+                    reported = Some(Instant::now());
                 }
                 if e.kind() != io::ErrorKind::ConnectionAborted {
                     std::thread::sleep(backoff);
@@ -577,7 +582,7 @@ fn accept_loop<M>(listener: &TcpListener, tx: &SyncSender<Input<M>>, stop: &Atom
     }
 }
 
-fn read_loop<M>(conn: ConnId, mut stream: TcpStream, shared: &Shared, tx: &SyncSender<Input<M>>) {
+fn read_loop<M>(conn: ConnId, stream: Arc<TcpStream>, shared: &Shared, tx: &SyncSender<Input<M>>) {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         {
@@ -591,7 +596,7 @@ fn read_loop<M>(conn: ConnId, mut stream: TcpStream, shared: &Shared, tx: &SyncS
                 return;
             }
         }
-        match stream.read(&mut buf) {
+        match (&*stream).read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 if shared.lock().closing {
@@ -612,7 +617,7 @@ fn read_loop<M>(conn: ConnId, mut stream: TcpStream, shared: &Shared, tx: &SyncS
     let _ = tx.send(Input::Eof(conn));
 }
 
-fn write_loop(mut stream: TcpStream, shared: &Shared, linger: Duration) {
+fn write_loop(stream: Arc<TcpStream>, shared: &Shared, linger: Duration) {
     loop {
         let batch: Vec<Bytes> = {
             let mut o = shared.lock();
@@ -631,7 +636,7 @@ fn write_loop(mut stream: TcpStream, shared: &Shared, linger: Duration) {
         let mut written = 0;
         let mut failed = false;
         for b in &batch {
-            if stream.write_all(b).is_err() {
+            if (&*stream).write_all(b).is_err() {
                 failed = true;
                 break;
             }

@@ -112,8 +112,8 @@ impl Options {
     }
 }
 
-/// Full buffers read from one connection before the others get a turn.
-const MAX_READS: usize = 16;
+/// Reads from one connection before the others get a turn.
+const MAX_READS: usize = 4;
 /// Connections accepted per round.
 const MAX_ACCEPTS: usize = 64;
 /// Commands run per round.
