@@ -3,13 +3,14 @@
 //!
 //! `cargo bench --bench engineio`
 
-use std::{hint::black_box, time::Instant};
+use std::{hint::black_box, ops::ControlFlow, time::Instant};
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use wsio::{
     engineio::{self, Packet, decode_payload, encode_payload},
     entropy::SeededEntropy,
+    machine::drain,
 };
 
 fn payloads() -> Vec<(&'static str, Vec<Packet>)> {
@@ -66,12 +67,17 @@ fn handshakes(c: &mut Criterion) {
                     for _ in 0..1000 {
                         let conn = server.accept(now, None);
                         server.handle_input(now, conn, request);
-                        while let Some(t) = server.poll_transmit() {
-                            black_box(t);
-                        }
-                        while let Some(e) = server.poll_event() {
-                            black_box(e);
-                        }
+                        drain(
+                            &mut server,
+                            now,
+                            |_, t| {
+                                black_box(t);
+                                ControlFlow::Continue(())
+                            },
+                            |_, e| {
+                                black_box(e);
+                            },
+                        );
                     }
                     server
                 },

@@ -90,6 +90,7 @@ use criterion::{
 };
 use wsio::{
     entropy::SeededEntropy,
+    machine,
     ws::{self, Config, Connection, Event, Transmit, VectoredTransmit},
 };
 
@@ -377,13 +378,16 @@ fn wsio_msg(m: ws::Message) -> Got {
 }
 
 #[inline]
-fn wsio_drain(conn: &mut Connection, f: &mut impl FnMut(ws::Message)) {
-    while let Some(ev) = conn.poll_event() {
-        match ev {
+fn wsio_drain(conn: &mut Connection, now: Instant, f: &mut impl FnMut(ws::Message)) {
+    machine::drain(
+        conn,
+        now,
+        |_, t| panic!("unexpected transmit {t:?}"),
+        |_, ev| match ev {
             Event::Message(m) => f(m),
             other => panic!("unexpected event {other:?}"),
-        }
-    }
+        },
+    );
 }
 
 /// A driver reading into a stack buffer and feeding `handle_input` (copies
@@ -399,7 +403,7 @@ fn wsio_decode(
     // The in-memory socket reports WouldBlock once it is drained.
     while let Ok(n) = io::Read::read(sock, buf) {
         conn.handle_input(now, &buf[..n]);
-        wsio_drain(conn, &mut f);
+        wsio_drain(conn, now, &mut f);
     }
 }
 
@@ -421,7 +425,7 @@ fn wsio_decode_bytes(
         rd.reserve(READ_CHUNK);
         rd.put_slice(c); // the socket read
         conn.handle_input_bytes(now, rd.split());
-        wsio_drain(conn, &mut f);
+        wsio_drain(conn, now, &mut f);
     }
 }
 
@@ -460,7 +464,7 @@ fn wsio_decode_read_from(
     while let Ok(n) = conn.read_from(sock) {
         assert!(n > 0);
         conn.commit_input(now);
-        wsio_drain(conn, &mut f);
+        wsio_drain(conn, now, &mut f);
     }
 }
 
@@ -486,7 +490,7 @@ fn wsio_decode_input_buffer_zeroed(
             break;
         }
         conn.commit_input(now);
-        wsio_drain(conn, &mut f);
+        wsio_drain(conn, now, &mut f);
     }
 }
 
@@ -497,7 +501,7 @@ fn wsio_decode_ingest(
     now: Instant,
     mut f: impl FnMut(ws::Message),
 ) {
-    wsio_ingest(conn, sock, now, |conn| wsio_drain(conn, &mut f));
+    wsio_ingest(conn, sock, now, |conn| wsio_drain(conn, now, &mut f));
 }
 
 /// `wsio_ingest`, messages lent by `poll_event_ref` (read in place in the
@@ -509,7 +513,7 @@ fn wsio_decode_ingest_ref(
     mut f: impl FnMut(ws::MessageRef<'_>),
 ) {
     wsio_ingest(conn, sock, now, |conn| {
-        while let Some(ev) = conn.poll_event_ref() {
+        while let Some(ev) = conn.poll_event_ref(now) {
             match ev {
                 ws::EventRef::Message(m) => f(m),
                 other => panic!("unexpected event {other:?}"),
@@ -656,9 +660,11 @@ fn check_decoded(input: &Input, who: &str, got: &[Got]) {
 
 // ----- encoders -------------------------------------------------------------
 
-/// Writes everything `poll_transmit` gives to the sink.
-fn drain_transmits(conn: &mut Connection, sock: &mut MemStream) {
-    while let Some(t) = conn.poll_transmit() {
+/// Writes everything `poll_transmit` gives to the sink: the encoder
+/// alone, as the other libraries' are measured (a driver would run
+/// `machine::drain`, which also polls the events).
+fn drain_transmits(conn: &mut Connection, now: Instant, sock: &mut MemStream) {
+    while let Some(t) = conn.poll_transmit(now) {
         match t {
             Transmit::Data(b) => sock.sink(&b),
             Transmit::Close => panic!("closed"),
@@ -666,33 +672,43 @@ fn drain_transmits(conn: &mut Connection, sock: &mut MemStream) {
     }
 }
 
-fn wsio_encode(conn: &mut Connection, msgs: &[ws::Message], sock: &mut MemStream) {
+fn wsio_encode(conn: &mut Connection, now: Instant, msgs: &[ws::Message], sock: &mut MemStream) {
     for m in msgs {
         conn.send(m.clone()).unwrap();
     }
-    drain_transmits(conn, sock);
+    drain_transmits(conn, now, sock);
 }
 
 /// The same, draining with `poll_transmit_vectored`: each frame's inline
 /// header and its payload go out in one vectored write.
-fn wsio_encode_vectored(conn: &mut Connection, msgs: &[ws::Message], sock: &mut MemStream) {
+fn wsio_encode_vectored(
+    conn: &mut Connection,
+    now: Instant,
+    msgs: &[ws::Message],
+    sock: &mut MemStream,
+) {
     for m in msgs {
         conn.send(m.clone()).unwrap();
     }
-    drain_vectored(conn, sock);
+    drain_vectored(conn, now, sock);
 }
 
 /// `wsio_encode_vectored` with messages the connection may consume (each
 /// holds the only handle to its bytes): a client masks them in place.
-fn wsio_encode_owned(conn: &mut Connection, msgs: Vec<ws::Message>, sock: &mut MemStream) {
+fn wsio_encode_owned(
+    conn: &mut Connection,
+    now: Instant,
+    msgs: Vec<ws::Message>,
+    sock: &mut MemStream,
+) {
     for m in msgs {
         conn.send(m).unwrap();
     }
-    drain_vectored(conn, sock);
+    drain_vectored(conn, now, sock);
 }
 
-fn drain_vectored(conn: &mut Connection, sock: &mut MemStream) {
-    while let Some(t) = conn.poll_transmit_vectored() {
+fn drain_vectored(conn: &mut Connection, now: Instant, sock: &mut MemStream) {
+    while let Some(t) = conn.poll_transmit_vectored(now) {
         match t {
             VectoredTransmit::Data { head, body } => {
                 let n = io::Write::write_vectored(
@@ -710,12 +726,12 @@ fn drain_vectored(conn: &mut Connection, sock: &mut MemStream) {
 /// The same from borrowed payloads (`send_slices`), as fastwebsockets
 /// sends them: the bytes are copied into the connection's output buffer,
 /// so no reference count is taken or released per message.
-fn wsio_encode_slices(conn: &mut Connection, input: &Input, sock: &mut MemStream) {
+fn wsio_encode_slices(conn: &mut Connection, now: Instant, input: &Input, sock: &mut MemStream) {
     let kind = input.kind.data_kind();
     for p in &input.payloads {
         conn.send_slices(kind, b"", p).unwrap();
     }
-    drain_transmits(conn, sock);
+    drain_transmits(conn, now, sock);
 }
 
 /// Server only: `send_direct` gives each frame's header and the payload,
@@ -971,25 +987,26 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
 
         let wmsgs = wsio_messages(input);
         let tmsgs = tungstenite_messages(input);
+        let now = Instant::now();
         for masked in [false, true] {
             // Twice on one connection: the second round reuses buffers.
             let mut conn = if masked { wsio_client() } else { wsio_server() };
             for _ in 0..2 {
                 let (mut sock, cap) = MemStream::new(b"").capturing();
-                wsio_encode(&mut conn, &wmsgs, &mut sock);
+                wsio_encode(&mut conn, now, &wmsgs, &mut sock);
                 check_encoded(input, "wsio encode", &cap.borrow(), masked);
             }
             let mut conn = if masked { wsio_client() } else { wsio_server() };
             for _ in 0..2 {
                 let (mut sock, cap) = MemStream::new(b"").capturing();
-                wsio_encode_vectored(&mut conn, &wmsgs, &mut sock);
+                wsio_encode_vectored(&mut conn, now, &wmsgs, &mut sock);
                 check_encoded(input, "wsio encode vectored", &cap.borrow(), masked);
             }
 
             let mut conn = if masked { wsio_client() } else { wsio_server() };
             for _ in 0..2 {
                 let (mut sock, cap) = MemStream::new(b"").capturing();
-                wsio_encode_slices(&mut conn, input, &mut sock);
+                wsio_encode_slices(&mut conn, now, input, &mut sock);
                 check_encoded(input, "wsio encode slices", &cap.borrow(), masked);
             }
 
@@ -1017,7 +1034,7 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
         let mut conn = wsio_client();
         for _ in 0..2 {
             let (mut sock, cap) = MemStream::new(b"").capturing();
-            wsio_encode_owned(&mut conn, wsio_owned_messages(input), &mut sock);
+            wsio_encode_owned(&mut conn, now, wsio_owned_messages(input), &mut sock);
             check_encoded(input, "wsio encode owned", &cap.borrow(), true);
         }
         let (sock, cap) = MemStream::new(b"").capturing();
@@ -1158,26 +1175,27 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
     let wmsgs = wsio_messages(input);
     let tmsgs = tungstenite_messages(input);
     let keys: Vec<[u8; 4]> = input.frames.iter().map(|f| f.2).collect();
+    let now = Instant::now();
     for (dir, masked) in [("encode_server", false), ("encode_client", true)] {
         {
             let mut conn = if masked { wsio_client() } else { wsio_server() };
             let mut sock = MemStream::new(b"");
             g.bench_function(format!("{dir}/wsio"), |b| {
-                b.iter(|| wsio_encode(&mut conn, &wmsgs, &mut sock))
+                b.iter(|| wsio_encode(&mut conn, now, &wmsgs, &mut sock))
             });
         }
         {
             let mut conn = if masked { wsio_client() } else { wsio_server() };
             let mut sock = MemStream::new(b"");
             g.bench_function(format!("{dir}/wsio_vectored"), |b| {
-                b.iter(|| wsio_encode_vectored(&mut conn, &wmsgs, &mut sock))
+                b.iter(|| wsio_encode_vectored(&mut conn, now, &wmsgs, &mut sock))
             });
         }
         {
             let mut conn = if masked { wsio_client() } else { wsio_server() };
             let mut sock = MemStream::new(b"");
             g.bench_function(format!("{dir}/wsio_slices"), |b| {
-                b.iter(|| wsio_encode_slices(&mut conn, input, &mut sock))
+                b.iter(|| wsio_encode_slices(&mut conn, now, input, &mut sock))
             });
         }
         if !masked {
@@ -1207,7 +1225,7 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
             g.bench_function(format!("{dir}/wsio_owned"), |b| {
                 b.iter_batched(
                     || wsio_owned_messages(input),
-                    |msgs| wsio_encode_owned(&mut conn, msgs, &mut sock),
+                    |msgs| wsio_encode_owned(&mut conn, now, msgs, &mut sock),
                     owned_batch(input),
                 )
             });

@@ -170,7 +170,7 @@ impl Chat {
                 let (res, body) = self.serve(&head);
                 let _ = io.respond(now, conn, res, body);
             }
-            Event::Ack { .. } | Event::AckTimeout { .. } => {}
+            _ => {}
         }
     }
 

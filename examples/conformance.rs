@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --example conformance -- [--port 3000] [--ping-interval MS] [--ping-timeout MS]
-//!     [--driver epoll|tokio|axum|smol|blocking]
+//!     [--driver epoll|tokio|axum|smol|blocking] [--recovery]
 //! ```
 //!
 //! * `/socket.io/`: Socket.IO with namespaces `/` and `/custom`.
@@ -18,6 +18,10 @@
 //! `wsio-tokio` inside an axum app (`axum`: the machine's paths through
 //! the tower layer, 404 from axum for the rest), `wsio-smol`, or
 //! `wsio::blocking::Server` (std threads).
+//!
+//! `--recovery` turns on connection state recovery as the official
+//! `connectionStateRecovery: { maxDisconnectionDuration: 2000,
+//! skipMiddlewares: true }` (CONFORMANCE.md, "Flag `--recovery`").
 
 mod common;
 
@@ -29,16 +33,16 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use wsio::{
-    blocking::ServerMachine,
     engineio::{self, ConnId, Cors, CorsOrigin, Transmit},
     entropy::OsEntropy,
     http::{RequestHead, ResponseHead},
+    machine::{ConnMachine, Machine, ServerMachine, Shutdown},
     socketio::{self, Admission, Event, SocketId, Value},
 };
 use wsio_adapter::{Embed, machine::under};
 
 const USAGE: &str = "usage: conformance [--port PORT] [--ping-interval MS] [--ping-timeout MS] \
-    [--driver epoll|tokio|axum|smol|blocking]";
+    [--driver epoll|tokio|axum|smol|blocking] [--recovery]";
 
 /// Which server one of our connections talks to.
 #[derive(Clone, Copy)]
@@ -79,10 +83,16 @@ fn engine_config(ping_interval: u64, ping_timeout: u64, path: &str) -> engineio:
 }
 
 impl Conformance {
-    fn new(ping_interval: u64, ping_timeout: u64) -> std::io::Result<Conformance> {
+    fn new(ping_interval: u64, ping_timeout: u64, recovery: bool) -> std::io::Result<Conformance> {
+        let recovery = recovery.then(|| {
+            socketio::RecoveryConfig::default()
+                .max_disconnection_duration(Duration::from_millis(2000))
+                .skip_middlewares(true)
+        });
         let config = socketio::Config::default()
             .engine(engine_config(ping_interval, ping_timeout, "/socket.io/"))
-            .connect_timeout(Duration::from_millis(1000));
+            .connect_timeout(Duration::from_millis(1000))
+            .recovery(recovery);
         let mut sio = socketio::Server::new(config, Box::new(OsEntropy::new()?), Instant::now());
         sio.add_namespace("/custom", Admission::AcceptAll);
         let eio = engineio::Server::new(
@@ -140,7 +150,7 @@ impl Conformance {
                 self.asks.retain(|(s, _), _| *s != socket)
             }
             Event::Request { conn, head, body } => self.route_request(now, conn, *head, body),
-            Event::ConnectRequest { .. } | Event::AckTimeout { .. } => {}
+            _ => {}
         }
     }
 
@@ -254,13 +264,71 @@ impl Conformance {
     }
 }
 
-impl ServerMachine for Conformance {
+impl Machine for Conformance {
+    type Transmit = Transmit;
+    /// The application runs inside the machine: nothing to hear outside.
     type Event = ();
 
-    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
-        self.sio.accept(now, peer)
+    fn handle_timeout(&mut self, now: Instant) {
+        self.sio.handle_timeout(now);
+        self.eio.handle_timeout(now);
     }
 
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(t) = self.out.pop_front() {
+            return Some(t);
+        }
+        if let Some(t) = self.sio.poll_transmit(now) {
+            return Some(t);
+        }
+        loop {
+            return match self.eio.poll_transmit(now)? {
+                Transmit::Data { conn, data } => Some(Transmit::Data {
+                    conn: self.eio_id(conn),
+                    data,
+                }),
+                Transmit::Close { conn } => Some(Transmit::Close {
+                    conn: self.forget_eio(conn),
+                }),
+                Transmit::Response { conn, head, body } => match self.handed.remove(&conn) {
+                    Some(sconn) => {
+                        let _ = self.sio.respond(now, sconn, head, body);
+                        match self.sio.poll_transmit(now) {
+                            Some(t) => Some(t),
+                            None => continue,
+                        }
+                    }
+                    None => Some(Transmit::Response {
+                        conn: self.forget_eio(conn),
+                        head,
+                        body,
+                    }),
+                },
+            };
+        }
+    }
+
+    fn poll_event(&mut self, now: Instant) -> Option<()> {
+        if let Some(ev) = self.eio.poll_event(now) {
+            if let engineio::Event::Message { sid, data } = ev {
+                let _ = self.eio.send(sid, data);
+            }
+            return Some(());
+        }
+        let ev = self.sio.poll_event(now)?;
+        self.on_event(now, ev);
+        Some(())
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match (self.sio.poll_timeout(), self.eio.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl ConnMachine for Conformance {
     fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         match self.owner(conn) {
             Owner::Sio(c) => self.sio.handle_input(now, c, bytes),
@@ -287,67 +355,17 @@ impl ServerMachine for Conformance {
             Owner::Eio(c) => self.eio.handle_eof(now, c),
         }
     }
+}
 
-    fn handle_timeout(&mut self, now: Instant) {
-        self.sio.handle_timeout(now);
-        self.eio.handle_timeout(now);
+impl ServerMachine for Conformance {
+    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
+        self.sio.accept(now, peer)
     }
+}
 
-    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        if let Some(t) = self.out.pop_front() {
-            return Some(t);
-        }
-        if let Some(t) = self.sio.poll_transmit() {
-            return Some(t);
-        }
-        loop {
-            return match self.eio.poll_transmit()? {
-                Transmit::Data { conn, data } => Some(Transmit::Data {
-                    conn: self.eio_id(conn),
-                    data,
-                }),
-                Transmit::Close { conn } => Some(Transmit::Close {
-                    conn: self.forget_eio(conn),
-                }),
-                Transmit::Response { conn, head, body } => match self.handed.remove(&conn) {
-                    Some(sconn) => {
-                        let _ = self.sio.respond(now, sconn, head, body);
-                        match self.sio.poll_transmit() {
-                            Some(t) => Some(t),
-                            None => continue,
-                        }
-                    }
-                    None => Some(Transmit::Response {
-                        conn: self.forget_eio(conn),
-                        head,
-                        body,
-                    }),
-                },
-            };
-        }
-    }
-
-    fn poll_event(&mut self, now: Instant) -> Option<()> {
-        if let Some(ev) = self.eio.poll_event() {
-            if let engineio::Event::Message { sid, data } = ev {
-                let _ = self.eio.send(sid, data);
-            }
-            return Some(());
-        }
-        let ev = self.sio.poll_event()?;
-        self.on_event(now, ev);
-        Some(())
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        match (self.sio.poll_timeout(), self.eio.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
+impl Shutdown for Conformance {
     fn shutdown(&mut self, now: Instant) {
-        self.sio.shutdown(now);
+        self.sio.close_all(now);
     }
 
     fn is_idle(&self) -> bool {
@@ -398,6 +416,7 @@ fn main() -> std::io::Result<()> {
             ("--ping-interval", true),
             ("--ping-timeout", true),
             ("--driver", true),
+            ("--recovery", false),
         ],
     );
     let port: u16 = args.value("--port").unwrap_or(3000);
@@ -412,7 +431,7 @@ fn main() -> std::io::Result<()> {
         .choice("--driver", &["epoll", "tokio", "axum", "smol", "blocking"])
         .unwrap_or(default);
     common::log_to_stderr();
-    let machine = Conformance::new(ping_interval, ping_timeout)?;
+    let machine = Conformance::new(ping_interval, ping_timeout, args.flag("--recovery"))?;
     let addr = ("127.0.0.1", port);
     match driver {
         #[cfg(target_os = "linux")]

@@ -14,6 +14,8 @@
 //! restarts the official server itself for that).
 
 use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
     process::Command,
     sync::mpsc,
     thread,
@@ -23,6 +25,7 @@ use std::{
 use wsio::{
     blocking::{Client, ClientOptions},
     engineio::{TransportKind, TransportMode},
+    http::Url,
     socketio::{ClientDisconnectReason, ClientEvent, ClientState, NspId, Value},
 };
 
@@ -103,6 +106,49 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+/// A slow network for WebSockets: a proxy in front of `url` that holds a
+/// WebSocket's upgrade request back for `delay` (and passes everything else
+/// at once). Returns the URL to reach the server through it.
+fn slow_websockets(url: &str, delay: Duration) -> std::io::Result<String> {
+    let u = Url::parse(url).ok_or_else(|| std::io::Error::other(format!("bad URL {url}")))?;
+    if u.secure {
+        // A proxy would break the certificate's name: no delay then.
+        return Ok(url.to_owned());
+    }
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let upstream = (u.host.clone(), u.port);
+    thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            thread::spawn(move || {
+                let Ok(server) = TcpStream::connect((upstream.0.as_str(), upstream.1)) else {
+                    return;
+                };
+                let mut first = vec![0u8; 64 * 1024];
+                let n = (&client).read(&mut first).unwrap_or(0);
+                let head = String::from_utf8_lossy(&first[..n]);
+                if head.contains("transport=websocket") {
+                    thread::sleep(delay);
+                }
+                if n == 0 || (&server).write_all(&first[..n]).is_err() {
+                    return;
+                }
+                let pipe = |mut from: &TcpStream, mut to: &TcpStream| {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Write);
+                };
+                let (c2, s2) = (client.try_clone(), server.try_clone());
+                if let (Ok(c2), Ok(s2)) = (c2, s2) {
+                    thread::spawn(move || pipe(&s2, &c2));
+                    pipe(&client, &server);
+                }
+            });
+        }
+    });
+    Ok(format!("http://{addr}{}", u.target.trim_end_matches('/')))
 }
 
 /// The next event matching `pred` within `limit`; others are dropped.
@@ -757,11 +803,12 @@ fn transport_mode(ctx: &Ctx) -> Outcome {
 /// that it always happens mid-stream); nothing may be lost, duplicated or
 /// reordered.
 fn stream(ctx: &Ctx) -> Outcome {
-    let mut options = ctx.options();
-    if ctx.both {
-        options = options.websocket_delay(ms(200));
-    }
-    let mut c = ctx.connect_with("/", None, options)?;
+    let mut c = if ctx.both {
+        let slow = slow_websockets(&ctx.url, ms(200)).map_err(|e| format!("proxy: {e}"))?;
+        Client::connect(&slow, ctx.options()).map_err(|e| format!("connect /: {e}"))?
+    } else {
+        ctx.connect("/", None)?
+    };
     let first = c.transport();
     let mut received: Vec<u64> = Vec::new();
     let take = |events: Vec<ClientEvent>, received: &mut Vec<u64>| {

@@ -10,15 +10,15 @@
 //! payload is `{"name": NAME}`.
 //!
 //! The driver is the whole adapter: one task owns the machine; each TCP
-//! connection has a task that reads it and reports to the machine's task
-//! through a channel. Long-polling requests each get a fresh connection
-//! here (the blocking driver in `wsio::blocking` keeps them alive).
+//! connection it asks for has a task that reads it and reports to the
+//! machine's task through a channel. The driver moves bytes, time and
+//! connection ends; HTTP, keep-alive and WebSockets are the machine's.
 
 mod common;
 
-use std::{collections::HashMap, time::Instant};
+use std::{collections::HashMap, ops::ControlFlow, time::Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use smol::{
     Timer,
     channel::{Sender, unbounded},
@@ -27,73 +27,57 @@ use smol::{
     net::TcpStream,
 };
 use wsio::{
-    engineio::{ClientTransmit, RequestFailed, RequestId, TransportMode},
+    engineio::{ClientTransmit, ConnId, TransportMode},
     entropy::OsEntropy,
-    http::{Limits, Url, client::ResponseReader},
+    http::Url,
+    machine::drain,
     socketio::{Client, ClientConfig, ClientEvent, ClientState, Value},
 };
 
 enum Input {
     Line(Option<String>),
-    Connected(u64, TcpStream),
-    Data(u64, Vec<u8>),
-    Eof(u64),
-    Failed(u64, String),
+    Connected(ConnId, TcpStream),
+    Data(ConnId, Vec<u8>),
+    Eof(ConnId),
+    Failed(ConnId, String),
     Timer,
-}
-
-enum Role {
-    Http {
-        id: RequestId,
-        reader: Box<ResponseReader>,
-        buf: BytesMut,
-    },
-    Stream(RequestId),
 }
 
 struct Conn {
     writer: Option<TcpStream>,
+    /// Bytes to write once connected.
     queued: Vec<Bytes>,
-    close_when_up: bool,
-    role: Role,
+    /// Close once the queued bytes are written.
+    closing: bool,
 }
 
-struct Driver {
-    io: Client,
+/// The connections the machine asked for.
+struct Net {
     host: String,
     port: u16,
     tx: Sender<Input>,
-    conns: HashMap<u64, Conn>,
-    by_id: HashMap<RequestId, u64>,
-    next: u64,
+    conns: HashMap<ConnId, Conn>,
 }
 
-impl Driver {
-    fn open(&mut self, role: Role) -> u64 {
-        self.next += 1;
-        let key = self.next;
-        let id = match &role {
-            Role::Http { id, .. } | Role::Stream(id) => *id,
-        };
-        self.by_id.insert(id, key);
+impl Net {
+    fn open(&mut self, conn: ConnId) {
         self.conns.insert(
-            key,
+            conn,
             Conn {
                 writer: None,
                 queued: Vec::new(),
-                close_when_up: false,
-                role,
+                closing: false,
             },
         );
         let (host, port, tx) = (self.host.clone(), self.port, self.tx.clone());
         smol::spawn(async move {
             let mut stream = match TcpStream::connect((host.as_str(), port)).await {
                 Ok(s) => s,
-                Err(e) => return drop(tx.send(Input::Failed(key, e.to_string())).await),
+                Err(e) => return drop(tx.send(Input::Failed(conn, e.to_string())).await),
             };
             let _ = stream.set_nodelay(true);
             if tx
-                .send(Input::Connected(key, stream.clone()))
+                .send(Input::Connected(conn, stream.clone()))
                 .await
                 .is_err()
             {
@@ -102,9 +86,9 @@ impl Driver {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let input = match stream.read(&mut buf).await {
-                    Ok(0) => Input::Eof(key),
-                    Ok(n) => Input::Data(key, buf[..n].to_vec()),
-                    Err(e) => Input::Failed(key, e.to_string()),
+                    Ok(0) => Input::Eof(conn),
+                    Ok(n) => Input::Data(conn, buf[..n].to_vec()),
+                    Err(e) => Input::Failed(conn, e.to_string()),
                 };
                 let last = !matches!(input, Input::Data(..));
                 if tx.send(input).await.is_err() || last {
@@ -113,141 +97,51 @@ impl Driver {
             }
         })
         .detach();
-        key
     }
 
-    async fn write(&mut self, key: u64, data: Bytes) {
-        let Some(c) = self.conns.get_mut(&key) else {
-            return;
-        };
-        match &mut c.writer {
-            None => c.queued.push(data),
-            Some(w) => {
-                if let Err(e) = w.write_all(&data).await {
-                    self.end(key, Some(e.to_string()));
+    /// Takes one transmit: bytes and closes wait for [`Net::write_out`].
+    fn perform(&mut self, t: ClientTransmit) {
+        match t {
+            ClientTransmit::Connect { conn } => self.open(conn),
+            ClientTransmit::Data { conn, data } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queued.push(data);
+                }
+            }
+            ClientTransmit::Close { conn } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.closing = true;
                 }
             }
         }
     }
 
-    fn close(&mut self, key: u64) {
-        if let Some(c) = self.conns.remove(&key) {
-            if let Some(w) = c.writer {
+    /// Writes what waits on every connection that is up; the connections
+    /// whose writes failed, and why.
+    async fn write_out(&mut self) -> Vec<(ConnId, String)> {
+        let mut failed = Vec::new();
+        let mut done = Vec::new();
+        for (conn, c) in &mut self.conns {
+            let Some(w) = &mut c.writer else { continue };
+            for data in c.queued.drain(..) {
+                if let Err(e) = w.write_all(&data).await {
+                    failed.push((*conn, e.to_string()));
+                    break;
+                }
+            }
+            if c.closing {
+                done.push(*conn);
+            }
+        }
+        for conn in done.into_iter().chain(failed.iter().map(|(c, _)| *c)) {
+            if let Some(Conn {
+                writer: Some(w), ..
+            }) = self.conns.remove(&conn)
+            {
                 let _ = w.shutdown(std::net::Shutdown::Both);
             }
         }
-    }
-
-    async fn perform(&mut self, t: ClientTransmit) {
-        match t {
-            ClientTransmit::Request { id, request } => {
-                let mut out = BytesMut::new();
-                request.encode(&mut out);
-                let key = self.open(Role::Http {
-                    id,
-                    reader: Box::new(ResponseReader::new(Limits::default(), 64 << 20)),
-                    buf: BytesMut::new(),
-                });
-                self.write(key, out.freeze()).await;
-            }
-            ClientTransmit::CancelRequest { id } => {
-                if let Some(key) = self.by_id.remove(&id) {
-                    self.close(key);
-                }
-            }
-            ClientTransmit::OpenStream { id } => {
-                self.open(Role::Stream(id));
-            }
-            ClientTransmit::StreamData { id, data } => {
-                if let Some(&key) = self.by_id.get(&id) {
-                    self.write(key, data).await;
-                }
-            }
-            ClientTransmit::CloseStream { id } => {
-                if let Some(key) = self.by_id.remove(&id) {
-                    match self.conns.get_mut(&key) {
-                        Some(c) if c.writer.is_none() => c.close_when_up = true,
-                        _ => self.close(key),
-                    }
-                }
-            }
-        }
-    }
-
-    /// A connection ended; `why` if it failed.
-    fn end(&mut self, key: u64, why: Option<String>) {
-        let now = Instant::now();
-        let Some(c) = self.conns.remove(&key) else {
-            return;
-        };
-        match c.role {
-            Role::Http { id, mut reader, .. } => {
-                if self.by_id.remove(&id).is_some() {
-                    let r = match why {
-                        None => reader
-                            .finish()
-                            .map_err(|e| RequestFailed::new(e.to_string())),
-                        Some(w) => Err(RequestFailed::new(w)),
-                    };
-                    self.io.handle_response(now, id, r);
-                }
-            }
-            Role::Stream(id) => {
-                self.by_id.remove(&id);
-                match why {
-                    None => self.io.handle_stream_eof(now, id),
-                    Some(_) => self.io.handle_stream_error(now, id),
-                }
-            }
-        }
-    }
-
-    async fn on_input(&mut self, input: Input) {
-        let now = Instant::now();
-        match input {
-            Input::Line(_) | Input::Timer => {}
-            Input::Connected(key, stream) => {
-                let Some(c) = self.conns.get_mut(&key) else {
-                    let _ = stream.shutdown(std::net::Shutdown::Both);
-                    return;
-                };
-                c.writer = Some(stream);
-                let queued = std::mem::take(&mut c.queued);
-                let close = c.close_when_up;
-                for data in queued {
-                    self.write(key, data).await;
-                }
-                if close {
-                    self.close(key);
-                }
-            }
-            Input::Data(key, data) => {
-                let Some(c) = self.conns.get_mut(&key) else {
-                    return;
-                };
-                match &mut c.role {
-                    Role::Stream(id) => {
-                        let id = *id;
-                        self.io.handle_stream_input(now, id, &data);
-                    }
-                    Role::Http { id, reader, buf } => {
-                        buf.extend_from_slice(&data);
-                        match reader.read(buf) {
-                            Ok(None) => {}
-                            Ok(Some(response)) => {
-                                let id = *id;
-                                self.by_id.remove(&id);
-                                self.close(key);
-                                self.io.handle_response(now, id, Ok(response));
-                            }
-                            Err(e) => self.end(key, Some(e.to_string())),
-                        }
-                    }
-                }
-            }
-            Input::Eof(key) => self.end(key, None),
-            Input::Failed(key, why) => self.end(key, Some(why)),
-        }
+        failed
     }
 }
 
@@ -336,38 +230,38 @@ fn main() -> std::io::Result<()> {
     });
 
     smol::block_on(async move {
-        let mut d = Driver {
-            io,
+        let mut net = Net {
             host: u.host.clone(),
             port: u.port,
             tx,
             conns: HashMap::new(),
-            by_id: HashMap::new(),
-            next: 0,
         };
         let mut leaving: Option<Instant> = None;
         loop {
-            loop {
-                let mut moved = false;
-                while let Some(t) = d.io.poll_transmit() {
-                    moved = true;
-                    d.perform(t).await;
+            let now = Instant::now();
+            drain(
+                &mut io,
+                now,
+                |_, t| {
+                    net.perform(t);
+                    ControlFlow::Continue(())
+                },
+                |io, ev| print_event(io, &ev),
+            );
+            let failed = net.write_out().await;
+            if !failed.is_empty() {
+                for (conn, why) in failed {
+                    io.handle_error(now, conn, &why);
                 }
-                while let Some(ev) = d.io.poll_event() {
-                    moved = true;
-                    print_event(&d.io, &ev);
-                }
-                if !moved {
-                    break;
-                }
+                continue;
             }
             if let Some(since) = leaving {
-                let quiet = d.io.state() == ClientState::Closed && d.conns.is_empty();
+                let quiet = io.state() == ClientState::Closed && net.conns.is_empty();
                 if quiet || since.elapsed().as_secs() >= 2 {
                     return Ok(());
                 }
             }
-            let timer = match d.io.poll_timeout() {
+            let timer = match io.poll_timeout() {
                 Some(t) => Timer::at(t),
                 None => Timer::after(std::time::Duration::from_millis(500)),
             };
@@ -380,21 +274,35 @@ fn main() -> std::io::Result<()> {
             let now = Instant::now();
             match input {
                 Input::Line(Some(l)) if l.trim() == "/quit" => {
-                    d.io.close(now);
+                    io.close(now);
                     leaving.get_or_insert(now);
                 }
                 Input::Line(Some(l)) => {
-                    if let Err(e) = d.io.emit(now, nsp, &event, vec![Value::from(l)]) {
+                    if let Err(e) = io.emit(now, nsp, &event, vec![Value::from(l)]) {
                         println!("* cannot send: {e}");
                     }
                 }
                 Input::Line(None) => {
-                    d.io.close(now);
+                    io.close(now);
                     leaving.get_or_insert(now);
                 }
-                other => d.on_input(other).await,
+                Input::Timer => {}
+                Input::Connected(conn, stream) => match net.conns.get_mut(&conn) {
+                    Some(c) => c.writer = Some(stream),
+                    None => {
+                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                    }
+                },
+                Input::Data(conn, data) => io.handle_input(now, conn, &data),
+                // The machine closes its side when it is done with it.
+                Input::Eof(conn) => io.handle_eof(now, conn),
+                Input::Failed(conn, why) => {
+                    if net.conns.remove(&conn).is_some() {
+                        io.handle_error(now, conn, &why);
+                    }
+                }
             }
-            d.io.handle_timeout(Instant::now());
+            io.handle_timeout(Instant::now());
         }
     })
 }

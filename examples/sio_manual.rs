@@ -8,20 +8,23 @@
 //! example, or tests/node/sio-server.js) it connects to `/` with an auth
 //! payload, emits `message` and waits for `message-back`, asks for an ack
 //! with `message-with-ack`, then leaves. Every line of the loop is the
-//! machine's run-loop contract: perform what `poll_transmit` says, react
-//! to what `poll_event` says, and wait for input no longer than
-//! `poll_timeout`.
+//! machine's run-loop contract (`wsio::machine`): carry out what
+//! `poll_transmit` asks (open a connection, write on it, close it), react
+//! to what `poll_event` says, both until quiet (`machine::drain` is that
+//! loop), and wait for input no longer than `poll_timeout`.
 
 use std::{
     io::{self, Read, Write},
     net::{Shutdown, TcpStream},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
 use wsio::{
-    engineio::{ClientTransmit, RequestId, TransportMode},
+    engineio::{ClientTransmit, ConnId, TransportMode},
     entropy::OsEntropy,
     http::Url,
+    machine::drain,
     socketio::{Client, ClientConfig, ClientEvent, Value},
 };
 
@@ -37,81 +40,78 @@ fn main() -> io::Result<()> {
         .socket(Instant::now(), "/", Some(auth))
         .map_err(io::Error::other)?;
 
-    // The one stream the machine asked for, and its name.
-    let mut stream: Option<(RequestId, TcpStream)> = None;
+    // The one connection the machine asked for, and its name.
+    let mut stream: Option<(ConnId, TcpStream)> = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut asked = None;
     let mut done = false;
     let started = Instant::now();
     loop {
-        // 1. Perform the work the machine asks for.
-        while let Some(t) = io.poll_transmit() {
-            let now = Instant::now();
-            match t {
-                ClientTransmit::OpenStream { id } => {
-                    match TcpStream::connect((u.host.as_str(), u.port)) {
-                        Ok(s) => {
-                            s.set_nodelay(true)?;
-                            stream = Some((id, s));
+        let now = Instant::now();
+        // 1. Carry out the work the machine asks for, and 2. react to its
+        //    events (commands issued there queue more work), until quiet.
+        drain(
+            &mut io,
+            now,
+            |io, t| {
+                match t {
+                    ClientTransmit::Connect { conn } => {
+                        match TcpStream::connect((u.host.as_str(), u.port)) {
+                            Ok(s) => {
+                                let _ = s.set_nodelay(true);
+                                stream = Some((conn, s));
+                            }
+                            Err(e) => io.handle_error(now, conn, &e.to_string()),
                         }
-                        Err(_) => io.handle_stream_error(now, id),
                     }
-                }
-                ClientTransmit::StreamData { id, data } => {
-                    let failed = match &mut stream {
-                        Some((sid, s)) if *sid == id => s.write_all(&data).is_err(),
-                        _ => false,
-                    };
-                    if failed {
-                        stream = None;
-                        io.handle_stream_error(now, id);
-                    }
-                }
-                ClientTransmit::CloseStream { id } => {
-                    if let Some((sid, s)) = &stream {
-                        if *sid == id {
-                            let _ = s.shutdown(Shutdown::Both);
+                    ClientTransmit::Data { conn, data } => {
+                        let failed = match &mut stream {
+                            Some((c, s)) if *c == conn => s.write_all(&data).err(),
+                            _ => None,
+                        };
+                        if let Some(e) = failed {
                             stream = None;
+                            io.handle_error(now, conn, &e.to_string());
+                        }
+                    }
+                    ClientTransmit::Close { conn } => {
+                        if let Some((c, s)) = &stream {
+                            if *c == conn {
+                                let _ = s.shutdown(Shutdown::Both);
+                                stream = None;
+                            }
                         }
                     }
                 }
-                // Long-polling only; this loop runs WebSocket only.
-                ClientTransmit::Request { .. } | ClientTransmit::CancelRequest { .. } => {}
-            }
-        }
-        // 2. React to events; commands issued here queue more work, which
-        //    the next turn performs.
-        while let Some(ev) = io.poll_event() {
-            let now = Instant::now();
-            println!("event: {ev:?}");
-            match ev {
-                ClientEvent::Connect { nsp, .. } if nsp == root => {
-                    let args = vec![Value::from("hello"), Value::from(1)];
-                    io.emit(now, root, "message", args)
-                        .map_err(io::Error::other)?;
+                ControlFlow::Continue(())
+            },
+            |io, ev| {
+                println!("event: {ev:?}");
+                match ev {
+                    ClientEvent::Connect { nsp, .. } if nsp == root => {
+                        let args = vec![Value::from("hello"), Value::from(1)];
+                        if let Err(e) = io.emit(now, root, "message", args) {
+                            println!("cannot emit: {e}");
+                        }
+                    }
+                    ClientEvent::Event { name, .. } if name == "message-back" => {
+                        let args = vec![Value::from("ack me")];
+                        let timeout = Some(Duration::from_secs(5));
+                        match io.emit_with_ack(now, root, "message-with-ack", args, timeout) {
+                            Ok(id) => asked = Some(id),
+                            Err(e) => println!("cannot emit: {e}"),
+                        }
+                    }
+                    ClientEvent::Ack { id, args, .. } if Some(id) == asked => {
+                        println!("acked with {args:?}; leaving");
+                        io.close(now);
+                    }
+                    ClientEvent::Disconnect { .. } if asked.is_some() => done = true,
+                    ClientEvent::ConnectError { .. } | ClientEvent::ReconnectFailed => done = true,
+                    _ => {}
                 }
-                ClientEvent::Event { name, .. } if name == "message-back" => {
-                    let args = vec![Value::from("ack me")];
-                    let id = io
-                        .emit_with_ack(
-                            now,
-                            root,
-                            "message-with-ack",
-                            args,
-                            Some(Duration::from_secs(5)),
-                        )
-                        .map_err(io::Error::other)?;
-                    asked = Some(id);
-                }
-                ClientEvent::Ack { id, args, .. } if Some(id) == asked => {
-                    println!("acked with {args:?}; leaving");
-                    io.close(now);
-                }
-                ClientEvent::Disconnect { .. } if asked.is_some() => done = true,
-                ClientEvent::ConnectError { .. } | ClientEvent::ReconnectFailed => done = true,
-                _ => {}
-            }
-        }
+            },
+        );
         if done && io.poll_timeout().is_none() && stream.is_none() {
             return Ok(());
         }
@@ -127,23 +127,21 @@ fn main() -> io::Result<()> {
             })
             .clamp(Duration::from_millis(1), Duration::from_millis(500));
         match &mut stream {
-            Some((id, s)) => {
+            Some((conn, s)) => {
                 s.set_read_timeout(Some(wait))?;
-                let id = *id;
+                let conn = *conn;
                 match s.read(&mut buf) {
-                    Ok(0) => {
-                        stream = None;
-                        io.handle_stream_eof(Instant::now(), id);
-                    }
-                    Ok(n) => io.handle_stream_input(Instant::now(), id, &buf[..n]),
+                    // The machine closes its side when it is done with it.
+                    Ok(0) => io.handle_eof(Instant::now(), conn),
+                    Ok(n) => io.handle_input(Instant::now(), conn, &buf[..n]),
                     Err(e)
                         if matches!(
                             e.kind(),
                             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                         ) => {}
-                    Err(_) => {
+                    Err(e) => {
                         stream = None;
-                        io.handle_stream_error(Instant::now(), id);
+                        io.handle_error(Instant::now(), conn, &e.to_string());
                     }
                 }
             }

@@ -3,18 +3,21 @@
 //!
 //! `cargo run --example ws_manual` starts an echo server on a thread (the
 //! blocking driver), then runs a client machine by hand against it: write
-//! what `poll_transmit` gives, hand `poll_event` to the application, and
-//! block on a read whose timeout is `poll_timeout`.
+//! what `poll_transmit` gives, hand `poll_event` to the application, both
+//! until quiet (`wsio::machine::drain`), and block on a read whose timeout
+//! is `poll_timeout`.
 
 use std::{
     io::{ErrorKind, Read, Write},
     net::{TcpListener, TcpStream},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
 use wsio::{
     blocking::WebSocket,
     entropy::OsEntropy,
+    machine::drain,
     ws::{ClientRequest, CloseCode, Config, Connection, Event, Message, Transmit},
 };
 
@@ -44,33 +47,41 @@ fn main() -> std::io::Result<()> {
     let mut to_send = vec!["three", "two", "one"];
     let mut started = false;
 
-    'run: loop {
-        // 1. Write everything the machine wants written.
-        while let Some(t) = ws.poll_transmit() {
-            match t {
-                Transmit::Data(bytes) => tcp.write_all(&bytes)?,
-                Transmit::Close => break 'run,
-            }
-        }
-        // 2. Hand every event to the application; it may issue commands.
-        while let Some(event) = ws.poll_event() {
-            match event {
+    loop {
+        let now = Instant::now();
+        // 1. Write everything the machine wants written, and 2. hand every
+        //    event to the application (which may issue commands), until
+        //    both are quiet: `machine::drain` is that loop.
+        let mut closed = false;
+        let mut failed = None;
+        drain(
+            &mut ws,
+            now,
+            |_, t| {
+                match t {
+                    Transmit::Data(bytes) => failed = tcp.write_all(&bytes).err(),
+                    Transmit::Close => closed = true,
+                }
+                ControlFlow::Continue(())
+            },
+            |ws, event| match event {
                 Event::Open { .. } => println!("open"),
                 Event::Message(Message::Text(t)) => {
                     println!("echo: {t}");
                     match to_send.pop() {
                         Some(next) => ws.send(Message::text(next)).expect("open"),
-                        None => ws
-                            .close(Instant::now(), CloseCode::NORMAL, "done")
-                            .expect("open"),
+                        None => ws.close(now, CloseCode::NORMAL, "done").expect("open"),
                     }
                 }
                 Event::Closed(c) => println!("closed: {} {}", c.code, c.reason),
                 _ => {}
-            }
-            if ws.poll_transmit_pending() {
-                continue 'run;
-            }
+            },
+        );
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if closed {
+            break;
         }
         if ws.state() == wsio::ws::State::Open && !started {
             started = true;

@@ -28,9 +28,11 @@
 //!
 //! ## Run loop
 //!
-//! Every machine follows the same contract: after any input or command,
-//! drain `poll_transmit` (write what it gives), then `poll_event`, then arm a
-//! timer for `poll_timeout`. See [`ws::Connection`] for a complete loop.
+//! Every machine follows the same contract, stated once in [`machine`]:
+//! after any input or command, drain `poll_transmit` (write what it gives),
+//! then `poll_event`, again until `poll_transmit` is quiet right after
+//! `poll_event`, then arm a timer for `poll_timeout`. [`machine::drain`] is
+//! that loop.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
@@ -43,6 +45,7 @@ pub mod engineio;
 pub mod entropy;
 pub mod http;
 mod idmap;
+pub mod machine;
 pub mod sim;
 pub mod socketio;
 pub mod ws;

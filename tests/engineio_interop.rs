@@ -2,23 +2,22 @@
 //! (tests/node/sio-server.js: a raw echo on `/engine.io/`, pingInterval 300,
 //! pingTimeout 200, maxPayload 1,000,000), in each transport mode.
 //!
-//! The driver here is a small blocking one: every HTTP request runs on a
-//! thread of its own over a pool of keep-alive connections, each WebSocket
-//! stream has a reader thread, and everything they learn comes back to the
-//! test thread over a channel, which waits at most until the client's next
-//! deadline. Node and the packages in tests/node/node_modules are required:
-//! without them these tests fail and say how to install them.
+//! The driver here is a small blocking one: it opens the connections the
+//! client asks for, each with a reader thread, and everything they read
+//! comes back to the test thread over a channel, which waits at most until
+//! the client's next deadline. It moves bytes and nothing else (HTTP and
+//! WebSockets are the client's). Node and the packages in
+//! tests/node/node_modules are required: without them these tests fail and
+//! say how to install them.
 
 use std::{
     collections::{HashMap, VecDeque},
-    io::{self, BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::{Shutdown, SocketAddr, TcpStream},
+    ops::ControlFlow,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        mpsc::{self, Receiver, RecvTimeoutError, Sender},
-    },
+    sync::mpsc::{self, Receiver, RecvTimeoutError, Sender},
     thread,
     time::{Duration, Instant},
 };
@@ -26,11 +25,12 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use wsio::{
     engineio::{
-        Client, ClientConfig, ClientEvent, ClientState, ClientTransmit, CloseReason, Data,
-        RequestFailed, RequestId, TransportKind, TransportMode,
+        Client, ClientConfig, ClientEvent, ClientState, ClientTransmit, CloseReason, ConnId, Data,
+        TransportKind, TransportMode,
     },
     entropy::OsEntropy,
-    http::{Limits, ResponseHead, client::ResponseReader},
+    http::{HeadParser, Limits, Method, client::ResponseReader},
+    machine::drain,
 };
 
 const PING_INTERVAL: Duration = Duration::from_millis(300);
@@ -93,34 +93,39 @@ impl Drop for NodeServer {
 // ----- the blocking driver ---------------------------------------------------------
 
 enum Input {
-    Response(RequestId, Result<(ResponseHead, Bytes), RequestFailed>),
-    StreamOpened(RequestId, TcpStream),
-    StreamData(RequestId, Vec<u8>),
-    StreamEof(RequestId),
-    StreamError(RequestId),
+    Connected(ConnId, TcpStream),
+    Data(ConnId, Vec<u8>),
+    Eof(ConnId),
+    Failed(ConnId, String),
 }
 
-enum Stream {
-    /// Connecting: writes wait here; `close` if asked to close meanwhile.
+enum Conn {
+    /// Connecting (once its first bytes are known): writes wait here;
+    /// `close` if asked to close meanwhile.
     Pending {
         writes: Vec<Bytes>,
         close: bool,
+        started: bool,
     },
     Open(TcpStream),
 }
 
-struct Driver {
-    client: Client,
+/// The connections, and what was written on them.
+struct Net {
     addr: SocketAddr,
     tx: Sender<Input>,
-    rx: Receiver<Input>,
-    pool: Arc<Mutex<Vec<TcpStream>>>,
-    streams: HashMap<RequestId, Stream>,
+    conns: HashMap<ConnId, Conn>,
     /// Delay before a WebSocket's TCP connection is made (a slow network).
     ws_delay: Duration,
-    events: VecDeque<ClientEvent>,
     /// Bytes written in POST bodies, for checks.
     posted: Vec<Bytes>,
+}
+
+struct Driver {
+    client: Client,
+    rx: Receiver<Input>,
+    net: Net,
+    events: VecDeque<ClientEvent>,
     /// The upgrade event came (it may come between any two others, so
     /// the event getters below record it rather than return it).
     upgraded: bool,
@@ -136,14 +141,15 @@ impl Driver {
         let (tx, rx) = mpsc::channel();
         let mut d = Driver {
             client: Client::new(config, Box::new(OsEntropy::new().unwrap()), Instant::now()),
-            addr: server.addr,
-            tx,
             rx,
-            pool: Arc::new(Mutex::new(Vec::new())),
-            streams: HashMap::new(),
-            ws_delay,
+            net: Net {
+                addr: server.addr,
+                tx,
+                conns: HashMap::new(),
+                ws_delay,
+                posted: Vec::new(),
+            },
             events: VecDeque::new(),
-            posted: Vec::new(),
             upgraded: false,
         };
         d.flush();
@@ -152,124 +158,45 @@ impl Driver {
 
     /// Performs the client's transmits and collects its events.
     fn flush(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.client.poll_transmit() {
-                moved = true;
-                self.perform(t);
-            }
-            while let Some(e) = self.client.poll_event() {
-                moved = true;
-                self.events.push_back(e);
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    fn perform(&mut self, t: ClientTransmit) {
-        match t {
-            ClientTransmit::Request { id, request } => {
-                if !request.body.is_empty() {
-                    self.posted.push(request.body.clone());
+        let now = Instant::now();
+        let (net, events) = (&mut self.net, &mut self.events);
+        drain(
+            &mut self.client,
+            now,
+            |client, t| {
+                if let Err((conn, why)) = net.perform(t) {
+                    client.handle_error(now, conn, &why);
                 }
-                let mut bytes = BytesMut::new();
-                request.encode(&mut bytes);
-                let (addr, pool, tx) = (self.addr, self.pool.clone(), self.tx.clone());
-                thread::spawn(move || {
-                    let result = http_exchange(addr, &pool, &bytes)
-                        .map_err(|e| RequestFailed::new(e.to_string()));
-                    let _ = tx.send(Input::Response(id, result));
-                });
-            }
-            // The thread finishes on its own; its answer is ignored.
-            ClientTransmit::CancelRequest { .. } => {}
-            ClientTransmit::OpenStream { id } => {
-                self.streams.insert(
-                    id,
-                    Stream::Pending {
-                        writes: Vec::new(),
-                        close: false,
-                    },
-                );
-                let (addr, tx, delay) = (self.addr, self.tx.clone(), self.ws_delay);
-                thread::spawn(move || {
-                    thread::sleep(delay);
-                    let stream = match TcpStream::connect(addr) {
-                        Ok(s) => s,
-                        Err(_) => return drop(tx.send(Input::StreamError(id))),
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let Ok(mut reader) = stream.try_clone() else {
-                        return drop(tx.send(Input::StreamError(id)));
-                    };
-                    if tx.send(Input::StreamOpened(id, stream)).is_err() {
-                        return;
-                    }
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let input = match reader.read(&mut buf) {
-                            Ok(0) => Input::StreamEof(id),
-                            Ok(n) => Input::StreamData(id, buf[..n].to_vec()),
-                            Err(_) => Input::StreamError(id),
-                        };
-                        let last = !matches!(input, Input::StreamData(..));
-                        if tx.send(input).is_err() || last {
-                            return;
-                        }
-                    }
-                });
-            }
-            ClientTransmit::StreamData { id, data } => {
-                let failed = match self.streams.get_mut(&id) {
-                    Some(Stream::Pending { writes, .. }) => {
-                        writes.push(data);
-                        false
-                    }
-                    Some(Stream::Open(s)) => s.write_all(&data).is_err(),
-                    None => false,
-                };
-                if failed {
-                    self.streams.remove(&id);
-                    self.client.handle_stream_error(Instant::now(), id);
-                }
-            }
-            ClientTransmit::CloseStream { id } => match self.streams.get_mut(&id) {
-                Some(Stream::Pending { close, .. }) => *close = true,
-                Some(Stream::Open(s)) => {
-                    let _ = s.shutdown(Shutdown::Both);
-                    self.streams.remove(&id);
-                }
-                None => {}
+                ControlFlow::Continue(())
             },
-        }
+            |_, e| events.push_back(e),
+        );
     }
 
     fn feed(&mut self, input: Input) {
         let now = Instant::now();
         match input {
-            Input::Response(id, r) => self.client.handle_response(now, id, r),
-            Input::StreamOpened(id, mut s) => {
-                if let Some(Stream::Pending { writes, close }) = self.streams.remove(&id) {
-                    let ok = writes.iter().all(|w| s.write_all(w).is_ok());
-                    if close {
-                        let _ = s.shutdown(Shutdown::Both);
-                    } else if ok {
-                        self.streams.insert(id, Stream::Open(s));
-                    } else {
-                        self.client.handle_stream_error(now, id);
-                    }
+            Input::Connected(conn, mut s) => {
+                let Some(Conn::Pending { writes, close, .. }) = self.net.conns.remove(&conn) else {
+                    let _ = s.shutdown(Shutdown::Both);
+                    return;
+                };
+                let ok = writes.iter().all(|w| s.write_all(w).is_ok());
+                if close {
+                    let _ = s.shutdown(Shutdown::Both);
+                } else if ok {
+                    self.net.conns.insert(conn, Conn::Open(s));
+                } else {
+                    self.client.handle_error(now, conn, "write failed");
                 }
             }
-            Input::StreamData(id, b) => self.client.handle_stream_input(now, id, &b),
-            Input::StreamEof(id) => {
-                self.streams.remove(&id);
-                self.client.handle_stream_eof(now, id);
-            }
-            Input::StreamError(id) => {
-                self.streams.remove(&id);
-                self.client.handle_stream_error(now, id);
+            Input::Data(conn, b) => self.client.handle_input(now, conn, &b),
+            // The client closes its side when it is done with it.
+            Input::Eof(conn) => self.client.handle_eof(now, conn),
+            Input::Failed(conn, why) => {
+                if self.net.conns.remove(&conn).is_some() {
+                    self.client.handle_error(now, conn, &why);
+                }
             }
         }
     }
@@ -376,75 +303,89 @@ impl Driver {
     }
 }
 
-/// One HTTP exchange on a pooled keep-alive connection (or a new one; a
-/// pooled connection the server closed meanwhile is replaced once).
-fn http_exchange(
-    addr: SocketAddr,
-    pool: &Mutex<Vec<TcpStream>>,
-    request: &[u8],
-) -> io::Result<(ResponseHead, Bytes)> {
-    let pooled = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    if let Some(conn) = pooled {
-        match exchange_on(conn, request) {
-            Ok((res, Some(conn))) => {
-                pool.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-                return Ok(res);
+impl Net {
+    fn perform(&mut self, t: ClientTransmit) -> Result<(), (ConnId, String)> {
+        match t {
+            ClientTransmit::Connect { conn } => {
+                let pending = Conn::Pending {
+                    writes: Vec::new(),
+                    close: false,
+                    started: false,
+                };
+                self.conns.insert(conn, pending);
             }
-            Ok((res, None)) => return Ok(res),
-            Err(ExchangeError::BeforeResponse(_)) => {}
-            Err(ExchangeError::During(e)) => return Err(e),
+            ClientTransmit::Data { conn, data } => {
+                let request = HeadParser::new(Limits::default())
+                    .parse_request(&data)
+                    .ok()
+                    .flatten();
+                if let Some((head, used)) = &request {
+                    if head.method == Method::Post {
+                        self.posted.push(data.slice(*used..));
+                    }
+                }
+                let to_ws = request.is_some_and(|(h, _)| h.target.contains("transport=websocket"));
+                match self.conns.get_mut(&conn) {
+                    Some(Conn::Pending {
+                        writes, started, ..
+                    }) => {
+                        writes.push(data);
+                        if !*started {
+                            *started = true;
+                            let delay = if to_ws { self.ws_delay } else { Duration::ZERO };
+                            self.connect(conn, delay);
+                        }
+                    }
+                    Some(Conn::Open(s)) => {
+                        if let Err(e) = s.write_all(&data) {
+                            self.conns.remove(&conn);
+                            return Err((conn, e.to_string()));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            ClientTransmit::Close { conn } => match self.conns.get_mut(&conn) {
+                Some(Conn::Pending { close, .. }) => *close = true,
+                Some(Conn::Open(s)) => {
+                    let _ = s.shutdown(Shutdown::Both);
+                    self.conns.remove(&conn);
+                }
+                None => {}
+            },
         }
+        Ok(())
     }
-    let conn = TcpStream::connect(addr)?;
-    conn.set_nodelay(true)?;
-    match exchange_on(conn, request) {
-        Ok((res, Some(conn))) => {
-            pool.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-            Ok(res)
-        }
-        Ok((res, None)) => Ok(res),
-        Err(ExchangeError::BeforeResponse(e) | ExchangeError::During(e)) => Err(e),
-    }
-}
 
-enum ExchangeError {
-    /// Nothing of a response came: a stale pooled connection.
-    BeforeResponse(io::Error),
-    During(io::Error),
-}
-
-type Exchange = ((ResponseHead, Bytes), Option<TcpStream>);
-
-fn exchange_on(mut conn: TcpStream, request: &[u8]) -> Result<Exchange, ExchangeError> {
-    let before = ExchangeError::BeforeResponse;
-    conn.write_all(request).map_err(before)?;
-    // Polls are held up to a ping interval; this only stops a hung test.
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(ExchangeError::During)?;
-    let mut reader = ResponseReader::new(Limits::default(), 64 << 20);
-    let mut buf = BytesMut::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let bad = |e: wsio::http::HttpError| {
-            ExchangeError::During(io::Error::new(io::ErrorKind::InvalidData, e))
-        };
-        if let Some((head, body)) = reader.read(&mut buf).map_err(bad)? {
-            let keep = wsio::http::client::keeps_alive(&head) && buf.is_empty();
-            return Ok(((head, body), keep.then_some(conn)));
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) if !reader.in_progress() && buf.is_empty() => {
-                return Err(ExchangeError::BeforeResponse(
-                    io::ErrorKind::UnexpectedEof.into(),
-                ));
+    /// Connects on a thread of its own (after `delay`), which then reads.
+    fn connect(&self, conn: ConnId, delay: Duration) {
+        let (addr, tx) = (self.addr, self.tx.clone());
+        thread::spawn(move || {
+            thread::sleep(delay);
+            let stream = match TcpStream::connect(addr) {
+                Ok(s) => s,
+                Err(e) => return drop(tx.send(Input::Failed(conn, e.to_string()))),
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok(mut reader) = stream.try_clone() else {
+                return drop(tx.send(Input::Failed(conn, "clone failed".into())));
+            };
+            if tx.send(Input::Connected(conn, stream)).is_err() {
+                return;
             }
-            Ok(0) => return reader.finish().map(|r| (r, None)).map_err(bad),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if !reader.in_progress() && buf.is_empty() => {
-                return Err(ExchangeError::BeforeResponse(e));
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let input = match reader.read(&mut buf) {
+                    Ok(0) => Input::Eof(conn),
+                    Ok(n) => Input::Data(conn, buf[..n].to_vec()),
+                    Err(e) => Input::Failed(conn, e.to_string()),
+                };
+                let last = !matches!(input, Input::Data(..));
+                if tx.send(input).is_err() || last {
+                    return;
+                }
             }
-            Err(e) => return Err(ExchangeError::During(e)),
-        }
+        });
     }
 }
 
@@ -581,7 +522,7 @@ fn near_max_payload(mode: TransportMode) {
     assert_eq!(d.messages(3), [big_text, big_binary, text("after")]);
     if mode == TransportMode::PollingOnly {
         // Batched within maxPayload: the two big ones went in two POSTs.
-        assert!(d.posted.iter().all(|p| p.len() <= 1_000_000));
+        assert!(d.net.posted.iter().all(|p| p.len() <= 1_000_000));
     }
     assert_eq!(d.close(), CloseReason::ForcedClose);
 }
@@ -631,7 +572,7 @@ fn silence(mode: TransportMode) {
     assert_eq!(d.client.state(), ClientState::Open);
     assert_eq!(d.client.sid(), Some(sid.as_str()));
     if mode == TransportMode::PollingOnly {
-        let pongs = d.posted.iter().filter(|p| &p[..] == b"3").count();
+        let pongs = d.net.posted.iter().filter(|p| &p[..] == b"3").count();
         assert!(pongs >= 3, "{pongs} pongs");
     }
     d.send("awake");

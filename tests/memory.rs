@@ -7,14 +7,15 @@
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
+    ops::ControlFlow,
     sync::atomic::{AtomicIsize, Ordering},
     time::{Duration, Instant},
 };
 
 use wsio::{
-    engineio::{self, ConnId, Transmit},
+    engineio::{self, ConnId},
     entropy::SeededEntropy,
-    socketio,
+    machine, socketio,
     ws::{self, ClientRequest},
 };
 
@@ -52,7 +53,7 @@ fn upgrade(path: &str) -> Vec<u8> {
             .header("Accept-Language", "en-US,en;q=0.9"),
         Box::new(SeededEntropy::new(1)),
     );
-    match c.poll_transmit() {
+    match c.poll_transmit(Instant::now()) {
         Some(ws::Transmit::Data(b)) => b.to_vec(),
         _ => unreachable!(),
     }
@@ -83,10 +84,7 @@ fn idle_engine_io_session_on_websocket() {
     let req = upgrade("/engine.io/?EIO=4&transport=websocket");
     let mut conns: Vec<ConnId> = Vec::with_capacity(N);
     let drain = |server: &mut engineio::Server| {
-        while let Some(t) = server.poll_transmit() {
-            drop(t);
-        }
-        while server.poll_event().is_some() {}
+        machine::drain(server, now, |_, _| ControlFlow::Continue(()), |_, _| {});
     };
     // Warm up (first allocations of the tables), then measure.
     for _ in 0..10 {
@@ -124,18 +122,8 @@ fn idle_socket_io_connection() {
     );
     let req = upgrade("/socket.io/?EIO=4&transport=websocket");
     let connect = masked_text("40");
-    let drain = |io: &mut socketio::Server| loop {
-        let mut moved = false;
-        while let Some(t) = io.poll_transmit() {
-            moved = true;
-            if let Transmit::Data { .. } = t {}
-        }
-        while io.poll_event().is_some() {
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
+    let drain = |io: &mut socketio::Server| {
+        machine::drain(io, now, |_, _| ControlFlow::Continue(()), |_, _| {});
     };
     let open = |io: &mut socketio::Server| {
         let c = io.accept(now, None);

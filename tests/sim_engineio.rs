@@ -198,7 +198,26 @@ fn with_resets_restarts_and_partitions_sessions_never_reorder_or_repeat() {
         "sim_engineio",
         500,
         |seed| {
-            let (app, _net) = echo_run(seed, true)?;
+            let (app, mut net) = echo_run(seed, true)?;
+            // Closed, every client lets go of every connection it opened,
+            // and the server of its ends.
+            let now = net.now();
+            for c in 0..net.client_count() {
+                net.client(c).close(now);
+            }
+            net.set_reset_rate(0.0);
+            net.run_for(Duration::from_secs(30), &mut ());
+            for c in 0..net.client_count() {
+                if !net.client(c).is_finished() {
+                    return Err(format!("client {c} is not finished: {:?}", net.client(c)));
+                }
+            }
+            if net.open_connections() != 0 {
+                if tracing() {
+                    eprintln!("{}", net.trace());
+                }
+                return Err(format!("{} connections left open", net.open_connections()));
+            }
             for (sid, got) in &app.server_got {
                 // Within one session: a gapless prefix of what was sent (a
                 // session may die with messages in flight, never skip one).

@@ -278,6 +278,19 @@ fn run(seed: u64) -> Result<(), String> {
             ));
         }
     }
+    // Closed, every client (and every engine it had) lets go of every
+    // connection it opened.
+    let now = net.now();
+    for c in 0..clients {
+        net.client(c).close(now);
+    }
+    net.run_for(Duration::from_secs(30), &mut app);
+    if net.open_connections() != 0 {
+        return Err(format!(
+            "{} connections left open after the close",
+            net.open_connections()
+        ));
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
+    ops::ControlFlow,
     thread,
     time::{Duration, Instant},
 };
@@ -12,6 +13,7 @@ use std::{
 use wsio::{
     blocking::WebSocket,
     http::HeadParser,
+    machine::drain,
     ws::{Accept, CloseCode, Config, Connection, Event, Message, Transmit, frame},
 };
 
@@ -343,20 +345,25 @@ fn each_case_on_the_bare_machine() {
                 vec![]
             };
             input.extend_from_slice(&case.input);
+            let mut closed = false;
             for piece in input.chunks(step.min(input.len()).max(1)) {
                 s.handle_input(now, piece);
-                while let Some(ev) = s.poll_event() {
-                    if let Event::Upgrade(_) = ev {
-                        s.accept(now, Accept::new()).unwrap();
-                    }
-                }
-            }
-            let mut closed = false;
-            while let Some(t) = s.poll_transmit() {
-                match t {
-                    Transmit::Data(b) => out.extend_from_slice(&b),
-                    Transmit::Close => closed = true,
-                }
+                drain(
+                    &mut s,
+                    now,
+                    |_, t| {
+                        match t {
+                            Transmit::Data(b) => out.extend_from_slice(&b),
+                            Transmit::Close => closed = true,
+                        }
+                        ControlFlow::Continue(())
+                    },
+                    |s, ev| {
+                        if let Event::Upgrade(_) = ev {
+                            s.accept(now, Accept::new()).unwrap();
+                        }
+                    },
+                );
             }
             assert_eq!(
                 outcome(&out, case.handshake),
@@ -381,7 +388,7 @@ fn client_rejects_masked_server_frames_and_bad_accept() {
         ClientRequest::new("x", "/"),
         Box::new(SeededEntropy::new(1)),
     );
-    let Some(Transmit::Data(req)) = c.poll_transmit() else {
+    let Some(Transmit::Data(req)) = c.poll_transmit(now) else {
         panic!()
     };
     let key = String::from_utf8_lossy(&req)
@@ -393,7 +400,7 @@ fn client_rejects_masked_server_frames_and_bad_accept() {
     input.extend(frame(0x81, b"masked"));
     c.handle_input(now, &input);
     let mut code = None;
-    while let Some(ev) = c.poll_event() {
+    while let Some(ev) = c.poll_event(now) {
         if let Event::Closed(cl) = ev {
             code = Some(cl.code);
         }
@@ -405,10 +412,10 @@ fn client_rejects_masked_server_frames_and_bad_accept() {
         ClientRequest::new("x", "/"),
         Box::new(SeededEntropy::new(1)),
     );
-    c.poll_transmit();
+    c.poll_transmit(now);
     c.handle_input(now, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\n\r\n");
-    assert!(matches!(c.poll_event(), Some(Event::Closed(cl)) if cl.error.is_some()));
-    assert_eq!(c.poll_transmit(), Some(Transmit::Close));
+    assert!(matches!(c.poll_event(now), Some(Event::Closed(cl)) if cl.error.is_some()));
+    assert_eq!(c.poll_transmit(now), Some(Transmit::Close));
 }
 
 /// A threaded echo server on the blocking driver.

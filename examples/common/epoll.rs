@@ -16,8 +16,13 @@ use std::{
     collections::{HashMap, VecDeque},
     io::{self, Read as _},
     net::{SocketAddr, TcpListener, TcpStream},
+    ops::ControlFlow,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
     time::{Duration, Instant},
+};
+use wsio::{
+    engineio::Transmit,
+    machine::{ServerMachine, drain},
 };
 
 /// A hasher for keys the program hands out itself (connection keys,
@@ -700,7 +705,7 @@ fn socket_addr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<So
 /// Runs a server machine on the loop, until the process ends. A transmit
 /// that finds `max_queued` bytes waiting for its connection drops it (its
 /// peer is not reading) and the machine is told.
-pub fn serve_machine<M: wsio::blocking::ServerMachine>(
+pub fn serve_machine<M: ServerMachine<Transmit = Transmit>>(
     listener: TcpListener,
     machine: M,
     max_queued: usize,
@@ -727,43 +732,45 @@ struct Drive<M> {
     max_queued: usize,
 }
 
-impl<M: wsio::blocking::ServerMachine> Drive<M> {
+impl<M: ServerMachine<Transmit = Transmit>> Drive<M> {
     fn drain(&mut self, now: Instant) {
-        use wsio::engineio::Transmit;
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.machine.poll_transmit(now) {
-                moved = true;
+        let Drive {
+            machine,
+            conns,
+            ids,
+            keys,
+            max_queued,
+        } = self;
+        drain(
+            machine,
+            now,
+            |machine, t| {
                 match t {
                     Transmit::Data { conn, data } => {
-                        let Some(&key) = self.keys.get(&conn) else {
-                            continue;
+                        let Some(&key) = keys.get(&conn) else {
+                            return ControlFlow::Continue(());
                         };
-                        let queued = self.conns.queued(key);
-                        if queued >= self.max_queued {
-                            self.forget(key);
-                            self.conns.abort(key);
-                            self.machine.handle_eof(now, conn);
+                        if conns.queued(key) >= *max_queued {
+                            keys.remove(&conn);
+                            ids.remove(&key);
+                            conns.abort(key);
+                            machine.handle_eof(now, conn);
                         } else {
-                            self.conns.write(key, data);
+                            conns.write(key, data);
                         }
                     }
                     Transmit::Close { conn } => {
-                        if let Some(key) = self.keys.get(&conn).copied() {
-                            self.forget(key);
-                            self.conns.close(key);
+                        if let Some(key) = keys.remove(&conn) {
+                            ids.remove(&key);
+                            conns.close(key);
                         }
                     }
                     Transmit::Response { .. } => {}
                 }
-            }
-            while self.machine.poll_event(now).is_some() {
-                moved = true;
-            }
-            if !moved {
-                return;
-            }
-        }
+                ControlFlow::Continue(())
+            },
+            |_, _| {},
+        );
     }
 
     fn forget(&mut self, key: u64) -> Option<wsio::engineio::ConnId> {
@@ -773,7 +780,7 @@ impl<M: wsio::blocking::ServerMachine> Drive<M> {
     }
 }
 
-impl<M: wsio::blocking::ServerMachine> Handler for Drive<M> {
+impl<M: ServerMachine<Transmit = Transmit>> Handler for Drive<M> {
     fn conns(&mut self) -> &mut Conns {
         &mut self.conns
     }
@@ -792,12 +799,13 @@ impl<M: wsio::blocking::ServerMachine> Handler for Drive<M> {
                 }
             }
             Io::Eof(key) => {
-                if let Some(conn) = self.forget(key) {
+                if let Some(&conn) = self.ids.get(&key) {
                     self.machine.handle_eof(now, conn);
+                    // Whatever the machine still writes goes out, then the
+                    // descriptor is released.
+                    self.drain(now);
                 }
-                // Whatever the machine still writes goes out, then the
-                // descriptor is released.
-                self.drain(now);
+                self.forget(key);
                 self.conns.close(key);
                 return;
             }

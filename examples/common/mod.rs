@@ -29,7 +29,7 @@ pub fn log_to_stderr() {
     }
 }
 
-use std::time::Instant;
+use std::{ops::ControlFlow, time::Instant};
 
 use bytes::BufMut as _;
 use smol::{
@@ -38,7 +38,10 @@ use smol::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-use wsio::ws::{Connection, Event, Transmit};
+use wsio::{
+    machine::drain,
+    ws::{Connection, Event, Transmit},
+};
 
 enum Wake<T> {
     Read(std::io::Result<usize>),
@@ -70,18 +73,24 @@ pub async fn drive_with<T>(
     // room is zero-filled first, since `AsyncRead` wants initialised bytes.
     let ingest = std::env::var_os("WSIO_INGEST").is_some_and(|v| v == "1");
     let mut buf = vec![0u8; if ingest { 0 } else { 64 * 1024 }];
+    // The transmits of one drain, written once the machine is quiet.
+    let mut out = Vec::new();
     loop {
-        while let Some(t) = conn.poll_transmit() {
+        let now = Instant::now();
+        drain(
+            &mut conn,
+            now,
+            |_, t| {
+                out.push(t);
+                ControlFlow::Continue(())
+            },
+            &mut on_event,
+        );
+        for t in out.drain(..) {
             match t {
                 Transmit::Data(b) => stream.write_all(&b).await?,
                 Transmit::Close => return close(stream).await,
             }
-        }
-        while let Some(ev) = conn.poll_event() {
-            on_event(&mut conn, ev);
-        }
-        if conn.poll_transmit_pending() {
-            continue;
         }
         let timer = match conn.poll_timeout() {
             Some(t) => Timer::at(t),

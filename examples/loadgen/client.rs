@@ -121,7 +121,8 @@ impl SioClient {
 
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<(), Failure> {
-        while let Some(t) = self.ws.poll_transmit() {
+        let now = Instant::now();
+        while let Some(t) = self.ws.poll_transmit(now) {
             match t {
                 Transmit::Data(b) => self.write(&b).await?,
                 Transmit::Close => return Err(Failure::Closed("closed by the machine".into())),
@@ -152,7 +153,10 @@ impl SioClient {
     /// that answers to one read leave in one write.
     pub async fn next_text(&mut self) -> Result<Utf8Bytes, Failure> {
         loop {
-            while let Some(ev) = self.ws.poll_event() {
+            // One event at a time (a pull API, not `machine::drain`): the
+            // caller acts on each message before the next frame is decoded.
+            let now = Instant::now();
+            while let Some(ev) = self.ws.poll_event(now) {
                 match ev {
                     Event::Message(Message::Text(t)) => {
                         if &*t == "2" {

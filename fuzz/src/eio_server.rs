@@ -26,6 +26,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
@@ -38,6 +39,7 @@ use wsio::{
     },
     entropy::SeededEntropy,
     http::ResponseHead,
+    machine::drain,
 };
 
 use crate::wire::{FrameIn, Reader, Req};
@@ -260,9 +262,18 @@ impl Sim {
         let now = self.now();
         for _ in 0..10_000 {
             let mut answers: Vec<(ConnId, Bytes)> = Vec::new();
-            let mut moved = false;
-            while let Some(t) = self.server.poll_transmit() {
-                moved = true;
+            let (mut transmits, mut events) = (Vec::new(), Vec::new());
+            drain(
+                &mut self.server,
+                now,
+                |_, t| {
+                    transmits.push(t);
+                    ControlFlow::Continue(())
+                },
+                |_, ev| events.push(ev),
+            );
+            let mut moved = !transmits.is_empty() || !events.is_empty();
+            for t in transmits {
                 let id = t.conn();
                 let c = self
                     .conns
@@ -291,8 +302,7 @@ impl Sim {
                     Transmit::Close { .. } => c.done = true,
                 }
             }
-            while let Some(ev) = self.server.poll_event() {
-                moved = true;
+            for ev in events {
                 self.event(ev);
             }
             for (id, b) in answers {

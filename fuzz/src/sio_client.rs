@@ -1,18 +1,21 @@
 //! A sans-IO `socketio::Client` (and through it `engineio::Client`) driven
-//! by an arbitrary list of actions: answers to its HTTP requests (any
-//! status; polling payloads of open packets, heartbeats, Socket.IO packets
-//! with attachments, garbage) or failures; for its streams, a server-side
-//! `ws::Connection` that accepts the handshake and sends Engine.IO packets,
-//! cut at arbitrary points, plus raw bytes, closes, EOFs and errors; time;
-//! and the application's commands (socket, emit, emit_with_ack with and
-//! without timeouts, emit_volatile, ack, disconnect, close,
-//! clear_send_buffer).
+//! by an arbitrary list of actions, as the server end of every connection
+//! it opens: answers to its HTTP requests (any status; framed by
+//! `Content-Length`, `chunked`, `Connection: close` or the end; polling
+//! payloads of open packets, heartbeats, Socket.IO packets with
+//! attachments, garbage), failed and dropped connections; for its
+//! WebSockets, a server-side `ws::Connection` that accepts the handshake
+//! and sends Engine.IO packets, cut at arbitrary points, plus raw bytes,
+//! closes, EOFs and errors; time; and the application's commands (socket,
+//! emit, emit_with_ack with and without timeouts, emit_volatile, ack,
+//! disconnect, close, clear_send_buffer).
 //!
 //! Checked after every action, once the client is drained:
 //!
-//! * request and stream ids are never reused; nothing is written on a
-//!   stream after `CloseStream` or after the driver reported its failure;
-//!   only requests it made are cancelled;
+//! * connection ids are never reused; nothing is written on a connection
+//!   after the client closed it or after its failure was reported; only
+//!   connections it opened are written or closed; an HTTP connection
+//!   carries one request at a time;
 //! * `poll_timeout()` is never before `now` after `handle_timeout(now)`;
 //! * every `Ack`, `AckTimeout` or `AckLost` is for a (namespace, id) that
 //!   `emit_with_ack` returned, and at most one of them comes per emit;
@@ -22,18 +25,19 @@
 use crate::wire::TYPES;
 use std::{
     collections::{HashMap, HashSet},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
 use arbitrary::Arbitrary;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use wsio::{
     engineio::{
-        self, ClientTransmit, HttpRequest, Packet as EPacket, PacketType, RequestFailed, RequestId,
-        TransportMode, encode_payload,
+        self, ClientTransmit, ConnId, Packet as EPacket, PacketType, TransportMode, encode_payload,
     },
     entropy::SeededEntropy,
-    http::ResponseHead,
+    http::{HeadParser, Limits, RequestHead, ResponseHead},
+    machine::drain,
     socketio::{Client, ClientConfig, ClientEvent, ClientUsageError, NspId, Packet, Value},
     ws::{self, Accept, CloseCode, Message},
 };
@@ -237,14 +241,21 @@ pub enum NspIn {
 
 #[derive(Arbitrary, Debug)]
 pub enum Action {
-    /// Answers a pending request.
+    /// Answers a pending request, framed by `Content-Length`, `chunked`,
+    /// `Connection: close` then the end, or the end alone (by `framing`).
     Respond {
         req: u8,
         status: u8,
         body: BodyIn,
+        framing: u8,
     },
+    /// The connection of a pending request fails.
     Fail {
         req: u8,
+    },
+    /// The server closes an HTTP connection (idle or not).
+    HttpEof {
+        conn: u8,
     },
     /// The server side of a stream sends packets; the bytes reach the
     /// client in pieces of `chunk` (0: whole).
@@ -312,17 +323,30 @@ pub struct Input {
     actions: Vec<Action>,
 }
 
-struct Stream {
-    id: RequestId,
+#[derive(PartialEq, Eq)]
+enum Role {
+    /// Nothing written yet.
+    Unknown,
+    Http,
+    Ws,
+}
+
+/// The server end of one connection the client opened.
+struct Conn {
+    id: ConnId,
+    role: Role,
+    /// For a WebSocket.
     server: Box<ws::Connection>,
-    /// The client gave `CloseStream`.
+    /// What the client wrote on an HTTP connection, not yet read as requests.
+    wbuf: BytesMut,
+    /// The client closed it.
     closed: bool,
     /// The harness gave the client an EOF, or an error.
     eof: bool,
     failed: bool,
 }
 
-impl Stream {
+impl Conn {
     /// Whether bytes may still reach the client.
     fn readable(&self) -> bool {
         !self.closed && !self.eof && !self.failed
@@ -334,9 +358,10 @@ struct Sim {
     base: Instant,
     ms: u64,
     refuse: u8,
-    requests: Vec<(RequestId, HttpRequest)>,
-    seen_ids: HashSet<RequestId>,
-    streams: Vec<Stream>,
+    /// Requests waiting for an answer, oldest first.
+    requests: Vec<(ConnId, RequestHead)>,
+    seen_ids: HashSet<ConnId>,
+    conns: Vec<Conn>,
     /// Acks waiting: (socket, id).
     acks: HashSet<(NspId, u64)>,
     acks_done: HashSet<(NspId, u64)>,
@@ -358,7 +383,7 @@ impl Sim {
             refuse,
             requests: Vec::new(),
             seen_ids: HashSet::new(),
-            streams: Vec::new(),
+            conns: Vec::new(),
             acks: HashSet::new(),
             acks_done: HashSet::new(),
             connected: HashSet::new(),
@@ -378,93 +403,158 @@ impl Sim {
         self.base + Duration::from_millis(self.ms)
     }
 
+    /// The `i`-th WebSocket (by index among them).
     fn stream(&self, i: u8) -> Option<usize> {
-        (!self.streams.is_empty()).then(|| usize::from(i) % self.streams.len())
+        let ws: Vec<usize> = (0..self.conns.len())
+            .filter(|k| self.conns[*k].role == Role::Ws)
+            .collect();
+        (!ws.is_empty()).then(|| ws[usize::from(i) % ws.len()])
     }
 
-    /// Drains the client until quiet, serving its streams.
+    fn conn_mut(&mut self, id: ConnId) -> &mut Conn {
+        self.conns
+            .iter_mut()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("{id:?} was never opened"))
+    }
+
+    /// Drains the client until quiet, serving its connections.
     fn pump(&mut self) {
         let now = self.now();
         for _ in 0..10_000 {
-            let mut moved = false;
-            let mut to_client: Vec<(RequestId, Bytes)> = Vec::new();
-            while let Some(t) = self.client.poll_transmit() {
-                moved = true;
-                match t {
-                    ClientTransmit::Request { id, request } => {
-                        assert!(self.seen_ids.insert(id), "request id {id:?} reused");
-                        self.requests.push((id, request));
-                    }
-                    ClientTransmit::CancelRequest { id } => {
-                        assert!(self.seen_ids.contains(&id), "cancel of unknown {id:?}");
-                        self.requests.retain(|(r, _)| *r != id);
-                    }
-                    ClientTransmit::OpenStream { id } => {
-                        assert!(self.seen_ids.insert(id), "stream id {id:?} reused");
-                        let server = ws::Connection::server(
-                            ws::Config::default().close_timeout(Duration::from_secs(3600)),
-                        );
-                        self.streams.push(Stream {
-                            id,
-                            server: Box::new(server),
-                            closed: false,
-                            eof: false,
-                            failed: false,
-                        });
-                    }
-                    ClientTransmit::StreamData { id, data } => {
-                        let s = self
-                            .streams
-                            .iter_mut()
-                            .find(|s| s.id == id)
-                            .unwrap_or_else(|| panic!("data on unknown stream {id:?}"));
-                        assert!(!s.closed && !s.failed, "data on {id:?} after it ended");
-                        s.server.handle_input(now, &data);
-                    }
-                    ClientTransmit::CloseStream { id } => {
-                        let s = self
-                            .streams
-                            .iter_mut()
-                            .find(|s| s.id == id)
-                            .unwrap_or_else(|| panic!("close of unknown stream {id:?}"));
-                        assert!(!s.closed && !s.failed, "{id:?} closed after it ended");
-                        s.closed = true;
-                        s.server.handle_eof(now);
-                    }
-                }
+            let (mut transmits, mut events) = (Vec::new(), Vec::new());
+            drain(
+                &mut self.client,
+                now,
+                |_, t| {
+                    transmits.push(t);
+                    ControlFlow::Continue(())
+                },
+                |_, ev| events.push(ev),
+            );
+            let mut moved = !transmits.is_empty() || !events.is_empty();
+            for t in transmits {
+                self.transmit(now, t);
             }
-            for (k, s) in self.streams.iter_mut().enumerate() {
-                while let Some(ev) = s.server.poll_event() {
-                    moved = true;
-                    if let ws::Event::Upgrade(_) = ev {
-                        if self.refuse & (1 << (k % 8)) != 0 {
-                            let _ = s.server.reject(403);
-                        } else {
-                            let _ = s.server.accept(now, Accept::new());
+            let mut to_client: Vec<(ConnId, Bytes)> = Vec::new();
+            let refuse = self.refuse;
+            for (k, c) in self.conns.iter_mut().enumerate() {
+                if c.role != Role::Ws {
+                    continue;
+                }
+                let (id, readable) = (c.id, c.readable());
+                drain(
+                    &mut *c.server,
+                    now,
+                    |_, t| {
+                        if let ws::Transmit::Data(b) = t
+                            && readable
+                        {
+                            to_client.push((id, b));
                         }
-                    }
-                }
-                while let Some(t) = s.server.poll_transmit() {
-                    if let ws::Transmit::Data(b) = t
-                        && s.readable()
-                    {
-                        to_client.push((s.id, b));
-                    }
-                }
+                        ControlFlow::Continue(())
+                    },
+                    |server, ev| {
+                        moved = true;
+                        if let ws::Event::Upgrade(_) = ev {
+                            if refuse & (1 << (k % 8)) != 0 {
+                                let _ = server.reject(403);
+                            } else {
+                                let _ = server.accept(now, Accept::new());
+                            }
+                        }
+                    },
+                );
             }
-            while let Some(ev) = self.client.poll_event() {
-                moved = true;
+            for ev in events {
                 self.event(ev);
             }
             for (id, b) in to_client {
                 moved = true;
-                self.client.handle_stream_input(now, id, &b);
+                self.client.handle_input(now, id, &b);
             }
             if !moved {
                 return;
             }
         }
         panic!("the client never went quiet");
+    }
+
+    fn transmit(&mut self, now: Instant, t: ClientTransmit) {
+        match t {
+            ClientTransmit::Connect { conn } => {
+                assert!(self.seen_ids.insert(conn), "connection id {conn:?} reused");
+                let server = ws::Connection::server(
+                    ws::Config::default().close_timeout(Duration::from_secs(3600)),
+                );
+                self.conns.push(Conn {
+                    id: conn,
+                    role: Role::Unknown,
+                    server: Box::new(server),
+                    wbuf: BytesMut::new(),
+                    closed: false,
+                    eof: false,
+                    failed: false,
+                });
+            }
+            ClientTransmit::Data { conn, data } => {
+                let c = self.conn_mut(conn);
+                assert!(!c.closed && !c.failed, "data on {conn:?} after it ended");
+                if c.role == Role::Unknown {
+                    let head = String::from_utf8_lossy(&data[..data.len().min(256)]);
+                    c.role = if head.contains("transport=websocket") {
+                        Role::Ws
+                    } else {
+                        Role::Http
+                    };
+                }
+                if c.role == Role::Ws {
+                    c.server.handle_input(now, &data);
+                    return;
+                }
+                c.wbuf.extend_from_slice(&data);
+                let mut heads = Vec::new();
+                while let Ok(Some((head, used))) =
+                    HeadParser::new(Limits::default()).parse_request(&c.wbuf)
+                {
+                    let len: usize = head
+                        .headers
+                        .get_str("content-length")
+                        .map_or(0, |l| l.parse().expect("a Content-Length"));
+                    if c.wbuf.len() < used + len {
+                        break;
+                    }
+                    let _ = c.wbuf.split_to(used + len);
+                    heads.push(head);
+                }
+                for head in heads {
+                    assert!(
+                        !self.requests.iter().any(|(r, _)| *r == conn),
+                        "two requests at once on {conn:?}"
+                    );
+                    self.requests.push((conn, head));
+                }
+            }
+            ClientTransmit::Close { conn } => {
+                let c = self.conn_mut(conn);
+                assert!(!c.closed && !c.failed, "{conn:?} closed after it ended");
+                c.closed = true;
+                if c.role == Role::Ws {
+                    c.server.handle_eof(now);
+                }
+                self.requests.retain(|(r, _)| *r != conn);
+            }
+        }
+    }
+
+    /// The server ends connection `conn`: the client hears its end.
+    fn end(&mut self, now: Instant, conn: ConnId) {
+        let c = self.conn_mut(conn);
+        if c.readable() {
+            c.eof = true;
+            self.requests.retain(|(r, _)| *r != conn);
+            self.client.handle_eof(now, conn);
+        }
     }
 
     fn event(&mut self, ev: ClientEvent) {
@@ -522,7 +612,12 @@ impl Sim {
     fn act(&mut self, action: Action) {
         let now = self.now();
         match action {
-            Action::Respond { req, status, body } => {
+            Action::Respond {
+                req,
+                status,
+                body,
+                framing,
+            } => {
                 if self.requests.is_empty() {
                     return;
                 }
@@ -538,17 +633,64 @@ impl Sim {
                     BodyIn::Ok => Bytes::from_static(b"ok"),
                     BodyIn::Raw(b) => Bytes::from(b),
                 };
-                let head = ResponseHead::new(status)
+                let mut head = ResponseHead::new(status)
                     .with_header("Content-Type", "text/plain; charset=UTF-8");
-                self.client.handle_response(now, id, Ok((head, body)));
+                let mut wire = BytesMut::new();
+                let ends = framing % 4 >= 2;
+                match framing % 4 {
+                    1 => {
+                        head = head.with_header("Transfer-Encoding", "chunked");
+                        head.encode(&mut wire);
+                        let (a, b) = body.split_at(body.len() / 2);
+                        for part in [a, b] {
+                            if !part.is_empty() {
+                                wire.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                                wire.extend_from_slice(part);
+                                wire.extend_from_slice(b"\r\n");
+                            }
+                        }
+                        wire.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    3 => {
+                        head.encode(&mut wire);
+                        wire.extend_from_slice(&body);
+                    }
+                    other => {
+                        head = head.with_header("Content-Length", body.len().to_string());
+                        if other == 2 {
+                            head = head.with_header("Connection", "close");
+                        }
+                        head.encode(&mut wire);
+                        wire.extend_from_slice(&body);
+                    }
+                }
+                self.client.handle_input(now, id, &wire);
+                if ends {
+                    self.pump();
+                    self.end(now, id);
+                }
             }
             Action::Fail { req } => {
                 if self.requests.is_empty() {
                     return;
                 }
                 let (id, _) = self.requests.remove(usize::from(req) % self.requests.len());
-                self.client
-                    .handle_response(now, id, Err(RequestFailed::new("reset")));
+                let c = self.conn_mut(id);
+                if !c.closed && !c.failed {
+                    c.failed = true;
+                    self.client.handle_error(now, id, "reset");
+                }
+            }
+            Action::HttpEof { conn } => {
+                let http: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|c| c.role == Role::Http && c.readable())
+                    .map(|c| c.id)
+                    .collect();
+                if let Some(&id) = http.get(usize::from(conn) % http.len().max(1)) {
+                    self.end(now, id);
+                }
             }
             Action::StreamSend {
                 stream,
@@ -556,7 +698,7 @@ impl Sim {
                 chunk,
             } => {
                 let Some(i) = self.stream(stream) else { return };
-                let s = &mut self.streams[i];
+                let s = &mut self.conns[i];
                 for p in packets.iter().take(8).flat_map(ServerPkt::packets) {
                     let m = match &p.data {
                         engineio::Data::Binary(b) => Message::binary(b.clone()),
@@ -567,7 +709,7 @@ impl Sim {
                     let _ = s.server.send(m);
                 }
                 let mut bytes = Vec::new();
-                while let Some(t) = s.server.poll_transmit() {
+                while let Some(t) = s.server.poll_transmit(now) {
                     if let ws::Transmit::Data(b) = t {
                         bytes.extend_from_slice(&b);
                     }
@@ -582,37 +724,33 @@ impl Sim {
                     usize::from(chunk)
                 };
                 for piece in bytes.chunks(step) {
-                    self.client.handle_stream_input(now, id, piece);
+                    self.client.handle_input(now, id, piece);
                     self.pump();
                 }
             }
             Action::StreamRaw { stream, data } => {
                 let Some(i) = self.stream(stream) else { return };
-                let s = &self.streams[i];
+                let s = &self.conns[i];
                 if s.readable() {
-                    self.client.handle_stream_input(now, s.id, &data);
+                    self.client.handle_input(now, s.id, &data);
                 }
             }
             Action::StreamClose { stream, code } => {
                 let Some(i) = self.stream(stream) else { return };
-                let _ = self.streams[i].server.close(now, CloseCode(code), "");
+                let _ = self.conns[i].server.close(now, CloseCode(code), "");
             }
             Action::StreamEof { stream } => {
                 let Some(i) = self.stream(stream) else { return };
-                let s = &mut self.streams[i];
-                if s.readable() {
-                    s.eof = true;
-                    let id = s.id;
-                    self.client.handle_stream_eof(now, id);
-                }
+                let id = self.conns[i].id;
+                self.end(now, id);
             }
             Action::StreamError { stream } => {
                 let Some(i) = self.stream(stream) else { return };
-                let s = &mut self.streams[i];
+                let s = &mut self.conns[i];
                 if !s.closed && !s.failed {
                     s.failed = true;
                     let id = s.id;
-                    self.client.handle_stream_error(now, id);
+                    self.client.handle_error(now, id, "reset");
                 }
             }
             Action::Advance { ms } => self.advance_to(self.ms + u64::from(ms)),
@@ -696,8 +834,8 @@ impl Sim {
         self.ms = ms;
         let now = self.now();
         self.client.handle_timeout(now);
-        for s in &mut self.streams {
-            s.server.handle_timeout(now);
+        for c in &mut self.conns {
+            c.server.handle_timeout(now);
         }
         self.pump();
         if let Some(t) = self.client.poll_timeout() {
@@ -821,7 +959,8 @@ mod tests {
             (1, 1, 1)
         );
         assert!(heard("reconnecting") >= 1);
-        assert!(sim.streams.len() >= 2, "a reconnection opened a new stream");
+        let streams = sim.conns.iter().filter(|c| c.role == Role::Ws).count();
+        assert!(streams >= 2, "a reconnection opened a new WebSocket");
     }
 
     #[test]
@@ -835,17 +974,20 @@ mod tests {
                     req: 0,
                     status: 0,
                     body: payload(vec![open()]),
+                    framing: 0,
                 },
                 // The client now polls and POSTs its CONNECT.
                 Respond {
                     req: 1,
                     status: 0,
                     body: BodyIn::Ok,
+                    framing: 1,
                 },
                 Respond {
                     req: 0,
                     status: 0,
                     body: payload(vec![ServerPkt::ConnectOk { nsp: 0 }]),
+                    framing: 0,
                 },
                 StreamSend {
                     stream: 0,
@@ -856,6 +998,7 @@ mod tests {
                     req: 0,
                     status: 0,
                     body: payload(vec![ServerPkt::Noop]),
+                    framing: 3,
                 },
             ],
         );

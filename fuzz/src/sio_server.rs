@@ -27,9 +27,34 @@
 //! * a client that sends a malformed Socket.IO packet is closed, but the
 //!   sentinel stays connected (unless the application disconnected it),
 //!   gets each broadcast meant for it, and has each echo answered.
+//!
+//! The server may also have connection state recovery, be a node of a
+//! cluster, decide the events of `/chat` and clean up dynamic namespaces.
+//! The input then also has clients that come back with another client's
+//! `pid` and last offset (or made-up ones), operations on selections
+//! (`sockets_join`/`sockets_leave`/`fetch_sockets`), broadcasts with
+//! acknowledgements, server-side emits, per-socket data, watched sockets,
+//! verdicts on held events, a shutdown, and messages from another node of
+//! the cluster (requests and answers, to requests of ours or to none).
+//! Checked as well:
+//!
+//! * with recovery, every event a client gets without an ack id ends with a
+//!   string offset; each client's offsets increase; a client that
+//!   recovered another's session gets none of the offsets that one got; a
+//!   `Connection` that says `recovered` is for a socket id that was
+//!   connected before in that namespace and is not any more, and takes its
+//!   rooms back;
+//! * each request id (`fetch_sockets`, `emit_with_ack` on a broadcast,
+//!   `server_side_emit_with_ack`) ends in exactly one event; outside a
+//!   cluster a fetch ends at once with exactly the sockets the model
+//!   selects, with their rooms; outside a cluster nothing but answers goes
+//!   to `poll_cluster`;
+//! * `Outgoing` only for watched sockets, `EventRequest` only for `/chat`,
+//!   one at a time per socket.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
@@ -38,8 +63,10 @@ use bytes::Bytes;
 use wsio::{
     engineio::{self, ConnId, Data, Transmit},
     entropy::SeededEntropy,
+    machine::drain,
     socketio::{
-        Admission, Broadcast, Config, Decoder, Event, Packet, RESERVED_EVENTS, Server, SocketId,
+        Admission, Broadcast, ClusterAnswer, ClusterMessage, Config, Decoder, Event, Packet,
+        RESERVED_EVENTS, RecoveryConfig, RequestId, Selection, Server, SocketId, SocketInfo,
         UsageError, Value,
     },
     ws::{self, ClientRequest, CloseCode, Message},
@@ -61,6 +88,22 @@ pub struct ConfigIn {
     connect_timeout_ms: u16,
     max_payload: Option<u16>,
     max_attachments: u8,
+    recovery: Option<RecoveryIn>,
+    cluster: bool,
+    cleanup: bool,
+    decide_events: bool,
+    max_held: u8,
+}
+
+/// Connection state recovery, with small bounds so that they are crossed.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct RecoveryIn {
+    duration_ms: u16,
+    skip_middlewares: bool,
+    max_packets: u8,
+    max_packet_bytes: u16,
+    max_sessions: u8,
+    max_session_bytes: u16,
 }
 
 impl ConfigIn {
@@ -79,10 +122,24 @@ impl ConfigIn {
             // Room for the sentinel's own messages.
             engine = engine.max_payload(usize::from(p).max(256));
         }
+        let recovery = self.recovery.map(|r| {
+            RecoveryConfig::default()
+                .max_disconnection_duration(ms(r.duration_ms))
+                .skip_middlewares(r.skip_middlewares)
+                .max_packets(usize::from(r.max_packets), usize::from(r.max_packet_bytes))
+                .max_sessions(
+                    usize::from(r.max_sessions),
+                    usize::from(r.max_session_bytes),
+                )
+        });
         Config::default()
             .engine(engine)
             .connect_timeout(ms(self.connect_timeout_ms))
             .max_attachments(usize::from(self.max_attachments % 5))
+            .recovery(recovery)
+            .cluster(self.cluster)
+            .cleanup_empty_child_namespaces(self.cleanup)
+            .max_held_events(1 + usize::from(self.max_held % 8))
     }
 }
 
@@ -199,6 +256,104 @@ pub enum Action {
         ms: u16,
     },
     AdvanceToDeadline,
+    /// A new client asks for the session of the client `from` in `nsp`,
+    /// with its `pid` and last offset (made-up ones when it has none, or
+    /// with `fake`).
+    Recover {
+        from: u8,
+        nsp: u8,
+        fake: bool,
+    },
+    /// An operation on a selection.
+    Select {
+        op: SelectOp,
+        nsp: u8,
+        rooms: Vec<u8>,
+        except: Vec<u8>,
+        room: u8,
+    },
+    BroadcastWithAck {
+        nsp: u8,
+        rooms: Vec<u8>,
+        except: Vec<u8>,
+        from: Option<u8>,
+        timeout_ms: u16,
+        args: Args,
+    },
+    ServerSideEmit {
+        ack_ms: Option<u16>,
+        args: Args,
+    },
+    SetData {
+        socket: u8,
+        data: Val,
+    },
+    Watch {
+        socket: u8,
+        on: bool,
+    },
+    /// A verdict on an event held for one.
+    Verdict {
+        which: u8,
+        pass: bool,
+    },
+    /// A message from another node of the cluster.
+    Cluster(ClusterIn),
+    CloseAll,
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum SelectOp {
+    Join,
+    Leave,
+    Fetch,
+}
+
+/// What another node of a cluster may send.
+#[derive(Arbitrary, Debug)]
+pub enum ClusterIn {
+    Broadcast {
+        nsp: u8,
+        rooms: Vec<u8>,
+        except: Vec<u8>,
+        volatile: bool,
+        args: Args,
+        ack: Option<(u8, u16)>,
+    },
+    Join {
+        nsp: u8,
+        rooms: Vec<u8>,
+        except: Vec<u8>,
+        room: u8,
+        leave: bool,
+    },
+    Disconnect {
+        nsp: u8,
+        rooms: Vec<u8>,
+        close: bool,
+    },
+    Fetch {
+        nsp: u8,
+        rooms: Vec<u8>,
+        except: Vec<u8>,
+        request: u8,
+    },
+    ServerSideEmit {
+        name: Name,
+        args: Args,
+        request: Option<u8>,
+    },
+    /// An answer to one of our requests (or to a made-up one).
+    Answer { request: u8, answer: AnswerIn },
+}
+
+#[derive(Arbitrary, Debug)]
+pub enum AnswerIn {
+    Nodes(u8),
+    Sockets(u8),
+    ServerSideAck(Val),
+    ClientCount(u8),
+    BroadcastAck(Args),
 }
 
 /// How the application answers `ConnectRequest`.
@@ -241,6 +396,20 @@ struct Peer {
     answered: HashSet<u64>,
     /// Events received, by name.
     heard: HashSet<String>,
+    /// The auth payload of its CONNECT.
+    auth: Option<Value>,
+    /// Whether the server has recovery on: every event without an ack id
+    /// ends with an offset.
+    recovery: bool,
+    /// The private id of each namespace's socket, from its CONNECT answer.
+    pids: HashMap<String, String>,
+    /// The last offset received in each namespace, and every one.
+    last_offset: HashMap<String, String>,
+    offsets: HashSet<String>,
+    /// The sequence number of the last offset received.
+    last_seq: Option<u64>,
+    /// The client whose session this one asked for: (peer, nsp, pid).
+    from: Option<(usize, String, String)>,
 }
 
 impl Peer {
@@ -279,7 +448,7 @@ impl Peer {
                 if let Some(nsp) = self.join.clone() {
                     self.send_sio(&Packet::Connect {
                         nsp: nsp.into(),
-                        data: None,
+                        data: self.auth.clone(),
                     });
                 }
                 return;
@@ -298,6 +467,38 @@ impl Peer {
             return;
         };
         match p {
+            Packet::Connect {
+                nsp,
+                data: Some(data),
+            } => {
+                if let Some(pid) = data.get("pid").and_then(Value::as_str) {
+                    self.pids.insert(nsp.into_owned(), pid.to_owned());
+                }
+            }
+            Packet::Event {
+                nsp,
+                id: None,
+                name,
+                args,
+            } if self.recovery && args.last() != Some(&Value::Null) => {
+                // (A volatile event has no offset: the harness ends those
+                // with `null`.)
+                let offset = args.last().and_then(Value::as_str);
+                let offset = offset.unwrap_or_else(|| panic!("{name} came without an offset"));
+                let seq = offset_seq(offset).expect("an offset of the server's shape");
+                assert!(
+                    self.last_seq.is_none_or(|last| seq > last),
+                    "offsets out of order: {seq} after {:?}",
+                    self.last_seq
+                );
+                self.last_seq = Some(seq);
+                assert!(
+                    self.offsets.insert(offset.to_owned()),
+                    "offset {offset} twice"
+                );
+                self.last_offset.insert(nsp.into_owned(), offset.to_owned());
+                self.heard.insert(name);
+            }
             Packet::Event { nsp, id, name, .. } => {
                 self.heard.insert(name);
                 if let Some(id) = id {
@@ -318,6 +519,17 @@ impl Peer {
             _ => {}
         }
     }
+}
+
+/// The sequence number of an offset: what follows its 4-character prefix,
+/// in base64url (the shape `socketio::Server` gives them).
+fn offset_seq(offset: &str) -> Option<u64> {
+    const DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let rest = offset.as_bytes().get(4..)?;
+    rest.iter().try_fold(0u64, |n, c| {
+        let d = DIGITS.iter().position(|x| x == c)? as u64;
+        n.checked_mul(64)?.checked_add(d)
+    })
 }
 
 struct Sim {
@@ -349,6 +561,17 @@ struct Sim {
     echoes: u64,
     broadcasts: u64,
     decide: Decide,
+    config: ConfigIn,
+    /// The rooms of sockets that went, for a recovery.
+    gone_rooms: HashMap<SocketId, BTreeSet<String>>,
+    /// Requests that end in one event, open and ended.
+    requests: Vec<RequestId>,
+    requests_done: HashSet<RequestId>,
+    /// Events held for a verdict: (socket, check).
+    checks: Vec<(SocketId, u64)>,
+    watched: HashSet<SocketId>,
+    /// The last fetch's sockets, by request.
+    fetched: HashMap<RequestId, Vec<SocketInfo>>,
 }
 
 impl Sim {
@@ -358,6 +581,9 @@ impl Sim {
         io.add_namespace(DECIDE, Admission::Decide);
         io.add_namespace("/chat", Admission::AcceptAll);
         io.set_dynamic_namespaces(Box::new(|nsp, _| nsp.starts_with("/dyn")));
+        if config.decide_events {
+            io.set_event_admission("/chat", Admission::Decide);
+        }
         Sim {
             io,
             base,
@@ -380,6 +606,13 @@ impl Sim {
             echoes: 0,
             broadcasts: 0,
             decide,
+            config,
+            gone_rooms: HashMap::new(),
+            requests: Vec::new(),
+            requests_done: HashSet::new(),
+            checks: Vec::new(),
+            watched: HashSet::new(),
+            fetched: HashMap::new(),
         }
     }
 
@@ -398,6 +631,18 @@ impl Sim {
     }
 
     fn connect(&mut self, target: Target, auto_pong: bool, sentinel: bool, join: Option<&str>) {
+        self.connect_with(target, auto_pong, sentinel, join, None, None);
+    }
+
+    fn connect_with(
+        &mut self,
+        target: Target,
+        auto_pong: bool,
+        sentinel: bool,
+        join: Option<&str>,
+        auth: Option<Value>,
+        from: Option<(usize, String, String)>,
+    ) {
         let now = self.now();
         let conn = self.io.accept(now, None);
         let path = match target {
@@ -426,6 +671,13 @@ impl Sim {
             asked: Vec::new(),
             answered: HashSet::new(),
             heard: HashSet::new(),
+            auth,
+            recovery: self.config.recovery.is_some(),
+            pids: HashMap::new(),
+            last_offset: HashMap::new(),
+            offsets: HashSet::new(),
+            last_seq: None,
+            from,
         });
         self.pump();
     }
@@ -445,9 +697,18 @@ impl Sim {
     fn pump(&mut self) {
         let now = self.now();
         for _ in 0..10_000 {
-            let mut moved = false;
-            while let Some(t) = self.io.poll_transmit() {
-                moved = true;
+            let (mut transmits, mut events) = (Vec::new(), Vec::new());
+            drain(
+                &mut self.io,
+                now,
+                |_, t| {
+                    transmits.push(t);
+                    ControlFlow::Continue(())
+                },
+                |_, ev| events.push(ev),
+            );
+            let mut moved = !transmits.is_empty() || !events.is_empty();
+            for t in transmits {
                 let conn = t.conn();
                 assert!(
                     !self.closed_conns.contains(&conn),
@@ -469,13 +730,13 @@ impl Sim {
             }
             let mut out: Vec<(ConnId, Bytes)> = Vec::new();
             for p in &mut self.peers {
-                while let Some(ev) = p.ws.poll_event() {
+                while let Some(ev) = p.ws.poll_event(now) {
                     moved = true;
                     if let ws::Event::Message(m) = ev {
                         p.on_message(m);
                     }
                 }
-                while let Some(t) = p.ws.poll_transmit() {
+                while let Some(t) = p.ws.poll_transmit(now) {
                     if let ws::Transmit::Data(b) = t
                         && !p.server_closed
                         && !p.eof
@@ -484,9 +745,15 @@ impl Sim {
                     }
                 }
             }
-            while let Some(ev) = self.io.poll_event() {
-                moved = true;
+            for ev in events {
                 self.event(ev);
+            }
+            while let Some(m) = self.io.poll_cluster() {
+                moved = true;
+                assert!(
+                    self.config.cluster || matches!(m, ClusterMessage::Response { .. }),
+                    "a cluster message outside a cluster: {m:?}"
+                );
             }
             for (conn, b) in out {
                 moved = true;
@@ -518,19 +785,83 @@ impl Sim {
                     }
                 }
             }
-            Event::Connection { socket, nsp, .. } => {
-                assert!(
-                    !self.sockets.iter().any(|(s, _)| *s == socket),
-                    "{socket:?} connected twice"
-                );
-                if nsp == DECIDE {
+            Event::Connection {
+                socket,
+                nsp,
+                recovered,
+                ..
+            } => {
+                assert!(!self.live.contains(&socket), "{socket:?} connected twice");
+                let before = self
+                    .sockets
+                    .iter()
+                    .find(|(s, _)| *s == socket)
+                    .map(|(_, n)| n.clone());
+                let skip = self.config.recovery.is_some_and(|r| r.skip_middlewares);
+                if recovered {
+                    assert!(self.config.recovery.is_some(), "recovered without recovery");
+                    assert_eq!(
+                        before.as_deref(),
+                        Some(nsp.as_str()),
+                        "recovered {socket:?}, never connected to {nsp}"
+                    );
+                    let rooms = self.gone_rooms.remove(&socket).unwrap_or_default();
+                    self.rooms.insert(socket, rooms);
+                } else if before.is_some() {
+                    // A claimed session whose packets fell out while the
+                    // application decided: the old id, not recovered.
+                    assert!(
+                        self.config.recovery.is_some() && !skip && nsp == DECIDE,
+                        "{socket:?} connected twice"
+                    );
+                    self.gone_rooms.remove(&socket);
+                }
+                if nsp == DECIDE && !(recovered && skip) {
                     assert!(
                         self.admitted.contains(&socket),
                         "Connection to {nsp} without admit"
                     );
                 }
-                self.sockets.push((socket, nsp));
+                if before.is_none() {
+                    self.sockets.push((socket, nsp));
+                }
                 self.live.insert(socket);
+            }
+            Event::EventRequest { socket, check, .. } => {
+                assert!(
+                    self.live.contains(&socket),
+                    "EventRequest from a gone socket"
+                );
+                let nsp = self.sockets.iter().find(|(s, _)| *s == socket);
+                assert!(
+                    self.config.decide_events && nsp.is_some_and(|(_, n)| n == "/chat"),
+                    "EventRequest outside /chat"
+                );
+                assert!(
+                    !self.checks.iter().any(|(s, _)| *s == socket),
+                    "two events of one socket asked about"
+                );
+                self.checks.push((socket, check));
+            }
+            Event::Outgoing { socket, .. } => {
+                assert!(
+                    self.watched.contains(&socket) && self.live.contains(&socket),
+                    "Outgoing for an unwatched socket"
+                );
+            }
+            Event::BroadcastAck { request, .. } | Event::ServerSideAcks { request, .. } => {
+                self.request_done(request);
+            }
+            Event::Fetched {
+                request, sockets, ..
+            } => {
+                self.fetched.insert(request.clone(), sockets);
+                self.request_done(request);
+            }
+            Event::ServerSideEmit { reply, .. } => {
+                if let Some(reply) = reply {
+                    self.io.server_side_reply(reply, Value::from("answer"));
+                }
             }
             Event::Event {
                 socket, name, ack, ..
@@ -567,7 +898,11 @@ impl Sim {
                     self.live.remove(&socket),
                     "Disconnect of {socket:?}, not connected"
                 );
-                self.rooms.remove(&socket);
+                if let Some(rooms) = self.rooms.remove(&socket) {
+                    self.gone_rooms.insert(socket, rooms);
+                }
+                self.watched.remove(&socket);
+                self.checks.retain(|(s, _)| *s != socket);
                 self.acks.retain(|(s, _)| *s != socket);
                 self.asked.retain(|(s, _)| *s != socket);
                 if self.sentinel == Some(socket) {
@@ -577,6 +912,7 @@ impl Sim {
                 }
             }
             Event::Request { .. } => {}
+            _ => {}
         }
     }
 
@@ -584,6 +920,60 @@ impl Sim {
         if !self.sentinel_exempt && self.sentinel.is_some() {
             assert!(self.peers[0].healthy(), "the sentinel lost its connection");
         }
+        // A client that recovered another's session got none of what that
+        // one got.
+        for p in &self.peers {
+            let Some((from, nsp, pid)) = &p.from else {
+                continue;
+            };
+            if p.pids.get(nsp) == Some(pid) {
+                let twice = p.offsets.intersection(&self.peers[*from].offsets).next();
+                assert!(
+                    twice.is_none(),
+                    "{twice:?} delivered twice across a recovery"
+                );
+            }
+        }
+    }
+
+    fn request_done(&mut self, request: RequestId) {
+        assert!(
+            self.requests.contains(&request),
+            "an answer to {request:?}, never asked"
+        );
+        assert!(
+            self.requests_done.insert(request),
+            "a request answered twice"
+        );
+    }
+
+    fn request(&mut self, request: RequestId) {
+        assert!(
+            !self.requests.contains(&request),
+            "request id {request:?} given twice"
+        );
+        self.requests.push(request);
+    }
+
+    /// The live sockets of `nsp` a selection names, as the model has them.
+    fn selected(
+        &self,
+        nsp: &str,
+        rooms: &[String],
+        except: &[String],
+        from: Option<SocketId>,
+    ) -> BTreeSet<SocketId> {
+        let in_room = |s: &SocketId, r: &String| {
+            s.as_str() == r || self.rooms.get(s).is_some_and(|set| set.contains(r))
+        };
+        self.sockets
+            .iter()
+            .filter(|(s, n)| *n == nsp && self.live.contains(s))
+            .map(|(s, _)| *s)
+            .filter(|s| rooms.is_empty() || rooms.iter().any(|r| in_room(s, r)))
+            .filter(|s| !except.iter().any(|r| in_room(s, r)))
+            .filter(|s| Some(*s) != from)
+            .collect()
     }
 
     fn act(&mut self, action: Action) {
@@ -789,7 +1179,7 @@ impl Sim {
                     b = b.to(r);
                 }
                 self.may_drop_sentinel = true;
-                b.disconnect(now, close);
+                b.disconnect_sockets(now, close);
             }
             Action::Disconnect { socket, close } => {
                 let Some((id, _)) = self.socket(socket) else {
@@ -839,8 +1229,271 @@ impl Sim {
                     self.advance_to(ms.max(self.ms));
                 }
             }
+            Action::Recover { from, nsp, fake } => {
+                if self.peers.len() >= 12 {
+                    return;
+                }
+                let nsp = NSPS[usize::from(nsp) % NSPS.len()];
+                let i = usize::from(from) % self.peers.len();
+                let p = &self.peers[i];
+                let (pid, offset) = match (p.pids.get(nsp), p.last_offset.get(nsp), fake) {
+                    (Some(pid), Some(offset), false) => (pid.clone(), offset.clone()),
+                    (Some(pid), None, false) => (pid.clone(), "AAAAA".to_owned()),
+                    _ => ("nope".to_owned(), "x".to_owned()),
+                };
+                let auth = Value::object([
+                    ("pid", Value::from(pid.as_str())),
+                    ("offset", Value::from(offset)),
+                ]);
+                let origin = Some((i, nsp.to_owned(), pid));
+                self.connect_with(Target::Normal, true, false, Some(nsp), Some(auth), origin);
+            }
+            Action::Select {
+                op,
+                nsp,
+                rooms,
+                except,
+                room,
+            } => {
+                let nsp = NSPS[usize::from(nsp) % NSPS.len()];
+                let rooms = self.room_names(&rooms);
+                let except = self.room_names(&except);
+                let room = ROOMS[usize::from(room) % ROOMS.len()];
+                let want = self.selected(nsp, &rooms, &except, None);
+                let b = build(&mut self.io, None, nsp, &rooms, &except, false);
+                match op {
+                    SelectOp::Join => {
+                        b.sockets_join(&[room]);
+                        for s in &want {
+                            self.rooms.entry(*s).or_default().insert(room.to_owned());
+                        }
+                    }
+                    SelectOp::Leave => {
+                        b.sockets_leave(&[room]);
+                        for s in &want {
+                            self.rooms.entry(*s).or_default().remove(room);
+                        }
+                    }
+                    SelectOp::Fetch => {
+                        let r = b.fetch_sockets(now, Duration::from_millis(500));
+                        self.request(r.clone());
+                        self.pump();
+                        if !self.config.cluster {
+                            let got = self.fetched.get(&r).expect("a fetch ends at once");
+                            let ids: BTreeSet<SocketId> = got
+                                .iter()
+                                .map(|i| SocketId::parse(&i.id).expect("a socket id"))
+                                .collect();
+                            assert_eq!(ids, want, "fetch in {nsp} to {rooms:?} except {except:?}");
+                            for i in got {
+                                let id = SocketId::parse(&i.id).expect("a socket id");
+                                let mut model = vec![i.id.clone()];
+                                model.extend(self.rooms.get(&id).into_iter().flatten().cloned());
+                                assert_eq!(i.rooms, model, "rooms of {id:?}");
+                            }
+                        }
+                    }
+                }
+            }
+            Action::BroadcastWithAck {
+                nsp,
+                rooms,
+                except,
+                from,
+                timeout_ms,
+                args,
+            } => {
+                let nsp = NSPS[usize::from(nsp) % NSPS.len()];
+                let from = from.and_then(|f| self.socket(f)).map(|(id, _)| id);
+                let rooms = self.room_names(&rooms);
+                let except = self.room_names(&except);
+                let timeout = Duration::from_millis(u64::from(timeout_ms % 2000));
+                let b = build(&mut self.io, from, nsp, &rooms, &except, false);
+                match b.emit_with_ack(now, timeout, "q", args.0) {
+                    Ok(r) => self.request(r),
+                    Err(e) => panic!("broadcast with ack: {e:?}"),
+                }
+            }
+            Action::ServerSideEmit { ack_ms, args } => match ack_ms {
+                None => self
+                    .io
+                    .server_side_emit("/", "hello", args.0)
+                    .expect("server-side emit"),
+                Some(ms) => {
+                    let timeout = Duration::from_millis(u64::from(ms % 2000));
+                    let r = self
+                        .io
+                        .server_side_emit_with_ack(now, "/", "hello", args.0, timeout);
+                    self.request(r.expect("server-side emit"));
+                }
+            },
+            Action::SetData { socket, data } => {
+                let Some((id, _)) = self.socket(socket) else {
+                    return;
+                };
+                let r = self.io.set_data(id, data.0.clone());
+                self.expect(id, "", r);
+                if self.live.contains(&id) {
+                    // (Compared as text: NaN is not equal to itself.)
+                    let got = self.io.data(id).map(|d| format!("{d:?}"));
+                    assert_eq!(got, Some(format!("{:?}", data.0)));
+                }
+            }
+            Action::Watch { socket, on } => {
+                let Some((id, _)) = self.socket(socket) else {
+                    return;
+                };
+                let r = self.io.watch_outgoing(id, on);
+                if r.is_ok() {
+                    if on {
+                        self.watched.insert(id);
+                    } else {
+                        self.watched.remove(&id);
+                    }
+                }
+                self.expect(id, "", r);
+            }
+            Action::Verdict { which, pass } => {
+                if self.checks.is_empty() {
+                    return;
+                }
+                let (id, check) = self.checks.remove(usize::from(which) % self.checks.len());
+                let r = if pass {
+                    self.io.pass_event(id, check)
+                } else {
+                    self.io.refuse_event(id, check)
+                };
+                self.expect(id, "", r);
+            }
+            Action::Cluster(msg) => {
+                let msg = self.cluster_message(msg);
+                self.may_drop_sentinel = true;
+                self.io.handle_cluster(now, msg);
+            }
+            Action::CloseAll => {
+                self.may_drop_sentinel = true;
+                self.io.close_all(now);
+            }
         }
         self.pump();
+    }
+
+    /// A request id: one of ours, or a made-up one.
+    fn request_id(&self, pick: u8) -> RequestId {
+        match self.requests.get(usize::from(pick)) {
+            Some(r) => r.clone(),
+            None => RequestId::new(&format!("other-{pick}")),
+        }
+    }
+
+    fn cluster_message(&mut self, msg: ClusterIn) -> ClusterMessage {
+        let nsp = |n: u8| NSPS[usize::from(n) % NSPS.len()].to_owned();
+        let selection = |sim: &Sim, rooms: &[u8], except: &[u8]| Selection {
+            rooms: sim.room_names(rooms),
+            except: sim.room_names(except),
+        };
+        match msg {
+            ClusterIn::Broadcast {
+                nsp: n,
+                rooms,
+                except,
+                volatile,
+                args,
+                ack,
+            } => {
+                let mut args = args.0;
+                if volatile {
+                    args.push(Value::Null);
+                }
+                ClusterMessage::Broadcast {
+                    nsp: nsp(n),
+                    to: selection(self, &rooms, &except),
+                    volatile,
+                    compress: true,
+                    name: "remote".into(),
+                    args,
+                    ack: ack.map(|(r, ms)| {
+                        (
+                            RequestId::new(&format!("remote-{r}")),
+                            Duration::from_millis(u64::from(ms % 2000)),
+                        )
+                    }),
+                }
+            }
+            ClusterIn::Join {
+                nsp: n,
+                rooms,
+                except,
+                room,
+                leave,
+            } => {
+                let to = selection(self, &rooms, &except);
+                let room = ROOMS[usize::from(room) % ROOMS.len()].to_owned();
+                let nsp = nsp(n);
+                for s in self.selected(&nsp, &to.rooms, &to.except, None) {
+                    let set = self.rooms.entry(s).or_default();
+                    if leave {
+                        set.remove(&room);
+                    } else {
+                        set.insert(room.clone());
+                    }
+                }
+                let rooms = vec![room];
+                match leave {
+                    true => ClusterMessage::SocketsLeave { nsp, to, rooms },
+                    false => ClusterMessage::SocketsJoin { nsp, to, rooms },
+                }
+            }
+            ClusterIn::Disconnect {
+                nsp: n,
+                rooms,
+                close,
+            } => ClusterMessage::DisconnectSockets {
+                nsp: nsp(n),
+                to: selection(self, &rooms, &[]),
+                close,
+            },
+            ClusterIn::Fetch {
+                nsp: n,
+                rooms,
+                except,
+                request,
+            } => ClusterMessage::FetchSockets {
+                nsp: nsp(n),
+                to: selection(self, &rooms, &except),
+                request: RequestId::new(&format!("remote-{request}")),
+            },
+            ClusterIn::ServerSideEmit {
+                name,
+                args,
+                request,
+            } => ClusterMessage::ServerSideEmit {
+                nsp: "/".into(),
+                name: name.0,
+                args: args.0,
+                request: request.map(|r| RequestId::new(&format!("remote-{r}"))),
+            },
+            ClusterIn::Answer { request, answer } => ClusterMessage::Response {
+                nsp: "/".into(),
+                request: self.request_id(request),
+                answer: match answer {
+                    AnswerIn::Nodes(n) => ClusterAnswer::Nodes(usize::from(n % 4)),
+                    AnswerIn::Sockets(n) => ClusterAnswer::Sockets(
+                        (0..n % 3)
+                            .map(|i| SocketInfo {
+                                id: format!("remote-socket-{i}"),
+                                handshake: Value::Null,
+                                rooms: Vec::new(),
+                                data: Value::Null,
+                            })
+                            .collect(),
+                    ),
+                    AnswerIn::ServerSideAck(v) => ClusterAnswer::ServerSideAck(v.0),
+                    AnswerIn::ClientCount(n) => ClusterAnswer::ClientCount(usize::from(n % 4)),
+                    AnswerIn::BroadcastAck(a) => ClusterAnswer::BroadcastAck(a.0),
+                },
+            },
+        }
     }
 
     fn room_names(&self, picks: &[u8]) -> Vec<String> {
@@ -879,18 +1532,12 @@ impl Sim {
         };
         let rooms = self.room_names(rooms);
         let except = self.room_names(except);
-        let in_room = |s: &SocketId, r: &String| {
-            s.as_str() == r || self.rooms.get(s).is_some_and(|set| set.contains(r))
-        };
-        let want: BTreeSet<SocketId> = self
-            .sockets
-            .iter()
-            .filter(|(s, n)| *n == nsp && self.live.contains(s))
-            .map(|(s, _)| *s)
-            .filter(|s| rooms.is_empty() || rooms.iter().any(|r| in_room(s, r)))
-            .filter(|s| !except.iter().any(|r| in_room(s, r)))
-            .filter(|s| Some(*s) != from)
-            .collect();
+        let want = self.selected(&nsp, &rooms, &except, from);
+        let mut args = args;
+        if volatile {
+            // No offset on a volatile event: this ends it instead.
+            args.push(Value::Null);
+        }
         let targets: BTreeSet<SocketId> =
             build(&mut self.io, from, &nsp, &rooms, &except, volatile)
                 .sockets()
@@ -1014,12 +1661,21 @@ mod tests {
     use crate::values::{AnyPkt, Args, Name};
 
     fn simulate(actions: Vec<Action>) -> Sim {
+        simulate_with(None, false, actions)
+    }
+
+    fn simulate_with(recovery: Option<RecoveryIn>, cluster: bool, actions: Vec<Action>) -> Sim {
         let config = ConfigIn {
             ping_interval_ms: 250,
             ping_timeout_ms: 200,
             connect_timeout_ms: 1000,
             max_payload: None,
             max_attachments: 2,
+            recovery,
+            cluster,
+            cleanup: false,
+            decide_events: true,
+            max_held: 3,
         };
         let mut sim = Sim::new(config, 9, Decide::Actions);
         sim.start();
@@ -1097,5 +1753,114 @@ mod tests {
         assert!(sim.peers[1].server_closed);
         assert!(sim.peers[0].healthy() && sim.echoes == 3 && sim.broadcasts == 1);
         assert!(sim.peers[0].heard.contains("bc1"));
+    }
+
+    #[test]
+    fn a_client_that_comes_back_recovers_what_it_missed() {
+        use Action::*;
+        let recovery = RecoveryIn {
+            duration_ms: 2000,
+            skip_middlewares: true,
+            max_packets: 50,
+            max_packet_bytes: 60_000,
+            max_sessions: 5,
+            max_session_bytes: 60_000,
+        };
+        let sim = simulate_with(
+            Some(recovery),
+            false,
+            vec![
+                Connect {
+                    target: Target::Normal,
+                    auto_pong: true,
+                    join: Some(0),
+                },
+                Join { socket: 1, room: 0 },
+                Emit {
+                    socket: 1,
+                    name: Name("x".into()),
+                    args: Args(vec![]),
+                },
+                Eof { peer: 0 },
+                Broadcast {
+                    nsp: 0,
+                    rooms: vec![0],
+                    except: vec![],
+                    from: None,
+                    volatile: false,
+                    args: Args(vec![Value::from(1)]),
+                },
+                Recover {
+                    from: 1,
+                    nsp: 0,
+                    fake: false,
+                },
+                Select {
+                    op: SelectOp::Fetch,
+                    nsp: 0,
+                    rooms: vec![0],
+                    except: vec![],
+                    room: 0,
+                },
+                BroadcastWithAck {
+                    nsp: 0,
+                    rooms: vec![],
+                    except: vec![],
+                    from: None,
+                    timeout_ms: 100,
+                    args: Args(vec![]),
+                },
+                Advance { ms: 200 },
+            ],
+        );
+        // The socket came back with its id and its room, and got the
+        // broadcast it missed.
+        assert_eq!(sim.sockets.len(), 2);
+        assert!(sim.live.contains(&sim.sockets[1].0));
+        assert!(sim.peers[2].heard.contains("bc1"));
+        assert!(!sim.peers[1].heard.contains("bc1"));
+        assert_eq!(sim.requests_done.len(), 2);
+        let fetched = sim.fetched.values().next().expect("a fetch");
+        assert_eq!(fetched.len(), 1, "the recovered socket, in its room again");
+    }
+
+    #[test]
+    fn another_node_asks_and_answers() {
+        use Action::*;
+        let sim = simulate_with(
+            None,
+            true,
+            vec![
+                Cluster(ClusterIn::Fetch {
+                    nsp: 0,
+                    rooms: vec![],
+                    except: vec![],
+                    request: 1,
+                }),
+                Cluster(ClusterIn::Broadcast {
+                    nsp: 0,
+                    rooms: vec![],
+                    except: vec![],
+                    volatile: false,
+                    args: Args(vec![]),
+                    ack: Some((3, 50)),
+                }),
+                ServerSideEmit {
+                    ack_ms: Some(100),
+                    args: Args(vec![]),
+                },
+                Cluster(ClusterIn::Answer {
+                    request: 0,
+                    answer: AnswerIn::Nodes(1),
+                }),
+                Cluster(ClusterIn::Answer {
+                    request: 0,
+                    answer: AnswerIn::ServerSideAck(crate::values::Val(Value::from("n"))),
+                }),
+                Echo,
+            ],
+        );
+        assert_eq!(sim.requests_done.len(), 1);
+        assert!(sim.peers[0].heard.contains("remote"));
     }
 }

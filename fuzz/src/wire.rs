@@ -5,7 +5,10 @@
 //! responses that parse, polling payloads that decode, then the frames of
 //! an upgraded connection through a client `ws::Connection`).
 
-use std::time::{Duration, Instant};
+use std::{
+    ops::ControlFlow,
+    time::{Duration, Instant},
+};
 
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
@@ -13,6 +16,7 @@ use wsio::{
     engineio::{DecodeError, Packet, PacketType, Sid, decode_payload, encode_payload},
     entropy::SeededEntropy,
     http::{HeadParser, Limits, RequestHead, client::ResponseReader},
+    machine::drain,
     ws::{self, Connection, Error},
 };
 
@@ -435,13 +439,16 @@ impl Reader {
             }
         }
         if let Reader::Ws(c) = self {
-            while let Some(t) = c.poll_transmit() {
-                if let ws::Transmit::Data(b) = t {
-                    answer.push(b);
-                }
-            }
-            while let Some(ev) = c.poll_event() {
-                match ev {
+            drain(
+                &mut **c,
+                now,
+                |_, t| {
+                    if let ws::Transmit::Data(b) = t {
+                        answer.push(b);
+                    }
+                    ControlFlow::Continue(())
+                },
+                |_, ev| match ev {
                     ws::Event::Message(ws::Message::Text(t)) => {
                         packets.push(Packet::decode_text(t));
                     }
@@ -457,13 +464,8 @@ impl Reader {
                         }
                     }
                     _ => {}
-                }
-            }
-            while let Some(t) = c.poll_transmit() {
-                if let ws::Transmit::Data(b) = t {
-                    answer.push(b);
-                }
-            }
+                },
+            );
         }
         (answer, packets)
     }

@@ -399,7 +399,7 @@ impl Sim {
                 } else {
                     DataKind::Binary
                 };
-                let can = self.can_send(who) && !self.side(who).conn.poll_transmit_pending();
+                let can = self.can_send(who) && self.side(who).conn.buffered_amount() == 0;
                 let r = self.side(who).conn.send_direct(kind, msg.len());
                 match (who, r) {
                     (Who::Client, r) => assert_eq!(r, Err(UsageError::NotServer)),

@@ -310,7 +310,7 @@ fn check_client(input: &Input, offered: &[String], limits: Limits) {
     };
     // The key the client sent, to build a valid reply.
     let mut probe = make();
-    let Some(wsio::ws::Transmit::Data(request)) = probe.poll_transmit() else {
+    let Some(wsio::ws::Transmit::Data(request)) = probe.poll_transmit(Instant::now()) else {
         panic!("client sent no request");
     };
     let (head, _) = HeadParser::new(Limits::default())

@@ -46,8 +46,8 @@ fn eio_server_text_with_separator_over_polling() {
         c,
         b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n",
     );
-    while s.poll_transmit().is_some() {}
-    let Some(Event::Open { sid, .. }) = s.poll_event() else {
+    while s.poll_transmit(now).is_some() {}
+    let Some(Event::Open { sid, .. }) = s.poll_event(now) else {
         panic!("no session");
     };
     if s.send(sid, "a\u{1e}b").is_err() {
@@ -57,7 +57,7 @@ fn eio_server_text_with_separator_over_polling() {
         format!("GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n");
     s.handle_input(now, c, poll.as_bytes());
     let mut wire = Vec::new();
-    while let Some(t) = s.poll_transmit() {
+    while let Some(t) = s.poll_transmit(now) {
         if let Transmit::Data { data, .. } = t {
             wire.extend_from_slice(&data);
         }

@@ -1,10 +1,10 @@
-//! The shape of a server machine as drivers run it, and [`Server`], the
-//! blocking driver for one.
+//! [`Server`]: the blocking driver of a server machine.
 
 use std::{
     collections::{HashMap, VecDeque},
     io::{self, Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs},
+    net::{Shutdown as Half, SocketAddr, TcpListener, TcpStream, ToSocketAddrs},
+    ops::ControlFlow,
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -16,109 +16,9 @@ use std::{
 use bytes::Bytes;
 
 use crate::{
-    engineio::{self, ConnId, Transmit},
-    socketio,
+    engineio::{ConnId, Transmit},
+    machine::{Machine, Shutdown, drain},
 };
-
-/// A server machine of many connections keyed by [`ConnId`], as a driver
-/// runs it: connections come in by [`accept`](Self::accept), their bytes by
-/// [`handle_input`](Self::handle_input), their end by
-/// [`handle_eof`](Self::handle_eof); after each input the driver drains
-/// [`poll_transmit`](Self::poll_transmit), then
-/// [`poll_event`](Self::poll_event), until both are empty, then waits for
-/// [`poll_timeout`](Self::poll_timeout).
-///
-/// Implemented by [`engineio::Server`] and [`socketio::Server`]; the
-/// runtime adapters (`wsio-tokio`, `wsio-smol`) drive the same trait.
-pub trait ServerMachine: Send + 'static {
-    /// What the application hears.
-    type Event: Send + 'static;
-
-    /// A new connection.
-    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId;
-    /// Bytes read from a connection.
-    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]);
-    /// The peer closed a connection, or it failed, or the driver dropped
-    /// it (its peer did not read what was queued for it).
-    fn handle_eof(&mut self, now: Instant, conn: ConnId);
-    /// The deadline of [`poll_timeout`](Self::poll_timeout) may have passed.
-    fn handle_timeout(&mut self, now: Instant);
-    /// The next bytes to write, response to give or connection to close.
-    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit>;
-    /// The next event for the application.
-    fn poll_event(&mut self, now: Instant) -> Option<Self::Event>;
-    /// When [`handle_timeout`](Self::handle_timeout) is next due.
-    fn poll_timeout(&self) -> Option<Instant>;
-    /// Graceful shutdown begins: close every session (Socket.IO: with the
-    /// official "server shutting down" reason). The driver has stopped
-    /// accepting; it keeps moving bytes until [`is_idle`](Self::is_idle)
-    /// or its grace period ends.
-    fn shutdown(&mut self, now: Instant);
-    /// Whether nothing is left to close gracefully.
-    fn is_idle(&self) -> bool;
-}
-
-impl ServerMachine for engineio::Server {
-    type Event = engineio::Event;
-
-    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
-        engineio::Server::accept(self, now, peer)
-    }
-    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        engineio::Server::handle_input(self, now, conn, bytes)
-    }
-    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
-        engineio::Server::handle_eof(self, now, conn)
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        engineio::Server::handle_timeout(self, now)
-    }
-    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
-        engineio::Server::poll_transmit(self)
-    }
-    fn poll_event(&mut self, _now: Instant) -> Option<engineio::Event> {
-        engineio::Server::poll_event(self)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        engineio::Server::poll_timeout(self)
-    }
-    fn shutdown(&mut self, _now: Instant) {}
-    fn is_idle(&self) -> bool {
-        self.session_count() == 0
-    }
-}
-
-impl ServerMachine for socketio::Server {
-    type Event = socketio::Event;
-
-    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
-        socketio::Server::accept(self, now, peer)
-    }
-    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        socketio::Server::handle_input(self, now, conn, bytes)
-    }
-    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
-        socketio::Server::handle_eof(self, now, conn)
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        socketio::Server::handle_timeout(self, now)
-    }
-    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
-        socketio::Server::poll_transmit(self)
-    }
-    fn poll_event(&mut self, _now: Instant) -> Option<socketio::Event> {
-        socketio::Server::poll_event(self)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        socketio::Server::poll_timeout(self)
-    }
-    fn shutdown(&mut self, now: Instant) {
-        socketio::Server::shutdown(self, now)
-    }
-    fn is_idle(&self) -> bool {
-        self.client_count() == 0
-    }
-}
 
 /// Limits and timings of the blocking [`Server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +59,7 @@ impl ServerOptions {
 }
 
 type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
-type Callback<M> = Box<dyn FnMut(&mut M, <M as ServerMachine>::Event, Instant) + Send>;
+type Callback<M> = Box<dyn FnMut(&mut M, <M as Machine>::Event, Instant) + Send>;
 
 enum Input<M> {
     Accepted(TcpStream, Option<SocketAddr>),
@@ -199,10 +99,11 @@ struct Conn {
     stream: Arc<TcpStream>,
 }
 
-/// A server machine on blocking sockets and std threads: the machine on
-/// the thread that calls [`run`](Self::run), an accepting thread, and a
-/// reader and a writer thread per connection (small stacks). No async
-/// runtime.
+/// A server machine (any [`ServerMachine`](crate::machine::ServerMachine)
+/// that can [`Shutdown`]: a `socketio::Server`, an `engineio::Server`) on
+/// blocking sockets and std threads: the machine on the thread that calls [`run`](Self::run), an
+/// accepting thread, and a reader and a writer thread per connection (small
+/// stacks). No async runtime.
 ///
 /// It obeys the rules of the async adapters: at most
 /// [`ServerOptions::max_queued`] bytes wait for a connection (past that it
@@ -227,7 +128,7 @@ struct Conn {
 ///     .run()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Server<M: ServerMachine> {
+pub struct Server<M: Shutdown<Transmit = Transmit> + 'static> {
     machine: M,
     listener: TcpListener,
     opts: ServerOptions,
@@ -237,7 +138,7 @@ pub struct Server<M: ServerMachine> {
     stop: Arc<AtomicBool>,
 }
 
-impl<M: ServerMachine> std::fmt::Debug for Server<M> {
+impl<M: Shutdown<Transmit = Transmit> + 'static> std::fmt::Debug for Server<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener)
@@ -264,7 +165,7 @@ impl<M> std::fmt::Debug for ServerHandle<M> {
     }
 }
 
-impl<M: ServerMachine> ServerHandle<M> {
+impl<M> ServerHandle<M> {
     /// Runs `f` on the machine, in its thread, with the present time.
     /// Fails when the server has ended.
     pub fn run(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) -> Result<(), Ended> {
@@ -290,7 +191,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Stack of the reader and writer threads.
 const STACK: usize = 64 * 1024;
 
-impl<M: ServerMachine> Server<M> {
+impl<M: Shutdown<Transmit = Transmit> + 'static> Server<M> {
     /// A server for `machine` listening on `addr`.
     pub fn bind(addr: impl ToSocketAddrs, machine: M) -> io::Result<Server<M>> {
         Ok(Self::with_listener(
@@ -462,32 +363,33 @@ impl<M: ServerMachine> Server<M> {
         Ok(Conn { shared, stream })
     }
 
-    /// Drains the machine: transmits to the writers, events to the
-    /// application, until both are empty. `closing` is a connection already
-    /// taken out of `conns` whose last bytes may still come.
+    /// Drains the machine ([`drain`]): transmits to the writers, events to
+    /// the application. `closing` is a connection already taken out of
+    /// `conns` whose last bytes may still come.
     fn drain(
         &mut self,
         now: Instant,
         conns: &mut HashMap<ConnId, Conn>,
         closing: Option<(ConnId, &Conn)>,
     ) {
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.machine.poll_transmit(now) {
-                moved = true;
+        let (max, on_event) = (self.opts.max_queued, &mut self.on_event);
+        drain(
+            &mut self.machine,
+            now,
+            |machine, t| {
                 match t {
                     Transmit::Data { conn, data } => {
                         let c = match conns.get(&conn) {
                             Some(c) => c,
                             None => match closing {
                                 Some((id, c)) if id == conn => c,
-                                _ => continue,
+                                _ => return ControlFlow::Continue(()),
                             },
                         };
-                        if !queue(&c.shared, data, self.opts.max_queued) {
+                        if !queue(&c.shared, data, max) {
                             kill(&c.shared, &c.stream);
                             if conns.remove(&conn).is_some() {
-                                self.machine.handle_eof(now, conn);
+                                machine.handle_eof(now, conn);
                             }
                         }
                     }
@@ -498,17 +400,14 @@ impl<M: ServerMachine> Server<M> {
                     }
                     Transmit::Response { .. } => {}
                 }
-            }
-            while let Some(ev) = self.machine.poll_event(now) {
-                moved = true;
-                if let Some(f) = &mut self.on_event {
-                    f(&mut self.machine, ev, now);
+                ControlFlow::Continue(())
+            },
+            |machine, ev| {
+                if let Some(f) = on_event {
+                    f(machine, ev, now);
                 }
-            }
-            if !moved {
-                return;
-            }
-        }
+            },
+        );
     }
 }
 
@@ -542,7 +441,7 @@ fn kill(shared: &Shared, stream: &TcpStream) {
         o.queued = 0;
     }
     shared.cond.notify_all();
-    let _ = stream.shutdown(Shutdown::Both);
+    let _ = stream.shutdown(Half::Both);
 }
 
 fn accept_loop<M>(listener: &TcpListener, tx: &SyncSender<Input<M>>, stop: &AtomicBool) {
@@ -650,13 +549,13 @@ fn write_loop(stream: Arc<TcpStream>, shared: &Shared, linger: Duration) {
             o.queued = 0;
             drop(o);
             shared.cond.notify_all();
-            let _ = stream.shutdown(Shutdown::Both);
+            let _ = stream.shutdown(Half::Both);
             return;
         }
         drop(o);
         shared.cond.notify_all();
     }
     // Our FIN; the reader reads until the peer's, for at most `linger`.
-    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.shutdown(Half::Write);
     let _ = stream.set_read_timeout(Some(linger.max(Duration::from_millis(1))));
 }

@@ -176,7 +176,10 @@ impl<S: Socket> WebSocket<S> {
     pub fn next_event(&mut self) -> Result<Event, Error> {
         loop {
             self.flush()?;
-            if let Some(ev) = self.conn.poll_event() {
+            // One event at a time, not `machine::drain`: the caller answers
+            // each before the next frame is decoded (see `ws::Connection`),
+            // and `flush` writes the answers before the next poll.
+            if let Some(ev) = self.conn.poll_event(Instant::now()) {
                 if let Event::Closed(c) = &ev {
                     self.closed = Some(c.clone());
                 }
@@ -231,7 +234,8 @@ impl<S: Socket> WebSocket<S> {
 
     /// Writes everything the machine queued.
     pub fn flush(&mut self) -> Result<(), Error> {
-        while let Some(t) = self.conn.poll_transmit() {
+        let now = Instant::now();
+        while let Some(t) = self.conn.poll_transmit(now) {
             match t {
                 Transmit::Data(b) => self.stream.write_all(&b)?,
                 Transmit::Close => {

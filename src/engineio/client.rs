@@ -8,16 +8,20 @@
 //!     └──refused, failed, timed out, close()──► Closed
 //! ```
 //!
-//! The client never performs I/O. It asks the driver for two kinds of work:
+//! The client never performs I/O. It asks the driver to open connections
+//! to the server ([`ClientTransmit::Connect`]), write bytes on them and
+//! close them, and hears back what the server sends on each; TLS, if any,
+//! is the driver's, around those bytes. Everything else is the client's:
 //!
-//! * **HTTP requests** ([`ClientTransmit::Request`]) for long-polling. At
-//!   most one GET (the poll) and one POST (the writes) are in flight at
-//!   once, as in the official `engine.io-client`; a driver that keeps one
-//!   keep-alive connection per request in flight needs two.
-//! * **Streams** ([`ClientTransmit::OpenStream`]) for WebSockets: the
-//!   client runs the WebSocket protocol itself ([`ws::Connection`] in the
-//!   client role, masked with the injected entropy), so the driver only
-//!   opens a TCP (or TLS) connection to the server and moves bytes.
+//! * **HTTP/1.1** for long-polling: it writes the requests and reads the
+//!   answers (`Content-Length`, `chunked` or until the end), reuses
+//!   keep-alive connections, and closes a connection to abandon its
+//!   request. At most one GET (the poll) and one POST (the writes) are in
+//!   flight at once, as in the official `engine.io-client`, so at most two
+//!   connections are busy at once.
+//! * **WebSockets**: the client runs the protocol itself
+//!   ([`ws::Connection`] in the client role, masked with the injected
+//!   entropy) over a connection of its own.
 //!
 //! Transports, following `engine.io-client` 6.6:
 //!
@@ -42,11 +46,13 @@
 //!
 //! [`ClientEvent::Close`] is the last event. After it, [`Client::poll_transmit`]
 //! may still give a farewell close packet (polling) or a WebSocket close
-//! handshake: keep draining it, and keep feeding a closing stream's bytes.
+//! handshake: keep draining it, and keep feeding those connections' bytes.
+//! Once every connection it opened is closed, the client is done.
 //!
 //! Timers (the heartbeat, a deadline per request, the opening of a
-//! WebSocket and its probe, the WebSocket close handshakes) are plain
-//! fields; [`Client::poll_timeout`] is their minimum.
+//! WebSocket and its probe, the WebSocket close handshakes, idle
+//! keep-alive connections) are plain fields; [`Client::poll_timeout`] is
+//! their minimum.
 //!
 //! This file holds the public surface and the client's state; the rest is
 //! one file per concern:
@@ -54,6 +60,8 @@
 //! * `client/config.rs`: the options;
 //! * `client/requests.rs`: the work asked of the driver, and the HTTP
 //!   requests of the polling transport;
+//! * `client/http.rs`: the HTTP connections (requests in flight, answers,
+//!   keep-alive);
 //! * `client/polling.rs`: the long-polling transport (the GET held by the
 //!   server, POSTs of the write buffer, their answers);
 //! * `client/websocket.rs`: the WebSocket transport (streams, frames,
@@ -63,6 +71,7 @@
 //!   buffer, close).
 
 mod config;
+mod http;
 mod polling;
 mod requests;
 mod session;
@@ -75,20 +84,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-
 pub use self::{
     config::{ClientConfig, TransportMode},
-    requests::{ClientTransmit, HttpRequest, RequestFailed, RequestId},
+    requests::ClientTransmit,
 };
 use self::{
+    http::{HttpConn, Purpose},
     polling::Polling,
     session::{Params, Phase},
     upgrade::Probe,
     websocket::{Which, WsStream},
 };
-use super::{CloseReason, Data, DecodeError, Packet, SEPARATOR, TransportKind};
-use crate::{entropy::BoxEntropy, http::ResponseHead, ws};
+use super::{CloseReason, ConnId, Data, DecodeError, Packet, SEPARATOR, TransportKind};
+use crate::{entropy::BoxEntropy, http::HttpError, ws};
 
 /// What went wrong with a transport or a probe.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,16 +106,21 @@ pub enum ClientError {
     /// an unknown session, 413 for a payload over its limit...).
     #[error("the server answered HTTP {0}")]
     HttpStatus(u16),
-    /// The driver reported a failed request.
-    #[error(transparent)]
-    RequestFailed(#[from] RequestFailed),
+    /// The server's answer was not HTTP/1.1 this client reads (or was over
+    /// its limits).
+    #[error("bad HTTP answer: {0}")]
+    BadResponse(HttpError),
+    /// The server closed the connection before its whole answer.
+    #[error("the connection closed before the whole answer")]
+    ConnectionClosed,
+    /// The driver reported a failed connection (not opened, or broken),
+    /// with its reason.
+    #[error("connection failed: {0}")]
+    ConnectionFailed(String),
     /// A request, or the opening of a WebSocket, took longer than
     /// [`ClientConfig::request_timeout`].
     #[error("no answer within the request timeout")]
     Timeout,
-    /// The driver reported a failed stream (not opened, or broken).
-    #[error("the stream failed")]
-    StreamFailed,
     /// The WebSocket failed (handshake refused, protocol error, limit).
     #[error(transparent)]
     WebSocket(#[from] ws::Error),
@@ -198,18 +211,14 @@ enum Transport {
 /// The Engine.IO client: one session, over long-polling, WebSocket, or
 /// both with an upgrade.
 ///
-/// # Run loop
-///
-/// Inputs: [`handle_response`](Self::handle_response) for the answers to
-/// requests, [`handle_stream_input`](Self::handle_stream_input),
-/// [`handle_stream_eof`](Self::handle_stream_eof) and
-/// [`handle_stream_error`](Self::handle_stream_error) for streams, and
+/// Inputs: [`handle_input`](Self::handle_input),
+/// [`handle_eof`](Self::handle_eof) and [`handle_error`](Self::handle_error)
+/// for the connections it asked for, and
 /// [`handle_timeout`](Self::handle_timeout). Commands:
-/// [`send`](Self::send), [`close`](Self::close). After any input or
-/// command, drain [`poll_transmit`](Self::poll_transmit) (perform what it
-/// asks), then [`poll_event`](Self::poll_event), then arm a timer for
-/// [`poll_timeout`](Self::poll_timeout). Commands issued while handling an
-/// event are fine: keep draining until both pollers return `None`.
+/// [`send`](Self::send), [`close`](Self::close). It is a
+/// [`ConnMachine`](crate::machine::ConnMachine) whose transmits ask the
+/// driver to open connections: drive it as [`machine`](crate::machine)
+/// says.
 ///
 /// ```
 /// use std::time::Instant;
@@ -217,8 +226,9 @@ enum Transport {
 ///
 /// let now = Instant::now();
 /// let mut client = Client::new(ClientConfig::new("localhost:3000"), Box::new(SeededEntropy::new(1)), now);
-/// let Some(ClientTransmit::Request { request, .. }) = client.poll_transmit() else { panic!() };
-/// assert!(request.head.target.starts_with("/engine.io/?EIO=4&transport=polling&t="));
+/// let Some(ClientTransmit::Connect { conn }) = client.poll_transmit(now) else { panic!() };
+/// let Some(ClientTransmit::Data { data, .. }) = client.poll_transmit(now) else { panic!() };
+/// assert!(data.starts_with(b"GET /engine.io/?EIO=4&transport=polling&t="));
 /// ```
 pub struct Client {
     config: ClientConfig,
@@ -238,10 +248,9 @@ pub struct Client {
     /// Messages among `write_buffer` (what the limit counts).
     queued_messages: usize,
     ping_deadline: Option<Instant>,
-    /// A handshake GET still out when [`close`](Self::close) ended the
-    /// opening: if it opens a session, that session is closed at once.
-    late_handshake: Option<RequestId>,
-    next_id: u64,
+    /// The HTTP connections, busy or idle.
+    http: Vec<HttpConn>,
+    next_conn: u64,
     transmits: VecDeque<ClientTransmit>,
     events: VecDeque<ClientEvent>,
 }
@@ -258,10 +267,11 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client that starts at once: the first transmit is the polling
-    /// handshake GET, or (mode [`TransportMode::WebSocketOnly`]) the
-    /// stream for the WebSocket. `entropy` supplies every random byte
-    /// (`t` parameters, WebSocket keys and masks).
+    /// A client that starts at once: the first transmits open a connection
+    /// for the polling handshake GET, or (mode
+    /// [`TransportMode::WebSocketOnly`]) for the WebSocket. `entropy`
+    /// supplies every random byte (`t` parameters, WebSocket keys and
+    /// masks).
     pub fn new(config: ClientConfig, entropy: BoxEntropy, now: Instant) -> Self {
         let mut c = Client {
             config,
@@ -277,8 +287,8 @@ impl Client {
             in_flight: 0,
             queued_messages: 0,
             ping_deadline: None,
-            late_handshake: None,
-            next_id: 0,
+            http: Vec::new(),
+            next_conn: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -344,93 +354,77 @@ impl Client {
         self.write_buffer.len()
     }
 
+    /// Whether the session is over and every connection it opened is
+    /// closed: nothing more will be asked of the driver.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Closed
+            && self.http.is_empty()
+            && self.retired.is_empty()
+            && self.transmits.is_empty()
+    }
+
     // ----- inputs -------------------------------------------------------
 
-    /// The answer to request `id`: the response head and whole body, or
-    /// the driver's failure. Unknown or cancelled ids are ignored.
-    pub fn handle_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        response: Result<(ResponseHead, Bytes), RequestFailed>,
-    ) {
-        if self.late_handshake == Some(id) {
-            self.late_handshake = None;
-            return self.on_late_handshake(response);
+    /// Bytes the server sent on connection `conn`. Unknown connections are
+    /// ignored.
+    pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        if !self.http_input(now, conn, bytes) {
+            if let Some(which) = self.find_stream(conn) {
+                if let Some(s) = self.stream_mut(which) {
+                    s.ws.handle_input(now, bytes);
+                }
+                self.process_stream(now, conn);
+            }
         }
-        let Some(Transport::Polling(p)) = &mut self.transport else {
-            return;
-        };
-        if self.phase == Phase::Closed {
-            return;
-        }
-        if p.get.is_some_and(|g| g.id == id) {
-            p.get = None;
-            self.on_poll_response(now, response);
-        } else if p.post.is_some_and(|g| g.id == id) {
-            p.post = None;
-            self.on_post_response(now, response);
-        }
-        self.after_turn();
+        self.after_turn(now);
     }
 
-    /// Bytes the server sent on stream `id`. Unknown ids are ignored.
-    pub fn handle_stream_input(&mut self, now: Instant, id: RequestId, bytes: &[u8]) {
-        let Some(which) = self.find_stream(id) else {
-            return;
-        };
-        if let Some(s) = self.stream_mut(which) {
-            s.ws.handle_input(now, bytes);
+    /// The server closed connection `conn` (a read returned 0). The client
+    /// answers with [`ClientTransmit::Close`] once it has written what it
+    /// must.
+    pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        if !self.http_end(now, conn, None) {
+            if let Some(which) = self.find_stream(conn) {
+                if let Some(s) = self.stream_mut(which) {
+                    s.ws.handle_eof(now);
+                }
+                self.process_stream(now, conn);
+            }
         }
-        self.process_stream(now, id);
-        self.after_turn();
+        self.after_turn(now);
     }
 
-    /// Stream `id` ended (the server closed it).
-    pub fn handle_stream_eof(&mut self, now: Instant, id: RequestId) {
-        let Some(which) = self.find_stream(id) else {
-            return;
-        };
-        if let Some(s) = self.stream_mut(which) {
-            s.ws.handle_eof(now);
+    /// Connection `conn` could not be opened, or broke (a read or a write
+    /// failed); `error` says how, for people. The connection is gone: the
+    /// client asks nothing more of it.
+    pub fn handle_error(&mut self, now: Instant, conn: ConnId, error: &str) {
+        // What was still to be written on it goes nowhere.
+        self.transmits.retain(|t| t.conn() != conn);
+        if !self.http_end(now, conn, Some(error)) {
+            let failed = ClientError::ConnectionFailed(error.to_owned());
+            match self.find_stream(conn) {
+                Some(Which::Main) => {
+                    self.close_session(now, CloseReason::TransportError, Some(failed), false)
+                }
+                Some(Which::Probe) => self.probe_failed(now, failed),
+                Some(Which::Retired(_)) | None => {}
+            }
+            // Whatever is left of it is dropped without a Close.
+            self.retired.retain(|s| s.conn != conn);
+            self.transmits.retain(|t| t.conn() != conn);
         }
-        self.process_stream(now, id);
-        self.after_turn();
-    }
-
-    /// Stream `id` could not be opened, or broke (a read or write failed).
-    /// The driver need not close it: it is already gone.
-    pub fn handle_stream_error(&mut self, now: Instant, id: RequestId) {
-        let Some(which) = self.find_stream(id) else {
-            return;
-        };
-        match which {
-            Which::Main => self.close_session(
-                now,
-                CloseReason::TransportError,
-                Some(ClientError::StreamFailed),
-                false,
-            ),
-            Which::Probe => self.probe_failed(now, ClientError::StreamFailed),
-            Which::Retired(_) => {}
-        }
-        // Whatever is left of it is dropped without a CloseStream.
-        self.retired.retain(|s| s.id != id);
-        self.transmits.retain(|t| {
-            !matches!(t, ClientTransmit::StreamData { id: i, .. } | ClientTransmit::CloseStream { id: i } if *i == id)
-        });
-        self.after_turn();
+        self.after_turn(now);
     }
 
     /// Runs every timer that is due. Cheap; early or repeated calls do
     /// nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         // WebSocket close handshakes.
-        let mut due: Vec<RequestId> = Vec::new();
+        let mut due: Vec<ConnId> = Vec::new();
         for which in [Which::Main, Which::Probe] {
             if let Some(s) = self.stream_mut(which) {
                 if s.ws.poll_timeout().is_some_and(|t| t <= now) {
-                    due.push(s.id);
+                    due.push(s.conn);
                 }
             }
         }
@@ -438,14 +432,14 @@ impl Client {
             self.retired
                 .iter()
                 .filter(|s| s.ws.poll_timeout().is_some_and(|t| t <= now))
-                .map(|s| s.id),
+                .map(|s| s.conn),
         );
-        for id in due {
-            if let Some(which) = self.find_stream(id) {
+        for conn in due {
+            if let Some(which) = self.find_stream(conn) {
                 if let Some(s) = self.stream_mut(which) {
                     s.ws.handle_timeout(now);
                 }
-                self.process_stream(now, id);
+                self.process_stream(now, conn);
             }
         }
         if self.phase != Phase::Closed {
@@ -453,10 +447,7 @@ impl Client {
                 self.close_session(now, CloseReason::PingTimeout, None, true);
             }
             let expired = match &self.transport {
-                Some(Transport::Polling(p)) => [p.get, p.post]
-                    .iter()
-                    .flatten()
-                    .any(|r| r.deadline.is_some_and(|d| d <= now)),
+                Some(Transport::Polling(_)) => self.polling_expired(now),
                 Some(Transport::WebSocket(s)) => s.deadline.is_some_and(|d| d <= now),
                 None => false,
             };
@@ -476,45 +467,37 @@ impl Client {
                 self.probe_failed(now, ClientError::Timeout);
             }
         }
-        self.after_turn();
+        self.http_timeouts(now);
+        self.after_turn(now);
     }
 
     // ----- outputs ------------------------------------------------------
 
-    /// The next piece of work for the driver. Poll after every input and
-    /// command until `None`.
-    pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
+    /// The next piece of work for the driver.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<ClientTransmit> {
+        let _ = now;
         self.transmits.pop_front()
     }
 
-    /// The next event for the application. Poll after every input and
-    /// command until `None`.
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+    /// The next event for the application.
+    pub fn poll_event(&mut self, now: Instant) -> Option<ClientEvent> {
+        let _ = now;
         self.events.pop_front()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called:
-    /// the heartbeat, a request or WebSocket opening deadline, or a
-    /// WebSocket close handshake. Read it after draining the pollers.
+    /// the heartbeat, a request or WebSocket opening deadline, a WebSocket
+    /// close handshake, or an idle connection to let go.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let open = self.phase != Phase::Closed;
-        let (get, post, main, main_ws) = match &self.transport {
-            Some(Transport::Polling(p)) if open => (
-                p.get.and_then(|r| r.deadline),
-                p.post.and_then(|r| r.deadline),
-                None,
-                None,
-            ),
-            Some(Transport::WebSocket(s)) => {
-                (None, None, s.deadline.filter(|_| open), s.ws.poll_timeout())
-            }
-            _ => (None, None, None, None),
+        let (main, main_ws) = match &self.transport {
+            Some(Transport::WebSocket(s)) => (s.deadline.filter(|_| open), s.ws.poll_timeout()),
+            _ => (None, None),
         };
         let probe = self.probe.as_ref();
         [
             self.ping_deadline,
-            get,
-            post,
+            self.http_deadline(),
             main,
             main_ws,
             probe.and_then(|p| p.stream.deadline),
@@ -548,7 +531,7 @@ impl Client {
         self.write_buffer.push_back(Packet::message(data));
         self.queued_messages += 1;
         self.flush(now);
-        self.after_turn();
+        self.after_turn(now);
         Ok(())
     }
 
@@ -565,14 +548,45 @@ impl Client {
         if self.phase == Phase::Opening && self.write_buffer.is_empty() {
             // Nothing to deliver: end now. A polling handshake already out
             // may still open a session; it is closed when the answer comes.
-            if let Some(Transport::Polling(p)) = &mut self.transport {
-                self.late_handshake = p.get.take().map(|g| g.id);
+            if let Some(get) = self.polling_mut().and_then(|p| p.get.take()) {
+                if let Some(c) = self.http.iter_mut().find(|c| c.id == get) {
+                    c.purpose = Some(Purpose::LateHandshake);
+                }
             }
             self.close_session(now, CloseReason::ForcedClose, None, false);
         } else {
             self.maybe_finish_close(now);
         }
-        self.after_turn();
+        self.after_turn(now);
+    }
+}
+
+impl crate::machine::Machine for Client {
+    type Transmit = ClientTransmit;
+    type Event = ClientEvent;
+    fn handle_timeout(&mut self, now: Instant) {
+        Client::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<ClientTransmit> {
+        Client::poll_transmit(self, now)
+    }
+    fn poll_event(&mut self, now: Instant) -> Option<ClientEvent> {
+        Client::poll_event(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Client::poll_timeout(self)
+    }
+}
+
+impl crate::machine::ConnMachine for Client {
+    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        Client::handle_input(self, now, conn, bytes)
+    }
+    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        Client::handle_eof(self, now, conn)
+    }
+    fn handle_error(&mut self, now: Instant, conn: ConnId, error: &str) {
+        Client::handle_error(self, now, conn, error)
     }
 }
 

@@ -9,6 +9,7 @@
 //! seen from the other side.
 
 mod client;
+mod cookie;
 mod cors;
 mod frame;
 mod open;
@@ -19,8 +20,9 @@ use std::{fmt, time::Duration};
 
 pub use client::{
     Client, ClientConfig, ClientError, ClientEvent, ClientState, ClientTransmit, ClientUsageError,
-    HttpRequest, RequestFailed, RequestId, TransportMode,
+    TransportMode,
 };
+pub use cookie::{Cookie, SameSite};
 pub use cors::{Cors, CorsOrigin};
 pub use packet::{
     Data, DecodeError, Packet, PacketType, SEPARATOR, decode_payload, encode_payload,
@@ -73,10 +75,10 @@ impl fmt::Debug for Sid {
     }
 }
 
-/// A connection handle the server gives out: one TCP connection, or one
-/// request from an embedding HTTP server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
+/// A connection handle: one TCP connection the server accepted (or one
+/// request from an embedding HTTP server), or one the client asked its
+/// driver to open.
+pub use crate::machine::ConnId;
 
 /// Which transport a session uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -299,6 +301,10 @@ pub struct Config {
     pub allow_upgrades: bool,
     /// CORS headers for polling responses. Default none.
     pub cors: Option<Cors>,
+    /// The cookie set on the answer to a polling handshake (the official
+    /// `cookie` option), for load balancers with sticky sessions. Default
+    /// none, as the official server.
+    pub cookie: Option<Cookie>,
     /// Most sessions at once; handshakes beyond are answered 503.
     /// Default 100,000.
     pub max_sessions: usize,
@@ -331,6 +337,7 @@ impl Default for Config {
             websocket: true,
             allow_upgrades: true,
             cors: None,
+            cookie: None,
             max_sessions: 100_000,
             max_buffered_packets: 10_000,
             close_timeout: Duration::from_secs(30),
@@ -381,6 +388,11 @@ impl Config {
     /// Sets [`cors`](Self::cors).
     pub fn cors(mut self, cors: Option<Cors>) -> Self {
         self.cors = cors;
+        self
+    }
+    /// Sets [`cookie`](Self::cookie).
+    pub fn cookie(mut self, cookie: Option<Cookie>) -> Self {
+        self.cookie = cookie;
         self
     }
     /// Sets [`max_sessions`](Self::max_sessions).

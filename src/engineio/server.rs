@@ -133,8 +133,9 @@ enum Target {
 /// [`handle_upgrade`](Self::handle_upgrade) from an embedding HTTP server;
 /// and [`handle_timeout`](Self::handle_timeout). Outputs:
 /// [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
-/// [`poll_timeout`](Self::poll_timeout). After any input or command, drain
-/// `poll_transmit`, then `poll_event`, then read `poll_timeout`.
+/// [`poll_timeout`](Self::poll_timeout). It is a
+/// [`ServerMachine`](crate::machine::ServerMachine): drive it as
+/// [`machine`](crate::machine) says.
 ///
 /// ```
 /// use std::time::Instant;
@@ -144,9 +145,9 @@ enum Target {
 /// let now = Instant::now();
 /// let conn = server.accept(now, None);
 /// server.handle_input(now, conn, b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n");
-/// let Some(Transmit::Data { data, .. }) = server.poll_transmit() else { panic!() };
+/// let Some(Transmit::Data { data, .. }) = server.poll_transmit(now) else { panic!() };
 /// assert!(data.starts_with(b"HTTP/1.1 200 OK\r\n"));
-/// assert!(matches!(server.poll_event(), Some(Event::Open { .. })));
+/// assert!(matches!(server.poll_event(now), Some(Event::Open { .. })));
 /// ```
 pub struct Server {
     config: Config,
@@ -166,9 +167,6 @@ pub struct Server {
     resume: Vec<ConnId>,
     /// Held polls: the session each waiting GET belongs to.
     polls: IdMap<ConnId, Sid>,
-    /// The latest time given by any input, for work deferred to
-    /// `poll_transmit` (which is not given the time).
-    now: Instant,
 }
 
 impl std::fmt::Debug for Server {
@@ -181,13 +179,13 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server with `config`, drawing session ids from `entropy`; `now`
-    /// starts its clock (the machine never reads one itself).
+    /// A server with `config`, drawing session ids from `entropy`. `now`
+    /// is the time of its creation (the machine never reads a clock).
     pub fn new(config: Config, entropy: BoxEntropy, now: Instant) -> Self {
+        let _ = now;
         Server {
             resume: Vec::new(),
             polls: IdMap::default(),
-            now,
             ws_config: config.ws_config(),
             config,
             entropy,
@@ -268,15 +266,8 @@ impl Server {
 
     /// Feeds bytes read from a connection. Unknown connections are ignored.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        self.tick(now);
         self.input(now, conn, bytes);
         self.resume_http(now);
-    }
-
-    fn tick(&mut self, now: Instant) {
-        if now > self.now {
-            self.now = now;
-        }
     }
 
     fn input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
@@ -295,7 +286,6 @@ impl Server {
 
     /// The peer closed a connection.
     pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
-        self.tick(now);
         match self.conns.get_mut(&conn).map(|c| &mut c.kind) {
             Some(ConnKind::Ws(w)) => {
                 w.ws.handle_eof(now);
@@ -318,7 +308,6 @@ impl Server {
         body: Bytes,
         peer: Option<SocketAddr>,
     ) -> ConnId {
-        self.tick(now);
         let id = self.new_conn_id();
         let head = Box::new(head);
         let kind = ConnKind::Embedded { head: head.clone() };
@@ -348,7 +337,6 @@ impl Server {
         head: RequestHead,
         peer: Option<SocketAddr>,
     ) -> Result<(ConnId, ResponseHead), (ResponseHead, Bytes)> {
-        self.tick(now);
         let id = self.new_conn_id();
         match self.check_upgrade(&head) {
             Ok(checked) => {
@@ -365,7 +353,6 @@ impl Server {
     /// Runs every timer that is due. Cheap; early or repeated calls do
     /// nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.tick(now);
         while let Some(&Reverse((at, target))) = self.timers.peek() {
             if at > now {
                 break;
@@ -402,16 +389,19 @@ impl Server {
     // ----- outputs ------------------------------------------------------
 
     /// The next bytes to write, response to give, or connection to close.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    /// What commands queued since the last call is flushed here, so that
+    /// everything queued in one turn leaves together.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if self.transmits.is_empty() {
-            self.flush_dirty();
-            self.resume_http(self.now);
+            self.flush_dirty(now);
+            self.resume_http(now);
         }
         self.transmits.pop_front()
     }
 
     /// The next event for the application.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        let _ = now;
         self.events.pop_front()
     }
 
@@ -473,7 +463,6 @@ impl Server {
     /// Closes a session: queued packets go out first, then the close
     /// (`forced close`).
     pub fn close(&mut self, now: Instant, sid: Sid) -> Result<(), UsageError> {
-        self.tick(now);
         let deadline = now + self.config.close_timeout;
         let s = self.live_session(sid)?;
         if s.transport.kind() == TransportKind::WebSocket {
@@ -499,7 +488,6 @@ impl Server {
         head: ResponseHead,
         body: Bytes,
     ) -> Result<(), UsageError> {
-        self.tick(now);
         match self.conns.get(&conn).map(|c| &c.kind) {
             Some(ConnKind::Http(HttpConn {
                 state: HttpState::Busy { .. },
@@ -548,7 +536,7 @@ impl Server {
         }
     }
 
-    fn flush_dirty(&mut self) {
+    fn flush_dirty(&mut self, now: Instant) {
         // Flushing polling sessions can dirty WebSockets (upgrade) and the
         // reverse, so loop until quiet.
         while !self.dirty.is_empty() {
@@ -561,10 +549,10 @@ impl Server {
                     Target::Session(sid) => {
                         if let Some(s) = self.sessions.get_mut(&sid) {
                             s.dirty = false;
-                            self.flush_polling(self.now, sid);
+                            self.flush_polling(now, sid);
                         }
                     }
-                    Target::Conn(conn) => self.drain_ws(conn),
+                    Target::Conn(conn) => self.drain_ws(now, conn),
                 }
             }
             self.dirty_spare = targets;
@@ -628,6 +616,38 @@ fn ws_message(p: &Packet) -> Message {
             s.push_str(t);
             Message::Text(ws::Utf8Bytes::from(s))
         }
+    }
+}
+
+impl crate::machine::Machine for Server {
+    type Transmit = Transmit;
+    type Event = Event;
+    fn handle_timeout(&mut self, now: Instant) {
+        Server::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        Server::poll_transmit(self, now)
+    }
+    fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        Server::poll_event(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Server::poll_timeout(self)
+    }
+}
+
+impl crate::machine::ConnMachine for Server {
+    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        Server::handle_input(self, now, conn, bytes)
+    }
+    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        Server::handle_eof(self, now, conn)
+    }
+}
+
+impl crate::machine::ServerMachine for Server {
+    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
+        Server::accept(self, now, peer)
     }
 }
 

@@ -8,10 +8,10 @@
 //! and jitter, connection resets, partitions that heal, server restarts.
 //!
 //! * [`Network`] owns the server, the clients and the connections between
-//!   them. Clients speak through the driver interface of
-//!   [`engineio::Client`](crate::engineio::Client) (HTTP requests and byte
-//!   streams); the network carries requests over simulated keep-alive TCP
-//!   connections and streams over their own.
+//!   them: simulated TCP connections, opened when a client asks (see
+//!   [`ClientTransmit`]), carrying bytes both ways. The network only moves
+//!   bytes, time and connection ends; HTTP, keep-alive and WebSockets are
+//!   the machines' own.
 //! * Time jumps from one due thing to the next: a delivery, a machine's
 //!   deadline, a scheduled fault. Nothing waits for real time.
 //! * Your application runs in an [`App`]: it hears every server and client
@@ -43,129 +43,27 @@
 //! assert_eq!(net.client(c).state(), engineio::ClientState::Open);
 //! ```
 
-mod machines;
+mod config;
+mod link;
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeMap, BinaryHeap, HashMap, VecDeque},
+    collections::{BTreeMap, BinaryHeap, HashMap},
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddr},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
-use bytes::{Bytes, BytesMut};
-
-pub use machines::{ClientMachine, ServerMachine};
-
+pub use self::config::{Config, Rng};
+use self::link::{Conn, Segment};
 use crate::{
-    engineio::{ClientTransmit, ConnId, RequestFailed, RequestId, Transmit},
-    entropy::{Entropy, SeededEntropy},
-    http::{Limits, client::ResponseReader},
+    engineio::{ClientTransmit, ConnId, Transmit},
+    machine::{ConnMachine, Drained, ServerMachine, drain},
 };
-
-/// A seeded generator with a few conveniences for simulations.
-#[derive(Debug, Clone)]
-pub struct Rng(SeededEntropy);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Rng(SeededEntropy::new(seed))
-    }
-
-    /// A new independent generator, for a machine's own entropy.
-    pub fn fork(&mut self) -> SeededEntropy {
-        SeededEntropy::new(self.0.next_u64())
-    }
-
-    /// A number in `0..n` (`0` when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.0.next_u64() % n }
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-
-    /// A duration in `0..=max`.
-    pub fn duration(&mut self, max: Duration) -> Duration {
-        Duration::from_micros(self.below(max.as_micros() as u64 + 1))
-    }
-}
-
-impl Entropy for Rng {
-    fn fill(&mut self, dst: &mut [u8]) {
-        self.0.fill(dst)
-    }
-
-    fn fork(&mut self) -> crate::entropy::BoxEntropy {
-        self.0.fork()
-    }
-}
-
-/// How the simulated network behaves.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct Config {
-    /// The seed of everything random.
-    pub seed: u64,
-    /// One-way delay of every segment.
-    pub latency: Duration,
-    /// Extra random delay, up to this much (order within a connection is
-    /// kept, as TCP keeps it).
-    pub jitter: Duration,
-    /// Writes are cut into pieces of 1 to this many bytes.
-    pub max_chunk: usize,
-    /// Probability that a delivered piece resets its connection instead.
-    pub reset_rate: f64,
-    /// Record a trace of the run.
-    pub trace: bool,
-}
-
-impl Config {
-    /// A network with 1 ms latency, no jitter, no faults and writes split
-    /// into random pieces of up to 1500 bytes.
-    pub fn new(seed: u64) -> Self {
-        Config {
-            seed,
-            latency: Duration::from_millis(1),
-            jitter: Duration::ZERO,
-            max_chunk: 1500,
-            reset_rate: 0.0,
-            trace: false,
-        }
-    }
-    /// Sets [`latency`](Self::latency).
-    pub fn latency(mut self, d: Duration) -> Self {
-        self.latency = d;
-        self
-    }
-    /// Sets [`jitter`](Self::jitter).
-    pub fn jitter(mut self, d: Duration) -> Self {
-        self.jitter = d;
-        self
-    }
-    /// Sets [`max_chunk`](Self::max_chunk) (at least 1).
-    pub fn max_chunk(mut self, n: usize) -> Self {
-        self.max_chunk = n.max(1);
-        self
-    }
-    /// Sets [`reset_rate`](Self::reset_rate).
-    pub fn reset_rate(mut self, p: f64) -> Self {
-        self.reset_rate = p;
-        self
-    }
-    /// Sets [`trace`](Self::trace).
-    pub fn trace(mut self, on: bool) -> Self {
-        self.trace = on;
-        self
-    }
-}
 
 /// The application under test: hears every event and may answer through
 /// the machine that raised it. Both methods do nothing by default.
-pub trait App<S: ServerMachine, C: ClientMachine> {
+pub trait App<S: ServerMachine<Transmit = Transmit>, C: ConnMachine<Transmit = ClientTransmit>> {
     /// The server raised `event`.
     fn server_event(&mut self, now: Instant, server: &mut S, event: S::Event) {
         let _ = (now, server, event);
@@ -177,44 +75,9 @@ pub trait App<S: ServerMachine, C: ClientMachine> {
 }
 
 /// An application that ignores everything.
-impl<S: ServerMachine, C: ClientMachine> App<S, C> for () {}
-
-#[derive(Debug, Clone)]
-enum Segment {
-    Data(Bytes),
-    Fin,
-    Reset,
-}
-
-#[derive(Debug)]
-enum Kind {
-    /// HTTP/1.1 with keep-alive; one request at a time.
-    Http {
-        pending: Option<RequestId>,
-        reader: Box<ResponseReader>,
-        rbuf: BytesMut,
-    },
-    Stream(RequestId),
-}
-
-#[derive(Debug)]
-struct Conn {
-    client: usize,
-    /// The server's handle, once the first segment arrived (`None`: not
-    /// yet, or the server restarted and forgot it).
-    server: Option<ConnId>,
-    /// The server generation this connection belongs to.
-    generation: u64,
-    to_server: VecDeque<(Instant, Segment)>,
-    to_client: VecDeque<(Instant, Segment)>,
-    kind: Kind,
-    /// No more segments are accepted from the client side.
-    client_done: bool,
-    /// No more segments are accepted from the server side.
-    server_done: bool,
-    /// The path died silently (half-open): whatever either side sends
-    /// vanishes, and neither hears an end.
-    black_hole: bool,
+impl<S: ServerMachine<Transmit = Transmit>, C: ConnMachine<Transmit = ClientTransmit>> App<S, C>
+    for ()
+{
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -236,7 +99,8 @@ enum Fault {
 type Factory<T> = Box<dyn FnMut(Instant, &mut Rng) -> T>;
 
 /// A server, its clients, and the simulated network between them.
-pub struct Network<S: ServerMachine, C: ClientMachine> {
+pub struct Network<S: ServerMachine<Transmit = Transmit>, C: ConnMachine<Transmit = ClientTransmit>>
+{
     config: Config,
     rng: Rng,
     start: Instant,
@@ -248,10 +112,7 @@ pub struct Network<S: ServerMachine, C: ClientMachine> {
     conns: BTreeMap<u64, Conn>,
     next_conn: u64,
     by_server: HashMap<ConnId, u64>,
-    by_stream: HashMap<(usize, RequestId), u64>,
-    by_request: HashMap<(usize, RequestId), u64>,
-    /// Idle keep-alive connections per client.
-    idle: HashMap<usize, Vec<u64>>,
+    by_client: HashMap<(usize, ConnId), u64>,
     partitions: HashMap<usize, Instant>,
     /// Clients that read slowly: bytes per second they take in.
     slow: HashMap<usize, u64>,
@@ -266,10 +127,16 @@ pub struct Network<S: ServerMachine, C: ClientMachine> {
     dirty_clients: Vec<usize>,
     is_dirty: Vec<bool>,
     server_dirty: bool,
+    /// The server's transmits of one drain.
+    server_out: Vec<Transmit>,
+    /// A client's transmits of one drain.
+    client_out: Vec<ClientTransmit>,
     trace: String,
 }
 
-impl<S: ServerMachine, C: ClientMachine> std::fmt::Debug for Network<S, C> {
+impl<S: ServerMachine<Transmit = Transmit>, C: ConnMachine<Transmit = ClientTransmit>>
+    std::fmt::Debug for Network<S, C>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Network")
             .field("seed", &self.config.seed)
@@ -280,7 +147,9 @@ impl<S: ServerMachine, C: ClientMachine> std::fmt::Debug for Network<S, C> {
     }
 }
 
-impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
+impl<S: ServerMachine<Transmit = Transmit>, C: ConnMachine<Transmit = ClientTransmit>>
+    Network<S, C>
+{
     /// A network whose server `make_server` builds (again after each
     /// restart, with its state lost).
     pub fn new(
@@ -303,9 +172,7 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
             conns: BTreeMap::new(),
             next_conn: 0,
             by_server: HashMap::new(),
-            by_stream: HashMap::new(),
-            by_request: HashMap::new(),
-            idle: HashMap::new(),
+            by_client: HashMap::new(),
             partitions: HashMap::new(),
             slow: HashMap::new(),
             last_delivery: HashMap::new(),
@@ -317,6 +184,8 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
             dirty_clients: Vec::new(),
             is_dirty: Vec::new(),
             server_dirty: true,
+            server_out: Vec::new(),
+            client_out: Vec::new(),
             trace: String::new(),
         }
     }
@@ -362,6 +231,12 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
     /// The number of clients.
     pub fn client_count(&self) -> usize {
         self.clients.len()
+    }
+
+    /// The connections not yet closed by both sides (or reset): what a
+    /// check for leaked connections counts.
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
     }
 
     /// When the last byte from client `client` reached the server, and when
@@ -562,352 +437,6 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
         }
     }
 
-    fn partitioned(&self, client: usize) -> bool {
-        self.partitions
-            .get(&client)
-            .is_some_and(|&heal| self.now < heal)
-    }
-
-    /// When a segment sent now arrives.
-    fn arrival(&mut self, last: Option<Instant>) -> Instant {
-        let jitter = self.rng.duration(self.config.jitter);
-        let t = self.now + self.config.latency + jitter;
-        last.map_or(t, |l| t.max(l))
-    }
-
-    fn send_to_server(&mut self, id: u64, seg: Segment) {
-        if self.conns.get(&id).is_some_and(|c| c.black_hole) {
-            // The far end forgot this connection: what the client sends now
-            // is answered with a reset (as a NAT that lost the mapping, or
-            // a rebooted peer, would), so it learns soon.
-            if let Some(c) = self.conns.get_mut(&id) {
-                c.black_hole = false;
-                c.server = None;
-                c.server_done = true;
-                c.to_server.clear();
-            }
-            self.send_to_client(id, Segment::Reset);
-            return;
-        }
-        let Some(last) = self
-            .conns
-            .get(&id)
-            .map(|c| c.to_server.back().map(|(t, _)| *t))
-        else {
-            return;
-        };
-        let pieces = self.split(seg);
-        let mut last = last;
-        for p in pieces {
-            let at = self.arrival(last);
-            last = Some(at);
-            if let Some(c) = self.conns.get_mut(&id) {
-                c.to_server.push_back((at, p));
-            }
-            self.push(at, Due::ToServer(id));
-        }
-    }
-
-    fn send_to_client(&mut self, id: u64, seg: Segment) {
-        let Some((last, client)) = self
-            .conns
-            .get(&id)
-            .filter(|c| !c.black_hole)
-            .map(|c| (c.to_client.back().map(|(t, _)| *t), c.client))
-        else {
-            return;
-        };
-        let rate = self.slow.get(&client).copied();
-        let pieces = self.split(seg);
-        let mut last = last;
-        for p in pieces {
-            let mut at = self.arrival(last);
-            if let (Some(rate), Segment::Data(b)) = (rate, &p) {
-                // A slow reader takes each piece only once the previous one
-                // has drained at its rate.
-                let drain =
-                    Duration::from_nanos((b.len() as u64).saturating_mul(1_000_000_000) / rate);
-                at = at.max(last.unwrap_or(at) + drain);
-            }
-            last = Some(at);
-            if let Some(c) = self.conns.get_mut(&id) {
-                c.to_client.push_back((at, p));
-            }
-            self.push(at, Due::ToClient(id));
-        }
-    }
-
-    /// Cuts a write into the pieces the reader will see.
-    fn split(&mut self, seg: Segment) -> Vec<Segment> {
-        match seg {
-            Segment::Data(mut b) => {
-                let mut out = Vec::new();
-                while !b.is_empty() {
-                    let n =
-                        (1 + self.rng.below(self.config.max_chunk as u64) as usize).min(b.len());
-                    out.push(Segment::Data(b.split_to(n)));
-                }
-                out
-            }
-            other => vec![other],
-        }
-    }
-
-    fn deliver_to_server(&mut self, id: u64) {
-        let now = self.now;
-        loop {
-            let Some(conn) = self.conns.get(&id) else {
-                return;
-            };
-            if self.partitioned(conn.client) {
-                return;
-            }
-            let Some((at, _)) = conn.to_server.front() else {
-                return;
-            };
-            if *at > now {
-                return;
-            }
-            let reset = self.rng.chance(self.config.reset_rate);
-            let Some(conn) = self.conns.get_mut(&id) else {
-                return;
-            };
-            let Some((_, seg)) = conn.to_server.pop_front() else {
-                return;
-            };
-            if conn.generation != self.generation {
-                // The server this connection knew is gone: refuse.
-                self.reset_conn(id, "server restarted");
-                return;
-            }
-            let server_conn = match conn.server {
-                Some(s) => s,
-                None => {
-                    let peer = SocketAddr::from((
-                        Ipv4Addr::new(10, 0, (conn.client >> 8) as u8, conn.client as u8),
-                        40000,
-                    ));
-                    let s = self.server.accept(now, Some(peer));
-                    conn.server = Some(s);
-                    self.by_server.insert(s, id);
-                    s
-                }
-            };
-            self.server_dirty = true;
-            if reset {
-                self.log(|| format!("reset conn {id} (random)"));
-                self.server.handle_eof(now, server_conn);
-                self.reset_conn(id, "random reset");
-                return;
-            }
-            match seg {
-                Segment::Data(b) => {
-                    let client = self.conns.get(&id).map_or(0, |c| c.client);
-                    self.last_delivery.entry(client).or_default().0 = Some(now);
-                    self.log(|| format!("c{client}→s conn {id} {} B", b.len()));
-                    self.server.handle_input(now, server_conn, &b);
-                }
-                Segment::Fin | Segment::Reset => {
-                    self.server.handle_eof(now, server_conn);
-                    self.by_server.remove(&server_conn);
-                    if let Some(c) = self.conns.get_mut(&id) {
-                        c.server = None;
-                        c.server_done = true;
-                    }
-                    self.maybe_forget(id);
-                }
-            }
-        }
-    }
-
-    fn deliver_to_client(&mut self, id: u64) {
-        let now = self.now;
-        loop {
-            let Some(conn) = self.conns.get(&id) else {
-                return;
-            };
-            let client = conn.client;
-            if self.partitioned(client) {
-                return;
-            }
-            let Some((at, _)) = conn.to_client.front() else {
-                return;
-            };
-            if *at > now {
-                return;
-            }
-            let Some(conn) = self.conns.get_mut(&id) else {
-                return;
-            };
-            let Some((_, seg)) = conn.to_client.pop_front() else {
-                return;
-            };
-            self.mark_client(client);
-            match seg {
-                Segment::Data(b) => {
-                    self.last_delivery.entry(client).or_default().1 = Some(now);
-                    self.log(|| format!("s→c{client} conn {id} {} B", b.len()));
-                    self.client_data(id, b);
-                }
-                Segment::Fin => self.client_end(id, false),
-                Segment::Reset => self.client_end(id, true),
-            }
-        }
-    }
-
-    fn client_data(&mut self, id: u64, b: Bytes) {
-        let now = self.now;
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let client = conn.client;
-        match &mut conn.kind {
-            Kind::Stream(sid) => {
-                let sid = *sid;
-                self.clients[client].handle_stream_input(now, sid, &b);
-            }
-            Kind::Http {
-                pending,
-                reader,
-                rbuf,
-            } => {
-                rbuf.extend_from_slice(&b);
-                match reader.read(rbuf) {
-                    Ok(None) => {}
-                    Ok(Some((head, body))) => {
-                        let keep = crate::http::client::keeps_alive(&head);
-                        let req = pending.take();
-                        if let Some(req) = req {
-                            self.by_request.remove(&(client, req));
-                            self.clients[client].handle_response(now, req, Ok((head, body)));
-                        }
-                        if keep {
-                            self.idle.entry(client).or_default().push(id);
-                        } else {
-                            self.close_from_client(id);
-                        }
-                    }
-                    Err(e) => {
-                        let req = pending.take();
-                        if let Some(req) = req {
-                            self.by_request.remove(&(client, req));
-                            self.clients[client].handle_response(
-                                now,
-                                req,
-                                Err(RequestFailed::new(e.to_string())),
-                            );
-                        }
-                        self.close_from_client(id);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The server side ended (FIN) or the connection was reset.
-    fn client_end(&mut self, id: u64, reset: bool) {
-        let now = self.now;
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let client = conn.client;
-        conn.server_done = true;
-        match &mut conn.kind {
-            Kind::Stream(sid) => {
-                let sid = *sid;
-                self.by_stream.remove(&(client, sid));
-                if reset {
-                    self.clients[client].handle_stream_error(now, sid);
-                } else {
-                    self.clients[client].handle_stream_eof(now, sid);
-                }
-            }
-            Kind::Http {
-                pending, reader, ..
-            } => {
-                if let Some(req) = pending.take() {
-                    self.by_request.remove(&(client, req));
-                    let r = if reset {
-                        Err(RequestFailed::new("connection reset"))
-                    } else {
-                        reader
-                            .finish()
-                            .map_err(|e| RequestFailed::new(e.to_string()))
-                    };
-                    self.clients[client].handle_response(now, req, r);
-                }
-                if let Some(v) = self.idle.get_mut(&client) {
-                    v.retain(|c| *c != id);
-                }
-            }
-        }
-        if let Some(c) = self.conns.get_mut(&id) {
-            if !c.client_done {
-                c.client_done = true;
-                if !reset {
-                    // Answer the FIN with ours.
-                    self.send_to_server(id, Segment::Fin);
-                }
-            }
-        }
-        self.maybe_forget(id);
-    }
-
-    fn reset_conn(&mut self, id: u64, why: &'static str) {
-        self.log(|| format!("conn {id} reset: {why}"));
-        if let Some(c) = self.conns.get_mut(&id) {
-            c.to_server.clear();
-            c.server_done = true;
-            if let Some(s) = c.server.take() {
-                self.by_server.remove(&s);
-            }
-        }
-        self.send_to_client(id, Segment::Reset);
-    }
-
-    fn close_from_client(&mut self, id: u64) {
-        if let Some(c) = self.conns.get_mut(&id) {
-            if !c.client_done {
-                c.client_done = true;
-                self.send_to_server(id, Segment::Fin);
-            }
-        }
-        if let Some(c) = self.conns.get(&id) {
-            let client = c.client;
-            if let Some(v) = self.idle.get_mut(&client) {
-                v.retain(|x| *x != id);
-            }
-        }
-    }
-
-    fn maybe_forget(&mut self, id: u64) {
-        if let Some(c) = self.conns.get(&id) {
-            if c.client_done && c.server_done && c.to_server.is_empty() && c.to_client.is_empty() {
-                self.conns.remove(&id);
-            }
-        }
-    }
-
-    fn open_conn(&mut self, client: usize, kind: Kind) -> u64 {
-        self.next_conn += 1;
-        let id = self.next_conn;
-        self.conns.insert(
-            id,
-            Conn {
-                client,
-                server: None,
-                generation: self.generation,
-                to_server: VecDeque::new(),
-                to_client: VecDeque::new(),
-                kind,
-                client_done: false,
-                server_done: false,
-                black_hole: false,
-            },
-        );
-        id
-    }
-
     fn restart(&mut self) {
         self.log(|| "server restart".to_owned());
         self.generation += 1;
@@ -946,56 +475,75 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
     }
 
     fn settle_server(&mut self, app: &mut impl App<S, C>) -> bool {
+        let now = self.now;
         let mut busy = false;
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.server.poll_transmit() {
-                moved = true;
-                match t {
-                    Transmit::Data { conn, data } => {
-                        if let Some(&id) = self.by_server.get(&conn) {
-                            self.send_to_client(id, Segment::Data(data));
-                        }
-                    }
-                    Transmit::Close { conn } => {
-                        if let Some(id) = self.by_server.remove(&conn) {
-                            self.send_to_client(id, Segment::Fin);
-                        }
-                    }
-                    // Only embedded requests get these; the network never
-                    // makes any.
-                    Transmit::Response { .. } => {}
+        // Carried out once the server is quiet: only transmits draw from
+        // the network's generator, so their order is all that matters.
+        let mut out = std::mem::take(&mut self.server_out);
+        let _: Drained = drain(
+            &mut self.server,
+            now,
+            |_, t| {
+                out.push(t);
+                ControlFlow::Continue(())
+            },
+            |s, ev| {
+                busy = true;
+                app.server_event(now, s, ev)
+            },
+        );
+        busy |= !out.is_empty();
+        for t in out.drain(..) {
+            self.server_transmit(t);
+        }
+        self.server_out = out;
+        busy
+    }
+
+    fn server_transmit(&mut self, t: Transmit) {
+        match t {
+            Transmit::Data { conn, data } => {
+                if let Some(&id) = self.by_server.get(&conn) {
+                    self.send_to_client(id, Segment::Data(data));
                 }
             }
-            while let Some(ev) = self.server.poll_event() {
-                moved = true;
-                app.server_event(self.now, &mut self.server, ev);
+            Transmit::Close { conn } => {
+                if let Some(id) = self.by_server.remove(&conn) {
+                    self.send_to_client(id, Segment::Fin);
+                }
             }
-            if !moved {
-                return busy;
-            }
-            busy = true;
+            // Only embedded requests get these; the network never makes
+            // any.
+            Transmit::Response { .. } => {}
         }
     }
 
     fn settle_client(&mut self, i: usize, app: &mut impl App<S, C>) -> bool {
+        let now = self.now;
         let mut busy = false;
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.clients[i].poll_transmit() {
-                moved = true;
-                self.client_transmit(i, t);
-            }
-            while let Some(ev) = self.clients[i].poll_event() {
-                moved = true;
-                app.client_event(self.now, i, &mut self.clients[i], ev);
-                self.server_dirty = true;
-            }
-            if !moved {
-                break;
-            }
-            busy = true;
+        let mut out = std::mem::take(&mut self.client_out);
+        let Some(machine) = self.clients.get_mut(i) else {
+            return false;
+        };
+        let _: Drained = drain(
+            machine,
+            now,
+            |_, t| {
+                out.push(t);
+                ControlFlow::Continue(())
+            },
+            |c, ev| {
+                busy = true;
+                app.client_event(now, i, c, ev)
+            },
+        );
+        // Whatever the application did may concern the server.
+        self.server_dirty |= busy;
+        busy |= !out.is_empty();
+        for t in out.drain(..) {
+            self.client_transmit(i, t);
         }
+        self.client_out = out;
         if let Some(t) = self.clients[i].poll_timeout() {
             if self.client_scheduled[i].is_none_or(|s| t < s) {
                 self.client_scheduled[i] = Some(t);
@@ -1007,64 +555,34 @@ impl<S: ServerMachine, C: ClientMachine> Network<S, C> {
 
     fn client_transmit(&mut self, i: usize, t: ClientTransmit) {
         match t {
-            ClientTransmit::Request { id: req, request } => {
-                let conn = match self.idle.get_mut(&i).and_then(Vec::pop) {
-                    Some(c) => c,
-                    None => self.open_conn(
-                        i,
-                        Kind::Http {
-                            pending: None,
-                            reader: Box::new(ResponseReader::new(Limits::default(), 64 << 20)),
-                            rbuf: BytesMut::new(),
-                        },
-                    ),
-                };
-                if let Some(Conn {
-                    kind: Kind::Http { pending, .. },
-                    ..
-                }) = self.conns.get_mut(&conn)
-                {
-                    *pending = Some(req);
-                }
-                self.by_request.insert((i, req), conn);
-                let mut out = BytesMut::new();
-                request.encode(&mut out);
-                self.log(|| {
-                    format!(
-                        "c{i} {} {}",
-                        request.head.method.as_str(),
-                        request.head.target
-                    )
-                });
-                self.send_to_server(conn, Segment::Data(out.freeze()));
+            ClientTransmit::Connect { conn } => {
+                let id = self.open_conn(i, conn);
+                self.log(|| format!("c{i} opens conn {id}"));
             }
-            ClientTransmit::CancelRequest { id: req } => {
-                if let Some(conn) = self.by_request.remove(&(i, req)) {
-                    if let Some(Conn {
-                        kind: Kind::Http { pending, .. },
-                        ..
-                    }) = self.conns.get_mut(&conn)
-                    {
-                        *pending = None;
-                    }
-                    // A browser would abort the request: drop its connection.
-                    self.close_from_client(conn);
+            ClientTransmit::Data { conn, data } => {
+                if let Some(&id) = self.by_client.get(&(i, conn)) {
+                    self.log(|| match request_line(&data) {
+                        Some(line) => format!("c{i} conn {id}: {line}"),
+                        None => format!("c{i} conn {id}: {} B", data.len()),
+                    });
+                    self.send_to_server(id, Segment::Data(data));
                 }
             }
-            ClientTransmit::OpenStream { id: sid } => {
-                let conn = self.open_conn(i, Kind::Stream(sid));
-                self.by_stream.insert((i, sid), conn);
-            }
-            ClientTransmit::StreamData { id: sid, data } => {
-                if let Some(&conn) = self.by_stream.get(&(i, sid)) {
-                    self.send_to_server(conn, Segment::Data(data));
-                }
-            }
-            ClientTransmit::CloseStream { id: sid } => {
-                if let Some(conn) = self.by_stream.remove(&(i, sid)) {
-                    self.close_from_client(conn);
+            ClientTransmit::Close { conn } => {
+                if let Some(&id) = self.by_client.get(&(i, conn)) {
+                    self.close_from_client(id);
                 }
             }
         }
     }
+}
+
+/// The request line, if `data` starts with an HTTP request (for traces).
+fn request_line(data: &[u8]) -> Option<&str> {
+    let end = data.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(data.get(..end)?).ok()?;
+    ["GET ", "POST "]
+        .iter()
+        .any(|m| line.starts_with(m))
+        .then_some(line)
 }

@@ -1,20 +1,21 @@
 //! The client wired in memory to the wsio [`Server`] on a virtual clock.
 //!
-//! The network ([`Net`]) turns every HTTP request into a fresh server
-//! connection and every stream into another, with a fixed latency. The
-//! server can be killed (every connection ends, new ones are refused) and
-//! started again, which is how reconnection is tested. The server runs the
-//! reference application of CONFORMANCE.md (`reference_app.rs`).
+//! The network ([`Net`]) turns every connection the client opens into a
+//! server connection, with a fixed latency. The server can be killed (every
+//! connection ends, new ones are refused) and started again, which is how
+//! reconnection is tested. The server runs the reference application of
+//! CONFORMANCE.md (`reference_app.rs`).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, ops::ControlFlow};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{manager::GEN_SHIFT, *};
 use crate::{
-    engineio::{ConnId, RequestFailed, RequestId, Transmit, TransportMode},
+    engineio::{ConnId, Transmit, TransportMode},
     entropy::{Entropy, SeededEntropy},
-    http::{Limits, Method, ResponseHead, client::ResponseReader},
+    http::{HeadParser, Limits, Method, ResponseHead},
+    machine,
     socketio::{
         Admission, Config, DisconnectReason, Event, RESERVED_EVENTS, Server,
         reference_app::ReferenceApp,
@@ -59,20 +60,9 @@ enum Delivery {
     /// For the server of this epoch only.
     ServerInput(u32, ConnId, Bytes),
     ServerEof(u32, ConnId),
-    Response(RequestId, Result<(ResponseHead, Bytes), RequestFailed>),
-    StreamInput(RequestId, Bytes),
-    StreamEof(RequestId),
-    StreamError(RequestId),
-}
-
-enum Link {
-    Http {
-        id: RequestId,
-        reader: Box<ResponseReader>,
-        buf: BytesMut,
-        done: bool,
-    },
-    Stream(RequestId),
+    ClientInput(ConnId, Bytes),
+    ClientEof(ConnId),
+    ClientError(ConnId, &'static str),
 }
 
 struct Net {
@@ -84,9 +74,9 @@ struct Net {
     now: Instant,
     latency: Duration,
     queue: VecDeque<(Instant, Delivery)>,
-    links: HashMap<ConnId, Link>,
-    requests: HashMap<RequestId, ConnId>,
-    streams: HashMap<RequestId, ConnId>,
+    /// The client's connections and the server's, both ways.
+    to_server: HashMap<ConnId, ConnId>,
+    to_client: HashMap<ConnId, ConnId>,
     /// Drops everything the server sends to the client.
     cut: bool,
     /// Every transmit of the client, with its time.
@@ -119,9 +109,8 @@ impl Net {
             now,
             latency: ms(1),
             queue: VecDeque::new(),
-            links: HashMap::new(),
-            requests: HashMap::new(),
-            streams: HashMap::new(),
+            to_server: HashMap::new(),
+            to_client: HashMap::new(),
             cut: false,
             log: Vec::new(),
             events: Vec::new(),
@@ -139,25 +128,43 @@ impl Net {
 
     /// Moves everything that can move at the current instant.
     fn pump(&mut self) {
+        let now = self.now;
         for _ in 0..1_000_000 {
+            let (mut to_server, mut from_server) = (Vec::new(), Vec::new());
             let mut moved = false;
-            while let Some(t) = self.client.poll_transmit() {
+            machine::drain(
+                &mut self.client,
+                now,
+                |_, t| {
+                    to_server.push(t);
+                    ControlFlow::Continue(())
+                },
+                |_, e| {
+                    moved = true;
+                    self.events.push((now, e));
+                },
+            );
+            for t in to_server {
                 moved = true;
-                self.log.push((self.now, t.clone()));
+                self.log.push((now, t.clone()));
                 self.on_client_transmit(t);
             }
-            while let Some(e) = self.client.poll_event() {
-                moved = true;
-                self.events.push((self.now, e));
-            }
-            while let Some(t) = self.server.poll_transmit() {
+            machine::drain(
+                &mut self.server,
+                now,
+                |_, t| {
+                    from_server.push(t);
+                    ControlFlow::Continue(())
+                },
+                |server, e| {
+                    moved = true;
+                    self.app.handle(server, now, &e);
+                    self.server_events.push(e);
+                },
+            );
+            for t in from_server {
                 moved = true;
                 self.on_server_transmit(t);
-            }
-            while let Some(e) = self.server.poll_event() {
-                moved = true;
-                self.app.handle(&mut self.server, self.now, &e);
-                self.server_events.push(e);
             }
             if self.queue.front().is_some_and(|(t, _)| *t <= self.now) {
                 if let Some((_, d)) = self.queue.pop_front() {
@@ -174,97 +181,41 @@ impl Net {
 
     fn on_client_transmit(&mut self, t: ClientTransmit) {
         match t {
-            ClientTransmit::Request { id, request } => {
+            ClientTransmit::Connect { conn } => {
                 if !self.up {
-                    let e = RequestFailed::new("connection refused");
-                    return self.schedule(Delivery::Response(id, Err(e)));
+                    return self.schedule(Delivery::ClientError(conn, "connection refused"));
                 }
-                let conn = self.server.accept(self.now, None);
-                self.links.insert(
-                    conn,
-                    Link::Http {
-                        id,
-                        reader: Box::new(ResponseReader::new(Limits::default(), 64 << 20)),
-                        buf: BytesMut::new(),
-                        done: false,
-                    },
-                );
-                self.requests.insert(id, conn);
-                let mut out = BytesMut::new();
-                request.encode(&mut out);
-                self.schedule(Delivery::ServerInput(self.epoch, conn, out.freeze()));
+                let s = self.server.accept(self.now, None);
+                self.to_server.insert(conn, s);
+                self.to_client.insert(s, conn);
             }
-            ClientTransmit::CancelRequest { id } => {
-                if let Some(conn) = self.requests.remove(&id) {
-                    if let Some(Link::Http { done, .. }) = self.links.get_mut(&conn) {
-                        *done = true;
-                    }
-                    self.schedule(Delivery::ServerEof(self.epoch, conn));
+            ClientTransmit::Data { conn, data } => {
+                if let Some(&s) = self.to_server.get(&conn) {
+                    self.schedule(Delivery::ServerInput(self.epoch, s, data));
                 }
             }
-            ClientTransmit::OpenStream { id } => {
-                if !self.up {
-                    return self.schedule(Delivery::StreamError(id));
-                }
-                let conn = self.server.accept(self.now, None);
-                self.links.insert(conn, Link::Stream(id));
-                self.streams.insert(id, conn);
-            }
-            ClientTransmit::StreamData { id, data } => {
-                if let Some(&conn) = self.streams.get(&id) {
-                    self.schedule(Delivery::ServerInput(self.epoch, conn, data));
-                }
-            }
-            ClientTransmit::CloseStream { id } => {
-                if let Some(conn) = self.streams.remove(&id) {
-                    self.schedule(Delivery::ServerEof(self.epoch, conn));
+            ClientTransmit::Close { conn } => {
+                if let Some(s) = self.to_server.remove(&conn) {
+                    self.schedule(Delivery::ServerEof(self.epoch, s));
                 }
             }
         }
     }
 
     fn on_server_transmit(&mut self, t: Transmit) {
-        let (conn, data) = match t {
-            Transmit::Data { conn, data } => (conn, Some(data)),
-            Transmit::Close { conn } => (conn, None),
-            Transmit::Response { .. } => panic!("raw connections only"),
-        };
-        let delivery = match self.links.get_mut(&conn) {
-            Some(Link::Http {
-                id,
-                reader,
-                buf,
-                done,
-            }) => {
-                if *done {
-                    return;
-                }
-                match data {
-                    Some(data) => {
-                        buf.extend_from_slice(&data);
-                        match reader.read(buf).expect("the server's answer parses") {
-                            Some(res) => {
-                                *done = true;
-                                let id = *id;
-                                self.schedule(Delivery::ServerEof(self.epoch, conn));
-                                Delivery::Response(id, Ok(res))
-                            }
-                            None => return,
-                        }
-                    }
-                    None => {
-                        *done = true;
-                        Delivery::Response(*id, Err(RequestFailed::new("connection closed")))
-                    }
+        match t {
+            Transmit::Data { conn, data } => {
+                if let Some(&c) = self.to_client.get(&conn) {
+                    self.schedule(Delivery::ClientInput(c, data));
                 }
             }
-            Some(Link::Stream(id)) => match data {
-                Some(data) => Delivery::StreamInput(*id, data),
-                None => Delivery::StreamEof(*id),
-            },
-            None => return,
-        };
-        self.schedule(delivery);
+            Transmit::Close { conn } => {
+                if let Some(c) = self.to_client.remove(&conn) {
+                    self.schedule(Delivery::ClientEof(c));
+                }
+            }
+            Transmit::Response { .. } => panic!("raw connections only"),
+        }
     }
 
     fn deliver(&mut self, d: Delivery) {
@@ -281,10 +232,9 @@ impl Net {
                 }
             }
             _ if self.cut => {}
-            Delivery::Response(id, r) => self.client.handle_response(now, id, r),
-            Delivery::StreamInput(id, b) => self.client.handle_stream_input(now, id, &b),
-            Delivery::StreamEof(id) => self.client.handle_stream_eof(now, id),
-            Delivery::StreamError(id) => self.client.handle_stream_error(now, id),
+            Delivery::ClientInput(conn, b) => self.client.handle_input(now, conn, &b),
+            Delivery::ClientEof(conn) => self.client.handle_eof(now, conn),
+            Delivery::ClientError(conn, why) => self.client.handle_error(now, conn, why),
         }
     }
 
@@ -295,20 +245,13 @@ impl Net {
         self.up = false;
         self.epoch += 1;
         self.server = new_server(self.epoch, self.now);
-        for (_, link) in std::mem::take(&mut self.links) {
-            match link {
-                Link::Http {
-                    id, done: false, ..
-                } => {
-                    let e = RequestFailed::new("connection reset");
-                    self.schedule(Delivery::Response(id, Err(e)));
-                }
-                Link::Http { .. } => {}
-                Link::Stream(id) => self.schedule(Delivery::StreamEof(id)),
-            }
+        // The process's sockets close with it.
+        self.to_server.clear();
+        let mut ends: Vec<ConnId> = std::mem::take(&mut self.to_client).into_values().collect();
+        ends.sort_unstable();
+        for conn in ends {
+            self.schedule(Delivery::ClientEof(conn));
         }
-        self.requests.clear();
-        self.streams.clear();
         self.server_events.clear();
         self.pump();
     }
@@ -464,11 +407,7 @@ impl Net {
         let mut seen = std::collections::BTreeSet::new();
         let mut out = Vec::new();
         for (t, tr) in &self.log {
-            let id = match tr {
-                ClientTransmit::Request { id, .. } | ClientTransmit::OpenStream { id } => id,
-                _ => continue,
-            };
-            if seen.insert(id.0 >> GEN_SHIFT) {
+            if seen.insert(tr.conn().0 >> GEN_SHIFT) {
                 out.push(*t);
             }
         }
@@ -1005,7 +944,7 @@ fn reconnection_gives_up_after_the_attempts() {
     let ws_err = |attempt| ReconnectError {
         attempt,
         reason: CloseReason::TransportError,
-        error: Some(ClientError::StreamFailed),
+        error: Some(ClientError::ConnectionFailed("connection refused".into())),
     };
     assert_eq!(
         tail,
@@ -1190,16 +1129,14 @@ fn buffered_emits_arrive_in_order_exactly_once_after_reconnection() {
             .log
             .iter()
             .filter_map(|(_, t)| match t {
-                ClientTransmit::Request { id, .. } | ClientTransmit::OpenStream { id } => {
-                    Some(id.0)
-                }
+                ClientTransmit::Connect { conn } => Some(conn.0),
                 _ => None,
             })
             .collect();
         let total = ids.len();
         ids.sort_unstable();
         ids.dedup();
-        assert_eq!(ids.len(), total, "{mode:?}: request ids repeat");
+        assert_eq!(ids.len(), total, "{mode:?}: connection ids repeat");
     }
 }
 
@@ -1253,8 +1190,12 @@ fn the_transcript_of_a_polling_connection() {
         .log
         .iter()
         .filter_map(|(_, t)| match t {
-            ClientTransmit::Request { request, .. } if request.head.method == Method::Post => {
-                Some(String::from_utf8_lossy(&request.body).into_owned())
+            ClientTransmit::Data { data, .. } => {
+                let (head, used) = HeadParser::new(Limits::default())
+                    .parse_request(data)
+                    .ok()??;
+                (head.method == Method::Post)
+                    .then(|| String::from_utf8_lossy(&data[used..]).into_owned())
             }
             _ => None,
         })
@@ -1275,18 +1216,18 @@ fn no_panic_on_arbitrary_input() {
         c.socket(now, "/", None).unwrap();
         let mut ids = Vec::new();
         for step in 0..3000u64 {
-            while let Some(t) = c.poll_transmit() {
-                if let ClientTransmit::Request { id, .. } | ClientTransmit::OpenStream { id } = t {
-                    ids.push(id);
+            let t = now + ms(step);
+            while let Some(tr) = c.poll_transmit(t) {
+                if let ClientTransmit::Connect { conn } = tr {
+                    ids.push(conn);
                 }
             }
-            while c.poll_event().is_some() {}
-            let t = now + ms(step);
+            while c.poll_event(t).is_some() {}
             let pick = rng.next_u32() as usize;
             let id = ids
                 .get(pick % ids.len().max(1))
                 .copied()
-                .unwrap_or(RequestId(pick as u64));
+                .unwrap_or(ConnId(pick as u64));
             let mut junk = vec![0u8; rng.next_u32() as usize % 40];
             rng.fill(&mut junk);
             let body: &[u8] = match pick % 6 {
@@ -1295,14 +1236,18 @@ fn no_panic_on_arbitrary_input() {
                 2 => b"44{\"message\":\"no\"}\x1e41\x1e43[1]",
                 _ => &junk,
             };
-            match pick % 5 {
-                0 => c.handle_response(
-                    t,
-                    id,
-                    Ok((ResponseHead::new(200), Bytes::copy_from_slice(body))),
-                ),
-                1 => c.handle_stream_input(t, id, body),
-                2 => c.handle_stream_eof(t, id),
+            match pick % 6 {
+                0 => {
+                    let mut raw = bytes::BytesMut::new();
+                    ResponseHead::new(200)
+                        .with_header("Content-Length", body.len().to_string())
+                        .encode(&mut raw);
+                    raw.extend_from_slice(body);
+                    c.handle_input(t, id, &raw);
+                }
+                1 => c.handle_input(t, id, body),
+                2 => c.handle_eof(t, id),
+                4 => c.handle_error(t, id, "reset"),
                 3 => {
                     let _ = c.emit(t, NspId(0), "e", vec![Value::Binary(junk.clone().into())]);
                 }

@@ -36,7 +36,10 @@ pub use client::{
     Client, ClientConfig, ClientDisconnectReason, ClientEvent, ClientState, ClientUsageError, NspId,
 };
 pub use packet::{DecodeError, Decoder, Packet, RESERVED_EVENTS};
-pub use server::{Broadcast, BroadcastMessage, Server};
+pub use server::{
+    Broadcast, ClusterAnswer, ClusterMessage, RecoveryConfig, RequestId, Selection, Server,
+    ServerSideReply, SocketInfo,
+};
 pub use typed::{TypedError, from_value, to_value};
 pub use value::{Number, PlaceholderError, Value};
 
@@ -73,6 +76,7 @@ impl fmt::Debug for SocketId {
 
 /// Why a socket left its namespace, with the official server's wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The client left the namespace.
     ClientNamespaceDisconnect,
@@ -88,9 +92,10 @@ pub enum DisconnectReason {
     ParseError,
     /// The connection was closed by the server.
     ForcedClose,
-    /// The connection was closed by the server for another socket.
+    /// The connection was closed by the server for another socket, or
+    /// because the client broke the protocol's order (a second CONNECT).
     ForcedServerClose,
-    /// The server is shutting down ([`Server::shutdown`]).
+    /// The server is shutting down ([`Server::close_all`]).
     ServerShuttingDown,
 }
 
@@ -129,6 +134,7 @@ impl fmt::Display for DisconnectReason {
 
 /// What the application must hear from the server.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// A namespace that decides its connections was asked to connect:
     /// answer with [`Server::admit`] or [`Server::refuse`].
@@ -146,8 +152,13 @@ pub enum Event {
         socket: SocketId,
         /// The namespace.
         nsp: String,
-        /// The client's auth payload (`{}` when none).
+        /// The client's auth payload (`{}` when none; with recovery, its
+        /// `pid` and `offset` are left in, as the official server does).
         auth: Value,
+        /// Whether the socket's earlier state was restored (the official
+        /// `socket.recovered`): its id, rooms and data are those it had,
+        /// and the packets it missed were sent (see [`RecoveryConfig`]).
+        recovered: bool,
     },
     /// A socket emitted an event.
     Event {
@@ -160,6 +171,31 @@ pub enum Event {
         /// Set when the client waits for an answer: pass it to
         /// [`Server::ack`].
         ack: Option<u64>,
+    },
+    /// A socket of a namespace whose events are decided
+    /// ([`Server::set_event_admission`]) sent an event: answer with
+    /// [`Server::pass_event`] or [`Server::refuse_event`]. The socket's
+    /// later events wait for the verdict.
+    EventRequest {
+        /// The sender.
+        socket: SocketId,
+        /// Names this verdict.
+        check: u64,
+        /// The event name.
+        name: String,
+        /// The arguments.
+        args: Vec<Value>,
+        /// The ack id, if the client waits for an answer.
+        ack: Option<u64>,
+    },
+    /// An event was sent to a watched socket ([`Server::watch_outgoing`]).
+    Outgoing {
+        /// The socket.
+        socket: SocketId,
+        /// The event name.
+        name: String,
+        /// The arguments as sent.
+        args: Vec<Value>,
     },
     /// A socket answered an emit made with
     /// [`Server::emit_with_ack`].
@@ -187,6 +223,47 @@ pub enum Event {
         /// Why.
         reason: DisconnectReason,
     },
+    /// A broadcast made with [`Broadcast::emit_with_ack`] ended.
+    BroadcastAck {
+        /// The id `emit_with_ack` returned.
+        request: RequestId,
+        /// Each recipient's answer, in the order they came.
+        answers: Vec<Vec<Value>>,
+        /// Whether the timeout ended it (some recipients did not answer).
+        timed_out: bool,
+    },
+    /// A [`Broadcast::fetch_sockets`] ended.
+    Fetched {
+        /// The id `fetch_sockets` returned.
+        request: RequestId,
+        /// The selected sockets of this node, then those of the other
+        /// nodes as they answered.
+        sockets: Vec<SocketInfo>,
+        /// Whether the timeout ended it (some nodes did not answer).
+        timed_out: bool,
+    },
+    /// Another node of the cluster sent a server-side event
+    /// ([`Server::server_side_emit`]).
+    ServerSideEmit {
+        /// The namespace.
+        nsp: String,
+        /// The event name.
+        name: String,
+        /// The arguments.
+        args: Vec<Value>,
+        /// Set when the sender waits for an answer: pass it to
+        /// [`Server::server_side_reply`].
+        reply: Option<ServerSideReply>,
+    },
+    /// A [`Server::server_side_emit_with_ack`] ended.
+    ServerSideAcks {
+        /// The id `server_side_emit_with_ack` returned.
+        request: RequestId,
+        /// Each other node's answer, in the order they came.
+        answers: Vec<Value>,
+        /// Whether the timeout ended it (some nodes did not answer).
+        timed_out: bool,
+    },
     /// A request for another path: answer it with [`Server::respond`].
     Request {
         /// Where to answer.
@@ -211,18 +288,26 @@ pub enum UsageError {
     /// The event name is reserved.
     #[error("event name {0:?} is reserved")]
     ReservedEvent(String),
+    /// No held event of this socket waits for this verdict.
+    #[error("no event waits for verdict {0}")]
+    UnknownCheck(u64),
     /// The connection's send buffer is full: nothing was sent.
     #[error(transparent)]
     Engine(#[from] engineio::UsageError),
 }
 
-/// Whether a namespace accepts every connection or asks the application.
+/// Whether a namespace accepts every connection (or event) at once, or asks
+/// the application first: the sans-IO form of the official middlewares.
+/// For connections ([`Server::add_namespace`]) it is `io.use` /
+/// `namespace.use`; for the events of its sockets
+/// ([`Server::set_event_admission`]) it is `socket.use`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Admission {
-    /// Connect every client at once.
+    /// Let every one through at once.
     #[default]
     AcceptAll,
-    /// Emit [`Event::ConnectRequest`] and wait for a decision.
+    /// Emit [`Event::ConnectRequest`] (or [`Event::EventRequest`]) and wait
+    /// for a decision.
     Decide,
 }
 
@@ -237,14 +322,27 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Most attachments in one packet. Default 10, as the official parser.
     pub max_attachments: usize,
-    /// Whether non-local broadcasts are also handed out by
-    /// [`Server::poll_publish`] for other processes. Default off.
+    /// Whether this server is a node of a cluster: operations not marked
+    /// `local` are also handed to the other nodes by
+    /// [`Server::poll_cluster`], and requests wait for their answers.
+    /// Default off.
     pub cluster: bool,
     /// Whether requests for the official client's files under the path
     /// (`socket.io.min.js`, `socket.io.js.map`...) come to the application
     /// as [`Event::Request`] (so it can serve them, as the official
     /// server's `serveClient` does) instead of to the engine. Default on.
     pub client_files: bool,
+    /// Connection state recovery (the official `connectionStateRecovery`).
+    /// Default off.
+    pub recovery: Option<RecoveryConfig>,
+    /// Whether a namespace created by [`Server::set_dynamic_namespaces`]
+    /// is removed when its last socket leaves (the official
+    /// `cleanupEmptyChildNamespaces`). Default off.
+    pub cleanup_empty_child_namespaces: bool,
+    /// Most events one socket may have waiting for the application's
+    /// verdict ([`Server::set_event_admission`]); past it the connection
+    /// is closed. Default 64.
+    pub max_held_events: usize,
 }
 
 /// The file names of the official browser client, as the official server
@@ -268,6 +366,9 @@ impl Default for Config {
             max_attachments: 10,
             cluster: false,
             client_files: true,
+            recovery: None,
+            cleanup_empty_child_namespaces: false,
+            max_held_events: 64,
         }
     }
 }
@@ -296,6 +397,21 @@ impl Config {
     /// Sets [`cluster`](Self::cluster).
     pub fn cluster(mut self, on: bool) -> Self {
         self.cluster = on;
+        self
+    }
+    /// Sets [`recovery`](Self::recovery).
+    pub fn recovery(mut self, r: Option<RecoveryConfig>) -> Self {
+        self.recovery = r;
+        self
+    }
+    /// Sets [`max_held_events`](Self::max_held_events).
+    pub fn max_held_events(mut self, n: usize) -> Self {
+        self.max_held_events = n;
+        self
+    }
+    /// Sets [`cleanup_empty_child_namespaces`](Self::cleanup_empty_child_namespaces).
+    pub fn cleanup_empty_child_namespaces(mut self, on: bool) -> Self {
+        self.cleanup_empty_child_namespaces = on;
         self
     }
 }

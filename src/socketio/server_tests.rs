@@ -7,7 +7,11 @@
 //! `/` and `/custom` emit `auth` on connection; `message` is echoed as
 //! `message-back`; `message-with-ack` is acked with its arguments.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    ops::ControlFlow,
+    time::Duration,
+};
 
 use bytes::{Bytes, BytesMut};
 
@@ -16,6 +20,7 @@ use crate::{
     engineio::{ConnId, Cors, CorsOrigin, Transmit},
     entropy::SeededEntropy,
     http::{HeadParser, Limits},
+    machine::drain,
     socketio::{DisconnectReason, reference_app::ReferenceApp},
     ws::{self, ClientRequest},
 };
@@ -69,10 +74,11 @@ impl H {
 
     /// Drains the server, running the suite's application.
     fn pump(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.io.poll_transmit() {
-                moved = true;
+        let now = self.now;
+        drain(
+            &mut self.io,
+            now,
+            |_, t| {
                 match t {
                     Transmit::Data { conn, data } => {
                         self.out.entry(conn).or_default().extend_from_slice(&data)
@@ -80,16 +86,13 @@ impl H {
                     Transmit::Close { conn } => self.closed.push(conn),
                     Transmit::Response { .. } => {}
                 }
-            }
-            while let Some(ev) = self.io.poll_event() {
-                moved = true;
-                self.app.handle(&mut self.io, self.now, &ev);
+                ControlFlow::Continue(())
+            },
+            |io, ev| {
+                self.app.handle(io, now, &ev);
                 self.events.push(ev);
-            }
-            if !moved {
-                return;
-            }
-        }
+            },
+        );
     }
 
     fn advance(&mut self, ms: u64) {
@@ -111,7 +114,7 @@ impl H {
             ClientRequest::new("localhost", "/socket.io/?EIO=4&transport=websocket"),
             Box::new(SeededEntropy::new(conn.0)),
         );
-        while let Some(ws::Transmit::Data(b)) = ws.poll_transmit() {
+        while let Some(ws::Transmit::Data(b)) = ws.poll_transmit(self.now) {
             self.io.handle_input(self.now, conn, &b);
         }
         let mut p = Peer {
@@ -140,14 +143,14 @@ impl H {
             if self.closed.contains(&p.conn) && p.ws.state() != ws::State::Closed {
                 p.ws.handle_eof(self.now);
             }
-            while let Some(ev) = p.ws.poll_event() {
+            while let Some(ev) = p.ws.poll_event(self.now) {
                 match ev {
                     ws::Event::Message(m) => p.got.push(m),
                     ws::Event::Closed(_) => p.closed = true,
                     _ => {}
                 }
             }
-            while let Some(t) = p.ws.poll_transmit() {
+            while let Some(t) = p.ws.poll_transmit(self.now) {
                 moved = true;
                 match t {
                     ws::Transmit::Data(b) => self.io.handle_input(self.now, p.conn, &b),
@@ -585,7 +588,7 @@ fn a_broadcast_is_encoded_once_and_shared() {
         .unwrap();
     // Both connections get the very same attachment bytes, not copies.
     let mut ptrs = Vec::new();
-    while let Some(t) = h.io.poll_transmit() {
+    while let Some(t) = h.io.poll_transmit(h.now) {
         if let Transmit::Data { conn, data } = &t {
             if data.len() > 4096 {
                 ptrs.push(data.as_ptr());
@@ -784,3 +787,10 @@ fn usage_errors() {
     );
     assert_eq!(h.io.join(gone, "r"), Err(UsageError::UnknownSocket(gone)));
 }
+
+#[path = "server_tests_api.rs"]
+mod api;
+#[path = "server_tests_cluster.rs"]
+mod cluster;
+#[path = "server_tests_recovery.rs"]
+mod recovery;

@@ -4,7 +4,10 @@
 // in CONFORMANCE.md ("Reference behaviour"): the Rust `conformance` example
 // must answer every test exactly like this script does.
 //
-//   node sio-server.js [--port P] [--ping-interval MS] [--ping-timeout MS]
+//   node sio-server.js [--port P] [--ping-interval MS] [--ping-timeout MS] [--recovery]
+//
+// `--recovery` turns on connection state recovery as CONFORMANCE.md's flag of
+// that name says (maxDisconnectionDuration 2000 ms, skipMiddlewares).
 //
 // Listens on 127.0.0.1:P (default 3000; 0 picks a free port) and prints
 // `READY <port>` on stdout once it accepts connections.
@@ -18,7 +21,7 @@ const engine = require("engine.io");
 const { Server } = require("socket.io");
 
 function parseArgs(argv) {
-  const opts = { port: 3000, pingInterval: 300, pingTimeout: 200 };
+  const opts = { port: 3000, pingInterval: 300, pingTimeout: 200, recovery: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -39,10 +42,13 @@ function parseArgs(argv) {
       case "--ping-timeout":
         opts.pingTimeout = value();
         break;
+      case "--recovery":
+        opts.recovery = true;
+        break;
       case "-h":
       case "--help":
         console.log(
-          "usage: node sio-server.js [--port P] [--ping-interval MS] [--ping-timeout MS]"
+          "usage: node sio-server.js [--port P] [--ping-interval MS] [--ping-timeout MS] [--recovery]"
         );
         process.exit(0);
         break;
@@ -82,6 +88,9 @@ const io = new Server(httpServer, {
   path: SIO_PATH,
   serveClient: false,
   connectTimeout: 1000,
+  ...(opts.recovery
+    ? { connectionStateRecovery: { maxDisconnectionDuration: 2000, skipMiddlewares: true } }
+    : {}),
 });
 
 const lastIsFn = (args) =>

@@ -36,7 +36,7 @@ mod wake;
 mod ws;
 
 pub use app::{Closed, Events, Handle, Response, Upgrade};
-pub use machine::{Embed, ServerMachine};
+pub use machine::{ConnMachine, Embed, Machine, Serve, ServerMachine, Shutdown};
 pub use server::{Options, Server};
 pub use sio::{AckError, SocketIo, TypedOrClosed, args};
 pub use ws::{WsEvent, WsServer};
@@ -46,7 +46,7 @@ pub use ws::{WsEvent, WsServer};
 /// own implements it as itself (see [`identity_into_machine`]).
 pub trait IntoMachine {
     /// The machine.
-    type Machine: ServerMachine;
+    type Machine: Serve;
     /// Builds it.
     fn into_machine(self) -> std::io::Result<Self::Machine>;
 }

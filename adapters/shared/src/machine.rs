@@ -1,6 +1,7 @@
-//! What the server loop drives: [`ServerMachine`] (the core's, shared with
-//! `wsio::blocking::Server`), and [`Embed`] for machines an embedding HTTP
-//! server can hand parsed requests to.
+//! What the server loop drives: any [`wsio::machine::ServerMachine`] that
+//! transmits [`engineio::Transmit`] and can [`Shutdown`] (the core's
+//! contract, which every driver obeys: see [`Serve`]), and [`Embed`] for
+//! machines an embedding HTTP server can hand parsed requests to.
 //!
 //! The loop never looks inside a transmit or an event: it moves bytes,
 //! time and connection open/close. Protocol decisions stay in the machine.
@@ -13,11 +14,25 @@ use wsio::{
     http::{RequestHead, ResponseHead},
 };
 
-pub use wsio::blocking::ServerMachine;
+pub use wsio::machine::{ConnMachine, Machine, ServerMachine, Shutdown};
+
+/// The machines the loop serves: the core's [`ServerMachine`] with
+/// [`Shutdown`], whose transmits are [`engineio::Transmit`]s, sendable to
+/// the loop's task with its events. A name for those bounds, implemented
+/// for every such machine: there is nothing to implement.
+pub trait Serve:
+    Shutdown<Transmit = engineio::Transmit, Event: Send + 'static> + Send + 'static
+{
+}
+
+impl<M> Serve for M where
+    M: Shutdown<Transmit = engineio::Transmit, Event: Send + 'static> + Send + 'static
+{
+}
 
 /// A server machine an embedding HTTP server (hyper, axum) can hand
 /// requests to: parsed requests and upgrades instead of raw bytes.
-pub trait Embed: ServerMachine {
+pub trait Embed: Serve {
     /// The path prefixes whose requests are the machine's (`/socket.io/`);
     /// the rest stays with the embedding application (see [`under`]).
     fn paths(&self) -> Vec<String>;

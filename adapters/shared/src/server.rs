@@ -34,6 +34,7 @@ use std::{
     future::Future,
     io::{self, IoSlice},
     net::SocketAddr,
+    ops::ControlFlow,
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll, Waker},
@@ -43,11 +44,14 @@ use std::{
 use bytes::{Buf, Bytes};
 use futures_channel::{mpsc, oneshot};
 use futures_core::Stream as _;
-use wsio::engineio::{ConnId, Transmit};
+use wsio::{
+    engineio::{ConnId, Transmit},
+    machine::drain,
+};
 
 use crate::{
     app::{Cmd, Events, Handle, Queue, Response, Shared, lock},
-    machine::ServerMachine,
+    machine::{Machine, Serve},
     runtime::{Listener, Sleep, Stream},
     wake::{ConnWaker, IdMap, Ready},
 };
@@ -158,12 +162,12 @@ struct Conn {
     known: bool,
 }
 
-type Callback<M> = Box<dyn FnMut(&mut M, <M as ServerMachine>::Event, Instant) + Send>;
+type Callback<M> = Box<dyn FnMut(&mut M, <M as Machine>::Event, Instant) + Send>;
 
 /// A server: the machine, its connections and its listener, as one
 /// future. Await it (or spawn it) to serve; it returns after a graceful
 /// shutdown ([`Handle::shutdown`]).
-pub struct Server<M: ServerMachine> {
+pub struct Server<M: Serve> {
     machine: M,
     opts: Options,
     listener: Option<Box<dyn Listener>>,
@@ -188,7 +192,7 @@ pub struct Server<M: ServerMachine> {
     overflows: u64,
 }
 
-impl<M: ServerMachine> std::fmt::Debug for Server<M> {
+impl<M: Serve> std::fmt::Debug for Server<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("conns", &self.conns.len())
@@ -197,7 +201,7 @@ impl<M: ServerMachine> std::fmt::Debug for Server<M> {
     }
 }
 
-impl<M: ServerMachine> Server<M> {
+impl<M: Serve> Server<M> {
     /// A server for `machine` on `listener` (`None`: connections come only
     /// from an embedding HTTP server, through a [`Handle`]), timed by
     /// `sleep`.
@@ -293,111 +297,36 @@ impl<M: ServerMachine> Server<M> {
 
     // ----- the machine ----------------------------------------------------
 
-    /// Drains the machine: transmits, then events, until both are empty.
+    /// Drains the machine ([`drain`]): transmits to the connections,
+    /// events to the application.
     fn drain(&mut self, now: Instant) {
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.machine.poll_transmit(now) {
-                moved = true;
-                self.transmit(now, t);
-            }
-            while let Some(ev) = self.machine.poll_event(now) {
-                moved = true;
-                self.dispatch(now, ev);
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    fn dispatch(&mut self, now: Instant, ev: M::Event) {
-        if let Some(f) = &mut self.on_event {
-            f(&mut self.machine, ev, now);
-            return;
-        }
-        let Some(q) = &self.events else {
-            return;
+        let Server {
+            machine,
+            conns,
+            dirty,
+            overflows,
+            on_event,
+            events,
+            paused,
+            opts,
+            ..
+        } = self;
+        let mut out = Out {
+            conns,
+            dirty,
+            overflows,
+            max_queued: opts.max_queued,
         };
-        let mut q = lock(q);
-        q.items.push_back(ev);
-        if let Some(w) = q.consumer.take() {
-            w.wake();
-        }
-        if q.items.len() >= self.opts.event_backlog && !self.paused {
-            self.paused = true;
-            q.resume_below = Some(self.opts.event_backlog / 2);
-        }
-    }
-
-    fn transmit(&mut self, now: Instant, t: Transmit) {
-        match t {
-            Transmit::Data { conn, data } => {
-                let max = self.opts.max_queued;
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    return;
-                };
-                if c.phase != Phase::Open || data.is_empty() {
-                    return;
-                }
-                if c.queued >= max {
-                    self.overflow(now, conn);
-                    return;
-                }
-                c.queued += data.len();
-                c.queue.push_back(data);
-                if !c.dirty && !c.blocked {
-                    c.dirty = true;
-                    self.dirty.push(conn);
-                }
-            }
-            Transmit::Response { conn, head, body } => {
-                if let Some(Conn {
-                    io: Io::Embedded(tx),
-                    ..
-                }) = self.conns.remove(&conn)
-                {
-                    let _ = tx.send((head, body));
-                }
-            }
-            Transmit::Close { conn } => {
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    return;
-                };
-                c.known = false;
-                match c.io {
-                    Io::Stream(_) => {
-                        if c.phase == Phase::Open {
-                            c.phase = Phase::Closing;
-                        }
-                        if !c.dirty && !c.blocked {
-                            c.dirty = true;
-                            self.dirty.push(conn);
-                        }
-                    }
-                    Io::Attaching | Io::Embedded(_) => {
-                        self.conns.remove(&conn);
-                    }
-                }
-            }
-        }
-    }
-
-    /// A connection whose peer does not read: dropped, and the machine told.
-    fn overflow(&mut self, now: Instant, conn: ConnId) {
-        if let Some(c) = self.conns.remove(&conn) {
-            if self.overflows == 0 || self.overflows.is_power_of_two() {
-                log::warn!(
-                    "wsio: dropped a connection whose peer does not read ({} bytes queued; {} so far)",
-                    c.queued,
-                    self.overflows + 1
-                );
-            }
-            self.overflows += 1;
-            if c.known {
-                self.machine.handle_eof(now, conn);
-            }
-        }
+        let backlog = opts.event_backlog;
+        drain(
+            machine,
+            now,
+            |m, t| {
+                out.transmit(m, now, t);
+                ControlFlow::Continue(())
+            },
+            |m, ev| dispatch(on_event, events, paused, backlog, m, now, ev),
+        );
     }
 
     /// The peer closed (or the connection failed): the machine hears it,
@@ -885,7 +814,115 @@ impl<M: ServerMachine> Server<M> {
     }
 }
 
-impl<M: ServerMachine> Future for Server<M> {
+/// Hands an event to the application: its callback, or the [`Events`]
+/// queue (which pauses reading once `backlog` events wait).
+fn dispatch<M: Serve>(
+    on_event: &mut Option<Callback<M>>,
+    events: &Option<Shared<<M as Machine>::Event>>,
+    paused: &mut bool,
+    backlog: usize,
+    machine: &mut M,
+    now: Instant,
+    ev: <M as Machine>::Event,
+) {
+    if let Some(f) = on_event {
+        f(machine, ev, now);
+        return;
+    }
+    let Some(q) = events else {
+        return;
+    };
+    let mut q = lock(q);
+    q.items.push_back(ev);
+    if let Some(w) = q.consumer.take() {
+        w.wake();
+    }
+    if q.items.len() >= backlog && !*paused {
+        *paused = true;
+        q.resume_below = Some(backlog / 2);
+    }
+}
+
+/// The connections, as a drain's transmits see them.
+struct Out<'a> {
+    conns: &'a mut IdMap<Conn>,
+    dirty: &'a mut Vec<ConnId>,
+    overflows: &'a mut u64,
+    max_queued: usize,
+}
+
+impl Out<'_> {
+    fn transmit<M: Serve>(&mut self, machine: &mut M, now: Instant, t: Transmit) {
+        match t {
+            Transmit::Data { conn, data } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                if c.phase != Phase::Open || data.is_empty() {
+                    return;
+                }
+                if c.queued >= self.max_queued {
+                    self.overflow(machine, now, conn);
+                    return;
+                }
+                c.queued += data.len();
+                c.queue.push_back(data);
+                if !c.dirty && !c.blocked {
+                    c.dirty = true;
+                    self.dirty.push(conn);
+                }
+            }
+            Transmit::Response { conn, head, body } => {
+                if let Some(Conn {
+                    io: Io::Embedded(tx),
+                    ..
+                }) = self.conns.remove(&conn)
+                {
+                    let _ = tx.send((head, body));
+                }
+            }
+            Transmit::Close { conn } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                c.known = false;
+                match c.io {
+                    Io::Stream(_) => {
+                        if c.phase == Phase::Open {
+                            c.phase = Phase::Closing;
+                        }
+                        if !c.dirty && !c.blocked {
+                            c.dirty = true;
+                            self.dirty.push(conn);
+                        }
+                    }
+                    Io::Attaching | Io::Embedded(_) => {
+                        self.conns.remove(&conn);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A connection whose peer does not read: dropped, and the machine told.
+    fn overflow<M: Serve>(&mut self, machine: &mut M, now: Instant, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            if *self.overflows == 0 || self.overflows.is_power_of_two() {
+                log::warn!(
+                    "wsio: dropped a connection whose peer does not read ({} bytes queued; {} so far)",
+                    c.queued,
+                    *self.overflows + 1
+                );
+            }
+            *self.overflows += 1;
+            if c.known {
+                machine.handle_eof(now, conn);
+            }
+        }
+    }
+}
+
+impl<M: Serve> Future for Server<M> {
     type Output = io::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -894,9 +931,9 @@ impl<M: ServerMachine> Future for Server<M> {
 }
 
 // The loop never pins its fields: moving it between polls is fine.
-impl<M: ServerMachine> Unpin for Server<M> {}
+impl<M: Serve> Unpin for Server<M> {}
 
-impl<M: ServerMachine> Drop for Server<M> {
+impl<M: Serve> Drop for Server<M> {
     fn drop(&mut self) {
         self.finish();
     }

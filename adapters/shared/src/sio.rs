@@ -22,7 +22,7 @@ use wsio::{
 
 use crate::{
     app::{Closed, Handle},
-    machine::{Embed, ServerMachine},
+    machine::{ConnMachine, Embed, Machine, ServerMachine, Shutdown},
 };
 
 /// Why an ack awaited as a future did not come.
@@ -138,27 +138,21 @@ impl DerefMut for SocketIo {
     }
 }
 
-impl ServerMachine for SocketIo {
+impl Machine for SocketIo {
+    type Transmit = Transmit;
     type Event = Event;
 
-    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
-        self.server.accept(now, peer)
-    }
-    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        self.server.handle_input(now, conn, bytes)
-    }
-    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
-        self.server.handle_eof(now, conn)
-    }
     fn handle_timeout(&mut self, now: Instant) {
         self.server.handle_timeout(now)
     }
-    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
-        self.server.poll_transmit()
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.server.poll_transmit(now)
     }
-    fn poll_event(&mut self, _now: Instant) -> Option<Event> {
+    /// The server's events, but for the answers (or timeouts) of acks
+    /// awaited as futures, which go to their futures.
+    fn poll_event(&mut self, now: Instant) -> Option<Event> {
         loop {
-            let ev = self.server.poll_event()?;
+            let ev = self.server.poll_event(now)?;
             match ev {
                 Event::Ack { socket, id, args } => match self.acks.remove(&(socket, id)) {
                     Some(reply) => {
@@ -195,8 +189,26 @@ impl ServerMachine for SocketIo {
     fn poll_timeout(&self) -> Option<Instant> {
         self.server.poll_timeout()
     }
+}
+
+impl ConnMachine for SocketIo {
+    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.server.handle_input(now, conn, bytes)
+    }
+    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        self.server.handle_eof(now, conn)
+    }
+}
+
+impl ServerMachine for SocketIo {
+    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
+        self.server.accept(now, peer)
+    }
+}
+
+impl Shutdown for SocketIo {
     fn shutdown(&mut self, now: Instant) {
-        self.server.shutdown(now);
+        self.server.close_all(now);
     }
     fn is_idle(&self) -> bool {
         self.server.client_count() == 0

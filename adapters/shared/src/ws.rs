@@ -13,7 +13,10 @@ use wsio::{
     ws::{self, CloseCode, Connection},
 };
 
-use crate::{machine::ServerMachine, wake::IdMap};
+use crate::{
+    machine::{ConnMachine, Machine, ServerMachine, Shutdown},
+    wake::IdMap,
+};
 
 /// An event of one WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +29,11 @@ pub struct WsEvent {
 
 struct Entry {
     ws: Connection,
+    /// On the active list.
     active: bool,
+    /// Its `poll_event` said `None`, and nothing has happened to it since:
+    /// a `poll_transmit` that says `None` too means it is drained.
+    quiet: bool,
     deadline: Option<Instant>,
 }
 
@@ -78,6 +85,7 @@ impl WsServer {
 
     fn touch(&mut self, conn: ConnId) {
         if let Some(e) = self.conns.get_mut(&conn) {
+            e.quiet = false;
             if !e.active {
                 e.active = true;
                 self.active.push_back(conn);
@@ -85,64 +93,29 @@ impl WsServer {
         }
     }
 
-    /// The round is over: connections with nothing more to give leave the
-    /// active list, with their timers brought up to date.
-    fn settle(&mut self) {
-        let mut keep = VecDeque::new();
-        while let Some(conn) = self.active.pop_front() {
-            let Some(e) = self.conns.get_mut(&conn) else {
-                continue;
-            };
-            if e.ws.poll_transmit_pending() {
-                keep.push_back(conn);
-                continue;
+    /// A drained connection leaves the active list, its timer brought up
+    /// to date.
+    fn settle(&mut self, conn: ConnId) {
+        let Some(e) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        e.active = false;
+        let deadline = e.ws.poll_timeout();
+        if deadline != e.deadline {
+            if let Some(old) = e.deadline {
+                self.timers.remove(&(old, conn));
             }
-            e.active = false;
-            let deadline = e.ws.poll_timeout();
-            if deadline != e.deadline {
-                if let Some(old) = e.deadline {
-                    self.timers.remove(&(old, conn));
-                }
-                if let Some(new) = deadline {
-                    self.timers.insert((new, conn));
-                }
-                e.deadline = deadline;
+            if let Some(new) = deadline {
+                self.timers.insert((new, conn));
             }
+            e.deadline = deadline;
         }
-        self.active = keep;
     }
 }
 
-impl ServerMachine for WsServer {
+impl Machine for WsServer {
+    type Transmit = Transmit;
     type Event = WsEvent;
-
-    fn accept(&mut self, _now: Instant, _peer: Option<SocketAddr>) -> ConnId {
-        self.next += 1;
-        let conn = ConnId(self.next);
-        self.conns.insert(
-            conn,
-            Entry {
-                ws: Connection::server(self.config),
-                active: false,
-                deadline: None,
-            },
-        );
-        conn
-    }
-
-    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        if let Some(e) = self.conns.get_mut(&conn) {
-            e.ws.handle_input(now, bytes);
-            self.touch(conn);
-        }
-    }
-
-    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
-        if let Some(e) = self.conns.get_mut(&conn) {
-            e.ws.handle_eof(now);
-            self.touch(conn);
-        }
-    }
 
     fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, conn)) = self.timers.first() {
@@ -158,42 +131,93 @@ impl ServerMachine for WsServer {
         }
     }
 
-    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
-        for &conn in &self.active {
+    /// The active connections' transmits; a connection whose events and
+    /// transmits have both run dry (the drain rule of [`wsio::machine`])
+    /// leaves the active list.
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let mut i = 0;
+        while let Some(&conn) = self.active.get(i) {
             let Some(e) = self.conns.get_mut(&conn) else {
+                self.active.swap_remove_back(i);
                 continue;
             };
-            match e.ws.poll_transmit() {
-                Some(ws::Transmit::Data(data)) => return Some(Transmit::Data { conn, data }),
+            match e.ws.poll_transmit(now) {
+                Some(ws::Transmit::Data(data)) => {
+                    e.quiet = false;
+                    return Some(Transmit::Data { conn, data });
+                }
                 Some(ws::Transmit::Close) => {
                     if let Some(old) = e.deadline {
                         self.timers.remove(&(old, conn));
                     }
                     self.conns.remove(&conn);
+                    self.active.swap_remove_back(i);
                     return Some(Transmit::Close { conn });
                 }
-                None => {}
+                None if e.quiet => {
+                    self.settle(conn);
+                    self.active.swap_remove_back(i);
+                }
+                None => i += 1,
             }
         }
         None
     }
 
-    fn poll_event(&mut self, _now: Instant) -> Option<WsEvent> {
+    fn poll_event(&mut self, now: Instant) -> Option<WsEvent> {
         for &conn in &self.active {
             if let Some(e) = self.conns.get_mut(&conn) {
-                if let Some(event) = e.ws.poll_event() {
-                    return Some(WsEvent { conn, event });
+                match e.ws.poll_event(now) {
+                    Some(event) => {
+                        e.quiet = false;
+                        return Some(WsEvent { conn, event });
+                    }
+                    None => e.quiet = true,
                 }
             }
         }
-        self.settle();
         None
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|(t, _)| *t)
     }
+}
 
+impl ConnMachine for WsServer {
+    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        if let Some(e) = self.conns.get_mut(&conn) {
+            e.ws.handle_input(now, bytes);
+            self.touch(conn);
+        }
+    }
+
+    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        if let Some(e) = self.conns.get_mut(&conn) {
+            e.ws.handle_eof(now);
+            self.touch(conn);
+        }
+    }
+}
+
+impl ServerMachine for WsServer {
+    fn accept(&mut self, _now: Instant, _peer: Option<SocketAddr>) -> ConnId {
+        self.next += 1;
+        let conn = ConnId(self.next);
+        self.conns.insert(
+            conn,
+            Entry {
+                ws: Connection::server(self.config),
+                active: false,
+                quiet: false,
+                deadline: None,
+            },
+        );
+        conn
+    }
+}
+
+impl Shutdown for WsServer {
     fn shutdown(&mut self, now: Instant) {
         let all: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in all {

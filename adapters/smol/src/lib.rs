@@ -40,8 +40,8 @@ use std::{
 use async_io::{Async, Timer};
 use futures_io::{AsyncRead, AsyncWrite};
 pub use wsio_adapter::{
-    AckError, Closed, Embed, Events, Handle, IntoMachine, Options, Server, ServerMachine, SocketIo,
-    TypedOrClosed, WsEvent, WsServer, args, runtime,
+    AckError, Closed, Embed, Events, Handle, IntoMachine, Options, Serve, Server, ServerMachine,
+    Shutdown, SocketIo, TypedOrClosed, WsEvent, WsServer, args, runtime,
 };
 
 /// Any futures-io byte stream as the loop's [`runtime::Stream`].
@@ -132,7 +132,7 @@ pub fn listen(addr: impl ToSocketAddrs) -> io::Result<Async<TcpListener>> {
 }
 
 /// A server for `machine` (a `socketio::Config` or `Server`, or any
-/// [`ServerMachine`]) listening on `addr`. Await it to serve.
+/// [`ServerMachine`] that can [`Shutdown`]) listening on `addr`. Await it to serve.
 pub fn bind<I: IntoMachine>(
     addr: impl ToSocketAddrs,
     machine: I,

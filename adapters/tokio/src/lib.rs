@@ -41,8 +41,8 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use wsio_adapter::{
-    AckError, Closed, Embed, Events, Handle, IntoMachine, Options, Server, ServerMachine, SocketIo,
-    TypedOrClosed, WsEvent, WsServer, args, runtime,
+    AckError, Closed, Embed, Events, Handle, IntoMachine, Options, Serve, Server, ServerMachine,
+    Shutdown, SocketIo, TypedOrClosed, WsEvent, WsServer, args, runtime,
 };
 
 #[cfg(feature = "hyper")]
@@ -151,7 +151,7 @@ pub async fn listen(addr: impl tokio::net::ToSocketAddrs) -> io::Result<tokio::n
 }
 
 /// A server for `machine` (a `socketio::Config` or `Server`, or any
-/// [`ServerMachine`]) listening on `addr`. Await it to serve.
+/// [`ServerMachine`] that can [`Shutdown`]) listening on `addr`. Await it to serve.
 pub async fn bind<I: IntoMachine>(
     addr: impl tokio::net::ToSocketAddrs,
     machine: I,

@@ -43,6 +43,10 @@ pub struct ClientConfig {
     /// holds it until it has something to send, and the heartbeat bounds
     /// it instead. Default 20 s.
     pub request_timeout: Duration,
+    /// How long a keep-alive HTTP connection may wait idle for the next
+    /// request before it is closed (the server may be closing it: Node
+    /// closes idle ones after 5 s). Default 2 s.
+    pub idle_timeout: Duration,
     /// Most packets waiting in the write buffer; sends beyond fail with
     /// [`ClientUsageError::BufferFull`](super::ClientUsageError::BufferFull). Default 10,000.
     pub max_buffered_packets: usize,
@@ -62,6 +66,7 @@ impl ClientConfig {
             mode: TransportMode::default(),
             ws: ws::Config::default(),
             request_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(2),
             max_buffered_packets: 10_000,
             timestamp_requests: true,
         }
@@ -95,6 +100,11 @@ impl ClientConfig {
     /// Sets [`request_timeout`](Self::request_timeout).
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = d;
+        self
+    }
+    /// Sets [`idle_timeout`](Self::idle_timeout).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
         self
     }
     /// Sets [`max_buffered_packets`](Self::max_buffered_packets).

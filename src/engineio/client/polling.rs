@@ -4,96 +4,98 @@
 //!
 //! # Theory of operation
 //!
-//! Each of the two slots, `get` and `post`, is empty or holds one request
-//! in flight. The GET is sent again as soon as its answer is read, unless
-//! an upgrade is pausing polling; the POST slot takes the next batch once
-//! the last one is answered. The handshake GET and every POST must be
-//! answered within the request timeout; a later GET waits as long as the
-//! server holds it (the heartbeat bounds that).
+//! Each of the two slots, `get` and `post`, is empty or holds the
+//! connection of one request in flight (`http.rs` carries them). The GET is
+//! sent again as soon as its answer is read, unless an upgrade is pausing
+//! polling; the POST slot takes the next batch once the last one is
+//! answered. The handshake GET and every POST must be answered within the
+//! request timeout; a later GET waits as long as the server holds it (the
+//! heartbeat bounds that).
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::{
-    Client, ClientError, ClientTransmit, RequestFailed, RequestId, Transport, session::Phase,
+    Client, ClientError, Transport,
+    http::{Answer, Purpose},
+    session::Phase,
 };
 use crate::{
     engineio::{
-        CloseReason, Data, Packet, PacketType, decode_payload, encode_payload, open::OpenPacket,
+        CloseReason, ConnId, Data, Packet, PacketType, decode_payload, encode_payload,
+        open::OpenPacket,
     },
-    http::{Method, ResponseHead},
+    http::Method,
 };
-
-/// A request in flight.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Pending {
-    pub(super) id: RequestId,
-    pub(super) deadline: Option<Instant>,
-}
 
 #[derive(Debug)]
 pub(super) struct Polling {
-    pub(super) get: Option<Pending>,
-    pub(super) post: Option<Pending>,
+    pub(super) get: Option<ConnId>,
+    pub(super) post: Option<ConnId>,
     /// An upgrade is pausing polling: no new GET.
     pub(super) pausing: bool,
 }
 
 impl Client {
+    pub(super) fn polling_mut(&mut self) -> Option<&mut Polling> {
+        match &mut self.transport {
+            Some(Transport::Polling(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether the GET or the POST in flight is past its deadline.
+    pub(super) fn polling_expired(&self, now: Instant) -> bool {
+        let Some(Transport::Polling(p)) = &self.transport else {
+            return false;
+        };
+        self.http.iter().any(|c| {
+            (p.get == Some(c.id) || p.post == Some(c.id)) && c.deadline.is_some_and(|d| d <= now)
+        })
+    }
+
     pub(super) fn send_get(&mut self, now: Instant) {
-        let id = self.next_id();
-        let request = self.request(Method::Get, Bytes::new());
+        if self.polling_mut().is_none() {
+            return;
+        }
         // The handshake must be answered in time; later polls are held by
         // the server and bounded by the heartbeat.
         let deadline = (self.phase == Phase::Opening).then(|| now + self.config.request_timeout);
-        if let Some(Transport::Polling(p)) = &mut self.transport {
-            p.get = Some(Pending { id, deadline });
-            self.transmits
-                .push_back(ClientTransmit::Request { id, request });
+        let conn = self.send_request(now, Purpose::Poll, Method::Get, &[], deadline);
+        if let Some(p) = self.polling_mut() {
+            p.get = Some(conn);
         }
     }
 
-    /// Queues a POST of `body`; the caller records it as pending (or not,
-    /// for a farewell whose answer is not awaited).
-    pub(super) fn push_post(&mut self, body: Bytes) -> RequestId {
-        let id = self.next_id();
-        let request = self.request(Method::Post, body);
-        self.transmits
-            .push_back(ClientTransmit::Request { id, request });
-        id
-    }
-
-    pub(super) fn send_post(&mut self, now: Instant, body: Bytes) {
-        let id = self.push_post(body);
+    /// POSTs a close packet, whose answer is not awaited (but for a while,
+    /// to let the connection go cleanly).
+    pub(super) fn post_goodbye(&mut self, now: Instant) {
+        let body = encode_payload(&[Packet::new(PacketType::Close)]);
         let deadline = Some(now + self.config.request_timeout);
-        if let Some(Transport::Polling(p)) = &mut self.transport {
-            p.post = Some(Pending { id, deadline });
+        self.send_request(now, Purpose::Goodbye, Method::Post, &body, deadline);
+    }
+
+    pub(super) fn send_post(&mut self, now: Instant, body: &[u8]) {
+        let deadline = Some(now + self.config.request_timeout);
+        let conn = self.send_request(now, Purpose::Post, Method::Post, body, deadline);
+        if let Some(p) = self.polling_mut() {
+            p.post = Some(conn);
         }
     }
 
-    /// The body of a 200 answer. Any other answer, or a failed request,
-    /// ends the session with `transport error`.
-    fn accepted(
-        &mut self,
-        now: Instant,
-        response: Result<(ResponseHead, Bytes), RequestFailed>,
-    ) -> Option<Bytes> {
-        let error = match response {
+    /// The body of a 200 answer. Any other answer, or none, ends the
+    /// session with `transport error`.
+    fn accepted(&mut self, now: Instant, answer: Answer) -> Option<bytes::Bytes> {
+        let error = match answer {
             Ok((head, body)) if head.status == 200 => return Some(body),
             Ok((head, _)) => ClientError::HttpStatus(head.status),
-            Err(e) => e.into(),
+            Err(e) => e,
         };
         self.close_session(now, CloseReason::TransportError, Some(error), false);
         None
     }
 
-    pub(super) fn on_poll_response(
-        &mut self,
-        now: Instant,
-        response: Result<(ResponseHead, Bytes), RequestFailed>,
-    ) {
-        let Some(body) = self.accepted(now, response) else {
+    pub(super) fn on_poll_response(&mut self, now: Instant, answer: Answer) {
+        let Some(body) = self.accepted(now, answer) else {
             return;
         };
         let (packets, error) = decode_payload(body);
@@ -121,12 +123,8 @@ impl Client {
         self.check_paused(now);
     }
 
-    pub(super) fn on_post_response(
-        &mut self,
-        now: Instant,
-        response: Result<(ResponseHead, Bytes), RequestFailed>,
-    ) {
-        if self.accepted(now, response).is_none() {
+    pub(super) fn on_post_response(&mut self, now: Instant, answer: Answer) {
+        if self.accepted(now, answer).is_none() {
             return;
         }
         let n = self.in_flight.min(self.write_buffer.len());
@@ -143,11 +141,8 @@ impl Client {
 
     /// The answer to a handshake abandoned by [`close`](Self::close): a
     /// session it opened is closed at once.
-    pub(super) fn on_late_handshake(
-        &mut self,
-        response: Result<(ResponseHead, Bytes), RequestFailed>,
-    ) {
-        let Ok((head, body)) = response else { return };
+    pub(super) fn on_late_handshake(&mut self, now: Instant, answer: Answer) {
+        let Ok((head, body)) = answer else { return };
         if head.status != 200 {
             return;
         }
@@ -158,7 +153,7 @@ impl Client {
         let Data::Text(t) = &open.data else { return };
         if let Ok(h) = OpenPacket::parse(t.as_str()) {
             self.sid = Some(h.sid);
-            self.push_post(encode_payload(&[Packet::new(PacketType::Close)]));
+            self.post_goodbye(now);
         }
     }
 }

@@ -1,106 +1,59 @@
-//! The work the client asks of its driver (HTTP requests, streams), and
-//! the HTTP requests of the polling transport: their target (path, the
-//! application's query, `EIO`, `transport`, the cache buster, the sid) and
-//! headers.
+//! The work the client asks of its driver (open a connection, write on it,
+//! close it), and the HTTP requests of the polling transport: their target
+//! (path, the application's query, `EIO`, `transport`, the cache buster,
+//! the sid), headers and bytes.
 
 use bytes::{Bytes, BytesMut};
 
 use super::Client;
 use crate::{
-    engineio::TransportKind,
+    engineio::{ConnId, TransportKind},
     entropy::Entropy,
     http::{self, Method, RequestHead},
 };
 
-/// Names one HTTP request or one stream the client asked the driver for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub u64);
-
-/// An HTTP request for the driver to perform.
+/// Work for the driver: the client speaks bytes on connections it asks the
+/// driver to open (TCP, or TLS around it), and hears back through
+/// [`Client::handle_input`], [`Client::handle_eof`] and
+/// [`Client::handle_error`] with the same [`ConnId`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRequest {
-    /// Method, target (path and query) and headers, `Host` and (for a
-    /// POST) `Content-Type` and `Content-Length` included.
-    pub head: RequestHead,
-    /// The body (empty for a GET).
-    pub body: Bytes,
+pub enum ClientTransmit {
+    /// Open a connection to the server. Writes for it may follow at once:
+    /// keep them until it is up. If it cannot be opened, say so with
+    /// [`Client::handle_error`].
+    Connect {
+        /// The connection's name.
+        conn: ConnId,
+    },
+    /// Write these bytes on the connection.
+    Data {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Close the connection, after writing everything before this.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
 }
 
-impl HttpRequest {
-    /// The method.
-    pub fn method(&self) -> &Method {
-        &self.head.method
-    }
-
-    /// Serialises the request as HTTP/1.1 bytes, ready for a connection.
-    pub fn encode(&self, out: &mut BytesMut) {
-        self.head.encode(out);
-        out.extend_from_slice(&self.body);
-    }
-}
-
-/// The driver could not complete a request: no connection, a broken one,
-/// or an unreadable answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("request failed: {message}")]
-pub struct RequestFailed {
-    /// What went wrong, for people.
-    pub message: String,
-}
-
-impl RequestFailed {
-    /// A failure described by `message`.
-    pub fn new(message: impl Into<String>) -> Self {
-        RequestFailed {
-            message: message.into(),
+impl ClientTransmit {
+    /// The connection concerned.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            ClientTransmit::Connect { conn }
+            | ClientTransmit::Data { conn, .. }
+            | ClientTransmit::Close { conn } => *conn,
         }
     }
 }
 
-/// Work for the driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientTransmit {
-    /// Perform this HTTP request on a connection to the server and give the
-    /// answer (or the failure) to [`Client::handle_response`] with `id`.
-    Request {
-        /// The request's name.
-        id: RequestId,
-        /// What to send.
-        request: HttpRequest,
-    },
-    /// The answer to this request is no longer wanted: the driver may
-    /// abandon it (and drop its connection). Answers given anyway are
-    /// ignored.
-    CancelRequest {
-        /// The request.
-        id: RequestId,
-    },
-    /// Open a stream (TCP, or TLS) to the server for a WebSocket. Its
-    /// bytes follow as [`StreamData`](Self::StreamData); what the server
-    /// sends goes to [`Client::handle_stream_input`]; if it cannot be
-    /// opened, call [`Client::handle_stream_error`].
-    OpenStream {
-        /// The stream's name.
-        id: RequestId,
-    },
-    /// Write these bytes on the stream.
-    StreamData {
-        /// The stream.
-        id: RequestId,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// Close the stream, after writing everything before this.
-    CloseStream {
-        /// The stream.
-        id: RequestId,
-    },
-}
-
 impl Client {
-    pub(super) fn next_id(&mut self) -> RequestId {
-        self.next_id += 1;
-        RequestId(self.next_id)
+    pub(super) fn new_conn_id(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId(self.next_conn)
     }
 
     /// `{path}?{app query}&EIO=4&transport=..[&t=..][&sid=..]`.
@@ -136,7 +89,8 @@ impl Client {
             .collect()
     }
 
-    pub(super) fn request(&mut self, method: Method, body: Bytes) -> HttpRequest {
+    /// A polling request as HTTP/1.1 bytes: head and body.
+    pub(super) fn request(&mut self, method: Method, body: &[u8]) -> Bytes {
         let target = self.target(TransportKind::Polling);
         let mut head = RequestHead::new(method.clone(), target)
             .with_header("Host", &self.config.host)
@@ -149,6 +103,9 @@ impl Client {
         for (n, v) in self.config.headers.iter() {
             head.headers.push(n, v);
         }
-        HttpRequest { head, body }
+        let mut out = BytesMut::with_capacity(head.target.len() + 128 + body.len());
+        head.encode(&mut out);
+        out.extend_from_slice(body);
+        out.freeze()
     }
 }

@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    Client, ClientError, ClientEvent, ClientTransmit, Transport, TransportMode,
+    Client, ClientError, ClientEvent, Transport, TransportMode,
     polling::batch,
     upgrade::{Probe, ProbeStage},
     websocket::drain_ws,
@@ -137,7 +137,7 @@ impl Client {
                 let batch = batch(self.write_buffer.make_contiguous(), max);
                 self.in_flight = batch.len();
                 let body = encode_payload(batch);
-                self.send_post(now, body);
+                self.send_post(now, &body);
             }
             Some(Transport::WebSocket(s)) => {
                 for p in self.write_buffer.drain(..) {
@@ -146,7 +146,7 @@ impl Client {
                     let _ = frame::send(&mut s.ws, &p);
                 }
                 self.queued_messages = 0;
-                drain_ws(s, &mut self.transmits);
+                drain_ws(s, now, &mut self.transmits);
             }
             None => {}
         }
@@ -191,11 +191,13 @@ impl Client {
                 // server then releases the held poll (with a noop); cutting
                 // it first would make the close a transport error there.
                 if farewell && was_open && p.post.is_none() {
-                    self.push_post(encode_payload(&[Packet::new(PacketType::Close)]));
+                    self.post_goodbye(now);
+                    if let Some(get) = p.get {
+                        self.bound_request(get, now + self.config.request_timeout);
+                    }
                 } else {
-                    for r in [p.get, p.post].into_iter().flatten() {
-                        self.transmits
-                            .push_back(ClientTransmit::CancelRequest { id: r.id });
+                    for conn in [p.get, p.post].into_iter().flatten() {
+                        self.cancel_request(conn);
                     }
                 }
             }

@@ -2,13 +2,14 @@
 //! the client alone against crafted answers for what a correct server never
 //! sends.
 //!
-//! The network ([`Net`]) turns every HTTP request into a fresh server
-//! connection and every stream into another; each delivery takes a fixed
-//! latency, and the server's stream bytes can be cut into seeded random
-//! pieces. The server runs an echo application.
+//! The network ([`Net`]) turns every connection the client opens into a
+//! server connection; each delivery takes a fixed latency, and the server's
+//! bytes can be cut into seeded random pieces. The server runs an echo
+//! application.
 
 use std::{
     collections::{HashMap, VecDeque},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
@@ -16,9 +17,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::{polling::batch, *};
 use crate::{
-    engineio::{Config, ConnId, Event, Server, Sid, Transmit, encode_payload},
+    engineio::{Config, Event, Server, Sid, Transmit, encode_payload},
     entropy::{Entropy, SeededEntropy},
-    http::{HeadParser, Limits, Method, client::ResponseReader},
+    http::{HeadParser, Limits, Method, RequestHead, ResponseHead},
+    machine,
 };
 
 const PING_INTERVAL: Duration = Duration::from_millis(300);
@@ -50,19 +52,8 @@ fn ms(n: u64) -> Duration {
 enum Delivery {
     ServerInput(ConnId, Bytes),
     ServerEof(ConnId),
-    Response(RequestId, Result<(ResponseHead, Bytes), RequestFailed>),
-    StreamInput(RequestId, Bytes),
-    StreamEof(RequestId),
-}
-
-enum Link {
-    Http {
-        id: RequestId,
-        reader: Box<ResponseReader>,
-        buf: BytesMut,
-        done: bool,
-    },
-    Stream(RequestId),
+    ClientInput(ConnId, Bytes),
+    ClientEof(ConnId),
 }
 
 struct Net {
@@ -72,10 +63,10 @@ struct Net {
     latency: Duration,
     /// Sorted by time: every delivery takes the same latency.
     queue: VecDeque<(Instant, Delivery)>,
-    links: HashMap<ConnId, Link>,
-    requests: HashMap<RequestId, ConnId>,
-    streams: HashMap<RequestId, ConnId>,
-    /// Cuts the server's stream bytes into random pieces.
+    /// The client's connections and the server's, both ways.
+    to_server: HashMap<ConnId, ConnId>,
+    to_client: HashMap<ConnId, ConnId>,
+    /// Cuts the server's bytes into random pieces.
     chunker: Option<SeededEntropy>,
     /// Drops everything the server sends to the client.
     cut: bool,
@@ -85,6 +76,9 @@ struct Net {
     events: Vec<(Instant, ClientEvent)>,
     server_events: Vec<Event>,
     sid: Option<Sid>,
+    /// Bytes that reached a connection the client had closed.
+    late: usize,
+    closed: std::collections::HashSet<ConnId>,
 }
 
 impl Net {
@@ -100,9 +94,8 @@ impl Net {
             now,
             latency: Duration::ZERO,
             queue: VecDeque::new(),
-            links: HashMap::new(),
-            requests: HashMap::new(),
-            streams: HashMap::new(),
+            to_server: HashMap::new(),
+            to_client: HashMap::new(),
             chunker: None,
             cut: false,
             echo: true,
@@ -110,6 +103,8 @@ impl Net {
             events: Vec::new(),
             server_events: Vec::new(),
             sid: None,
+            late: 0,
+            closed: Default::default(),
         }
         // Nothing moves until the test says so (after setting latency...).
     }
@@ -130,31 +125,50 @@ impl Net {
 
     /// Moves everything that can move at the current instant.
     fn pump(&mut self) {
+        let now = self.now;
         for _ in 0..100_000 {
+            let (mut to_server, mut from_server) = (Vec::new(), Vec::new());
             let mut moved = false;
-            while let Some(t) = self.client.poll_transmit() {
+            machine::drain(
+                &mut self.client,
+                now,
+                |_, t| {
+                    to_server.push(t);
+                    ControlFlow::Continue(())
+                },
+                |_, e| {
+                    moved = true;
+                    self.events.push((now, e));
+                },
+            );
+            for t in to_server {
                 moved = true;
                 self.log.push(t.clone());
                 self.on_client_transmit(t);
             }
-            while let Some(e) = self.client.poll_event() {
-                moved = true;
-                self.events.push((self.now, e));
-            }
-            while let Some(t) = self.server.poll_transmit() {
+            let echo = self.echo;
+            machine::drain(
+                &mut self.server,
+                now,
+                |_, t| {
+                    from_server.push(t);
+                    ControlFlow::Continue(())
+                },
+                |server, e| {
+                    moved = true;
+                    match &e {
+                        Event::Open { sid, .. } => self.sid = Some(*sid),
+                        Event::Message { sid, data } if echo => {
+                            let _ = server.send(*sid, data.clone());
+                        }
+                        _ => {}
+                    }
+                    self.server_events.push(e);
+                },
+            );
+            for t in from_server {
                 moved = true;
                 self.on_server_transmit(t);
-            }
-            while let Some(e) = self.server.poll_event() {
-                moved = true;
-                match &e {
-                    Event::Open { sid, .. } => self.sid = Some(*sid),
-                    Event::Message { sid, data } if self.echo => {
-                        let _ = self.server.send(*sid, data.clone());
-                    }
-                    _ => {}
-                }
-                self.server_events.push(e);
             }
             if self.queue.front().is_some_and(|(t, _)| *t <= self.now) {
                 if let Some((_, d)) = self.queue.pop_front() {
@@ -171,90 +185,39 @@ impl Net {
 
     fn on_client_transmit(&mut self, t: ClientTransmit) {
         match t {
-            ClientTransmit::Request { id, request } => {
-                let conn = self.server.accept(self.now, None);
-                self.links.insert(
-                    conn,
-                    Link::Http {
-                        id,
-                        reader: Box::new(ResponseReader::new(Limits::default(), 64 << 20)),
-                        buf: BytesMut::new(),
-                        done: false,
-                    },
-                );
-                self.requests.insert(id, conn);
-                let mut out = BytesMut::new();
-                request.encode(&mut out);
-                self.schedule(Delivery::ServerInput(conn, out.freeze()));
+            ClientTransmit::Connect { conn } => {
+                let s = self.server.accept(self.now, None);
+                self.to_server.insert(conn, s);
+                self.to_client.insert(s, conn);
             }
-            ClientTransmit::CancelRequest { id } => {
-                if let Some(&conn) = self.requests.get(&id) {
-                    if let Some(Link::Http { done, .. }) = self.links.get_mut(&conn) {
-                        *done = true;
-                    }
-                    self.schedule(Delivery::ServerEof(conn));
+            ClientTransmit::Data { conn, data } => {
+                if let Some(&s) = self.to_server.get(&conn) {
+                    self.schedule(Delivery::ServerInput(s, data));
                 }
             }
-            ClientTransmit::OpenStream { id } => {
-                let conn = self.server.accept(self.now, None);
-                self.links.insert(conn, Link::Stream(id));
-                self.streams.insert(id, conn);
-            }
-            ClientTransmit::StreamData { id, data } => {
-                let conn = self.streams[&id];
-                self.schedule(Delivery::ServerInput(conn, data));
-            }
-            ClientTransmit::CloseStream { id } => {
-                let conn = self.streams[&id];
-                self.schedule(Delivery::ServerEof(conn));
+            ClientTransmit::Close { conn } => {
+                self.closed.insert(conn);
+                if let Some(s) = self.to_server.remove(&conn) {
+                    self.schedule(Delivery::ServerEof(s));
+                }
             }
         }
     }
 
     fn on_server_transmit(&mut self, t: Transmit) {
-        let (conn, data) = match t {
-            Transmit::Data { conn, data } => (conn, Some(data)),
-            Transmit::Close { conn } => (conn, None),
-            Transmit::Response { .. } => panic!("raw connections only"),
-        };
-        let delivery = match self.links.get_mut(&conn) {
-            Some(Link::Http {
-                id,
-                reader,
-                buf,
-                done,
-            }) => {
-                if *done {
-                    return;
-                }
-                match data {
-                    Some(data) => {
-                        buf.extend_from_slice(&data);
-                        match reader.read(buf).expect("the server's answer parses") {
-                            Some(res) => {
-                                *done = true;
-                                // A driver without keep-alive: one request
-                                // per connection.
-                                let id = *id;
-                                self.schedule(Delivery::ServerEof(conn));
-                                Delivery::Response(id, Ok(res))
-                            }
-                            None => return,
-                        }
-                    }
-                    None => {
-                        *done = true;
-                        Delivery::Response(*id, Err(RequestFailed::new("connection closed")))
-                    }
+        match t {
+            Transmit::Data { conn, data } => {
+                if let Some(&c) = self.to_client.get(&conn) {
+                    self.schedule(Delivery::ClientInput(c, data));
                 }
             }
-            Some(Link::Stream(id)) => match data {
-                Some(data) => Delivery::StreamInput(*id, data),
-                None => Delivery::StreamEof(*id),
-            },
-            None => return,
-        };
-        self.schedule(delivery);
+            Transmit::Close { conn } => {
+                if let Some(c) = self.to_client.remove(&conn) {
+                    self.schedule(Delivery::ClientEof(c));
+                }
+            }
+            Transmit::Response { .. } => panic!("raw connections only"),
+        }
     }
 
     fn deliver(&mut self, d: Delivery) {
@@ -263,20 +226,20 @@ impl Net {
             Delivery::ServerInput(conn, b) => self.server.handle_input(now, conn, &b),
             Delivery::ServerEof(conn) => self.server.handle_eof(now, conn),
             _ if self.cut => {}
-            Delivery::Response(id, r) => self.client.handle_response(now, id, r),
-            Delivery::StreamInput(id, b) => match &mut self.chunker {
-                None => self.client.handle_stream_input(now, id, &b),
+            Delivery::ClientInput(conn, _) if self.closed.contains(&conn) => self.late += 1,
+            Delivery::ClientInput(conn, b) => match &mut self.chunker {
+                None => self.client.handle_input(now, conn, &b),
                 Some(rng) => {
                     let mut rest = &b[..];
                     while !rest.is_empty() {
                         let n = 1 + rng.next_u32() as usize % rest.len().min(7);
                         let (piece, tail) = rest.split_at(n);
-                        self.client.handle_stream_input(now, id, piece);
+                        self.client.handle_input(now, conn, piece);
                         rest = tail;
                     }
                 }
             },
-            Delivery::StreamEof(id) => self.client.handle_stream_eof(now, id),
+            Delivery::ClientEof(conn) => self.client.handle_eof(now, conn),
         }
     }
 
@@ -375,17 +338,26 @@ impl Net {
         })
     }
 
+    /// The bodies of the client's POSTs.
     fn posts(&self) -> Vec<Bytes> {
         self.log
             .iter()
-            .filter_map(|t| match t {
-                ClientTransmit::Request { request, .. } if request.head.method == Method::Post => {
-                    Some(request.body.clone())
-                }
-                _ => None,
-            })
+            .filter_map(request_of)
+            .filter(|(head, _)| head.method == Method::Post)
+            .map(|(_, body)| body)
             .collect()
     }
+}
+
+/// The request a transmit writes, if it is one: its head and body.
+fn request_of(t: &ClientTransmit) -> Option<(RequestHead, Bytes)> {
+    let ClientTransmit::Data { data, .. } = t else {
+        return None;
+    };
+    let (head, used) = HeadParser::new(Limits::default())
+        .parse_request(data)
+        .ok()??;
+    Some((head, data.slice(used..)))
 }
 
 fn text(s: &str) -> Data {
@@ -400,16 +372,20 @@ fn numbered(i: usize) -> Data {
     }
 }
 
-/// A kind-only transcript of transmits, to read like a script.
+/// A kind-only transcript of transmits, to read like a script: `connect`,
+/// a request (`GET polling`, `POST polling <body>`, `GET websocket`), other
+/// bytes (`data`), `close`.
 fn kinds(log: &[ClientTransmit]) -> Vec<String> {
     log.iter()
-        .map(|t| match t {
-            ClientTransmit::Request { request, .. } => {
-                let q = request.head.query();
-                let body = String::from_utf8_lossy(&request.body);
+        .map(|t| match (t, request_of(t)) {
+            (ClientTransmit::Connect { .. }, _) => "connect".into(),
+            (ClientTransmit::Close { .. }, _) => "close".into(),
+            (_, Some((head, body))) => {
+                let q = head.query();
+                let body = String::from_utf8_lossy(&body);
                 format!(
                     "{} {}{}",
-                    request.head.method.as_str(),
+                    head.method.as_str(),
                     q.get("transport").unwrap_or("?"),
                     if body.is_empty() {
                         String::new()
@@ -418,10 +394,7 @@ fn kinds(log: &[ClientTransmit]) -> Vec<String> {
                     }
                 )
             }
-            ClientTransmit::CancelRequest { .. } => "cancel".into(),
-            ClientTransmit::OpenStream { .. } => "open-stream".into(),
-            ClientTransmit::StreamData { .. } => "data".into(),
-            ClientTransmit::CloseStream { .. } => "close-stream".into(),
+            (ClientTransmit::Data { .. }, None) => "data".into(),
         })
         .collect()
 }
@@ -435,40 +408,42 @@ fn polling_handshake_is_the_official_request() {
         .query_param("token", "a b&c")
         .header("Cookie", "x=1");
     let mut c = Client::new(config, Box::new(SeededEntropy::new(1)), now);
-    let Some(ClientTransmit::Request { id, request }) = c.poll_transmit() else {
-        panic!("no handshake request")
+    let t = drain(&mut c);
+    let [
+        ClientTransmit::Connect { conn },
+        ClientTransmit::Data { conn: on, .. },
+    ] = t[..]
+    else {
+        panic!("no handshake request: {t:?}")
     };
-    assert_eq!(id, RequestId(1));
-    assert_eq!(request.head.method, Method::Get);
-    let target = &request.head.target;
+    assert_eq!((conn, on), (ConnId(1), ConnId(1)));
+    let (head, body) = request_of(&t[1]).expect("a request");
+    assert_eq!(head.method, Method::Get);
+    let target = &head.target;
     assert!(
         target.starts_with("/engine.io/?token=a%20b%26c&EIO=4&transport=polling&t="),
         "{target}"
     );
-    let t = request.head.query().get("t").unwrap().to_owned();
+    let t = head.query().get("t").unwrap().to_owned();
     assert_eq!(t.len(), 8);
     assert!(
         t.bytes()
             .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
     );
-    assert_eq!(
-        request.head.headers.get_str("host"),
-        Some("example.com:3000")
-    );
-    assert_eq!(request.head.headers.get_str("accept"), Some("*/*"));
-    assert_eq!(request.head.headers.get_str("cookie"), Some("x=1"));
-    assert!(request.body.is_empty());
-    assert_eq!(c.poll_transmit(), None);
+    assert_eq!(head.headers.get_str("host"), Some("example.com:3000"));
+    assert_eq!(head.headers.get_str("accept"), Some("*/*"));
+    assert_eq!(head.headers.get_str("cookie"), Some("x=1"));
+    assert!(body.is_empty());
+    assert_eq!(c.poll_transmit(now), None);
     assert_eq!(c.state(), ClientState::Opening);
     assert_eq!(c.transport(), Some(TransportKind::Polling));
     assert_eq!(c.poll_timeout(), Some(now + Duration::from_secs(20)));
 
     let config = ClientConfig::new("h").timestamp_requests(false).path("/x");
     let mut c = Client::new(config, Box::new(SeededEntropy::new(1)), now);
-    let Some(ClientTransmit::Request { request, .. }) = c.poll_transmit() else {
-        panic!()
-    };
-    assert_eq!(request.head.target, "/x/?EIO=4&transport=polling");
+    let t = drain(&mut c);
+    let (head, _) = request_of(&t[1]).expect("a request");
+    assert_eq!(head.target, "/x/?EIO=4&transport=polling");
 }
 
 #[test]
@@ -499,20 +474,14 @@ fn handshake_in_each_mode() {
             TransportMode::PollingOnly => {
                 assert_eq!(
                     kinds(&net.log),
-                    ["GET polling", "GET polling"],
-                    "one poll always in flight, no stream"
+                    ["connect", "GET polling", "GET polling"],
+                    "one poll always in flight, on a kept-alive connection"
                 );
                 assert_eq!(net.client.transport(), Some(TransportKind::Polling));
             }
             TransportMode::WebSocketOnly => {
-                assert_eq!(kinds(&net.log), ["open-stream", "data"]);
-                let ClientTransmit::StreamData { data, .. } = &net.log[1] else {
-                    panic!()
-                };
-                let (head, _) = HeadParser::new(Limits::default())
-                    .parse_request(data)
-                    .unwrap()
-                    .unwrap();
+                assert_eq!(kinds(&net.log), ["connect", "GET websocket"]);
+                let (head, _) = request_of(&net.log[1]).unwrap();
                 assert_eq!(head.target, "/engine.io/?EIO=4&transport=websocket");
                 assert_eq!(head.headers.get_str("host"), Some("localhost"));
             }
@@ -523,13 +492,12 @@ fn handshake_in_each_mode() {
                     Some(TransportKind::WebSocket)
                 );
                 assert!(net.client_events().contains(&ClientEvent::Upgrade));
-                let ClientTransmit::StreamData { data, .. } = &net.log[2] else {
-                    panic!("{:?}", kinds(&net.log))
-                };
-                let (head, _) = HeadParser::new(Limits::default())
-                    .parse_request(data)
-                    .unwrap()
-                    .unwrap();
+                let (head, _) = net
+                    .log
+                    .iter()
+                    .filter_map(request_of)
+                    .find(|(h, _)| h.query().get("transport") == Some("websocket"))
+                    .unwrap_or_else(|| panic!("{:?}", kinds(&net.log)));
                 assert_eq!(
                     head.target,
                     format!("/engine.io/?EIO=4&transport=websocket&sid={sid}")
@@ -547,29 +515,34 @@ fn upgrade_transcript() {
     )
     .latency(ms(2));
     net.upgraded();
-    // handshake; next poll; the probe's stream and upgrade request; 2probe;
-    // the poll released by the server's noop ends the pause; 5.
+    // handshake; the probe's connection and upgrade request; next poll (on
+    // the same connection, kept alive); 2probe; the poll released by the
+    // server's noop ends the pause; 5, and polling's connection goes.
     assert_eq!(
         kinds(&net.log),
         [
+            "connect",
             "GET polling",
-            "open-stream",
+            "connect",
+            "GET websocket",
+            "GET polling",
             "data",
             "GET polling",
             "data",
-            "GET polling",
-            "data"
+            "close"
         ]
     );
     let frames: Vec<ClientTransmit> = net.log.clone();
-    let ClientTransmit::StreamData { data, .. } = &frames[4] else {
+    let ClientTransmit::Data { data, conn } = &frames[5] else {
         panic!()
     };
+    assert_eq!(*conn, ConnId(2));
     assert_eq!(unmask_text(data), "2probe");
-    let ClientTransmit::StreamData { data, .. } = &frames[6] else {
+    let ClientTransmit::Data { data, .. } = &frames[7] else {
         panic!()
     };
     assert_eq!(unmask_text(data), "5");
+    assert_eq!(frames[8], ClientTransmit::Close { conn: ConnId(1) });
     assert_eq!(
         net.client_events()
             .into_iter()
@@ -775,26 +748,36 @@ fn probe_refused_keeps_polling() {
         now,
     );
     let get = take_request(&mut c);
-    c.handle_response(now, get, ok(&open_packet("abcdefghijklmnopqrst", true)));
+    answer(&mut c, now, get, &open_packet("abcdefghijklmnopqrst", true));
     let t = drain(&mut c);
-    assert_eq!(kinds(&t), ["open-stream", "data", "GET polling"]);
-    let ClientTransmit::OpenStream { id: stream } = t[0] else {
+    assert_eq!(kinds(&t), ["connect", "GET websocket", "GET polling"]);
+    let ClientTransmit::Connect { conn: stream } = t[0] else {
         panic!()
     };
-    let ClientTransmit::Request { id: poll, .. } = t[2] else {
+    let ClientTransmit::Data { conn: poll, .. } = t[2] else {
         panic!()
     };
+    assert_eq!(poll, get, "the poll goes on the handshake's connection");
     assert!(matches!(events(&mut c)[..], [ClientEvent::Open { .. }]));
-    c.handle_stream_error(now, stream);
-    assert!(drain(&mut c).is_empty(), "a failed stream needs no close");
+    c.handle_error(now, stream, "refused");
+    assert!(
+        drain(&mut c).is_empty(),
+        "a failed connection needs no close"
+    );
     assert_eq!(
         events(&mut c),
-        [ClientEvent::UpgradeFailed(ClientError::StreamFailed)]
+        [ClientEvent::UpgradeFailed(ClientError::ConnectionFailed(
+            "refused".into()
+        ))]
     );
     assert!(!c.is_upgrading());
     c.send(now, "still here").unwrap();
-    assert_eq!(kinds(&drain(&mut c)), ["POST polling 4still here"]);
-    c.handle_response(now, poll, ok("6"));
+    assert_eq!(
+        kinds(&drain(&mut c)),
+        ["connect", "POST polling 4still here"],
+        "the poll's connection is busy"
+    );
+    answer(&mut c, now, poll, "6");
     assert_eq!(kinds(&drain(&mut c)), ["GET polling"]);
 
     // A probe answered wrongly is closed; polling goes on.
@@ -804,9 +787,9 @@ fn probe_refused_keeps_polling() {
         now,
     );
     let get = take_request(&mut c);
-    c.handle_response(now, get, ok(&open_packet("abcdefghijklmnopqrst", true)));
+    answer(&mut c, now, get, &open_packet("abcdefghijklmnopqrst", true));
     let t = drain(&mut c);
-    let Some(ClientTransmit::OpenStream { id: stream }) = t.first().cloned() else {
+    let Some(ClientTransmit::Connect { conn: stream }) = t.first().cloned() else {
         panic!()
     };
     let mut server = FakeWs::accept(&mut c, now, stream, &t);
@@ -830,7 +813,7 @@ fn probe_refused_keeps_polling() {
         now,
     );
     let get = take_request(&mut c);
-    c.handle_response(now, get, ok(&open_packet("abcdefghijklmnopqrst", true)));
+    answer(&mut c, now, get, &open_packet("abcdefghijklmnopqrst", true));
     drain(&mut c);
     assert_eq!(c.poll_timeout(), Some(now + ms(400)));
     c.handle_timeout(now + ms(399));
@@ -844,7 +827,7 @@ fn probe_refused_keeps_polling() {
         events(&mut c),
         [ClientEvent::UpgradeFailed(ClientError::Timeout)]
     );
-    assert_eq!(kinds(&drain(&mut c)), ["close-stream"]);
+    assert_eq!(kinds(&drain(&mut c)), ["close"]);
     assert_eq!(c.state(), ClientState::Open);
 }
 
@@ -856,11 +839,7 @@ fn no_upgrade_when_not_offered_or_not_wanted() {
     );
     net.open();
     net.advance(ms(1000));
-    assert!(
-        !net.log
-            .iter()
-            .any(|t| matches!(t, ClientTransmit::OpenStream { .. }))
-    );
+    assert!(!kinds(&net.log).contains(&"GET websocket".to_owned()));
     assert_eq!(net.client.transport(), Some(TransportKind::Polling));
 }
 
@@ -918,9 +897,12 @@ fn ping_timeout_when_the_server_goes_silent() {
             "{mode:?}"
         );
         assert_eq!(net.client.state(), ClientState::Closed);
-        // A WebSocket waits for the close handshake, then gives up.
-        net.advance(ms(6000));
+        // A WebSocket waits for the close handshake, then gives up; a
+        // farewell POST nobody answers, and the poll beside it, are given
+        // up after the request timeout.
+        net.advance(ms(21_000));
         assert_eq!(net.client.poll_timeout(), None, "{mode:?}");
+        assert!(net.client.is_finished(), "{mode:?}");
         if mode == TransportMode::PollingOnly {
             // As the official client, a last close packet goes out.
             assert_eq!(net.posts().last().map(|b| &b[..]), Some(&b"1"[..]));
@@ -937,11 +919,16 @@ fn ping_timer_restarts_on_each_ping() {
         now,
     );
     let get = take_request(&mut c);
-    c.handle_response(now, get, ok(&open_packet("abcdefghijklmnopqrst", false)));
+    answer(
+        &mut c,
+        now,
+        get,
+        &open_packet("abcdefghijklmnopqrst", false),
+    );
     let poll = take_request(&mut c);
     assert_eq!(c.poll_timeout(), Some(now + ms(500)));
     let t1 = now + ms(300);
-    c.handle_response(t1, poll, ok("2"));
+    answer(&mut c, t1, poll, "2");
     assert_eq!(c.poll_timeout(), Some(t1 + ms(500)));
     c.handle_timeout(now + ms(500));
     assert_eq!(c.state(), ClientState::Open);
@@ -1017,10 +1004,8 @@ fn client_close_in_each_mode() {
         assert_eq!(net.client.transport(), None);
         if mode == TransportMode::PollingOnly {
             assert_eq!(net.posts().last().map(|b| &b[..]), Some(&b"1"[..]));
-            assert!(
-                !net.log
-                    .iter()
-                    .any(|t| matches!(t, ClientTransmit::CancelRequest { .. })),
+            assert_eq!(
+                net.late, 0,
                 "the held poll is left for the server to release"
             );
         }
@@ -1064,7 +1049,7 @@ fn close_while_opening_closes_the_session_it_opens() {
     let now = net.now;
     net.client.close(now);
     net.pump();
-    assert_eq!(kinds(&net.log), ["open-stream", "data", "close-stream"]);
+    assert_eq!(kinds(&net.log), ["connect", "GET websocket", "close"]);
     net.advance(ms(50));
     assert_eq!(net.client_close(), Some((CloseReason::ForcedClose, None)));
 }
@@ -1186,9 +1171,14 @@ fn parse_errors_close_the_session() {
         now,
     );
     let get = take_request(&mut c);
-    c.handle_response(now, get, ok(&open_packet("abcdefghijklmnopqrst", false)));
+    answer(
+        &mut c,
+        now,
+        get,
+        &open_packet("abcdefghijklmnopqrst", false),
+    );
     let poll = take_request(&mut c);
-    c.handle_response(now, poll, ok("4good\u{1e}x"));
+    answer(&mut c, now, poll, "4good\u{1e}x");
     assert_eq!(
         events(&mut c)[1..],
         [
@@ -1217,7 +1207,7 @@ fn parse_errors_close_the_session() {
             now,
         );
         let get = take_request(&mut c);
-        c.handle_response(now, get, ok(body));
+        answer(&mut c, now, get, body);
         let ev = events(&mut c);
         assert!(
             matches!(
@@ -1238,7 +1228,7 @@ fn parse_errors_close_the_session() {
         now,
     );
     let t = drain(&mut c);
-    let ClientTransmit::OpenStream { id } = t[0] else {
+    let ClientTransmit::Connect { conn: id } = t[0] else {
         panic!()
     };
     let mut server = FakeWs::accept(&mut c, now, id, &t);
@@ -1283,16 +1273,20 @@ fn transport_failures() {
             error: Some(ClientError::Timeout)
         }]
     );
-    assert_eq!(drain(&mut c), [ClientTransmit::CancelRequest { id: get }]);
+    assert_eq!(drain(&mut c), [ClientTransmit::Close { conn: get }]);
     // Late answers are ignored.
-    c.handle_response(now, get, ok(&open_packet("abcdefghijklmnopqrst", false)));
+    answer(
+        &mut c,
+        now,
+        get,
+        &open_packet("abcdefghijklmnopqrst", false),
+    );
     assert!(events(&mut c).is_empty() && drain(&mut c).is_empty());
 
     // A refused handshake, a failed request.
     let mut c = fresh(TransportMode::PollingOnly);
     let get = take_request(&mut c);
-    let head = ResponseHead::new(400);
-    c.handle_response(now, get, Ok((head, Bytes::from_static(br#"{"code":5}"#))));
+    respond(&mut c, now, get, 400, r#"{"code":5}"#);
     assert_eq!(
         events(&mut c),
         [ClientEvent::Close {
@@ -1302,21 +1296,50 @@ fn transport_failures() {
     );
     let mut c = fresh(TransportMode::PollingOnly);
     let get = take_request(&mut c);
-    c.handle_response(now, get, ok(&open_packet("abcdefghijklmnopqrst", false)));
+    answer(
+        &mut c,
+        now,
+        get,
+        &open_packet("abcdefghijklmnopqrst", false),
+    );
     let poll = take_request(&mut c);
     c.send(now, "x").unwrap();
     let post = take_request(&mut c);
     // A POST without answer fails at the request timeout.
     assert_eq!(c.poll_timeout(), Some(now + ms(500)), "the heartbeat first");
-    c.handle_response(now, poll, Err(RequestFailed::new("reset")));
+    c.handle_error(now, poll, "reset");
     assert_eq!(
         events(&mut c)[1..],
         [ClientEvent::Close {
             reason: CloseReason::TransportError,
-            error: Some(ClientError::RequestFailed(RequestFailed::new("reset")))
+            error: Some(ClientError::ConnectionFailed("reset".into()))
         }]
     );
-    assert_eq!(drain(&mut c), [ClientTransmit::CancelRequest { id: post }]);
+    assert_eq!(drain(&mut c), [ClientTransmit::Close { conn: post }]);
+    // An answer the client cannot read, or none before the end.
+    for (bytes, error) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"[..],
+            ClientError::BadResponse(crate::http::HttpError::BadBody("invalid Content-Length")),
+        ),
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-"[..],
+            ClientError::ConnectionClosed,
+        ),
+    ] {
+        let mut c = fresh(TransportMode::PollingOnly);
+        let get = take_request(&mut c);
+        c.handle_input(now, get, bytes);
+        c.handle_eof(now, get);
+        assert_eq!(
+            events(&mut c),
+            [ClientEvent::Close {
+                reason: CloseReason::TransportError,
+                error: Some(error)
+            }]
+        );
+        assert_eq!(drain(&mut c), [ClientTransmit::Close { conn: get }]);
+    }
 
     // A WebSocket refused, or cut.
     let mut net = Net::new(
@@ -1330,26 +1353,26 @@ fn transport_failures() {
     ));
     let mut c = fresh(TransportMode::WebSocketOnly);
     let t = drain(&mut c);
-    let ClientTransmit::OpenStream { id } = t[0] else {
+    let ClientTransmit::Connect { conn: id } = t[0] else {
         panic!()
     };
-    c.handle_stream_error(now, id);
+    c.handle_error(now, id, "refused");
     assert_eq!(
         events(&mut c),
         [ClientEvent::Close {
             reason: CloseReason::TransportError,
-            error: Some(ClientError::StreamFailed)
+            error: Some(ClientError::ConnectionFailed("refused".into()))
         }]
     );
     assert!(drain(&mut c).is_empty());
     let mut c = fresh(TransportMode::WebSocketOnly);
     let t = drain(&mut c);
-    let ClientTransmit::OpenStream { id } = t[0] else {
+    let ClientTransmit::Connect { conn: id } = t[0] else {
         panic!()
     };
     let mut server = FakeWs::accept(&mut c, now, id, &t);
     server.send(&mut c, now, &open_packet("abcdefghijklmnopqrst", false));
-    c.handle_stream_eof(now, id);
+    c.handle_eof(now, id);
     assert_eq!(
         events(&mut c)[1..],
         [ClientEvent::Close {
@@ -1357,11 +1380,11 @@ fn transport_failures() {
             error: Some(ClientError::WebSocketClosed(1006))
         }]
     );
-    assert_eq!(drain(&mut c), [ClientTransmit::CloseStream { id }]);
+    assert_eq!(drain(&mut c), [ClientTransmit::Close { conn: id }]);
     // A WebSocket that opens but never sends the open packet.
     let mut c = fresh(TransportMode::WebSocketOnly);
     let t = drain(&mut c);
-    let ClientTransmit::OpenStream { id } = t[0] else {
+    let ClientTransmit::Connect { conn: id } = t[0] else {
         panic!()
     };
     let _server = FakeWs::accept(&mut c, now, id, &t);
@@ -1384,9 +1407,14 @@ fn server_close_packet_over_polling() {
         now,
     );
     let get = take_request(&mut c);
-    c.handle_response(now, get, ok(&open_packet("abcdefghijklmnopqrst", false)));
+    answer(
+        &mut c,
+        now,
+        get,
+        &open_packet("abcdefghijklmnopqrst", false),
+    );
     let poll = take_request(&mut c);
-    c.handle_response(now, poll, ok("4last\u{1e}6\u{1e}1\u{1e}4never"));
+    answer(&mut c, now, poll, "4last\u{1e}6\u{1e}1\u{1e}4never");
     assert_eq!(
         events(&mut c)[1..],
         [
@@ -1397,7 +1425,84 @@ fn server_close_packet_over_polling() {
             }
         ]
     );
-    assert!(drain(&mut c).is_empty(), "no poll, no farewell");
+    assert_eq!(
+        drain(&mut c),
+        [ClientTransmit::Close { conn: poll }],
+        "no poll, no farewell: the connection goes"
+    );
+}
+
+// ----- HTTP connections ----------------------------------------------------------
+
+#[test]
+fn keep_alive_connections_are_reused_and_let_go() {
+    let now = Instant::now();
+    let mut c = Client::new(
+        client_config(TransportMode::PollingOnly).idle_timeout(ms(2000)),
+        Box::new(SeededEntropy::new(1)),
+        now,
+    );
+    let get = take_request(&mut c);
+    // A slow heartbeat, out of the way.
+    let open =
+        r#"0{"sid":"abcdefghijklmnopqrst","upgrades":[],"pingInterval":9000,"pingTimeout":9000}"#;
+    answer(&mut c, now, get, open);
+    assert_eq!(take_request(&mut c), get, "the poll reuses the connection");
+    // The poll is out: a POST needs a connection of its own, which then
+    // carries the next POST.
+    c.send(now, "a").unwrap();
+    let t = drain(&mut c);
+    assert_eq!(kinds(&t), ["connect", "POST polling 4a"]);
+    let post = t[0].conn();
+    answer(&mut c, now, post, "ok");
+    c.send(now, "b").unwrap();
+    assert_eq!(take_request(&mut c), post);
+    // `Connection: close` (or bytes past the answer) ends a connection.
+    c.handle_input(
+        now,
+        post,
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+    );
+    assert_eq!(drain(&mut c), [ClientTransmit::Close { conn: post }]);
+    c.send(now, "c").unwrap();
+    let t = drain(&mut c);
+    assert_eq!(kinds(&t), ["connect", "POST polling 4c"]);
+    let post = t[0].conn();
+    // A chunked answer, cut anywhere, then idle: let go after the idle
+    // timeout (a deadline of its own).
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+    for piece in chunked.chunks(5) {
+        c.handle_input(now, post, piece);
+    }
+    assert!(drain(&mut c).is_empty());
+    let t1 = now + ms(100);
+    let idle_until = t1 + ms(2000);
+    c.handle_timeout(t1);
+    assert!(c.poll_timeout().is_some_and(|t| t <= idle_until));
+    c.handle_timeout(now + ms(2000) - ms(1));
+    assert!(drain(&mut c).is_empty());
+    c.handle_timeout(now + ms(2000));
+    assert_eq!(drain(&mut c), [ClientTransmit::Close { conn: post }]);
+    // An answer to nothing drops the connection.
+    c.send(now, "d").unwrap();
+    let post = drain(&mut c)[0].conn();
+    answer(&mut c, now, post, "ok");
+    c.handle_input(now, post, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(drain(&mut c), [ClientTransmit::Close { conn: post }]);
+    // The server's end of the poll's connection fails the session, and is
+    // answered with ours.
+    answer(&mut c, now, get, "6");
+    assert_eq!(take_request(&mut c), get);
+    c.handle_eof(now, get);
+    assert_eq!(
+        events(&mut c)[1..],
+        [ClientEvent::Close {
+            reason: CloseReason::TransportError,
+            error: Some(ClientError::ConnectionClosed)
+        }]
+    );
+    assert_eq!(drain(&mut c), [ClientTransmit::Close { conn: get }]);
+    assert!(c.is_finished());
 }
 
 // ----- stream input: prefixes and chunking ---------------------------------------
@@ -1450,7 +1555,7 @@ fn chunked_stream_input_gives_the_same_events() {
 
 #[test]
 fn every_strict_prefix_of_stream_input() {
-    let id = RequestId(1);
+    let id = ConnId(1);
     // Replay: a fresh client with the same seed sends the same key.
     let fresh = || {
         let now = Instant::now();
@@ -1475,23 +1580,23 @@ fn every_strict_prefix_of_stream_input() {
         let mut all = BytesMut::new();
         let mut out = Vec::new();
         for _ in 0..10 {
-            while let Some(t) = c.poll_transmit() {
-                if let ClientTransmit::StreamData { data, .. } = t {
+            while let Some(t) = c.poll_transmit(now) {
+                if let ClientTransmit::Data { data, .. } = t {
                     s.handle_input(now, conn, &data);
                 }
             }
-            while let Some(e) = s.poll_event() {
+            while let Some(e) = s.poll_event(now) {
                 if let Event::Message { sid, data } = e {
                     s.send(sid, data).unwrap();
                 }
             }
-            while let Some(t) = s.poll_transmit() {
+            while let Some(t) = s.poll_transmit(now) {
                 if let Transmit::Data { data, .. } = t {
                     all.extend_from_slice(&data);
-                    c.handle_stream_input(now, id, &data);
+                    c.handle_input(now, id, &data);
                 }
             }
-            while let Some(e) = c.poll_event() {
+            while let Some(e) = c.poll_event(now) {
                 out.push(e);
             }
         }
@@ -1509,13 +1614,13 @@ fn every_strict_prefix_of_stream_input() {
     for n in 0..bytes.len() {
         let (mut c, now) = fresh();
         drain(&mut c);
-        c.handle_stream_input(now, id, &bytes[..n]);
+        c.handle_input(now, id, &bytes[..n]);
         let got = events(&mut c);
         assert!(got.len() < full.len(), "prefix {n} gave every event");
         assert_eq!(got[..], full[..got.len()], "prefix {n}");
         assert!(got.len() >= last, "events never vanish");
         last = got.len();
-        c.handle_stream_input(now, id, &bytes[n..]);
+        c.handle_input(now, id, &bytes[n..]);
         let mut all = got;
         all.extend(events(&mut c));
         assert_eq!(all, full, "split at {n}");
@@ -1560,19 +1665,16 @@ fn no_panic_on_any_input() {
         let mode = MODES[seed as usize % 3];
         let mut c = Client::new(client_config(mode), Box::new(SeededEntropy::new(seed)), now);
         let mut t = now;
-        let mut ids: Vec<RequestId> = vec![RequestId(1), RequestId(2), RequestId(3)];
+        let mut ids: Vec<ConnId> = vec![ConnId(1), ConnId(2), ConnId(3)];
         let mut closes = 0;
         let mut after_close = 0;
         for step in 0..60 {
-            while let Some(tr) = c.poll_transmit() {
-                match tr {
-                    ClientTransmit::Request { id, .. } | ClientTransmit::OpenStream { id } => {
-                        ids.push(id)
-                    }
-                    _ => {}
+            while let Some(tr) = c.poll_transmit(t) {
+                if let ClientTransmit::Connect { conn } = tr {
+                    ids.push(conn);
                 }
             }
-            while let Some(e) = c.poll_event() {
+            while let Some(e) = c.poll_event(t) {
                 if closes > 0 {
                     after_close += 1;
                 }
@@ -1592,22 +1694,27 @@ fn no_panic_on_any_input() {
             match rng.next_u32() % 9 {
                 0 | 1 => {
                     let status = [200, 200, 400, 413, 0][rng.next_u32() as usize % 5];
-                    c.handle_response(t, id, Ok((ResponseHead::new(status), Bytes::from(body))));
+                    let mut raw = http_answer(status, &body);
+                    // Sometimes cut short, or framed by the end.
+                    if rng.next_u32() % 4 == 0 {
+                        raw.truncate(rng.next_u32() as usize % (raw.len() + 1));
+                    }
+                    c.handle_input(t, id, &raw);
                 }
-                2 => c.handle_response(t, id, Err(RequestFailed::new("x"))),
+                2 => c.handle_error(t, id, "x"),
                 3 => {
                     let mut raw = body.clone();
                     if rng.next_u32() % 2 == 0 {
                         raw = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
                     }
-                    c.handle_stream_input(t, id, &raw);
+                    c.handle_input(t, id, &raw);
                     // Frames, well-formed or not.
                     let mut f = vec![0x81, body.len().min(125) as u8];
                     f.extend_from_slice(&body[..body.len().min(125)]);
-                    c.handle_stream_input(t, id, &f);
+                    c.handle_input(t, id, &f);
                 }
-                4 => c.handle_stream_eof(t, id),
-                5 => c.handle_stream_error(t, id),
+                4 => c.handle_eof(t, id),
+                5 => c.handle_error(t, id, "reset"),
                 6 => {
                     let _ = c.send(t, Bytes::from(body));
                 }
@@ -1657,29 +1764,53 @@ fn open_packet(sid: &str, upgrade: bool) -> String {
     )
 }
 
-fn ok(body: &str) -> Result<(ResponseHead, Bytes), RequestFailed> {
-    Ok((ResponseHead::new(200), Bytes::from(body.to_owned())))
+/// An HTTP/1.1 answer with `Content-Length`.
+fn http_answer(status: u16, body: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    ResponseHead::new(status)
+        .with_header("Content-Length", body.len().to_string())
+        .encode(&mut out);
+    out.extend_from_slice(body);
+    out.to_vec()
+}
+
+/// The server answers the request on `conn` with `status` and `body`.
+fn respond(c: &mut Client, now: Instant, conn: ConnId, status: u16, body: &str) {
+    c.handle_input(now, conn, &http_answer(status, body.as_bytes()));
+}
+
+/// The server answers the request on `conn` with 200 and `body`.
+fn answer(c: &mut Client, now: Instant, conn: ConnId, body: &str) {
+    respond(c, now, conn, 200, body);
 }
 
 fn drain(c: &mut Client) -> Vec<ClientTransmit> {
-    std::iter::from_fn(|| c.poll_transmit()).collect()
+    let now = Instant::now();
+    std::iter::from_fn(|| c.poll_transmit(now)).collect()
 }
 
 fn events(c: &mut Client) -> Vec<ClientEvent> {
-    std::iter::from_fn(|| c.poll_event()).collect()
+    let now = Instant::now();
+    std::iter::from_fn(|| c.poll_event(now)).collect()
 }
 
-/// The id of the one request the client has queued.
-fn take_request(c: &mut Client) -> RequestId {
-    match drain(c).as_slice() {
-        [ClientTransmit::Request { id, .. }] => *id,
+/// The connection of the one request the client has queued (on a new
+/// connection or a kept-alive one).
+fn take_request(c: &mut Client) -> ConnId {
+    let t = drain(c);
+    match t.as_slice() {
+        [ClientTransmit::Data { conn, .. }]
+        | [
+            ClientTransmit::Connect { .. },
+            ClientTransmit::Data { conn, .. },
+        ] if request_of(t.last().unwrap()).is_some() => *conn,
         other => panic!("expected one request, got {:?}", kinds(other)),
     }
 }
 
 /// A bare WebSocket server end for crafted frames.
 struct FakeWs {
-    id: RequestId,
+    id: ConnId,
     ws: ws::Connection,
     received: Vec<ws::Message>,
     upgrade_requested: bool,
@@ -1688,7 +1819,7 @@ struct FakeWs {
 
 impl FakeWs {
     /// Takes the client's handshake from `transmits` and accepts it.
-    fn accept(c: &mut Client, now: Instant, id: RequestId, transmits: &[ClientTransmit]) -> FakeWs {
+    fn accept(c: &mut Client, now: Instant, id: ConnId, transmits: &[ClientTransmit]) -> FakeWs {
         let mut f = FakeWs {
             id,
             ws: ws::Connection::server(ws::Config::default()),
@@ -1705,13 +1836,13 @@ impl FakeWs {
 
     fn feed(&mut self, now: Instant, transmits: &[ClientTransmit]) {
         for t in transmits {
-            if let ClientTransmit::StreamData { id, data } = t {
-                if *id == self.id {
+            if let ClientTransmit::Data { conn, data } = t {
+                if *conn == self.id {
                     self.ws.handle_input(now, data);
                 }
             }
         }
-        while let Some(e) = self.ws.poll_event() {
+        while let Some(e) = self.ws.poll_event(now) {
             match e {
                 ws::Event::Message(m) => self.received.push(m),
                 ws::Event::Upgrade(_) => self.upgrade_requested = true,
@@ -1724,16 +1855,16 @@ impl FakeWs {
     }
 
     pub(super) fn flush(&mut self, c: &mut Client, now: Instant) {
-        while let Some(t) = self.ws.poll_transmit() {
+        while let Some(t) = self.ws.poll_transmit(now) {
             if let ws::Transmit::Data(b) = t {
-                c.handle_stream_input(now, self.id, &b);
+                c.handle_input(now, self.id, &b);
             }
         }
         // What the client answered (2probe...).
         let t: Vec<ClientTransmit> = drain(c);
         self.feed(now, &t);
         for other in t {
-            if !matches!(other, ClientTransmit::StreamData { id, .. } if id == self.id) {
+            if !matches!(other, ClientTransmit::Data { conn, .. } if conn == self.id) {
                 panic!("unexpected transmit {other:?}");
             }
         }
@@ -1742,11 +1873,11 @@ impl FakeWs {
     fn send(&mut self, c: &mut Client, now: Instant, text: &str) {
         self.ws.send(ws::Message::text(text.to_owned())).unwrap();
         let mut out = Vec::new();
-        while let Some(ws::Transmit::Data(b)) = self.ws.poll_transmit() {
+        while let Some(ws::Transmit::Data(b)) = self.ws.poll_transmit(now) {
             out.push(b);
         }
         for b in out {
-            c.handle_stream_input(now, self.id, &b);
+            c.handle_input(now, self.id, &b);
         }
     }
 

@@ -12,7 +12,7 @@
 //! pauses: no new GET, nothing written, and the requests in flight complete
 //! (the server releases the held GET with a noop). Then `5` switches the
 //! session over and the write buffer leaves on the WebSocket: no packet is
-//! lost or sent twice.
+//! lost or sent twice. Polling's connections are closed.
 
 use std::time::Instant;
 
@@ -116,8 +116,10 @@ impl Client {
         self.events.push_back(ClientEvent::Upgrade);
         self.flush(now);
         if let Some(Transport::WebSocket(s)) = &mut self.transport {
-            drain_ws(s, &mut self.transmits);
+            drain_ws(s, now, &mut self.transmits);
         }
+        // Polling is over: its kept-alive connections go.
+        self.close_idle();
         self.maybe_finish_close(now);
     }
 

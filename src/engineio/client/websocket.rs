@@ -1,19 +1,19 @@
 //! The WebSocket transport: the client runs the WebSocket protocol over a
-//! stream the driver opens, one packet per message; WebSockets it no longer
-//! uses finish their close handshakes on their own.
+//! connection the driver opens, one packet per message; WebSockets it no
+//! longer uses finish their close handshakes on their own.
 
 use std::{collections::VecDeque, time::Instant};
 
-use super::{Client, ClientError, ClientTransmit, RequestId, Transport};
+use super::{Client, ClientError, ClientTransmit, Transport, session::Phase};
 use crate::{
-    engineio::{CloseReason, TransportKind, frame},
+    engineio::{CloseReason, ConnId, TransportKind, frame},
     ws,
 };
 
-/// A WebSocket over a driver's stream.
+/// A WebSocket over a connection of its own.
 #[derive(Debug)]
 pub(super) struct WsStream {
-    pub(super) id: RequestId,
+    pub(super) conn: ConnId,
     pub(super) ws: Box<ws::Connection>,
     /// Until the open packet (or `3probe`) arrives.
     pub(super) deadline: Option<Instant>,
@@ -29,7 +29,7 @@ pub(super) enum Which {
 
 impl Client {
     pub(super) fn open_ws(&mut self, now: Instant) -> WsStream {
-        let id = self.next_id();
+        let conn = self.new_conn_id();
         let target = self.target(TransportKind::WebSocket);
         let mut request = ws::ClientRequest::new(self.config.host.clone(), target);
         request.headers = self.config.headers.clone();
@@ -39,25 +39,25 @@ impl Client {
             self.entropy.fork(),
         ));
         let mut stream = WsStream {
-            id,
+            conn,
             ws,
             deadline: Some(now + self.config.request_timeout),
         };
-        self.transmits.push_back(ClientTransmit::OpenStream { id });
-        drain_ws(&mut stream, &mut self.transmits);
+        self.transmits.push_back(ClientTransmit::Connect { conn });
+        drain_ws(&mut stream, now, &mut self.transmits);
         stream
     }
 
-    pub(super) fn find_stream(&self, id: RequestId) -> Option<Which> {
-        if matches!(&self.transport, Some(Transport::WebSocket(s)) if s.id == id) {
+    pub(super) fn find_stream(&self, conn: ConnId) -> Option<Which> {
+        if matches!(&self.transport, Some(Transport::WebSocket(s)) if s.conn == conn) {
             return Some(Which::Main);
         }
-        if self.probe.as_ref().is_some_and(|p| p.stream.id == id) {
+        if self.probe.as_ref().is_some_and(|p| p.stream.conn == conn) {
             return Some(Which::Probe);
         }
         self.retired
             .iter()
-            .position(|s| s.id == id)
+            .position(|s| s.conn == conn)
             .map(Which::Retired)
     }
 
@@ -72,28 +72,30 @@ impl Client {
         }
     }
 
-    /// Acts on what WebSocket `id` produced after an input or a timeout.
-    /// The stream is looked up again after each event: a probe may become
-    /// the main transport half-way, and its next events are then the
+    /// Acts on what the WebSocket on `conn` produced after an input or a
+    /// timeout. The stream is looked up again after each event: a probe may
+    /// become the main transport half-way, and its next events are then the
     /// session's.
-    pub(super) fn process_stream(&mut self, now: Instant, id: RequestId) {
+    pub(super) fn process_stream(&mut self, now: Instant, conn: ConnId) {
         loop {
-            let Some(which) = self.find_stream(id) else {
+            let Some(which) = self.find_stream(conn) else {
                 return;
             };
             let Some(s) = self.stream_mut(which) else {
                 return;
             };
-            let Some(ev) = s.ws.poll_event() else { break };
+            let Some(ev) = s.ws.poll_event(now) else {
+                break;
+            };
             match which {
                 Which::Main => self.on_main_ws_event(now, ev),
                 Which::Probe => self.on_probe_ws_event(now, ev),
                 Which::Retired(_) => {}
             }
         }
-        if let Some(Which::Retired(i)) = self.find_stream(id) {
+        if let Some(Which::Retired(i)) = self.find_stream(conn) {
             if let Some(s) = self.retired.get_mut(i) {
-                if drain_ws(s, &mut self.transmits) {
+                if drain_ws(s, now, &mut self.transmits) {
                     self.retired.remove(i);
                 }
             }
@@ -120,7 +122,7 @@ impl Client {
         match s.ws.state() {
             ws::State::Connecting => {
                 self.transmits
-                    .push_back(ClientTransmit::CloseStream { id: s.id });
+                    .push_back(ClientTransmit::Close { conn: s.conn });
                 return;
             }
             ws::State::Open => {
@@ -130,15 +132,20 @@ impl Client {
             ws::State::Closing | ws::State::Closed => {}
         }
         // Its remaining events (a last message, its close) are not heard.
-        while s.ws.poll_event().is_some() {}
+        while s.ws.poll_event(now).is_some() {}
         s.deadline = None;
-        if !drain_ws(&mut s, &mut self.transmits) {
+        if !drain_ws(&mut s, now, &mut self.transmits) {
             self.retired.push(s);
         }
     }
 
-    /// Moves the WebSockets' output to the transmit queue.
-    pub(super) fn after_turn(&mut self) {
+    /// Ends every input and command: moves the WebSockets' output to the
+    /// transmit queue, and once the session is over, lets the idle HTTP
+    /// connections go.
+    pub(super) fn after_turn(&mut self, now: Instant) {
+        if self.phase == Phase::Closed {
+            self.close_idle();
+        }
         let mut streams: Vec<&mut WsStream> = Vec::new();
         if let Some(Transport::WebSocket(s)) = &mut self.transport {
             streams.push(s);
@@ -147,28 +154,26 @@ impl Client {
             streams.push(&mut p.stream);
         }
         for s in streams {
-            drain_ws(s, &mut self.transmits);
+            drain_ws(s, now, &mut self.transmits);
         }
         let transmits = &mut self.transmits;
         self.retired.retain_mut(|s| {
-            while s.ws.poll_event().is_some() {}
-            !drain_ws(s, transmits)
+            while s.ws.poll_event(now).is_some() {}
+            !drain_ws(s, now, transmits)
         });
     }
 }
 
-/// Moves a WebSocket's bytes to `out`; true once it asked for its stream
-/// to close.
-pub(super) fn drain_ws(s: &mut WsStream, out: &mut VecDeque<ClientTransmit>) -> bool {
+/// Moves a WebSocket's bytes to `out`; true once it asked for its
+/// connection to close.
+pub(super) fn drain_ws(s: &mut WsStream, now: Instant, out: &mut VecDeque<ClientTransmit>) -> bool {
     let mut closed = false;
-    while let Some(t) = s.ws.poll_transmit() {
+    while let Some(t) = s.ws.poll_transmit(now) {
         match t {
-            ws::Transmit::Data(data) => {
-                out.push_back(ClientTransmit::StreamData { id: s.id, data })
-            }
+            ws::Transmit::Data(data) => out.push_back(ClientTransmit::Data { conn: s.conn, data }),
             ws::Transmit::Close => {
                 closed = true;
-                out.push_back(ClientTransmit::CloseStream { id: s.id });
+                out.push_back(ClientTransmit::Close { conn: s.conn });
             }
         }
     }

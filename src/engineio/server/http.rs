@@ -267,7 +267,7 @@ impl Server {
         }
     }
 
-    fn request_head(&self, conn: ConnId) -> Option<&RequestHead> {
+    pub(super) fn request_head(&self, conn: ConnId) -> Option<&RequestHead> {
         match self.conns.get(&conn).map(|c| &c.kind) {
             Some(ConnKind::Http(HttpConn {
                 state: HttpState::Busy { head } | HttpState::Body { head, .. },

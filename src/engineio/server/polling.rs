@@ -83,7 +83,19 @@ impl Server {
 
     /// Answers the GET `conn` with a payload of `packets`.
     pub(super) fn answer_poll(&mut self, now: Instant, conn: ConnId, packets: &[Packet]) {
-        self.write_response(now, conn, polling_head(), encode_payload(packets));
+        let mut head = polling_head();
+        // The handshake's answer (a request without `sid`) sets the cookie,
+        // as the official server's "headers" hook does; a handshake over
+        // WebSocket gets none there either.
+        if let (Some(cookie), Some(sid)) = (&self.config.cookie, self.polls.get(&conn)) {
+            let first = self
+                .request_head(conn)
+                .is_some_and(|h| h.query().get("sid").is_none());
+            if first {
+                head.headers.push("Set-Cookie", cookie.header(sid.as_str()));
+            }
+        }
+        self.write_response(now, conn, head, encode_payload(packets));
     }
 }
 

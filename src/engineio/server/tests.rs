@@ -7,7 +7,7 @@
 //! suite itself runs against the `conformance` example in CI when a copy is
 //! available (scripts/eio-suite.sh).
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, ops::ControlFlow, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 
@@ -16,6 +16,7 @@ use crate::{
     engineio::{Cors, CorsOrigin},
     entropy::SeededEntropy,
     http::{HeadParser, Limits},
+    machine::drain,
     ws::{self, ClientRequest, CloseCode},
 };
 
@@ -78,10 +79,11 @@ impl H {
 
     /// Drains the server; the echo application sends every message back.
     fn pump(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.server.poll_transmit() {
-                moved = true;
+        let echo = self.echo;
+        drain(
+            &mut self.server,
+            self.now,
+            |_, t| {
                 match t {
                     Transmit::Data { conn, data } => {
                         self.out.entry(conn).or_default().extend_from_slice(&data)
@@ -96,18 +98,15 @@ impl H {
                         self.out.entry(conn).or_default().extend_from_slice(&b);
                     }
                 }
-            }
-            while let Some(ev) = self.server.poll_event() {
-                moved = true;
-                if let (true, Event::Message { sid, data }) = (self.echo, &ev) {
-                    let _ = self.server.send(*sid, data.clone());
+                ControlFlow::Continue(())
+            },
+            |server, ev| {
+                if let (true, Event::Message { sid, data }) = (echo, &ev) {
+                    let _ = server.send(*sid, data.clone());
                 }
                 self.events.push(ev);
-            }
-            if !moved {
-                return;
-            }
-        }
+            },
+        );
     }
 
     fn advance(&mut self, ms: u64) {
@@ -202,7 +201,7 @@ impl H {
             ClientRequest::new("localhost", target),
             Box::new(SeededEntropy::new(conn.0)),
         );
-        while let Some(ws::Transmit::Data(b)) = ws.poll_transmit() {
+        while let Some(ws::Transmit::Data(b)) = ws.poll_transmit(self.now) {
             self.server.handle_input(self.now, conn, &b);
         }
         self.pump();
@@ -231,14 +230,14 @@ impl H {
             if self.closed.contains(&p.conn) && p.ws.state() != ws::State::Closed {
                 p.ws.handle_eof(self.now);
             }
-            while let Some(ev) = p.ws.poll_event() {
+            while let Some(ev) = p.ws.poll_event(self.now) {
                 match ev {
                     ws::Event::Message(m) => p.messages.push(m),
                     ws::Event::Closed(c) => p.closed = Some(c.code),
                     _ => {}
                 }
             }
-            while let Some(t) = p.ws.poll_transmit() {
+            while let Some(t) = p.ws.poll_transmit(self.now) {
                 moved = true;
                 match t {
                     ws::Transmit::Data(b) => self.server.handle_input(self.now, p.conn, &b),
@@ -994,7 +993,7 @@ fn embedded_requests_and_upgrades() {
         conn: c,
         head,
         body,
-    }) = h.server.poll_transmit()
+    }) = h.server.poll_transmit(h.now)
     else {
         panic!()
     };
@@ -1015,13 +1014,13 @@ fn embedded_requests_and_upgrades() {
     let mut client =
         ws::Connection::client_upgraded(ws::Config::default(), Box::new(SeededEntropy::new(1)));
     client.send(ws::Message::text("2probe")).unwrap();
-    while let Some(ws::Transmit::Data(b)) = client.poll_transmit() {
+    while let Some(ws::Transmit::Data(b)) = client.poll_transmit(h.now) {
         h.server.handle_input(h.now, conn, &b);
     }
     h.pump();
     client.handle_input(h.now, &h.out.remove(&conn).unwrap());
     assert_eq!(
-        client.poll_event(),
+        client.poll_event(h.now),
         Some(ws::Event::Message(ws::Message::text("3probe")))
     );
 
@@ -1182,4 +1181,28 @@ fn a_text_with_the_separator_is_refused_over_polling_only() {
     h.server.send(ws_sid, "a\u{1e}b").unwrap();
     h.ws_sync(&mut p);
     assert_eq!(texts(&p).last().unwrap(), "4a\u{1e}b");
+}
+
+#[test]
+fn the_cookie_option_sets_the_sid_on_the_polling_handshake_only() {
+    let mut h = H::new(suite_config().cookie(Some(crate::engineio::Cookie::default())));
+    let r = h.request("GET", "/engine.io/?EIO=4&transport=polling", b"");
+    let open: serde_json::Value = serde_json::from_str(&r.text()[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+    assert_eq!(
+        r.header("set-cookie"),
+        Some(format!("io={sid}; Path=/; HttpOnly; SameSite=Lax").as_str())
+    );
+    // Later requests of the session, and refused handshakes, set nothing.
+    let target = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    let r = h.request("POST", &target, b"4x");
+    assert_eq!(r.header("set-cookie"), None);
+    let r = h.request("GET", &target, b"");
+    assert_eq!(r.header("set-cookie"), None);
+    let r = h.request("GET", "/engine.io/?EIO=3&transport=polling", b"");
+    assert_eq!((r.status, r.header("set-cookie")), (400, None));
+    // Without the option, none (the official default).
+    let mut h = H::suite();
+    let r = h.request("GET", "/engine.io/?EIO=4&transport=polling", b"");
+    assert_eq!(r.header("set-cookie"), None);
 }

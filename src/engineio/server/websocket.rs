@@ -196,7 +196,9 @@ impl Server {
             let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) else {
                 return;
             };
-            let Some(ev) = w.ws.poll_event() else { break };
+            let Some(ev) = w.ws.poll_event(now) else {
+                break;
+            };
             let Some(sid) = w.sid else { continue };
             let Some(s) = self.sessions.get(&sid) else {
                 continue;
@@ -234,13 +236,13 @@ impl Server {
 
     /// Moves a WebSocket's output to the transmit queue and re-arms its
     /// timer.
-    pub(super) fn drain_ws(&mut self, conn: ConnId) {
+    pub(super) fn drain_ws(&mut self, now: Instant, conn: ConnId) {
         let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) else {
             return;
         };
         w.dirty = false;
         let mut closed = false;
-        while let Some(t) = w.ws.poll_transmit() {
+        while let Some(t) = w.ws.poll_transmit(now) {
             match t {
                 ws::Transmit::Data(data) => self.transmits.push_back(Transmit::Data { conn, data }),
                 ws::Transmit::Close => {

@@ -6,9 +6,10 @@
 //! The client owns at most one current engine, opening or open (`Ready`),
 //! and the engines it has let go of while they finish their close
 //! handshakes: their transmits still leave, their events are dropped, and
-//! they are forgotten once they have no timer left. Each engine has a
-//! generation, which request and stream ids carry above bit `GEN_SHIFT`, so
-//! the driver's answers reach the engine that asked, or none.
+//! they are forgotten once they have closed every connection they opened.
+//! Each engine has a generation, which connection ids carry above bit
+//! `GEN_SHIFT`, so what the driver reports reaches the engine that asked
+//! for the connection, or none.
 //!
 //! `pump` runs after every input and command: it moves the engines'
 //! transmits out, acts on the current engine's events one at a time (each
@@ -22,61 +23,47 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use super::{
     super::{Decoder, timer::later},
     Client, ClientDisconnectReason, ClientEvent, Engine, Ready,
 };
 use crate::{
     engineio::{
-        self, ClientError, ClientEvent as EngineEvent, ClientTransmit, CloseReason, RequestFailed,
-        RequestId,
+        self, ClientError, ClientEvent as EngineEvent, ClientTransmit, CloseReason, ConnId,
     },
     entropy::Entropy,
-    http::ResponseHead,
 };
 
-/// Bits of a request id that belong to the engine; the bits above count
-/// engines. 2^40 requests per engine is decades of polling.
+/// Bits of a connection id that belong to the engine; the bits above count
+/// engines. 2^40 connections per engine is decades of polling.
 pub(super) const GEN_SHIFT: u32 = 40;
 const INNER_MASK: u64 = (1 << GEN_SHIFT) - 1;
 
 impl Client {
-    /// The answer to request `id` (see
-    /// [`engineio::Client::handle_response`]). Unknown ids are ignored.
-    pub fn handle_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        response: Result<(ResponseHead, Bytes), RequestFailed>,
-    ) {
-        if let Some((e, inner)) = self.route(id) {
-            e.handle_response(now, inner, response);
+    /// Bytes the server sent on connection `conn` (see
+    /// [`engineio::Client::handle_input`]). Unknown connections are
+    /// ignored.
+    pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        if let Some((e, inner)) = self.route(conn) {
+            e.handle_input(now, inner, bytes);
         }
         self.pump(now);
     }
 
-    /// Bytes the server sent on stream `id`. Unknown ids are ignored.
-    pub fn handle_stream_input(&mut self, now: Instant, id: RequestId, bytes: &[u8]) {
-        if let Some((e, inner)) = self.route(id) {
-            e.handle_stream_input(now, inner, bytes);
+    /// The server closed connection `conn` (see
+    /// [`engineio::Client::handle_eof`]).
+    pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        if let Some((e, inner)) = self.route(conn) {
+            e.handle_eof(now, inner);
         }
         self.pump(now);
     }
 
-    /// Stream `id` ended (the server closed it).
-    pub fn handle_stream_eof(&mut self, now: Instant, id: RequestId) {
-        if let Some((e, inner)) = self.route(id) {
-            e.handle_stream_eof(now, inner);
-        }
-        self.pump(now);
-    }
-
-    /// Stream `id` could not be opened, or broke.
-    pub fn handle_stream_error(&mut self, now: Instant, id: RequestId) {
-        if let Some((e, inner)) = self.route(id) {
-            e.handle_stream_error(now, inner);
+    /// Connection `conn` could not be opened, or broke (see
+    /// [`engineio::Client::handle_error`]).
+    pub fn handle_error(&mut self, now: Instant, conn: ConnId, error: &str) {
+        if let Some((e, inner)) = self.route(conn) {
+            e.handle_error(now, inner, error);
         }
         self.pump(now);
     }
@@ -130,17 +117,17 @@ impl Client {
         if close {
             e.client.close(now);
         }
-        self.drain_transmits_of(&mut e);
-        while e.client.poll_event().is_some() {}
+        self.drain_transmits_of(now, &mut e);
+        while e.client.poll_event(now).is_some() {}
         self.closing.push(e);
         self.decoder = Decoder::new(self.config.max_attachments);
     }
 
-    /// The engine (current or closing) a request id belongs to, and the id
+    /// The engine (current or closing) a connection belongs to, and the id
     /// it knows it by.
-    fn route(&mut self, id: RequestId) -> Option<(&mut engineio::Client, RequestId)> {
-        let generation = id.0 >> GEN_SHIFT;
-        let inner = RequestId(id.0 & INNER_MASK);
+    fn route(&mut self, conn: ConnId) -> Option<(&mut engineio::Client, ConnId)> {
+        let generation = conn.0 >> GEN_SHIFT;
+        let inner = ConnId(conn.0 & INNER_MASK);
         if let Some(e) = self.engine.as_mut().filter(|e| e.generation == generation) {
             return Some((&mut e.client, inner));
         }
@@ -150,9 +137,9 @@ impl Client {
             .map(|e| (&mut e.client, inner))
     }
 
-    fn drain_transmits_of(&mut self, e: &mut Engine) -> bool {
+    fn drain_transmits_of(&mut self, now: Instant, e: &mut Engine) -> bool {
         let mut moved = false;
-        while let Some(t) = e.client.poll_transmit() {
+        while let Some(t) = e.client.poll_transmit(now) {
             moved = true;
             self.transmits.push_back(outer_transmit(e.generation, t));
         }
@@ -165,8 +152,8 @@ impl Client {
         for _ in 0..1_000_000 {
             let mut moved = false;
             if let Some(mut e) = self.engine.take() {
-                moved |= self.drain_transmits_of(&mut e);
-                let ev = e.client.poll_event();
+                moved |= self.drain_transmits_of(now, &mut e);
+                let ev = e.client.poll_event(now);
                 self.engine = Some(e);
                 if let Some(ev) = ev {
                     self.on_engine_event(now, ev);
@@ -175,10 +162,10 @@ impl Client {
             }
             let mut closing = std::mem::take(&mut self.closing);
             for e in &mut closing {
-                moved |= self.drain_transmits_of(e);
-                while e.client.poll_event().is_some() {}
+                moved |= self.drain_transmits_of(now, e);
+                while e.client.poll_event(now).is_some() {}
             }
-            closing.retain(|e| e.client.poll_timeout().is_some());
+            closing.retain(|e| !e.client.is_finished());
             closing.append(&mut self.closing);
             self.closing = closing;
             moved |= self.flush_send_buffers(now);
@@ -327,28 +314,21 @@ impl Client {
     }
 }
 
-fn outer_id(generation: u64, id: RequestId) -> RequestId {
-    RequestId((generation << GEN_SHIFT) | (id.0 & INNER_MASK))
+fn outer_id(generation: u64, conn: ConnId) -> ConnId {
+    ConnId((generation << GEN_SHIFT) | (conn.0 & INNER_MASK))
 }
 
 fn outer_transmit(generation: u64, t: ClientTransmit) -> ClientTransmit {
     match t {
-        ClientTransmit::Request { id, request } => ClientTransmit::Request {
-            id: outer_id(generation, id),
-            request,
+        ClientTransmit::Connect { conn } => ClientTransmit::Connect {
+            conn: outer_id(generation, conn),
         },
-        ClientTransmit::CancelRequest { id } => ClientTransmit::CancelRequest {
-            id: outer_id(generation, id),
-        },
-        ClientTransmit::OpenStream { id } => ClientTransmit::OpenStream {
-            id: outer_id(generation, id),
-        },
-        ClientTransmit::StreamData { id, data } => ClientTransmit::StreamData {
-            id: outer_id(generation, id),
+        ClientTransmit::Data { conn, data } => ClientTransmit::Data {
+            conn: outer_id(generation, conn),
             data,
         },
-        ClientTransmit::CloseStream { id } => ClientTransmit::CloseStream {
-            id: outer_id(generation, id),
+        ClientTransmit::Close { conn } => ClientTransmit::Close {
+            conn: outer_id(generation, conn),
         },
     }
 }

@@ -46,10 +46,11 @@
 //!   `reconnection_attempts` failures, [`ClientEvent::ReconnectFailed`].
 //!
 //! The driver-facing surface is the engine client's: the same
-//! [`ClientTransmit`] work items and `handle_*` inputs. Request and stream
-//! ids carry the engine's generation in their upper bits, so they stay
-//! unique across reconnections, and inputs for an engine that is gone (or
-//! still finishing its close handshake) reach the right one or are ignored.
+//! [`ClientTransmit`] work items (open a connection, write, close) and
+//! `handle_*` inputs. Connection ids carry the engine's generation in their
+//! upper bits, so they stay unique across reconnections, and inputs for an
+//! engine that is gone (or still finishing its close handshake) reach the
+//! right one or are ignored.
 //!
 //! Timers (the engine's, the open timeout, the reconnection delay, ack
 //! timeouts) are combined by [`Client::poll_timeout`].
@@ -334,20 +335,15 @@ struct Engine {
 /// The Socket.IO client: namespace sockets over one Engine.IO connection,
 /// reconnecting when it is lost.
 ///
-/// # Run loop
-///
-/// Inputs are the engine client's: [`handle_response`](Self::handle_response),
-/// [`handle_stream_input`](Self::handle_stream_input),
-/// [`handle_stream_eof`](Self::handle_stream_eof),
-/// [`handle_stream_error`](Self::handle_stream_error) and
-/// [`handle_timeout`](Self::handle_timeout). Commands: [`socket`](Self::socket),
-/// [`emit`](Self::emit), [`emit_with_ack`](Self::emit_with_ack),
-/// [`ack`](Self::ack), [`disconnect`](Self::disconnect), [`close`](Self::close)...
-/// After any input or command, drain [`poll_transmit`](Self::poll_transmit)
-/// (perform the work it gives, see [`ClientTransmit`]), then
-/// [`poll_event`](Self::poll_event), then arm a timer for
-/// [`poll_timeout`](Self::poll_timeout). Commands issued while handling an
-/// event are fine: keep draining until both pollers return `None`.
+/// Inputs are the engine client's: [`handle_input`](Self::handle_input),
+/// [`handle_eof`](Self::handle_eof), [`handle_error`](Self::handle_error)
+/// and [`handle_timeout`](Self::handle_timeout). Commands:
+/// [`socket`](Self::socket), [`emit`](Self::emit),
+/// [`emit_with_ack`](Self::emit_with_ack), [`ack`](Self::ack),
+/// [`disconnect`](Self::disconnect), [`close`](Self::close)... It is a
+/// [`ConnMachine`](crate::machine::ConnMachine) whose transmits
+/// ([`ClientTransmit`]) ask the driver to open connections: drive it as
+/// [`machine`](crate::machine) says.
 ///
 /// ```
 /// use std::time::Instant;
@@ -357,8 +353,9 @@ struct Engine {
 /// let mut io = Client::new(ClientConfig::new("localhost:3000"), Box::new(SeededEntropy::new(1)), now);
 /// let chat = io.socket(now, "/chat", Some(Value::object([("token", Value::from("abc"))]))).unwrap();
 /// io.emit(now, chat, "hello", vec![Value::from(1)]).unwrap(); // buffered until connected
-/// let Some(ClientTransmit::Request { request, .. }) = io.poll_transmit() else { panic!() };
-/// assert!(request.head.target.starts_with("/socket.io/?EIO=4&transport=polling"));
+/// let Some(ClientTransmit::Connect { conn }) = io.poll_transmit(now) else { panic!() };
+/// let Some(ClientTransmit::Data { data, .. }) = io.poll_transmit(now) else { panic!() };
+/// assert!(data.starts_with(b"GET /socket.io/?EIO=4&transport=polling"));
 /// ```
 pub struct Client {
     config: ClientConfig,
@@ -499,15 +496,15 @@ impl Client {
         self.get(nsp).map_or(0, |n| n.send_buffer.len())
     }
 
-    /// The next piece of work for the driver. Poll after every input and
-    /// command until `None`.
-    pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
+    /// The next piece of work for the driver.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<ClientTransmit> {
+        let _ = now;
         self.transmits.pop_front()
     }
 
-    /// The next event for the application. Poll after every input and
-    /// command until `None`.
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+    /// The next event for the application.
+    pub fn poll_event(&mut self, now: Instant) -> Option<ClientEvent> {
+        let _ = now;
         self.events.pop_front()
     }
 
@@ -538,6 +535,35 @@ impl Client {
             .filter(|(_, n)| n.active)
             .map(|(i, _)| NspId(i as u32))
             .collect()
+    }
+}
+
+impl crate::machine::Machine for Client {
+    type Transmit = ClientTransmit;
+    type Event = ClientEvent;
+    fn handle_timeout(&mut self, now: Instant) {
+        Client::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<ClientTransmit> {
+        Client::poll_transmit(self, now)
+    }
+    fn poll_event(&mut self, now: Instant) -> Option<ClientEvent> {
+        Client::poll_event(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Client::poll_timeout(self)
+    }
+}
+
+impl crate::machine::ConnMachine for Client {
+    fn handle_input(&mut self, now: Instant, conn: engineio::ConnId, bytes: &[u8]) {
+        Client::handle_input(self, now, conn, bytes)
+    }
+    fn handle_eof(&mut self, now: Instant, conn: engineio::ConnId) {
+        Client::handle_eof(self, now, conn)
+    }
+    fn handle_error(&mut self, now: Instant, conn: engineio::ConnId, error: &str) {
+        Client::handle_error(self, now, conn, error)
     }
 }
 

@@ -17,11 +17,14 @@
 //!
 //! In a cluster ([`Config::cluster`](super::super::Config::cluster)), a
 //! broadcast not marked `local` is also handed out by
-//! [`Server::poll_publish`]; one from another process comes in through
-//! [`Server::handle_broadcast`], and is delivered here and never published
+//! [`Server::poll_cluster`]; one from another node comes in through
+//! [`Server::handle_cluster`], and is delivered here and never handed on
 //! again.
 
-use std::time::Instant;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 
@@ -31,27 +34,12 @@ use super::{
         packet::{self, Body, check_event_name},
     },
     PendingBroadcast, Server,
+    cluster::{ClusterAnswer, ClusterMessage, RequestId, RequestKind, Selection},
 };
 use crate::engineio::{self, SharedPacket, Sid};
 
 /// The largest encoding buffer kept for the next packet.
 const SCRATCH_KEPT: usize = 16 * 1024;
-
-/// A broadcast as other processes of a cluster receive it (see
-/// [`Server::poll_publish`] and [`Server::handle_broadcast`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct BroadcastMessage {
-    /// The namespace.
-    pub nsp: String,
-    /// Target rooms; none means the whole namespace.
-    pub rooms: Vec<String>,
-    /// Rooms excluded.
-    pub except: Vec<String>,
-    /// Dropped for clients that cannot take it at once.
-    pub volatile: bool,
-    /// The packet.
-    pub packet: Packet,
-}
 
 impl Server {
     /// Emits an event to one socket.
@@ -64,7 +52,39 @@ impl Server {
         check_event_name(event, UsageError::ReservedEvent)?;
         let s = self.connected(socket)?;
         let (sid, nsp) = (s.sid, s.nsp.clone());
-        self.send_body(sid, 2, &nsp, None, Body::Event(event, &args))
+        let mut args = args;
+        let kept = match self.recovery.is_some() {
+            true => {
+                let target = vec![socket.as_str().to_owned()];
+                Some(self.encode_kept(&nsp, event, &mut args, target, Vec::new()))
+            }
+            false => None,
+        };
+        self.notify_outgoing(&[socket], event, &args);
+        match kept {
+            Some(shared) => Ok(self.engine().send_shared_all(sid, &shared)?),
+            None => self.send_body(sid, 2, &nsp, None, Body::Event(event, &args)),
+        }
+    }
+
+    /// Encodes an event, and, with recovery on, gives it its offset as the
+    /// last argument (left in `args`) and keeps it with its target (see
+    /// `recovery.rs`).
+    pub(super) fn encode_kept(
+        &mut self,
+        nsp: &str,
+        name: &str,
+        args: &mut Vec<Value>,
+        rooms: Vec<String>,
+        except: Vec<String>,
+    ) -> Vec<SharedPacket> {
+        let Some(store) = self.recovery.as_mut() else {
+            return encode_shared(2, nsp, None, Body::Event(name, args));
+        };
+        args.push(Value::String(store.next_offset()));
+        let shared = encode_shared(2, nsp, None, Body::Event(name, args));
+        store.keep(Arc::from(nsp), rooms, except, shared.clone());
+        shared
     }
 
     /// Emits `message` (the official `send`).
@@ -83,6 +103,7 @@ impl Server {
             exclude: None,
             volatile: false,
             local: false,
+            compress: true,
         }
     }
 
@@ -98,21 +119,73 @@ impl Server {
         b
     }
 
-    /// A broadcast published by another process of the cluster: delivered
-    /// here, never published again.
-    pub fn handle_broadcast(&mut self, now: Instant, msg: BroadcastMessage) {
-        self.now = self.now.max(now);
-        let (kind, nsp, id, body) = msg.packet.parts();
-        let shared = encode_shared(kind, nsp, id, body);
-        let _ = self.deliver(
-            &msg.nsp,
-            &msg.rooms,
-            &msg.except,
+    /// Another node's broadcast, delivered here; with an acknowledgement
+    /// request, the client count goes back at once and each client's
+    /// answer as it comes (until the sender's timeout). Returns how many
+    /// sockets it is addressed to.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn remote_broadcast(
+        &mut self,
+        now: Instant,
+        nsp: &str,
+        to: &Selection,
+        volatile: bool,
+        compress: bool,
+        name: &str,
+        args: Vec<Value>,
+        ack: Option<(RequestId, Duration)>,
+    ) -> usize {
+        if check_event_name(name, |_| ()).is_err() {
+            return 0;
+        }
+        let _ = compress;
+        let Some((request, timeout)) = ack else {
+            let mut args = args;
+            let shared = if volatile || self.recovery.is_none() {
+                encode_shared(2, nsp, None, Body::Event(name, &args))
+            } else {
+                self.encode_kept(nsp, name, &mut args, to.rooms.clone(), to.except.clone())
+            };
+            let mut ids = Vec::new();
+            let watch = (!self.outgoing.is_empty()).then_some(&mut ids);
+            let n = self.deliver(nsp, &to.rooms, &to.except, None, volatile, shared, watch);
+            self.notify_outgoing(&ids, name, &args);
+            return n;
+        };
+        // A request of our own coming back, or an id already in use.
+        if self.requests.contains_key(&request) {
+            return 0;
+        }
+        let Some(ack_id) = self.next_ack_id(nsp) else {
+            return 0;
+        };
+        let shared = encode_shared(2, nsp, Some(ack_id), Body::Event(name, &args));
+        let mut recipients = Vec::new();
+        let n = self.deliver(
+            nsp,
+            &to.rooms,
+            &to.except,
             None,
-            msg.volatile,
+            volatile,
             shared,
+            Some(&mut recipients),
         );
-        self.pump(now);
+        self.register_group_acks(&recipients, ack_id, &request);
+        self.notify_outgoing(&recipients, name, &args);
+        self.cluster_out.push_back(ClusterMessage::Response {
+            nsp: nsp.to_owned(),
+            request: request.clone(),
+            answer: ClusterAnswer::ClientCount(n),
+        });
+        self.open_request(
+            now,
+            request,
+            nsp,
+            timeout,
+            false,
+            RequestKind::Remote { ack_id, recipients },
+        );
+        n
     }
 
     /// Encodes a packet from borrowed parts into the reused `scratch`
@@ -148,10 +221,12 @@ impl Server {
         self.send_body(sid, kind, nsp, id, body)
     }
 
-    /// Addresses an encoded packet to the recipients of a broadcast;
-    /// returns how many there are. The packet reaches the engine at the
-    /// next [`flush_broadcasts`](Self::flush_broadcasts).
-    fn deliver(
+    /// Addresses an encoded packet to the recipients of a broadcast
+    /// (their socket ids go to `ids` when asked for); returns how many
+    /// there are. The packet reaches the engine at the next
+    /// [`flush_broadcasts`](Self::flush_broadcasts).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn deliver(
         &mut self,
         nsp: &str,
         rooms: &[String],
@@ -159,15 +234,19 @@ impl Server {
         exclude: Option<SocketId>,
         volatile: bool,
         shared: Vec<SharedPacket>,
+        mut ids: Option<&mut Vec<SocketId>>,
     ) -> usize {
         let Some(ns) = self.namespaces.get(nsp) else {
             return 0;
         };
         let engine = &self.engine;
         let mut sids = Vec::new();
-        ns.recipients(rooms, except, exclude, |_, sid| {
+        ns.recipients(rooms, except, exclude, |id, sid| {
             if !volatile || engine.is_writable(sid) {
                 sids.push(sid);
+                if let Some(ids) = ids.as_mut() {
+                    ids.push(id);
+                }
             }
         });
         let count = sids.len();
@@ -210,7 +289,12 @@ fn engine_packets(text: String, attachments: Vec<Bytes>) -> impl Iterator<Item =
 
 /// Encodes a packet from borrowed parts once, for any number of
 /// recipients.
-fn encode_shared(kind: u8, nsp: &str, id: Option<u64>, body: Body<'_>) -> Vec<SharedPacket> {
+pub(super) fn encode_shared(
+    kind: u8,
+    nsp: &str,
+    id: Option<u64>,
+    body: Body<'_>,
+) -> Vec<SharedPacket> {
     let mut text = String::new();
     let mut attachments = Vec::new();
     packet::encode_into(kind, nsp, id, body, &mut text, &mut attachments);
@@ -222,13 +306,14 @@ fn encode_shared(kind: u8, nsp: &str, id: Option<u64>, body: Body<'_>) -> Vec<Sh
 /// A broadcast being built: `server.of("/").to("room").except("x").emit(..)`.
 #[derive(Debug)]
 pub struct Broadcast<'a> {
-    server: &'a mut Server,
-    nsp: String,
-    rooms: Vec<String>,
-    except: Vec<String>,
-    exclude: Option<SocketId>,
-    volatile: bool,
-    local: bool,
+    pub(super) server: &'a mut Server,
+    pub(super) nsp: String,
+    pub(super) rooms: Vec<String>,
+    pub(super) except: Vec<String>,
+    pub(super) exclude: Option<SocketId>,
+    pub(super) volatile: bool,
+    pub(super) local: bool,
+    pub(super) compress: bool,
 }
 
 impl Broadcast<'_> {
@@ -251,17 +336,35 @@ impl Broadcast<'_> {
         self
     }
 
-    /// Only to this process's clients, even in a cluster.
+    /// Only to this node's clients, even in a cluster.
     pub fn local(mut self) -> Self {
         self.local = true;
         self
     }
 
-    /// Emits the event, encoded once; returns how many sockets it is
-    /// addressed to (a recipient whose send queue is full misses it).
+    /// Whether the packets may be compressed (default yes, as the
+    /// official `compress(true)`); carried to other nodes.
+    pub fn compress(mut self, on: bool) -> Self {
+        self.compress = on;
+        self
+    }
+
+    /// Emits the event, encoded once; returns how many sockets of this
+    /// node it is addressed to (a recipient whose send queue is full
+    /// misses it).
     pub fn emit(self, event: &str, args: Vec<Value>) -> Result<usize, UsageError> {
         check_event_name(event, UsageError::ReservedEvent)?;
-        let shared = encode_shared(2, &self.nsp, None, Body::Event(event, &args));
+        let mut args = args;
+        let kept = !self.volatile && self.server.recovery.is_some();
+        let shared = if kept {
+            let except = self.selection().except;
+            self.server
+                .encode_kept(&self.nsp, event, &mut args, self.rooms.clone(), except)
+        } else {
+            encode_shared(2, &self.nsp, None, Body::Event(event, &args))
+        };
+        let mut ids = Vec::new();
+        let watch = (!self.server.outgoing.is_empty()).then_some(&mut ids);
         let count = self.server.deliver(
             &self.nsp,
             &self.rooms,
@@ -269,21 +372,26 @@ impl Broadcast<'_> {
             self.exclude,
             self.volatile,
             shared,
+            watch,
         );
-        if self.server.config.cluster && !self.local {
-            let packet = Packet::Event {
-                nsp: self.nsp.clone().into(),
-                id: None,
-                name: event.to_owned(),
-                args,
-            };
-            self.server.publish.push_back(BroadcastMessage {
-                nsp: self.nsp,
-                rooms: self.rooms,
-                except: self.except,
-                volatile: self.volatile,
-                packet,
-            });
+        self.server.notify_outgoing(&ids, event, &args);
+        if kept {
+            // Other nodes give it offsets of their own.
+            args.pop();
+        }
+        if self.clustered() {
+            let to = self.selection();
+            self.server
+                .cluster_out
+                .push_back(ClusterMessage::Broadcast {
+                    nsp: self.nsp,
+                    to,
+                    volatile: self.volatile,
+                    compress: self.compress,
+                    name: event.to_owned(),
+                    args,
+                    ack: None,
+                });
         }
         Ok(count)
     }
@@ -301,15 +409,5 @@ impl Broadcast<'_> {
             });
         }
         targets
-    }
-
-    /// Disconnects the sockets the broadcast would reach.
-    pub fn disconnect(self, now: Instant, close: bool) -> usize {
-        let targets = self.targets();
-        let n = targets.len();
-        for id in targets {
-            let _ = self.server.disconnect(now, id, close);
-        }
-        n
     }
 }

@@ -28,20 +28,17 @@ use crate::{
 impl Server {
     /// Registers a new TCP connection.
     pub fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
-        self.now = self.now.max(now);
         self.engine().accept(now, peer)
     }
 
     /// Feeds bytes read from a connection.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        self.now = self.now.max(now);
         self.engine().handle_input(now, conn, bytes);
         self.pump(now);
     }
 
     /// The peer closed a connection.
     pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
-        self.now = self.now.max(now);
         self.engine().handle_eof(now, conn);
         self.pump(now);
     }
@@ -55,7 +52,6 @@ impl Server {
         body: Bytes,
         peer: Option<SocketAddr>,
     ) -> ConnId {
-        self.now = self.now.max(now);
         let id = self.engine().handle_request(now, head, body, peer);
         self.pump(now);
         id
@@ -69,7 +65,6 @@ impl Server {
         head: RequestHead,
         peer: Option<SocketAddr>,
     ) -> Result<(ConnId, ResponseHead), (ResponseHead, Bytes)> {
-        self.now = self.now.max(now);
         let r = self.engine().handle_upgrade(now, head, peer);
         self.pump(now);
         r
@@ -77,7 +72,6 @@ impl Server {
 
     /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = self.now.max(now);
         self.engine().handle_timeout(now);
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
@@ -99,6 +93,12 @@ impl Server {
                         self.events.push_back(Event::AckTimeout { socket, id });
                     }
                 }
+                Timer::Request(id) => self.expire_request(&id, at),
+                Timer::Sessions => {
+                    if let Some(r) = self.recovery.as_mut() {
+                        r.expire(now);
+                    }
+                }
             }
         }
         self.pump(now);
@@ -118,15 +118,17 @@ impl Server {
         head: ResponseHead,
         body: Bytes,
     ) -> Result<(), UsageError> {
-        self.now = self.now.max(now);
         self.engine().respond(now, conn, head, body)?;
         self.pump(now);
         Ok(())
     }
 
-    /// Translates what the engine produced until it is quiet.
-    pub(super) fn pump(&mut self, now: Instant) {
-        while let Some(ev) = self.engine.poll_event() {
+    /// Translates what the engine produced until it is quiet; whether it
+    /// produced anything.
+    pub(super) fn pump(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(ev) = self.engine.poll_event(now) {
+            any = true;
             match ev {
                 engineio::Event::Open { sid, handshake } => {
                     let deadline = later(now, self.config.connect_timeout);
@@ -137,13 +139,14 @@ impl Server {
                             sockets: Vec::new(),
                             connect_deadline: Some(deadline),
                             handshake: Arc::from(handshake),
+                            closing: false,
                         },
                     );
                     self.timers.push(deadline, Timer::Connect(sid));
                 }
                 engineio::Event::Message { sid, data } => self.on_message(now, sid, data),
                 engineio::Event::Close { sid, reason } => {
-                    self.forget_client(sid, DisconnectReason::from_engine(reason));
+                    self.forget_client(now, sid, DisconnectReason::from_engine(reason));
                 }
                 engineio::Event::Upgrade { .. } => {}
                 engineio::Event::Request { conn, head, body } => {
@@ -151,6 +154,7 @@ impl Server {
                 }
             }
         }
+        any
     }
 
     fn on_message(&mut self, now: Instant, sid: Sid, data: Data) {
@@ -167,7 +171,7 @@ impl Server {
     }
 
     fn on_packet(&mut self, now: Instant, sid: Sid, packet: Packet) {
-        let Some(c) = self.clients.get(&sid) else {
+        let Some(c) = self.clients.get(&sid).filter(|c| !c.closing) else {
             return;
         };
         let socket = c
@@ -179,39 +183,31 @@ impl Server {
         match packet {
             Packet::Connect { nsp, data } if socket.is_none() => {
                 self.connect(
+                    now,
                     sid,
                     nsp.into_owned(),
                     data.unwrap_or_else(|| Value::Object(Vec::new())),
                 );
             }
+            Packet::Connect { .. } => self.invalid_state(now, sid),
             Packet::Event { name, args, id, .. } if connected => {
                 if let Some(socket) = socket {
-                    self.events.push_back(Event::Event {
-                        socket,
-                        name,
-                        args,
-                        ack: id,
-                    });
+                    self.incoming_event(now, socket, name, args, id);
                 }
             }
             Packet::Ack { id, args, .. } if connected => {
-                let Some(socket) = socket else { return };
-                if self
-                    .sockets
-                    .get_mut(&socket)
-                    .is_some_and(|s| s.acks.remove(id))
-                {
-                    self.events.push_back(Event::Ack { socket, id, args });
+                if let Some(socket) = socket {
+                    self.on_ack(socket, id, args);
                 }
             }
             Packet::Disconnect { .. } if connected => {
                 if let Some(socket) = socket {
-                    self.remove_socket(socket, DisconnectReason::ClientNamespaceDisconnect);
+                    self.remove_socket(now, socket, DisconnectReason::ClientNamespaceDisconnect);
                 }
             }
-            // A second CONNECT, a client's CONNECT_ERROR, or a packet for a
-            // namespace the client has not joined.
-            _ => self.close_client(now, sid, DisconnectReason::ForcedClose),
+            // A client's CONNECT_ERROR, or a packet for a namespace the
+            // client has not joined: the official "invalid state".
+            _ => self.close_client(now, sid, DisconnectReason::ForcedServerClose),
         }
     }
 }

@@ -15,8 +15,8 @@
 //! without another lookup. A broadcast is encoded once; each recipient's
 //! transport gets a reference to the same bytes.
 //!
-//! Timers (connect timeouts, ack timeouts) share one heap; stale entries
-//! are skipped when they come up.
+//! Timers (connect timeouts, ack timeouts, requests) share one heap; stale
+//! entries are skipped when they come up.
 //!
 //! # Where things are
 //!
@@ -27,16 +27,28 @@
 //! * `namespace.rs`: namespaces and admission, a socket from its `CONNECT`
 //!   to its removal;
 //! * `rooms.rs`: the room index;
-//! * `emit.rs`: emits to one socket, broadcasts (encoded once) and the
-//!   messages a cluster exchanges;
-//! * `ack.rs`: emits that wait for an answer, and answers (the table
-//!   itself is `../ack.rs`, shared with the client, as is the deadline heap
-//!   in `../timer.rs`).
+//! * `emit.rs`: emits to one socket, and broadcasts (encoded once), also
+//!   another node's;
+//! * `ack.rs`: emits that wait for an answer, one socket's or a whole
+//!   broadcast's, and answers (the table itself is `../ack.rs`, shared with
+//!   the client, as is the deadline heap in `../timer.rs`);
+//! * `middleware.rs`: the application's verdict on each incoming event, and
+//!   its look at each outgoing one;
+//! * `recovery.rs`: connection state recovery, the packets and sessions it
+//!   keeps;
+//! * `ops.rs`: operations on a selection of sockets (`sockets_join`,
+//!   `fetch_sockets`...) and server-side emits;
+//! * `cluster.rs`: the messages of a cluster, and the requests that wait
+//!   for other nodes' answers.
 
 mod ack;
+mod cluster;
 mod emit;
 mod engine;
+mod middleware;
 mod namespace;
+mod ops;
+mod recovery;
 mod rooms;
 
 use std::{
@@ -45,10 +57,15 @@ use std::{
     time::Instant,
 };
 
-pub use emit::{Broadcast, BroadcastMessage};
+pub use cluster::{
+    ClusterAnswer, ClusterMessage, RequestId, Selection, ServerSideReply, SocketInfo,
+};
+pub use emit::Broadcast;
+pub use recovery::RecoveryConfig;
 
 use super::{
-    Admission, Config, Decoder, Event, SocketId, UsageError, Value, ack::Pending, timer::Deadlines,
+    Admission, Config, Decoder, DisconnectReason, Event, SocketId, UsageError, Value, ack::Pending,
+    timer::Deadlines,
 };
 use crate::{
     engineio::{self, Handshake, SharedPacket, Sid},
@@ -63,6 +80,12 @@ struct Namespace {
     rooms: BTreeMap<String, BTreeMap<SocketId, Sid>>,
     /// Ack ids are counted per namespace, as the official server does.
     next_ack: u64,
+    /// Whether its sockets' events wait for the application's verdict
+    /// (see `middleware.rs`).
+    event_admission: Admission,
+    /// Made by [`DynamicNamespaces`]: removed when empty with
+    /// [`Config::cleanup_empty_child_namespaces`](super::Config::cleanup_empty_child_namespaces).
+    dynamic: bool,
 }
 
 #[derive(Debug)]
@@ -72,6 +95,20 @@ struct Client {
     sockets: Vec<(Arc<str>, SocketId)>,
     connect_deadline: Option<Instant>,
     handshake: Arc<Handshake>,
+    /// Broke the protocol's order: its packets are ignored until its
+    /// deferred connections complete and it is closed.
+    closing: bool,
+}
+
+/// Work that waits until the events before it have been handed out (see
+/// [`Server::poll_event`]).
+#[derive(Debug)]
+enum Deferred {
+    /// A namespace connection.
+    Connect(SocketId),
+    /// A client that broke the protocol's order, closed once its deferred
+    /// connections have completed.
+    Close(Sid),
 }
 
 #[derive(Debug)]
@@ -82,13 +119,44 @@ struct Socket {
     rooms: BTreeSet<String>,
     /// Emits waiting for an answer, with their deadlines.
     acks: Pending,
+    /// Broadcasts waiting for this socket's answer: ack id and request.
+    group_acks: Vec<(u64, RequestId)>,
     auth: Value,
+    /// The application's data ([`Server::set_data`]).
+    data: Value,
+    /// The private id, with recovery on.
+    pid: Option<String>,
+    /// A recovery the CONNECT asked for, then the session it claimed.
+    restore: Restore,
+    /// Whether the socket connected with its earlier state restored.
+    recovered: bool,
+    /// Events waiting for the application's verdict.
+    held: middleware::HeldEvents,
+}
+
+/// Where a socket stands on recovery (see `recovery.rs`).
+#[derive(Debug, Default)]
+enum Restore {
+    #[default]
+    None,
+    /// The CONNECT came at `at` with a `pid` and an `offset`.
+    Asked {
+        pid: String,
+        offset: String,
+        at: Instant,
+    },
+    /// The session is claimed: the socket rejoins `rooms`, and gets the
+    /// kept packets after sequence number `after`.
+    Claimed { after: u64, rooms: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Connect(Sid),
     Ack(SocketId, u64),
+    Request(RequestId),
+    /// Kept sessions may be out of time.
+    Sessions,
 }
 
 /// A broadcast addressed but not yet handed to the engine.
@@ -106,8 +174,8 @@ pub type DynamicNamespaces = Box<dyn Fn(&str, &Value) -> bool + Send>;
 ///
 /// Inputs and outputs are the Engine.IO server's (connections, bytes, time,
 /// transmits), plus [`poll_event`](Self::poll_event) for Socket.IO events.
-/// After any input or command, drain `poll_transmit`, then `poll_event`,
-/// then read `poll_timeout`.
+/// It is a [`ServerMachine`](crate::machine::ServerMachine): drive it as
+/// [`machine`](crate::machine) says.
 ///
 /// ```
 /// use std::time::Instant;
@@ -116,7 +184,7 @@ pub type DynamicNamespaces = Box<dyn Fn(&str, &Value) -> bool + Send>;
 /// let mut io = Server::new(Config::default(), Box::new(SeededEntropy::new(1)), Instant::now());
 /// io.add_namespace("/chat", Default::default());
 /// # let now = Instant::now();
-/// while let Some(ev) = io.poll_event() {
+/// while let Some(ev) = io.poll_event(now) {
 ///     match ev {
 ///         Event::Connection { socket, .. } => io.join(socket, "lobby").unwrap(),
 ///         Event::Event { socket, name, args, ack } if name == "say" => {
@@ -142,12 +210,20 @@ pub struct Server {
     /// Namespace connections accepted but not yet answered: they complete
     /// when the application has heard everything before them (see
     /// `poll_event`).
-    deferred: VecDeque<SocketId>,
-    publish: VecDeque<BroadcastMessage>,
+    deferred: VecDeque<Deferred>,
+    /// Messages for the other nodes of a cluster.
+    cluster_out: VecDeque<ClusterMessage>,
+    /// Requests waiting for answers (see `cluster.rs`).
+    requests: cluster::Requests,
+    /// Packets and sessions kept for recovery, when it is on.
+    recovery: Option<recovery::Store>,
+    /// Sockets whose outgoing events the application watches.
+    outgoing: BTreeSet<SocketId>,
+    /// The next check id of an [`Event::EventRequest`].
+    next_check: u64,
     /// Broadcasts addressed but not yet handed to the engine: see
     /// [`Server::flush_broadcasts`].
     broadcasts: Vec<PendingBroadcast>,
-    now: Instant,
     /// Where packets to one socket are encoded, reused between them.
     scratch: String,
 }
@@ -171,6 +247,10 @@ impl Server {
         let engine_entropy = crate::entropy::SeededEntropy::from_entropy(&mut *entropy);
         let mut namespaces = BTreeMap::new();
         namespaces.insert("/".to_owned(), Namespace::default());
+        let recovery = config
+            .recovery
+            .clone()
+            .map(|r| recovery::Store::new(r, &mut *entropy));
         Server {
             engine: engineio::Server::new(engine_config(&config), Box::new(engine_entropy), now),
             config,
@@ -182,9 +262,12 @@ impl Server {
             timers: Deadlines::default(),
             events: VecDeque::new(),
             deferred: VecDeque::new(),
-            publish: VecDeque::new(),
+            cluster_out: VecDeque::new(),
+            requests: cluster::Requests::new(),
+            recovery,
+            outgoing: BTreeSet::new(),
+            next_check: 0,
             broadcasts: Vec::new(),
-            now,
             scratch: String::new(),
         }
     }
@@ -215,6 +298,21 @@ impl Server {
         self.sockets.get(&socket).map(|s| &s.auth)
     }
 
+    /// The application's data for a socket (the official `socket.data`):
+    /// `{}` until [`set_data`](Self::set_data). It goes with the socket's
+    /// session when the connection state is kept for recovery, and
+    /// [`Broadcast::fetch_sockets`] reports it.
+    pub fn data(&self, socket: SocketId) -> Option<&Value> {
+        self.sockets.get(&socket).map(|s| &s.data)
+    }
+
+    /// Sets the application's data for a connected socket.
+    pub fn set_data(&mut self, socket: SocketId, data: Value) -> Result<(), UsageError> {
+        let (s, _) = self.connected_mut(socket)?;
+        s.data = data;
+        Ok(())
+    }
+
     /// The Engine.IO session of a socket.
     pub fn session_of(&self, socket: SocketId) -> Option<Sid> {
         self.sockets.get(&socket).map(|s| s.sid)
@@ -240,8 +338,18 @@ impl Server {
     }
 
     /// The next bytes to write, response to give, or connection to close.
-    pub fn poll_transmit(&mut self) -> Option<engineio::Transmit> {
-        self.engine().poll_transmit()
+    /// What the engine reports while it flushes (a pipelined request read
+    /// once the one before it is answered) is taken in before this says
+    /// `None`.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<engineio::Transmit> {
+        loop {
+            if let Some(t) = self.engine().poll_transmit(now) {
+                return Some(t);
+            }
+            if !self.pump(now) {
+                return None;
+            }
+        }
     }
 
     /// The next event for the application.
@@ -250,10 +358,13 @@ impl Server {
     /// have been handed out: as in the official server (where joining a
     /// namespace passes through asynchronous middleware), the answers to
     /// events read in the same batch leave before the CONNECT's answer.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        if self.events.is_empty() {
-            if let Some(id) = self.deferred.pop_front() {
-                self.complete_connect(id);
+    pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        while self.events.is_empty() {
+            match self.deferred.pop_front()? {
+                Deferred::Connect(id) => self.complete_connect(id),
+                Deferred::Close(sid) => {
+                    self.close_client(now, sid, DisconnectReason::ForcedServerClose)
+                }
             }
         }
         self.events.pop_front()
@@ -265,12 +376,6 @@ impl Server {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    /// The next broadcast to hand to the other processes of a cluster
-    /// (only with [`Config::cluster`]).
-    pub fn poll_publish(&mut self) -> Option<BroadcastMessage> {
-        self.publish.pop_front()
     }
 
     /// A connected socket.
@@ -305,6 +410,38 @@ fn engine_config(config: &Config) -> engineio::Config {
             .extend(super::CLIENT_FILES.iter().map(|f| format!("{base}{f}")));
     }
     e
+}
+
+impl crate::machine::Machine for Server {
+    type Transmit = engineio::Transmit;
+    type Event = Event;
+    fn handle_timeout(&mut self, now: Instant) {
+        Server::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<engineio::Transmit> {
+        Server::poll_transmit(self, now)
+    }
+    fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        Server::poll_event(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Server::poll_timeout(self)
+    }
+}
+
+impl crate::machine::ConnMachine for Server {
+    fn handle_input(&mut self, now: Instant, conn: engineio::ConnId, bytes: &[u8]) {
+        Server::handle_input(self, now, conn, bytes)
+    }
+    fn handle_eof(&mut self, now: Instant, conn: engineio::ConnId) {
+        Server::handle_eof(self, now, conn)
+    }
+}
+
+impl crate::machine::ServerMachine for Server {
+    fn accept(&mut self, now: Instant, peer: Option<std::net::SocketAddr>) -> engineio::ConnId {
+        Server::accept(self, now, peer)
+    }
 }
 
 #[cfg(test)]

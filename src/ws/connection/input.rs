@@ -64,7 +64,6 @@ impl Connection {
         if self.input_poisoned || matches!(self.phase, Phase::Closed) {
             return;
         }
-        self.last_now = Some(now);
         let mut bytes = bytes;
         if self.rbuf.is_empty() {
             bytes = &bytes[self.bypass(now, bytes, 0)..];
@@ -172,7 +171,6 @@ impl Connection {
         if self.input_poisoned || matches!(self.phase, Phase::Closed) {
             return;
         }
-        self.last_now = Some(now);
         if self.rbuf.is_empty() {
             // A large frame the caller's buffer cannot hold whole would be
             // copied out of it as it grows: it is copied now, unmasked on
@@ -227,8 +225,9 @@ impl Connection {
     /// let mut room = ws.input_buffer(16 * 1024);
     /// // With tokio: `socket.read_buf(&mut room).await?`.
     /// room.put_slice(&wire);
-    /// ws.commit_input(Instant::now());
-    /// assert_eq!(ws.poll_event(), Some(Event::Message(Message::text("hi"))));
+    /// let now = Instant::now();
+    /// ws.commit_input(now);
+    /// assert_eq!(ws.poll_event(now), Some(Event::Message(Message::text("hi"))));
     /// ```
     pub fn input_buffer(&mut self, want: usize) -> Limit<&mut BytesMut> {
         self.settle();
@@ -249,7 +248,6 @@ impl Connection {
             self.ibuf.discard();
             return;
         }
-        self.last_now = Some(now);
         let data = self.ibuf.split();
         self.rbuf.unsplit(data);
         self.process(now);
@@ -280,14 +278,15 @@ impl Connection {
     /// let mut ws = Connection::server_upgraded(Config::default());
     /// // A masked text frame "hi", read from a socket (here a byte slice).
     /// let mut socket: &[u8] = &[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+    /// let now = Instant::now();
     /// loop {
     ///     match ws.read_from(&mut socket)? {
-    ///         0 => break ws.handle_eof(Instant::now()),
-    ///         _ => ws.commit_input(Instant::now()),
+    ///         0 => break ws.handle_eof(now),
+    ///         _ => ws.commit_input(now),
     ///     }
     /// }
-    /// assert_eq!(ws.poll_event(), Some(Event::Message(Message::text("hi"))));
-    /// assert!(matches!(ws.poll_event(), Some(Event::Closed(_))));
+    /// assert_eq!(ws.poll_event(now), Some(Event::Message(Message::text("hi"))));
+    /// assert!(matches!(ws.poll_event(now), Some(Event::Closed(_))));
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn read_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {

@@ -32,8 +32,8 @@
 //! * `sender`: the commands that send, the send queue, the transmit pollers.
 //!
 //! Every method that reads the input or the event queue first takes back
-//! what `poll_event_ref` lent (`settle`). Frames are decoded lazily, as events are polled, with the
-//! time of the last input (`last_now`).
+//! what `poll_event_ref` lent (`settle`). Frames are decoded lazily, as
+//! events are polled, at the time the poller is given.
 
 mod input;
 mod reader;
@@ -161,40 +161,42 @@ struct Current {
 
 /// One end of one WebSocket connection, as a sans-IO state machine.
 ///
-/// # Run loop
-///
-/// After any input (`handle_*`) or command (`send`, `close`...), drain
-/// [`poll_transmit`](Self::poll_transmit) and write what it gives, then
-/// drain [`poll_event`](Self::poll_event), then arm a timer for
-/// [`poll_timeout`](Self::poll_timeout). Commands issued while handling
-/// events are fine: keep draining until both pollers return `None`.
+/// Inputs: [`handle_input`](Self::handle_input) (or
+/// [`handle_input_bytes`](Self::handle_input_bytes), or the driver reads
+/// into the connection's own buffer with [`input_buffer`](Self::input_buffer)
+/// or [`read_from`](Self::read_from), then [`commit_input`](Self::commit_input)),
+/// [`handle_eof`](Self::handle_eof), [`handle_timeout`](Self::handle_timeout).
+/// It is a [`StreamMachine`](crate::machine::StreamMachine): drive it as
+/// [`machine`](crate::machine) says.
 ///
 /// ```no_run
-/// use std::{io::{Read, Write}, net::TcpListener, time::Instant};
-/// use wsio::ws::{Accept, Config, Connection, Event, Transmit};
+/// use std::{io::Write, net::TcpListener, ops::ControlFlow, time::Instant};
+/// use wsio::{machine::drain, ws::{Accept, Config, Connection, Event, Transmit}};
 ///
 /// let listener = TcpListener::bind("127.0.0.1:9001")?;
 /// let (mut tcp, _) = listener.accept()?;
 /// let mut ws = Connection::server(Config::default());
-/// let mut buf = [0u8; 4096];
-/// 'run: loop {
-///     while let Some(t) = ws.poll_transmit() {
+/// loop {
+///     let now = Instant::now();
+///     let mut closed = false;
+///     drain(&mut ws, now, |_, t| {
 ///         match t {
-///             Transmit::Data(b) => tcp.write_all(&b)?,
-///             Transmit::Close => break 'run,
+///             Transmit::Data(b) => closed |= tcp.write_all(&b).is_err(),
+///             Transmit::Close => closed = true,
 ///         }
+///         ControlFlow::Continue(())
+///     }, |ws, ev| match ev {
+///         Event::Upgrade(_) => ws.accept(now, Accept::new()).unwrap(),
+///         Event::Message(m) => ws.send(m).unwrap(), // echo
+///         _ => {}
+///     });
+///     if closed {
+///         break;
 ///     }
-///     while let Some(ev) = ws.poll_event() {
-///         match ev {
-///             Event::Upgrade(_) => ws.accept(Instant::now(), Accept::new()).unwrap(),
-///             Event::Message(m) => ws.send(m).unwrap(), // echo
-///             _ => {}
-///         }
-///     }
-///     if ws.poll_transmit_pending() { continue; }
-///     match tcp.read(&mut buf)? {
+///     // A real driver also wakes at `ws.poll_timeout()` (a read timeout).
+///     match ws.read_from(&mut tcp)? {
 ///         0 => ws.handle_eof(Instant::now()),
-///         n => ws.handle_input(Instant::now(), &buf[..n]),
+///         _ => ws.commit_input(Instant::now()),
 ///     }
 /// }
 /// # Ok::<(), std::io::Error>(())
@@ -240,9 +242,6 @@ pub struct Connection {
     close_transmit: bool,
     close_transmitted: bool,
     events: VecDeque<Event>,
-    /// The latest time an input was given: frames are decoded lazily, as
-    /// events are polled, and a close deadline set then counts from here.
-    last_now: Option<Instant>,
     /// Bytes at the front of `rbuf` lent out by `poll_event_ref`: consumed
     /// at the next call.
     lent_input: usize,
@@ -305,7 +304,6 @@ impl Connection {
             close_transmit: false,
             close_transmitted: false,
             events: VecDeque::new(),
-            last_now: None,
             big: None,
         }
     }
@@ -631,6 +629,32 @@ impl Connection {
         self.partial = None;
         self.current = None;
         self.close_transmit = true;
+    }
+}
+
+impl crate::machine::Machine for Connection {
+    type Transmit = Transmit;
+    type Event = Event;
+    fn handle_timeout(&mut self, now: Instant) {
+        Connection::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        Connection::poll_transmit(self, now)
+    }
+    fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        Connection::poll_event(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Connection::poll_timeout(self)
+    }
+}
+
+impl crate::machine::StreamMachine for Connection {
+    fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        Connection::handle_input(self, now, bytes)
+    }
+    fn handle_eof(&mut self, now: Instant) {
+        Connection::handle_eof(self, now)
     }
 }
 

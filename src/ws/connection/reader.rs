@@ -66,13 +66,13 @@ enum AtFront {
 }
 
 impl Connection {
-    /// The next event for the application. Poll after every input and
-    /// command until `None`.
+    /// The next event for the application.
     ///
-    /// Frames are decoded one event at a time, here: the application answers
-    /// a message before the frames after it are even looked at, so a reply
+    /// Frames are decoded one event at a time, here, at `now` (a close
+    /// deadline a frame sets counts from it): the application answers a
+    /// message before the frames after it are even looked at, so a reply
     /// is never overtaken by a close that a later bad frame causes.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
         self.settle();
         if let Some(ev) = self.events.pop_front() {
             return Some(ev);
@@ -80,7 +80,7 @@ impl Connection {
         if self.rbuf.is_empty() {
             return None;
         }
-        if let Some((now, boundary)) = self.decodable() {
+        if let Some(boundary) = self.decodable() {
             // The common case straight to the caller, without the queue.
             if boundary {
                 if let Whole::Message(m) = self.take_whole_frame(now) {
@@ -92,16 +92,15 @@ impl Connection {
         self.events.pop_front()
     }
 
-    /// When frames may be decoded (open or closing, input given): the time
-    /// of the last input, and whether no message or frame is in progress,
-    /// so that a whole frame at the front is a whole message.
+    /// When frames may be decoded (open or closing): whether no message or
+    /// frame is in progress, so that a whole frame at the front is a whole
+    /// message.
     #[inline]
-    fn decodable(&self) -> Option<(Instant, bool)> {
-        match (self.last_now, &self.phase) {
-            (Some(now), Phase::Open | Phase::Closing { .. }) => Some((
-                now,
-                self.current.is_none() && self.partial.is_none() && self.big.is_none(),
-            )),
+    fn decodable(&self) -> Option<bool> {
+        match &self.phase {
+            Phase::Open | Phase::Closing { .. } => {
+                Some(self.current.is_none() && self.partial.is_none() && self.big.is_none())
+            }
             _ => None,
         }
     }
@@ -122,19 +121,20 @@ impl Connection {
     /// let k = [1, 2, 3, 4];
     /// let mut wire = vec![0x81, 0x82, 1, 2, 3, 4, b'h' ^ k[0], b'i' ^ k[1]];
     /// wire.extend([0x81, 0x82, 1, 2, 3, 4, b'y' ^ k[0], b'o' ^ k[1]]);
-    /// ws.handle_input(Instant::now(), &wire);
+    /// let now = Instant::now();
+    /// ws.handle_input(now, &wire);
     /// let mut got = Vec::new();
-    /// while let Some(ev) = ws.poll_event_ref() {
+    /// while let Some(ev) = ws.poll_event_ref(now) {
     ///     if let EventRef::Message(MessageRef::Text(t)) = ev {
     ///         got.push(t.to_uppercase());
     ///     }
     /// }
     /// assert_eq!(got, ["HI", "YO"]);
     /// ```
-    pub fn poll_event_ref(&mut self) -> Option<EventRef<'_>> {
+    pub fn poll_event_ref(&mut self, now: Instant) -> Option<EventRef<'_>> {
         self.settle();
         if self.events.is_empty() && !self.rbuf.is_empty() {
-            if let Some((now, boundary)) = self.decodable() {
+            if let Some(boundary) = self.decodable() {
                 if boundary {
                     if let AtFront::Frame { hlen, end, text } = self.whole_frame_at_front(now) {
                         self.lent_input = end;

@@ -20,6 +20,8 @@
 //! * After the close frame nothing more is sent; [`Transmit::Close`] comes
 //!   after every byte queued before it.
 
+use std::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 
 use super::{Connection, Phase, Role};
@@ -160,7 +162,7 @@ impl Connection {
     }
 
     /// Whether [`poll_transmit`](Self::poll_transmit) has something to give.
-    pub fn poll_transmit_pending(&self) -> bool {
+    fn transmit_pending(&self) -> bool {
         !self.queue.is_empty()
             || !self.out.is_empty()
             || (self.close_transmit && !self.close_transmitted)
@@ -169,8 +171,8 @@ impl Connection {
     // ----- outputs ------------------------------------------------------
 
     /// The next bytes to write, or the instruction to close the socket.
-    /// Poll after every input and command until `None`.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let _ = now;
         if let Some(Queued { head, body }) = self.queue.pop_front() {
             let b = if head.is_empty() {
                 body
@@ -221,14 +223,14 @@ impl Connection {
     /// pollers may be mixed.
     ///
     /// ```
-    /// use std::io::{IoSlice, Write};
+    /// use std::{io::{IoSlice, Write}, time::Instant};
     /// use bytes::Bytes;
     /// use wsio::ws::{Config, Connection, Message, VectoredTransmit};
     ///
     /// let mut ws = Connection::server_upgraded(Config::default());
     /// ws.send(Message::Binary(Bytes::from(vec![7u8; 4096]))).unwrap();
     /// let mut socket = Vec::new(); // a TcpStream in a real driver
-    /// while let Some(t) = ws.poll_transmit_vectored() {
+    /// while let Some(t) = ws.poll_transmit_vectored(Instant::now()) {
     ///     match t {
     ///         VectoredTransmit::Data { head, body } => {
     ///             let n = socket.write_vectored(&[IoSlice::new(&head), IoSlice::new(&body)])?;
@@ -242,7 +244,8 @@ impl Connection {
     /// assert_eq!(socket.len(), 4 + 4096);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn poll_transmit_vectored(&mut self) -> Option<VectoredTransmit> {
+    pub fn poll_transmit_vectored(&mut self, now: Instant) -> Option<VectoredTransmit> {
+        let _ = now;
         if let Some(Queued { head, mut body }) = self.queue.pop_front() {
             self.queued -= head.wire_len() + body.len();
             if let Some(key) = head.mask() {
@@ -291,15 +294,17 @@ impl Connection {
     /// the bytes are shared, which are then left as they were.
     ///
     /// ```
+    /// use std::time::Instant;
     /// use wsio::{entropy::SeededEntropy, ws::{Config, Connection, Message, Transmit}};
     ///
     /// let mut ws = Connection::client_upgraded(Config::default(), Box::new(SeededEntropy::new(1)));
     /// let payload = vec![7u8; 64 * 1024];
     /// let at = payload.as_ptr();
     /// ws.send(Message::binary(payload)).unwrap();
-    /// let Some(Transmit::Data(head)) = ws.poll_transmit() else { panic!() };
+    /// let now = Instant::now();
+    /// let Some(Transmit::Data(head)) = ws.poll_transmit(now) else { panic!() };
     /// assert_eq!(head.len(), 14); // the header, with its masking key
-    /// let Some(Transmit::Data(body)) = ws.poll_transmit() else { panic!() };
+    /// let Some(Transmit::Data(body)) = ws.poll_transmit(now) else { panic!() };
     /// assert_eq!(body.as_ptr(), at); // masked where the application left it
     /// ```
     pub fn send(&mut self, msg: Message) -> Result<(), UsageError> {
@@ -354,7 +359,7 @@ impl Connection {
     /// use wsio::ws::{Config, Connection, DataKind, Transmit};
     /// let mut ws = Connection::server_upgraded(Config::default());
     /// ws.send_slices(DataKind::Text, b"4", b"hello").unwrap();
-    /// let Some(Transmit::Data(wire)) = ws.poll_transmit() else { panic!() };
+    /// let Some(Transmit::Data(wire)) = ws.poll_transmit(Instant::now()) else { panic!() };
     /// assert_eq!(&wire[..], b"\x81\x064hello");
     /// ```
     pub fn send_slices(
@@ -419,7 +424,7 @@ impl Connection {
         if self.sending.is_some() {
             return Err(UsageError::FragmentInProgress);
         }
-        if self.poll_transmit_pending() {
+        if self.transmit_pending() {
             return Err(UsageError::TransmitPending);
         }
         Ok(FrameHead::unmasked(true, kind.opcode(), len))

@@ -100,7 +100,7 @@ impl Pair {
     fn drive(&mut self) {
         for _ in 0..10_000 {
             let mut moved = false;
-            while let Some(t) = self.client.poll_transmit() {
+            while let Some(t) = self.client.poll_transmit(self.now) {
                 moved = true;
                 match t {
                     Transmit::Data(b) if !self.client_tcp_closed => {
@@ -113,7 +113,7 @@ impl Pair {
                     }
                 }
             }
-            while let Some(t) = self.server.poll_transmit() {
+            while let Some(t) = self.server.poll_transmit(self.now) {
                 moved = true;
                 match t {
                     Transmit::Data(b) if !self.server_tcp_closed => {
@@ -126,7 +126,7 @@ impl Pair {
                     }
                 }
             }
-            while let Some(ev) = next_event(&mut self.server, self.by_ref) {
+            while let Some(ev) = next_event(&mut self.server, self.now, self.by_ref) {
                 moved = true;
                 if let Event::Upgrade(req) = &ev {
                     let accept = Accept {
@@ -137,7 +137,7 @@ impl Pair {
                 }
                 self.server_events.push(ev);
             }
-            while let Some(ev) = next_event(&mut self.client, self.by_ref) {
+            while let Some(ev) = next_event(&mut self.client, self.now, self.by_ref) {
                 moved = true;
                 self.client_events.push(ev);
             }
@@ -161,11 +161,11 @@ impl Pair {
 
 /// The next event, through `poll_event` or (`by_ref`) through
 /// `poll_event_ref` with a lent message copied.
-fn next_event(c: &mut Connection, by_ref: bool) -> Option<Event> {
+fn next_event(c: &mut Connection, now: Instant, by_ref: bool) -> Option<Event> {
     if !by_ref {
-        return c.poll_event();
+        return c.poll_event(now);
     }
-    match c.poll_event_ref()? {
+    match c.poll_event_ref(now)? {
         EventRef::Message(m) => Some(Event::Message(m.into())),
         EventRef::Other(ev) => {
             assert!(!matches!(ev, Event::Message(_)), "a message not lent");
@@ -300,7 +300,7 @@ fn automatic_fragmentation() {
     let mut p = Pair::open(config);
     let payload = Bytes::from((0..=255u8).collect::<Vec<_>>());
     p.server.send(Message::Binary(payload.clone())).unwrap();
-    let wire: usize = std::iter::from_fn(|| p.server.poll_transmit())
+    let wire: usize = std::iter::from_fn(|| p.server.poll_transmit(p.now))
         .map(|t| match t {
             Transmit::Data(b) => {
                 p.client.handle_input(p.now, &b);
@@ -360,22 +360,22 @@ fn close_timeout_drops_a_silent_peer() {
     let mut p = Pair::open(config);
     p.server.close(p.now, CloseCode::NORMAL, "").unwrap();
     // The client's reply never arrives.
-    while p.server.poll_transmit().is_some() {}
+    while p.server.poll_transmit(p.now).is_some() {}
     assert_eq!(
         p.server.poll_timeout(),
         Some(p.now + Duration::from_secs(3))
     );
     p.server.handle_timeout(p.now + Duration::from_secs(2));
-    assert_eq!(p.server.poll_event(), None);
+    assert_eq!(p.server.poll_event(p.now), None);
     p.server.handle_timeout(p.now + Duration::from_secs(3));
-    let Some(Event::Closed(c)) = p.server.poll_event() else {
+    let Some(Event::Closed(c)) = p.server.poll_event(p.now) else {
         panic!()
     };
     assert_eq!(
         (c.code, c.error),
         (CloseCode::ABNORMAL, Some(Error::CloseTimeout))
     );
-    assert_eq!(p.server.poll_transmit(), Some(Transmit::Close));
+    assert_eq!(p.server.poll_transmit(p.now), Some(Transmit::Close));
 }
 
 #[test]
@@ -383,31 +383,34 @@ fn client_waits_for_server_eof_but_not_forever() {
     let mut p = Pair::open(Config::default());
     p.server.close(p.now, CloseCode::NORMAL, "").unwrap();
     // Deliver the server's close frame but not its TCP close.
-    while let Some(Transmit::Data(b)) = p.server.poll_transmit() {
+    while let Some(Transmit::Data(b)) = p.server.poll_transmit(p.now) {
         p.client.handle_input(p.now, &b);
     }
-    assert!(matches!(p.client.poll_event(), Some(Event::Closed(_))));
-    assert!(matches!(p.client.poll_transmit(), Some(Transmit::Data(_))));
-    assert_eq!(p.client.poll_transmit(), None);
+    assert!(matches!(p.client.poll_event(p.now), Some(Event::Closed(_))));
+    assert!(matches!(
+        p.client.poll_transmit(p.now),
+        Some(Transmit::Data(_))
+    ));
+    assert_eq!(p.client.poll_transmit(p.now), None);
     assert_eq!(p.client.state(), State::Closing);
     p.client.handle_timeout(p.now + Duration::from_secs(5));
-    assert_eq!(p.client.poll_transmit(), Some(Transmit::Close));
+    assert_eq!(p.client.poll_transmit(p.now), Some(Transmit::Close));
 }
 
 #[test]
 fn eof_without_close_is_abnormal() {
     let mut p = Pair::open(Config::default());
     p.server.handle_eof(p.now);
-    let Some(Event::Closed(c)) = p.server.poll_event() else {
+    let Some(Event::Closed(c)) = p.server.poll_event(p.now) else {
         panic!()
     };
     assert_eq!((c.code, c.by_peer), (CloseCode::ABNORMAL, true));
-    assert_eq!(p.server.poll_transmit(), Some(Transmit::Close));
+    assert_eq!(p.server.poll_transmit(p.now), Some(Transmit::Close));
     // Nothing happens after the end.
     p.server.handle_input(p.now, b"\x81\x80");
     p.server.handle_eof(p.now);
     assert_eq!(
-        (p.server.poll_event(), p.server.poll_transmit()),
+        (p.server.poll_event(p.now), p.server.poll_transmit(p.now)),
         (None, None)
     );
 }
@@ -489,7 +492,7 @@ fn bytes_after_the_head_in_the_same_read_are_kept() {
         Box::new(SeededEntropy::new(3)),
     );
     client.send(Message::text("x")).unwrap_err();
-    let Some(Transmit::Data(req)) = client.poll_transmit() else {
+    let Some(Transmit::Data(req)) = client.poll_transmit(Instant::now()) else {
         panic!()
     };
     // A masked "hi" frame right after the head, in one read.
@@ -497,11 +500,17 @@ fn bytes_after_the_head_in_the_same_read_are_kept() {
     input.extend_from_slice(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
     let mut server = Connection::server(Config::default());
     server.handle_input(Instant::now(), &input);
-    assert!(matches!(server.poll_event(), Some(Event::Upgrade(_))));
+    assert!(matches!(
+        server.poll_event(Instant::now()),
+        Some(Event::Upgrade(_))
+    ));
     server.accept(Instant::now(), Accept::new()).unwrap();
-    assert!(matches!(server.poll_event(), Some(Event::Open { .. })));
+    assert!(matches!(
+        server.poll_event(Instant::now()),
+        Some(Event::Open { .. })
+    ));
     assert_eq!(
-        server.poll_event(),
+        server.poll_event(Instant::now()),
         Some(Event::Message(Message::text("hi")))
     );
 }
@@ -509,21 +518,24 @@ fn bytes_after_the_head_in_the_same_read_are_kept() {
 #[test]
 fn server_response_and_first_frame_in_one_read() {
     let mut p = Pair::new(Config::default());
-    let Some(Transmit::Data(req)) = p.client.poll_transmit() else {
+    let Some(Transmit::Data(req)) = p.client.poll_transmit(p.now) else {
         panic!()
     };
     p.server.handle_input(p.now, &req);
-    p.server.poll_event();
+    p.server.poll_event(p.now);
     p.server.accept(p.now, Accept::new()).unwrap();
     p.server.send(Message::text("welcome")).unwrap();
     let mut all = BytesMut::new();
-    while let Some(Transmit::Data(b)) = p.server.poll_transmit() {
+    while let Some(Transmit::Data(b)) = p.server.poll_transmit(p.now) {
         all.extend_from_slice(&b);
     }
     p.client.handle_input(p.now, &all);
-    assert!(matches!(p.client.poll_event(), Some(Event::Open { .. })));
+    assert!(matches!(
+        p.client.poll_event(p.now),
+        Some(Event::Open { .. })
+    ));
     assert_eq!(
-        p.client.poll_event(),
+        p.client.poll_event(p.now),
         Some(Event::Message(Message::text("welcome")))
     );
 }
@@ -542,7 +554,7 @@ fn a_huge_declared_length_reserves_nothing() {
             0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9, 9,
         ],
     );
-    assert_eq!(s.poll_event(), None);
+    assert_eq!(s.poll_event(Instant::now()), None);
     let debug = format!("{s:?}");
     assert!(debug.contains("buffered_input: 4"), "{debug}");
     // What is held is proportional to what arrived (one first chunk), not
@@ -586,7 +598,7 @@ fn encoded_frames_are_shared_not_copied() {
     let frame = EncodedFrame::new(&Message::binary(vec![1u8; 4096]));
     let mut p = Pair::open(Config::default());
     p.server.send_encoded(&frame).unwrap();
-    let Some(Transmit::Data(b)) = p.server.poll_transmit() else {
+    let Some(Transmit::Data(b)) = p.server.poll_transmit(p.now) else {
         panic!()
     };
     assert_eq!(b.as_ptr(), frame.as_bytes().as_ptr());
@@ -603,7 +615,7 @@ fn output_buffer_reuse_never_overwrites_what_the_driver_holds() {
     for i in 0..200usize {
         let len = 1 + i * 7 % 300;
         p.server.send(Message::binary(vec![i as u8; len])).unwrap();
-        let Some(Transmit::Data(b)) = p.server.poll_transmit() else {
+        let Some(Transmit::Data(b)) = p.server.poll_transmit(p.now) else {
             panic!()
         };
         if i % 3 == 0 {
@@ -631,7 +643,7 @@ fn small_encoded_frames_leave_together_in_order_with_large_ones() {
         .send_encoded_batch([small("c"), small("d")].iter())
         .unwrap();
     let mut pieces = Vec::new();
-    while let Some(Transmit::Data(b)) = p.server.poll_transmit() {
+    while let Some(Transmit::Data(b)) = p.server.poll_transmit(p.now) {
         pieces.push(b);
     }
     // The two small frames before the large one share one piece, the
@@ -644,7 +656,7 @@ fn small_encoded_frames_leave_together_in_order_with_large_ones() {
         p.client.handle_input(p.now, b);
     }
     let mut got = Vec::new();
-    while let Some(ev) = p.client.poll_event() {
+    while let Some(ev) = p.client.poll_event(p.now) {
         got.push(ev);
     }
     assert_eq!(
@@ -681,11 +693,11 @@ fn usage_errors() {
 #[test]
 fn server_rejects_with_application_status() {
     let mut p = Pair::new(Config::default());
-    let Some(Transmit::Data(req)) = p.client.poll_transmit() else {
+    let Some(Transmit::Data(req)) = p.client.poll_transmit(p.now) else {
         panic!()
     };
     p.server.handle_input(p.now, &req);
-    let Some(Event::Upgrade(r)) = p.server.poll_event() else {
+    let Some(Event::Upgrade(r)) = p.server.poll_event(p.now) else {
         panic!()
     };
     assert_eq!(r.origin(), None);
@@ -694,13 +706,13 @@ fn server_rejects_with_application_status() {
         Err(UsageError::ProtocolNotOffered)
     );
     p.server.reject(403).unwrap();
-    let Some(Transmit::Data(res)) = p.server.poll_transmit() else {
+    let Some(Transmit::Data(res)) = p.server.poll_transmit(p.now) else {
         panic!()
     };
     assert!(res.starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
-    assert_eq!(p.server.poll_transmit(), Some(Transmit::Close));
+    assert_eq!(p.server.poll_transmit(p.now), Some(Transmit::Close));
     p.client.handle_input(p.now, &res);
-    let Some(Event::Closed(c)) = p.client.poll_event() else {
+    let Some(Event::Closed(c)) = p.client.poll_event(p.now) else {
         panic!()
     };
     assert_eq!(
@@ -726,7 +738,7 @@ fn no_event_follows_closed() {
         Instant::now(),
         &[0x81, 0x01, 0xff, 0x89, 0x01, b'p', 0x8a, 0x00],
     );
-    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event(Instant::now())).collect();
     assert!(
         matches!(events.as_slice(), [Event::Closed(c)] if c.code == CloseCode::INVALID_PAYLOAD),
         "{events:?}"
@@ -852,7 +864,7 @@ fn whole_frames_polled_one_by_one_keep_every_rule() {
         let mut s = Connection::server_upgraded(Config::default());
         let input = [ok.clone(), ok.clone(), bad, ok.clone()].concat();
         s.handle_input(Instant::now(), &input);
-        let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+        let events: Vec<Event> = std::iter::from_fn(|| s.poll_event(Instant::now())).collect();
         assert_eq!(events.len(), 3, "{events:?}");
         assert_eq!(events[0], Event::Message(Message::text("héllo")));
         assert_eq!(events[1], Event::Message(Message::text("héllo")));
@@ -864,7 +876,7 @@ fn whole_frames_polled_one_by_one_keep_every_rule() {
     let mut s = Connection::server_upgraded(Config::default().max_message_size(6));
     let input = [ok.clone(), ok.clone(), masked_frame(2, b"1234567", key)].concat();
     s.handle_input(Instant::now(), &input);
-    let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+    let events: Vec<Event> = std::iter::from_fn(|| s.poll_event(Instant::now())).collect();
     assert!(
         matches!(&events[..], [Event::Message(_), Event::Message(_), Event::Closed(c)] if c.code == CloseCode::TOO_BIG),
         "{events:?}"
@@ -875,7 +887,7 @@ fn whole_frames_polled_one_by_one_keep_every_rule() {
         Instant::now(),
         &[[0x81, 0x01, b'a'].as_slice(), &ok].concat(),
     );
-    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event(Instant::now())).collect();
     assert_eq!(events[0], Event::Message(Message::text("a")));
     assert!(
         matches!(&events[1], Event::Closed(c) if c.code == CloseCode::PROTOCOL),
@@ -900,14 +912,14 @@ fn client_stream(big: usize) -> Vec<u8> {
         .unwrap();
     c.close(Instant::now(), CloseCode::NORMAL, "bye").unwrap();
     let mut wire = Vec::new();
-    while let Some(Transmit::Data(b)) = c.poll_transmit() {
+    while let Some(Transmit::Data(b)) = c.poll_transmit(Instant::now()) {
         wire.extend_from_slice(&b);
     }
     wire
 }
 
 fn drain(c: &mut Connection) -> Vec<Event> {
-    std::iter::from_fn(|| c.poll_event()).collect()
+    std::iter::from_fn(|| c.poll_event(Instant::now())).collect()
 }
 
 #[test]
@@ -934,7 +946,9 @@ fn ingest_split_at_every_byte_gives_the_events_of_handle_input() {
             let mut got = Vec::new();
             for part in [&wire[..cut], &wire[cut..]] {
                 feed_ingest(&mut s, now, part, read);
-                got.extend(std::iter::from_fn(|| next_event(&mut s, true)));
+                got.extend(std::iter::from_fn(|| {
+                    next_event(&mut s, Instant::now(), true)
+                }));
             }
             assert_eq!(got, want, "by ref, cut at {cut}, reads of {read}");
         }
@@ -991,7 +1005,7 @@ fn ingest_reads_end_on_frame_boundaries_and_grow_with_what_arrives() {
         0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9, 9,
     ];
     feed_ingest(&mut s, now, &head, 4096);
-    assert_eq!(s.poll_event(), None);
+    assert_eq!(s.poll_event(now), None);
     assert_eq!(bytes::BufMut::remaining_mut(&s.input_buffer(4096)), 4096);
     assert!(s.rbuf.capacity() + s.ibuf.capacity() <= 3 * 4096, "{s:?}");
     // 64 KiB more arrive: room grows to at most four times that.
@@ -1013,7 +1027,7 @@ fn ingest_reads_end_on_frame_boundaries_and_grow_with_what_arrives() {
         bytes::BufMut::put_slice(&mut room, &rest[..n]);
         s.commit_input(now);
         rest = &rest[n..];
-        assert_eq!(s.poll_event().is_some(), rest.is_empty());
+        assert_eq!(s.poll_event(now).is_some(), rest.is_empty());
     }
     assert_eq!(rooms.iter().sum::<usize>(), frame.len());
     assert_eq!(rooms.last(), Some(&(frame.len() - 4 * 16 * 1024)));
@@ -1030,7 +1044,7 @@ fn ingest_after_a_large_frame_reads_the_next_one_into_its_own_allocation() {
     let small = masked_frame(1, b"hi", [4, 3, 2, 1]);
     let mut s = Connection::server_upgraded(Config::default());
     feed_ingest(&mut s, now, &big, 64 * 1024);
-    assert!(matches!(s.poll_event(), Some(Event::Message(m)) if m.len() == 256 * 1024));
+    assert!(matches!(s.poll_event(now), Some(Event::Message(m)) if m.len() == 256 * 1024));
     // The next read starts in an allocation the size of the frame just
     // completed, so a second large frame is never copied out of a small one.
     let room = s.input_buffer(64 * 1024);
@@ -1038,7 +1052,7 @@ fn ingest_after_a_large_frame_reads_the_next_one_into_its_own_allocation() {
     assert!(room.get_ref().capacity() >= big.len(), "{s:?}");
     let base = s.ibuf.as_ptr();
     feed_ingest(&mut s, now, &big, 64 * 1024);
-    match s.poll_event() {
+    match s.poll_event(now) {
         Some(Event::Message(Message::Binary(b))) => {
             assert_eq!(b.len(), 256 * 1024);
             assert!(b.iter().all(|&x| x == 5));
@@ -1048,7 +1062,7 @@ fn ingest_after_a_large_frame_reads_the_next_one_into_its_own_allocation() {
     }
     // A small frame ends the streak: reads are of the size asked for again.
     feed_ingest(&mut s, now, &small, 64 * 1024);
-    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("hi"))));
+    assert_eq!(s.poll_event(now), Some(Event::Message(Message::text("hi"))));
     let room = s.input_buffer(4096);
     assert!(room.get_ref().capacity() < 64 * 1024, "{s:?}");
 }
@@ -1065,32 +1079,32 @@ fn lent_messages_are_consumed_by_whichever_call_comes_next() {
     // Lent, then more input before the next poll.
     let mut s = Connection::server_upgraded(Config::default());
     s.handle_input(now, &a);
-    assert_eq!(text(s.poll_event_ref()), Message::text("first"));
+    assert_eq!(text(s.poll_event_ref(now)), Message::text("first"));
     s.handle_input(now, &b);
-    assert_eq!(text(s.poll_event_ref()), Message::binary(&b"second"[..]));
-    assert_eq!(s.poll_event_ref(), None);
+    assert_eq!(text(s.poll_event_ref(now)), Message::binary(&b"second"[..]));
+    assert_eq!(s.poll_event_ref(now), None);
     // Lent, then a read through `input_buffer`, with a byte appended and
     // not yet committed while the next message is lent.
     let mut s = Connection::server_upgraded(Config::default());
     feed_ingest(&mut s, now, &a, 4096);
-    assert_eq!(text(s.poll_event_ref()), Message::text("first"));
+    assert_eq!(text(s.poll_event_ref(now)), Message::text("first"));
     bytes::BufMut::put_slice(&mut s.input_buffer(4096), &b[..1]);
-    assert_eq!(s.poll_event(), None);
+    assert_eq!(s.poll_event(now), None);
     bytes::BufMut::put_slice(&mut s.input_buffer(4096), &b[1..]);
     s.commit_input(now);
-    assert_eq!(text(s.poll_event_ref()), Message::binary(&b"second"[..]));
-    assert_eq!(s.poll_event(), None);
+    assert_eq!(text(s.poll_event_ref(now)), Message::binary(&b"second"[..]));
+    assert_eq!(s.poll_event(now), None);
     // Lent, then the end of the stream; then the other poller.
     let mut s = Connection::server_upgraded(Config::default());
     s.handle_input(now, &[&a[..], &b[..]].concat());
-    assert_eq!(text(s.poll_event_ref()), Message::text("first"));
+    assert_eq!(text(s.poll_event_ref(now)), Message::text("first"));
     s.handle_eof(now);
     assert_eq!(
-        s.poll_event(),
+        s.poll_event(now),
         Some(Event::Message(Message::binary(&b"second"[..])))
     );
-    assert!(matches!(s.poll_event(), Some(Event::Closed(_))));
-    assert_eq!(s.poll_event_ref(), None);
+    assert!(matches!(s.poll_event(now), Some(Event::Closed(_))));
+    assert_eq!(s.poll_event_ref(now), None);
 }
 
 #[test]
@@ -1156,12 +1170,15 @@ fn ingest_after_close_and_uncommitted_bytes() {
     bytes::BufMut::put_slice(&mut s.input_buffer(2), &wire[..2]);
     bytes::BufMut::put_slice(&mut s.input_buffer(100), &wire[2..]);
     s.commit_input(now);
-    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("abc"))));
+    assert_eq!(
+        s.poll_event(now),
+        Some(Event::Message(Message::text("abc")))
+    );
     // A bad frame ends the connection; later input is ignored.
     feed_ingest(&mut s, now, &[0x83, 0x80, 0, 0, 0, 0], 64);
-    assert!(matches!(s.poll_event(), Some(Event::Closed(_))));
+    assert!(matches!(s.poll_event(now), Some(Event::Closed(_))));
     feed_ingest(&mut s, now, &wire, 64);
-    assert_eq!(s.poll_event(), None);
+    assert_eq!(s.poll_event(now), None);
     assert_eq!(s.rbuf.len() + s.ibuf.len(), 0);
     s.commit_input(now);
 }
@@ -1195,7 +1212,7 @@ fn vectored_and_plain_pollers_give_the_same_bytes() {
             let vectored = pattern[i % pattern.len()] == 1;
             i += 1;
             if vectored {
-                match ws.poll_transmit_vectored() {
+                match ws.poll_transmit_vectored(Instant::now()) {
                     Some(VectoredTransmit::Data { head, body }) => {
                         wire.extend_from_slice(&head);
                         wire.extend_from_slice(&body);
@@ -1204,7 +1221,7 @@ fn vectored_and_plain_pollers_give_the_same_bytes() {
                     None => return (wire, false),
                 }
             } else {
-                match ws.poll_transmit() {
+                match ws.poll_transmit(Instant::now()) {
                     Some(Transmit::Data(b)) => wire.extend_from_slice(&b),
                     Some(Transmit::Close) => return (wire, true),
                     None => return (wire, false),
@@ -1250,7 +1267,7 @@ fn vectored_and_plain_pollers_give_the_same_bytes() {
         };
         peer.handle_input(Instant::now(), &wire);
         let mut got = Vec::new();
-        while let Some(ev) = peer.poll_event() {
+        while let Some(ev) = peer.poll_event(Instant::now()) {
             got.push(ev);
         }
         let msgs = messages(&got);
@@ -1275,7 +1292,7 @@ fn lazily_masked_frames_reuse_the_scratch_buffer() {
     let mut ptrs = Vec::new();
     for _ in 0..4 {
         ws.send(Message::Binary(payload.clone())).unwrap();
-        let Some(Transmit::Data(b)) = ws.poll_transmit() else {
+        let Some(Transmit::Data(b)) = ws.poll_transmit(Instant::now()) else {
             panic!()
         };
         assert_eq!(b.len(), 64 * 1024 + 14);
@@ -1285,12 +1302,12 @@ fn lazily_masked_frames_reuse_the_scratch_buffer() {
     assert!(ptrs.windows(2).all(|w| w[0] == w[1]), "{ptrs:?}");
     // Held by the driver: a fresh buffer, the held bytes intact.
     ws.send(Message::Binary(payload.clone())).unwrap();
-    let Some(Transmit::Data(held)) = ws.poll_transmit() else {
+    let Some(Transmit::Data(held)) = ws.poll_transmit(Instant::now()) else {
         panic!()
     };
     let copy = held.to_vec();
     ws.send(Message::Binary(payload.clone())).unwrap();
-    let Some(Transmit::Data(next)) = ws.poll_transmit() else {
+    let Some(Transmit::Data(next)) = ws.poll_transmit(Instant::now()) else {
         panic!()
     };
     assert_ne!(held.as_ptr(), next.as_ptr());
@@ -1316,7 +1333,7 @@ fn unshared_client_payloads_are_masked_in_place() {
         let mut bodies = Vec::new();
         loop {
             if vectored {
-                match ws.poll_transmit_vectored() {
+                match ws.poll_transmit_vectored(Instant::now()) {
                     Some(VectoredTransmit::Data { head, body }) => {
                         wire.extend_from_slice(&head);
                         wire.extend_from_slice(&body);
@@ -1326,7 +1343,7 @@ fn unshared_client_payloads_are_masked_in_place() {
                     None => break,
                 }
             } else {
-                match ws.poll_transmit() {
+                match ws.poll_transmit(Instant::now()) {
                     Some(Transmit::Data(b)) => {
                         wire.extend_from_slice(&b);
                         bodies.push(b);
@@ -1349,7 +1366,7 @@ fn unshared_client_payloads_are_masked_in_place() {
         let mut server = Connection::server_upgraded(Config::default());
         server.handle_input(Instant::now(), &wire);
         let mut got = Vec::new();
-        while let Some(ev) = server.poll_event() {
+        while let Some(ev) = server.poll_event(Instant::now()) {
             got.push(ev);
         }
         assert_eq!(
@@ -1393,7 +1410,7 @@ fn large_frames_from_handle_input_are_copied_once() {
                 landed.push(b.as_ptr());
             }
         }
-        while let Some(ev) = s.poll_event() {
+        while let Some(ev) = s.poll_event(now) {
             got.push(ev);
         }
     }
@@ -1417,10 +1434,10 @@ fn large_frames_from_handle_input_are_copied_once() {
     assert!(s.big.is_none());
     let (_, hlen) = frame::decode_header(&s.rbuf).unwrap().unwrap();
     let at = s.rbuf[hlen..].as_ptr();
-    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("hi"))));
-    assert_eq!(s.poll_event(), None);
+    assert_eq!(s.poll_event(now), Some(Event::Message(Message::text("hi"))));
+    assert_eq!(s.poll_event(now), None);
     s.handle_input(now, &big[60 * 1024..]);
-    let Some(Event::Message(Message::Text(t))) = s.poll_event() else {
+    let Some(Event::Message(Message::Text(t))) = s.poll_event(now) else {
         panic!()
     };
     assert_eq!((&t.as_bytes()[..], t.as_bytes().as_ptr()), (&text[..], at));
@@ -1432,12 +1449,12 @@ fn large_frames_from_handle_input_are_copied_once() {
     s.handle_input(now, &masked_frame(1, b"hi", key));
     s.handle_input(now, &masked_frame(1, &bad, key)[..60 * 1024]);
     assert_eq!(
-        s.poll_transmit(),
+        s.poll_transmit(now),
         None,
         "nothing sent before the message is polled"
     );
-    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("hi"))));
-    let Some(Event::Closed(c)) = s.poll_event() else {
+    assert_eq!(s.poll_event(now), Some(Event::Message(Message::text("hi"))));
+    let Some(Event::Closed(c)) = s.poll_event(now) else {
         panic!()
     };
     assert_eq!(c.code, CloseCode::INVALID_PAYLOAD);
@@ -1465,7 +1482,7 @@ fn large_frames_from_owned_reads_are_adopted_or_copied_once() {
             landed = Some(b.as_ptr());
         }
     }
-    let Some(Event::Message(Message::Binary(b))) = s.poll_event() else {
+    let Some(Event::Message(Message::Binary(b))) = s.poll_event(now) else {
         panic!()
     };
     assert!(b[..] == payload[..], "payload intact");
@@ -1482,7 +1499,7 @@ fn large_frames_from_owned_reads_are_adopted_or_copied_once() {
     for read in wire[64 * 1024..].chunks(64 * 1024) {
         s.handle_input_bytes(now, BytesMut::from(read));
     }
-    let Some(Event::Message(Message::Binary(b))) = s.poll_event() else {
+    let Some(Event::Message(Message::Binary(b))) = s.poll_event(now) else {
         panic!()
     };
     assert!(b[..] == payload[..], "payload intact");
@@ -1594,7 +1611,7 @@ fn read_from_small_reads_share_an_allocation_while_messages_are_held() {
         let mut socket = &frame[..];
         assert_eq!(s.read_from(&mut socket).unwrap(), frame.len());
         s.commit_input(now);
-        match s.poll_event() {
+        match s.poll_event(now) {
             Some(Event::Message(Message::Binary(b))) => kept.push(b),
             other => panic!("{other:?}"),
         }
@@ -1635,7 +1652,7 @@ fn read_from_passes_errors_and_lying_readers_through_unharmed() {
         let err = s.read_from(&mut empty).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
         s.commit_input(now);
-        assert_eq!(s.poll_event(), None);
+        assert_eq!(s.poll_event(now), None);
     }
     // Half a frame, an error, the rest: one message.
     let mut socket: &[u8] = &frame[..4];
@@ -1645,16 +1662,19 @@ fn read_from_passes_errors_and_lying_readers_through_unharmed() {
     let mut socket: &[u8] = &frame[4..];
     assert_eq!(s.read_from(&mut socket).unwrap(), frame.len() - 4);
     s.commit_input(now);
-    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("hello"))));
+    assert_eq!(
+        s.poll_event(now),
+        Some(Event::Message(Message::text("hello")))
+    );
     // The end of the stream.
     assert_eq!(s.read_from(&mut socket).unwrap(), 0);
     s.handle_eof(now);
-    assert!(matches!(s.poll_event(), Some(Event::Closed(c)) if c.code == CloseCode::ABNORMAL));
+    assert!(matches!(s.poll_event(now), Some(Event::Closed(c)) if c.code == CloseCode::ABNORMAL));
     // A closed connection still reads (to see the end), and drops it.
     let mut socket: &[u8] = &frame;
     assert_eq!(s.read_from(&mut socket).unwrap(), frame.len());
     s.commit_input(now);
-    assert_eq!(s.poll_event(), None);
+    assert_eq!(s.poll_event(now), None);
 }
 
 #[test]
