@@ -41,6 +41,7 @@
 )]
 
 pub mod blocking;
+pub mod cluster;
 pub mod engineio;
 pub mod entropy;
 pub mod http;

@@ -4,6 +4,7 @@
 //!
 //! Each module has an `Input` (derived with `arbitrary`) and a `run`.
 
+pub mod cluster_redis;
 pub mod common;
 pub mod eio_packet;
 pub mod eio_server;

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use wsio::entropy::{Entropy, SeededEntropy};
 use wsio_fuzz::{
-    eio_packet, eio_server, http_head, run_bytes, sio_client, sio_msgpack, sio_packet, sio_server,
-    ws_connection, ws_frame, ws_handshake,
+    cluster_redis, eio_packet, eio_server, http_head, run_bytes, sio_client, sio_msgpack,
+    sio_packet, sio_server, ws_connection, ws_frame, ws_handshake,
 };
 
 fn inputs(target: &str, seed: u64, count: usize) -> Vec<Vec<u8>> {
@@ -100,5 +100,12 @@ fn sio_server() {
 fn sio_client() {
     for data in inputs("sio_client", 9, 3000) {
         run_bytes(&data, sio_client::run);
+    }
+}
+
+#[test]
+fn cluster_redis() {
+    for data in inputs("cluster_redis", 11, 3000) {
+        run_bytes(&data, cluster_redis::run);
     }
 }

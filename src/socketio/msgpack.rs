@@ -124,6 +124,18 @@ pub fn decode(message: &Bytes) -> Result<Packet, DecodeError> {
     decode::decode(message)
 }
 
+/// One msgpack value filling the whole message, as notepack.io 3 (the
+/// Redis adapter's) reads it: as [`decode`] reads a packet's values, and a
+/// msgpack timestamp is the ISO string JSON writes for the `Date` it
+/// becomes. `None` is `undefined`.
+pub(crate) fn decode_value(message: &Bytes) -> Result<Option<super::Value>, MsgpackError> {
+    decode::value(message)
+}
+
+/// The writers of [`encode`], for other messages of notepack.io values
+/// (the Redis adapter's): its integers, strings, binary, arrays and maps.
+pub(crate) use encode::{put_array_len, put_map_len, put_number, put_str, put_value};
+
 /// Which Socket.IO parser an instance speaks; both ends must agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Parser {

@@ -30,6 +30,9 @@ type Item = Option<Value>;
 struct Reader<'a> {
     input: &'a Bytes,
     pos: usize,
+    /// notepack.io 3 (the Redis adapter's) reads the msgpack timestamp
+    /// extension (type −1) as a `Date`; 2.2 (the parser's) as `[−1, bytes]`.
+    timestamps: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -210,6 +213,11 @@ impl<'a> Reader<'a> {
     /// the array `[type, Buffer]`.
     fn ext(&mut self, n: usize, fixed: bool) -> Result<Item, MsgpackError> {
         let ty = i8::from_be_bytes(self.array()?);
+        if ty == -1 && self.timestamps {
+            if let Some(date) = self.timestamp(n, fixed)? {
+                return Ok(Some(date));
+            }
+        }
         if ty != 0 {
             let data = self.take_bytes(n)?;
             let ty = Value::Number(if ty >= 0 {
@@ -234,6 +242,36 @@ impl<'a> Reader<'a> {
             }
             (false, _) => self.take_bytes(n).map(|b| Some(Value::Binary(b))),
         }
+    }
+
+    /// A msgpack timestamp (32, 64 or 96 bits) as notepack.io 3 reads it,
+    /// then as JSON writes that `Date`; `None` for other sizes, which it
+    /// reads as `[−1, bytes]`. The arithmetic is JavaScript's, in doubles.
+    fn timestamp(&mut self, n: usize, fixed: bool) -> Result<Option<Value>, MsgpackError> {
+        let ms = match (fixed, n) {
+            (true, 4) => f64::from(u32::from_be_bytes(self.array()?)) * 1e3,
+            (true, 8) => {
+                let hi = u32::from_be_bytes(self.array()?);
+                let lo = u32::from_be_bytes(self.array()?);
+                let s = f64::from(hi & 3) * 4_294_967_296.0 + f64::from(lo);
+                s * 1e3 + f64::from(hi >> 2) / 1e6
+            }
+            (false, 12) => {
+                let ns = u32::from_be_bytes(self.array()?);
+                let hi = i32::from_be_bytes(self.array()?);
+                let lo = u32::from_be_bytes(self.array()?);
+                (f64::from(hi) * 4_294_967_296.0 + f64::from(lo)) * 1e3 + f64::from(ns) / 1e6
+            }
+            _ => return Ok(None),
+        };
+        // `new Date(ms)` truncates toward zero; beyond its range it is
+        // invalid, which `date` writes as `null`.
+        let ms = ms.trunc();
+        Ok(Some(if ms.abs() <= MAX_DATE_MS as f64 {
+            date(ms as i64)
+        } else {
+            Value::Null
+        }))
     }
 
     fn array_items(&mut self, n: usize, depth: usize) -> Result<Item, MsgpackError> {
@@ -404,10 +442,27 @@ struct Fields {
 }
 
 pub(super) fn decode(input: &Bytes) -> Result<Packet, DecodeError> {
-    let mut r = Reader { input, pos: 0 };
+    let mut r = Reader {
+        input,
+        pos: 0,
+        timestamps: false,
+    };
     let fields = fields(&mut r)?;
     r.finish()?;
     build(fields)
+}
+
+/// One whole message as one value, as notepack.io 3 decodes it (the Redis
+/// adapter's messages): `None` is `undefined`.
+pub(super) fn value(input: &Bytes) -> Result<Item, MsgpackError> {
+    let mut r = Reader {
+        input,
+        pos: 0,
+        timestamps: true,
+    };
+    let item = r.item(0)?;
+    r.finish()?;
+    Ok(item)
 }
 
 /// Reads the packet's map, keeping the last value of each member the

@@ -106,20 +106,20 @@ fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn put_map_len(out: &mut Vec<u8>, n: usize) {
+pub(crate) fn put_map_len(out: &mut Vec<u8>, n: usize) {
     let _ = w::write_map_len(out, len32(n));
 }
 
-fn put_array_len(out: &mut Vec<u8>, n: usize) {
+pub(crate) fn put_array_len(out: &mut Vec<u8>, n: usize) {
     let _ = w::write_array_len(out, len32(n));
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     let _ = w::write_str_len(out, len32(s.len()));
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_number(out: &mut Vec<u8>, n: Number) {
+pub(crate) fn put_number(out: &mut Vec<u8>, n: Number) {
     match n {
         Number::U64(u) => {
             let _ = w::write_uint(out, u);
@@ -146,7 +146,7 @@ fn put_number(out: &mut Vec<u8>, n: Number) {
     }
 }
 
-fn put_value(out: &mut Vec<u8>, v: &Value) {
+pub(crate) fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.push(0xc0),
         Value::Bool(false) => out.push(0xc2),

@@ -46,6 +46,15 @@ impl Server {
         }
         Ok(())
     }
+
+    /// Whether any connected socket of `nsp` is in `room` (a socket's id
+    /// names its own room): a cluster adapter skips another node's
+    /// broadcast to a room nobody here is in without decoding it.
+    pub fn has_room(&self, nsp: &str, room: &str) -> bool {
+        self.namespaces
+            .get(nsp)
+            .is_some_and(|ns| ns.members(room).next().is_some())
+    }
 }
 
 impl Namespace {

@@ -1,0 +1,6 @@
+#![no_main]
+//! See `src/cluster_redis.rs` for what this target checks.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: wsio_fuzz::cluster_redis::Input| wsio_fuzz::cluster_redis::run(input));
