@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --example conformance -- [--port 3000] [--ping-interval MS] [--ping-timeout MS]
-//!     [--driver epoll|tokio|axum|smol|blocking] [--recovery]
+//!     [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--compress]
 //! ```
 //!
 //! * `/socket.io/`: Socket.IO with namespaces `/` and `/custom`.
@@ -22,6 +22,11 @@
 //! `--recovery` turns on connection state recovery as the official
 //! `connectionStateRecovery: { maxDisconnectionDuration: 2000,
 //! skipMiddlewares: true }` (CONFORMANCE.md, "Flag `--recovery`").
+//!
+//! `--compress` turns on permessage-deflate on both paths, as the official
+//! `perMessageDeflate: true` (threshold 1,024 bytes). Polling responses
+//! are compressed with or without it, as the official `httpCompression`
+//! default (gzip or deflate as the request accepts, from 1,024 bytes).
 
 mod common;
 
@@ -38,11 +43,12 @@ use wsio::{
     http::{RequestHead, ResponseHead},
     machine::{ConnMachine, Machine, ServerMachine, Shutdown},
     socketio::{self, Admission, Event, SocketId, Value},
+    ws::deflate::DeflateConfig,
 };
 use wsio_adapter::{Embed, machine::under};
 
 const USAGE: &str = "usage: conformance [--port PORT] [--ping-interval MS] [--ping-timeout MS] \
-    [--driver epoll|tokio|axum|smol|blocking] [--recovery]";
+    [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--compress]";
 
 /// Which server one of our connections talks to.
 #[derive(Clone, Copy)]
@@ -83,20 +89,29 @@ fn engine_config(ping_interval: u64, ping_timeout: u64, path: &str) -> engineio:
 }
 
 impl Conformance {
-    fn new(ping_interval: u64, ping_timeout: u64, recovery: bool) -> std::io::Result<Conformance> {
+    fn new(
+        ping_interval: u64,
+        ping_timeout: u64,
+        recovery: bool,
+        compress: bool,
+    ) -> std::io::Result<Conformance> {
+        let deflate = DeflateConfig::default().enabled(compress);
         let recovery = recovery.then(|| {
             socketio::RecoveryConfig::default()
                 .max_disconnection_duration(Duration::from_millis(2000))
                 .skip_middlewares(true)
         });
         let config = socketio::Config::default()
-            .engine(engine_config(ping_interval, ping_timeout, "/socket.io/"))
+            .engine(
+                engine_config(ping_interval, ping_timeout, "/socket.io/")
+                    .per_message_deflate(deflate),
+            )
             .connect_timeout(Duration::from_millis(1000))
             .recovery(recovery);
         let mut sio = socketio::Server::new(config, Box::new(OsEntropy::new()?), Instant::now());
         sio.add_namespace("/custom", Admission::AcceptAll);
         let eio = engineio::Server::new(
-            engine_config(ping_interval, ping_timeout, "/engine.io/"),
+            engine_config(ping_interval, ping_timeout, "/engine.io/").per_message_deflate(deflate),
             Box::new(OsEntropy::new()?),
             Instant::now(),
         );
@@ -355,6 +370,20 @@ impl ConnMachine for Conformance {
             Owner::Eio(c) => self.eio.handle_eof(now, c),
         }
     }
+
+    fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: Bytes) {
+        match self.owner(conn) {
+            Owner::Sio(c) => self.sio.handle_write_blocked(now, c, unwritten),
+            Owner::Eio(c) => self.eio.handle_write_blocked(now, c, unwritten),
+        }
+    }
+
+    fn handle_writable(&mut self, now: Instant, conn: ConnId) {
+        match self.owner(conn) {
+            Owner::Sio(c) => self.sio.handle_writable(now, c),
+            Owner::Eio(c) => self.eio.handle_writable(now, c),
+        }
+    }
 }
 
 impl ServerMachine for Conformance {
@@ -417,6 +446,7 @@ fn main() -> std::io::Result<()> {
             ("--ping-timeout", true),
             ("--driver", true),
             ("--recovery", false),
+            ("--compress", false),
         ],
     );
     let port: u16 = args.value("--port").unwrap_or(3000);
@@ -431,7 +461,12 @@ fn main() -> std::io::Result<()> {
         .choice("--driver", &["epoll", "tokio", "axum", "smol", "blocking"])
         .unwrap_or(default);
     common::log_to_stderr();
-    let machine = Conformance::new(ping_interval, ping_timeout, args.flag("--recovery"))?;
+    let machine = Conformance::new(
+        ping_interval,
+        ping_timeout,
+        args.flag("--recovery"),
+        args.flag("--compress"),
+    )?;
     let addr = ("127.0.0.1", port);
     match driver {
         #[cfg(target_os = "linux")]
