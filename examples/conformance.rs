@@ -473,7 +473,7 @@ fn main() -> std::io::Result<()> {
         "epoll" => {
             let listener = common::epoll::bind(addr)?;
             println!("READY {}", listener.local_addr()?.port());
-            common::epoll::serve_machine(listener, machine, 1 << 20)
+            common::epoll::serve_machine(listener, machine)
         }
         "tokio" => tokio_rt()?.block_on(async {
             let server = wsio_tokio::bind(addr, machine).await?;

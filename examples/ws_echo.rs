@@ -33,8 +33,6 @@ fn main() -> std::io::Result<()> {
     let close_command = args.flag("--close-command");
     let deflate = DeflateConfig::default().enabled(!args.flag("--no-deflate"));
     let config = Config::default().deflate(deflate);
-    // What may wait for a peer: the connection's own send-queue limit.
-    let options = Options::default().max_queued(config.max_send_queue);
     common::log_to_stderr();
     let echo = move |ws: &mut WsServer, ev: wsio_tokio::WsEvent, now| {
         let Some(conn) = ws.conn(ev.conn) else {
@@ -64,7 +62,7 @@ fn main() -> std::io::Result<()> {
     rt.block_on(async {
         let listener = wsio_tokio::listen(("127.0.0.1", port)).await?;
         println!("READY {}", listener.local_addr()?.port());
-        wsio_tokio::serve(listener, WsServer::new(config), options)?
+        wsio_tokio::serve(listener, WsServer::new(config), Options::default())?
             .on_event(echo)
             .await
     })
