@@ -11,16 +11,14 @@
 //!
 //! # A tour
 //!
-//! * [`main`] builds one [`socketio::Server`] and gives it every TCP
-//!   connection. The server answers Socket.IO itself (`/socket.io/`) and hands
-//!   every other request to us as [`Event::Request`]: the page's three files
-//!   (`examples/chat/`, compiled in) and the official client bundle at
-//!   `/socket.io/socket.io.min.js`, as a Node server would serve it.
-//! * [`Chat::step`] is the whole driver: one input (bytes, a new or closed
-//!   connection, or a timer) goes into the machine, then everything the
-//!   machine has to say comes out: bytes to write, connections to close,
-//!   and events for [`Chat::on_event`]. No protocol code lives here.
-//! * [`Chat::on_event`] is the chat itself, one `match`. A nickname
+//! * [`main`] builds one [`socketio::Server`] and serves it with
+//!   `wsio-tokio` (the whole driver: three lines). The server answers
+//!   Socket.IO itself (`/socket.io/`) and hands every other request to us as
+//!   [`Event::Request`]: the page's three files (`examples/chat/`, compiled
+//!   in) and the official client bundle at `/socket.io/socket.io.min.js`, as
+//!   a Node server would serve it.
+//! * [`Chat::on_event`] is the chat itself, one `match`, run inside the
+//!   server's task with the server at hand. A nickname
 //!   arrives with the connection (`io({ auth: { name } })` in the page), so
 //!   the official client's automatic reconnection brings it back by itself
 //!   after a server restart. A nickname or a message that renders as
@@ -49,19 +47,16 @@
 mod common;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    ops::ControlFlow,
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use common::net::{Input, Net};
 use wsio::{
-    engineio::{self, ConnId},
+    engineio,
     entropy::OsEntropy,
     http::{Method, RequestHead, ResponseHead},
-    machine::drain,
     socketio::{self, Admission, Event, RecoveryConfig, SocketId, Value},
 };
 
@@ -104,16 +99,6 @@ const MAX_NAME: usize = 24;
 const MAX_TEXT: usize = 1000;
 
 struct Chat {
-    io: socketio::Server,
-    net: Net,
-    /// TCP connection (the driver's key) <-> the server's connection id.
-    conns: HashMap<u64, ConnId>,
-    keys: HashMap<ConnId, u64>,
-    room: Room,
-}
-
-/// The application: what the server's events act on.
-struct Room {
     /// Everyone in the chat: socket -> nickname.
     people: BTreeMap<SocketId, String>,
     /// The official client bundle, if installed.
@@ -121,57 +106,6 @@ struct Room {
 }
 
 impl Chat {
-    /// The driver: one input in, then everything out.
-    fn step(&mut self, input: Option<Input>) {
-        let now = Instant::now();
-        match input {
-            None => self.io.handle_timeout(now),
-            Some(Input::Accepted(key, peer)) => {
-                let conn = self.io.accept(now, peer);
-                self.conns.insert(key, conn);
-                self.keys.insert(conn, key);
-            }
-            Some(Input::Data(key, bytes)) => {
-                if let Some(&conn) = self.conns.get(&key) {
-                    self.io.handle_input(now, conn, &bytes);
-                }
-            }
-            Some(Input::Eof(key)) => {
-                if let Some(conn) = self.conns.remove(&key) {
-                    self.keys.remove(&conn);
-                    self.io.handle_eof(now, conn);
-                }
-            }
-        }
-        // Events may cause more output (emits, responses): drain until quiet.
-        drain(
-            &mut self.io,
-            now,
-            |_, t| {
-                match t {
-                    engineio::Transmit::Data { conn, data } => {
-                        if let Some(&key) = self.keys.get(&conn) {
-                            self.net.write(key, data);
-                        }
-                    }
-                    engineio::Transmit::Close { conn } => {
-                        if let Some(key) = self.keys.remove(&conn) {
-                            self.conns.remove(&key);
-                            self.net.close(key);
-                        }
-                    }
-                    // Only for requests given with `handle_request` (an
-                    // embedding HTTP server); we feed raw bytes.
-                    engineio::Transmit::Response { .. } => {}
-                }
-                ControlFlow::Continue(())
-            },
-            |io, event| self.room.on_event(io, now, event),
-        );
-    }
-}
-
-impl Room {
     /// The chat.
     fn on_event(&mut self, io: &mut socketio::Server, now: Instant, event: Event) {
         match event {
@@ -430,12 +364,16 @@ fn load_client(path: &Path) -> Option<Bytes> {
     }
 }
 
+const USAGE: &str = "usage: chat [--port PORT] [--client-js PATH]";
+
 fn main() -> std::io::Result<()> {
-    let port: u16 = common::arg("--port").unwrap_or(3000);
-    let client_path: PathBuf = common::arg("--client-js").unwrap_or_else(|| {
+    let args = common::args::Args::parse(USAGE, &[("--port", true), ("--client-js", true)]);
+    let port: u16 = args.value("--port").unwrap_or(3000);
+    let client_path: PathBuf = args.value("--client-js").unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("examples/chat/node_modules/socket.io-client/dist/socket.io.min.js")
     });
+    common::log_to_stderr();
 
     // The official server's defaults: a ping every 25 s, 20 s to answer it.
     // Requests for the official client's files under `/socket.io/` come to
@@ -451,26 +389,21 @@ fn main() -> std::io::Result<()> {
     let mut io = socketio::Server::new(config, Box::new(OsEntropy::new()?), Instant::now());
     // Decide on each connection to `/` (it must bring a nickname).
     io.add_namespace("/", Admission::Decide);
+    let mut chat = Chat {
+        people: BTreeMap::new(),
+        client_js: load_client(&client_path),
+    };
 
-    smol::block_on(async {
-        let listener = smol::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let port = listener.local_addr()?.port();
-        let client_js = load_client(&client_path);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let server = wsio_tokio::bind(("127.0.0.1", port), io).await?;
+        let port = server.local_addr().map_or(port, |a| a.port());
         println!("READY {port}");
         println!("chat: open http://127.0.0.1:{port} in two browser tabs");
-        let mut chat = Chat {
-            io,
-            net: Net::listen(listener),
-            conns: HashMap::new(),
-            keys: HashMap::new(),
-            room: Room {
-                people: BTreeMap::new(),
-                client_js,
-            },
-        };
-        loop {
-            let input = chat.net.next(chat.io.poll_timeout()).await;
-            chat.step(input);
-        }
+        server
+            .on_event(move |io, ev, now| chat.on_event(io, now, ev))
+            .await
     })
 }
