@@ -501,7 +501,7 @@ fn main() -> std::io::Result<()> {
                 .layer(layer);
             let listener = wsio_tokio::listen(addr).await?;
             ready(listener.local_addr().ok());
-            axum::serve(listener, app).await
+            wsio_tokio::serve_http(listener, app).await
         }),
         "smol" => smol::block_on(async {
             let server = wsio_smol::bind(addr, machine)?;

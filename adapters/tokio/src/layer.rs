@@ -38,8 +38,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// let server = server.on_event(|io, ev, _now| { /* the application */ });
 /// tokio::spawn(server);
 /// let app = Router::new().route("/", get(|| async { "hello" })).layer(layer);
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-/// axum::serve(listener, app).await
+/// let listener = wsio_tokio::listen("127.0.0.1:3000").await?;
+/// // `axum::serve` works too; this one also times out slow request heads.
+/// wsio_tokio::serve_http(listener, app).await
 /// # }
 /// ```
 pub fn embed<I>(machine: I) -> io::Result<Embedded<I::Machine>>

@@ -29,6 +29,8 @@
 )]
 
 #[cfg(feature = "hyper")]
+mod http_server;
+#[cfg(feature = "hyper")]
 mod layer;
 
 use std::{
@@ -45,6 +47,8 @@ pub use wsio_adapter::{
     Shutdown, SocketIo, TypedOrClosed, WsEvent, WsServer, args, runtime,
 };
 
+#[cfg(feature = "hyper")]
+pub use http_server::{HEAD_TIMEOUT, serve_http};
 #[cfg(feature = "hyper")]
 pub use layer::{Embedded, SocketIoLayer, SocketIoService, embed};
 
