@@ -31,6 +31,7 @@ mod app;
 pub mod machine;
 pub mod runtime;
 mod server;
+pub mod sidecar;
 mod sio;
 mod wake;
 mod ws;
@@ -38,6 +39,7 @@ mod ws;
 pub use app::{Closed, Events, Handle, Response, Upgrade};
 pub use machine::{ConnMachine, Embed, Machine, Serve, ServerMachine, Shutdown};
 pub use server::{Options, Server};
+pub use sidecar::Sidecar;
 pub use sio::{AckError, SocketIo, TypedOrClosed, args};
 pub use ws::{WsEvent, WsServer};
 
