@@ -18,6 +18,12 @@ use std::{
 };
 
 use common::{Proc, conformance_with, example, node, run, spawn_ready};
+use wsio::{
+    cluster::{Event, RedisConfig},
+    socketio,
+};
+use wsio_redis::RedisLink;
+use wsio_tokio::SocketIo;
 
 /// A `redis-server` of this test, stopped (by its PID) when dropped.
 struct Redis {
@@ -185,4 +191,42 @@ fn drivers_without_the_redis_link_refuse_the_flag() {
             "{err}"
         );
     }
+}
+
+/// The node count from a wsio node (the official `serverCount()`): this
+/// node, the conformance node and the Node node.
+#[test]
+fn server_count_from_wsio() {
+    let redis = Redis::start();
+    let (_rust, _node) = nodes(&redis, "tokio");
+    let url = redis.url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let count = rt.block_on(async move {
+        let config = socketio::Config::default().cluster(true);
+        let mut machine = SocketIo::new(config).expect("server");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut link = RedisLink::start(&url, RedisConfig::default(), &["/"], SocketIo::server)
+            .expect("link")
+            .on_event(move |_, ev| {
+                if let Event::ServerCount { count, .. } = ev {
+                    let _ = tx.send(count);
+                }
+            });
+        link.connect(&mut machine, Duration::from_secs(10))
+            .await
+            .expect("connected to Redis");
+        link.adapter_mut().server_count(Instant::now(), "/");
+        let listener = wsio_tokio::listen("127.0.0.1:0").await.expect("listen");
+        let server = wsio_tokio::serve(listener, machine, Default::default())
+            .expect("server")
+            .with_sidecar(link);
+        tokio::spawn(server);
+        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .expect("join")
+    });
+    assert_eq!(count, Ok(3));
 }

@@ -391,9 +391,9 @@ impl<M: Send + 'static> Sidecar<M> for RedisLink<M> {
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }
-        if busy || self.held_connect.is_some() {
-            self.flush(now);
-        }
+        // Also what the application asked of the adapter directly
+        // (`adapter_mut`).
+        self.flush(now);
         busy
     }
 
