@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --example conformance -- [--port 3000] [--ping-interval MS] [--ping-timeout MS]
 //!     [--driver epoll|tokio|axum|smol|blocking] [--recovery]
-//!     [--redis redis://127.0.0.1:R --node-name NAME]
+//!     [--redis redis://127.0.0.1:R --node-name NAME] [--workers N]
 //! ```
 //!
 //! * `/socket.io/`: Socket.IO with namespaces `/` and `/custom`.
@@ -27,13 +27,18 @@
 //! `--redis URL --node-name NAME` makes the server a node of a Redis
 //! cluster, wire-compatible with `@socket.io/redis-adapter` 8.3.0
 //! (CONFORMANCE.md, "Flags `--redis URL --node-name NAME`"), through
-//! `wsio-redis`; drivers `tokio` and `axum` only. Besides the four cluster
+//! `wsio-cluster`; drivers `tokio` and `axum` only. Besides the four cluster
 //! events of CONFORMANCE.md, three more serve the cluster tests (and are
 //! answered the same by `tests/node/cluster-node.js`): `sockets-leave`
 //! (room, ack: `io.socketsLeave(room)`, acks `true`), `broadcast-ack`
 //! (args..., ack: `io.timeout(2000).emit("question", args..., cb)`, acks
 //! with the answers' first arguments sorted, or the string `timeout`) and
 //! `fetch-ids` (ack: the ids of every socket of `/` on all nodes, sorted).
+//!
+//! `--workers N` (driver `tokio`) serves with N machines on N threads
+//! (`wsio_cluster::workers`): each connection goes to the worker its
+//! session id names, and the workers form one cluster in the process, so
+//! `emit-all`, `to-room` and `broadcast` reach the sockets of every worker.
 
 mod common;
 
@@ -47,16 +52,17 @@ use bytes::{Bytes, BytesMut};
 use wsio::{
     cluster::RedisConfig,
     engineio::{self, ConnId, Cors, CorsOrigin, Transmit},
-    entropy::OsEntropy,
+    entropy::{BoxEntropy, OsEntropy},
     http::{RequestHead, ResponseHead},
     machine::{ConnMachine, Machine, ServerMachine, Shutdown},
     socketio::{self, Admission, Event, RequestId, SocketId, Value},
 };
 use wsio_adapter::{Embed, machine::under};
-use wsio_redis::RedisLink;
+use wsio_cluster::{RedisLink, workers::ShardEntropy};
 
 const USAGE: &str = "usage: conformance [--port PORT] [--ping-interval MS] [--ping-timeout MS] \
-    [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--redis URL --node-name NAME]";
+    [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--redis URL --node-name NAME] \
+    [--workers N]";
 
 /// How long cluster requests wait for the other nodes (the official
 /// adapter's default requests timeout).
@@ -118,7 +124,16 @@ impl Conformance {
         ping_timeout: u64,
         recovery: bool,
         node_name: Option<String>,
+        shard: Option<usize>,
     ) -> std::io::Result<Conformance> {
+        // A worker of `--workers` draws ids that name it.
+        let entropy = |shard: Option<usize>| -> std::io::Result<BoxEntropy> {
+            let os: BoxEntropy = Box::new(OsEntropy::new()?);
+            Ok(match shard {
+                Some(k) => Box::new(ShardEntropy::new(os, k)),
+                None => os,
+            })
+        };
         let recovery = recovery.then(|| {
             socketio::RecoveryConfig::default()
                 .max_disconnection_duration(Duration::from_millis(2000))
@@ -128,12 +143,12 @@ impl Conformance {
             .engine(engine_config(ping_interval, ping_timeout, "/socket.io/"))
             .connect_timeout(Duration::from_millis(1000))
             .recovery(recovery)
-            .cluster(node_name.is_some());
-        let mut sio = socketio::Server::new(config, Box::new(OsEntropy::new()?), Instant::now());
+            .cluster(node_name.is_some() || shard.is_some());
+        let mut sio = socketio::Server::new(config, entropy(shard)?, Instant::now());
         sio.add_namespace("/custom", Admission::AcceptAll);
         let eio = engineio::Server::new(
             engine_config(ping_interval, ping_timeout, "/engine.io/"),
-            Box::new(OsEntropy::new()?),
+            entropy(shard)?,
             Instant::now(),
         );
         Ok(Conformance {
@@ -581,6 +596,7 @@ fn main() -> std::io::Result<()> {
             ("--recovery", false),
             ("--redis", true),
             ("--node-name", true),
+            ("--workers", true),
         ],
     );
     let port: u16 = args.value("--port").unwrap_or(3000);
@@ -603,17 +619,47 @@ fn main() -> std::io::Result<()> {
     }
     if redis.is_some() && !matches!(driver, "tokio" | "axum") {
         eprintln!(
-            "--redis needs --driver tokio or axum (the Redis link, wsio-redis, runs on tokio); \
+            "--redis needs --driver tokio or axum (the Redis link, wsio-cluster, runs on tokio); \
              --driver {driver} cannot join a cluster\n\n{USAGE}"
         );
         std::process::exit(2);
     }
-    let machine = Conformance::new(
-        ping_interval,
-        ping_timeout,
-        args.flag("--recovery"),
-        node_name,
-    )?;
+    let recovery = args.flag("--recovery");
+    let workers: Option<usize> = args.value("--workers");
+    if let Some(n) = workers {
+        let why = if driver != "tokio" {
+            Some(format!("--workers needs --driver tokio, not {driver}"))
+        } else if redis.is_some() {
+            Some("--workers does not combine with --redis".to_owned())
+        } else if recovery {
+            Some("--workers does not combine with --recovery (a session is kept by one worker; its client's reconnection may reach another)".to_owned())
+        } else if !(1..=wsio_cluster::workers::MAX_WORKERS).contains(&n) {
+            Some(format!(
+                "--workers takes 1 to {}",
+                wsio_cluster::workers::MAX_WORKERS
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            eprintln!("{why}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+        return tokio_rt()?.block_on(async move {
+            let listener = wsio_tokio::listen(("127.0.0.1", port)).await?;
+            ready(listener.local_addr().ok());
+            let make = move |k| Conformance::new(ping_interval, ping_timeout, false, None, Some(k));
+            wsio_cluster::workers::serve(
+                listener,
+                n,
+                make,
+                Conformance::sio_mut,
+                Default::default(),
+            )
+            .await
+        });
+    }
+    let machine = Conformance::new(ping_interval, ping_timeout, recovery, node_name, None)?;
     let addr = ("127.0.0.1", port);
     match driver {
         #[cfg(target_os = "linux")]

@@ -1,5 +1,5 @@
 //! A Redis cluster of one wsio node (the `conformance` example with
-//! `--redis`, through `wsio-redis`) and one Node node (the official
+//! `--redis`, through `wsio-cluster`) and one Node node (the official
 //! `socket.io` 4.8.4 with `@socket.io/redis-adapter` 8.3.0,
 //! `tests/node/cluster-node.js`), on a real `redis-server` started here on
 //! a free loopback port without persistence. The official client on each
@@ -22,7 +22,7 @@ use wsio::{
     cluster::{Event, RedisConfig},
     socketio,
 };
-use wsio_redis::RedisLink;
+use wsio_cluster::RedisLink;
 use wsio_tokio::SocketIo;
 
 /// A `redis-server` of this test, stopped (by its PID) when dropped.

@@ -1,4 +1,4 @@
-//! wsio in a Redis cluster: the two Redis connections of
+//! The Redis link: the two Redis connections of
 //! [`wsio::cluster::RedisAdapter`], on tokio.
 //!
 //! A [`RedisLink`] is the adapter machine plus two tokio tasks, one per
@@ -10,7 +10,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use wsio::{cluster::RedisConfig, socketio::Config};
-//! use wsio_redis::RedisLink;
+//! use wsio_cluster::RedisLink;
 //! use wsio_tokio::SocketIo;
 //!
 //! # async fn run() -> std::io::Result<()> {
@@ -54,14 +54,6 @@
 //! subscriber is back, subscribes again. What the lost publisher had in
 //! flight is lost, as what a Node node publishes while Redis is down.
 //! Each loss and recovery is logged once.
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
-
-mod tasks;
 
 use std::{
     io,
@@ -74,9 +66,10 @@ use tokio::sync::mpsc;
 use wsio::{
     cluster::{Event, Link, RedisAdapter, RedisCommand, RedisConfig},
     entropy::OsEntropy,
-    socketio,
 };
-pub use wsio_adapter::Sidecar;
+use wsio_adapter::Sidecar;
+
+use crate::{ServerOf, redis_tasks as tasks};
 
 /// Commands the publisher's channel holds.
 pub const PUBLISH_QUEUE: usize = 4096;
@@ -91,7 +84,7 @@ const MAX_INPUTS: usize = 256;
 
 /// What the tasks report to the loop.
 #[derive(Debug)]
-enum Input {
+pub(crate) enum Input {
     Connected(Link),
     Lost(Link, String),
     /// A `SUBSCRIBE` or `PSUBSCRIBE` was confirmed (or dropped with its
@@ -106,9 +99,6 @@ enum Input {
         count: usize,
     },
 }
-
-/// How a server machine `M` lends its Socket.IO server to the link.
-pub type ServerOf<M> = fn(&mut M) -> &mut socketio::Server;
 
 /// The Redis adapter of one server machine `M`, with its connections (see
 /// the crate docs).
@@ -265,7 +255,7 @@ impl<M: Send + 'static> RedisLink<M> {
                 if std::mem::replace(&mut self.was_up[index(link)], true) {
                     // Up already: a stale report.
                 } else if self.last_error.is_some() {
-                    log::info!("wsio-redis: {link:?} connected again to {}", self.url);
+                    log::info!("wsio-cluster: {link:?} connected again to {}", self.url);
                 }
                 self.adapter.handle_connected(now, link);
             }
@@ -276,7 +266,7 @@ impl<M: Send + 'static> RedisLink<M> {
                 let was_up = std::mem::replace(&mut self.was_up[index(link)], false);
                 if was_up || self.last_error.is_none() {
                     log::warn!(
-                        "wsio-redis: {link:?} connection to {} lost or refused ({why}); \
+                        "wsio-cluster: {link:?} connection to {} lost or refused ({why}); \
                          serving local clients and retrying",
                         self.url
                     );
@@ -326,7 +316,7 @@ impl<M: Send + 'static> RedisLink<M> {
                     self.overflows = self.overflows.saturating_add(1);
                     if self.overflows.is_power_of_two() {
                         log::warn!(
-                            "wsio-redis: Redis is slower than the server: {} publishes dropped so far",
+                            "wsio-cluster: Redis is slower than the server: {} publishes dropped so far",
                             self.overflows
                         );
                     }
@@ -357,7 +347,7 @@ impl<M: Send + 'static> Sidecar<M> for RedisLink<M> {
                     ev => {
                         if let Event::Dropped { total } = &ev {
                             log::warn!(
-                                "wsio-redis: Redis is away and the backlog is full: {total} publishes dropped so far"
+                                "wsio-cluster: Redis is away and the backlog is full: {total} publishes dropped so far"
                             );
                         }
                         if let Some(f) = &mut self.on_event {

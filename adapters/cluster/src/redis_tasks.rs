@@ -11,7 +11,7 @@ use redis::{
 use tokio::sync::mpsc;
 use wsio::cluster::{Link, RedisCommand};
 
-use crate::{CONNECT_TIMEOUT, Input, RESPONSE_TIMEOUT};
+use crate::redis::{CONNECT_TIMEOUT, Input, RESPONSE_TIMEOUT};
 
 /// Commands sent as one pipeline at most.
 const MAX_BATCH: usize = 512;
