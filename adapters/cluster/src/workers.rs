@@ -228,15 +228,15 @@ where
                     rt.block_on(async move {
                         let machine = make(k)?;
                         let inbox = Inbox { rx, local_addr };
-                        let mut server = Server::with_options(
+                        // Alone, the bus still takes the machine's cluster
+                        // messages (and answers its requests at once).
+                        let server = Server::with_options(
                             machine,
                             Some(Box::new(inbox)),
                             Box::new(TokioSleep::new()),
                             options,
-                        );
-                        if n > 1 {
-                            server = server.with_sidecar(bus);
-                        }
+                        )
+                        .with_sidecar(bus);
                         let _ = ready.send(Ok(()));
                         server.await
                     })
