@@ -25,6 +25,17 @@ use wsio::{
 use wsio_cluster::RedisLink;
 use wsio_tokio::SocketIo;
 
+/// One cluster at a time: each runs Redis, two servers and a Node
+/// process of clients whose timings (ping every 300 ms) a loaded machine
+/// must not stretch.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A `redis-server` of this test, stopped (by its PID) when dropped.
 struct Redis {
     child: Child,
@@ -108,6 +119,7 @@ fn check_args(rust: &Proc, node: &Proc, redis: &Redis, mode: &str) -> Command {
 }
 
 fn every_operation(driver: &str) {
+    let _serial = one_at_a_time();
     let redis = Redis::start();
     let (rust, node) = nodes(&redis, driver);
     let (ok, out) = run(
@@ -131,6 +143,7 @@ fn every_operation_both_ways_axum() {
 
 #[test]
 fn redis_restarted_empty() {
+    let _serial = one_at_a_time();
     let mut redis = Redis::start();
     let port = redis.port;
     let (rust, node) = nodes(&redis, "tokio");
@@ -197,6 +210,7 @@ fn drivers_without_the_redis_link_refuse_the_flag() {
 /// node, the conformance node and the Node node.
 #[test]
 fn server_count_from_wsio() {
+    let _serial = one_at_a_time();
     let redis = Redis::start();
     let (_rust, _node) = nodes(&redis, "tokio");
     let url = redis.url();
