@@ -39,6 +39,9 @@
 //! (`wsio_cluster::workers`): each connection goes to the worker its
 //! session id names, and the workers form one cluster in the process, so
 //! `emit-all`, `to-room` and `broadcast` reach the sockets of every worker.
+//! With `--redis` too, each worker is a node of the Redis cluster (the
+//! cluster events count and ask every worker, as with a Node cluster of
+//! that many processes).
 
 mod common;
 
@@ -58,7 +61,10 @@ use wsio::{
     socketio::{self, Admission, Event, RequestId, SocketId, Value},
 };
 use wsio_adapter::{Embed, machine::under};
-use wsio_cluster::{RedisLink, workers::ShardEntropy};
+use wsio_cluster::{
+    RedisLink,
+    workers::{Cluster, ShardEntropy},
+};
 
 const USAGE: &str = "usage: conformance [--port PORT] [--ping-interval MS] [--ping-timeout MS] \
     [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--redis URL --node-name NAME] \
@@ -629,8 +635,6 @@ fn main() -> std::io::Result<()> {
     if let Some(n) = workers {
         let why = if driver != "tokio" {
             Some(format!("--workers needs --driver tokio, not {driver}"))
-        } else if redis.is_some() {
-            Some("--workers does not combine with --redis".to_owned())
         } else if recovery {
             Some("--workers does not combine with --recovery (a session is kept by one worker; its client's reconnection may reach another)".to_owned())
         } else if !(1..=wsio_cluster::workers::MAX_WORKERS).contains(&n) {
@@ -648,15 +652,25 @@ fn main() -> std::io::Result<()> {
         return tokio_rt()?.block_on(async move {
             let listener = wsio_tokio::listen(("127.0.0.1", port)).await?;
             ready(listener.local_addr().ok());
-            let make = move |k| Conformance::new(ping_interval, ping_timeout, false, None, Some(k));
-            wsio_cluster::workers::serve(
-                listener,
-                n,
-                make,
-                Conformance::sio_mut,
-                Default::default(),
-            )
-            .await
+            let cluster = match redis {
+                Some(url) => Cluster::Redis {
+                    url,
+                    config: RedisConfig::default().requests_timeout(CLUSTER_TIMEOUT),
+                    namespaces: vec!["/".into(), "/custom".into()],
+                },
+                None => Cluster::Local,
+            };
+            let make = move |k| {
+                Conformance::new(
+                    ping_interval,
+                    ping_timeout,
+                    false,
+                    node_name.clone(),
+                    Some(k),
+                )
+            };
+            let sio = Conformance::sio_mut;
+            wsio_cluster::workers::serve(listener, n, make, sio, cluster, Default::default()).await
         });
     }
     let machine = Conformance::new(ping_interval, ping_timeout, recovery, node_name, None)?;

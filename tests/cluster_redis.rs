@@ -92,10 +92,13 @@ impl Drop for Redis {
     }
 }
 
-/// The wsio node and the Node node of a cluster on `redis`.
-fn nodes(redis: &Redis, driver: &str) -> (Proc, Proc) {
+/// The wsio node and the Node node of a cluster on `redis`; `extra` goes
+/// to the wsio node.
+fn nodes_with(redis: &Redis, driver: &str, extra: &[&str]) -> (Proc, Proc) {
     let url = redis.url();
-    let rust = conformance_with(&["--driver", driver, "--redis", &url, "--node-name", "rust"]);
+    let mut args = vec!["--driver", driver, "--redis", &url, "--node-name", "rust"];
+    args.extend_from_slice(extra);
+    let rust = conformance_with(&args);
     let mut n = node();
     n.args([
         "cluster-node.js",
@@ -110,6 +113,10 @@ fn nodes(redis: &Redis, driver: &str) -> (Proc, Proc) {
     (rust, node)
 }
 
+fn nodes(redis: &Redis, driver: &str) -> (Proc, Proc) {
+    nodes_with(redis, driver, &[])
+}
+
 fn check_args(rust: &Proc, node: &Proc, redis: &Redis, mode: &str) -> Command {
     let mut c = common::node();
     c.args(["cluster-check.js", "--rust", &rust.port.to_string()])
@@ -119,14 +126,19 @@ fn check_args(rust: &Proc, node: &Proc, redis: &Redis, mode: &str) -> Command {
 }
 
 fn every_operation(driver: &str) {
+    every_operation_with(driver, 1);
+}
+
+/// The checks, the wsio side being `workers` nodes (`--workers`).
+fn every_operation_with(driver: &str, workers: usize) {
     let _serial = one_at_a_time();
     let redis = Redis::start();
-    let (rust, node) = nodes(&redis, driver);
-    let (ok, out) = run(
-        "cluster-check.js",
-        check_args(&rust, &node, &redis, "full"),
-        Duration::from_secs(120),
-    );
+    let w = workers.to_string();
+    let extra: &[&str] = if workers > 1 { &["--workers", &w] } else { &[] };
+    let (rust, node) = nodes_with(&redis, driver, extra);
+    let mut check = check_args(&rust, &node, &redis, "full");
+    check.args(["--rust-nodes", &w]);
+    let (ok, out) = run("cluster-check.js", check, Duration::from_secs(120));
     println!("{out}");
     assert!(ok, "cluster checks failed ({driver} driver):\n{out}");
 }
@@ -139,6 +151,12 @@ fn every_operation_both_ways_tokio() {
 #[test]
 fn every_operation_both_ways_axum() {
     every_operation("axum");
+}
+
+/// Each worker of `--workers 2` is a node of the Redis cluster.
+#[test]
+fn every_operation_both_ways_two_workers() {
+    every_operation_with("tokio", 2);
 }
 
 #[test]

@@ -27,21 +27,11 @@ fn official_client_on_two_workers() {
 }
 
 #[test]
-fn workers_need_the_tokio_driver_and_no_redis() {
+fn workers_need_the_tokio_driver_and_no_recovery() {
     for extra in [
         &["--driver", "smol", "--workers", "2"][..],
         &["--driver", "tokio", "--workers", "2", "--recovery"],
         &["--driver", "tokio", "--workers", "0"],
-        &[
-            "--driver",
-            "tokio",
-            "--workers",
-            "2",
-            "--redis",
-            "redis://127.0.0.1:1",
-            "--node-name",
-            "x",
-        ],
     ] {
         let out = example("conformance")
             .args(["--port", "0"])

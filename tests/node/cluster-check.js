@@ -4,7 +4,9 @@
 // Redis cluster, checking every cluster operation in both directions, and
 // `@socket.io/redis-emitter` reaching the sockets of both.
 //
-//   node cluster-check.js --rust PORT --node PORT --redis URL [--mode full|restart]
+//   node cluster-check.js --rust PORT --node PORT --redis URL [--mode full|restart] [--rust-nodes K]
+//
+// `--rust-nodes K`: the wsio server is K nodes (`--workers K`), named `rust`.
 //
 // `restart`: after a first check it prints `RESTART-ME` and waits for `down`
 // on stdin (Redis stopped: the wsio node must still serve its own clients),
@@ -19,13 +21,15 @@ const { io } = require("socket.io-client");
 const { createClient } = require("redis");
 const { Emitter } = require("@socket.io/redis-emitter");
 
-const opts = { mode: "full" };
+const opts = { mode: "full", "rust-nodes": "1" };
 {
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i += 2) opts[argv[i].replace(/^--/, "")] = argv[i + 1];
 }
 const RUST = `http://127.0.0.1:${opts.rust}`;
 const NODE = `http://127.0.0.1:${opts.node}`;
+const RUST_NODES = Number(opts["rust-nodes"]);
+const rusts = (k) => Array(k).fill("rust");
 
 let passed = 0;
 let failed = 0;
@@ -106,9 +110,13 @@ async function full() {
     const got = await ask(from, "fetch-ids");
     check(`fetchSockets ${side}: every id`, same(got, ids), got);
   }
-  check("serverSideEmit with acks from wsio: the node node answers", same(await ask(R1, "server-side-emit", "x"), ["node"]));
-  check("serverSideEmit with acks from node: the wsio node answers", same(await ask(N1, "server-side-emit", "x"), ["rust"]));
-  check("serverCount on node counts the wsio node", (await ask(N1, "server-count")) === 2);
+  {
+    const got = await ask(R1, "server-side-emit", "x");
+    check("serverSideEmit with acks from wsio: every other node answers", same(got, ["node", ...rusts(RUST_NODES - 1)]), got);
+    const back = await ask(N1, "server-side-emit", "x");
+    check("serverSideEmit with acks from node: the wsio nodes answer", same(back, rusts(RUST_NODES)), back);
+  }
+  check("serverCount on node counts the wsio nodes", (await ask(N1, "server-count")) === RUST_NODES + 1);
 
   for (const [[from, side], [other]] of [
     [sides[0], sides[1]],
@@ -216,7 +224,7 @@ async function restart() {
   check(`after the restart: wsio -> node again within 5 s (${took} ms)`, there);
   check(`after the restart: node -> wsio again within 5 s (${took} ms)`, back);
   check("after the restart: cluster-count", (await ask(R1, "cluster-count")) === 4);
-  check("after the restart: serverSideEmit", same(await ask(R1, "server-side-emit", "x"), ["node"]));
+  check("after the restart: serverSideEmit", same(await ask(R1, "server-side-emit", "x"), ["node", ...rusts(RUST_NODES - 1)]));
   all.forEach((s) => s.close());
 }
 

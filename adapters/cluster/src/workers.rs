@@ -51,7 +51,9 @@ use wsio_adapter::{
 };
 use wsio_tokio::{TokioSleep, TokioStream};
 
-use crate::{LocalBus, ServerOf};
+use wsio::cluster::RedisConfig;
+
+use crate::{LocalBus, RedisLink, ServerOf};
 
 /// The most workers: one base64url character names each.
 pub const MAX_WORKERS: usize = 64;
@@ -185,17 +187,40 @@ impl runtime::Stream for Prefixed {
     }
 }
 
+/// How the workers form a cluster.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Cluster {
+    /// Among themselves, in the process ([`LocalBus`]).
+    Local,
+    /// Each as a node of a Redis cluster ([`RedisLink`]), with the nodes
+    /// of other processes (Node ones included), as each process of a Node
+    /// cluster is: the workers reach each other through Redis too.
+    Redis {
+        /// The Redis URL.
+        url: String,
+        /// The adapter's options.
+        config: RedisConfig,
+        /// The namespaces to subscribe at once.
+        namespaces: Vec<String>,
+    },
+}
+
+/// How long a worker may take to connect to Redis and subscribe.
+const REDIS_WAIT: Duration = Duration::from_secs(10);
+
 /// Runs `n` workers (at most [`MAX_WORKERS`]) on `listener` and serves
 /// until the listener fails for good. Worker `k` runs on its own thread
 /// the machine `make(k)` (made there; draw its ids from a
-/// [`ShardEntropy`] of shard `k`), joined to the others by a
-/// [`LocalBus`] through `server`. The dispatcher runs on the calling
-/// task's runtime.
+/// [`ShardEntropy`] of shard `k`), in `cluster` through `server`. The
+/// dispatcher runs on the calling task's runtime, once every worker is
+/// ready (with Redis: connected and subscribed).
 pub async fn serve<M, F>(
     listener: tokio::net::TcpListener,
     n: usize,
     make: F,
     server: ServerOf<M>,
+    cluster: Cluster,
     options: Options,
 ) -> io::Result<()>
 where
@@ -212,10 +237,15 @@ where
     let make = Arc::new(make);
     let mut inboxes = Vec::with_capacity(n);
     let mut started = Vec::with_capacity(n);
-    for (k, bus) in LocalBus::mesh(n, server).into_iter().enumerate() {
+    let buses: Vec<Option<LocalBus<M>>> = match cluster {
+        Cluster::Local => LocalBus::mesh(n, server).into_iter().map(Some).collect(),
+        Cluster::Redis { .. } => (0..n).map(|_| None).collect(),
+    };
+    for (k, bus) in buses.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(BACKLOG);
         inboxes.push(tx);
         let make = make.clone();
+        let cluster = cluster.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name(format!("wsio-worker-{k}"))
@@ -228,16 +258,30 @@ where
                     rt.block_on(async move {
                         let machine = make(k)?;
                         let inbox = Inbox { rx, local_addr };
-                        // Alone, the bus still takes the machine's cluster
-                        // messages (and answers its requests at once).
-                        let server = Server::with_options(
+                        let mut loop_ = Server::with_options(
                             machine,
                             Some(Box::new(inbox)),
                             Box::new(TokioSleep::new()),
                             options,
-                        )
-                        .with_sidecar(bus);
+                        );
+                        // Alone, the bus still takes the machine's cluster
+                        // messages (and answers its requests at once).
+                        if let Some(bus) = bus {
+                            loop_ = loop_.with_sidecar(bus);
+                        }
+                        if let Cluster::Redis {
+                            url,
+                            config,
+                            namespaces,
+                        } = cluster
+                        {
+                            let ns: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+                            let mut link = RedisLink::start(&url, config, &ns, server)?;
+                            link.connect(loop_.machine(), REDIS_WAIT).await?;
+                            loop_ = loop_.with_sidecar(link);
+                        }
                         let _ = ready.send(Ok(()));
+                        let server = loop_;
                         server.await
                     })
                 };
