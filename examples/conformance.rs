@@ -41,7 +41,8 @@
 //! `emit-all`, `to-room` and `broadcast` reach the sockets of every worker.
 //! With `--redis` too, each worker is a node of the Redis cluster (the
 //! cluster events count and ask every worker, as with a Node cluster of
-//! that many processes).
+//! that many processes); with `--node-name NAME` alone, the cluster events
+//! are answered on the in-process cluster of the workers.
 
 mod common;
 
@@ -619,7 +620,12 @@ fn main() -> std::io::Result<()> {
     common::log_to_stderr();
     let redis: Option<String> = args.value("--redis");
     let node_name: Option<String> = args.value("--node-name");
-    if redis.is_some() != node_name.is_some() {
+    let workers: Option<usize> = args.value("--workers");
+    // `--workers` with `--node-name` alone: the cluster events on the
+    // in-process cluster.
+    if redis.is_some() && node_name.is_none()
+        || node_name.is_some() && redis.is_none() && workers.is_none()
+    {
         eprintln!("--redis and --node-name go together\n\n{USAGE}");
         std::process::exit(2);
     }
@@ -631,7 +637,6 @@ fn main() -> std::io::Result<()> {
         std::process::exit(2);
     }
     let recovery = args.flag("--recovery");
-    let workers: Option<usize> = args.value("--workers");
     if let Some(n) = workers {
         let why = if driver != "tokio" {
             Some(format!("--workers needs --driver tokio, not {driver}"))

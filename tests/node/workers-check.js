@@ -6,7 +6,12 @@
 // sid's first character names its worker); broadcasts must reach every
 // socket of every worker exactly once.
 //
-//   node workers-check.js --port P --workers N
+//   node workers-check.js --port P --workers N [--cluster-events 1]
+//
+// `--cluster-events 1` (server run with `--node-name rust`): also the
+// cluster events of CONFORMANCE.md and the test events across the workers'
+// in-process cluster (fetchSockets, serverSideEmit with acks, socketsJoin
+// and Leave, broadcasts with acks, disconnectSockets).
 //
 // Ends with `N passed, M failed`; exit code 1 if anything failed.
 "use strict";
@@ -43,6 +48,10 @@ function connect(name, transports) {
     s.disconnects = [];
     s.onAny((ev, ...args) => s.log.push([ev, args]));
     s.on("disconnect", (reason) => s.disconnects.push(reason));
+    s.on("question", (...args) => {
+      const cb = args.pop();
+      if (typeof cb === "function") cb(name);
+    });
     s.once("connect", () => resolve(s));
     s.once("connect_error", (e) => reject(new Error(`${name}: ${e.message}`)));
   });
@@ -106,7 +115,36 @@ async function main() {
   await settle(500);
   check("to-room r: its members on every worker once", same(all.map((s) => count(s, "room-message")), [0, 1, 1, 0, 0, 0]), all.map((s) => count(s, "room-message")));
   check("nobody was disconnected", all.every((s) => s.connected && s.disconnects.length === 0), all.map((s) => s.disconnects));
+  if (opts["cluster-events"]) await clusterEvents(all);
   all.forEach((s) => s.close());
+}
+
+async function clusterEvents(all) {
+  const [a, b, c, d, e, f] = all;
+  check("cluster-count: the sockets of every worker", (await ask(a, "cluster-count")) === 6);
+  const ids = await ask(d, "fetch-ids");
+  check("fetchSockets: every id", same(ids, all.map((s) => s.id).sort()), ids);
+  const answers = await ask(a, "server-side-emit", "x");
+  check("serverSideEmit with acks: every other worker answers", same(answers, Array(WORKERS - 1).fill("rust")), answers);
+  check("sockets-join", (await ask(a, "sockets-join", "sj")) === true);
+  await settle(300);
+  clear(all);
+  f.emit("to-room", "sj", "x");
+  await settle(500);
+  check("socketsJoin: every socket of every worker joined", all.every((s) => count(s, "room-message") === 1), all.map((s) => count(s, "room-message")));
+  check("sockets-leave", (await ask(d, "sockets-leave", "sj")) === true);
+  await settle(300);
+  clear(all);
+  a.emit("to-room", "sj", "x");
+  await settle(500);
+  check("socketsLeave: every socket of every worker left", all.every((s) => count(s, "room-message") === 0), all.map((s) => count(s, "room-message")));
+  const acks = await ask(c, "broadcast-ack", "q");
+  check("broadcast with acks: every client's answer", same(acks, all.map((s) => s.label).sort()), acks);
+  // b and c are in r, on two workers.
+  e.emit("disconnect-room", "r");
+  await settle(700);
+  check("disconnect-room: its members on every worker", same([b.disconnects, c.disconnects], [["io server disconnect"], ["io server disconnect"]]) && [a, d, e, f].every((s) => s.connected), [b.disconnects, c.disconnects]);
+  check("cluster-count after", (await ask(a, "cluster-count")) === 4);
 }
 
 main()
