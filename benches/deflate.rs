@@ -28,19 +28,35 @@
 //!   and the trailer into a reused `Vec` already big enough, `reset` per
 //!   message without takeover.
 //!
+//! * `compress/*/wsio_connection`: a whole message sent compressed through a
+//!   server `ws::Connection` (`send_slices` of a binary message, threshold
+//!   0) and its frame
+//!   taken with `poll_transmit`: the codec plus framing, queueing and the
+//!   handover, against `flate2_bare` for the overhead of all of wsio.
+//! * `decompress/*/wsio_connection`: the compressed frame fed to a client
+//!   `ws::Connection` (`handle_input`) and the message taken with
+//!   `poll_event`.
+//!
 //! Before timing, wsio's output is checked against the bare calls' (the
-//! same compressed bytes; the same messages back).
+//! same compressed bytes, through the codec and the connection alike; the
+//! same messages back).
 
-use std::hint::black_box;
+use std::{hint::black_box, time::Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use criterion::{
     BenchmarkId, Criterion, Throughput,
     measurement::{Measurement, ValueFormatter},
 };
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
-use wsio::ws::Role;
-use wsio::ws::deflate::{DeflateConfig, Deflater, Inflater, Params};
+use wsio::{
+    entropy::SeededEntropy,
+    ws::{
+        Config, Connection, DataKind, Event, Message, OpCode, Role, Transmit,
+        deflate::{DeflateConfig, Deflater, Inflater, Params},
+        frame::{FrameHeader, decode_header, encode_header},
+    },
+};
 
 const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 const LIMIT: usize = 64 << 20;
@@ -167,6 +183,57 @@ fn inputs() -> Vec<Input> {
     ]
 }
 
+/// A server connection that compresses every message it sends.
+fn server(params: Params) -> Connection {
+    let config = Config::default().deflate(DeflateConfig::default().enabled(true).threshold(0));
+    Connection::server_upgraded(config).with_deflate(params)
+}
+
+/// A client connection that inflates what a server compressed.
+fn client(params: Params) -> Connection {
+    let config = Config::default()
+        .max_message_size(LIMIT)
+        .max_frame_size(LIMIT);
+    Connection::client_upgraded(config, Box::new(SeededEntropy::new(1))).with_deflate(params)
+}
+
+/// Sends `msg` compressed and returns the frame's bytes (one transmit for
+/// a message of these sizes).
+fn connection_send(conn: &mut Connection, msg: &[u8]) -> Bytes {
+    conn.send_slices(DataKind::Binary, b"", msg).unwrap();
+    let Some(Transmit::Data(frame)) = conn.poll_transmit(Instant::now()) else {
+        panic!("no frame")
+    };
+    frame
+}
+
+/// A server frame with RSV1 around a compressed payload.
+fn server_frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    encode_header(
+        &FrameHeader {
+            fin: true,
+            rsv: 0b100,
+            opcode: OpCode::Binary,
+            mask: None,
+            len: payload.len() as u64,
+        },
+        &mut out,
+    );
+    out.extend_from_slice(payload);
+    out.to_vec()
+}
+
+/// Feeds a frame and takes the message it carries (the time a driver
+/// would read once per read is read once per run).
+fn connection_receive(conn: &mut Connection, frame: &[u8], now: Instant) -> Message {
+    conn.handle_input(now, frame);
+    match conn.poll_event(Instant::now()) {
+        Some(Event::Message(m)) => m,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn params(takeover: bool) -> Params {
     Params {
         server_no_context_takeover: !takeover,
@@ -205,6 +272,18 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
             check.inflate(payload, true, LIMIT, &mut out).unwrap();
             assert_eq!(&out[..], &msgs[k % msgs.len()][..]);
         }
+        // The same through connections: the same compressed payloads, the
+        // same messages back.
+        let frames: Vec<Vec<u8>> = chain.iter().map(|p| server_frame(p)).collect();
+        let (mut tx, mut rx) = (server(params), client(params));
+        for (k, frame) in frames.iter().enumerate() {
+            let sent = connection_send(&mut tx, &msgs[k % msgs.len()]);
+            assert_eq!(&sent[..], &frame[..], "{} {mode} frame {k}", input.name);
+            let (h, _) = decode_header(&sent).unwrap().unwrap();
+            assert_eq!(h.rsv, 0b100);
+            let got = connection_receive(&mut rx, frame, Instant::now());
+            assert_eq!(got.as_bytes(), &msgs[k % msgs.len()][..]);
+        }
 
         let mut g = c.benchmark_group(format!("{prefix}/compress/{}_{mode}", input.name));
         g.throughput(Throughput::Bytes(msgs[0].len() as u64));
@@ -216,6 +295,13 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
                 out.clear();
                 deflater.compress(&msgs[k % msgs.len()], &mut out).unwrap();
                 black_box(&out);
+                k += 1;
+            })
+        });
+        let mut conn = server(params);
+        g.bench_function(BenchmarkId::from_parameter("wsio_connection"), |b| {
+            b.iter(|| {
+                black_box(connection_send(&mut conn, &msgs[k % msgs.len()]));
                 k += 1;
             })
         });
@@ -258,6 +344,19 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
                 })
             });
         }
+        let mut conn = client(params);
+        let mut k = 0;
+        let now = Instant::now();
+        g.bench_function(BenchmarkId::from_parameter("wsio_connection"), |b| {
+            b.iter(|| {
+                if k == frames.len() {
+                    conn = client(params);
+                    k = 0;
+                }
+                black_box(connection_receive(&mut conn, &frames[k], now));
+                k += 1;
+            })
+        });
         let mut bare = Decompress::new(false);
         let mut out = Vec::with_capacity(msgs[0].len() + 1);
         let mut k = 0;

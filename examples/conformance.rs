@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --example conformance -- [--port 3000] [--ping-interval MS] [--ping-timeout MS]
-//!     [--driver epoll|tokio|axum|smol|blocking] [--recovery]
+//!     [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--compress]
 //!     [--redis redis://127.0.0.1:R --node-name NAME] [--workers N]
 //! ```
 //!
@@ -23,6 +23,11 @@
 //! `--recovery` turns on connection state recovery as the official
 //! `connectionStateRecovery: { maxDisconnectionDuration: 2000,
 //! skipMiddlewares: true }` (CONFORMANCE.md, "Flag `--recovery`").
+//!
+//! `--compress` turns on permessage-deflate on both paths, as the official
+//! `perMessageDeflate: true` (threshold 1,024 bytes). Polling responses
+//! are compressed with or without it, as the official `httpCompression`
+//! default (gzip or deflate as the request accepts, from 1,024 bytes).
 //!
 //! `--redis URL --node-name NAME` makes the server a node of a Redis
 //! cluster, wire-compatible with `@socket.io/redis-adapter` 8.3.0
@@ -60,6 +65,7 @@ use wsio::{
     http::{RequestHead, ResponseHead},
     machine::{ConnMachine, Machine, ServerMachine, Shutdown},
     socketio::{self, Admission, Event, RequestId, SocketId, Value},
+    ws::deflate::DeflateConfig,
 };
 use wsio_adapter::{Embed, machine::under};
 use wsio_cluster::{
@@ -68,8 +74,8 @@ use wsio_cluster::{
 };
 
 const USAGE: &str = "usage: conformance [--port PORT] [--ping-interval MS] [--ping-timeout MS] \
-    [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--redis URL --node-name NAME] \
-    [--workers N]";
+    [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--compress] \
+    [--redis URL --node-name NAME] [--workers N]";
 
 /// How long cluster requests wait for the other nodes (the official
 /// adapter's default requests timeout).
@@ -130,9 +136,11 @@ impl Conformance {
         ping_interval: u64,
         ping_timeout: u64,
         recovery: bool,
+        compress: bool,
         node_name: Option<String>,
         shard: Option<usize>,
     ) -> std::io::Result<Conformance> {
+        let deflate = DeflateConfig::default().enabled(compress);
         // A worker of `--workers` draws ids that name it.
         let entropy = |shard: Option<usize>| -> std::io::Result<BoxEntropy> {
             let os: BoxEntropy = Box::new(OsEntropy::new()?);
@@ -147,14 +155,17 @@ impl Conformance {
                 .skip_middlewares(true)
         });
         let config = socketio::Config::default()
-            .engine(engine_config(ping_interval, ping_timeout, "/socket.io/"))
+            .engine(
+                engine_config(ping_interval, ping_timeout, "/socket.io/")
+                    .per_message_deflate(deflate),
+            )
             .connect_timeout(Duration::from_millis(1000))
             .recovery(recovery)
             .cluster(node_name.is_some() || shard.is_some());
         let mut sio = socketio::Server::new(config, entropy(shard)?, Instant::now());
         sio.add_namespace("/custom", Admission::AcceptAll);
         let eio = engineio::Server::new(
-            engine_config(ping_interval, ping_timeout, "/engine.io/"),
+            engine_config(ping_interval, ping_timeout, "/engine.io/").per_message_deflate(deflate),
             entropy(shard)?,
             Instant::now(),
         );
@@ -539,6 +550,20 @@ impl ConnMachine for Conformance {
             Owner::Eio(c) => self.eio.handle_eof(now, c),
         }
     }
+
+    fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: Bytes) {
+        match self.owner(conn) {
+            Owner::Sio(c) => self.sio.handle_write_blocked(now, c, unwritten),
+            Owner::Eio(c) => self.eio.handle_write_blocked(now, c, unwritten),
+        }
+    }
+
+    fn handle_writable(&mut self, now: Instant, conn: ConnId) {
+        match self.owner(conn) {
+            Owner::Sio(c) => self.sio.handle_writable(now, c),
+            Owner::Eio(c) => self.eio.handle_writable(now, c),
+        }
+    }
 }
 
 impl ServerMachine for Conformance {
@@ -601,6 +626,7 @@ fn main() -> std::io::Result<()> {
             ("--ping-timeout", true),
             ("--driver", true),
             ("--recovery", false),
+            ("--compress", false),
             ("--redis", true),
             ("--node-name", true),
             ("--workers", true),
@@ -637,6 +663,7 @@ fn main() -> std::io::Result<()> {
         std::process::exit(2);
     }
     let recovery = args.flag("--recovery");
+    let compress = args.flag("--compress");
     if let Some(n) = workers {
         let why = if driver != "tokio" {
             Some(format!("--workers needs --driver tokio, not {driver}"))
@@ -670,6 +697,7 @@ fn main() -> std::io::Result<()> {
                     ping_interval,
                     ping_timeout,
                     false,
+                    compress,
                     node_name.clone(),
                     Some(k),
                 )
@@ -678,14 +706,21 @@ fn main() -> std::io::Result<()> {
             wsio_cluster::workers::serve(listener, n, make, sio, cluster, Default::default()).await
         });
     }
-    let machine = Conformance::new(ping_interval, ping_timeout, recovery, node_name, None)?;
+    let machine = Conformance::new(
+        ping_interval,
+        ping_timeout,
+        recovery,
+        compress,
+        node_name,
+        None,
+    )?;
     let addr = ("127.0.0.1", port);
     match driver {
         #[cfg(target_os = "linux")]
         "epoll" => {
             let listener = common::epoll::bind(addr)?;
             println!("READY {}", listener.local_addr()?.port());
-            common::epoll::serve_machine(listener, machine, 1 << 20)
+            common::epoll::serve_machine(listener, machine)
         }
         "tokio" => tokio_rt()?.block_on(async {
             let mut machine = machine;

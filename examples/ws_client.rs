@@ -6,6 +6,9 @@
 //!   every case of an Autobahn `fuzzingserver`, echoing what it sends, then
 //!   asks it to write its report. `Config::default()` takes every case the
 //!   suite sends (up to 16 MiB messages, any number of fragments).
+//!
+//! Both offer permessage-deflate (as npm `ws` and browsers do), unless
+//! `--no-deflate` comes first.
 
 mod common;
 
@@ -15,8 +18,12 @@ use smol::{io::AsyncBufReadExt, net::TcpStream};
 use wsio::{
     entropy::OsEntropy,
     http::Url,
-    ws::{ClientRequest, Config, Connection, Event, Message},
+    ws::{ClientRequest, Config, Connection, Event, Message, deflate::DeflateConfig},
 };
+
+fn config(deflate: bool) -> Config {
+    Config::default().deflate(DeflateConfig::default().enabled(deflate))
+}
 
 async fn open(url: &str, config: Config) -> std::io::Result<(TcpStream, Connection)> {
     let u = Url::parse(url).ok_or_else(|| std::io::Error::other(format!("bad URL {url}")))?;
@@ -29,8 +36,7 @@ async fn open(url: &str, config: Config) -> std::io::Result<(TcpStream, Connecti
     ))
 }
 
-async fn autobahn(base: &str) -> std::io::Result<()> {
-    let config = Config::default();
+async fn autobahn(base: &str, config: Config) -> std::io::Result<()> {
     let count = Rc::new(RefCell::new(0u32));
     let (s, c) = open(&format!("{base}/getCaseCount"), config).await?;
     let n = count.clone();
@@ -57,8 +63,8 @@ async fn autobahn(base: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn interactive(url: &str) -> std::io::Result<()> {
-    let (stream, conn) = open(url, Config::default()).await?;
+async fn interactive(url: &str, config: Config) -> std::io::Result<()> {
+    let (stream, conn) = open(url, config).await?;
     // Lines from stdin are read on a helper thread and sent through the
     // machine; the socket side runs in this task.
     let (tx, rx) = smol::channel::unbounded::<String>();
@@ -94,13 +100,20 @@ async fn interactive(url: &str) -> std::io::Result<()> {
 }
 
 fn main() -> std::io::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let deflate = args.first().is_none_or(|a| a != "--no-deflate");
+    if !deflate {
+        args.remove(0);
+    }
+    let config = config(deflate);
     smol::block_on(async {
         match args.as_slice() {
-            [flag, url] if flag == "--autobahn" => autobahn(url.trim_end_matches('/')).await,
-            [url] => interactive(url).await,
+            [flag, url] if flag == "--autobahn" => {
+                autobahn(url.trim_end_matches('/'), config).await
+            }
+            [url] => interactive(url, config).await,
             _ => {
-                eprintln!("usage: ws_client URL | ws_client --autobahn URL");
+                eprintln!("usage: ws_client [--no-deflate] [--autobahn] URL");
                 std::process::exit(2);
             }
         }

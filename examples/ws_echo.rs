@@ -3,7 +3,9 @@
 //! `cargo run --example ws_echo -- --port 9001` and point any WebSocket
 //! client at ws://127.0.0.1:9001/. It runs with `Config::default()`, whose
 //! limits (16 MiB messages, any number of fragments) are what the Autobahn
-//! testsuite sends, so `scripts/autobahn.sh server` needs no other setting.
+//! testsuite sends, so `scripts/autobahn.sh server` needs no other setting,
+//! plus permessage-deflate: it accepts any offer a client makes (browsers
+//! always make one), unless started with `--no-deflate`.
 //! With `--close-command`, the text message `close:CODE:REASON` makes the
 //! server close with that code and reason (for interop tests).
 //!
@@ -12,10 +14,10 @@
 
 mod common;
 
-use wsio::ws::{Accept, CloseCode, Config, Event, Message};
+use wsio::ws::{Accept, CloseCode, Config, Event, Message, deflate::DeflateConfig};
 use wsio_tokio::{Options, WsServer};
 
-const USAGE: &str = "usage: ws_echo [--port PORT] [--close-command]";
+const USAGE: &str = "usage: ws_echo [--port PORT] [--close-command] [--no-deflate]";
 
 fn main() -> std::io::Result<()> {
     let args = common::args::Args::parse(
@@ -24,13 +26,13 @@ fn main() -> std::io::Result<()> {
             ("--port", true),
             ("--autobahn", false),
             ("--close-command", false),
+            ("--no-deflate", false),
         ],
     );
     let port: u16 = args.value("--port").unwrap_or(9001);
     let close_command = args.flag("--close-command");
-    let config = Config::default();
-    // What may wait for a peer: the connection's own send-queue limit.
-    let options = Options::default().max_queued(config.max_send_queue);
+    let deflate = DeflateConfig::default().enabled(!args.flag("--no-deflate"));
+    let config = Config::default().deflate(deflate);
     common::log_to_stderr();
     let echo = move |ws: &mut WsServer, ev: wsio_tokio::WsEvent, now| {
         let Some(conn) = ws.conn(ev.conn) else {
@@ -60,7 +62,7 @@ fn main() -> std::io::Result<()> {
     rt.block_on(async {
         let listener = wsio_tokio::listen(("127.0.0.1", port)).await?;
         println!("READY {}", listener.local_addr()?.port());
-        wsio_tokio::serve(listener, WsServer::new(config), options)?
+        wsio_tokio::serve(listener, WsServer::new(config), Options::default())?
             .on_event(echo)
             .await
     })

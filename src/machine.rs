@@ -90,17 +90,78 @@
 //!
 //! # Backpressure
 //!
-//! A transmit the driver cannot write at once stays the driver's until it is
-//! written; meanwhile the driver takes nothing more for that connection and
-//! reads nothing from it. A single-stream machine (a `ws::Connection`) simply
-//! is not polled until the socket is writable again ([`drain`] stops when the
-//! sink returns [`ControlFlow::Break`]). A machine of many connections keeps
-//! each connection's output queued until the driver takes it; the queue
-//! lives in the machine, where its limit (`max_send_queue`, `max_buffer`) is
-//! enforced: past it the connection is closed, and the application hears
-//! why.
+//! A driver writes each transmit as it takes it and keeps no buffer of its
+//! own: what it cannot write stays the machine's, where one bound counts
+//! it. While a connection's socket is full, the driver reads nothing from
+//! it and the machine decodes nothing more of it (its answers, pongs
+//! included, could not be written); the other connections go on.
+//!
+//! * **One stream** (a [`ws::Connection`](crate::ws::Connection)): the
+//!   sink keeps what is left of the transmit it could not write whole and
+//!   returns [`ControlFlow::Break`]; [`drain`] stops
+//!   ([`Drained::Blocked`]). The driver neither polls nor reads until the
+//!   socket is writable, writes the rest, then drains again. Unpolled, the
+//!   connection decodes nothing; sends past its `max_send_queue` fail and
+//!   automatic pongs are skipped while it is full.
+//! * **Many connections** ([`ConnMachine`]): the sink gives what it could
+//!   not write back with
+//!   [`handle_write_blocked`](ConnMachine::handle_write_blocked) (it is
+//!   handed the machine for that) and returns [`ControlFlow::Continue`],
+//!   so the drain goes on with the other connections. The machine then
+//!   hands out nothing more for that connection but a close (which means:
+//!   drop it, unwritten bytes and all) and decodes none of its input,
+//!   until the driver says the socket is writable again
+//!   ([`handle_writable`](ConnMachine::handle_writable)) and drains. All
+//!   the peer has not read is then in the machine and counted against the
+//!   connection's bound (`engineio::Config::max_send_queue`, 1 MiB by
+//!   default): a send that would cross it ends the session and drops the
+//!   connection, and the application hears why
+//!   (`CloseReason::SendQueueFull`); a connection that stays blocked
+//!   longer than `send_timeout` is dropped too (`CloseReason::SendTimeout`).
+//!
+//! ```
+//! use std::{ops::ControlFlow, time::Instant};
+//! use wsio::{
+//!     engineio::{Config, Server, Transmit},
+//!     entropy::SeededEntropy,
+//!     machine::{ConnMachine, drain},
+//! };
+//!
+//! let now = Instant::now();
+//! let mut server = Server::new(Config::default(), Box::new(SeededEntropy::new(1)), now);
+//! let conn = server.accept(now, None);
+//! server.handle_input(now, conn, b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\n\r\n");
+//! let mut rest = None;
+//! drain(&mut server, now, |server, t| {
+//!     if let Transmit::Data { conn, data } = t {
+//!         // The socket took 10 bytes and is full: the rest goes back.
+//!         rest = Some(data.slice(10..));
+//!         server.handle_write_blocked(now, conn, data.slice(10..));
+//!     }
+//!     ControlFlow::Continue(())
+//! }, |_, _| {});
+//! assert_eq!(server.poll_transmit(now), None);
+//! // The socket is writable again: the rest comes out first.
+//! server.handle_writable(now, conn);
+//! let Some(Transmit::Data { data, .. }) = server.poll_transmit(now) else { panic!() };
+//! assert_eq!(Some(data), rest);
+//! ```
+
+mod backlog;
 
 use std::{net::SocketAddr, ops::ControlFlow, time::Instant};
+
+use bytes::Bytes;
+
+pub(crate) use backlog::{Backlog, Holdable};
+
+/// `now + d`, or a year from now if that overflows: a huge configured
+/// duration must not panic.
+pub(crate) fn later(now: Instant, d: std::time::Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
+}
 
 /// Names one connection of a machine that has many: a server's accepted
 /// connections, or the connections a client asked its driver to open.
@@ -155,6 +216,18 @@ pub trait ConnMachine: Machine {
         let _ = error;
         self.handle_eof(now, conn);
     }
+    /// The socket of connection `conn` is full: the driver could not write
+    /// `unwritten`, the rest of a transmit it took for it, and gives it
+    /// back. Until [`handle_writable`](Self::handle_writable) the machine
+    /// keeps `conn`'s output (a close excepted), decodes none of its input
+    /// and counts all of it against the connection's bound; the driver
+    /// reads nothing from it. Pieces given back one after another stay in
+    /// that order, ahead of what the machine still holds.
+    fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: Bytes);
+    /// The socket of connection `conn`, blocked since
+    /// [`handle_write_blocked`](Self::handle_write_blocked), takes bytes
+    /// again: drain, and the held output comes out first.
+    fn handle_writable(&mut self, now: Instant, conn: ConnId);
 }
 
 /// A server: a [`ConnMachine`] whose connections the driver accepts.

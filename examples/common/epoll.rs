@@ -10,6 +10,12 @@
 //! needs re-arming. Time is `epoll_wait`'s timeout, from
 //! [`Handler::deadline`]. What gets written, when, and how connections
 //! close are [`Conns`]'.
+//!
+//! The loop keeps no output of its own (`wsio::machine`, "Backpressure"):
+//! what one input's transmits leave unwritten on a full socket goes back to
+//! the handler ([`Handler::write_blocked`], then `handle_write_blocked` on
+//! the machine, which holds and bounds it), the socket is watched for
+//! `EPOLLOUT` only, and [`Handler::writable`] says when it drains.
 
 use bytes::Bytes;
 use std::{
@@ -71,6 +77,13 @@ pub trait Handler {
     fn handle(&mut self, io: Io<'_>);
     /// When [`Io::Timeout`] is next due.
     fn deadline(&self) -> Option<Instant>;
+    /// The sockets of these connections are full: each piece is what one
+    /// did not take, in order. Nothing is read from them until
+    /// [`writable`](Self::writable).
+    fn write_blocked(&mut self, rest: Vec<(u64, Bytes)>);
+    /// A connection given to [`write_blocked`](Self::write_blocked) takes
+    /// bytes again.
+    fn writable(&mut self, key: u64);
 }
 
 /// A connection's socket as the loop watches it.
@@ -90,7 +103,8 @@ impl Sock {
 
 struct Conn {
     sock: Sock,
-    /// Bytes not yet written, oldest first.
+    /// This input's bytes not yet written, oldest first (and, once
+    /// closing, what is left of the last ones).
     pending: std::collections::VecDeque<Bytes>,
     /// In the dirty list.
     dirty: bool,
@@ -116,6 +130,8 @@ pub struct Conns {
     /// Connections that became blocked, or finished writing before a
     /// close, since the driver last looked.
     woken: Vec<u64>,
+    /// What full sockets did not take, for the handler.
+    handed: Vec<(u64, Bytes)>,
     next: u64,
 }
 
@@ -135,6 +151,10 @@ impl Conns {
             if c.closing || data.is_empty() {
                 return;
             }
+            if c.blocked {
+                self.handed.push((key, data));
+                return;
+            }
             c.pending.push_back(data);
             if !c.dirty && !c.blocked {
                 c.dirty = true;
@@ -145,27 +165,20 @@ impl Conns {
 
     /// Closes a connection once its queued bytes are written: shuts the
     /// write side, then drains input for up to a second, so that the last
-    /// bytes are read by the peer instead of being lost to a reset.
+    /// bytes are read by the peer instead of being lost to a reset. A
+    /// blocked connection is dropped at once: its peer is not reading.
     pub fn close(&mut self, key: u64) {
         if let Some(c) = self.map.get_mut(&key) {
+            if c.blocked && !c.closing {
+                self.map.remove(&key);
+                return;
+            }
             c.closing = true;
             if !c.dirty && !c.blocked {
                 c.dirty = true;
                 self.dirty.push(key);
             }
         }
-    }
-
-    /// Bytes queued for a connection.
-    pub fn queued(&self, key: u64) -> usize {
-        self.map
-            .get(&key)
-            .map_or(0, |c| c.pending.iter().map(|b| b.len()).sum())
-    }
-
-    /// Drops a connection at once, whatever is queued for it.
-    pub fn abort(&mut self, key: u64) {
-        self.map.remove(&key);
     }
 
     /// How many connections are open.
@@ -200,7 +213,7 @@ impl Conns {
         for key in dirty.drain(..) {
             if let Some(c) = self.map.get_mut(&key) {
                 c.dirty = false;
-                Self::write_out(key, c, &mut self.woken);
+                Self::write_out(key, c, &mut self.woken, &mut self.handed);
             }
         }
         // Keep the allocation for next time.
@@ -210,8 +223,10 @@ impl Conns {
     }
 
     /// Writes what `c` has queued without waiting; a full socket makes the
-    /// driver wait for it, a finished close wakes the driver to close.
-    fn write_out(key: u64, c: &mut Conn, woken: &mut Vec<u64>) {
+    /// driver wait for it (what it did not take goes to `handed`, unless
+    /// the connection is closing), a finished close wakes the driver to
+    /// close.
+    fn write_out(key: u64, c: &mut Conn, woken: &mut Vec<u64>, handed: &mut Vec<(u64, Bytes)>) {
         use std::io::{IoSlice, Write as _};
         while !c.pending.is_empty() {
             let mut stream = c.sock.stream();
@@ -242,6 +257,9 @@ impl Conns {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if !c.closing {
+                        handed.extend(c.pending.drain(..).map(|b| (key, b)));
+                    }
                     if !c.blocked {
                         c.blocked = true;
                         c.wake(key, woken);
@@ -440,7 +458,21 @@ impl<H: Handler> Loop<H> {
     /// connections that became blocked or finished closing.
     fn input(&mut self, io: Io<'_>) {
         self.handler.handle(io);
-        self.handler.conns().flush();
+        self.flush();
+    }
+
+    /// Writes what the handler queued; what full sockets leave goes back to
+    /// it (which may queue more), then registrations follow.
+    fn flush(&mut self) {
+        loop {
+            let conns = self.handler.conns();
+            conns.flush();
+            let handed = std::mem::take(&mut conns.handed);
+            if handed.is_empty() {
+                break;
+            }
+            self.handler.write_blocked(handed);
+        }
         self.settle();
     }
 
@@ -505,6 +537,10 @@ impl<H: Handler> Loop<H> {
             let Some(c) = self.handler.conns().map.get(&key) else {
                 return;
             };
+            // Nothing is read while the socket is full.
+            if c.blocked {
+                return;
+            }
             let Sock {
                 stream,
                 reading: true,
@@ -517,8 +553,7 @@ impl<H: Handler> Loop<H> {
                 Ok(n) if n > 0 => {
                     let full = n == self.buf.len();
                     self.handler.handle(Io::Data(key, &self.buf[..n]));
-                    self.handler.conns().flush();
-                    self.settle();
+                    self.flush();
                     if !full {
                         return;
                     }
@@ -539,7 +574,8 @@ impl<H: Handler> Loop<H> {
         }
     }
 
-    /// A full socket takes more: writes what is queued.
+    /// A full socket takes more: a closing connection writes what is left
+    /// of it, any other hears it (and the handler's held bytes come out).
     fn writable(&mut self, key: u64) {
         let conns = self.handler.conns();
         let Some(c) = conns.map.get_mut(&key) else {
@@ -548,9 +584,16 @@ impl<H: Handler> Loop<H> {
         if !c.blocked {
             return;
         }
-        Conns::write_out(key, c, &mut conns.woken);
+        if c.closing {
+            Conns::write_out(key, c, &mut conns.woken, &mut conns.handed);
+            conns.woken.push(key);
+            self.settle();
+            return;
+        }
+        c.blocked = false;
         conns.woken.push(key);
-        self.settle();
+        self.handler.writable(key);
+        self.flush();
     }
 
     /// Brings a connection's registration in line with what it waits for;
@@ -702,13 +745,11 @@ fn socket_addr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<So
     }
 }
 
-/// Runs a server machine on the loop, until the process ends. A transmit
-/// that finds `max_queued` bytes waiting for its connection drops it (its
-/// peer is not reading) and the machine is told.
+/// Runs a server machine on the loop, until the process ends. What a full
+/// socket does not take goes back to the machine, which bounds it.
 pub fn serve_machine<M: ServerMachine<Transmit = Transmit>>(
     listener: TcpListener,
     machine: M,
-    max_queued: usize,
 ) -> io::Result<()> {
     serve(
         listener,
@@ -717,7 +758,6 @@ pub fn serve_machine<M: ServerMachine<Transmit = Transmit>>(
             conns: Conns::new(),
             ids: IdMap::default(),
             keys: IdMap::default(),
-            max_queued,
         },
     )
 }
@@ -729,7 +769,6 @@ struct Drive<M> {
     conns: Conns,
     ids: IdMap<u64, wsio::engineio::ConnId>,
     keys: IdMap<wsio::engineio::ConnId, u64>,
-    max_queued: usize,
 }
 
 impl<M: ServerMachine<Transmit = Transmit>> Drive<M> {
@@ -739,25 +778,17 @@ impl<M: ServerMachine<Transmit = Transmit>> Drive<M> {
             conns,
             ids,
             keys,
-            max_queued,
         } = self;
         drain(
             machine,
             now,
-            |machine, t| {
+            |_, t| {
                 match t {
                     Transmit::Data { conn, data } => {
                         let Some(&key) = keys.get(&conn) else {
                             return ControlFlow::Continue(());
                         };
-                        if conns.queued(key) >= *max_queued {
-                            keys.remove(&conn);
-                            ids.remove(&key);
-                            conns.abort(key);
-                            machine.handle_eof(now, conn);
-                        } else {
-                            conns.write(key, data);
-                        }
+                        conns.write(key, data);
                     }
                     Transmit::Close { conn } => {
                         if let Some(key) = keys.remove(&conn) {
@@ -816,5 +847,23 @@ impl<M: ServerMachine<Transmit = Transmit>> Handler for Drive<M> {
 
     fn deadline(&self) -> Option<Instant> {
         self.machine.poll_timeout()
+    }
+
+    fn write_blocked(&mut self, rest: Vec<(u64, Bytes)>) {
+        let now = Instant::now();
+        for (key, data) in rest {
+            if let Some(&conn) = self.ids.get(&key) {
+                self.machine.handle_write_blocked(now, conn, data);
+            }
+        }
+        self.drain(now);
+    }
+
+    fn writable(&mut self, key: u64) {
+        let now = Instant::now();
+        if let Some(&conn) = self.ids.get(&key) {
+            self.machine.handle_writable(now, conn);
+        }
+        self.drain(now);
     }
 }

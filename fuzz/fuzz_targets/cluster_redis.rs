@@ -3,4 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: wsio_fuzz::cluster_redis::Input| wsio_fuzz::cluster_redis::run(input));
+fuzz_target!(
+    init: wsio_fuzz::init(),
+    |input: wsio_fuzz::cluster_redis::Input| wsio_fuzz::cluster_redis::run(input)
+);

@@ -3,4 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: wsio_fuzz::http_head::Input| wsio_fuzz::http_head::run(input));
+fuzz_target!(
+    init: wsio_fuzz::init(),
+    |input: wsio_fuzz::http_head::Input| wsio_fuzz::http_head::run(input)
+);

@@ -3,4 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: wsio_fuzz::sio_server::Input| wsio_fuzz::sio_server::run(input));
+fuzz_target!(
+    init: wsio_fuzz::init(),
+    |input: wsio_fuzz::sio_server::Input| wsio_fuzz::sio_server::run(input)
+);

@@ -436,7 +436,7 @@ fn record(open: &mut Vec<Open>, msg: &ClusterMessage, now: Instant) {
 
 /// Runs the checks on one input.
 pub fn run(input: Input) {
-    let start = Instant::now();
+    let start = crate::base_instant();
     let mut now = start;
     let mut a = node(1, RedisConfig::default(), now);
     let mut b = node(2, RedisConfig::default(), now);

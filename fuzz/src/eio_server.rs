@@ -25,7 +25,6 @@
 //!   application was handed (unless its connection went away).
 
 use std::{
-    collections::{HashMap, HashSet},
     ops::ControlFlow,
     time::{Duration, Instant},
 };
@@ -42,7 +41,10 @@ use wsio::{
     machine::drain,
 };
 
-use crate::wire::{FrameIn, Reader, Req};
+use crate::{
+    HashMap, HashSet,
+    wire::{FrameIn, Reader, Req},
+};
 
 const PATH: &str = "/engine.io/";
 const BYPASS: &str = "/engine.io/client.js";
@@ -219,7 +221,7 @@ struct Sim {
 
 impl Sim {
     fn new(config: ConfigIn, seed: u64) -> Sim {
-        let base = Instant::now();
+        let base = crate::base_instant();
         let config = config.build();
         Sim {
             max_sessions: config.max_sessions,
@@ -227,12 +229,12 @@ impl Sim {
             base,
             ms: 0,
             seed,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             raw: Vec::new(),
             sids: Vec::new(),
-            open: HashSet::new(),
-            closed: HashSet::new(),
-            closing: HashSet::new(),
+            open: HashSet::default(),
+            closed: HashSet::default(),
+            closing: HashSet::default(),
             requests: Vec::new(),
             messages: 0,
             upgrades: 0,

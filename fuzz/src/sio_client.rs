@@ -22,9 +22,8 @@
 //! * `Connect` and `Disconnect` alternate per namespace socket, starting
 //!   with `Connect`; events and acks name a socket `socket()` made.
 
-use crate::wire::TYPES;
+use crate::{HashMap, HashSet, wire::TYPES};
 use std::{
-    collections::{HashMap, HashSet},
     ops::ControlFlow,
     time::{Duration, Instant},
 };
@@ -374,7 +373,7 @@ struct Sim {
 
 impl Sim {
     fn new(config: ConfigIn, seed: u64, refuse: u8) -> Sim {
-        let base = Instant::now();
+        let base = crate::base_instant();
         let client = Client::new(config.build(), Box::new(SeededEntropy::new(seed)), base);
         let mut sim = Sim {
             client,
@@ -382,14 +381,14 @@ impl Sim {
             ms: 0,
             refuse,
             requests: Vec::new(),
-            seen_ids: HashSet::new(),
+            seen_ids: HashSet::default(),
             conns: Vec::new(),
-            acks: HashSet::new(),
-            acks_done: HashSet::new(),
-            connected: HashSet::new(),
+            acks: HashSet::default(),
+            acks_done: HashSet::default(),
+            connected: HashSet::default(),
             nsps: Vec::new(),
             asked: Vec::new(),
-            heard: HashMap::new(),
+            heard: HashMap::default(),
         };
         sim.pump();
         // The main namespace, as the official `io()` makes it.

@@ -20,9 +20,11 @@
 //! * every `Ack` or `AckTimeout` is for a (socket, id) `emit_with_ack`
 //!   returned, and at most one of them per emit;
 //! * commands on connected sockets succeed (or find the buffer full), on
-//!   others fail with `UnknownSocket`; a broadcast reaches exactly the
-//!   connected sockets of its namespace in its rooms and not excepted, as a
-//!   model of the rooms computes them;
+//!   others fail with `UnknownSocket`, as does an ack given while handling
+//!   an event whose client the same input closed, but then the socket's
+//!   `Disconnect` is already queued behind the event; a broadcast reaches
+//!   exactly the connected sockets of its namespace in its rooms and not
+//!   excepted, as a model of the rooms computes them;
 //! * `poll_timeout()` is never before `now` after `handle_timeout(now)`;
 //! * a client that sends a malformed Socket.IO packet is closed, but the
 //!   sentinel stays connected (unless the application disconnected it),
@@ -53,7 +55,7 @@
 //!   one at a time per socket.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::BTreeSet,
     ops::ControlFlow,
     time::{Duration, Instant},
 };
@@ -73,6 +75,7 @@ use wsio::{
 };
 
 use crate::{
+    HashMap, HashSet,
     values::{AnyPkt, Args, NSPS, Name, Val},
     wire::EioPacket,
 };
@@ -552,6 +555,10 @@ struct Sim {
     acks_done: HashSet<(SocketId, u64)>,
     /// Events that want the application's ack: (socket, id).
     asked: Vec<(SocketId, u64)>,
+    /// Sockets an echo's ack found gone while answering their event: the
+    /// server already dropped them (the same input closed their client),
+    /// and their `Disconnect` must be queued behind the event.
+    gone: Vec<SocketId>,
     /// The sentinel's socket, once connected; `None` again once the
     /// application disconnected it.
     sentinel: Option<SocketId>,
@@ -576,7 +583,7 @@ struct Sim {
 
 impl Sim {
     fn new(config: ConfigIn, seed: u64, decide: Decide) -> Sim {
-        let base = Instant::now();
+        let base = crate::base_instant();
         let mut io = Server::new(config.build(), Box::new(SeededEntropy::new(seed)), base);
         io.add_namespace(DECIDE, Admission::Decide);
         io.add_namespace("/chat", Admission::AcceptAll);
@@ -590,16 +597,17 @@ impl Sim {
             ms: 0,
             seed,
             peers: Vec::new(),
-            by_conn: HashMap::new(),
-            closed_conns: HashSet::new(),
+            by_conn: HashMap::default(),
+            closed_conns: HashSet::default(),
             sockets: Vec::new(),
-            live: HashSet::new(),
-            rooms: HashMap::new(),
+            live: HashSet::default(),
+            rooms: HashMap::default(),
             pending: Vec::new(),
-            admitted: HashSet::new(),
-            acks: HashSet::new(),
-            acks_done: HashSet::new(),
+            admitted: HashSet::default(),
+            acks: HashSet::default(),
+            acks_done: HashSet::default(),
             asked: Vec::new(),
+            gone: Vec::new(),
             sentinel: None,
             sentinel_exempt: false,
             may_drop_sentinel: false,
@@ -607,12 +615,12 @@ impl Sim {
             broadcasts: 0,
             decide,
             config,
-            gone_rooms: HashMap::new(),
+            gone_rooms: HashMap::default(),
             requests: Vec::new(),
-            requests_done: HashSet::new(),
+            requests_done: HashSet::default(),
             checks: Vec::new(),
-            watched: HashSet::new(),
-            fetched: HashMap::new(),
+            watched: HashSet::default(),
+            fetched: HashMap::default(),
         }
     }
 
@@ -669,13 +677,13 @@ impl Sim {
             eof: false,
             garbled: false,
             asked: Vec::new(),
-            answered: HashSet::new(),
-            heard: HashSet::new(),
+            answered: HashSet::default(),
+            heard: HashSet::default(),
             auth,
             recovery: self.config.recovery.is_some(),
-            pids: HashMap::new(),
-            last_offset: HashMap::new(),
-            offsets: HashSet::new(),
+            pids: HashMap::default(),
+            last_offset: HashMap::default(),
+            offsets: HashSet::default(),
             last_seq: None,
             from,
         });
@@ -872,8 +880,13 @@ impl Sim {
                 );
                 if let Some(id) = ack {
                     if name == "echo" {
-                        let r = self.io.ack(socket, id, vec![Value::from(id)]);
-                        assert!(matches!(r, Ok(()) | Err(UsageError::Engine(_))), "{r:?}");
+                        match self.io.ack(socket, id, vec![Value::from(id)]) {
+                            Ok(()) | Err(UsageError::Engine(_)) => {}
+                            Err(UsageError::UnknownSocket(s)) if s == socket => {
+                                self.gone.push(socket);
+                            }
+                            r => panic!("{r:?}"),
+                        }
                     } else {
                         self.asked.push((socket, id));
                     }
@@ -916,7 +929,13 @@ impl Sim {
         }
     }
 
-    fn check(&self) {
+    fn check(&mut self) {
+        for s in self.gone.drain(..) {
+            assert!(
+                !self.live.contains(&s),
+                "an ack found {s:?} gone, but it was never disconnected"
+            );
+        }
         if !self.sentinel_exempt && self.sentinel.is_some() {
             assert!(self.peers[0].healthy(), "the sentinel lost its connection");
         }

@@ -2,7 +2,12 @@
 //! in-memory pipes, driven by an arbitrary list of actions: sends of every
 //! kind (direct sends too), fragments, pings, closes, partial deliveries in
 //! arbitrary chunks, injected garbage, EOF, and time; events are polled
-//! owned or lent (`poll_event_ref`), switched at any point.
+//! owned or lent (`poll_event_ref`), switched at any point. Either side
+//! may have permessage-deflate on, with arbitrary parameters, threshold and
+//! level; messages are then sent compressed by size or by choice
+//! (`send_compressed`), and compressed frames of any content (a fresh
+//! DEFLATE stream of arbitrary bytes, possibly corrupted, or arbitrary
+//! bytes) may be injected, so the inflate path sees what a peer can send.
 //!
 //! Besides the per-connection invariants of `common`, checked after every
 //! action:
@@ -12,6 +17,8 @@
 //!   refused;
 //! * `poll_timeout()` is never before `now`, and strictly after it right
 //!   after `handle_timeout(now)`;
+//! * once both sides are open they agree on the permessage-deflate
+//!   parameters, and when both want compression they have it;
 //! * while no garbage was injected: the messages each side received are a
 //!   prefix of what the other side sent, in order and intact; no side fails
 //!   with a protocol error (nor a limit error unless its limits are tight,
@@ -28,8 +35,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use wsio::{
     entropy::SeededEntropy,
     ws::{
-        ClientRequest, CloseCode, Config, Connection, DataKind, EncodedFrame, Error, Message, Role,
-        State, UsageError,
+        ClientRequest, CloseCode, Config, Connection, DataKind, EncodedFrame, Error,
+        HandshakeError, Message, OpCode, Role, State, UsageError,
+        deflate::{DeflateConfig, Deflater, Params},
+        frame::{FrameHeader, encode_header},
+        mask::apply_mask,
     },
 };
 
@@ -47,6 +57,31 @@ pub struct Tight {
     fragments: u8,
 }
 
+/// permessage-deflate settings of one side.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct DeflateIn {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: u8,
+    client_max_window_bits: u8,
+    /// Up to 4 KiB: small thresholds compress small messages too.
+    threshold: u16,
+    level: u8,
+}
+
+impl DeflateIn {
+    pub fn build(self) -> DeflateConfig {
+        DeflateConfig::default()
+            .enabled(true)
+            .server_no_context_takeover(self.server_no_context_takeover)
+            .client_no_context_takeover(self.client_no_context_takeover)
+            .server_max_window_bits(self.server_max_window_bits)
+            .client_max_window_bits(self.client_max_window_bits)
+            .threshold(usize::from(self.threshold % 4096))
+            .level(u32::from(self.level))
+    }
+}
+
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub struct ConfigIn {
     send_fragment_size: Option<u8>,
@@ -54,6 +89,7 @@ pub struct ConfigIn {
     auto_pong: bool,
     close_timeout_ms: u16,
     tight: Option<Tight>,
+    deflate: Option<DeflateIn>,
 }
 
 impl ConfigIn {
@@ -61,7 +97,11 @@ impl ConfigIn {
         let mut c = Config::default()
             .auto_pong(self.auto_pong)
             .send_fragment_size(self.send_fragment_size.map(usize::from))
-            .close_timeout(Duration::from_millis(u64::from(self.close_timeout_ms)));
+            .close_timeout(Duration::from_millis(u64::from(self.close_timeout_ms)))
+            .deflate(
+                self.deflate
+                    .map_or_else(DeflateConfig::default, DeflateIn::build),
+            );
         if let Some(q) = self.max_send_queue {
             c = c.max_send_queue(usize::from(q));
         }
@@ -119,6 +159,14 @@ pub enum Action {
         text: bool,
         data: Vec<u8>,
     },
+    /// `send_compressed`: compressed (if negotiated) whatever its size, or
+    /// not at all.
+    SendCompressed {
+        who: Who,
+        text: bool,
+        data: Vec<u8>,
+        compress: bool,
+    },
     /// `send_direct`: the header from the machine, the payload written
     /// by the harness straight after it.
     SendDirect {
@@ -168,6 +216,21 @@ pub enum Action {
     Inject {
         to: Who,
         data: Vec<u8>,
+    },
+    /// Appends a frame with RSV1 as a peer that compresses would send it
+    /// (masked towards the server): `opcode` 0 continuation, 1 text, 2
+    /// binary, else ping; its payload a fresh DEFLATE stream of `data` at
+    /// `level`, the byte at `flip.0` xored with `flip.1`, or (`raw`) `data`
+    /// itself.
+    InjectDeflated {
+        to: Who,
+        opcode: u8,
+        fin: bool,
+        rsv: u8,
+        data: Vec<u8>,
+        level: u8,
+        flip: Option<(u16, u8)>,
+        raw: bool,
     },
     /// `to`'s peer vanished: EOF now, and nothing more reaches `to`.
     Eof {
@@ -230,6 +293,66 @@ struct Sim {
     many_fragments: [bool; 2],
     garbage: bool,
     eof_forced: bool,
+    /// Each side's config enables permessage-deflate.
+    wants_deflate: [bool; 2],
+}
+
+/// A frame `to`'s peer could send on a compressed connection (see
+/// [`Action::InjectDeflated`]).
+#[allow(clippy::too_many_arguments)]
+fn deflated_frame(
+    to: Who,
+    opcode: u8,
+    fin: bool,
+    rsv: u8,
+    data: &[u8],
+    level: u8,
+    flip: Option<(u16, u8)>,
+    raw: bool,
+) -> Vec<u8> {
+    let (sender, mask) = match to {
+        Who::Server => (Role::Client, Some([0x5a, 0x01, 0xc3, 0x77])),
+        Who::Client => (Role::Server, None),
+    };
+    let mut payload = if raw {
+        data.to_vec()
+    } else {
+        let config = DeflateConfig::default().level(u32::from(level));
+        let mut d = Deflater::new(sender, &Params::default(), &config);
+        let mut out = BytesMut::new();
+        match d.compress_fragment(data, fin, &mut out) {
+            Ok(()) => out.to_vec(),
+            Err(_) => data.to_vec(),
+        }
+    };
+    if let Some((at, x)) = flip {
+        let len = payload.len();
+        if let Some(b) = payload.get_mut(usize::from(at) % len.max(1)) {
+            *b ^= x;
+        }
+    }
+    let opcode = match opcode % 4 {
+        0 => OpCode::Continuation,
+        1 => OpCode::Text,
+        2 => OpCode::Binary,
+        _ => OpCode::Ping,
+    };
+    payload.truncate(if opcode == OpCode::Ping { 125 } else { 1 << 16 });
+    let header = FrameHeader {
+        fin: fin || opcode == OpCode::Ping,
+        // RSV1, and now and then the reserved others.
+        rsv: if rsv < 200 { 0b100 } else { rsv & 0b111 },
+        opcode,
+        mask,
+        len: payload.len() as u64,
+    };
+    let mut out = BytesMut::new();
+    encode_header(&header, &mut out);
+    if let Some(key) = mask {
+        apply_mask(&mut payload, key, 0);
+    }
+    out.extend_from_slice(&payload);
+    out.to_vec()
 }
 
 fn idx(w: Who) -> usize {
@@ -280,6 +403,25 @@ impl Sim {
                 assert!(t >= now, "{}: timeout in the past", c.name);
             }
         }
+        if self.client.opened && self.server.opened {
+            let (a, b) = (
+                self.client.conn.deflate_params(),
+                self.server.conn.deflate_params(),
+            );
+            assert_eq!(a, b, "the two sides disagree on permessage-deflate");
+            if self.wants_deflate[0] && self.wants_deflate[1] {
+                assert!(a.is_some(), "both wanted permessage-deflate");
+            }
+        }
+        // An opening handshake that took longer than `head_timeout` (time
+        // jumps to deadlines) fails both ends: one times out, the other
+        // sees the connection end.
+        let timed_out = [&self.client, &self.server].iter().any(|s| {
+            matches!(
+                s.closed.as_ref().and_then(|c| c.error.as_ref()),
+                Some(Error::Handshake(HandshakeError::Timeout))
+            )
+        });
         if !self.garbage {
             for (who, rx, tx) in [
                 (Who::Client, &self.client, &self.sent[1]),
@@ -301,7 +443,7 @@ impl Sim {
                             rx.name
                         ),
                         Error::Handshake(_) => assert!(
-                            self.server.rejected || self.eof_forced,
+                            self.server.rejected || self.eof_forced || timed_out,
                             "{}: {e:?}",
                             rx.name
                         ),
@@ -388,6 +530,20 @@ impl Sim {
                 } else {
                     self.expect_ok(who, can, &r);
                 }
+                if r.is_ok() {
+                    self.sent[idx(who)].push(msg);
+                }
+            }
+            Action::SendCompressed {
+                who,
+                text,
+                data,
+                compress,
+            } => {
+                let msg = message(text, data);
+                let can = self.can_send(who);
+                let r = self.side(who).conn.send_compressed(msg.clone(), compress);
+                self.expect_ok(who, can, &r);
                 if r.is_ok() {
                     self.sent[idx(who)].push(msg);
                 }
@@ -492,6 +648,26 @@ impl Sim {
                 };
                 if !data.is_empty() && !pipe.cut && !pipe.eof_delivered {
                     pipe.buf.extend_from_slice(&data);
+                    self.garbage = true;
+                }
+            }
+            Action::InjectDeflated {
+                to,
+                opcode,
+                fin,
+                rsv,
+                data,
+                level,
+                flip,
+                raw,
+            } => {
+                let frame = deflated_frame(to, opcode, fin, rsv, &data, level, flip, raw);
+                let pipe = match to {
+                    Who::Client => &mut self.to_client,
+                    Who::Server => &mut self.to_server,
+                };
+                if !pipe.cut && !pipe.eof_delivered {
+                    pipe.buf.extend_from_slice(&frame);
                     self.garbage = true;
                 }
             }
@@ -701,7 +877,7 @@ fn simulate(input: Input) -> Sim {
         server: Checked::new(server, "server", input.decision),
         to_server: Pipe::default(),
         to_client: Pipe::default(),
-        base: Instant::now(),
+        base: crate::base_instant(),
         ms: 0,
         sent: [Vec::new(), Vec::new()],
         frag: [None, None],
@@ -715,6 +891,10 @@ fn simulate(input: Input) -> Sim {
         ],
         garbage: false,
         eof_forced: false,
+        wants_deflate: [
+            input.client_config.deflate.is_some(),
+            input.server_config.deflate.is_some(),
+        ],
     };
     sim.pump();
     for a in input.actions {
@@ -735,6 +915,7 @@ mod tests {
             auto_pong: true,
             close_timeout_ms: 100,
             tight: None,
+            deflate: None,
         }
     }
 
@@ -906,5 +1087,118 @@ mod tests {
             matches!(closed.error, Some(Error::Protocol(_))),
             "{closed:?}"
         );
+    }
+
+    fn deflate(threshold: u16, bits: u8) -> DeflateIn {
+        DeflateIn {
+            server_no_context_takeover: bits % 2 == 0,
+            client_no_context_takeover: false,
+            server_max_window_bits: bits,
+            client_max_window_bits: bits.max(9),
+            threshold,
+            level: 6,
+        }
+    }
+
+    #[test]
+    fn a_compressed_session_delivers_everything() {
+        use Action::*;
+        for bits in [8, 9, 12, 15] {
+            let mut i = input(vec![
+                DeliverAll,
+                DeliverAll,
+                SendLarge {
+                    who: Who::Client,
+                    text: true,
+                    kib: 40,
+                    tail: 3,
+                    owned: true,
+                },
+                SendCompressed {
+                    who: Who::Server,
+                    text: true,
+                    data: b"tiny".to_vec(),
+                    compress: true,
+                },
+                SendCompressed {
+                    who: Who::Server,
+                    text: false,
+                    data: vec![],
+                    compress: true,
+                },
+                FragStart {
+                    who: Who::Server,
+                    text: false,
+                    data: vec![3; 3000],
+                },
+                FragNext {
+                    who: Who::Server,
+                    n: 200,
+                    fin: false,
+                },
+                FragNext {
+                    who: Who::Server,
+                    n: 0,
+                    fin: true,
+                },
+                SendEncoded {
+                    who: Who::Server,
+                    text: true,
+                    data: vec![b'z'; 2000],
+                },
+                Deliver {
+                    to: Who::Server,
+                    n: 0,
+                    chunk: 7,
+                    how: Feed::Ingest { want: 1000 },
+                },
+                DeliverAll,
+            ]);
+            i.client_config.deflate = Some(deflate(0, bits));
+            i.server_config.deflate = Some(deflate(100, bits));
+            let sim = simulate(i);
+            let params = sim.client.conn.deflate_params().expect("negotiated");
+            assert_eq!(params.server_max_window_bits, bits);
+            assert_eq!(sim.server.received.len(), 1);
+            assert_eq!(sim.client.received.len(), 4);
+            assert!(!sim.garbage && !sim.eof_forced);
+        }
+    }
+
+    #[test]
+    fn injected_compressed_frames_reach_the_inflater() {
+        use Action::*;
+        let inject = |flip, raw, opcode| InjectDeflated {
+            to: Who::Server,
+            opcode,
+            fin: true,
+            rsv: 0,
+            data: b"hello hello hello".to_vec(),
+            level: 6,
+            flip,
+            raw,
+        };
+        // A valid one is a message; a corrupted one or one on a control
+        // frame fails the connection.
+        for (frame, fails) in [
+            (inject(None, false, 1), false),
+            (inject(Some((0, 0xff)), false, 2), true),
+            (inject(None, true, 1), true),
+            (inject(None, false, 3), true),
+        ] {
+            let mut i = input(vec![DeliverAll, DeliverAll, frame, DeliverAll]);
+            i.client_config.deflate = Some(deflate(0, 15));
+            i.server_config.deflate = Some(deflate(0, 15));
+            let sim = simulate(i);
+            match fails {
+                false => assert_eq!(sim.server.received, [Message::text("hello hello hello")]),
+                true => assert!(
+                    sim.server
+                        .closed
+                        .as_ref()
+                        .is_some_and(|c| c.error.is_some())
+                ),
+            }
+        }
     }
 }

@@ -11,8 +11,14 @@
 //!   (optionally behind a valid request / 101 reply, which reaches the frame
 //!   reader), whole and split at arbitrary points: the checked invariants of
 //!   `common` hold, and both feeds give the same bytes, events and state.
-
-use std::time::Instant;
+//! * permessage-deflate negotiation (RFC 7692): arbitrary
+//!   `Sec-WebSocket-Extensions` values go to `parse_extensions`, to a server
+//!   (`accept_offer`, and in the valid request's head) and to a client
+//!   (`Offer::verify`, and in the valid 101's head), each side with
+//!   arbitrary settings. Whatever a server accepts is a well-formed answer
+//!   within the offer; what a client accepts stays within what it offered;
+//!   a client's own offer, accepted by a server, verifies to the same
+//!   parameters, and is always accepted by a server that wants compression.
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
@@ -21,11 +27,15 @@ use wsio::{
     http::{HeadParser, Limits, ResponseHead},
     ws::{
         Accept, ClientRequest, Config, Connection, Event, HandshakeError,
+        deflate::{ClientWindow, DeflateConfig, EXTENSION_NAME, accept_offer, parse_extensions},
         handshake::{accept_key, validate_request},
     },
 };
 
-use crate::common::{Checked, Decision};
+use crate::{
+    common::{Checked, Decision},
+    ws_connection::DeflateIn,
+};
 
 const PROTOCOLS: [&str; 4] = ["chat", "superchat", "v1.json", "x"];
 
@@ -53,6 +63,11 @@ pub struct Input {
     eof: bool,
     seed: u64,
     small_limits: Option<(u8, u8)>,
+    /// `Sec-WebSocket-Extensions` values: in the valid request and in the
+    /// valid 101 (those without CR or LF), and on their own.
+    extensions: Vec<Vec<u8>>,
+    server_deflate: Option<DeflateIn>,
+    client_deflate: Option<DeflateIn>,
     data: Vec<u8>,
 }
 
@@ -74,14 +89,87 @@ pub fn run(input: Input) {
 
     check_validate(&input, &offered);
     check_verify(&input, &offered);
+    check_negotiation(&input);
     check_server(&input, &offered, limits);
     check_client(&input, &offered, limits);
 }
 
-fn request_prefix(prefix: &Prefix, offered: &[String]) -> Vec<u8> {
+fn deflate_config(d: Option<DeflateIn>) -> DeflateConfig {
+    d.map_or_else(DeflateConfig::default, DeflateIn::build)
+}
+
+/// The extension values that can go in a head.
+fn header_values(input: &Input) -> impl Iterator<Item = &[u8]> {
+    input
+        .extensions
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|v| !v.contains(&b'\r') && !v.contains(&b'\n'))
+}
+
+fn check_negotiation(input: &Input) {
+    let values = || input.extensions.iter().map(Vec::as_slice);
+    let server = deflate_config(input.server_deflate);
+    let client = deflate_config(input.client_deflate);
+    if let Ok(exts) = parse_extensions(values()) {
+        for e in &exts {
+            assert!(!e.name.is_empty(), "an extension without a name");
+        }
+    }
+    // A server's answer to arbitrary offers.
+    match accept_offer(&server, values()) {
+        Ok(Some(a)) => {
+            assert!(server.enabled);
+            let p = a.params;
+            for bits in [p.server_max_window_bits, p.client_max_window_bits] {
+                assert!((8..=15).contains(&bits), "window {bits}");
+            }
+            assert!(p.server_max_window_bits <= server.server_max_window_bits);
+            assert!(p.client_max_window_bits <= server.client_max_window_bits);
+            let answer = parse_extensions([a.response.as_bytes()]).expect("our answer parses");
+            assert_eq!(answer.len(), 1);
+            assert_eq!(answer[0].name, EXTENSION_NAME);
+        }
+        Ok(None) => {}
+        Err(_) => assert!(server.enabled, "a disabled server read the header"),
+    }
+    // A client's own offer, answered by a server: the same parameters.
+    if let Some(offer) = client.offer() {
+        let value = offer.header_value();
+        match accept_offer(&server, [value.as_bytes()]) {
+            Ok(Some(a)) => assert_eq!(
+                offer.verify([a.response.as_bytes()]),
+                Ok(Some(a.params)),
+                "{value} answered {}",
+                a.response
+            ),
+            Ok(None) => assert!(!server.enabled, "{value} declined"),
+            Err(e) => panic!("our offer {value} is malformed: {e}"),
+        }
+        // Arbitrary answers stay within the offer.
+        if let Ok(Some(p)) = offer.verify(values()) {
+            if let Some(bits) = offer.server_max_window_bits {
+                assert!(p.server_max_window_bits <= bits);
+            }
+            if let ClientWindow::AtMost(bits) = offer.client_max_window_bits {
+                assert!(p.client_max_window_bits <= bits);
+            }
+            assert!(!offer.server_no_context_takeover || p.server_no_context_takeover);
+            assert!(!offer.client_no_context_takeover || p.client_no_context_takeover);
+            for bits in [p.server_max_window_bits, p.client_max_window_bits] {
+                assert!((8..=15).contains(&bits), "window {bits}");
+            }
+        }
+    }
+}
+
+fn request_prefix(prefix: &Prefix, offered: &[String], extensions: &[&[u8]]) -> Vec<u8> {
     let mut req = ClientRequest::new("localhost", "/chat?x=1");
     for p in offered {
         req = req.protocol(p.clone());
+    }
+    for e in extensions {
+        req = req.header("Sec-WebSocket-Extensions", e);
     }
     let mut out = BytesMut::new();
     req.head("dGhlIHNhbXBsZSBub25jZQ==").encode(&mut out);
@@ -97,7 +185,8 @@ fn request_prefix(prefix: &Prefix, offered: &[String]) -> Vec<u8> {
 }
 
 fn check_validate(input: &Input, offered: &[String]) {
-    let mut bytes = request_prefix(&input.prefix, offered);
+    let exts: Vec<&[u8]> = header_values(input).collect();
+    let mut bytes = request_prefix(&input.prefix, offered, &exts);
     bytes.extend_from_slice(&input.data);
     let Ok(Some((head, _))) = HeadParser::new(Limits::default()).parse_request(&bytes) else {
         return;
@@ -105,6 +194,15 @@ fn check_validate(input: &Input, offered: &[String]) {
     match validate_request(head.clone()) {
         Ok(up) => {
             assert_eq!(up.head, head);
+            let server = deflate_config(input.server_deflate);
+            match up.negotiate_deflate(&server) {
+                Ok(Some(_)) => assert!(server.enabled),
+                Ok(None) => {}
+                Err(e) => {
+                    assert!(server.enabled, "{e:?} with compression off");
+                    assert_eq!(e.status(), 400);
+                }
+            }
             assert_eq!(up.key().len(), 24);
             for (i, p) in up.protocols.iter().enumerate() {
                 assert!(
@@ -203,7 +301,7 @@ fn feed(
     eof: bool,
     preset_open: bool,
 ) -> Checked {
-    let now = Instant::now();
+    let now = crate::base_instant();
     let mut c = Checked::new(make(), name, decision);
     c.opened = preset_open;
     c.pump(now, |_| {});
@@ -251,9 +349,12 @@ fn same_story(a: &Checked, b: &Checked) {
 }
 
 fn check_server(input: &Input, offered: &[String], limits: Limits) {
-    let mut bytes = request_prefix(&input.prefix, offered);
+    let exts: Vec<&[u8]> = header_values(input).collect();
+    let mut bytes = request_prefix(&input.prefix, offered, &exts);
     bytes.extend_from_slice(&input.data);
-    let config = Config::default().head_limits(limits);
+    let config = Config::default()
+        .head_limits(limits)
+        .deflate(deflate_config(input.server_deflate));
     let make = || Connection::server(config);
     let whole = feed(&make, "server", input.decision, &[&bytes], input.eof, false);
     let split = feed(
@@ -265,7 +366,24 @@ fn check_server(input: &Input, offered: &[String], limits: Limits) {
         false,
     );
     same_story(&whole, &split);
-    if input.prefix_is_valid() && limits == Limits::default() {
+    if whole.conn.deflate_params().is_some() {
+        assert!(config.deflate.enabled);
+        let wire = String::from_utf8_lossy(&whole.wire);
+        assert!(wire.contains("\r\nSec-WebSocket-Extensions: permessage-deflate"));
+    }
+    // Values an HTTP head can carry, in a head of a usual size, which a
+    // server without compression does not read and one with it refuses
+    // only when malformed.
+    let benign = exts
+        .iter()
+        .all(|v| v.iter().all(|&c| c == b'\t' || (0x20..0x7f).contains(&c)))
+        && exts.iter().map(|v| v.len() + 32).sum::<usize>() < 2048;
+    let malformed = parse_extensions(exts.iter().copied()).is_err();
+    if input.prefix_is_valid()
+        && limits == Limits::default()
+        && benign
+        && !(malformed && config.deflate.enabled)
+    {
         assert!(
             whole.upgrade_seen,
             "valid request not reported: {:?}",
@@ -298,7 +416,9 @@ fn check_server(input: &Input, offered: &[String], limits: Limits) {
 }
 
 fn check_client(input: &Input, offered: &[String], limits: Limits) {
-    let config = Config::default().head_limits(limits);
+    let config = Config::default()
+        .head_limits(limits)
+        .deflate(deflate_config(input.client_deflate));
     let seed = input.seed;
     let offered = offered.to_vec();
     let make = move || {
@@ -310,7 +430,7 @@ fn check_client(input: &Input, offered: &[String], limits: Limits) {
     };
     // The key the client sent, to build a valid reply.
     let mut probe = make();
-    let Some(wsio::ws::Transmit::Data(request)) = probe.poll_transmit(Instant::now()) else {
+    let Some(wsio::ws::Transmit::Data(request)) = probe.poll_transmit(crate::base_instant()) else {
         panic!("client sent no request");
     };
     let (head, _) = HeadParser::new(Limits::default())
@@ -327,6 +447,9 @@ fn check_client(input: &Input, offered: &[String], limits: Limits) {
             res.headers.push("Connection", "Upgrade");
             res.headers
                 .push("Sec-WebSocket-Accept", accept_key(up.key()));
+            for e in header_values(input) {
+                res.headers.push("Sec-WebSocket-Extensions", e);
+            }
             let mut out = BytesMut::new();
             res.encode(&mut out);
             if matches!(input.prefix, Prefix::OpenHead) {
@@ -346,7 +469,14 @@ fn check_client(input: &Input, offered: &[String], limits: Limits) {
         false,
     );
     same_story(&whole, &split);
-    if input.prefix_is_valid() && limits == Limits::default() {
+    if whole.conn.deflate_params().is_some() {
+        assert!(
+            config.deflate.enabled,
+            "compression the client did not offer"
+        );
+    }
+    let answered = header_values(input).next().is_some();
+    if input.prefix_is_valid() && limits == Limits::default() && !answered {
         assert!(whole.opened, "valid 101 not accepted: {:?}", whole.events);
     }
 

@@ -1,8 +1,11 @@
-//! Runs every fuzz target's checks on stable, without libFuzzer: on each file
-//! of `corpus/<target>/` and `artifacts/<target>/` when those exist (to
-//! replay a crash: `cargo test --test replay -- --nocapture`), and on a few
-//! thousand inputs from a seeded generator, so `cargo test` in `fuzz/` is a
-//! quick smoke test of the harnesses themselves.
+//! Runs every fuzz target's checks on stable, without libFuzzer: on each
+//! committed seed (`seeds/<target>/`) and finding (`findings/`, all of them
+//! through every target, as `smoke.sh` replays them), on each file of
+//! libFuzzer's working directories `corpus/<target>/` and
+//! `artifacts/<target>/` when those exist (to replay a crash:
+//! `cargo test --test replay -- --nocapture`), and on a few thousand inputs
+//! from a seeded generator, so `cargo test` in `fuzz/` is a quick smoke test
+//! of the harnesses themselves.
 
 use std::path::Path;
 
@@ -12,17 +15,27 @@ use wsio_fuzz::{
     sio_packet, sio_server, ws_connection, ws_frame, ws_handshake,
 };
 
+/// The files of `dir`, in name order (none if it does not exist).
+fn files(dir: &Path) -> Vec<Vec<u8>> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.sort();
+    paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
+}
+
 fn inputs(target: &str, seed: u64, count: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let seeds = files(&root.join("seeds").join(target));
+    let findings = files(&root.join("findings"));
+    assert!(
+        !seeds.is_empty() && !findings.is_empty(),
+        "{target}: no committed seeds or findings"
+    );
+    let mut out = seeds;
+    out.extend(findings);
     for dir in ["corpus", "artifacts"] {
-        if let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) {
-            for e in entries.flatten() {
-                if let Ok(data) = std::fs::read(e.path()) {
-                    out.push(data);
-                }
-            }
-        }
+        out.extend(files(&root.join(dir).join(target)));
     }
     let mut rng = SeededEntropy::new(seed);
     for i in 0..count {
@@ -108,4 +121,25 @@ fn cluster_redis() {
     for data in inputs("cluster_redis", 11, 3000) {
         run_bytes(&data, cluster_redis::run);
     }
+}
+
+/// Every target has committed seeds, which `smoke.sh` replays and explores
+/// from (a new target's are made as README.md says).
+#[test]
+fn every_target_has_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut targets = 0;
+    for e in std::fs::read_dir(root.join("fuzz_targets"))
+        .unwrap()
+        .flatten()
+    {
+        let path = e.path();
+        let name = path.file_stem().unwrap().to_str().unwrap();
+        assert!(
+            !files(&root.join("seeds").join(name)).is_empty(),
+            "no seeds/{name}/"
+        );
+        targets += 1;
+    }
+    assert!(targets > 0);
 }

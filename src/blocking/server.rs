@@ -20,14 +20,12 @@ use crate::{
     machine::{Machine, Shutdown, drain},
 };
 
-/// Limits and timings of the blocking [`Server`].
+/// Limits and timings of the blocking [`Server`]. What may wait for a
+/// slow peer is the machine's to bound
+/// ([`engineio::Config::max_send_queue`](crate::engineio::Config::max_send_queue)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerOptions {
-    /// Most bytes queued for one connection: a transmit that comes while
-    /// this much waits drops the connection (so at most this plus one
-    /// transmit is held). Default 1 MiB.
-    pub max_queued: usize,
     /// How long a graceful shutdown may take. Default 5 s.
     pub shutdown_grace: Duration,
     /// How long a connection the machine closed is read (and discarded)
@@ -38,7 +36,6 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
-            max_queued: 1 << 20,
             shutdown_grace: Duration::from_secs(5),
             linger: Duration::from_secs(1),
         }
@@ -46,11 +43,6 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
-    /// Sets [`max_queued`](Self::max_queued).
-    pub fn max_queued(mut self, n: usize) -> Self {
-        self.max_queued = n;
-        self
-    }
     /// Sets [`shutdown_grace`](Self::shutdown_grace).
     pub fn shutdown_grace(mut self, d: Duration) -> Self {
         self.shutdown_grace = d;
@@ -65,6 +57,9 @@ enum Input<M> {
     Accepted(TcpStream, Option<SocketAddr>),
     Data(ConnId, Vec<u8>),
     Eof(ConnId),
+    /// A connection's writer has written all it was given after the
+    /// machine took output back.
+    Writable(ConnId),
     Run(Command<M>),
     Shutdown,
 }
@@ -79,6 +74,9 @@ struct Outbox {
     closing: bool,
     /// Drop everything: the connection is over.
     dead: bool,
+    /// The machine holds output the writer could not take: the reader
+    /// waits, and the writer says when it has caught up.
+    blocked: bool,
 }
 
 struct Shared {
@@ -105,10 +103,15 @@ struct Conn {
 /// accepting thread, and a reader and a writer thread per connection (small
 /// stacks). No async runtime.
 ///
-/// It obeys the rules of the async adapters: at most
-/// [`ServerOptions::max_queued`] bytes wait for a connection (past that it
-/// is dropped and the machine told); a reader reads nothing more while its
-/// connection's writer is blocked on a full socket; a connection the peer
+/// It obeys the rules of the async adapters. It keeps no output of its own
+/// ([`machine`](crate::machine), "Backpressure"): a connection's writer is
+/// given at most 64 KiB ahead of what the socket took;
+/// past that, output goes back to the machine
+/// ([`handle_write_blocked`](crate::machine::ConnMachine::handle_write_blocked)),
+/// which holds and bounds it, the connection's reader reads nothing more,
+/// and once its writer has caught up the machine hears
+/// [`handle_writable`](crate::machine::ConnMachine::handle_writable). A
+/// close of a blocked connection drops it at once. A connection the peer
 /// closed releases its descriptor as soon as its last bytes are written;
 /// an accept error is reported once per burst and waited out (10 ms,
 /// doubling to 1 s); [`ServerHandle::shutdown`] stops accepting, closes
@@ -190,6 +193,9 @@ const INPUTS: usize = 64;
 const READ_CHUNK: usize = 16 * 1024;
 /// Stack of the reader and writer threads.
 const STACK: usize = 64 * 1024;
+/// Most bytes given to a connection's writer and not yet written: past
+/// this, output stays with the machine.
+const WRITE_WINDOW: usize = 64 * 1024;
 
 impl<M: Shutdown<Transmit = Transmit> + 'static> Server<M> {
     /// A server for `machine` listening on `addr`.
@@ -282,6 +288,11 @@ impl<M: Shutdown<Transmit = Transmit> + 'static> Server<M> {
                         self.machine.handle_input(now, conn, &bytes);
                     }
                 }
+                Some(Input::Writable(conn)) => {
+                    if conns.contains_key(&conn) {
+                        self.machine.handle_writable(now, conn);
+                    }
+                }
                 Some(Input::Eof(conn)) => {
                     if let Some(c) = conns.remove(&conn) {
                         self.machine.handle_eof(now, conn);
@@ -347,11 +358,12 @@ impl<M: Shutdown<Transmit = Transmit> + 'static> Server<M> {
         }
         {
             let (w_shared, w_writers, linger) = (shared.clone(), writers.clone(), self.opts.linger);
+            let tx = self.tx.clone();
             writers.fetch_add(1, Ordering::AcqRel);
             let spawned = std::thread::Builder::new()
                 .stack_size(STACK)
                 .spawn(move || {
-                    write_loop(writer, &w_shared, linger);
+                    write_loop(conn, writer, &w_shared, &tx, linger);
                     w_writers.fetch_sub(1, Ordering::AcqRel);
                 });
             if let Err(e) = spawned {
@@ -372,30 +384,36 @@ impl<M: Shutdown<Transmit = Transmit> + 'static> Server<M> {
         conns: &mut HashMap<ConnId, Conn>,
         closing: Option<(ConnId, &Conn)>,
     ) {
-        let (max, on_event) = (self.opts.max_queued, &mut self.on_event);
+        let on_event = &mut self.on_event;
         drain(
             &mut self.machine,
             now,
             |machine, t| {
                 match t {
-                    Transmit::Data { conn, data } => {
-                        let c = match conns.get(&conn) {
-                            Some(c) => c,
-                            None => match closing {
-                                Some((id, c)) if id == conn => c,
-                                _ => return ControlFlow::Continue(()),
-                            },
-                        };
-                        if !queue(&c.shared, data, max) {
-                            kill(&c.shared, &c.stream);
-                            if conns.remove(&conn).is_some() {
-                                machine.handle_eof(now, conn);
+                    Transmit::Data { conn, data } => match conns.get(&conn) {
+                        Some(c) => {
+                            if let Some(rest) = queue(&c.shared, data) {
+                                machine.handle_write_blocked(now, conn, rest);
                             }
                         }
-                    }
+                        // The machine has let it go: its last bytes go if
+                        // the writer has room.
+                        None => match closing {
+                            Some((id, c)) if id == conn => {
+                                let _ = queue(&c.shared, data);
+                            }
+                            _ => {}
+                        },
+                    },
                     Transmit::Close { conn } => {
                         if let Some(c) = conns.remove(&conn) {
-                            close(&c.shared);
+                            if c.shared.lock().blocked {
+                                // Its peer is not reading: dropped,
+                                // unwritten bytes and all.
+                                kill(&c.shared, &c.stream);
+                            } else {
+                                close(&c.shared);
+                            }
                         }
                     }
                     Transmit::Response { .. } => {}
@@ -411,19 +429,21 @@ impl<M: Shutdown<Transmit = Transmit> + 'static> Server<M> {
     }
 }
 
-/// Queues bytes for a writer; false when `max` bytes already wait.
-fn queue(shared: &Shared, data: Bytes, max: usize) -> bool {
+/// Gives bytes to a writer; gives them back (and marks the connection
+/// blocked) when [`WRITE_WINDOW`] bytes are already on their way.
+fn queue(shared: &Shared, data: Bytes) -> Option<Bytes> {
     let mut o = shared.lock();
     if o.dead || o.closing {
-        return true;
+        return None;
     }
-    if o.queued >= max {
-        return false;
+    if o.blocked || o.queued >= WRITE_WINDOW {
+        o.blocked = true;
+        return Some(data);
     }
     o.queued += data.len();
     o.queue.push_back(data);
     shared.cond.notify_all();
-    true
+    None
 }
 
 /// The writer writes what is queued, then shuts the write side.
@@ -486,9 +506,9 @@ fn read_loop<M>(conn: ConnId, stream: Arc<TcpStream>, shared: &Shared, tx: &Sync
     loop {
         {
             // Nothing more is read while the socket will not take what is
-            // queued for it.
+            // given to it.
             let mut o = shared.lock();
-            while o.queued > 0 && !o.dead && !o.closing {
+            while o.blocked && !o.dead && !o.closing {
                 o = shared.cond.wait(o).unwrap_or_else(|e| e.into_inner());
             }
             if o.dead {
@@ -516,7 +536,13 @@ fn read_loop<M>(conn: ConnId, stream: Arc<TcpStream>, shared: &Shared, tx: &Sync
     let _ = tx.send(Input::Eof(conn));
 }
 
-fn write_loop(stream: Arc<TcpStream>, shared: &Shared, linger: Duration) {
+fn write_loop<M>(
+    conn: ConnId,
+    stream: Arc<TcpStream>,
+    shared: &Shared,
+    tx: &SyncSender<Input<M>>,
+    linger: Duration,
+) {
     loop {
         let batch: Vec<Bytes> = {
             let mut o = shared.lock();
@@ -552,8 +578,16 @@ fn write_loop(stream: Arc<TcpStream>, shared: &Shared, linger: Duration) {
             let _ = stream.shutdown(Half::Both);
             return;
         }
+        // Caught up with what was given: the machine's held output may come.
+        let caught_up = o.blocked && o.queue.is_empty() && !o.closing;
+        if caught_up {
+            o.blocked = false;
+        }
         drop(o);
         shared.cond.notify_all();
+        if caught_up && tx.send(Input::Writable(conn)).is_err() {
+            return;
+        }
     }
     // Our FIN; the reader reads until the peer's, for at most `linger`.
     let _ = stream.shutdown(Half::Write);

@@ -96,7 +96,7 @@ use self::{
     websocket::{Which, WsStream},
 };
 use super::{CloseReason, ConnId, Data, DecodeError, Packet, SEPARATOR, TransportKind};
-use crate::{entropy::BoxEntropy, http::HttpError, ws};
+use crate::{entropy::BoxEntropy, http::HttpError, machine::Backlog, ws};
 
 /// What went wrong with a transport or a probe.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -252,6 +252,8 @@ pub struct Client {
     http: Vec<HttpConn>,
     next_conn: u64,
     transmits: VecDeque<ClientTransmit>,
+    /// Output of connections whose sockets are full.
+    held: Backlog<ClientTransmit>,
     events: VecDeque<ClientEvent>,
 }
 
@@ -290,6 +292,7 @@ impl Client {
             http: Vec::new(),
             next_conn: 0,
             transmits: VecDeque::new(),
+            held: Backlog::default(),
             events: VecDeque::new(),
         };
         match c.config.mode {
@@ -370,10 +373,26 @@ impl Client {
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         if !self.http_input(now, conn, bytes) {
             if let Some(which) = self.find_stream(conn) {
+                let max = self.config.ws.max_message_size;
+                let blocked = match self.held.get_mut(conn) {
+                    Some(h) => {
+                        h.input = h.input.saturating_add(bytes.len());
+                        if h.input > max {
+                            // The driver went on reading a full connection.
+                            return self.handle_error(now, conn, "input while blocked");
+                        }
+                        true
+                    }
+                    None => false,
+                };
                 if let Some(s) = self.stream_mut(which) {
                     s.ws.handle_input(now, bytes);
                 }
-                self.process_stream(now, conn);
+                // A WebSocket whose socket is full decodes nothing more:
+                // its answers (pongs) could not be written.
+                if !blocked {
+                    self.process_stream(now, conn);
+                }
             }
         }
         self.after_turn(now);
@@ -400,6 +419,7 @@ impl Client {
     pub fn handle_error(&mut self, now: Instant, conn: ConnId, error: &str) {
         // What was still to be written on it goes nowhere.
         self.transmits.retain(|t| t.conn() != conn);
+        self.held.remove(conn);
         if !self.http_end(now, conn, Some(error)) {
             let failed = ClientError::ConnectionFailed(error.to_owned());
             match self.find_stream(conn) {
@@ -413,6 +433,36 @@ impl Client {
             self.retired.retain(|s| s.conn != conn);
             self.transmits.retain(|t| t.conn() != conn);
         }
+        self.after_turn(now);
+    }
+
+    /// The socket of `conn` is full: the driver could not write
+    /// `unwritten`, the rest of a transmit it took, and gives it back (see
+    /// [`machine`](crate::machine), "Backpressure"). Until
+    /// [`handle_writable`](Self::handle_writable) nothing more comes out
+    /// for `conn` but a [`ClientTransmit::Close`] (which drops what was
+    /// held: the server is not reading), the WebSocket on it decodes
+    /// nothing and takes no packet from the write buffer (sends beyond
+    /// [`ClientConfig::max_buffered_packets`] fail); the driver reads
+    /// nothing from it. The client's own timers (the heartbeat, request
+    /// deadlines) end a connection that never drains.
+    pub fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: bytes::Bytes) {
+        self.held.block(conn, unwritten, now);
+    }
+
+    /// The socket of `conn` takes bytes again: what was held comes out
+    /// first, and the WebSocket on it goes on.
+    pub fn handle_writable(&mut self, now: Instant, conn: ConnId) {
+        let Some(queue) = self.held.release(conn) else {
+            return;
+        };
+        for t in queue.into_iter().rev() {
+            self.transmits.push_front(t);
+        }
+        if self.find_stream(conn).is_some() {
+            self.process_stream(now, conn);
+        }
+        self.flush(now);
         self.after_turn(now);
     }
 
@@ -476,7 +526,17 @@ impl Client {
     /// The next piece of work for the driver.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<ClientTransmit> {
         let _ = now;
-        self.transmits.pop_front()
+        loop {
+            let t = self.transmits.pop_front()?;
+            if let ClientTransmit::Close { conn } = t {
+                // Given up on: what it held goes nowhere.
+                self.held.remove(conn);
+                return Some(t);
+            }
+            if let Some(t) = self.held.hold(t) {
+                return Some(t);
+            }
+        }
     }
 
     /// The next event for the application.
@@ -587,6 +647,12 @@ impl crate::machine::ConnMachine for Client {
     }
     fn handle_error(&mut self, now: Instant, conn: ConnId, error: &str) {
         Client::handle_error(self, now, conn, error)
+    }
+    fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: bytes::Bytes) {
+        Client::handle_write_blocked(self, now, conn, unwritten)
+    }
+    fn handle_writable(&mut self, now: Instant, conn: ConnId) {
+        Client::handle_writable(self, now, conn)
     }
 }
 

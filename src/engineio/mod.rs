@@ -9,6 +9,7 @@
 //! seen from the other side.
 
 mod client;
+mod compression;
 mod cookie;
 mod cors;
 mod frame;
@@ -22,6 +23,7 @@ pub use client::{
     Client, ClientConfig, ClientError, ClientEvent, ClientState, ClientTransmit, ClientUsageError,
     TransportMode,
 };
+pub use compression::HttpCompression;
 pub use cookie::{Cookie, SameSite};
 pub use cors::{Cors, CorsOrigin};
 pub use packet::{
@@ -113,6 +115,12 @@ pub enum CloseReason {
     TransportError,
     /// The server closed the session.
     ForcedClose,
+    /// The peer read too slowly: what waited for it would have crossed
+    /// [`Config::max_send_queue`]. Its connection was dropped.
+    SendQueueFull,
+    /// The peer read nothing for [`Config::send_timeout`] while its socket
+    /// was full. Its connection was dropped.
+    SendTimeout,
 }
 
 impl CloseReason {
@@ -124,6 +132,8 @@ impl CloseReason {
             CloseReason::ParseError => "parse error",
             CloseReason::TransportError => "transport error",
             CloseReason::ForcedClose => "forced close",
+            CloseReason::SendQueueFull => "send queue full",
+            CloseReason::SendTimeout => "send timeout",
         }
     }
 }
@@ -254,6 +264,25 @@ impl Transmit {
     }
 }
 
+impl crate::machine::Holdable for Transmit {
+    fn held_conn(&self) -> Option<ConnId> {
+        match self {
+            Transmit::Data { conn, .. } | Transmit::Close { conn } => Some(*conn),
+            // The embedding HTTP server writes these.
+            Transmit::Response { .. } => None,
+        }
+    }
+    fn held_len(&self) -> usize {
+        match self {
+            Transmit::Data { data, .. } => data.len(),
+            Transmit::Response { .. } | Transmit::Close { .. } => 0,
+        }
+    }
+    fn data(conn: ConnId, data: bytes::Bytes) -> Self {
+        Transmit::Data { conn, data }
+    }
+}
+
 /// A misuse of the server's commands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -264,8 +293,10 @@ pub enum UsageError {
     /// No connection has this id, or it is not waiting for a response.
     #[error("connection {0:?} is not waiting for a response")]
     NotAwaitingResponse(ConnId),
-    /// The session's send buffer is full ([`Config::max_buffered_packets`]
-    /// or the WebSocket's send queue): the packet was not accepted.
+    /// The packet would have crossed the session's bound
+    /// ([`Config::max_send_queue`] or [`Config::max_buffered_packets`]):
+    /// it was not accepted, and the session ends with
+    /// [`CloseReason::SendQueueFull`].
     #[error("the session's send buffer is full")]
     BufferFull,
     /// Binary data in a packet type that only carries text.
@@ -308,15 +339,55 @@ pub struct Config {
     /// Most sessions at once; handshakes beyond are answered 503.
     /// Default 100,000.
     pub max_sessions: usize,
-    /// Most packets waiting for a poll in one session; sends beyond fail
-    /// with [`UsageError::BufferFull`]. Default 10,000.
+    /// Most packets waiting in one session's polling buffer while no poll
+    /// is there to carry them; a send beyond ends the session as
+    /// [`max_send_queue`](Self::max_send_queue) does. Default 10,000.
     pub max_buffered_packets: usize,
+    /// Most bytes waiting for one session's peer while it is not taking
+    /// them: its polling buffer while no poll is there to carry it, or,
+    /// once the driver said its socket is full (see
+    /// [`machine`](crate::machine), "Backpressure"), what the driver gave
+    /// back and everything queued since. A send that would cross it fails
+    /// with [`UsageError::BufferFull`], the session ends with
+    /// [`CloseReason::SendQueueFull`] and its connection is dropped. What
+    /// one turn queues for a peer that is reading leaves at the end of the
+    /// turn and is not held to it (the WebSocket's own
+    /// [`ws::Config::max_send_queue`] still is), nor is a lone packet
+    /// larger than the bound. Default 1 MiB (uWebSockets'
+    /// `maxBackpressure`).
+    pub max_send_queue: usize,
+    /// How long a connection's socket may stay full (the driver said so
+    /// with `handle_write_blocked`, and not since that it is writable)
+    /// before the connection is dropped; the session it carries ends with
+    /// [`CloseReason::SendTimeout`]. Default 30 s.
+    pub send_timeout: Duration,
+    /// How long a raw HTTP connection may take to send a request head,
+    /// counted from its first byte (or from the connection's start); then
+    /// it is answered 408 and closed. Default 30 s (hyper's
+    /// `header_read_timeout`; Node's `headersTimeout` is 60 s).
+    pub head_timeout: Duration,
+    /// How long a raw HTTP connection may take to send a whole request,
+    /// body included, counted as [`head_timeout`](Self::head_timeout) is;
+    /// then it is answered 408 and closed. Default 300 s (Node's
+    /// `requestTimeout`).
+    pub request_timeout: Duration,
+    /// How long a raw HTTP connection may wait idle for its next request
+    /// once a response has been written; then it is closed. Default 5 s
+    /// (Node's `keepAliveTimeout`).
+    pub keep_alive_timeout: Duration,
     /// How long a closing polling session waits for a poll to carry its
     /// close packet. Default 30 s.
     pub close_timeout: Duration,
     /// Limits of the WebSocket transport (its message limit is raised or
-    /// lowered to `max_payload`).
+    /// lowered to `max_payload`), and its compression: see
+    /// [`per_message_deflate`](Self::per_message_deflate).
     pub ws: ws::Config,
+    /// Compression of long-polling responses (the official
+    /// `httpCompression`): gzip or deflate, as the request's
+    /// `Accept-Encoding` prefers, for bodies of at least its threshold.
+    /// Default on, threshold 1,024 bytes, as the official server; `None`
+    /// turns it off.
+    pub http_compression: Option<HttpCompression>,
     /// Limits on HTTP heads.
     pub head_limits: http::Limits,
     /// Paths under [`path`](Self::path) that are handed to the application
@@ -340,8 +411,14 @@ impl Default for Config {
             cookie: None,
             max_sessions: 100_000,
             max_buffered_packets: 10_000,
+            max_send_queue: 1 << 20,
+            send_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(300),
+            keep_alive_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(30),
             ws: ws::Config::default(),
+            http_compression: Some(HttpCompression::default()),
             head_limits: http::Limits::default(),
             bypass: Vec::new(),
         }
@@ -405,6 +482,31 @@ impl Config {
         self.max_buffered_packets = n;
         self
     }
+    /// Sets [`max_send_queue`](Self::max_send_queue).
+    pub fn max_send_queue(mut self, n: usize) -> Self {
+        self.max_send_queue = n;
+        self
+    }
+    /// Sets [`send_timeout`](Self::send_timeout).
+    pub fn send_timeout(mut self, d: Duration) -> Self {
+        self.send_timeout = d;
+        self
+    }
+    /// Sets [`head_timeout`](Self::head_timeout).
+    pub fn head_timeout(mut self, d: Duration) -> Self {
+        self.head_timeout = d;
+        self
+    }
+    /// Sets [`request_timeout`](Self::request_timeout).
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+    /// Sets [`keep_alive_timeout`](Self::keep_alive_timeout).
+    pub fn keep_alive_timeout(mut self, d: Duration) -> Self {
+        self.keep_alive_timeout = d;
+        self
+    }
     /// Sets [`close_timeout`](Self::close_timeout).
     pub fn close_timeout(mut self, d: Duration) -> Self {
         self.close_timeout = d;
@@ -418,6 +520,26 @@ impl Config {
     /// Sets [`head_limits`](Self::head_limits).
     pub fn head_limits(mut self, l: http::Limits) -> Self {
         self.head_limits = l;
+        self
+    }
+    /// permessage-deflate on the WebSocket transport (the official
+    /// `perMessageDeflate`): sets the `deflate` of [`ws`](Self::ws). Off by
+    /// default, as in engine.io 6; the official `perMessageDeflate: true`
+    /// is `DeflateConfig::default().enabled(true)` (threshold 1,024 bytes,
+    /// both windows 15 bits, context takeover as the client offers).
+    ///
+    /// ```
+    /// use wsio::{engineio::Config, ws::deflate::DeflateConfig};
+    /// let config = Config::default().per_message_deflate(DeflateConfig::default().enabled(true));
+    /// assert!(config.ws.deflate.enabled);
+    /// ```
+    pub fn per_message_deflate(mut self, d: ws::deflate::DeflateConfig) -> Self {
+        self.ws.deflate = d;
+        self
+    }
+    /// Sets [`http_compression`](Self::http_compression).
+    pub fn http_compression(mut self, c: Option<HttpCompression>) -> Self {
+        self.http_compression = c;
         self
     }
 

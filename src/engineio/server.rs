@@ -33,8 +33,11 @@
 //! * `server/websocket.rs`: the WebSocket transport (upgrade requests,
 //!   frames, the probe connection);
 //! * `server/session.rs`: one session (handshake, heartbeat, upgrade,
-//!   close).
+//!   close);
+//! * `server/backpressure.rs`: connections whose sockets are full, the
+//!   bound on what waits for a peer, connections dropped at once.
 
+mod backpressure;
 mod http;
 mod polling;
 mod session;
@@ -62,6 +65,7 @@ use crate::{
     entropy::BoxEntropy,
     http::{HeadParser, RequestHead, ResponseHead},
     idmap::IdMap,
+    machine::{Backlog, later},
     ws::{self, Message},
 };
 
@@ -122,7 +126,10 @@ impl Conn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Target {
     Session(Sid),
+    /// A WebSocket's timer, or a raw HTTP connection's.
     Conn(ConnId),
+    /// The deadline of a connection whose socket is full.
+    Blocked(ConnId),
 }
 
 /// The Engine.IO server: many sessions over many connections.
@@ -167,6 +174,11 @@ pub struct Server {
     resume: Vec<ConnId>,
     /// Held polls: the session each waiting GET belongs to.
     polls: IdMap<ConnId, Sid>,
+    /// Output of connections whose sockets are full.
+    held: Backlog<Transmit>,
+    /// The deadline each blocked connection has in `timers`: one entry per
+    /// connection however often it blocks and drains.
+    blocked_timers: IdMap<ConnId, Instant>,
 }
 
 impl std::fmt::Debug for Server {
@@ -186,6 +198,8 @@ impl Server {
         Server {
             resume: Vec::new(),
             polls: IdMap::default(),
+            held: Backlog::default(),
+            blocked_timers: IdMap::default(),
             ws_config: config.ws_config(),
             config,
             entropy,
@@ -236,7 +250,9 @@ impl Server {
             Some(Transport::Polling { get }) => get.is_some(),
             Some(Transport::WebSocket(c)) => match self.conns.get(c).map(|c| &c.kind) {
                 Some(ConnKind::Ws(w)) => {
-                    w.ws.buffered_amount() == 0 && w.ws.state() == ws::State::Open
+                    w.ws.buffered_amount() == 0
+                        && w.ws.state() == ws::State::Open
+                        && !self.held.is_blocked(*c)
                 }
                 _ => false,
             },
@@ -248,14 +264,19 @@ impl Server {
 
     /// Registers a new TCP connection; its bytes go to
     /// [`handle_input`](Self::handle_input).
-    pub fn accept(&mut self, _now: Instant, peer: Option<SocketAddr>) -> ConnId {
+    pub fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
         let id = self.new_conn_id();
         let http = HttpConn {
             rbuf: BytesMut::new(),
             parser: HeadParser::new(self.config.head_limits),
             state: HttpState::Head,
+            started: now,
+            idle: false,
+            deadline: Some(later(now, self.config.head_timeout)),
+            scheduled: None,
         };
         self.conns.insert(id, Conn::new(peer, ConnKind::Http(http)));
+        self.schedule(Target::Conn(id));
         id
     }
 
@@ -271,6 +292,12 @@ impl Server {
     }
 
     fn input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        // A blocked connection's input waits undecoded (see
+        // `backpressure`).
+        let blocked = self.held.is_blocked(conn);
+        if blocked && !self.keep_blocked_input(conn, bytes.len()) {
+            return;
+        }
         match self.conns.get_mut(&conn).map(|c| &mut c.kind) {
             Some(ConnKind::Http(h)) => {
                 h.rbuf.extend_from_slice(bytes);
@@ -370,16 +397,24 @@ impl Server {
                     self.session_timeout(now, sid);
                     self.schedule(Target::Session(sid));
                 }
-                Target::Conn(conn) => {
-                    let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) else {
-                        continue;
-                    };
-                    if w.scheduled != Some(at) {
-                        continue;
+                Target::Conn(conn) => match self.conns.get_mut(&conn).map(|c| &mut c.kind) {
+                    Some(ConnKind::Ws(w)) if w.scheduled == Some(at) => {
+                        w.scheduled = None;
+                        w.ws.handle_timeout(now);
+                        self.after_ws(now, conn);
                     }
-                    w.scheduled = None;
-                    w.ws.handle_timeout(now);
-                    self.after_ws(now, conn);
+                    Some(ConnKind::Http(h)) if h.scheduled == Some(at) => {
+                        h.scheduled = None;
+                        self.http_timeout(now, conn);
+                        self.schedule(Target::Conn(conn));
+                    }
+                    _ => {}
+                },
+                Target::Blocked(conn) => {
+                    if self.blocked_timers.get(&conn) == Some(&at) {
+                        self.blocked_timers.remove(&conn);
+                        self.blocked_timeout(now, conn);
+                    }
                 }
             }
         }
@@ -391,12 +426,20 @@ impl Server {
     /// The next bytes to write, response to give, or connection to close.
     /// What commands queued since the last call is flushed here, so that
     /// everything queued in one turn leaves together.
+    /// Nothing comes out for a connection whose socket is full (see
+    /// [`handle_write_blocked`](Self::handle_write_blocked)) but its
+    /// close.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        if self.transmits.is_empty() {
-            self.flush_dirty(now);
-            self.resume_http(now);
+        loop {
+            if self.transmits.is_empty() {
+                self.flush_dirty(now);
+                self.resume_http(now);
+            }
+            let t = self.transmits.pop_front()?;
+            if let Some(t) = self.held.hold(t) {
+                return Some(t);
+            }
         }
-        self.transmits.pop_front()
     }
 
     /// The next event for the application.
@@ -530,6 +573,7 @@ impl Server {
                 .get_mut(&c)
                 .and_then(Conn::ws_mut)
                 .map(|w| &mut w.dirty),
+            Target::Blocked(_) => None,
         };
         if let Some(flag) = flag {
             flag_dirty(flag, &mut self.dirty, target);
@@ -553,6 +597,7 @@ impl Server {
                         }
                     }
                     Target::Conn(conn) => self.drain_ws(now, conn),
+                    Target::Blocked(_) => {}
                 }
             }
             self.dirty_spare = targets;
@@ -565,10 +610,24 @@ impl Server {
                 Some(s) => (s.next_deadline(), &mut s.scheduled),
                 None => return,
             },
-            Target::Conn(c) => match self.conns.get_mut(&c).and_then(Conn::ws_mut) {
-                Some(w) => (w.ws.poll_timeout(), &mut w.scheduled),
-                None => return,
+            Target::Conn(c) => match self.conns.get_mut(&c).map(|c| &mut c.kind) {
+                Some(ConnKind::Ws(w)) => (w.ws.poll_timeout(), &mut w.scheduled),
+                Some(ConnKind::Http(h)) => (h.deadline, &mut h.scheduled),
+                _ => return,
             },
+            Target::Blocked(c) => {
+                // An entry already due earlier finds the later deadline
+                // when it fires (a connection that drains and blocks again
+                // often adds nothing).
+                let Some(at) = self.held.get(c).map(|h| h.deadline) else {
+                    return;
+                };
+                if self.blocked_timers.get(&c).is_none_or(|t| at < *t) {
+                    self.blocked_timers.insert(c, at);
+                    self.timers.push(Reverse((at, target)));
+                }
+                return;
+            }
         };
         if let Some(next) = next {
             if scheduled.is_none_or(|s| next < s) {
@@ -602,6 +661,33 @@ impl Packets<'_> {
             Packets::Plain(p) => p.len(),
             Packets::Shared(p) => p.len(),
             Packets::Text(_) => 1,
+        }
+    }
+
+    /// What they take in a polling payload: type digits, separators,
+    /// binary as base64.
+    fn polling_len(&self) -> usize {
+        fn one(p: &Packet) -> usize {
+            match &p.data {
+                Data::Text(t) => t.len() + 2,
+                Data::Binary(b) => b.len().div_ceil(3) * 4 + 2,
+            }
+        }
+        match self {
+            Packets::Plain(p) => p.iter().map(one).sum(),
+            Packets::Shared(p) => p.iter().map(|p| one(&p.packet)).sum(),
+            Packets::Text(t) => t.len() + 2,
+        }
+    }
+
+    /// About what they take on a WebSocket: payloads, type digits, the
+    /// longest frame headers.
+    fn ws_len(&self) -> usize {
+        const OVERHEAD: usize = 1 + ws::frame::MAX_HEADER_LEN;
+        match self {
+            Packets::Plain(p) => p.iter().map(|p| p.data.len() + OVERHEAD).sum(),
+            Packets::Shared(p) => p.iter().map(|p| p.frame.as_bytes().len()).sum(),
+            Packets::Text(t) => t.len() + OVERHEAD,
         }
     }
 }
@@ -642,6 +728,12 @@ impl crate::machine::ConnMachine for Server {
     }
     fn handle_eof(&mut self, now: Instant, conn: ConnId) {
         Server::handle_eof(self, now, conn)
+    }
+    fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: Bytes) {
+        Server::handle_write_blocked(self, now, conn, unwritten)
+    }
+    fn handle_writable(&mut self, now: Instant, conn: ConnId) {
+        Server::handle_writable(self, now, conn)
     }
 }
 

@@ -1273,3 +1273,53 @@ fn huge_durations_do_not_panic() {
     assert_eq!(n.client.state(), ClientState::Reconnecting);
     assert!(n.client.poll_timeout().is_some());
 }
+
+// ----- limits no other test crosses ------------------------------------------------
+
+#[test]
+fn the_send_buffer_holds_at_most_max_send_buffer_emits() {
+    let mut n = Net::new(client_config(TransportMode::WebSocketOnly).max_send_buffer(3));
+    let root = n.socket("/", None);
+    for i in 0..3 {
+        n.emit(root, "message", vec![num(i)]);
+    }
+    let now = n.now;
+    assert_eq!(
+        n.client.emit(now, root, "message", vec![num(3)]),
+        Err(ClientUsageError::BufferFull)
+    );
+    n.connected(root);
+    n.advance(ms(300));
+    let back: Vec<Vec<Value>> = n.got(root, "message-back");
+    assert_eq!(back, (0..3).map(|i| vec![num(i)]).collect::<Vec<_>>());
+}
+
+#[test]
+fn events_before_the_connect_answer_are_held_up_to_1024() {
+    let mut n = Net::new(client_config(TransportMode::WebSocketOnly));
+    n.server.add_namespace("/slow", Admission::Decide);
+    let root = n.socket("/", None);
+    n.connected(root);
+    let slow = n.socket("/slow", None);
+    n.advance(ms(50));
+    let request = n.server_events.iter().find_map(|e| match e {
+        Event::ConnectRequest { socket, .. } => Some(*socket),
+        _ => None,
+    });
+    let socket = request.expect("the CONNECT waits for a verdict");
+    // A server that talks before it answers (a correct one does not).
+    let sid = n.server.session_of(n.server.sockets("/")[0]).unwrap();
+    for i in 0..1100 {
+        let packet = format!(r#"2/slow,["early",{i}]"#);
+        n.server.engine().send(sid, packet).unwrap();
+    }
+    n.pump();
+    n.advance(ms(50));
+    let now = n.now;
+    n.server.admit(now, socket).unwrap();
+    n.pump();
+    n.advance(ms(50));
+    let early = n.got(slow, "early");
+    assert_eq!(early.len(), 1024);
+    assert_eq!(early.last(), Some(&vec![num(1023)]));
+}

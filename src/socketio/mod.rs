@@ -97,6 +97,12 @@ pub enum DisconnectReason {
     ForcedServerClose,
     /// The server is shutting down ([`Server::close_all`]).
     ServerShuttingDown,
+    /// The client read too slowly: what waited for it would have crossed
+    /// the engine's `max_send_queue`, and its connection was dropped.
+    SendQueueFull,
+    /// The client read nothing for the engine's `send_timeout` while its
+    /// socket was full, and its connection was dropped.
+    SendTimeout,
 }
 
 impl DisconnectReason {
@@ -112,6 +118,8 @@ impl DisconnectReason {
             DisconnectReason::ForcedClose => "forced close",
             DisconnectReason::ForcedServerClose => "forced server close",
             DisconnectReason::ServerShuttingDown => "server shutting down",
+            DisconnectReason::SendQueueFull => "send queue full",
+            DisconnectReason::SendTimeout => "send timeout",
         }
     }
 
@@ -122,6 +130,8 @@ impl DisconnectReason {
             engineio::CloseReason::ParseError => DisconnectReason::ParseError,
             engineio::CloseReason::TransportError => DisconnectReason::TransportError,
             engineio::CloseReason::ForcedClose => DisconnectReason::ForcedClose,
+            engineio::CloseReason::SendQueueFull => DisconnectReason::SendQueueFull,
+            engineio::CloseReason::SendTimeout => DisconnectReason::SendTimeout,
         }
     }
 }

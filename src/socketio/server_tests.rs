@@ -8,7 +8,7 @@
 //! `message-back`; `message-with-ack` is acked with its arguments.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     ops::ControlFlow,
     time::Duration,
 };
@@ -39,6 +39,8 @@ struct H {
     out: HashMap<ConnId, BytesMut>,
     closed: Vec<ConnId>,
     events: Vec<Event>,
+    /// Connections whose socket is full: what comes for them is given back.
+    full: HashSet<ConnId>,
 }
 
 fn suite_config() -> Config {
@@ -65,6 +67,7 @@ impl H {
             out: HashMap::new(),
             closed: Vec::new(),
             events: Vec::new(),
+            full: HashSet::new(),
         }
     }
 
@@ -78,8 +81,11 @@ impl H {
         drain(
             &mut self.io,
             now,
-            |_, t| {
+            |io, t| {
                 match t {
+                    Transmit::Data { conn, data } if self.full.contains(&conn) => {
+                        io.handle_write_blocked(now, conn, data)
+                    }
                     Transmit::Data { conn, data } => {
                         self.out.entry(conn).or_default().extend_from_slice(&data)
                     }
@@ -792,5 +798,7 @@ fn usage_errors() {
 mod api;
 #[path = "server_tests_cluster.rs"]
 mod cluster;
+#[path = "server_tests_limits.rs"]
+mod limits;
 #[path = "server_tests_recovery.rs"]
 mod recovery;

@@ -8,6 +8,7 @@
 use base64::Engine as _;
 use bytes::BytesMut;
 
+use super::deflate::{self, Accepted, DeflateConfig, NegotiationError, Offer, Params};
 use crate::http::{Headers, HttpError, Method, RequestHead, ResponseHead};
 
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -56,9 +57,19 @@ pub enum HandshakeError {
     /// Client: the server chose an extension that was not offered.
     #[error("the server chose an extension that was not offered")]
     UnexpectedExtension,
+    /// `Sec-WebSocket-Extensions` is malformed (server, with compression
+    /// enabled: answered 400), or the server's permessage-deflate answer
+    /// breaks RFC 7692 (client).
+    #[error(transparent)]
+    Extension(#[from] NegotiationError),
     /// The connection ended during the handshake.
     #[error("the connection ended during the handshake")]
     Eof,
+    /// The head did not arrive within
+    /// [`Config::head_timeout`](crate::ws::Config::head_timeout)
+    /// (answered with 408).
+    #[error("the handshake's head did not arrive in time")]
+    Timeout,
 }
 
 impl HandshakeError {
@@ -69,6 +80,7 @@ impl HandshakeError {
             HandshakeError::MethodNotGet => 405,
             HandshakeError::UnsupportedVersion => 426,
             HandshakeError::Refused(s) => *s,
+            HandshakeError::Timeout => 408,
             _ => 400,
         }
     }
@@ -88,6 +100,7 @@ impl HandshakeError {
             HandshakeError::Http(HttpError::HeadTooLarge(_) | HttpError::TooManyHeaders(_)) => {
                 "Request header fields too large\n"
             }
+            HandshakeError::Timeout => "Request timeout\n",
             _ => "Bad WebSocket upgrade request\n",
         };
         (head, body)
@@ -149,6 +162,43 @@ impl UpgradeRequest {
             .cloned()
     }
 
+    /// Negotiates permessage-deflate (RFC 7692) under `config`: the
+    /// parameters and the `Sec-WebSocket-Extensions` value of the 101 reply
+    /// (see [`deflate::accept_offer`]), or `None` to go on uncompressed. An
+    /// embedding HTTP server adds that header to [`response`](Self::response)
+    /// and hands the parameters to
+    /// [`Connection::with_deflate`](super::Connection::with_deflate).
+    ///
+    /// The values of the request's fields are parsed as sent (a quoted
+    /// parameter may hold a comma), not as [`extensions`](Self::extensions)
+    /// splits them. A malformed header is an error (answer 400) only when
+    /// `config` enables compression; otherwise it is not read.
+    ///
+    /// ```
+    /// use wsio::http::{Method, RequestHead};
+    /// use wsio::ws::{deflate::DeflateConfig, handshake::validate_request};
+    /// let req = RequestHead::new(Method::Get, "/")
+    ///     .with_header("Upgrade", "websocket")
+    ///     .with_header("Connection", "Upgrade")
+    ///     .with_header("Sec-WebSocket-Version", "13")
+    ///     .with_header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+    ///     .with_header("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits");
+    /// let up = validate_request(req).unwrap();
+    /// let config = DeflateConfig::default().enabled(true);
+    /// let agreed = up.negotiate_deflate(&config).unwrap().unwrap();
+    /// assert_eq!(agreed.response, "permessage-deflate");
+    /// assert_eq!(up.negotiate_deflate(&DeflateConfig::default()), Ok(None));
+    /// ```
+    pub fn negotiate_deflate(
+        &self,
+        config: &DeflateConfig,
+    ) -> Result<Option<Accepted>, HandshakeError> {
+        Ok(deflate::accept_offer(
+            config,
+            self.head.headers.get_all("sec-websocket-extensions"),
+        )?)
+    }
+
     /// The 101 reply accepting this request with `accept`'s choices.
     pub fn response(&self, accept: &Accept) -> ResponseHead {
         let mut head = ResponseHead::new(101)
@@ -172,6 +222,11 @@ pub struct Accept {
     pub protocol: Option<String>,
     /// Extra headers for the 101 reply (`Set-Cookie`...).
     pub headers: Headers,
+    /// permessage-deflate for this connection, in place of the
+    /// connection's [`Config::deflate`](super::Config::deflate): to turn
+    /// it on or off, or change its parameters, for one client. `None`
+    /// keeps the connection's.
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Accept {
@@ -183,6 +238,12 @@ impl Accept {
     /// Chooses a subprotocol (builder style).
     pub fn protocol(mut self, p: impl Into<String>) -> Self {
         self.protocol = Some(p.into());
+        self
+    }
+
+    /// Sets [`deflate`](Self::deflate) (builder style).
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.deflate = Some(config);
         self
     }
 }
@@ -319,8 +380,22 @@ impl ClientRequest {
     }
 
     /// Checks the server's reply (section 4.2.2 step 5 and 4.1): the chosen
-    /// subprotocol, if any.
+    /// subprotocol, if any. No extension was offered, so any is an error.
     pub fn verify(&self, key: &str, res: &ResponseHead) -> Result<Option<String>, HandshakeError> {
+        self.verify_with_offer(key, res, None)
+            .map(|(protocol, _)| protocol)
+    }
+
+    /// Like [`verify`](Self::verify), for a request that carried `offer`
+    /// (its [`header_value`](Offer::header_value) in
+    /// `Sec-WebSocket-Extensions`): also the permessage-deflate parameters
+    /// the server accepted, or `None` if it declined (RFC 7692 section 7).
+    pub fn verify_with_offer(
+        &self,
+        key: &str,
+        res: &ResponseHead,
+        offer: Option<&Offer>,
+    ) -> Result<(Option<String>, Option<Params>), HandshakeError> {
         if res.status != 101 {
             return Err(HandshakeError::UnexpectedStatus(res.status));
         }
@@ -334,22 +409,27 @@ impl ClientRequest {
         if h.get_str("sec-websocket-accept").map(str::trim) != Some(accept_key(key).as_str()) {
             return Err(HandshakeError::BadAccept);
         }
-        if h.tokens("sec-websocket-extensions").next().is_some() {
-            return Err(HandshakeError::UnexpectedExtension);
-        }
+        let params = match offer {
+            Some(offer) => offer.verify(h.get_all("sec-websocket-extensions"))?,
+            None if h.tokens("sec-websocket-extensions").next().is_some() => {
+                return Err(HandshakeError::UnexpectedExtension);
+            }
+            None => None,
+        };
         let mut chosen = h.tokens("sec-websocket-protocol");
-        match (chosen.next(), chosen.next()) {
-            (None, _) => Ok(None),
+        let protocol = match (chosen.next(), chosen.next()) {
+            (None, _) => None,
             (Some(p), None) => {
                 let p = String::from_utf8_lossy(p);
                 if self.protocols.iter().any(|o| *o == p) {
-                    Ok(Some(p.into_owned()))
+                    Some(p.into_owned())
                 } else {
-                    Err(HandshakeError::UnexpectedProtocol)
+                    return Err(HandshakeError::UnexpectedProtocol);
                 }
             }
-            _ => Err(HandshakeError::UnexpectedProtocol),
-        }
+            _ => return Err(HandshakeError::UnexpectedProtocol),
+        };
+        Ok((protocol, params))
     }
 }
 

@@ -25,6 +25,8 @@ pub use frame::{FrameError, OpCode};
 pub use handshake::{Accept, ClientRequest, HandshakeError, UpgradeRequest};
 pub use utf8::Utf8Bytes;
 
+use deflate::DeflateConfig;
+
 use crate::http;
 
 /// A whole message.
@@ -174,8 +176,22 @@ pub struct Config {
     /// How long to wait for the peer's part of the closing handshake before
     /// dropping the connection. Default 5 s.
     pub close_timeout: Duration,
+    /// How long the opening handshake's head may take to arrive: a
+    /// server's wait for the upgrade request (then it answers 408), a
+    /// client's for the answer; counted from the first call that gives the
+    /// connection the time (a driver drains it as soon as it is made).
+    /// Default 30 s (hyper's `header_read_timeout`).
+    pub head_timeout: Duration,
     /// Limits on the HTTP head of the opening handshake.
     pub head_limits: http::Limits,
+    /// permessage-deflate (RFC 7692): whether a server accepts it and a
+    /// client offers it, and with what parameters. Default off, in both
+    /// roles: compression costs a connection 290-420 KiB while it is used
+    /// (see [`deflate`]) and CPU per message, so it is the application's
+    /// choice, as it is for the Engine.IO option `perMessageDeflate`. npm
+    /// `ws` has it off on its server and on in its client; browsers always
+    /// offer it.
+    pub deflate: DeflateConfig,
 }
 
 impl Default for Config {
@@ -188,7 +204,9 @@ impl Default for Config {
             auto_pong: true,
             send_fragment_size: None,
             close_timeout: Duration::from_secs(5),
+            head_timeout: Duration::from_secs(30),
             head_limits: http::Limits::default(),
+            deflate: DeflateConfig::default(),
         }
     }
 }
@@ -229,9 +247,19 @@ impl Config {
         self.close_timeout = d;
         self
     }
+    /// Sets [`head_timeout`](Self::head_timeout).
+    pub fn head_timeout(mut self, d: Duration) -> Self {
+        self.head_timeout = d;
+        self
+    }
     /// Sets [`head_limits`](Self::head_limits).
     pub fn head_limits(mut self, l: http::Limits) -> Self {
         self.head_limits = l;
+        self
+    }
+    /// Sets [`deflate`](Self::deflate).
+    pub fn deflate(mut self, d: DeflateConfig) -> Self {
+        self.deflate = d;
         self
     }
 }
@@ -267,13 +295,19 @@ pub enum ProtocolError {
     /// A close code that may not be sent (section 7.4).
     #[error("invalid close code {0}")]
     BadCloseCode(u16),
+    /// A compressed message that does not inflate (RFC 7692 section 7.2.2;
+    /// close 1007).
+    #[error("invalid compressed data")]
+    BadCompressedData,
 }
 
 impl ProtocolError {
     /// The close code that reports this error to the peer.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             _ => CloseCode::PROTOCOL,
         }
     }
@@ -360,6 +394,22 @@ pub enum Error {
     /// The peer did not finish the closing handshake in time.
     #[error("the peer did not finish the closing handshake in time")]
     CloseTimeout,
+    /// Our compressor failed in the middle of a fragmented message (close
+    /// 1011); valid use never causes it.
+    #[error(transparent)]
+    Compress(#[from] deflate::CompressError),
+}
+
+impl Error {
+    /// The close code that reports this error to the peer.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            Error::Protocol(p) => p.close_code(),
+            Error::Limit(_) => CloseCode::TOO_BIG,
+            Error::Compress(_) => CloseCode::INTERNAL,
+            _ => CloseCode::PROTOCOL,
+        }
+    }
 }
 
 /// A complete server frame, encoded once and sent on any number of

@@ -1,19 +1,25 @@
 #!/usr/bin/env node
 // The `ws` package as a WebSocket peer for the wsio interop tests.
 //
-//   node ws-peer.js server [--port P] [--deflate]
+//   node ws-peer.js server [--port P] [--deflate] [--deflate-opts JSON]
 //       Echo server on 127.0.0.1:P (default 0 = any free port); prints
 //       `READY <port>` once listening. Every text or binary message is sent
 //       back as is, except a text message `close:CODE:REASON`, which makes the
 //       server close the connection with that code and reason (REASON may
 //       contain further colons, or be empty). --deflate accepts the
-//       permessage-deflate extension (off by default).
+//       permessage-deflate extension (off by default); --deflate-opts accepts
+//       it with these `ws` perMessageDeflate options, e.g.
+//       '{"serverNoContextTakeover":true,"clientMaxWindowBits":9}'.
 //
-//   node ws-peer.js client URL [--no-deflate] [--only a,b]
+//   node ws-peer.js client URL [--no-deflate] [--deflate-opts JSON]
+//                              [--expect-deflate] [--only a,b]
 //       Runs a fixed list of checks against an echo server with the behaviour
 //       above, printing `ok NAME` / `fail NAME: why`, then `N passed, N failed`;
 //       exits 1 if any failed. The client offers permessage-deflate unless
-//       --no-deflate is given (ws's default, like a browser).
+//       --no-deflate is given (ws's default, like a browser); --deflate-opts
+//       offers it with these options. --expect-deflate adds checks that the
+//       server accepted the extension (printing `extensions: VALUE`) and that
+//       large messages cross the socket compressed both ways.
 "use strict";
 
 const crypto = require("crypto");
@@ -26,6 +32,17 @@ function usage(msg) {
   process.exit(2);
 }
 
+// perMessageDeflate options given as JSON on the command line.
+function parseOpts(text) {
+  try {
+    const opts = JSON.parse(text);
+    if (opts === null || typeof opts !== "object" || Array.isArray(opts)) throw new Error("not an object");
+    return opts;
+  } catch (e) {
+    usage(`bad --deflate-opts: ${e.message}`);
+  }
+}
+
 // --- server ----------------------------------------------------------------------------
 
 function runServer(args) {
@@ -35,7 +52,8 @@ function runServer(args) {
     if (args[i] === "--port") {
       port = Number(args[++i]);
       if (!Number.isInteger(port) || port < 0 || port > 65535) usage("bad --port");
-    } else if (args[i] === "--deflate") deflate = true;
+    } else if (args[i] === "--deflate") deflate = deflate || true;
+    else if (args[i] === "--deflate-opts") deflate = parseOpts(args[++i]);
     else usage(`unknown argument ${args[i]}`);
   }
   const wss = new WebSocketServer({
@@ -85,9 +103,12 @@ function check(cond, why) {
 function runClient(args) {
   let url = null;
   let deflate = true;
+  let expectDeflate = false;
   let only = null;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--no-deflate") deflate = false;
+    else if (args[i] === "--deflate-opts") deflate = parseOpts(args[++i]);
+    else if (args[i] === "--expect-deflate") expectDeflate = true;
     else if (args[i] === "--only") only = new Set((args[++i] || "").split(","));
     else if (args[i].startsWith("--")) usage(`unknown option ${args[i]}`);
     else if (url === null) url = args[i];
@@ -236,6 +257,57 @@ function runClient(args) {
     ws.send("close:1000:");
     await expectClose(ws, 1000, "", "server close");
   });
+
+  // JSON-like text: what compression is for.
+  const json = (n, seed = 0) => {
+    let s = "[";
+    for (let i = 0; s.length < n; i++) s += `{"id":${i + seed},"user":"u${(i * 7) % 13}","text":"hello there","ok":true},`;
+    return s.slice(0, n - 1) + "]";
+  };
+
+  if (expectDeflate) {
+    add("deflate-negotiated", async (ws) => {
+      // The parameters the server answered with, as `ws` parsed them.
+      const pmd = ws._extensions["permessage-deflate"];
+      console.log(`extensions: ${ws.extensions} ${JSON.stringify(pmd ? pmd.params : null)}`);
+      check(pmd, `extensions ${JSON.stringify(ws.extensions)}`);
+    });
+
+    add("deflate-on-the-wire", async (ws) => {
+      const t = json(200 * 1024);
+      const sock = ws._socket;
+      const [r0, w0] = [sock.bytesRead, sock.bytesWritten];
+      ws.send(t);
+      await expectMessage(ws, t, false, "200 KiB of JSON");
+      const [read, written] = [sock.bytesRead - r0, sock.bytesWritten - w0];
+      check(written < t.length / 4, `sent ${written} bytes for ${t.length}`);
+      check(read < t.length / 4, `received ${read} bytes for ${t.length}`);
+    });
+
+    add("deflate-many", async (ws) => {
+      // Context carries from message to message (or not, as agreed).
+      const sent = [];
+      for (let i = 0; i < 50; i++) {
+        sent.push(json(1500 + i * 37, i));
+        ws.send(sent[i]);
+      }
+      ws.send(Buffer.from(json(3000)), { binary: true });
+      for (let i = 0; i < sent.length; i++) await expectMessage(ws, sent[i], false, `message ${i}`);
+      await expectMessage(ws, Buffer.from(json(3000)), true, "binary");
+    });
+
+    add("deflate-fragmented", async (ws) => {
+      const t = Buffer.from(json(9000));
+      const cuts = [0, 3000, 3001, 7000, t.length];
+      for (let i = 0; i + 1 < cuts.length; i++) {
+        ws.send(t.subarray(cuts[i], cuts[i + 1]), { binary: false, fin: i + 2 === cuts.length, compress: true });
+      }
+      await expectMessage(ws, t, false, "fragmented compressed text");
+      ws.ping(Buffer.from("between"));
+      const ev = await ws.next();
+      check(ev.type === "pong", `got ${ev.type} instead of pong`);
+    });
+  }
 
   (async () => {
     const chosen = checks.filter((c) => !only || only.has(c.name));

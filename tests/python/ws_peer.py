@@ -74,6 +74,10 @@ the result line) and "timeout" (seconds, overrides --timeout).
       optional; "code" may be a list of acceptable codes. A data message that
       arrives first is a failure unless "ignore_messages": true.
   {"op": "sleep", "seconds": 0.2}
+  {"op": "expect_extension", "contains": "permessage-deflate"}
+      Check the server's Sec-WebSocket-Extensions answer: it must contain
+      each string of "contains" (a string or a list); "contains": [] with
+      "absent": true checks there is no answer at all.
 
 Example, against `ws_peer.py server`:
   {"op": "send", "text": "hello"}
@@ -342,6 +346,13 @@ def prepare(step):
         if not isinstance(step.get("seconds"), (int, float)):
             raise ScriptError("sleep needs seconds")
         step["_detail"] = "%ss" % step["seconds"]
+    elif op == "expect_extension":
+        want = step.get("contains", [])
+        want = [want] if isinstance(want, str) else want
+        if not isinstance(want, list) or not all(isinstance(w, str) for w in want):
+            raise ScriptError("contains must be a string or a list of strings")
+        step["_contains"] = want
+        step["_detail"] = "absent" if step.get("absent") else " ".join(want)
     else:
         raise ScriptError("unknown op %r" % op)
     if "timeout" in step and not isinstance(step["timeout"], (int, float)):
@@ -413,6 +424,18 @@ class Client:
         if op == "sleep":
             await asyncio.sleep(step["seconds"])
             return ""
+        if op == "expect_extension":
+            got = ws.response.headers.get("Sec-WebSocket-Extensions")
+            if step.get("absent"):
+                if got is not None:
+                    raise StepFailed("the server answered %r" % got)
+                return ""
+            if got is None:
+                raise StepFailed("the server accepted no extension")
+            missing = [w for w in step["_contains"] if w not in got]
+            if missing:
+                raise StepFailed("%r lacks %s" % (got, missing))
+            return repr(got)
         raise AssertionError(op)
 
     async def recv(self):

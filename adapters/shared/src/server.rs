@@ -7,15 +7,20 @@
 //! connection on the ready list. A round of the loop runs the commands
 //! from handles, serves the ready connections (write what waits, then
 //! read), accepts, runs the machine's timer, and writes what the round
-//! queued; after each input it drains the machine (transmits, then events,
+//! batched; after each input it drains the machine (transmits, then events,
 //! until both are empty).
 //!
 //! The driver rules (issue 19):
 //!
-//! * Bytes queued for a connection are bounded (`Options::max_queued`):
-//!   a transmit that finds the bound reached drops the connection and the
-//!   machine is told it ended, so a peer that does not read costs at most
-//!   the bound plus one transmit.
+//! * The loop keeps no output of its own (`wsio::machine`,
+//!   "Backpressure"). A drain's transmits for a connection are batched for
+//!   one vectored write at the end of the round, or at once past
+//!   `WRITE_BATCH` bytes; what a full socket does not take goes back to the
+//!   machine (`handle_write_blocked`), which holds that connection's output
+//!   against its one bound (`engineio::Config::max_send_queue`, 1 MiB),
+//!   decodes none of its input, and drops it past the bound or its
+//!   `send_timeout`. When the socket's waker fires the machine hears
+//!   `handle_writable` and its held output comes out first.
 //! * A full socket is waited on (its waker), never spun on; while a
 //!   connection's socket is full, nothing more is read from it.
 //! * While the application lets too many events wait, nothing is read or
@@ -57,14 +62,12 @@ use crate::{
     wake::{ConnWaker, IdMap, Ready},
 };
 
-/// Limits and timings of the loop.
+/// Limits and timings of the loop. What may wait for a slow peer is the
+/// machine's to bound (`engineio::Config::max_send_queue`,
+/// `ws::Config::max_send_queue`), not the loop's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
-    /// Most bytes queued for one connection: a transmit that comes while
-    /// this much waits drops the connection (so at most this plus one
-    /// transmit is held). Default 1 MiB.
-    pub max_queued: usize,
     /// Most events waiting for the application's [`Events`] before the
     /// server stops reading. Default 1024.
     pub event_backlog: usize,
@@ -84,7 +87,6 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            max_queued: 1 << 20,
             event_backlog: 1024,
             shutdown_grace: Duration::from_secs(5),
             linger: Duration::from_secs(1),
@@ -95,11 +97,6 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Sets [`max_queued`](Self::max_queued).
-    pub fn max_queued(mut self, n: usize) -> Self {
-        self.max_queued = n;
-        self
-    }
     /// Sets [`event_backlog`](Self::event_backlog).
     pub fn event_backlog(mut self, n: usize) -> Self {
         self.event_backlog = n.max(2);
@@ -127,6 +124,10 @@ const MAX_COMMANDS: usize = 256;
 const ROUNDS: usize = 32;
 /// Buffers per vectored write.
 const MAX_IOV: usize = 64;
+/// Bytes batched for one connection before they are written without
+/// waiting for the end of the round: what the loop holds of a connection's
+/// output is at most this plus one transmit.
+const WRITE_BATCH: usize = 64 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -151,11 +152,15 @@ struct Conn {
     io: Io,
     wake: Arc<ConnWaker>,
     waker: Waker,
-    queue: VecDeque<Bytes>,
-    queued: usize,
+    /// This round's transmits, not yet offered to the socket (and, once
+    /// the machine has let the connection go, what is left of its last
+    /// bytes).
+    batch: VecDeque<Bytes>,
+    batched: usize,
     /// The peer has not closed its side.
     reading: bool,
-    /// The last write found the socket full.
+    /// The socket is full (or an upgraded stream has not come yet): the
+    /// machine holds the output, the waker is armed.
     blocked: bool,
     dirty: bool,
     phase: Phase,
@@ -191,7 +196,6 @@ pub struct Server<M: Serve> {
     accept_errors: u64,
     paused: bool,
     shutdown: Option<Instant>,
-    overflows: u64,
 }
 
 impl<M: Serve> std::fmt::Debug for Server<M> {
@@ -242,7 +246,6 @@ impl<M: Serve> Server<M> {
             accept_errors: 0,
             paused: false,
             shutdown: None,
-            overflows: 0,
             opts,
         }
     }
@@ -315,7 +318,7 @@ impl<M: Serve> Server<M> {
             machine,
             conns,
             dirty,
-            overflows,
+            lingering,
             on_event,
             events,
             paused,
@@ -326,8 +329,8 @@ impl<M: Serve> Server<M> {
         let mut out = Out {
             conns,
             dirty,
-            overflows,
-            max_queued: opts.max_queued,
+            lingering,
+            linger: opts.linger,
         };
         let backlog = opts.event_backlog;
         loop {
@@ -366,17 +369,19 @@ impl<M: Serve> Server<M> {
             return;
         };
         c.reading = false;
-        if failed {
-            c.queue.clear();
-            c.queued = 0;
-        }
-        if c.phase == Phase::Lingering {
+        if failed || c.phase == Phase::Lingering {
+            let known = c.known;
             self.conns.remove(&conn);
+            if known {
+                self.machine.handle_eof(now, conn);
+                self.drain(now);
+            }
             return;
         }
         let known = std::mem::replace(&mut c.known, false);
         if c.phase == Phase::Open {
             c.phase = Phase::Closing;
+            self.lingering.push_back((now + self.opts.linger, conn));
         }
         if !c.dirty {
             c.dirty = true;
@@ -398,8 +403,8 @@ impl<M: Serve> Server<M> {
                 io,
                 wake,
                 waker,
-                queue: VecDeque::new(),
-                queued: 0,
+                batch: VecDeque::new(),
+                batched: 0,
                 reading,
                 blocked: false,
                 dirty: false,
@@ -445,9 +450,9 @@ impl<M: Serve> Server<M> {
                             c.io = Io::Stream(stream);
                             c.reading = true;
                             c.wake.queue();
-                            if !c.queue.is_empty() && !c.dirty {
-                                c.dirty = true;
-                                self.dirty.push(conn);
+                            // What came before the stream was given back.
+                            if std::mem::replace(&mut c.blocked, false) && c.known {
+                                self.machine.handle_writable(now, conn);
                             }
                         }
                     }
@@ -509,7 +514,14 @@ impl<M: Serve> Server<M> {
                 return;
             }
         }
-        if c.blocked || c.phase == Phase::Closing {
+        if c.blocked && c.known && c.phase == Phase::Open {
+            // The socket may take bytes again: the machine's held output
+            // comes out first, and is written before anything is read.
+            c.blocked = false;
+            self.machine.handle_writable(now, conn);
+            self.drain(now);
+            self.write_out(now, conn);
+        } else if c.blocked || c.phase == Phase::Closing {
             self.write_out(now, conn);
         }
         self.read(now, conn);
@@ -566,75 +578,42 @@ impl<M: Serve> Server<M> {
         }
     }
 
-    /// Writes what a connection has queued, without waiting: a full socket
-    /// leaves the rest queued (its waker armed), an error drops the
-    /// connection, and a finished close shuts the write side.
+    /// Writes a connection's batch without waiting: what a full socket
+    /// leaves goes back to the machine (or, once the machine has let the
+    /// connection go, stays for the waker), an error drops the connection,
+    /// and a finished close shuts the write side.
     fn write_out(&mut self, now: Instant, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.dirty = false;
-        let Io::Stream(s) = &mut c.io else {
-            return;
-        };
-        let mut cx = Context::from_waker(&c.waker);
         let was_blocked = c.blocked;
-        let mut failed = false;
-        while !c.queue.is_empty() {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut n = 0;
-            for (slot, b) in iov.iter_mut().zip(c.queue.iter()) {
-                *slot = IoSlice::new(b);
-                n += 1;
+        match offer(&mut self.machine, now, conn, c) {
+            Offered::Failed => {
+                self.eof(now, conn, true);
+                self.conns.remove(&conn);
+                return;
             }
-            match s.poll_write_vectored(&mut cx, &iov[..n]) {
-                Poll::Ready(Ok(0)) => {
-                    failed = true;
-                    break;
-                }
-                Poll::Ready(Ok(mut n)) => {
-                    c.queued = c.queued.saturating_sub(n);
-                    while n > 0 {
-                        let Some(front) = c.queue.front_mut() else {
-                            break;
-                        };
-                        if n >= front.len() {
-                            n -= front.len();
-                            c.queue.pop_front();
-                        } else {
-                            front.advance(n);
-                            n = 0;
-                        }
-                    }
-                }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(_)) => {
-                    failed = true;
-                    break;
-                }
-                Poll::Pending => {
-                    c.blocked = true;
-                    return;
-                }
+            Offered::HandedBack => {
+                // The machine may have dropped the connection over it.
+                self.drain(now);
+                return;
             }
+            Offered::Kept => return,
+            Offered::All => {}
         }
-        if failed {
-            c.blocked = false;
-            self.eof(now, conn, true);
-            self.conns.remove(&conn);
-            return;
-        }
-        c.blocked = false;
         if was_blocked && c.reading {
             // Reading stopped while the socket was full.
             c.wake.queue();
         }
         if c.phase == Phase::Closing {
+            let Io::Stream(s) = &mut c.io else {
+                return;
+            };
+            let mut cx = Context::from_waker(&c.waker);
             match s.poll_shutdown(&mut cx) {
                 Poll::Pending => c.blocked = true,
                 Poll::Ready(_) if c.reading => {
                     c.phase = Phase::Lingering;
-                    self.lingering.push_back((now + self.opts.linger, conn));
                     c.wake.queue();
                 }
                 Poll::Ready(_) => {
@@ -644,7 +623,9 @@ impl<M: Serve> Server<M> {
         }
     }
 
-    fn flush(&mut self, now: Instant) {
+    /// Writes the round's batches; true if writing them made the machine
+    /// queue more (a round more is needed).
+    fn flush(&mut self, now: Instant) -> bool {
         let mut dirty = std::mem::take(&mut self.dirty);
         for conn in dirty.drain(..) {
             if self.conns.get(&conn).is_some_and(|c| c.dirty && !c.blocked) {
@@ -655,6 +636,9 @@ impl<M: Serve> Server<M> {
         }
         if self.dirty.is_empty() {
             self.dirty = dirty;
+            false
+        } else {
+            true
         }
     }
 
@@ -717,6 +701,8 @@ impl<M: Serve> Server<M> {
             self.machine.handle_timeout(now);
             self.drain(now);
         }
+        // A closed connection gets `linger` for its last bytes and the
+        // peer's FIN together.
         while let Some(&(at, conn)) = self.lingering.front() {
             if at > now {
                 break;
@@ -725,7 +711,7 @@ impl<M: Serve> Server<M> {
             if self
                 .conns
                 .get(&conn)
-                .is_some_and(|c| c.phase == Phase::Lingering)
+                .is_some_and(|c| c.phase != Phase::Open)
             {
                 self.conns.remove(&conn);
             }
@@ -815,7 +801,7 @@ impl<M: Serve> Server<M> {
             busy |= self.accept(cx, now);
             busy |= self.timers(now);
             busy |= self.poll_sidecar(cx, now);
-            self.flush(now);
+            busy |= self.flush(now);
             if self.shutdown_done(now) {
                 self.finish();
                 return Poll::Ready(Ok(()));
@@ -879,8 +865,8 @@ fn dispatch<M: Serve>(
 struct Out<'a> {
     conns: &'a mut IdMap<Conn>,
     dirty: &'a mut Vec<ConnId>,
-    overflows: &'a mut u64,
-    max_queued: usize,
+    lingering: &'a mut VecDeque<(Instant, ConnId)>,
+    linger: Duration,
 }
 
 impl Out<'_> {
@@ -893,13 +879,22 @@ impl Out<'_> {
                 if c.phase != Phase::Open || data.is_empty() {
                     return;
                 }
-                if c.queued >= self.max_queued {
-                    self.overflow(machine, now, conn);
+                if c.blocked || matches!(c.io, Io::Attaching) {
+                    // Nothing can be written now: the machine keeps it.
+                    c.blocked = true;
+                    machine.handle_write_blocked(now, conn, data);
                     return;
                 }
-                c.queued += data.len();
-                c.queue.push_back(data);
-                if !c.dirty && !c.blocked {
+                c.batched += data.len();
+                c.batch.push_back(data);
+                if c.batched >= WRITE_BATCH {
+                    c.dirty = false;
+                    if matches!(offer(machine, now, conn, c), Offered::Failed) {
+                        // The drain goes on; the machine hears the end now.
+                        self.conns.remove(&conn);
+                        machine.handle_error(now, conn, "write failed");
+                    }
+                } else if !c.dirty {
                     c.dirty = true;
                     self.dirty.push(conn);
                 }
@@ -919,9 +914,15 @@ impl Out<'_> {
                 };
                 c.known = false;
                 match c.io {
+                    // A full socket's close drops it, unwritten bytes and
+                    // all: its peer is not reading them.
+                    Io::Stream(_) if c.blocked && c.phase == Phase::Open => {
+                        self.conns.remove(&conn);
+                    }
                     Io::Stream(_) => {
                         if c.phase == Phase::Open {
                             c.phase = Phase::Closing;
+                            self.lingering.push_back((now + self.linger, conn));
                         }
                         if !c.dirty && !c.blocked {
                             c.dirty = true;
@@ -935,23 +936,77 @@ impl Out<'_> {
             }
         }
     }
+}
 
-    /// A connection whose peer does not read: dropped, and the machine told.
-    fn overflow<M: Serve>(&mut self, machine: &mut M, now: Instant, conn: ConnId) {
-        if let Some(c) = self.conns.remove(&conn) {
-            if *self.overflows == 0 || self.overflows.is_power_of_two() {
-                log::warn!(
-                    "wsio: dropped a connection whose peer does not read ({} bytes queued; {} so far)",
-                    c.queued,
-                    *self.overflows + 1
-                );
+/// How [`offer`] left a connection.
+enum Offered {
+    /// The socket took the whole batch.
+    All,
+    /// The socket is full; the rest went back to the machine.
+    HandedBack,
+    /// The socket is full; the rest stays in the batch (the machine has
+    /// let the connection go).
+    Kept,
+    /// The write failed: the connection is over.
+    Failed,
+}
+
+/// Offers `c`'s batch to its socket without waiting. What a full socket
+/// does not take goes back to the machine, piece by piece in order, and the
+/// connection is blocked until its waker fires.
+fn offer<M: Serve>(machine: &mut M, now: Instant, conn: ConnId, c: &mut Conn) -> Offered {
+    c.dirty = false;
+    let s = match &mut c.io {
+        Io::Stream(s) => s,
+        Io::Attaching => return Offered::Kept,
+        Io::Embedded(_) => {
+            c.batch.clear();
+            c.batched = 0;
+            return Offered::All;
+        }
+    };
+    let mut cx = Context::from_waker(&c.waker);
+    c.blocked = false;
+    while !c.batch.is_empty() {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut n = 0;
+        for (slot, b) in iov.iter_mut().zip(c.batch.iter()) {
+            *slot = IoSlice::new(b);
+            n += 1;
+        }
+        match s.poll_write_vectored(&mut cx, &iov[..n]) {
+            Poll::Ready(Ok(0)) => return Offered::Failed,
+            Poll::Ready(Ok(mut n)) => {
+                c.batched = c.batched.saturating_sub(n);
+                while n > 0 {
+                    let Some(front) = c.batch.front_mut() else {
+                        break;
+                    };
+                    if n >= front.len() {
+                        n -= front.len();
+                        c.batch.pop_front();
+                    } else {
+                        front.advance(n);
+                        n = 0;
+                    }
+                }
             }
-            *self.overflows += 1;
-            if c.known {
-                machine.handle_eof(now, conn);
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(_)) => return Offered::Failed,
+            Poll::Pending => {
+                c.blocked = true;
+                if !c.known || c.phase != Phase::Open {
+                    return Offered::Kept;
+                }
+                c.batched = 0;
+                for rest in c.batch.drain(..) {
+                    machine.handle_write_blocked(now, conn, rest);
+                }
+                return Offered::HandedBack;
             }
         }
     }
+    Offered::All
 }
 
 impl<M: Serve> Future for Server<M> {

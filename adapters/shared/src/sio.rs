@@ -198,6 +198,12 @@ impl ConnMachine for SocketIo {
     fn handle_eof(&mut self, now: Instant, conn: ConnId) {
         self.server.handle_eof(now, conn)
     }
+    fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: Bytes) {
+        self.server.handle_write_blocked(now, conn, unwritten)
+    }
+    fn handle_writable(&mut self, now: Instant, conn: ConnId) {
+        self.server.handle_writable(now, conn)
+    }
 }
 
 impl ServerMachine for SocketIo {

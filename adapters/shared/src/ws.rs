@@ -1,13 +1,22 @@
 //! Plain WebSockets on the loop: [`WsServer`], one `ws::Connection` per
 //! TCP connection, keyed by [`ConnId`]. It only routes: every protocol
 //! decision is the connection's.
+//!
+//! Backpressure: what a full socket gives back is held ahead of the
+//! connection's own output, and the connection is neither polled nor
+//! drained until the socket is writable, so new output waits in its send
+//! queue, counted against `ws::Config::max_send_queue` (sends past it
+//! fail), and its input stays undecoded. A socket that stays full for
+//! [`WsServer::SEND_TIMEOUT`] drops the connection (its application hears a close
+//! 1006, as for a lost peer).
 
 use std::{
     collections::{BTreeSet, VecDeque},
     net::SocketAddr,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use wsio::{
     engineio::{ConnId, Transmit},
     ws::{self, CloseCode, Connection},
@@ -29,6 +38,10 @@ pub struct WsEvent {
 
 struct Entry {
     ws: Connection,
+    /// What the driver gave back: written first once the socket drains.
+    held: VecDeque<Bytes>,
+    /// The socket is full until then; `None`: not blocked.
+    blocked_until: Option<Instant>,
     /// On the active list.
     active: bool,
     /// Its `poll_event` said `None`, and nothing has happened to it since:
@@ -56,6 +69,10 @@ impl std::fmt::Debug for WsServer {
 }
 
 impl WsServer {
+    /// How long a connection's socket may stay full before it is dropped
+    /// (as `engineio::Config::send_timeout` by default).
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
     /// A server whose connections use `config`.
     pub fn new(config: ws::Config) -> WsServer {
         WsServer {
@@ -100,7 +117,10 @@ impl WsServer {
             return;
         };
         e.active = false;
-        let deadline = e.ws.poll_timeout();
+        let deadline = match (e.ws.poll_timeout(), e.blocked_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if deadline != e.deadline {
             if let Some(old) = e.deadline {
                 self.timers.remove(&(old, conn));
@@ -125,7 +145,16 @@ impl Machine for WsServer {
             self.timers.remove(&(at, conn));
             if let Some(e) = self.conns.get_mut(&conn) {
                 e.deadline = None;
-                e.ws.handle_timeout(now);
+                if e.blocked_until.is_some_and(|t| t <= now) {
+                    // Its peer has not read for too long: dropped as a
+                    // lost peer (its output goes, the application hears
+                    // the end).
+                    e.blocked_until = None;
+                    e.held.clear();
+                    e.ws.handle_eof(now);
+                } else {
+                    e.ws.handle_timeout(now);
+                }
                 self.touch(conn);
             }
         }
@@ -141,6 +170,15 @@ impl Machine for WsServer {
                 self.active.swap_remove_back(i);
                 continue;
             };
+            if e.blocked_until.is_some() {
+                // Nothing is drained while its socket is full.
+                self.settle(conn);
+                self.active.swap_remove_back(i);
+                continue;
+            }
+            if let Some(data) = e.held.pop_front() {
+                return Some(Transmit::Data { conn, data });
+            }
             match e.ws.poll_transmit(now) {
                 Some(ws::Transmit::Data(data)) => {
                     e.quiet = false;
@@ -167,6 +205,9 @@ impl Machine for WsServer {
     fn poll_event(&mut self, now: Instant) -> Option<WsEvent> {
         for &conn in &self.active {
             if let Some(e) = self.conns.get_mut(&conn) {
+                if e.blocked_until.is_some() {
+                    continue;
+                }
                 match e.ws.poll_event(now) {
                     Some(event) => {
                         e.quiet = false;
@@ -194,10 +235,41 @@ impl ConnMachine for WsServer {
 
     fn handle_eof(&mut self, now: Instant, conn: ConnId) {
         if let Some(e) = self.conns.get_mut(&conn) {
+            // The socket is gone: nothing more will be written to it.
+            e.blocked_until = None;
+            e.held.clear();
             e.ws.handle_eof(now);
             self.touch(conn);
         }
     }
+
+    fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: Bytes) {
+        if let Some(e) = self.conns.get_mut(&conn) {
+            e.held.push_back(unwritten);
+            if e.blocked_until.is_none() {
+                e.blocked_until = Some(later(now, Self::SEND_TIMEOUT));
+                e.quiet = false;
+                if !e.active {
+                    // `poll_transmit` settles it, arming the timeout.
+                    e.active = true;
+                    self.active.push_back(conn);
+                }
+            }
+        }
+    }
+
+    fn handle_writable(&mut self, _now: Instant, conn: ConnId) {
+        if let Some(e) = self.conns.get_mut(&conn) {
+            if e.blocked_until.take().is_some() {
+                self.touch(conn);
+            }
+        }
+    }
+}
+
+/// `now + d`, or `now` if that overflows.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now)
 }
 
 impl ServerMachine for WsServer {
@@ -208,6 +280,8 @@ impl ServerMachine for WsServer {
             conn,
             Entry {
                 ws: Connection::server(self.config),
+                held: VecDeque::new(),
+                blocked_until: None,
                 active: false,
                 quiet: false,
                 deadline: None,

@@ -50,6 +50,25 @@ impl ClientTransmit {
     }
 }
 
+impl crate::machine::Holdable for ClientTransmit {
+    fn held_conn(&self) -> Option<ConnId> {
+        match self {
+            // A connection being opened cannot be full.
+            ClientTransmit::Connect { .. } => None,
+            ClientTransmit::Data { conn, .. } | ClientTransmit::Close { conn } => Some(*conn),
+        }
+    }
+    fn held_len(&self) -> usize {
+        match self {
+            ClientTransmit::Data { data, .. } => data.len(),
+            ClientTransmit::Connect { .. } | ClientTransmit::Close { .. } => 0,
+        }
+    }
+    fn data(conn: ConnId, data: Bytes) -> Self {
+        ClientTransmit::Data { conn, data }
+    }
+}
+
 impl Client {
     pub(super) fn new_conn_id(&mut self) -> ConnId {
         self.next_conn += 1;

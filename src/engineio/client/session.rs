@@ -139,6 +139,9 @@ impl Client {
                 let body = encode_payload(batch);
                 self.send_post(now, &body);
             }
+            // A full socket takes nothing more: packets wait here, where
+            // `max_buffered_packets` bounds them.
+            Some(Transport::WebSocket(s)) if self.held.is_blocked(s.conn) => {}
             Some(Transport::WebSocket(s)) => {
                 for p in self.write_buffer.drain(..) {
                     // The queue is drained into our transmits after every

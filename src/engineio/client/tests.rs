@@ -16,6 +16,8 @@ use std::{
 use bytes::{Bytes, BytesMut};
 
 use super::{polling::batch, *};
+
+mod backpressure;
 use crate::{
     engineio::{Config, Event, Server, Sid, Transmit, encode_payload},
     entropy::{Entropy, SeededEntropy},

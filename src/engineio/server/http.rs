@@ -17,17 +17,30 @@
 //! a pipelined request wait in its read buffer, and are read at the end of
 //! the turn in which the answer goes out. An embedded request (one parsed
 //! by another HTTP server) is always `Busy` until answered, then removed.
+//!
+//! Timers, one deadline per raw connection: a request's head must arrive
+//! within `head_timeout` and the whole request within `request_timeout`,
+//! both counted from its first byte (a new connection's first request from
+//! the connection's start), else it is answered 408 and the connection
+//! closed; between requests a connection may wait `keep_alive_timeout`,
+//! then it is closed. A `Busy` connection has no deadline of its own.
+//!
+//! A request with both `Content-Length` and `Transfer-Encoding` is read by
+//! its chunked framing and answered, then its connection is closed (RFC
+//! 9112 section 6.1: it may be an attempt to smuggle a request past a proxy
+//! that reads the other framing).
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
-use super::{Conn, ConnKind, Server, session::Transport};
+use super::{Conn, ConnKind, Server, Target, session::Transport};
 use crate::{
     engineio::{CloseReason, ConnId, ErrorCode, Event, Sid, Transmit, TransportKind},
     http::{
         HeadParser, HttpError, Method, RequestHead, ResponseHead,
         body::{BodyReader, Framing},
     },
+    machine::later,
 };
 use std::time::Instant;
 
@@ -49,6 +62,15 @@ pub(super) struct HttpConn {
     pub(super) rbuf: BytesMut,
     pub(super) parser: HeadParser,
     pub(super) state: HttpState,
+    /// When the request being read began (its first byte, or the
+    /// connection's start).
+    pub(super) started: Instant,
+    /// Waiting for the next request after a response, nothing read yet.
+    pub(super) idle: bool,
+    /// When the connection times out in its present state.
+    pub(super) deadline: Option<Instant>,
+    /// The deadline entered in the server's timer heap.
+    pub(super) scheduled: Option<Instant>,
 }
 
 impl Server {
@@ -59,10 +81,22 @@ impl Server {
     }
 
     pub(super) fn process_http(&mut self, now: Instant, conn: ConnId) {
+        // Nothing more is read while the socket is full.
+        if self.held.is_blocked(conn) {
+            return;
+        }
         loop {
             let Some(h) = self.conns.get_mut(&conn).and_then(Conn::http_mut) else {
                 return;
             };
+            if h.idle && !h.rbuf.is_empty() {
+                // The next request's first byte: its clock starts.
+                h.idle = false;
+                h.started = now;
+                h.deadline = Some(later(now, self.config.head_timeout));
+                self.schedule(Target::Conn(conn));
+                continue;
+            }
             match &mut h.state {
                 HttpState::Busy { .. } => return,
                 HttpState::Head => match h.parser.parse_request(&h.rbuf) {
@@ -84,8 +118,11 @@ impl Server {
                             Ok(r) => r,
                             Err(e) => return self.http_error(conn, e, Some(&head)),
                         };
+                        let request_timeout = self.config.request_timeout;
                         if let Some(h) = self.conns.get_mut(&conn).and_then(Conn::http_mut) {
                             h.state = HttpState::Body { head, reader };
+                            h.deadline = Some(later(h.started, request_timeout));
+                            self.schedule(Target::Conn(conn));
                         }
                     }
                 },
@@ -102,6 +139,7 @@ impl Server {
                             return;
                         };
                         h.state = HttpState::Busy { head: head.clone() };
+                        h.deadline = None;
                         if h.rbuf.is_empty() {
                             h.rbuf = BytesMut::new();
                         }
@@ -224,7 +262,7 @@ impl Server {
     /// carries its own).
     pub(super) fn write_response(
         &mut self,
-        _now: Instant,
+        now: Instant,
         conn: ConnId,
         mut res: ResponseHead,
         body: Bytes,
@@ -253,13 +291,18 @@ impl Server {
                 };
                 self.write_raw(conn, res, body, close);
                 if !close {
+                    let (idle, head) = (self.config.keep_alive_timeout, self.config.head_timeout);
                     if let Some(h) = self.conns.get_mut(&conn).and_then(Conn::http_mut) {
                         h.state = HttpState::Head;
+                        h.started = now;
+                        h.idle = h.rbuf.is_empty();
+                        h.deadline = Some(later(now, if h.idle { idle } else { head }));
                         // A pipelined request may be waiting; read it once
                         // this turn ends (not here: no recursion per request).
                         if !h.rbuf.is_empty() {
                             self.resume.push(conn);
                         }
+                        self.schedule(Target::Conn(conn));
                     }
                 }
             }
@@ -314,9 +357,37 @@ impl Server {
         }
     }
 
+    /// A raw connection's deadline came: an unfinished request is
+    /// answered 408, an idle keep-alive connection closed; either way the
+    /// connection ends (at once if its socket is full).
+    pub(super) fn http_timeout(&mut self, now: Instant, conn: ConnId) {
+        let Some(h) = self.conns.get(&conn).and_then(|c| match &c.kind {
+            ConnKind::Http(h) => Some(h),
+            _ => None,
+        }) else {
+            return;
+        };
+        if h.deadline.is_none_or(|d| d > now) {
+            return;
+        }
+        let idle = h.idle || matches!(h.state, HttpState::Busy { .. });
+        if self.held.is_blocked(conn) {
+            self.abort_conn(conn, CloseReason::TransportError);
+        } else if idle {
+            self.drop_conn(now, conn);
+        } else {
+            let res = ResponseHead::new(408).with_header("Content-Type", "text/plain");
+            self.write_raw(conn, res, Bytes::from_static(b"request timeout\n"), true);
+        }
+    }
+
     /// A connection went away: a held poll or a probe transport takes its
     /// session's failure with it.
     pub(super) fn drop_conn(&mut self, now: Instant, conn: ConnId) {
+        if self.held.is_blocked(conn) {
+            // Nothing it holds can be written now.
+            return self.abort_conn(conn, CloseReason::TransportError);
+        }
         if self.conns.remove(&conn).is_none() {
             return;
         }
@@ -332,6 +403,12 @@ impl Server {
 
 fn keep_alive(head: &RequestHead) -> bool {
     if head.headers.has_token("connection", "close") {
+        return false;
+    }
+    // RFC 9112 section 6.1: answered, then closed.
+    if head.headers.get("transfer-encoding").is_some()
+        && head.headers.get("content-length").is_some()
+    {
         return false;
     }
     head.version >= 1 || head.headers.has_token("connection", "keep-alive")

@@ -11,7 +11,7 @@ use super::{
     session::{Session, Transport},
 };
 use crate::{
-    engineio::{CloseReason, ConnId, Packet, Sid, decode_payload, encode_payload},
+    engineio::{CloseReason, ConnId, Packet, Sid, compression, decode_payload, encode_payload},
     http::{RequestHead, ResponseHead},
 };
 
@@ -81,7 +81,9 @@ impl Server {
         }
     }
 
-    /// Answers the GET `conn` with a payload of `packets`.
+    /// Answers the GET `conn` with a payload of `packets`, compressed as
+    /// the request accepts if it is large enough (`httpCompression`; every
+    /// packet the server sends is compressible, as in the official server).
     pub(super) fn answer_poll(&mut self, now: Instant, conn: ConnId, packets: &[Packet]) {
         let mut head = polling_head();
         // The handshake's answer (a request without `sid`) sets the cookie,
@@ -95,7 +97,20 @@ impl Server {
                 head.headers.push("Set-Cookie", cookie.header(sid.as_str()));
             }
         }
-        self.write_response(now, conn, head, encode_payload(packets));
+        let mut body = encode_payload(packets);
+        if let Some(hc) = self.config.http_compression {
+            let coding = (body.len() >= hc.threshold)
+                .then(|| self.request_head(conn))
+                .flatten()
+                .and_then(|req| compression::negotiate(req.headers.get("accept-encoding")));
+            if let Some(z) =
+                coding.and_then(|c| Some((c, compression::compress(&body, c, hc.level)?)))
+            {
+                head.headers.push("Content-Encoding", z.0.as_str());
+                body = z.1;
+            }
+        }
+        self.write_response(now, conn, head, body);
     }
 }
 

@@ -77,6 +77,8 @@ pub(super) struct Session {
     pub(super) upgrade: Option<Upgrade>,
     /// Packets waiting for a GET (polling only).
     pub(super) buffer: Vec<Packet>,
+    /// What the packets `queue` put in `buffer` take on the wire.
+    buffered_bytes: usize,
     ping_at: Option<Instant>,
     pong_deadline: Option<Instant>,
     /// Closing by the server; the session ends at this deadline at the
@@ -107,6 +109,7 @@ impl Session {
             transport,
             upgrade: None,
             buffer: Vec::new(),
+            buffered_bytes: 0,
             ping_at: Some(ping_at),
             pong_deadline: None,
             closing: None,
@@ -256,17 +259,35 @@ impl Session {
                 Transport::Polling { get } => get,
                 Transport::WebSocket(_) => None,
             },
-            buffered: std::mem::take(&mut self.buffer),
+            buffered: self.take_buffer(),
             closing: self.closing.take().is_some(),
         }
     }
 
     // ----- send queue (polling) -----------------------------------------
 
+    /// Everything buffered, taken.
+    pub(super) fn take_buffer(&mut self) -> Vec<Packet> {
+        self.buffered_bytes = 0;
+        std::mem::take(&mut self.buffer)
+    }
+
     /// Queues packets for the next poll, all or none. True if a GET is
-    /// waiting for them.
-    pub(super) fn queue(&mut self, packets: Packets<'_>, max: usize) -> Result<bool, UsageError> {
-        if self.buffer.len() + packets.len() > max {
+    /// waiting for them. [`UsageError::BufferFull`]: with no GET waiting,
+    /// they would take the buffer past `config`'s bounds (a lone packet
+    /// goes whatever its size).
+    pub(super) fn queue(
+        &mut self,
+        packets: Packets<'_>,
+        config: &Config,
+    ) -> Result<bool, UsageError> {
+        let bytes = packets.polling_len();
+        // A poll waiting takes all of it at the end of the turn.
+        let waiting = self.pending_get().is_none() && !self.buffer.is_empty();
+        if waiting
+            && (self.buffer.len() + packets.len() > config.max_buffered_packets
+                || self.buffered_bytes.saturating_add(bytes) > config.max_send_queue)
+        {
             return Err(UsageError::BufferFull);
         }
         let separator =
@@ -284,6 +305,7 @@ impl Session {
             Packets::Shared(p) => self.buffer.extend(p.iter().map(|p| p.packet.clone())),
             Packets::Text(t) => self.buffer.push(Packet::message(t.to_owned())),
         }
+        self.buffered_bytes = self.buffered_bytes.saturating_add(bytes);
         Ok(self.pending_get().is_some())
     }
 
@@ -310,6 +332,7 @@ impl Session {
                 if let Some(c) = closing {
                     c.drained = true;
                 }
+                self.buffered_bytes = 0;
                 (std::mem::take(&mut self.buffer), false)
             }
         };
@@ -473,21 +496,36 @@ impl Server {
             self.mark_dirty(Target::Session(sid));
         }
         if ping {
+            if let Some(Transport::WebSocket(conn)) = self.sessions.get(&sid).map(|s| &s.transport)
+            {
+                let conn = *conn;
+                self.ws_heartbeat(conn);
+            }
             let _ = self.queue_all(sid, Packets::Plain(&[Packet::new(PacketType::Ping)]));
         }
     }
 
-    /// Queues packets on the session's transport, all or none.
+    /// Queues packets on the session's transport, all or none. Past the
+    /// session's bound it ends (`send queue full`).
     pub(super) fn queue_all(&mut self, sid: Sid, packets: Packets<'_>) -> Result<(), UsageError> {
-        let max = self.config.max_buffered_packets;
-        let s = self.live_session(sid)?;
+        let s = self
+            .sessions
+            .get_mut(&sid)
+            .filter(|s| s.closing.is_none())
+            .ok_or(UsageError::UnknownSession(sid))?;
         match s.transport {
-            Transport::Polling { .. } => {
-                if s.queue(packets, max)? {
+            Transport::Polling { .. } => match s.queue(packets, &self.config) {
+                Ok(true) => {
                     self.mark_dirty(Target::Session(sid));
+                    Ok(())
                 }
-                Ok(())
-            }
+                Ok(false) => Ok(()),
+                Err(UsageError::BufferFull) => {
+                    self.overflow(sid);
+                    Err(UsageError::BufferFull)
+                }
+                Err(e) => Err(e),
+            },
             Transport::WebSocket(conn) => self.ws_send_all(conn, packets),
         }
     }

@@ -7,7 +7,13 @@
 //! suite itself runs against the `conformance` example in CI when a copy is
 //! available (scripts/eio-suite.sh).
 
-use std::{collections::HashMap, ops::ControlFlow, time::Duration};
+mod hostile;
+
+use std::{
+    collections::{HashMap, HashSet},
+    ops::ControlFlow,
+    time::Duration,
+};
 
 use bytes::{Bytes, BytesMut};
 
@@ -19,6 +25,8 @@ use crate::{
     machine::drain,
     ws::{self, ClientRequest, CloseCode},
 };
+
+mod compression;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Resp {
@@ -51,6 +59,8 @@ struct H {
     closed: Vec<ConnId>,
     events: Vec<Event>,
     echo: bool,
+    /// Connections whose socket is full: what comes for them is given back.
+    full: HashSet<ConnId>,
 }
 
 fn suite_config() -> Config {
@@ -70,6 +80,7 @@ impl H {
             closed: Vec::new(),
             events: Vec::new(),
             echo: true,
+            full: HashSet::new(),
         }
     }
 
@@ -80,11 +91,15 @@ impl H {
     /// Drains the server; the echo application sends every message back.
     fn pump(&mut self) {
         let echo = self.echo;
+        let now = self.now;
         drain(
             &mut self.server,
             self.now,
-            |_, t| {
+            |server, t| {
                 match t {
+                    Transmit::Data { conn, data } if self.full.contains(&conn) => {
+                        server.handle_write_blocked(now, conn, data)
+                    }
                     Transmit::Data { conn, data } => {
                         self.out.entry(conn).or_default().extend_from_slice(&data)
                     }
@@ -954,15 +969,22 @@ fn limits_sessions_and_buffered_packets() {
     for _ in 0..3 {
         h.server.send(s, "x").unwrap();
     }
+    // One more crosses the bound: the session ends, as one that crosses
+    // `max_send_queue` does.
     assert_eq!(h.server.send(s, "x"), Err(UsageError::BufferFull));
+    h.pump();
+    assert!(h.events.contains(&Event::Close {
+        sid: s,
+        reason: CloseReason::SendQueueFull
+    }));
     assert_eq!(
         h.request(
             "GET",
             &format!("/engine.io/?EIO=4&transport=polling&sid={a}"),
             b""
         )
-        .text(),
-        "4x\x1e4x\x1e4x"
+        .status,
+        400
     );
 }
 

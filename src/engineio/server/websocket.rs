@@ -19,16 +19,26 @@ use crate::{
 };
 
 impl Server {
-    /// Writes packets as frames, one each.
+    /// Writes packets as frames, one each. While the socket is full, past
+    /// the bound (what is held for the connection and its WebSocket's send
+    /// queue) the connection is dropped and the session it carries ends;
+    /// so it is past the WebSocket's own limit.
     pub(super) fn ws_send_all(
         &mut self,
         conn: ConnId,
         packets: Packets<'_>,
     ) -> Result<(), UsageError> {
+        let held = self.held.bytes(conn);
+        let max = self.config.max_send_queue;
         let Some(WsConn { ws, dirty, .. }) = self.conns.get_mut(&conn).and_then(Conn::ws_mut)
         else {
             return Err(UsageError::BufferFull);
         };
+        let waiting = held + ws.buffered_amount();
+        if self.held.is_blocked(conn) && waiting > 0 && waiting + packets.ws_len() > max {
+            self.abort_conn(conn, CloseReason::SendQueueFull);
+            return Err(UsageError::BufferFull);
+        }
         // The entry is at hand: no second lookup through `mark_dirty`.
         flag_dirty(dirty, &mut self.dirty, Target::Conn(conn));
         let sent = match packets {
@@ -38,13 +48,20 @@ impl Server {
             Packets::Plain(many) => ws.send_batch(&many.iter().map(ws_message).collect::<Vec<_>>()),
             Packets::Text(t) => frame::send_text(ws, t),
         };
-        sent.map_err(|_| UsageError::BufferFull)
+        match sent {
+            Ok(()) => Ok(()),
+            Err(ws::UsageError::SendQueueFull) => {
+                self.abort_conn(conn, CloseReason::SendQueueFull);
+                Err(UsageError::BufferFull)
+            }
+            Err(_) => Err(UsageError::BufferFull),
+        }
     }
 
     pub(super) fn ws_send(&mut self, conn: ConnId, packet: &Packet) {
         // Only the server's own packets come here (probe answer, open
-        // packet, packets held during an upgrade): a full queue means the
-        // peer has stopped reading, and the heartbeat will end it.
+        // packet, packets held during an upgrade): past the bound the
+        // connection is dropped.
         let _ = self.ws_send_all(conn, Packets::Plain(std::slice::from_ref(packet)));
     }
 
@@ -126,15 +143,29 @@ impl Server {
                 Bytes::from_static(b"Too many sessions"),
             ));
         }
-        let request = ws::handshake::validate_request(head.clone()).map_err(|e| {
+        let refuse = |e: ws::HandshakeError| {
             let (res, body) = e.response();
             (res, Bytes::from_static(body.as_bytes()))
-        })?;
-        Ok(CheckedUpgrade { request, sid })
+        };
+        let request = ws::handshake::validate_request(head.clone()).map_err(refuse)?;
+        // perMessageDeflate: a malformed offer is refused (400) only when
+        // it is on, as npm `ws` does.
+        let deflate = request
+            .negotiate_deflate(&self.ws_config.deflate)
+            .map_err(refuse)?;
+        Ok(CheckedUpgrade {
+            request,
+            sid,
+            deflate,
+        })
     }
 
     pub(super) fn upgrade_response(&self, checked: &CheckedUpgrade) -> ResponseHead {
         let mut res = checked.request.response(&ws::Accept::new());
+        if let Some(agreed) = &checked.deflate {
+            res.headers
+                .push("Sec-WebSocket-Extensions", &agreed.response);
+        }
         if let Some(cors) = &self.config.cors {
             cors.apply(&checked.request.head, &mut res);
         }
@@ -147,6 +178,11 @@ impl Server {
         conn: ConnId,
         checked: CheckedUpgrade,
     ) {
+        if let Some(agreed) = &checked.deflate {
+            if let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) {
+                *w.ws = ws::Connection::server_upgraded(self.ws_config).with_deflate(agreed.params);
+            }
+        }
         match checked.sid {
             None => {
                 let peer = self.conns.get(&conn).and_then(|c| c.peer);
@@ -157,7 +193,7 @@ impl Server {
                 }
                 // The open packet waits in the buffer: send it as a frame.
                 if let Some(s) = self.sessions.get_mut(&sid) {
-                    let buffered = std::mem::take(&mut s.buffer);
+                    let buffered = s.take_buffer();
                     for p in &buffered {
                         self.ws_send(conn, p);
                     }
@@ -180,6 +216,14 @@ impl Server {
         }
     }
 
+    /// At a heartbeat: a WebSocket that sent and received no compressed
+    /// message since the last one gives its compression state back.
+    pub(super) fn ws_heartbeat(&mut self, conn: ConnId) {
+        if let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) {
+            w.ws.release_idle_compression();
+        }
+    }
+
     pub(super) fn close_ws(&mut self, now: Instant, conn: ConnId) {
         if let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) {
             w.sid = None;
@@ -190,8 +234,19 @@ impl Server {
         }
     }
 
-    /// Handles what a WebSocket produced after an input or timeout.
+    /// Handles what a WebSocket produced after an input or timeout. While
+    /// its socket is full nothing is decoded (its answers could not be
+    /// written), unless it has closed.
     pub(super) fn after_ws(&mut self, now: Instant, conn: ConnId) {
+        if self.held.is_blocked(conn)
+            && self
+                .conns
+                .get_mut(&conn)
+                .and_then(Conn::ws_mut)
+                .is_some_and(|w| w.ws.state() != ws::State::Closed)
+        {
+            return self.mark_dirty(Target::Conn(conn));
+        }
         loop {
             let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) else {
                 return;
@@ -235,12 +290,20 @@ impl Server {
     }
 
     /// Moves a WebSocket's output to the transmit queue and re-arms its
-    /// timer.
+    /// timer. A WebSocket whose socket is full keeps its output (where it
+    /// counts against the bound); closed, it is dropped at once.
     pub(super) fn drain_ws(&mut self, now: Instant, conn: ConnId) {
+        let blocked = self.held.is_blocked(conn);
         let Some(w) = self.conns.get_mut(&conn).and_then(Conn::ws_mut) else {
             return;
         };
         w.dirty = false;
+        if blocked {
+            if w.ws.state() == ws::State::Closed {
+                return self.abort_conn(conn, CloseReason::TransportError);
+            }
+            return self.schedule(Target::Conn(conn));
+        }
         let mut closed = false;
         while let Some(t) = w.ws.poll_transmit(now) {
             match t {
@@ -262,6 +325,8 @@ impl Server {
 pub(super) struct CheckedUpgrade {
     request: ws::UpgradeRequest,
     sid: Option<Sid>,
+    /// permessage-deflate, as agreed with the client.
+    deflate: Option<ws::deflate::Accepted>,
 }
 
 /// A connection speaking WebSocket: a session's transport, or the probe of

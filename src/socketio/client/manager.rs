@@ -68,6 +68,32 @@ impl Client {
         self.pump(now);
     }
 
+    /// The socket of `conn` is full (see
+    /// [`engineio::Client::handle_write_blocked`]).
+    pub fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: bytes::Bytes) {
+        // Transmits already moved up from the engine are held here, the
+        // engine holds what it has not handed up yet.
+        self.held.block(conn, unwritten, now);
+        if let Some((e, inner)) = self.route(conn) {
+            e.handle_write_blocked(now, inner, bytes::Bytes::new());
+        }
+        self.pump(now);
+    }
+
+    /// The socket of `conn` takes bytes again (see
+    /// [`engineio::Client::handle_writable`]).
+    pub fn handle_writable(&mut self, now: Instant, conn: ConnId) {
+        if let Some(queue) = self.held.release(conn) {
+            for t in queue.into_iter().rev() {
+                self.transmits.push_front(t);
+            }
+        }
+        if let Some((e, inner)) = self.route(conn) {
+            e.handle_writable(now, inner);
+        }
+        self.pump(now);
+    }
+
     /// Runs every timer that is due. Cheap; early or repeated calls do
     /// nothing.
     pub fn handle_timeout(&mut self, now: Instant) {

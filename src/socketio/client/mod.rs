@@ -139,7 +139,9 @@ impl ClientDisconnectReason {
             CloseReason::TransportClose => ClientDisconnectReason::TransportClose,
             CloseReason::PingTimeout => ClientDisconnectReason::PingTimeout,
             CloseReason::ParseError => ClientDisconnectReason::ParseError,
-            CloseReason::TransportError => ClientDisconnectReason::TransportError,
+            CloseReason::TransportError | CloseReason::SendQueueFull | CloseReason::SendTimeout => {
+                ClientDisconnectReason::TransportError
+            }
             // Only our own close ends an engine with this reason.
             CloseReason::ForcedClose => ClientDisconnectReason::IoClientDisconnect,
         }
@@ -379,6 +381,8 @@ pub struct Client {
     nsps: Vec<Nsp>,
     ack_timers: Deadlines<(NspId, u64)>,
     transmits: VecDeque<ClientTransmit>,
+    /// Output of connections whose sockets are full (outer ids).
+    held: crate::machine::Backlog<ClientTransmit>,
     events: VecDeque<ClientEvent>,
 }
 
@@ -424,6 +428,7 @@ impl Client {
             nsps: Vec::new(),
             ack_timers: Deadlines::default(),
             transmits: VecDeque::new(),
+            held: crate::machine::Backlog::default(),
             events: VecDeque::new(),
         };
         c.open_engine(now, false);
@@ -499,7 +504,17 @@ impl Client {
     /// The next piece of work for the driver.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<ClientTransmit> {
         let _ = now;
-        self.transmits.pop_front()
+        loop {
+            let t = self.transmits.pop_front()?;
+            if let ClientTransmit::Close { conn } = t {
+                // Given up on: what it held goes nowhere.
+                self.held.remove(conn);
+                return Some(t);
+            }
+            if let Some(t) = self.held.hold(t) {
+                return Some(t);
+            }
+        }
     }
 
     /// The next event for the application.
@@ -564,6 +579,17 @@ impl crate::machine::ConnMachine for Client {
     }
     fn handle_error(&mut self, now: Instant, conn: engineio::ConnId, error: &str) {
         Client::handle_error(self, now, conn, error)
+    }
+    fn handle_write_blocked(
+        &mut self,
+        now: Instant,
+        conn: engineio::ConnId,
+        unwritten: bytes::Bytes,
+    ) {
+        Client::handle_write_blocked(self, now, conn, unwritten)
+    }
+    fn handle_writable(&mut self, now: Instant, conn: engineio::ConnId) {
+        Client::handle_writable(self, now, conn)
     }
 }
 

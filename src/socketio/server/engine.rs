@@ -43,6 +43,20 @@ impl Server {
         self.pump(now);
     }
 
+    /// The socket of `conn` is full: see
+    /// [`engineio::Server::handle_write_blocked`].
+    pub fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: Bytes) {
+        self.engine().handle_write_blocked(now, conn, unwritten);
+        self.pump(now);
+    }
+
+    /// The socket of `conn` takes bytes again: see
+    /// [`engineio::Server::handle_writable`].
+    pub fn handle_writable(&mut self, now: Instant, conn: ConnId) {
+        self.engine().handle_writable(now, conn);
+        self.pump(now);
+    }
+
     /// A request parsed by an embedding HTTP server (see
     /// [`engineio::Server::handle_request`]).
     pub fn handle_request(

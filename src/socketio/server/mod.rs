@@ -438,6 +438,17 @@ impl crate::machine::ConnMachine for Server {
     fn handle_eof(&mut self, now: Instant, conn: engineio::ConnId) {
         Server::handle_eof(self, now, conn)
     }
+    fn handle_write_blocked(
+        &mut self,
+        now: Instant,
+        conn: engineio::ConnId,
+        unwritten: bytes::Bytes,
+    ) {
+        Server::handle_write_blocked(self, now, conn, unwritten)
+    }
+    fn handle_writable(&mut self, now: Instant, conn: engineio::ConnId) {
+        Server::handle_writable(self, now, conn)
+    }
 }
 
 impl crate::machine::ServerMachine for Server {

@@ -33,8 +33,8 @@ use bytes::{Buf, BufMut, BytesMut, buf::Limit};
 
 use super::{Connection, Current, Phase};
 use crate::ws::{
-    DataKind, OpCode, ProtocolError,
-    frame::{self, MAX_HEADER_LEN},
+    ProtocolError,
+    frame::{self, FrameHeader, MAX_HEADER_LEN},
     mask::extend_masked,
 };
 
@@ -376,7 +376,11 @@ impl Connection {
     /// checked on the way); returns how many it took. Completing the frame
     /// hands it on like any other.
     pub(super) fn feed_big(&mut self, now: Instant, data: &[u8]) -> usize {
-        let (Some(cur), Some(buf)) = (self.current, self.big.as_mut()) else {
+        let Some(cur) = self.current else {
+            return 0;
+        };
+        let text = self.is_text_frame(&cur.header);
+        let Some(buf) = self.big.as_mut() else {
             return 0;
         };
         let len = cur.header.len as usize;
@@ -393,21 +397,23 @@ impl Connection {
             Some(key) => extend_masked(buf, &data[..take], key, cur.processed),
             None => buf.extend_from_slice(&data[..take]),
         }
-        let text = match cur.header.opcode {
-            OpCode::Text => true,
-            OpCode::Continuation => self
-                .partial
-                .as_ref()
-                .is_some_and(|p| p.kind == DataKind::Text),
-            _ => false,
-        };
         if text && !self.utf8.feed(&buf[start..]) {
             self.big = None;
-            self.current = None;
-            // The rest of this frame cannot be told apart from what follows
-            // without reading it: end the connection after the close frame.
-            self.fail(now, ProtocolError::InvalidUtf8.into(), true);
-            return data.len();
+            // What is left of the frame is skipped as it arrives, as on the
+            // general path (`read_frames`): the stream stays framed, so the
+            // peer's close frame can still end the closing handshake.
+            let done = cur.processed + take;
+            self.current = (done < len).then_some(Current {
+                header: FrameHeader {
+                    len: (len - done) as u64,
+                    ..cur.header
+                },
+                header_len: 0,
+                processed: 0,
+                discard: true,
+            });
+            self.fail(now, ProtocolError::InvalidUtf8.into(), false);
+            return take;
         }
         let processed = cur.processed + take;
         if processed < len {

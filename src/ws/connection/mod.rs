@@ -29,12 +29,15 @@
 //! * `room`: the room for the next read and what is known of its memory;
 //! * `reader`: frames to events: decoding, the checks that depend on the
 //!   connection, reassembly, the event pollers;
-//! * `sender`: the commands that send, the send queue, the transmit pollers.
+//! * `sender`: the commands that send, the send queue, the transmit pollers;
+//! * `compress`: permessage-deflate, once negotiated: compressed messages
+//!   out and in.
 //!
 //! Every method that reads the input or the event queue first takes back
 //! what `poll_event_ref` lent (`settle`). Frames are decoded lazily, as
 //! events are polled, at the time the poller is given.
 
+mod compress;
 mod input;
 mod reader;
 mod room;
@@ -49,7 +52,8 @@ pub use sender::{FrameHead, Transmit, VectoredTransmit};
 
 use super::{
     Accept, ClientRequest, CloseCode, CloseFrame, Config, DataKind, Error, HandshakeError, Message,
-    MessageRef, UpgradeRequest, UsageError, frame::FrameHeader, handshake, utf8::Validator,
+    MessageRef, UpgradeRequest, UsageError, deflate::Offer, frame::FrameHeader, handshake,
+    utf8::Validator,
 };
 use crate::{entropy::BoxEntropy, http::HeadParser};
 
@@ -129,6 +133,8 @@ enum Phase {
         parser: HeadParser,
         key: String,
         request: Box<ClientRequest>,
+        /// The permessage-deflate offer the request carried.
+        offer: Option<Offer>,
     },
     Open,
     /// `peer_closed`: the peer's close frame has arrived; we now only wait
@@ -229,6 +235,9 @@ pub struct Connection {
     /// We sent a close frame: no more frames may follow it.
     close_sent: bool,
     closed_emitted: bool,
+    /// When the opening handshake's head must have arrived by (set at the
+    /// first call that gives the time).
+    head_deadline: Option<Instant>,
     /// Kind of the fragmented message we are sending, if any.
     sending: Option<DataKind>,
     /// Small writes accumulate here; flushed into `queue` before any large one.
@@ -254,6 +263,8 @@ pub struct Connection {
     /// Its room grows with what arrives, never past four times that or the
     /// size of the last large frame, whatever the header declares.
     big: Option<BytesMut>,
+    /// permessage-deflate, once negotiated.
+    deflate: Option<Box<compress::Compression>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -296,6 +307,7 @@ impl Connection {
             input_poisoned: false,
             close_sent: false,
             closed_emitted: false,
+            head_deadline: None,
             sending: None,
             out: BytesMut::new(),
             wbuf: BytesMut::new(),
@@ -305,6 +317,7 @@ impl Connection {
             close_transmitted: false,
             events: VecDeque::new(),
             big: None,
+            deflate: None,
         }
     }
 
@@ -324,10 +337,12 @@ impl Connection {
     }
 
     /// A client connection: queues the upgrade request at once, with a key
-    /// drawn from `entropy` (which also supplies every masking key).
+    /// drawn from `entropy` (which also supplies every masking key). With
+    /// [`Config::deflate`] enabled the request offers permessage-deflate.
     pub fn client(config: Config, request: ClientRequest, mut entropy: BoxEntropy) -> Self {
         let key = handshake::generate_key(&mut *entropy);
         let parser = HeadParser::new(config.head_limits);
+        let offer = config.deflate.offer();
         let mut conn = Self::new(
             Role::Client,
             config,
@@ -336,13 +351,22 @@ impl Connection {
                 parser,
                 key: String::new(),
                 request: Box::new(request),
+                offer,
             },
         );
         if let Phase::AwaitResponse {
-            key: k, request, ..
+            key: k,
+            request,
+            offer,
+            ..
         } = &mut conn.phase
         {
-            request.head(&key).encode(&mut conn.out);
+            let mut head = request.head(&key);
+            if let Some(offer) = offer {
+                head.headers
+                    .push("Sec-WebSocket-Extensions", offer.header_value());
+            }
+            head.encode(&mut conn.out);
             *k = key;
         }
         conn.entropy = Some(entropy);
@@ -398,10 +422,18 @@ impl Connection {
         self.finish();
     }
 
-    /// Fires the closing-handshake timer if it is due. Cheap; calling it
-    /// early or twice does nothing.
+    /// Fires the opening or closing handshake's timer if it is due. Cheap;
+    /// calling it early or twice does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.settle();
+        self.start_clock(now);
+        if self.head_deadline.is_some_and(|d| d <= now) {
+            match self.phase {
+                Phase::AwaitRequest(_) => self.refuse(HandshakeError::Timeout),
+                Phase::AwaitResponse { .. } => self.abort_handshake(HandshakeError::Timeout),
+                _ => {}
+            }
+        }
         if let Phase::Closing { deadline, .. } = self.phase {
             if now >= deadline {
                 self.emit_closed(
@@ -418,8 +450,23 @@ impl Connection {
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
+            Phase::AwaitRequest(_) | Phase::AwaitResponse { .. } => self.head_deadline,
             Phase::Closing { deadline, .. } => Some(deadline),
             _ => None,
+        }
+    }
+
+    /// Starts the opening handshake's timer the first time the connection
+    /// is given the time.
+    #[inline]
+    pub(super) fn start_clock(&mut self, now: Instant) {
+        if self.head_deadline.is_none()
+            && matches!(
+                self.phase,
+                Phase::AwaitRequest(_) | Phase::AwaitResponse { .. }
+            )
+        {
+            self.head_deadline = Some(crate::machine::later(now, self.config.head_timeout));
         }
     }
 
@@ -427,6 +474,8 @@ impl Connection {
 
     /// Server: accepts the pending [`Event::Upgrade`]. The 101 reply is
     /// queued and any bytes that followed the request are processed.
+    /// permessage-deflate is negotiated under [`Accept::deflate`], or else
+    /// [`Config::deflate`]; see [`deflate_params`](Self::deflate_params).
     pub fn accept(&mut self, now: Instant, accept: Accept) -> Result<(), UsageError> {
         self.settle();
         let Phase::AwaitDecision(req) = &self.phase else {
@@ -437,7 +486,17 @@ impl Connection {
                 return Err(UsageError::ProtocolNotOffered);
             }
         }
-        req.response(&accept).encode(&mut self.out);
+        let deflate = accept.deflate.unwrap_or(self.config.deflate);
+        // A malformed header was refused on arrival when the connection's
+        // own config enables compression; under another config it only
+        // means no compression.
+        let agreed = req.negotiate_deflate(&deflate).ok().flatten();
+        let mut head = req.response(&accept);
+        if let Some(a) = &agreed {
+            head.headers.push("Sec-WebSocket-Extensions", &a.response);
+            self.deflate = Some(compress::Compression::new(self.role, a.params, &deflate));
+        }
+        head.encode(&mut self.out);
         self.phase = Phase::Open;
         self.events.push_back(Event::Open {
             protocol: accept.protocol,
@@ -488,13 +547,20 @@ impl Connection {
     /// Moves the input through the phases: the opening handshake's head,
     /// then frames.
     fn process(&mut self, now: Instant) {
+        self.start_clock(now);
         loop {
             match &mut self.phase {
                 Phase::AwaitRequest(parser) => match parser.parse_request(&self.rbuf) {
                     Ok(None) => return,
                     Ok(Some((head, used))) => {
                         self.rbuf.advance(used);
-                        match handshake::validate_request(head) {
+                        let checked = handshake::validate_request(head).and_then(|req| {
+                            if self.config.deflate.enabled {
+                                req.negotiate_deflate(&self.config.deflate)?;
+                            }
+                            Ok(req)
+                        });
+                        match checked {
                             Ok(req) => {
                                 self.phase = Phase::AwaitDecision(Box::new(req.clone()));
                                 self.events.push_back(Event::Upgrade(Box::new(req)));
@@ -510,16 +576,26 @@ impl Connection {
                     parser,
                     key,
                     request,
+                    offer,
                 } => match parser.parse_response(&self.rbuf) {
                     Ok(None) => return,
-                    Ok(Some((head, used))) => match request.verify(key, &head) {
-                        Ok(protocol) => {
-                            self.rbuf.advance(used);
-                            self.phase = Phase::Open;
-                            self.events.push_back(Event::Open { protocol });
+                    Ok(Some((head, used))) => {
+                        match request.verify_with_offer(key, &head, offer.as_ref()) {
+                            Ok((protocol, params)) => {
+                                if let Some(params) = params {
+                                    self.deflate = Some(compress::Compression::new(
+                                        self.role,
+                                        params,
+                                        &self.config.deflate,
+                                    ));
+                                }
+                                self.rbuf.advance(used);
+                                self.phase = Phase::Open;
+                                self.events.push_back(Event::Open { protocol });
+                            }
+                            Err(e) => return self.abort_handshake(e),
                         }
-                        Err(e) => return self.abort_handshake(e),
-                    },
+                    }
                     Err(e) => return self.abort_handshake(e.into()),
                 },
                 Phase::Open | Phase::Closing { .. } => return self.read_frames(now, false),
@@ -565,11 +641,7 @@ impl Connection {
     /// code, the event, then a bounded wait for the peer's close frame
     /// unless the input can no longer be framed.
     fn fail(&mut self, now: Instant, error: Error, poisoned: bool) {
-        let code = match &error {
-            Error::Protocol(p) => p.close_code(),
-            Error::Limit(_) => CloseCode::TOO_BIG,
-            _ => CloseCode::PROTOCOL,
-        };
+        let code = error.close_code();
         let reason = error.to_string();
         if !self.close_sent {
             self.send_close(Some(CloseFrame::new(code, &reason)));
@@ -629,6 +701,7 @@ impl Connection {
         self.partial = None;
         self.current = None;
         self.close_transmit = true;
+        self.end_compression();
     }
 }
 

@@ -351,9 +351,10 @@ impl Connection {
         if let Some(key) = h.mask {
             unmask_fresh(payload, key, 0);
         }
-        let valid = !text || crate::ws::utf8::validate(payload);
-        // As in `deliver`: data after our close frame is dropped.
-        if !valid || (self.close_sent && self.closed_emitted) {
+        // As in `deliver`: data after our close frame is dropped, unread.
+        let dropped = self.close_sent && self.closed_emitted;
+        let valid = dropped || !text || crate::ws::utf8::validate(payload);
+        if !valid || dropped {
             self.rbuf.advance(end);
             if self.rbuf.is_empty() {
                 self.input_drained();
@@ -366,22 +367,31 @@ impl Connection {
         AtFront::Frame { hlen, end, text }
     }
 
+    /// Whether a frame's payload, as it arrives, is text to check: a text
+    /// message's frame, unless the message is compressed (its text is
+    /// checked once inflated) or will be dropped unread (it comes after our
+    /// close frame, once the application heard `Closed`; see `deliver`).
     pub(super) fn is_text_frame(&self, h: &FrameHeader) -> bool {
-        match h.opcode {
+        if self.close_sent && self.closed_emitted {
+            return false;
+        }
+        let text = match h.opcode {
             OpCode::Text => true,
             OpCode::Continuation => self
                 .partial
                 .as_ref()
                 .is_some_and(|p| p.kind == DataKind::Text),
             _ => false,
-        }
+        };
+        text && (self.deflate.is_none() || !self.frame_is_compressed(h))
     }
 
     /// Rules that depend on this connection: masking, RSV, limits, and the
     /// order of data frames. Also resets the UTF-8 state at a message start.
     pub(super) fn check_header(&mut self, h: &FrameHeader) -> Result<(), Error> {
-        if h.rsv != 0 {
-            return Err(ProtocolError::ReservedBits.into());
+        if h.rsv != 0 || self.deflate.is_some() {
+            // RSV1 belongs to permessage-deflate, when negotiated.
+            self.check_rsv(h)?;
         }
         match (self.role, h.mask.is_some()) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame.into()),
@@ -412,8 +422,11 @@ impl Connection {
             (OpCode::Text, None) => self.utf8 = Validator::default(),
             _ => {}
         }
+        // A compressed message's limit is on its inflated size, enforced
+        // while inflating.
         if !h.opcode.is_control()
             && (so_far as u64).saturating_add(h.len) > self.config.max_message_size as u64
+            && (self.deflate.is_none() || !self.frame_is_compressed(h))
         {
             return Err(LimitError::MessageTooLarge {
                 max: self.config.max_message_size,
@@ -432,6 +445,11 @@ impl Connection {
             }
         );
         match h.opcode {
+            OpCode::Text | OpCode::Binary | OpCode::Continuation
+                if self.deflate.is_some() && self.frame_is_compressed(&h) =>
+            {
+                self.on_compressed_frame(now, h, &payload);
+            }
             OpCode::Text | OpCode::Binary if h.fin => {
                 let kind = if h.opcode == OpCode::Text {
                     DataKind::Text
@@ -488,7 +506,7 @@ impl Connection {
         }
     }
 
-    fn deliver(&mut self, now: Instant, kind: DataKind, data: BytesMut) {
+    pub(super) fn deliver(&mut self, now: Instant, kind: DataKind, data: BytesMut) {
         if self.close_sent {
             // Section 7.1.3 lets us drop data after our close frame; the
             // application already heard `Closed` if we failed the connection.

@@ -51,7 +51,7 @@ pub struct FrameHead {
 
 impl FrameHead {
     #[inline]
-    fn new(header: &FrameHeader) -> Self {
+    pub(super) fn new(header: &FrameHeader) -> Self {
         let mut buf = [0u8; MAX_HEADER_LEN];
         let len = frame::write_header(header, &mut buf) as u8;
         FrameHead { buf, len }
@@ -172,7 +172,7 @@ impl Connection {
 
     /// The next bytes to write, or the instruction to close the socket.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        let _ = now;
+        self.start_clock(now);
         if let Some(Queued { head, body }) = self.queue.pop_front() {
             let b = if head.is_empty() {
                 body
@@ -245,7 +245,7 @@ impl Connection {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn poll_transmit_vectored(&mut self, now: Instant) -> Option<VectoredTransmit> {
-        let _ = now;
+        self.start_clock(now);
         if let Some(Queued { head, mut body }) = self.queue.pop_front() {
             self.queued -= head.wire_len() + body.len();
             if let Some(key) = head.mask() {
@@ -307,13 +307,30 @@ impl Connection {
     /// let Some(Transmit::Data(body)) = ws.poll_transmit(now) else { panic!() };
     /// assert_eq!(body.as_ptr(), at); // masked where the application left it
     /// ```
+    ///
+    /// With permessage-deflate negotiated, a message of at least
+    /// [`DeflateConfig::threshold`](crate::ws::deflate::DeflateConfig::threshold)
+    /// bytes is compressed (see [`send_compressed`](Self::send_compressed)).
     pub fn send(&mut self, msg: Message) -> Result<(), UsageError> {
+        self.send_message(msg, None)
+    }
+
+    /// [`send`](Self::send), compressed by size (`None`) or as told.
+    #[inline]
+    pub(super) fn send_message(
+        &mut self,
+        msg: Message,
+        compress: Option<bool>,
+    ) -> Result<(), UsageError> {
         self.check_can_send()?;
         if self.sending.is_some() {
             return Err(UsageError::FragmentInProgress);
         }
         let (opcode, payload) = msg.into_parts();
         self.check_queue(payload.len())?;
+        if self.deflate.is_some() && self.send_message_deflated(opcode, &payload, compress) {
+            return Ok(());
+        }
         match self.config.send_fragment_size {
             Some(size) if payload.len() > size => {
                 let mut rest = payload;
@@ -339,7 +356,10 @@ impl Connection {
         prefix: &[u8],
         payload: Bytes,
     ) -> Result<(), UsageError> {
-        if self.role == Role::Client || payload.len() <= COPY_THRESHOLD {
+        if self.role == Role::Client
+            || payload.len() <= COPY_THRESHOLD
+            || self.wants_compress(prefix.len() + payload.len())
+        {
             return self.send_slices(kind, prefix, &payload);
         }
         self.start_message(kind, prefix.len() + payload.len())?;
@@ -369,6 +389,12 @@ impl Connection {
         payload: &[u8],
     ) -> Result<(), UsageError> {
         let len = prefix.len() + payload.len();
+        if self.wants_compress(len) {
+            self.check_message(len)?;
+            if self.send_deflated(kind.opcode(), &[prefix, payload]) {
+                return Ok(());
+            }
+        }
         // Header and payload in one allocation when the buffer is empty.
         self.reserve_out(MAX_HEADER_LEN + len);
         let mask = self.start_message(kind, len)?;
@@ -434,11 +460,7 @@ impl Connection {
     /// writes its frame header; the payload follows, masked with the key
     /// returned (a client's).
     fn start_message(&mut self, kind: DataKind, len: usize) -> Result<Option<[u8; 4]>, UsageError> {
-        self.check_can_send()?;
-        if self.sending.is_some() {
-            return Err(UsageError::FragmentInProgress);
-        }
-        self.check_queue(len)?;
+        self.check_message(len)?;
         let header = FrameHeader {
             fin: true,
             rsv: 0,
@@ -448,6 +470,16 @@ impl Connection {
         };
         frame::encode_header(&header, &mut self.out);
         Ok(header.mask)
+    }
+
+    /// Checks that a whole message of `len` bytes may be sent now.
+    #[inline]
+    fn check_message(&self, len: usize) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(UsageError::FragmentInProgress);
+        }
+        self.check_queue(len)
     }
 
     /// Sends several messages, all or none: the send-queue limit is checked
@@ -461,6 +493,9 @@ impl Connection {
         self.check_queue(messages.iter().map(|m| m.len() + MAX_HEADER_LEN).sum())?;
         for m in messages {
             let (opcode, payload) = m.clone().into_parts();
+            if self.wants_compress(payload.len()) && self.send_deflated(opcode, &[&payload]) {
+                continue;
+            }
             self.write_frame(true, opcode, payload);
         }
         Ok(())
@@ -480,7 +515,9 @@ impl Connection {
         }
         self.check_queue(frames.clone().map(|f| f.as_bytes().len()).sum())?;
         for f in frames {
-            self.push_shared(f.as_bytes());
+            if !self.send_encoded_deflated(f.as_bytes()) {
+                self.push_shared(f.as_bytes());
+            }
         }
         Ok(())
     }
@@ -501,7 +538,11 @@ impl Connection {
             Some(_) => return Err(UsageError::FragmentInProgress),
         };
         self.check_queue(data.len())?;
-        self.write_frame(fin, opcode, data);
+        match self.send_fragment_deflated(opcode, &data, fin) {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(())) => {}
+            None => self.write_frame(fin, opcode, data),
+        }
         self.sending = if fin { None } else { Some(kind) };
         Ok(())
     }
@@ -516,7 +557,9 @@ impl Connection {
             return Err(UsageError::FragmentInProgress);
         }
         self.check_queue(frame.as_bytes().len())?;
-        self.push_shared(frame.as_bytes());
+        if !self.send_encoded_deflated(frame.as_bytes()) {
+            self.push_shared(frame.as_bytes());
+        }
         Ok(())
     }
 
@@ -564,14 +607,14 @@ impl Connection {
         self.close_sent = true;
     }
 
-    fn push_bytes(&mut self, b: Bytes) {
+    pub(super) fn push_bytes(&mut self, b: Bytes) {
         self.push_frame(FrameHead::default(), b);
     }
 
     /// Queues `body` after `head` (see [`Queued`]), behind the small
     /// writes gathered in `out`.
     #[inline]
-    fn push_frame(&mut self, head: FrameHead, body: Bytes) {
+    pub(super) fn push_frame(&mut self, head: FrameHead, body: Bytes) {
         if !self.out.is_empty() {
             let small = self.out.split().freeze();
             self.queued += small.len();
@@ -613,7 +656,7 @@ impl Connection {
     /// bytes costs less than a reference count taken and released (two
     /// atomic operations) and a queue entry per frame, and a broadcast
     /// then reaches each receiver in one write of one buffer.
-    fn push_shared(&mut self, frame: &Bytes) {
+    pub(super) fn push_shared(&mut self, frame: &Bytes) {
         if frame.len() <= COPY_THRESHOLD {
             self.reserve_out(frame.len());
             self.out.extend_from_slice(frame);
@@ -622,7 +665,7 @@ impl Connection {
         }
     }
 
-    fn next_mask(&mut self) -> Option<[u8; 4]> {
+    pub(super) fn next_mask(&mut self) -> Option<[u8; 4]> {
         match (self.role, self.entropy.as_mut()) {
             (Role::Client, Some(e)) => Some(e.next_u32().to_le_bytes()),
             // A client always has entropy (every constructor sets it); an
@@ -670,7 +713,7 @@ impl Connection {
         self.push_frame(head, payload);
     }
 
-    fn reserve_out(&mut self, n: usize) {
+    pub(super) fn reserve_out(&mut self, n: usize) {
         if self.out.capacity() - self.out.len() < n {
             // Small to start with (most connections get a frame or two
             // between writes, and a small allocation is far cheaper than a

@@ -8,6 +8,9 @@ use super::*;
 use crate::entropy::{Entropy, SeededEntropy};
 use crate::ws::*;
 
+mod deflate;
+mod timeouts;
+
 /// How a test driver hands a connection its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Feed {
@@ -1777,4 +1780,69 @@ fn a_hundred_thousand_fragments_cost_only_their_bytes() {
         matches!(&events[..], [Event::Closed(c)] if matches!(c.error, Some(Error::Limit(LimitError::TooManyFragments { max: 1000 })))),
         "{events:?}"
     );
+}
+
+#[test]
+fn invalid_text_in_a_large_frame_fails_alike_however_it_arrives() {
+    // A large text frame that turns out not to be UTF-8: reached through
+    // the input buffer (behind a small frame in the same read) or through
+    // its own buffer (alone at the front of a read), the connection fails
+    // the same way and keeps reading for the peer's close frame.
+    let key = [1, 2, 3, 4];
+    let small = masked_frame(1, b"a", key);
+    let mut big = masked_frame(1, &[0xff; 100], key);
+    big[1] = 0x80 | 126;
+    big.splice(2..4, 20_000u16.to_be_bytes());
+    let mut rest = vec![0u8; 19_900];
+    mask::apply_mask(&mut rest, key, 100);
+    let close = masked_frame(8, &1000u16.to_be_bytes(), key);
+    let run = |pieces: &[&[u8]]| {
+        let now = Instant::now();
+        let mut s = Connection::server_upgraded(Config::default());
+        let mut events = Vec::new();
+        for p in pieces {
+            s.handle_input(now, p);
+            events.extend(drain(&mut s));
+        }
+        (events, s.state())
+    };
+    let whole = [small.clone(), big.clone()].concat();
+    let a = run(&[&whole, &rest, &close]);
+    let b = run(&[&small, &big, &rest, &close]);
+    assert_eq!(a, b);
+    assert_eq!(a.1, State::Closed);
+    assert_eq!(closed(&a.0)[0].code, CloseCode::INVALID_PAYLOAD);
+    // Before the peer's close frame, both wait for it.
+    assert_eq!(run(&[&whole]).1, State::Closing);
+    assert_eq!(run(&[&small, &big]).1, State::Closing);
+}
+
+#[test]
+fn text_after_a_failure_is_dropped_unread_however_it_arrives() {
+    // After failing the connection the server only waits for the peer's
+    // close frame: a later text frame is dropped, valid or not, whole or
+    // in pieces (a fuzz finding: whole, it failed the connection again).
+    let key = [0x81, 0xad, 0xad, 0xad];
+    let bad = masked_frame(1, &[0xba], key);
+    let cut_short = masked_frame(1, &[0xc3], key);
+    let mut wire = [bad, cut_short].concat();
+    wire.push(0x82);
+    let run = |cuts: &[usize]| {
+        let now = Instant::now();
+        let mut s = Connection::server_upgraded(Config::default());
+        let mut events = Vec::new();
+        let mut at = 0;
+        for &c in cuts.iter().chain([&wire.len()]) {
+            s.handle_input(now, &wire[at..c]);
+            events.extend(drain(&mut s));
+            at = c;
+        }
+        (events, s.state())
+    };
+    let whole = run(&[]);
+    assert_eq!(whole.1, State::Closing);
+    assert_eq!(closed(&whole.0).len(), 1);
+    for cut in 1..wire.len() {
+        assert_eq!(run(&[cut]), whole, "cut at {cut}");
+    }
 }

@@ -125,7 +125,7 @@ impl Deflater {
     /// Appends the compressed form of a whole message to `out`: the payload
     /// of its frames, the first of which has RSV1 set.
     pub fn compress(&mut self, payload: &[u8], out: &mut BytesMut) -> Result<(), CompressError> {
-        self.compress_fragment(payload, true, out)
+        self.compress_parts(&[payload], true, out)
     }
 
     /// Appends the compressed form of one part of a message to `out`, for
@@ -139,13 +139,25 @@ impl Deflater {
         fin: bool,
         out: &mut BytesMut,
     ) -> Result<(), CompressError> {
+        self.compress_parts(&[payload], fin, out)
+    }
+
+    /// Like [`compress_fragment`](Self::compress_fragment) for a part given
+    /// in pieces (a type prefix and a payload, say): compressed as if they
+    /// were joined, without joining them, and flushed once, after the last.
+    pub fn compress_parts(
+        &mut self,
+        parts: &[&[u8]],
+        fin: bool,
+        out: &mut BytesMut,
+    ) -> Result<(), CompressError> {
         let (level, bits) = (self.level, self.window_bits);
         let c = self.state.get_or_insert_with(|| {
             Compress::new_with_window_bits(Compression::new(level), false, bits)
         });
         self.in_message = true;
         let start = out.len();
-        let result = compress_into(c, payload, out);
+        let result = compress_into(c, parts, out);
         if result.is_err() {
             // The stream is in an unknown state: the next message starts a
             // new one, which a peer accepts whatever the context rules.
@@ -194,40 +206,60 @@ impl Deflater {
     }
 }
 
-/// Runs `payload` through `c` with a sync flush, appending the output.
+/// Runs `parts`, in order, through `c`, with a sync flush after the last,
+/// appending the output.
 fn compress_into(
     c: &mut Compress,
-    payload: &[u8],
+    parts: &[&[u8]],
     out: &mut BytesMut,
 ) -> Result<(), CompressError> {
-    let mut input = payload;
+    let mut left: usize = parts.iter().map(|p| p.len()).sum();
     let mut pos = out.len();
-    let result = loop {
-        if pos == out.len() {
-            let chunk = (input.len() / 2).clamp(MIN_CHUNK, MAX_CHUNK);
-            out.resize(pos + chunk, 0);
+    let last = parts.len().saturating_sub(1);
+    let result = 'parts: {
+        for (i, part) in parts.iter().enumerate() {
+            let sync = i == last;
+            let mut input = *part;
+            // An empty piece before the last has nothing to give.
+            while sync || !input.is_empty() {
+                if pos == out.len() {
+                    let chunk = (left / 2).clamp(MIN_CHUNK, MAX_CHUNK);
+                    out.resize(pos + chunk, 0);
+                }
+                let Some(space) = out.get_mut(pos..) else {
+                    break 'parts Err(CompressError);
+                };
+                let flush = if sync {
+                    FlushCompress::Sync
+                } else {
+                    FlushCompress::None
+                };
+                let (in0, out0) = (c.total_in(), c.total_out());
+                let status = c.compress(input, space, flush);
+                let consumed =
+                    usize::try_from(c.total_in().saturating_sub(in0)).unwrap_or(usize::MAX);
+                let produced =
+                    usize::try_from(c.total_out().saturating_sub(out0)).unwrap_or(usize::MAX);
+                let room = space.len();
+                let (Some(rest), true) = (input.get(consumed..), produced <= room) else {
+                    break 'parts Err(CompressError);
+                };
+                input = rest;
+                left = left.saturating_sub(consumed);
+                pos += produced;
+                match status {
+                    // zlib's rule: the flush is complete once a call returns
+                    // with room to spare; BufError means there was nothing
+                    // to flush.
+                    Ok(_) if sync && input.is_empty() && produced < room => break 'parts Ok(()),
+                    Ok(_) if consumed == 0 && produced == 0 => break 'parts Err(CompressError),
+                    Ok(_) => {}
+                    Err(_) => break 'parts Err(CompressError),
+                }
+            }
         }
-        let Some(space) = out.get_mut(pos..) else {
-            break Err(CompressError);
-        };
-        let (in0, out0) = (c.total_in(), c.total_out());
-        let status = c.compress(input, space, FlushCompress::Sync);
-        let consumed = usize::try_from(c.total_in().saturating_sub(in0)).unwrap_or(usize::MAX);
-        let produced = usize::try_from(c.total_out().saturating_sub(out0)).unwrap_or(usize::MAX);
-        let room = space.len();
-        let (Some(rest), true) = (input.get(consumed..), produced <= room) else {
-            break Err(CompressError);
-        };
-        input = rest;
-        pos += produced;
-        match status {
-            // zlib's rule: the flush is complete once a call returns with
-            // room to spare; BufError means there was nothing to flush.
-            Ok(_) if input.is_empty() && produced < room => break Ok(()),
-            Ok(_) if consumed == 0 && produced == 0 => break Err(CompressError),
-            Ok(_) => {}
-            Err(_) => break Err(CompressError),
-        }
+        // No parts at all: nothing was flushed.
+        Err(CompressError)
     };
     out.truncate(pos);
     result
