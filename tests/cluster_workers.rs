@@ -74,3 +74,64 @@ fn workers_need_the_tokio_driver_and_no_recovery() {
         );
     }
 }
+
+/// Reads an HTTP response until the server closes the connection (at most
+/// 5 s): the response, and whether it was closed.
+fn response_then_close(s: &mut std::net::TcpStream) -> (String, bool) {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+        }
+    }
+}
+
+fn request(port: u16, target: &str) -> (String, bool) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // A client that would keep the connection for its next request.
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+    )
+    .unwrap();
+    response_then_close(&mut s)
+}
+
+/// A polling request is the only one of its connection: a client that
+/// keeps connections alive across sessions cannot send a session's request
+/// to a worker that does not own it.
+#[test]
+fn polling_requests_get_a_connection_each() {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let server = conformance_with(&["--driver", "tokio", "--workers", "2"]);
+    let mut sids = Vec::new();
+    for _ in 0..2 {
+        let (res, closed) = request(server.port, "/socket.io/?EIO=4&transport=polling");
+        assert!(closed, "the handshake's connection stayed open:\n{res}");
+        assert!(res.contains("Connection: close"), "{res}");
+        let sid = res
+            .split("\"sid\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("a sid")
+            .to_owned();
+        sids.push(sid);
+    }
+    assert_ne!(sids[0].as_bytes()[0], sids[1].as_bytes()[0], "{sids:?}");
+    for sid in &sids {
+        let (res, closed) = request(
+            server.port,
+            &format!("/socket.io/?EIO=4&transport=polling&sid={sid}"),
+        );
+        assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+        assert!(closed, "{res}");
+    }
+}

@@ -17,14 +17,15 @@
 //! bytes it read, and is out of the way. So a polling request (which
 //! carries `?sid=`) or the WebSocket upgrade of a session reaches the
 //! worker that owns the session, and no lock is shared on the way: the
-//! sid itself names the worker. This is the rule of `@socket.io/sticky`,
-//! the official way to run socket.io on every core, with its limit: a
-//! keep-alive connection carries requests for the session of its first
-//! request, so a client that pools connections across sessions (a browser
-//! with several tabs on polling) may send a session's request on another
-//! worker's connection, which does not know the session. The official
-//! clients in Node open a connection per polling request; WebSocket
-//! sessions are not concerned.
+//! sid itself names the worker (the rule of `@socket.io/sticky`, the
+//! official way to run socket.io on every core). A plain HTTP request is
+//! made the only one of its connection (`Connection: close` is added to
+//! its head), so a client's next request comes on a new connection that
+//! is routed by its own sid: a client that keeps connections alive across
+//! sessions (a browser's pool, several tabs on polling) never sends a
+//! session's request to a worker that does not know it. Polling costs a
+//! connection per request (as the official Node client makes anyway);
+//! WebSocket sessions are not concerned.
 //!
 //! The workers form one cluster through [`LocalBus`] (rooms, broadcasts and
 //! every cluster operation across the machines); a worker's machine must
@@ -337,6 +338,7 @@ async fn dispatch(
             };
             let shard =
                 shard_of(&read, n).unwrap_or_else(|| turn.fetch_add(1, Ordering::Relaxed) % n);
+            let read = if n > 1 { one_request_only(read) } else { read };
             let Ok(stream) = stream.into_std() else {
                 return;
             };
@@ -345,6 +347,36 @@ async fn dispatch(
             }
         });
     }
+}
+
+/// A plain HTTP request as the last of its connection: `Connection: close`
+/// added after its request line (the server then closes once it has
+/// answered). A WebSocket upgrade is left as it is.
+pub fn one_request_only(read: Bytes) -> Bytes {
+    let Some(line_end) = read.windows(2).position(|w| w == b"\r\n") else {
+        return read;
+    };
+    let head_end = read
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(read.len());
+    let upgrade = read
+        .get(..head_end)
+        .unwrap_or_default()
+        .split(|b| *b == b'\n')
+        .any(|line| {
+            line.get(..8)
+                .is_some_and(|name| name.eq_ignore_ascii_case(b"upgrade:"))
+        });
+    if upgrade {
+        return read;
+    }
+    let (line, rest) = read.split_at(line_end + 2);
+    let mut out = Vec::with_capacity(read.len() + 19);
+    out.extend_from_slice(line);
+    out.extend_from_slice(b"Connection: close\r\n");
+    out.extend_from_slice(rest);
+    Bytes::from(out)
 }
 
 /// Reads until the first request head is complete (or [`MAX_HEAD`] bytes).
@@ -385,6 +417,25 @@ mod tests {
             None
         );
         assert_eq!(shard_of(b"GET / HTTP/1.1\r\n", 2), None);
+    }
+
+    #[test]
+    fn plain_requests_are_the_last_of_their_connection() {
+        let get = Bytes::from_static(b"GET /socket.io/?sid=A HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            &one_request_only(get)[..],
+            b"GET /socket.io/?sid=A HTTP/1.1\r\nConnection: close\r\nHost: x\r\n\r\n"
+        );
+        let post = Bytes::from_static(b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n40");
+        assert!(
+            one_request_only(post).ends_with(b"Connection: close\r\nContent-Length: 2\r\n\r\n40")
+        );
+        let ws = Bytes::from_static(
+            b"GET /socket.io/?sid=A HTTP/1.1\r\nConnection: Upgrade\r\nupgrade: websocket\r\n\r\n",
+        );
+        assert_eq!(one_request_only(ws.clone()), ws);
+        let partial = Bytes::from_static(b"GET /socket.io/?sid=A HT");
+        assert_eq!(one_request_only(partial.clone()), partial);
     }
 
     #[test]
