@@ -23,7 +23,7 @@ use std::{
 pub use client::default_tls_config;
 pub use client::{Client, ClientError, ClientOptions};
 pub use server::{Ended, Server, ServerHandle, ServerOptions};
-pub use ws::{Error, WebSocket};
+pub use ws::{ClientStream, Error, WebSocket};
 
 /// A byte stream the blocking drivers can run on.
 pub trait Socket: Read + Write {

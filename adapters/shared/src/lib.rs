@@ -28,6 +28,7 @@
 )]
 
 mod app;
+pub mod client;
 pub mod machine;
 pub mod runtime;
 mod server;
@@ -35,13 +36,16 @@ pub mod sidecar;
 mod sio;
 mod wake;
 mod ws;
+mod ws_client;
 
 pub use app::{Closed, Events, Handle, Response, Upgrade};
+pub use client::{Client, ClientDriver, ClientError, ClientOptions};
 pub use machine::{ConnMachine, Embed, Machine, Serve, ServerMachine, Shutdown};
 pub use server::{Options, Server};
 pub use sidecar::Sidecar;
 pub use sio::{AckError, SocketIo, TypedOrClosed, args};
 pub use ws::{WsEvent, WsServer};
+pub use ws_client::{WebSocket, WsError};
 
 /// What a server can be built from: a machine, or a Socket.IO config or
 /// server (which become a [`SocketIo`]). A machine of the application's

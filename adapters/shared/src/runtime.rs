@@ -69,3 +69,18 @@ pub trait Sleep: Send + 'static {
     /// Ready once the deadline has passed.
     fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
+
+/// A connection being opened by a [`Connector`].
+pub type Connecting = std::pin::Pin<
+    Box<dyn std::future::Future<Output = io::Result<Box<dyn Stream>>> + Send + 'static>,
+>;
+
+/// What the clients need of a runtime: connections and timers.
+pub trait Connector: Send + Sync + 'static {
+    /// Opens a TCP connection to `host:port`; with `secure`, TLS runs
+    /// around it (the server's name checked against `host`), or the
+    /// connection fails when the connector has no TLS.
+    fn connect(&self, host: &str, port: u16, secure: bool) -> Connecting;
+    /// A new timer, not armed until reset.
+    fn sleep(&self) -> Box<dyn Sleep>;
+}

@@ -21,12 +21,18 @@
 //! The loop, the application API and the driver rules are
 //! [`wsio_adapter`]'s, re-exported here; this crate adds async-io's
 //! sockets and timer.
+//!
+//! The clients: [`connect`] (Socket.IO, its driver a task on smol's
+//! global executor) and [`connect_websocket`]; `https://` and `wss://`
+//! with the `tls` feature (rustls through futures-rustls).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
+
+mod client;
 
 use std::{
     future::Future as _,
@@ -38,10 +44,18 @@ use std::{
 };
 
 use async_io::{Async, Timer};
+#[cfg(feature = "tls")]
+pub use client::default_tls_config;
+pub use client::{SmolConnector, connect, connect_websocket, connect_websocket_with, connect_with};
 use futures_io::{AsyncRead, AsyncWrite};
+/// The rustls the clients use (feature `tls`), to build a configuration
+/// of the application's own (its roots, client certificates).
+#[cfg(feature = "tls")]
+pub use futures_rustls::rustls;
 pub use wsio_adapter::{
-    AckError, Closed, Embed, Events, Handle, IntoMachine, Options, Serve, Server, ServerMachine,
-    Shutdown, SocketIo, TypedOrClosed, WsEvent, WsServer, args, runtime,
+    AckError, Client, ClientError, ClientOptions, Closed, Embed, Events, Handle, IntoMachine,
+    Options, Serve, Server, ServerMachine, Shutdown, SocketIo, TypedOrClosed, WebSocket, WsError,
+    WsEvent, WsServer, args, runtime,
 };
 
 /// Any futures-io byte stream as the loop's [`runtime::Stream`].

@@ -19,8 +19,12 @@
 //!
 //! The loop, the application API and the driver rules are
 //! [`wsio_adapter`]'s, re-exported here; this crate adds tokio's sockets
-//! and timer, and (feature `hyper`, or `axum`) [`SocketIoLayer`], a tower
+//! and timer, and (feature `hyper`, or `axum`) `SocketIoLayer`, a tower
 //! layer that serves the machine's path inside an existing app.
+//!
+//! The clients: [`connect`] (Socket.IO, its driver a tokio task) and
+//! [`connect_websocket`]; `https://` and `wss://` with the `tls` feature
+//! (rustls through tokio-rustls).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
@@ -28,6 +32,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod client;
 #[cfg(feature = "hyper")]
 mod layer;
 
@@ -39,10 +44,20 @@ use std::{
     time::Instant,
 };
 
+#[cfg(feature = "tls")]
+pub use client::default_tls_config;
+pub use client::{
+    TokioConnector, connect, connect_websocket, connect_websocket_with, connect_with,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+/// The rustls the clients use (feature `tls`), to build a configuration
+/// of the application's own (its roots, client certificates).
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
 pub use wsio_adapter::{
-    AckError, Closed, Embed, Events, Handle, IntoMachine, Options, Serve, Server, ServerMachine,
-    Shutdown, SocketIo, TypedOrClosed, WsEvent, WsServer, args, runtime,
+    AckError, Client, ClientError, ClientOptions, Closed, Embed, Events, Handle, IntoMachine,
+    Options, Serve, Server, ServerMachine, Shutdown, SocketIo, TypedOrClosed, WebSocket, WsError,
+    WsEvent, WsServer, args, runtime,
 };
 
 #[cfg(feature = "hyper")]
