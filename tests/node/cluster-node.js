@@ -142,6 +142,17 @@ async function main() {
     });
   });
 
+  // The adapter subscribes without waiting: serve only once Redis has its
+  // subscriptions (each node's own response channel names it).
+  for (const nsp of ["/", "/custom"]) {
+    const channel = `socket.io-response#${nsp}#${io.of(nsp).adapter.uid}#`;
+    for (;;) {
+      const [, count] = await pub.sendCommand(["PUBSUB", "NUMSUB", channel]);
+      if (Number(count) >= 1) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
   httpServer.listen(opts.port, "127.0.0.1", () => {
     console.log(`READY ${httpServer.address().port}`);
   });
