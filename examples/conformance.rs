@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example conformance -- [--port 3000] [--ping-interval MS] [--ping-timeout MS]
 //!     [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--parser msgpack] [--compress]
+//!     [--redis redis://127.0.0.1:R --node-name NAME] [--workers N]
 //! ```
 //!
 //! * `/socket.io/`: Socket.IO with namespaces `/` and `/custom`.
@@ -31,6 +32,26 @@
 //! `perMessageDeflate: true` (threshold 1,024 bytes). Polling responses
 //! are compressed with or without it, as the official `httpCompression`
 //! default (gzip or deflate as the request accepts, from 1,024 bytes).
+//!
+//! `--redis URL --node-name NAME` makes the server a node of a Redis
+//! cluster, wire-compatible with `@socket.io/redis-adapter` 8.3.0
+//! (CONFORMANCE.md, "Flags `--redis URL --node-name NAME`"), through
+//! `wsio-cluster`; drivers `tokio` and `axum` only. Besides the four cluster
+//! events of CONFORMANCE.md, three more serve the cluster tests (and are
+//! answered the same by `tests/node/cluster-node.js`): `sockets-leave`
+//! (room, ack: `io.socketsLeave(room)`, acks `true`), `broadcast-ack`
+//! (args..., ack: `io.timeout(2000).emit("question", args..., cb)`, acks
+//! with the answers' first arguments sorted, or the string `timeout`) and
+//! `fetch-ids` (ack: the ids of every socket of `/` on all nodes, sorted).
+//!
+//! `--workers N` (driver `tokio`) serves with N machines on N threads
+//! (`wsio_cluster::workers`): each connection goes to the worker its
+//! session id names, and the workers form one cluster in the process, so
+//! `emit-all`, `to-room` and `broadcast` reach the sockets of every worker.
+//! With `--redis` too, each worker is a node of the Redis cluster (the
+//! cluster events count and ask every worker, as with a Node cluster of
+//! that many processes); with `--node-name NAME` alone, the cluster events
+//! are answered on the in-process cluster of the workers.
 
 mod common;
 
@@ -42,17 +63,35 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use wsio::{
+    cluster::RedisConfig,
     engineio::{self, ConnId, Cors, CorsOrigin, Transmit},
-    entropy::OsEntropy,
+    entropy::{BoxEntropy, OsEntropy},
     http::{RequestHead, ResponseHead},
     machine::{ConnMachine, Machine, ServerMachine, Shutdown},
-    socketio::{self, Admission, Event, SocketId, Value},
+    socketio::{self, Admission, Event, RequestId, SocketId, Value},
     ws::deflate::DeflateConfig,
 };
 use wsio_adapter::{Embed, machine::under};
+use wsio_cluster::{
+    RedisLink,
+    workers::{Cluster, ShardEntropy},
+};
 
 const USAGE: &str = "usage: conformance [--port PORT] [--ping-interval MS] [--ping-timeout MS] \
-    [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--parser default|msgpack] [--compress]";
+    [--driver epoll|tokio|axum|smol|blocking] [--recovery] [--parser default|msgpack] [--compress] \
+    [--redis URL --node-name NAME] [--workers N]";
+
+/// How long cluster requests wait for the other nodes (the official
+/// adapter's default requests timeout).
+const CLUSTER_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// What a cluster request's answer is for: the client event to ack.
+enum Pending {
+    Count(SocketId, u64),
+    Ids(SocketId, u64),
+    ServerSide(SocketId, u64),
+    BroadcastAck(SocketId, u64),
+}
 
 /// Which server one of our connections talks to.
 #[derive(Clone, Copy)]
@@ -81,6 +120,10 @@ struct Conformance {
     out: VecDeque<Transmit>,
     /// `auth` emits waiting for their turn (see [`AUTH_DELAY`]).
     auths: VecDeque<(Instant, SocketId, Value)>,
+    /// `--node-name`: set when the server is a node of a cluster.
+    node_name: Option<String>,
+    /// Cluster requests whose answer acks a client event.
+    pending: HashMap<RequestId, Pending>,
 }
 
 /// How long after the CONNECT answer `auth` is emitted on a session that
@@ -114,8 +157,18 @@ impl Conformance {
         recovery: bool,
         parser: socketio::Parser,
         compress: bool,
+        node_name: Option<String>,
+        shard: Option<usize>,
     ) -> std::io::Result<Conformance> {
         let deflate = DeflateConfig::default().enabled(compress);
+        // A worker of `--workers` draws ids that name it.
+        let entropy = |shard: Option<usize>| -> std::io::Result<BoxEntropy> {
+            let os: BoxEntropy = Box::new(OsEntropy::new()?);
+            Ok(match shard {
+                Some(k) => Box::new(ShardEntropy::new(os, k)),
+                None => os,
+            })
+        };
         let recovery = recovery.then(|| {
             socketio::RecoveryConfig::default()
                 .max_disconnection_duration(Duration::from_millis(2000))
@@ -128,12 +181,13 @@ impl Conformance {
             )
             .connect_timeout(Duration::from_millis(1000))
             .recovery(recovery)
-            .parser(parser);
-        let mut sio = socketio::Server::new(config, Box::new(OsEntropy::new()?), Instant::now());
+            .parser(parser)
+            .cluster(node_name.is_some() || shard.is_some());
+        let mut sio = socketio::Server::new(config, entropy(shard)?, Instant::now());
         sio.add_namespace("/custom", Admission::AcceptAll);
         let eio = engineio::Server::new(
             engine_config(ping_interval, ping_timeout, "/engine.io/").per_message_deflate(deflate),
-            Box::new(OsEntropy::new()?),
+            entropy(shard)?,
             Instant::now(),
         );
         Ok(Conformance {
@@ -145,7 +199,14 @@ impl Conformance {
             asks: HashMap::new(),
             out: VecDeque::new(),
             auths: VecDeque::new(),
+            node_name,
+            pending: HashMap::new(),
         })
+    }
+
+    /// The Socket.IO server, for the Redis link.
+    fn sio_mut(&mut self) -> &mut socketio::Server {
+        &mut self.sio
     }
 
     fn owner(&self, conn: ConnId) -> Owner {
@@ -195,8 +256,124 @@ impl Conformance {
                 self.asks.retain(|(s, _), _| *s != socket)
             }
             Event::Request { conn, head, body } => self.route_request(now, conn, *head, body),
+            ev => self.on_cluster_event(ev),
+        }
+    }
+
+    /// The cluster's answers to this node's requests, and the other
+    /// nodes' server-side events.
+    fn on_cluster_event(&mut self, ev: Event) {
+        let io = &mut self.sio;
+        match ev {
+            Event::Fetched {
+                request,
+                sockets,
+                timed_out,
+            } => match self.pending.remove(&request) {
+                // A node that did not answer in time: no ack.
+                Some(Pending::Count(..) | Pending::Ids(..)) if timed_out => {}
+                Some(Pending::Count(socket, id)) => {
+                    let _ = io.ack(socket, id, vec![Value::from(sockets.len() as u64)]);
+                }
+                Some(Pending::Ids(socket, id)) => {
+                    let mut ids: Vec<String> = sockets.into_iter().map(|s| s.id).collect();
+                    ids.sort();
+                    let ids = ids.into_iter().map(Value::from).collect();
+                    let _ = io.ack(socket, id, vec![Value::Array(ids)]);
+                }
+                _ => {}
+            },
+            Event::ServerSideAcks {
+                request, answers, ..
+            } => {
+                if let Some(Pending::ServerSide(socket, id)) = self.pending.remove(&request) {
+                    let _ = io.ack(socket, id, vec![Value::Array(sorted(answers))]);
+                }
+            }
+            Event::BroadcastAck {
+                request,
+                answers,
+                timed_out,
+            } => {
+                if let Some(Pending::BroadcastAck(socket, id)) = self.pending.remove(&request) {
+                    let answer = if timed_out {
+                        Value::from("timeout")
+                    } else {
+                        let firsts = answers
+                            .into_iter()
+                            .map(|a| a.into_iter().next().unwrap_or(Value::Null))
+                            .collect();
+                        Value::Array(sorted(firsts))
+                    };
+                    let _ = io.ack(socket, id, vec![answer]);
+                }
+            }
+            Event::ServerSideEmit {
+                name,
+                reply: Some(reply),
+                ..
+            } if name == "hello" => {
+                if let Some(node) = &self.node_name {
+                    io.server_side_reply(reply, Value::from(node.as_str()));
+                }
+            }
             _ => {}
         }
+    }
+
+    /// The cluster events of `/` (only with `--redis`); whether `name`
+    /// was one.
+    fn on_cluster_client_event(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        name: &str,
+        args: &[Value],
+        ack: Option<u64>,
+    ) -> bool {
+        let io = &mut self.sio;
+        let room = args.first().and_then(Value::as_str).map(str::to_owned);
+        match (name, ack, room) {
+            ("cluster-count", Some(id), _) => {
+                let request = io.of("/").fetch_sockets(now, CLUSTER_TIMEOUT);
+                self.pending.insert(request, Pending::Count(socket, id));
+            }
+            ("fetch-ids", Some(id), _) => {
+                let request = io.of("/").fetch_sockets(now, CLUSTER_TIMEOUT);
+                self.pending.insert(request, Pending::Ids(socket, id));
+            }
+            ("server-side-emit", Some(id), _) => {
+                if let Ok(request) =
+                    io.server_side_emit_with_ack(now, "/", "hello", args.to_vec(), CLUSTER_TIMEOUT)
+                {
+                    self.pending
+                        .insert(request, Pending::ServerSide(socket, id));
+                }
+            }
+            ("sockets-join", Some(id), Some(room)) => {
+                io.of("/").sockets_join(&[&room]);
+                let _ = io.ack(socket, id, vec![Value::from(true)]);
+            }
+            ("sockets-leave", Some(id), Some(room)) => {
+                io.of("/").sockets_leave(&[&room]);
+                let _ = io.ack(socket, id, vec![Value::from(true)]);
+            }
+            ("disconnect-room", _, Some(room)) => {
+                io.of("/").to(&room).disconnect_sockets(now, true);
+            }
+            ("broadcast-ack", Some(id), _) => {
+                let timeout = Duration::from_millis(2000);
+                if let Ok(request) =
+                    io.of("/")
+                        .emit_with_ack(now, timeout, "question", args.to_vec())
+                {
+                    self.pending
+                        .insert(request, Pending::BroadcastAck(socket, id));
+                }
+            }
+            _ => return false,
+        }
+        true
     }
 
     fn on_client_event(
@@ -208,6 +385,9 @@ impl Conformance {
         ack: Option<u64>,
     ) {
         if self.sio.namespace_of(socket) != Some("/") {
+            return;
+        }
+        if self.node_name.is_some() && self.on_cluster_client_event(now, socket, name, &args, ack) {
             return;
         }
         let io = &mut self.sio;
@@ -490,6 +670,9 @@ fn main() -> std::io::Result<()> {
             ("--recovery", false),
             ("--parser", true),
             ("--compress", false),
+            ("--redis", true),
+            ("--node-name", true),
+            ("--workers", true),
         ],
     );
     let port: u16 = args.value("--port").unwrap_or(3000);
@@ -504,15 +687,81 @@ fn main() -> std::io::Result<()> {
         .choice("--driver", &["epoll", "tokio", "axum", "smol", "blocking"])
         .unwrap_or(default);
     common::log_to_stderr();
+    let redis: Option<String> = args.value("--redis");
+    let node_name: Option<String> = args.value("--node-name");
+    let workers: Option<usize> = args.value("--workers");
+    // `--workers` with `--node-name` alone: the cluster events on the
+    // in-process cluster.
+    if redis.is_some() && node_name.is_none()
+        || node_name.is_some() && redis.is_none() && workers.is_none()
+    {
+        eprintln!("--redis and --node-name go together\n\n{USAGE}");
+        std::process::exit(2);
+    }
+    if redis.is_some() && !matches!(driver, "tokio" | "axum") {
+        eprintln!(
+            "--redis needs --driver tokio or axum (the Redis link, wsio-cluster, runs on tokio); \
+             --driver {driver} cannot join a cluster\n\n{USAGE}"
+        );
+        std::process::exit(2);
+    }
+    let recovery = args.flag("--recovery");
+    let compress = args.flag("--compress");
+    let parser = match args.choice("--parser", &["default", "msgpack"]) {
+        Some("msgpack") => socketio::Parser::Msgpack,
+        _ => socketio::Parser::Default,
+    };
+    if let Some(n) = workers {
+        let why = if driver != "tokio" {
+            Some(format!("--workers needs --driver tokio, not {driver}"))
+        } else if recovery {
+            Some("--workers does not combine with --recovery (a session is kept by one worker; its client's reconnection may reach another)".to_owned())
+        } else if !(1..=wsio_cluster::workers::MAX_WORKERS).contains(&n) {
+            Some(format!(
+                "--workers takes 1 to {}",
+                wsio_cluster::workers::MAX_WORKERS
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            eprintln!("{why}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+        return tokio_rt()?.block_on(async move {
+            let listener = wsio_tokio::listen(("127.0.0.1", port)).await?;
+            ready(listener.local_addr().ok());
+            let cluster = match redis {
+                Some(url) => Cluster::Redis {
+                    url,
+                    config: RedisConfig::default().requests_timeout(CLUSTER_TIMEOUT),
+                    namespaces: vec!["/".into(), "/custom".into()],
+                },
+                None => Cluster::Local,
+            };
+            let make = move |k| {
+                Conformance::new(
+                    ping_interval,
+                    ping_timeout,
+                    false,
+                    parser,
+                    compress,
+                    node_name.clone(),
+                    Some(k),
+                )
+            };
+            let sio = Conformance::sio_mut;
+            wsio_cluster::workers::serve(listener, n, make, sio, cluster, Default::default()).await
+        });
+    }
     let machine = Conformance::new(
         ping_interval,
         ping_timeout,
-        args.flag("--recovery"),
-        match args.choice("--parser", &["default", "msgpack"]) {
-            Some("msgpack") => socketio::Parser::Msgpack,
-            _ => socketio::Parser::Default,
-        },
-        args.flag("--compress"),
+        recovery,
+        parser,
+        compress,
+        node_name,
+        None,
     )?;
     let addr = ("127.0.0.1", port);
     match driver {
@@ -523,12 +772,22 @@ fn main() -> std::io::Result<()> {
             common::epoll::serve_machine(listener, machine)
         }
         "tokio" => tokio_rt()?.block_on(async {
-            let server = wsio_tokio::bind(addr, machine).await?;
+            let mut machine = machine;
+            let link = join_cluster(redis.as_deref(), &mut machine).await?;
+            let mut server = wsio_tokio::bind(addr, machine).await?;
+            if let Some(link) = link {
+                server = server.with_sidecar(link);
+            }
             ready(server.local_addr());
             server.await
         }),
         "axum" => tokio_rt()?.block_on(async {
-            let (layer, server) = wsio_tokio::embed(machine)?;
+            let mut machine = machine;
+            let link = join_cluster(redis.as_deref(), &mut machine).await?;
+            let (layer, mut server) = wsio_tokio::embed(machine)?;
+            if let Some(link) = link {
+                server = server.with_sidecar(link);
+            }
             tokio::spawn(server);
             // An ordinary route of the app, next to the machine's paths.
             let app = axum::Router::new()
@@ -554,6 +813,31 @@ fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     }
+}
+
+/// With `--redis`: the Redis link of the machine, connected and
+/// subscribed (a node serves only once it hears the cluster).
+async fn join_cluster(
+    url: Option<&str>,
+    machine: &mut Conformance,
+) -> std::io::Result<Option<RedisLink<Conformance>>> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let mut link = RedisLink::start(
+        url,
+        RedisConfig::default().requests_timeout(CLUSTER_TIMEOUT),
+        &["/", "/custom"],
+        Conformance::sio_mut,
+    )?;
+    link.connect(machine, Duration::from_secs(10)).await?;
+    Ok(Some(link))
+}
+
+/// Values in a stable order: strings by their text, the rest by their JSON.
+fn sorted(mut values: Vec<Value>) -> Vec<Value> {
+    values.sort_by_cached_key(|v| v.as_str().map_or_else(|| v.to_json(), str::to_owned));
+    values
 }
 
 fn ready(addr: Option<SocketAddr>) {

@@ -2,7 +2,7 @@
 # Runs every test of the crate on a fresh machine: installs the pinned real
 # peers first (the official npm packages from tests/node/package-lock.json
 # and examples/chat/package-lock.json, Debian's Chromium for the browser
-# test, Python websockets from tests/python/requirements.txt), then `cargo test`
+# test and redis-server for the cluster tests, Python websockets from tests/python/requirements.txt), then `cargo test`
 # (unit, doc, cross-layer, simulation and interop tests, for the core and the
 # adapter crates). Extra arguments go to cargo test.
 set -euo pipefail
@@ -33,6 +33,15 @@ if ! command -v chromium >/dev/null; then
   [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium
+fi
+
+# The cluster tests start Debian's redis-server (tests/cluster_redis.rs).
+if ! command -v redis-server >/dev/null; then
+  echo "test.sh: installing redis-server (apt)" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q redis-server
 fi
 
 py=target/py-venv/bin/python

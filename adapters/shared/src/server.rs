@@ -58,6 +58,7 @@ use crate::{
     app::{Cmd, Events, Handle, Queue, Response, Shared, lock},
     machine::{Machine, Serve},
     runtime::{Listener, Sleep, Stream},
+    sidecar::Sidecar,
     wake::{ConnWaker, IdMap, Ready},
 };
 
@@ -183,6 +184,7 @@ pub struct Server<M: Serve> {
     tx: mpsc::Sender<Cmd<M>>,
     on_event: Option<Callback<M>>,
     events: Option<Shared<M::Event>>,
+    sidecar: Option<Box<dyn Sidecar<M>>>,
     conns: IdMap<Conn>,
     ready: Arc<Ready>,
     woken: Vec<ConnId>,
@@ -232,6 +234,7 @@ impl<M: Serve> Server<M> {
             tx,
             on_event: None,
             events: None,
+            sidecar: None,
             conns: IdMap::default(),
             ready: Arc::default(),
             woken: Vec::new(),
@@ -275,6 +278,13 @@ impl<M: Serve> Server<M> {
         self
     }
 
+    /// Runs `sidecar` beside the machine (a cluster adapter): see
+    /// [`Sidecar`].
+    pub fn with_sidecar(mut self, sidecar: impl Sidecar<M>) -> Self {
+        self.sidecar = Some(Box::new(sidecar));
+        self
+    }
+
     /// The stream of events, for an application that reacts from its own
     /// task (answering through a [`Handle`]). Events are dropped while
     /// neither this nor [`on_event`](Self::on_event) is used.
@@ -301,7 +311,8 @@ impl<M: Serve> Server<M> {
     // ----- the machine ----------------------------------------------------
 
     /// Drains the machine ([`drain`]): transmits to the connections,
-    /// events to the application.
+    /// events to the application; then the sidecar's exchange, and again
+    /// while that gave the machine input.
     fn drain(&mut self, now: Instant) {
         let Server {
             machine,
@@ -312,6 +323,7 @@ impl<M: Serve> Server<M> {
             events,
             paused,
             opts,
+            sidecar,
             ..
         } = self;
         let mut out = Out {
@@ -321,15 +333,33 @@ impl<M: Serve> Server<M> {
             linger: opts.linger,
         };
         let backlog = opts.event_backlog;
-        drain(
-            machine,
-            now,
-            |m, t| {
-                out.transmit(m, now, t);
-                ControlFlow::Continue(())
-            },
-            |m, ev| dispatch(on_event, events, paused, backlog, m, now, ev),
-        );
+        loop {
+            drain(
+                machine,
+                now,
+                |m, t| {
+                    out.transmit(m, now, t);
+                    ControlFlow::Continue(())
+                },
+                |m, ev| dispatch(on_event, events, paused, backlog, m, now, ev),
+            );
+            let fed = sidecar.as_mut().is_some_and(|s| s.exchange(machine, now));
+            if !fed {
+                break;
+            }
+        }
+    }
+
+    /// Polls the sidecar; drains the machine when it did anything.
+    fn poll_sidecar(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let Some(s) = &mut self.sidecar else {
+            return false;
+        };
+        let busy = s.poll(cx, &mut self.machine, now);
+        if busy {
+            self.drain(now);
+        }
+        busy
     }
 
     /// The peer closed (or the connection failed): the machine hears it,
@@ -739,6 +769,7 @@ impl<M: Serve> Server<M> {
     fn next_deadline(&self) -> Option<Instant> {
         [
             self.machine.poll_timeout(),
+            self.sidecar.as_ref().and_then(|s| s.poll_timeout()),
             self.lingering.front().map(|(t, _)| *t),
             self.accept_paused,
             self.shutdown,
@@ -769,6 +800,7 @@ impl<M: Serve> Server<M> {
             busy |= self.serve_ready(now);
             busy |= self.accept(cx, now);
             busy |= self.timers(now);
+            busy |= self.poll_sidecar(cx, now);
             busy |= self.flush(now);
             if self.shutdown_done(now) {
                 self.finish();
