@@ -49,6 +49,21 @@ impl Server {
         event: &str,
         args: Vec<Value>,
     ) -> Result<(), UsageError> {
+        self.emit_compressed(socket, event, args, true)
+    }
+
+    /// [`emit`](Self::emit), saying whether the packet may be compressed
+    /// (the official `socket.compress(false).emit(..)`): with `false` it
+    /// goes uncompressed on a WebSocket with permessage-deflate, and does
+    /// not by itself make a long-polling response compressed (see
+    /// [`engineio::Server::send_text_compressed`]).
+    pub fn emit_compressed(
+        &mut self,
+        socket: SocketId,
+        event: &str,
+        args: Vec<Value>,
+        compress: bool,
+    ) -> Result<(), UsageError> {
         check_event_name(event, UsageError::ReservedEvent)?;
         let s = self.connected(socket)?;
         let (sid, nsp) = (s.sid, s.nsp.clone());
@@ -62,8 +77,12 @@ impl Server {
         };
         self.notify_outgoing(&[socket], event, &args);
         match kept {
-            Some(shared) => Ok(self.engine().send_shared_all(sid, &shared)?),
-            None => self.send_body(sid, 2, &nsp, None, Body::Event(event, &args)),
+            Some(shared) => Ok(self
+                .engine()
+                .send_shared_all(sid, &compress_all(shared, compress))?),
+            None => {
+                self.send_body_compressed(sid, 2, &nsp, None, Body::Event(event, &args), compress)
+            }
         }
     }
 
@@ -138,7 +157,6 @@ impl Server {
         if check_event_name(name, |_| ()).is_err() {
             return 0;
         }
-        let _ = compress;
         let Some((request, timeout)) = ack else {
             let mut args = args;
             let shared = if volatile || self.recovery.is_none() {
@@ -146,6 +164,7 @@ impl Server {
             } else {
                 self.encode_kept(nsp, name, &mut args, to.rooms.clone(), to.except.clone())
             };
+            let shared = compress_all(shared, compress);
             let mut ids = Vec::new();
             let watch = (!self.outgoing.is_empty()).then_some(&mut ids);
             let n = self.deliver(nsp, &to.rooms, &to.except, None, volatile, shared, watch);
@@ -159,7 +178,10 @@ impl Server {
         let Some(ack_id) = self.next_ack_id(nsp) else {
             return 0;
         };
-        let shared = encode_shared(2, nsp, Some(ack_id), Body::Event(name, &args));
+        let shared = compress_all(
+            encode_shared(2, nsp, Some(ack_id), Body::Event(name, &args)),
+            compress,
+        );
         let mut recipients = Vec::new();
         let n = self.deliver(
             nsp,
@@ -199,15 +221,29 @@ impl Server {
         id: Option<u64>,
         body: Body<'_>,
     ) -> Result<(), UsageError> {
+        self.send_body_compressed(sid, kind, nsp, id, body, true)
+    }
+
+    /// [`send_body`](Self::send_body), compressed or not as the sender
+    /// allows.
+    fn send_body_compressed(
+        &mut self,
+        sid: Sid,
+        kind: u8,
+        nsp: &str,
+        id: Option<u64>,
+        body: Body<'_>,
+        compress: bool,
+    ) -> Result<(), UsageError> {
         let mut text = std::mem::take(&mut self.scratch);
         text.clear();
         let mut attachments = Vec::new();
         packet::encode_into(kind, nsp, id, body, &mut text, &mut attachments);
         let sent = if attachments.is_empty() {
-            self.engine().send_text(sid, &text)
+            self.engine().send_text_compressed(sid, &text, compress)
         } else {
             let packets: Vec<_> = engine_packets(text.as_str().to_owned(), attachments).collect();
-            self.engine().send_all(sid, &packets)
+            self.engine().send_all_compressed(sid, &packets, compress)
         };
         // A one-off huge message does not pin its buffer.
         if text.capacity() <= SCRATCH_KEPT {
@@ -280,6 +316,14 @@ impl Server {
     }
 }
 
+/// Packets marked as the sender allows compression.
+pub(super) fn compress_all(shared: Vec<SharedPacket>, compress: bool) -> Vec<SharedPacket> {
+    if compress {
+        return shared;
+    }
+    shared.into_iter().map(|p| p.compress(false)).collect()
+}
+
 /// The Engine.IO messages that carry an encoded packet: its text, then
 /// one binary message per attachment.
 fn engine_packets(text: String, attachments: Vec<Bytes>) -> impl Iterator<Item = engineio::Packet> {
@@ -343,7 +387,9 @@ impl Broadcast<'_> {
     }
 
     /// Whether the packets may be compressed (default yes, as the
-    /// official `compress(true)`); carried to other nodes.
+    /// official `compress(true)`): with `false` they go uncompressed on a
+    /// WebSocket with permessage-deflate and do not by themselves make a
+    /// long-polling response compressed. Carried to other nodes.
     pub fn compress(mut self, on: bool) -> Self {
         self.compress = on;
         self
@@ -363,6 +409,7 @@ impl Broadcast<'_> {
         } else {
             encode_shared(2, &self.nsp, None, Body::Event(event, &args))
         };
+        let shared = compress_all(shared, self.compress);
         let mut ids = Vec::new();
         let watch = (!self.server.outgoing.is_empty()).then_some(&mut ids);
         let count = self.server.deliver(
