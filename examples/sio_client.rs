@@ -148,7 +148,7 @@ impl Net {
 fn print_event(io: &Client, ev: &ClientEvent) {
     let name = |nsp| io.nsp_name(nsp).unwrap_or("?").to_owned();
     match ev {
-        ClientEvent::Connect { nsp, sid } => println!("* connected to {} as {sid}", name(*nsp)),
+        ClientEvent::Connect { nsp, sid, .. } => println!("* connected to {} as {sid}", name(*nsp)),
         ClientEvent::ConnectError { nsp, data } => {
             println!("* {} refused: {}", name(*nsp), data.to_json())
         }

@@ -3,8 +3,8 @@
 # peers first (the official npm packages from tests/node/package-lock.json
 # and examples/chat/package-lock.json, Debian's Chromium for the browser
 # test, Python websockets from tests/python/requirements.txt), then `cargo test`
-# (unit, doc, cross-layer, simulation and interop tests). Extra arguments go
-# to cargo test.
+# (unit, doc, cross-layer, simulation and interop tests, for the core and the
+# adapter crates). Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,4 +43,5 @@ if ! "$py" -c 'import websockets' 2>/dev/null; then
 fi
 export WSIO_PYTHON="$PWD/$py"
 
-cargo test "$@"
+# The whole workspace: the core and its runtime adapters (adapters/*).
+cargo test --workspace "$@"

@@ -339,7 +339,16 @@ impl Server {
         let head = Box::new(head);
         let kind = ConnKind::Embedded { head: head.clone() };
         self.conns.insert(id, Conn::new(peer, kind));
-        self.on_request(now, id, head, body);
+        if body.len() > self.config.max_payload && self.is_engine_path(&head) {
+            // As on a raw connection: an empty 413 with the CORS headers.
+            let mut res = ResponseHead::new(413);
+            if let Some(cors) = &self.config.cors {
+                cors.apply(&head, &mut res);
+            }
+            self.write_response(now, id, res, Bytes::new());
+        } else {
+            self.on_request(now, id, head, body);
+        }
         self.resume_http(now);
         id
     }

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Client, ClientError, ClientTransmit, session::Phase};
+use super::{Client, ClientError, ClientTransmit, Phase};
 use crate::{
     engineio::{
         ConnId,

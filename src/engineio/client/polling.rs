@@ -15,9 +15,8 @@
 use std::time::Instant;
 
 use super::{
-    Client, ClientError, Transport,
+    Client, ClientError, Phase, Transport,
     http::{Answer, Purpose, decode_body},
-    session::Phase,
 };
 use crate::{
     engineio::{

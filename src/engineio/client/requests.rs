@@ -67,6 +67,12 @@ impl crate::machine::Holdable for ClientTransmit {
     fn data(conn: ConnId, data: Bytes) -> Self {
         ClientTransmit::Data { conn, data }
     }
+    fn closes(&self) -> Option<ConnId> {
+        match self {
+            ClientTransmit::Close { conn } => Some(*conn),
+            _ => None,
+        }
+    }
 }
 
 impl Client {

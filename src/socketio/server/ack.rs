@@ -21,7 +21,7 @@ use super::{
     },
     Broadcast, Server, Timer,
     cluster::{BroadcastAcks, ClusterAnswer, ClusterMessage, RequestId, RequestKind},
-    emit::{compress_all, encode_shared},
+    emit::compress_all,
 };
 
 impl Server {
@@ -156,7 +156,12 @@ impl Broadcast<'_> {
         if let Some(id) = server.next_ack_id(&self.nsp) {
             ack_id = id;
             let shared = compress_all(
-                encode_shared(2, &self.nsp, Some(id), Body::Event(event, &args)),
+                server.config.parser.encode_shared(
+                    2,
+                    &self.nsp,
+                    Some(id),
+                    Body::Event(event, &args),
+                ),
                 self.compress,
             );
             server.deliver(

@@ -3,9 +3,10 @@
 //! # Theory of operation
 //!
 //! Every packet is encoded from borrowed parts (namespace, ack id, the
-//! caller's name and arguments) by `packet::encode_into`. An emit to one
-//! socket is encoded into one reused buffer, and the engine copies it into
-//! the WebSocket frame: nothing is allocated per emit.
+//! caller's name and arguments) by the server's [`Parser`]. An emit to one
+//! socket with the default parser is encoded into one reused buffer, and
+//! the engine copies it into the WebSocket frame: nothing is allocated per
+//! emit.
 //!
 //! A broadcast (a [`Broadcast`] view: `server.of(nsp).to(room).emit(..)`)
 //! is encoded once into [`SharedPacket`]s, and each recipient's transport
@@ -26,17 +27,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-
 use super::{
     super::{
         Packet, SocketId, UsageError, Value,
-        packet::{self, Body, check_event_name},
+        msgpack::Reused,
+        packet::{Body, check_event_name},
     },
     PendingBroadcast, Server,
     cluster::{ClusterAnswer, ClusterMessage, RequestId, RequestKind, Selection},
 };
-use crate::engineio::{self, SharedPacket, Sid};
+use crate::engineio::{SharedPacket, Sid};
+
+#[cfg(doc)]
+use super::super::Parser;
 
 /// The largest encoding buffer kept for the next packet.
 const SCRATCH_KEPT: usize = 16 * 1024;
@@ -97,11 +100,12 @@ impl Server {
         rooms: Vec<String>,
         except: Vec<String>,
     ) -> Vec<SharedPacket> {
+        let parser = self.config.parser;
         let Some(store) = self.recovery.as_mut() else {
-            return encode_shared(2, nsp, None, Body::Event(name, args));
+            return parser.encode_shared(2, nsp, None, Body::Event(name, args));
         };
         args.push(Value::String(store.next_offset()));
-        let shared = encode_shared(2, nsp, None, Body::Event(name, args));
+        let shared = parser.encode_shared(2, nsp, None, Body::Event(name, args));
         store.keep(Arc::from(nsp), rooms, except, shared.clone());
         shared
     }
@@ -160,7 +164,9 @@ impl Server {
         let Some((request, timeout)) = ack else {
             let mut args = args;
             let shared = if volatile || self.recovery.is_none() {
-                encode_shared(2, nsp, None, Body::Event(name, &args))
+                self.config
+                    .parser
+                    .encode_shared(2, nsp, None, Body::Event(name, &args))
             } else {
                 self.encode_kept(nsp, name, &mut args, to.rooms.clone(), to.except.clone())
             };
@@ -179,7 +185,9 @@ impl Server {
             return 0;
         };
         let shared = compress_all(
-            encode_shared(2, nsp, Some(ack_id), Body::Event(name, &args)),
+            self.config
+                .parser
+                .encode_shared(2, nsp, Some(ack_id), Body::Event(name, &args)),
             compress,
         );
         let mut recipients = Vec::new();
@@ -210,8 +218,9 @@ impl Server {
         n
     }
 
-    /// Encodes a packet from borrowed parts into the reused `scratch`
-    /// buffer and sends it: an event without binary leaves is copied from
+    /// Encodes a packet from borrowed parts with the server's parser and
+    /// sends it; the default parser's text goes through the reused
+    /// `scratch` buffer, and an event without binary leaves is copied from
     /// there into its WebSocket frame, with no allocation of its own.
     pub(super) fn send_body(
         &mut self,
@@ -235,19 +244,18 @@ impl Server {
         body: Body<'_>,
         compress: bool,
     ) -> Result<(), UsageError> {
-        let mut text = std::mem::take(&mut self.scratch);
-        text.clear();
-        let mut attachments = Vec::new();
-        packet::encode_into(kind, nsp, id, body, &mut text, &mut attachments);
-        let sent = if attachments.is_empty() {
-            self.engine().send_text_compressed(sid, &text, compress)
-        } else {
-            let packets: Vec<_> = engine_packets(text.as_str().to_owned(), attachments).collect();
-            self.engine().send_all_compressed(sid, &packets, compress)
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let sent = match self
+            .config
+            .parser
+            .encode_reusing(kind, nsp, id, body, &mut scratch)
+        {
+            Reused::Text(text) => self.engine().send_text_compressed(sid, text, compress),
+            Reused::Messages(packets) => self.engine().send_all_compressed(sid, &packets, compress),
         };
         // A one-off huge message does not pin its buffer.
-        if text.capacity() <= SCRATCH_KEPT {
-            self.scratch = text;
+        if scratch.capacity() <= SCRATCH_KEPT {
+            self.scratch = scratch;
         }
         Ok(sent?)
     }
@@ -324,29 +332,6 @@ pub(super) fn compress_all(shared: Vec<SharedPacket>, compress: bool) -> Vec<Sha
     shared.into_iter().map(|p| p.compress(false)).collect()
 }
 
-/// The Engine.IO messages that carry an encoded packet: its text, then
-/// one binary message per attachment.
-fn engine_packets(text: String, attachments: Vec<Bytes>) -> impl Iterator<Item = engineio::Packet> {
-    std::iter::once(engineio::Packet::message(text))
-        .chain(attachments.into_iter().map(engineio::Packet::message))
-}
-
-/// Encodes a packet from borrowed parts once, for any number of
-/// recipients.
-pub(super) fn encode_shared(
-    kind: u8,
-    nsp: &str,
-    id: Option<u64>,
-    body: Body<'_>,
-) -> Vec<SharedPacket> {
-    let mut text = String::new();
-    let mut attachments = Vec::new();
-    packet::encode_into(kind, nsp, id, body, &mut text, &mut attachments);
-    engine_packets(text, attachments)
-        .map(SharedPacket::new)
-        .collect()
-}
-
 /// A broadcast being built: `server.of("/").to("room").except("x").emit(..)`.
 #[derive(Debug)]
 pub struct Broadcast<'a> {
@@ -407,7 +392,10 @@ impl Broadcast<'_> {
             self.server
                 .encode_kept(&self.nsp, event, &mut args, self.rooms.clone(), except)
         } else {
-            encode_shared(2, &self.nsp, None, Body::Event(event, &args))
+            self.server
+                .config
+                .parser
+                .encode_shared(2, &self.nsp, None, Body::Event(event, &args))
         };
         let shared = compress_all(shared, self.compress);
         let mut ids = Vec::new();

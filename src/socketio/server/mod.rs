@@ -64,8 +64,8 @@ pub use emit::Broadcast;
 pub use recovery::RecoveryConfig;
 
 use super::{
-    Admission, Config, Decoder, DisconnectReason, Event, SocketId, UsageError, Value, ack::Pending,
-    timer::Deadlines,
+    Admission, Config, DisconnectReason, Event, SocketId, UsageError, Value, ack::Pending,
+    msgpack::MessageDecoder, timer::Deadlines,
 };
 use crate::{
     engineio::{self, Handshake, SharedPacket, Sid},
@@ -90,7 +90,7 @@ struct Namespace {
 
 #[derive(Debug)]
 struct Client {
-    decoder: Decoder,
+    decoder: MessageDecoder,
     /// Sockets in join order: connected ones, and ones awaiting a decision.
     sockets: Vec<(Arc<str>, SocketId)>,
     connect_deadline: Option<Instant>,

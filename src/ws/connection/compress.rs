@@ -109,8 +109,9 @@ impl Connection {
     ///
     /// let mut ws = Connection::server_upgraded(Config::default()).with_deflate(Params::default());
     /// // "Hello", compressed (RFC 7692 section 7.2.3.1), from a client (masked, key 0).
-    /// ws.handle_input(Instant::now(), &[0xc1, 0x87, 0, 0, 0, 0, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
-    /// assert_eq!(ws.poll_event(), Some(Event::Message(Message::text("Hello"))));
+    /// let now = Instant::now();
+    /// ws.handle_input(now, &[0xc1, 0x87, 0, 0, 0, 0, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    /// assert_eq!(ws.poll_event(now), Some(Event::Message(Message::text("Hello"))));
     /// ```
     pub fn with_deflate(mut self, params: Params) -> Self {
         self.deflate = Some(Compression::new(self.role, params, &self.config.deflate));
