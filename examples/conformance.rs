@@ -416,6 +416,14 @@ impl Conformance {
             ("emit-all", _) => {
                 let _ = io.of("/").emit("all", args);
             }
+            // `socket.compress(false)` and `io.compress(false)` (not in
+            // CONFORMANCE.md: `tests/node/sio-compress-check.js` uses them).
+            ("message-uncompressed", _) => {
+                let _ = io.emit_compressed(socket, "message-back", args, false);
+            }
+            ("emit-all-uncompressed", _) => {
+                let _ = io.of("/").compress(false).emit("all", args);
+            }
             ("disconnect-me", _) => {
                 let _ = io.disconnect(now, socket, true);
             }

@@ -125,6 +125,9 @@ impl Client {
                 .push("Content-Type", "text/plain;charset=UTF-8");
             head.headers.push("Content-Length", body.len().to_string());
         }
+        if self.config.http_compression && self.config.headers.get("accept-encoding").is_none() {
+            head.headers.push("Accept-Encoding", "gzip, deflate");
+        }
         for (n, v) in self.config.headers.iter() {
             head.headers.push(n, v);
         }

@@ -52,6 +52,21 @@ impl Server {
         event: &str,
         args: Vec<Value>,
     ) -> Result<(), UsageError> {
+        self.emit_compressed(socket, event, args, true)
+    }
+
+    /// [`emit`](Self::emit), saying whether the packet may be compressed
+    /// (the official `socket.compress(false).emit(..)`): with `false` it
+    /// goes uncompressed on a WebSocket with permessage-deflate, and does
+    /// not by itself make a long-polling response compressed (see
+    /// [`engineio::Server::send_text_compressed`]).
+    pub fn emit_compressed(
+        &mut self,
+        socket: SocketId,
+        event: &str,
+        args: Vec<Value>,
+        compress: bool,
+    ) -> Result<(), UsageError> {
         check_event_name(event, UsageError::ReservedEvent)?;
         let s = self.connected(socket)?;
         let (sid, nsp) = (s.sid, s.nsp.clone());
@@ -65,8 +80,12 @@ impl Server {
         };
         self.notify_outgoing(&[socket], event, &args);
         match kept {
-            Some(shared) => Ok(self.engine().send_shared_all(sid, &shared)?),
-            None => self.send_body(sid, 2, &nsp, None, Body::Event(event, &args)),
+            Some(shared) => Ok(self
+                .engine()
+                .send_shared_all(sid, &compress_all(shared, compress))?),
+            None => {
+                self.send_body_compressed(sid, 2, &nsp, None, Body::Event(event, &args), compress)
+            }
         }
     }
 
@@ -142,7 +161,6 @@ impl Server {
         if check_event_name(name, |_| ()).is_err() {
             return 0;
         }
-        let _ = compress;
         let Some((request, timeout)) = ack else {
             let mut args = args;
             let shared = if volatile || self.recovery.is_none() {
@@ -152,6 +170,7 @@ impl Server {
             } else {
                 self.encode_kept(nsp, name, &mut args, to.rooms.clone(), to.except.clone())
             };
+            let shared = compress_all(shared, compress);
             let mut ids = Vec::new();
             let watch = (!self.outgoing.is_empty()).then_some(&mut ids);
             let n = self.deliver(nsp, &to.rooms, &to.except, None, volatile, shared, watch);
@@ -165,10 +184,12 @@ impl Server {
         let Some(ack_id) = self.next_ack_id(nsp) else {
             return 0;
         };
-        let shared =
+        let shared = compress_all(
             self.config
                 .parser
-                .encode_shared(2, nsp, Some(ack_id), Body::Event(name, &args));
+                .encode_shared(2, nsp, Some(ack_id), Body::Event(name, &args)),
+            compress,
+        );
         let mut recipients = Vec::new();
         let n = self.deliver(
             nsp,
@@ -209,14 +230,28 @@ impl Server {
         id: Option<u64>,
         body: Body<'_>,
     ) -> Result<(), UsageError> {
+        self.send_body_compressed(sid, kind, nsp, id, body, true)
+    }
+
+    /// [`send_body`](Self::send_body), compressed or not as the sender
+    /// allows.
+    fn send_body_compressed(
+        &mut self,
+        sid: Sid,
+        kind: u8,
+        nsp: &str,
+        id: Option<u64>,
+        body: Body<'_>,
+        compress: bool,
+    ) -> Result<(), UsageError> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let sent = match self
             .config
             .parser
             .encode_reusing(kind, nsp, id, body, &mut scratch)
         {
-            Reused::Text(text) => self.engine().send_text(sid, text),
-            Reused::Messages(packets) => self.engine().send_all(sid, &packets),
+            Reused::Text(text) => self.engine().send_text_compressed(sid, text, compress),
+            Reused::Messages(packets) => self.engine().send_all_compressed(sid, &packets, compress),
         };
         // A one-off huge message does not pin its buffer.
         if scratch.capacity() <= SCRATCH_KEPT {
@@ -289,6 +324,14 @@ impl Server {
     }
 }
 
+/// Packets marked as the sender allows compression.
+pub(super) fn compress_all(shared: Vec<SharedPacket>, compress: bool) -> Vec<SharedPacket> {
+    if compress {
+        return shared;
+    }
+    shared.into_iter().map(|p| p.compress(false)).collect()
+}
+
 /// A broadcast being built: `server.of("/").to("room").except("x").emit(..)`.
 #[derive(Debug)]
 pub struct Broadcast<'a> {
@@ -329,11 +372,9 @@ impl Broadcast<'_> {
     }
 
     /// Whether the packets may be compressed (default yes, as the
-    /// official `compress(true)`); carried to other nodes. This node does
-    /// not act on it yet: the engine has no per-send choice (its
-    /// permessage-deflate and polling compression apply to every packet),
-    /// so the flag has to reach `deliver`, the pending batches (split by
-    /// it) and the engine's shared sends once there is one.
+    /// official `compress(true)`): with `false` they go uncompressed on a
+    /// WebSocket with permessage-deflate and do not by themselves make a
+    /// long-polling response compressed. Carried to other nodes.
     pub fn compress(mut self, on: bool) -> Self {
         self.compress = on;
         self
@@ -356,6 +397,7 @@ impl Broadcast<'_> {
                 .parser
                 .encode_shared(2, &self.nsp, None, Body::Event(event, &args))
         };
+        let shared = compress_all(shared, self.compress);
         let mut ids = Vec::new();
         let watch = (!self.server.outgoing.is_empty()).then_some(&mut ids);
         let count = self.server.deliver(

@@ -419,6 +419,57 @@ fn every_send_path_compresses() {
 }
 
 #[test]
+fn with_compression_off_every_send_path_goes_as_it_is() {
+    let config = Config::default().deflate(on());
+    for server in [true, false] {
+        let mut p = open(config, config);
+        let (from, to) = if server {
+            (&mut p.server, &mut p.client)
+        } else {
+            (&mut p.client, &mut p.server)
+        };
+        let text = json(3000);
+        let (head, tail) = text.split_at(1);
+        from.set_compress(false);
+        from.send(Message::text(text.clone())).unwrap();
+        from.send_slices(DataKind::Text, head.as_bytes(), tail.as_bytes())
+            .unwrap();
+        from.send_with_prefix(
+            DataKind::Text,
+            head.as_bytes(),
+            Bytes::copy_from_slice(tail.as_bytes()),
+        )
+        .unwrap();
+        from.send_batch(&[Message::text(text.clone())]).unwrap();
+        from.send_fragment(DataKind::Text, Bytes::from(text.clone()), true)
+            .unwrap();
+        if server {
+            let shared = EncodedFrame::new(&Message::text(text.clone()));
+            from.send_encoded(&shared).unwrap();
+            from.send_encoded_batch([&shared].into_iter()).unwrap();
+        }
+        // Asked for by the message, it is still compressed; and back on,
+        // sizes decide again.
+        from.send_compressed(Message::text(text.clone()), true)
+            .unwrap();
+        from.set_compress(true);
+        from.send(Message::text(text.clone())).unwrap();
+        let wire = take_wire(from);
+        let rsv: Vec<u8> = frames(&wire).iter().map(|f| f.1).collect();
+        let want: &[u8] = if server {
+            &[0, 0, 0, 0, 0, 0, 0, 4, 4]
+        } else {
+            &[0, 0, 0, 0, 0, 4, 4]
+        };
+        assert_eq!(rsv, want);
+        to.handle_input(p.now, &wire);
+        let got = messages(&drain(to));
+        assert_eq!(got.len(), want.len());
+        assert!(got.iter().all(|m| m.as_bytes() == text.as_bytes()));
+    }
+}
+
+#[test]
 fn fragmented_compressed_messages_both_ways() {
     // Automatic fragmentation splits the compressed payload: RSV1 on the
     // first frame only.
