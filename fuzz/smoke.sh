@@ -65,6 +65,12 @@ summary=()
 for target in "${targets[@]}"; do
     seeds="seeds/$target"
     mkdir -p "$seeds"
+    # A target without seeds would explore from nothing, and its replay would
+    # check nothing: it fails until seeds are committed (README.md says how).
+    if [ -z "$(find "$seeds" -type f -size +0 -print -quit)" ]; then
+        echo "smoke: $target FAILED: no seeds in fuzz/$seeds/"
+        failed+=("$target (no seeds)")
+    fi
     n_inputs=$(find "$seeds" findings -type f | wc -l)
 
     echo "smoke: $target: replaying $n_inputs seeds and findings"
