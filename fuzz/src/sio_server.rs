@@ -866,10 +866,10 @@ impl Sim {
                 self.fetched.insert(request.clone(), sockets);
                 self.request_done(request);
             }
-            Event::ServerSideEmit { reply, .. } => {
-                if let Some(reply) = reply {
-                    self.io.server_side_reply(reply, Value::from("answer"));
-                }
+            Event::ServerSideEmit {
+                reply: Some(reply), ..
+            } => {
+                self.io.server_side_reply(reply, Value::from("answer"));
             }
             Event::Event {
                 socket, name, ack, ..

@@ -1091,7 +1091,7 @@ mod tests {
 
     fn deflate(threshold: u16, bits: u8) -> DeflateIn {
         DeflateIn {
-            server_no_context_takeover: bits % 2 == 0,
+            server_no_context_takeover: bits.is_multiple_of(2),
             client_no_context_takeover: false,
             server_max_window_bits: bits,
             client_max_window_bits: bits.max(9),

@@ -298,3 +298,62 @@ fn sio_ack_to_a_socket_closed_by_the_same_input() {
         Some(socketio::Event::Disconnect { socket: gone, .. }) if gone == socket
     ));
 }
+
+/// Finding 6 (`ws_handshake`, input
+/// `findings/ws_handshake-big-text-invalid-utf8-cut-short-client`): finding
+/// 3 again, on a client, with the frame cut short. The header of a text
+/// frame of 33214 bytes and its first four payload bytes, a stray
+/// continuation byte among them, in one read (the large-frame path) left
+/// an upgraded client `Closed`; the same bytes in three reads of 3, 3 and 2
+/// bytes left it `Closing`, reading on for the server's close frame. Both
+/// roles now fail the connection the same way however the bytes arrive.
+#[test]
+fn ws_big_text_invalid_utf8_cut_short_same_in_any_split() {
+    run_bytes(
+        &finding("ws_handshake-big-text-invalid-utf8-cut-short-client"),
+        ws_handshake::run,
+    );
+
+    for role in [ws::Role::Client, ws::Role::Server] {
+        let mut wire = vec![0x81, 0x7e, 0x81, 0xbe];
+        let mut payload = vec![0x00, 0xbe, 0x41, 0x00];
+        if role == ws::Role::Server {
+            let key = [9u8, 8, 7, 6];
+            wire[1] |= 0x80;
+            wire.extend_from_slice(&key);
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= key[i % 4];
+            }
+        }
+        wire.extend_from_slice(&payload);
+        let feed = |pieces: &[&[u8]]| {
+            let now = Instant::now();
+            let config = ws::Config::default();
+            let mut c = match role {
+                ws::Role::Client => {
+                    ws::Connection::client_upgraded(config, Box::new(SeededEntropy::new(7)))
+                }
+                ws::Role::Server => ws::Connection::server_upgraded(config),
+            };
+            let (mut out, mut events) = (Vec::new(), Vec::new());
+            for p in pieces {
+                c.handle_input(now, p);
+                while let Some(t) = c.poll_transmit(now) {
+                    if let ws::Transmit::Data(b) = t {
+                        out.extend_from_slice(&b);
+                    }
+                }
+                events.extend(std::iter::from_fn(|| c.poll_event(now)));
+            }
+            (out, events, c.state())
+        };
+        let whole = feed(&[&wire]);
+        assert_eq!(whole.2, ws::State::Closing, "{role:?}");
+        for a in 0..=wire.len() {
+            for b in a..=wire.len() {
+                let pieces: [&[u8]; 3] = [&wire[..a], &wire[a..b], &wire[b..]];
+                assert_eq!(feed(&pieces), whole, "{role:?}, reads cut at {a} and {b}");
+            }
+        }
+    }
+}

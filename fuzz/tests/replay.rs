@@ -123,23 +123,49 @@ fn cluster_redis() {
     }
 }
 
-/// Every target has committed seeds, which `smoke.sh` replays and explores
-/// from (a new target's are made as README.md says).
+/// The targets `cargo fuzz list` names: the `[[bin]]`s of `Cargo.toml`.
+fn targets(root: &Path) -> Vec<String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut names = Vec::new();
+    let mut in_bin = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin && let Some(value) = line.strip_prefix("name = ") {
+            names.push(value.trim_matches('"').to_owned());
+        }
+    }
+    names
+}
+
+/// Every target (each `[[bin]]` of `Cargo.toml` and each file of
+/// `fuzz_targets/`) has committed seeds, which `smoke.sh` replays and
+/// explores from (made as README.md says), and a test above that replays
+/// them here.
 #[test]
 fn every_target_has_seeds() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut targets = 0;
+    let mut names = targets(root);
     for e in std::fs::read_dir(root.join("fuzz_targets"))
         .unwrap()
         .flatten()
     {
         let path = e.path();
-        let name = path.file_stem().unwrap().to_str().unwrap();
-        assert!(
-            !files(&root.join("seeds").join(name)).is_empty(),
-            "no seeds/{name}/"
-        );
-        targets += 1;
+        names.push(path.file_stem().unwrap().to_str().unwrap().to_owned());
     }
-    assert!(targets > 0);
+    names.sort();
+    names.dedup();
+    assert!(names.len() > 1, "no targets found");
+    let this = std::fs::read_to_string(root.join("tests").join("replay.rs")).unwrap();
+    let mut missing = Vec::new();
+    for name in &names {
+        let seeds = files(&root.join("seeds").join(name));
+        if !seeds.iter().any(|s| !s.is_empty()) {
+            missing.push(format!("no seeds/{name}/"));
+        }
+        if !this.contains(&format!("fn {name}() {{")) {
+            missing.push(format!("no test {name} in tests/replay.rs"));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join(", "));
 }
