@@ -7,25 +7,38 @@ use std::str::FromStr;
 pub struct Args {
     usage: &'static str,
     given: Vec<(String, Option<String>)>,
+    positional: Vec<String>,
 }
 
 impl Args {
     /// Parses the command line against `spec` (each flag, and whether it
     /// takes a value). `-h`/`--help` print the usage and exit with 0.
     pub fn parse(usage: &'static str, spec: &[(&str, bool)]) -> Args {
-        Self::parse_from(usage, spec, std::env::args().skip(1))
+        Self::parse_with(usage, spec, 0)
+    }
+
+    /// Like [`parse`](Self::parse), also taking up to `max` arguments that
+    /// are not flags ([`positional`](Self::positional)).
+    pub fn parse_with(usage: &'static str, spec: &[(&str, bool)], max: usize) -> Args {
+        Self::parse_from(usage, spec, max, std::env::args().skip(1))
     }
 
     fn parse_from(
         usage: &'static str,
         spec: &[(&str, bool)],
+        max: usize,
         mut args: impl Iterator<Item = String>,
     ) -> Args {
         let mut given = Vec::new();
+        let mut positional = Vec::new();
         while let Some(a) = args.next() {
             if a == "-h" || a == "--help" {
                 println!("{usage}");
                 std::process::exit(0);
+            }
+            if !a.starts_with('-') && positional.len() < max {
+                positional.push(a);
+                continue;
             }
             let Some(&(_, takes)) = spec.iter().find(|(name, _)| *name == a) else {
                 fail(usage, &format!("unknown argument {a:?}"));
@@ -40,7 +53,21 @@ impl Args {
             };
             given.push((a, value));
         }
-        Args { usage, given }
+        Args {
+            usage,
+            given,
+            positional,
+        }
+    }
+
+    /// The arguments that are not flags, in order.
+    pub fn positional(&self) -> &[String] {
+        &self.positional
+    }
+
+    /// Prints `msg` and the usage, and exits with 2.
+    pub fn fail(&self, msg: &str) -> ! {
+        fail(self.usage, msg)
     }
 
     /// The value of `name`, parsed; exits with the usage if it does not
