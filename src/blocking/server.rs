@@ -95,6 +95,12 @@ impl Shared {
 struct Conn {
     shared: Arc<Shared>,
     stream: Arc<TcpStream>,
+    /// The machine holds this connection's output (since
+    /// `handle_write_blocked`, until `handle_writable`).
+    held: bool,
+    /// Reads that were on their way while it was held: the machine gets
+    /// them once it is writable again (the reader stopped after them).
+    deferred: Vec<Vec<u8>>,
 }
 
 /// A server machine (any [`ServerMachine`](crate::machine::ServerMachine)
@@ -283,14 +289,19 @@ impl<M: Shutdown<Transmit = Transmit> + 'static> Server<M> {
                         Err(_) => self.machine.handle_eof(now, conn),
                     }
                 }
-                Some(Input::Data(conn, bytes)) => {
-                    if conns.contains_key(&conn) {
-                        self.machine.handle_input(now, conn, &bytes);
-                    }
-                }
+                Some(Input::Data(conn, bytes)) => match conns.get_mut(&conn) {
+                    Some(c) if c.held => c.deferred.push(bytes),
+                    Some(_) => self.machine.handle_input(now, conn, &bytes),
+                    None => {}
+                },
                 Some(Input::Writable(conn)) => {
-                    if conns.contains_key(&conn) {
+                    if let Some(c) = conns.get_mut(&conn) {
+                        c.held = false;
+                        let deferred = std::mem::take(&mut c.deferred);
                         self.machine.handle_writable(now, conn);
+                        for bytes in deferred {
+                            self.machine.handle_input(now, conn, &bytes);
+                        }
                     }
                 }
                 Some(Input::Eof(conn)) => {
@@ -372,7 +383,12 @@ impl<M: Shutdown<Transmit = Transmit> + 'static> Server<M> {
                 return Err(e);
             }
         }
-        Ok(Conn { shared, stream })
+        Ok(Conn {
+            shared,
+            stream,
+            held: false,
+            deferred: Vec::new(),
+        })
     }
 
     /// Drains the machine ([`drain`]): transmits to the writers, events to
@@ -390,9 +406,10 @@ impl<M: Shutdown<Transmit = Transmit> + 'static> Server<M> {
             now,
             |machine, t| {
                 match t {
-                    Transmit::Data { conn, data } => match conns.get(&conn) {
+                    Transmit::Data { conn, data } => match conns.get_mut(&conn) {
                         Some(c) => {
                             if let Some(rest) = queue(&c.shared, data) {
+                                c.held = true;
                                 machine.handle_write_blocked(now, conn, rest);
                             }
                         }
@@ -579,13 +596,16 @@ fn write_loop<M>(
             return;
         }
         // Caught up with what was given: the machine's held output may come.
+        // It hears so before the reader reads again, so what the reader
+        // reads next comes after.
         let caught_up = o.blocked && o.queue.is_empty() && !o.closing;
         if caught_up {
             o.blocked = false;
         }
         drop(o);
+        let gone = caught_up && tx.send(Input::Writable(conn)).is_err();
         shared.cond.notify_all();
-        if caught_up && tx.send(Input::Writable(conn)).is_err() {
+        if gone {
             return;
         }
     }
