@@ -59,7 +59,7 @@ impl Server {
     /// (the official `socket.compress(false).emit(..)`): with `false` it
     /// goes uncompressed on a WebSocket with permessage-deflate, and does
     /// not by itself make a long-polling response compressed (see
-    /// [`engineio::Server::send_text_compressed`]).
+    /// [`engineio::Server::send_text_compressed`](crate::engineio::Server::send_text_compressed)).
     pub fn emit_compressed(
         &mut self,
         socket: SocketId,
