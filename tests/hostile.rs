@@ -340,3 +340,48 @@ fn chat_releases_the_descriptors_of_closed_connections() {
         "chat: {now} descriptors open after 300 closed connections (was {base})"
     );
 }
+
+/// The other side of a bound: a peer that reads, however much it is sent,
+/// gets all of it. A 16 MiB echo fills the socket many times over; each
+/// time the socket drains the held output must come out (once, a blocked
+/// connection lost its wake-up and was dropped at its send timeout).
+#[test]
+fn a_reader_gets_a_16_mib_echo_through_a_full_socket() {
+    let mut c = example("ws_echo");
+    c.args(["--port", "0", "--no-deflate"]);
+    let echo = spawn_ready("ws_echo", c);
+    let mut s = TcpStream::connect(("127.0.0.1", echo.port)).unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\n{UPGRADE}").as_bytes())
+        .unwrap();
+    let head = read_until(&mut s, b"\r\n\r\n", Duration::from_secs(5));
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    const LEN: usize = 16 << 20;
+    let mut f = vec![0x82, 0x80 | 127];
+    f.extend_from_slice(&(LEN as u64).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.resize(f.len() + LEN, b'x');
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || s.write_all(&f).unwrap())
+    };
+    let started = Instant::now();
+    let (mut got, mut buf) = (0usize, vec![0u8; 1 << 16]);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    while got < LEN + 10 {
+        match s.read(&mut buf) {
+            Ok(0) => panic!("closed after {got} bytes of the echo"),
+            // A reader a little slower than the writer: the socket fills
+            // and drains again and again.
+            Ok(n) => {
+                got += n;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            Err(e) => panic!(
+                "after {got} bytes of the echo, {:?}: {e}",
+                started.elapsed()
+            ),
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(got, LEN + 10);
+}

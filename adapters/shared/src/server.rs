@@ -601,7 +601,7 @@ impl<M: Serve> Server<M> {
             Offered::Kept => return,
             Offered::All => {}
         }
-        if was_blocked && c.reading {
+        if was_blocked && !c.blocked && c.reading {
             // Reading stopped while the socket was full.
             c.wake.queue();
         }
@@ -965,6 +965,13 @@ fn offer<M: Serve>(machine: &mut M, now: Instant, conn: ConnId, c: &mut Conn) ->
             return Offered::All;
         }
     };
+    if c.batch.is_empty() {
+        // Nothing to try: a connection blocked with its output handed back
+        // stays blocked until its waker says the socket takes bytes again
+        // (clearing it here lost that `handle_writable`, and the machine
+        // held the output until its send timeout).
+        return Offered::All;
+    }
     let mut cx = Context::from_waker(&c.waker);
     c.blocked = false;
     while !c.batch.is_empty() {
