@@ -11,26 +11,34 @@
 //!
 //! # A tour
 //!
-//! * [`main`] builds one [`socketio::Server`] and gives it every TCP
-//!   connection. The server answers Socket.IO itself (`/socket.io/`) and hands
-//!   every other request to us as [`Event::Request`]: the page's three files
-//!   (`examples/chat/`, compiled in) and the official client bundle at
-//!   `/socket.io/socket.io.min.js`, as a Node server would serve it.
-//! * [`Chat::step`] is the whole driver: one input (bytes, a new or closed
-//!   connection, or a timer) goes into the machine, then everything the
-//!   machine has to say comes out: bytes to write, connections to close,
-//!   and events for [`Chat::on_event`]. No protocol code lives here.
-//! * [`Chat::on_event`] is the chat itself, one `match`. A nickname
+//! * [`main`] builds one [`socketio::Server`] and serves it with
+//!   `wsio-tokio` (the whole driver: three lines). The server answers
+//!   Socket.IO itself (`/socket.io/`) and hands every other request to us as
+//!   [`Event::Request`]: the page's three files (`examples/chat/`, compiled
+//!   in) and the official client bundle at `/socket.io/socket.io.min.js`, as
+//!   a Node server would serve it.
+//! * [`Chat::on_event`] is the chat itself, one `match`, run inside the
+//!   server's task with the server at hand. A nickname
 //!   arrives with the connection (`io({ auth: { name } })` in the page), so
 //!   the official client's automatic reconnection brings it back by itself
-//!   after a server restart. Events:
+//!   after a server restart. A nickname or a message that renders as
+//!   nothing (blank, or only zero-width and format characters) is refused.
+//!   Events:
 //!
 //!   | from the page | to the pages |
 //!   |---|---|
-//!   | `auth: {name}` on connect | `welcome {id, name, online}` to the newcomer, `joined {id, name}` to the others, `online n` to all |
+//!   | `auth: {name}` on connect | `welcome {id, name, online}` to the newcomer, `joined {id, name, back}` to the others, `online n` and `people [{id, name}]` to all |
 //!   | `message "text"` | `message {id, name, text}` to all (the sender included) |
+//!   | `private {to, text}` | `private {from, to, text}` to the socket `to` (`io.to(id)`) and the sender |
 //!   | `typing true/false` | `typing {id, name, typing}` to the others |
-//!   | (disconnect) | `left {id, name}` to the others, `online n` to all |
+//!   | (disconnect) | `left {id, name}` to the others, `online n` and `people` to all |
+//!
+//! * Connection state recovery is on: a page whose connection drops comes
+//!   back within two minutes with its id, and the server sends it what it
+//!   missed meanwhile (`back` is then true in `joined`). The kept state
+//!   lives in the server's memory, so after a restart every page
+//!   reconnects as a new connection and what was said during the restart
+//!   is lost.
 //!
 //! * The page (`examples/chat/chat.js`) shows everything with `textContent`,
 //!   never as HTML, and the server sends a Content-Security-Policy that
@@ -39,20 +47,17 @@
 mod common;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    ops::ControlFlow,
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use common::net::{Input, Net};
 use wsio::{
-    engineio::{self, ConnId},
+    engineio,
     entropy::OsEntropy,
     http::{Method, RequestHead, ResponseHead},
-    machine::drain,
-    socketio::{self, Admission, Event, SocketId, Value},
+    socketio::{self, Admission, Event, RecoveryConfig, SocketId, Value},
 };
 
 /// The page's own files, compiled into the binary.
@@ -94,16 +99,6 @@ const MAX_NAME: usize = 24;
 const MAX_TEXT: usize = 1000;
 
 struct Chat {
-    io: socketio::Server,
-    net: Net,
-    /// TCP connection (the driver's key) <-> the server's connection id.
-    conns: HashMap<u64, ConnId>,
-    keys: HashMap<ConnId, u64>,
-    room: Room,
-}
-
-/// The application: what the server's events act on.
-struct Room {
     /// Everyone in the chat: socket -> nickname.
     people: BTreeMap<SocketId, String>,
     /// The official client bundle, if installed.
@@ -111,57 +106,6 @@ struct Room {
 }
 
 impl Chat {
-    /// The driver: one input in, then everything out.
-    fn step(&mut self, input: Option<Input>) {
-        let now = Instant::now();
-        match input {
-            None => self.io.handle_timeout(now),
-            Some(Input::Accepted(key, peer)) => {
-                let conn = self.io.accept(now, peer);
-                self.conns.insert(key, conn);
-                self.keys.insert(conn, key);
-            }
-            Some(Input::Data(key, bytes)) => {
-                if let Some(&conn) = self.conns.get(&key) {
-                    self.io.handle_input(now, conn, &bytes);
-                }
-            }
-            Some(Input::Eof(key)) => {
-                if let Some(conn) = self.conns.remove(&key) {
-                    self.keys.remove(&conn);
-                    self.io.handle_eof(now, conn);
-                }
-            }
-        }
-        // Events may cause more output (emits, responses): drain until quiet.
-        drain(
-            &mut self.io,
-            now,
-            |_, t| {
-                match t {
-                    engineio::Transmit::Data { conn, data } => {
-                        if let Some(&key) = self.keys.get(&conn) {
-                            self.net.write(key, data);
-                        }
-                    }
-                    engineio::Transmit::Close { conn } => {
-                        if let Some(key) = self.keys.remove(&conn) {
-                            self.conns.remove(&key);
-                            self.net.close(key);
-                        }
-                    }
-                    // Only for requests given with `handle_request` (an
-                    // embedding HTTP server); we feed raw bytes.
-                    engineio::Transmit::Response { .. } => {}
-                }
-                ControlFlow::Continue(())
-            },
-            |io, event| self.room.on_event(io, now, event),
-        );
-    }
-}
-
-impl Room {
     /// The chat.
     fn on_event(&mut self, io: &mut socketio::Server, now: Instant, event: Event) {
         match event {
@@ -177,13 +121,27 @@ impl Room {
                     }
                 }
             }
-            Event::Connection { socket, auth, .. } => {
+            Event::Connection {
+                socket,
+                auth,
+                recovered,
+                ..
+            } => {
+                // A recovered socket skipped admission (the official
+                // skipMiddlewares), so its name is checked here too.
                 let name = clean(auth.get("name").and_then(Value::as_str), MAX_NAME)
                     .unwrap_or_else(|| "anonymous".to_owned());
-                eprintln!("chat: {name} joined");
+                eprintln!(
+                    "chat: {name} {}",
+                    if recovered { "is back" } else { "joined" }
+                );
                 self.people.insert(socket, name.clone());
                 let online = Value::from(self.people.len());
-                let who = person(socket, &name);
+                let who = Value::object([
+                    ("id", Value::from(socket.as_str())),
+                    ("name", Value::from(name.as_str())),
+                    ("back", Value::from(recovered)),
+                ]);
                 let welcome = Value::object([
                     ("id", Value::from(socket.as_str())),
                     ("name", Value::from(name)),
@@ -192,6 +150,7 @@ impl Room {
                 let _ = io.emit(socket, "welcome", vec![welcome]);
                 let _ = io.broadcast_from(socket).emit("joined", vec![who]);
                 let _ = io.of("/").emit("online", vec![online]);
+                self.show_people(io);
             }
             Event::Event {
                 socket, name, args, ..
@@ -212,6 +171,34 @@ impl Room {
                         ]);
                         let _ = io.of("/").emit("message", vec![said]);
                     }
+                    "private" => {
+                        let Some(body) = args.first() else { return };
+                        let Some(to) = body.get("to").and_then(Value::as_str) else {
+                            return;
+                        };
+                        let Some((&to, to_name)) =
+                            self.people.iter().find(|(id, _)| id.as_str() == to)
+                        else {
+                            return;
+                        };
+                        let Some(text) = clean(body.get("text").and_then(Value::as_str), MAX_TEXT)
+                        else {
+                            return;
+                        };
+                        let said = Value::object([
+                            ("from", person(socket, from)),
+                            ("to", person(to, to_name)),
+                            ("text", Value::from(text)),
+                        ]);
+                        // Each socket is a room named by its id: one
+                        // packet for both, once each even when they are
+                        // one socket.
+                        let _ = io
+                            .of("/")
+                            .to(to.as_str())
+                            .to(socket.as_str())
+                            .emit("private", vec![said]);
+                    }
                     "typing" => {
                         let on = args.first().and_then(Value::as_bool).unwrap_or(false);
                         let typing = Value::object([
@@ -227,9 +214,18 @@ impl Room {
             Event::Disconnect { socket, reason, .. } => {
                 if let Some(name) = self.people.remove(&socket) {
                     eprintln!("chat: {name} left ({reason})");
-                    let _ = io.of("/").emit("left", vec![person(socket, &name)]);
+                    // Not to the one who left: if it comes back recovered,
+                    // it would be sent its own departure.
+                    let _ = io
+                        .of("/")
+                        .except(socket.as_str())
+                        .emit("left", vec![person(socket, &name)]);
                     let online = Value::from(self.people.len());
-                    let _ = io.of("/").emit("online", vec![online]);
+                    let _ = io
+                        .of("/")
+                        .except(socket.as_str())
+                        .emit("online", vec![online]);
+                    self.show_people(io);
                 }
             }
             Event::Request { conn, head, .. } => {
@@ -238,6 +234,17 @@ impl Room {
             }
             _ => {}
         }
+    }
+
+    /// Everyone online, to everyone (the pages' list of whom to write to
+    /// privately).
+    fn show_people(&self, io: &mut socketio::Server) {
+        let list = self
+            .people
+            .iter()
+            .map(|(&id, name)| person(id, name))
+            .collect();
+        let _ = io.of("/").emit("people", vec![Value::Array(list)]);
     }
 
     /// Any request that is not Socket.IO: the page, or the client bundle.
@@ -293,18 +300,43 @@ fn text(status: u16, body: &'static str) -> (ResponseHead, Bytes) {
     (res, Bytes::from_static(body.as_bytes()))
 }
 
-/// Whitespace collapsed, control characters dropped, at most `max`
-/// characters; `None` when nothing is left.
+/// Whitespace collapsed, control and invisible characters dropped, at
+/// most `max` characters; `None` when nothing is left.
 fn clean(s: Option<&str>, max: usize) -> Option<String> {
-    let words: Vec<&str> = s?.split_whitespace().collect();
-    let out: String = words
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(max)
-        .collect();
+    let visible: String = s?.chars().filter(|&c| !invisible(c)).collect();
+    let words: Vec<&str> = visible.split_whitespace().collect();
+    let out: String = words.join(" ").chars().take(max).collect();
     let out = out.trim_end().to_owned();
     (!out.is_empty()).then_some(out)
+}
+
+/// Characters that draw nothing and take no room: controls, and the
+/// format characters and fillers of Unicode's Default_Ignorable_Code_Point
+/// (zero-width spaces and joiners, the soft hyphen, direction marks, the
+/// byte order mark, variation selectors, Hangul fillers, tags). A name made
+/// only of them would show as an empty line.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            u32::from(c),
+            0x00AD
+                | 0x034F
+                | 0x061C
+                | 0x115F..=0x1160
+                | 0x17B4..=0x17B5
+                | 0x180B..=0x180F
+                | 0x200B..=0x200F
+                | 0x202A..=0x202E
+                | 0x2060..=0x206F
+                | 0x3164
+                | 0xFE00..=0xFE0F
+                | 0xFEFF
+                | 0xFFA0
+                | 0xFFF0..=0xFFF8
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0000..=0xE0FFF
+        )
 }
 
 /// The official client bundle from the npm package, or `None` with advice.
@@ -332,12 +364,16 @@ fn load_client(path: &Path) -> Option<Bytes> {
     }
 }
 
+const USAGE: &str = "usage: chat [--port PORT] [--client-js PATH]";
+
 fn main() -> std::io::Result<()> {
-    let port: u16 = common::arg("--port").unwrap_or(3000);
-    let client_path: PathBuf = common::arg("--client-js").unwrap_or_else(|| {
+    let args = common::args::Args::parse(USAGE, &[("--port", true), ("--client-js", true)]);
+    let port: u16 = args.value("--port").unwrap_or(3000);
+    let client_path: PathBuf = args.value("--client-js").unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("examples/chat/node_modules/socket.io-client/dist/socket.io.min.js")
     });
+    common::log_to_stderr();
 
     // The official server's defaults: a ping every 25 s, 20 s to answer it.
     // Requests for the official client's files under `/socket.io/` come to
@@ -346,30 +382,28 @@ fn main() -> std::io::Result<()> {
         .path("/socket.io/")
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20));
-    let config = socketio::Config::default().engine(engine);
+    // Connection state recovery with the official defaults (two minutes).
+    let config = socketio::Config::default()
+        .engine(engine)
+        .recovery(Some(RecoveryConfig::default()));
     let mut io = socketio::Server::new(config, Box::new(OsEntropy::new()?), Instant::now());
     // Decide on each connection to `/` (it must bring a nickname).
     io.add_namespace("/", Admission::Decide);
+    let mut chat = Chat {
+        people: BTreeMap::new(),
+        client_js: load_client(&client_path),
+    };
 
-    smol::block_on(async {
-        let listener = smol::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let port = listener.local_addr()?.port();
-        let client_js = load_client(&client_path);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let server = wsio_tokio::bind(("127.0.0.1", port), io).await?;
+        let port = server.local_addr().map_or(port, |a| a.port());
         println!("READY {port}");
         println!("chat: open http://127.0.0.1:{port} in two browser tabs");
-        let mut chat = Chat {
-            io,
-            net: Net::listen(listener),
-            conns: HashMap::new(),
-            keys: HashMap::new(),
-            room: Room {
-                people: BTreeMap::new(),
-                client_js,
-            },
-        };
-        loop {
-            let input = chat.net.next(chat.io.poll_timeout()).await;
-            chat.step(input);
-        }
+        server
+            .on_event(move |io, ev, now| chat.on_event(io, now, ev))
+            .await
     })
 }

@@ -1,9 +1,11 @@
-//! The client scenarios of CONFORMANCE.md, run with the wsio Socket.IO
-//! client (`wsio::blocking::Client`) against a server with the reference
-//! behaviour (the official Node one in the tests, or the `conformance`
-//! example).
+//! The client scenarios of CONFORMANCE.md, run with a wsio Socket.IO
+//! client (`wsio::blocking::Client` by default; `--client tokio` or
+//! `--client smol` for the async one of `wsio-tokio` or `wsio-smol`,
+//! driven from here through a small blocking face) against a server with
+//! the reference behaviour (the official Node one in the tests, or the
+//! `conformance` example).
 //!
-//! `cargo run --example conformance_client -- URL [--transports polling|websocket|both] [--only a,b] [--restart-cmd CMD]`
+//! `cargo run --example conformance_client -- URL [--transports polling|websocket|both] [--client blocking|tokio|smol] [--only a,b] [--restart-cmd CMD]`
 //!
 //! Prints `ok NAME` or `fail NAME: why` per scenario, then
 //! `N passed, N failed`; exits 1 if any failed, 2 on bad usage. Every
@@ -23,10 +25,10 @@ use std::{
 };
 
 use wsio::{
-    blocking::{Client, ClientOptions},
+    blocking::{self, ClientOptions},
     engineio::{TransportKind, TransportMode},
     http::Url,
-    socketio::{ClientDisconnectReason, ClientEvent, ClientState, NspId, Value},
+    socketio::{self, ClientDisconnectReason, ClientEvent, ClientState, NspId, Value},
 };
 
 #[derive(Clone)]
@@ -35,6 +37,168 @@ struct Ctx {
     mode: TransportMode,
     both: bool,
     restart_cmd: Option<String>,
+    client: Kind,
+}
+
+/// Which client runs the scenarios.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Blocking,
+    Tokio,
+    Smol,
+}
+
+/// The client under test, with the blocking client's calls.
+enum Client {
+    Blocking(blocking::Client),
+    Async {
+        io: wsio_adapter::Client,
+        events: wsio_adapter::Events<ClientEvent>,
+        kind: Kind,
+    },
+}
+
+/// The one tokio runtime of the async clients' drivers.
+fn tokio_rt() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("tokio runtime: {e}"))
+    })
+}
+
+/// Runs `f` to completion on the client's runtime; `None` once `limit`
+/// has passed.
+fn block<F: std::future::Future>(kind: Kind, limit: Option<Duration>, f: F) -> Option<F::Output> {
+    let limit = limit.unwrap_or(Duration::from_secs(86_400));
+    match kind {
+        Kind::Tokio => tokio_rt().block_on(async { tokio::time::timeout(limit, f).await.ok() }),
+        _ => smol::block_on(smol::future::or(async { Some(f.await) }, async {
+            smol::Timer::after(limit).await;
+            None
+        })),
+    }
+}
+
+impl Client {
+    fn connect(kind: Kind, url: &str, o: ClientOptions) -> Result<Client, String> {
+        if kind == Kind::Blocking {
+            return blocking::Client::connect(url, o)
+                .map(Client::Blocking)
+                .map_err(|e| e.to_string());
+        }
+        let mut options = wsio_adapter::ClientOptions::new()
+            .config(o.config)
+            .connect_timeout(o.connect_timeout);
+        options.auth = o.auth;
+        let connected = match kind {
+            Kind::Tokio => block(kind, None, wsio_tokio::connect(url, options)),
+            _ => block(kind, None, wsio_smol::connect(url, options)),
+        };
+        match connected {
+            Some(Ok((io, events))) => Ok(Client::Async { io, events, kind }),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("timed out".into()),
+        }
+    }
+
+    fn nsp(&self) -> NspId {
+        match self {
+            Client::Blocking(c) => c.nsp(),
+            Client::Async { io, .. } => io.nsp(),
+        }
+    }
+
+    /// Runs an async client's call.
+    fn run<T, E: std::fmt::Display>(
+        kind: Kind,
+        f: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, String> {
+        match block(kind, None, f) {
+            Some(r) => r.map_err(|e| e.to_string()),
+            None => Err("timed out".into()),
+        }
+    }
+
+    fn with<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut socketio::Client, std::time::Instant) -> R + Send + 'static,
+    ) -> Result<R, String> {
+        match self {
+            Client::Blocking(c) => c.with(f).map_err(|e| e.to_string()),
+            Client::Async { io, kind, .. } => Self::run(*kind, io.call(f)),
+        }
+    }
+
+    fn emit(&mut self, name: &str, args: Vec<Value>) -> Result<(), String> {
+        match self {
+            Client::Blocking(c) => c.emit(name, args).map_err(|e| e.to_string()),
+            Client::Async { io, kind, .. } => Self::run(*kind, io.emit(name, args)),
+        }
+    }
+
+    fn emit_with_ack(
+        &mut self,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, String> {
+        match self {
+            Client::Blocking(c) => c
+                .emit_with_ack(name, args, timeout)
+                .map_err(|e| e.to_string()),
+            Client::Async { io, kind, .. } => {
+                Self::run(*kind, io.emit_with_ack(name, args, timeout))
+            }
+        }
+    }
+
+    fn ack(&mut self, nsp: NspId, id: u64, args: Vec<Value>) -> Result<(), String> {
+        match self {
+            Client::Blocking(c) => c.ack(nsp, id, args).map_err(|e| e.to_string()),
+            Client::Async { io, kind, .. } => Self::run(*kind, io.ack(nsp, id, args)),
+        }
+    }
+
+    /// Joins a namespace; its `Connect` event comes with the others.
+    fn socket(&mut self, nsp: &str, auth: Option<Value>) -> Result<NspId, String> {
+        match self {
+            Client::Blocking(c) => c.socket(nsp, auth).map_err(|e| e.to_string()),
+            Client::Async { io, kind, .. } => {
+                Self::run(*kind, io.socket(nsp, auth)).map(|s| s.nsp())
+            }
+        }
+    }
+
+    fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<ClientEvent>, String> {
+        match self {
+            Client::Blocking(c) => c.next_event(timeout).map_err(|e| e.to_string()),
+            Client::Async { events, kind, .. } => match block(*kind, timeout, events.next()) {
+                Some(Some(ev)) => Ok(Some(ev)),
+                Some(None) => Err("the client is closed".into()),
+                None => Ok(None),
+            },
+        }
+    }
+
+    fn transport(&mut self) -> Option<TransportKind> {
+        match self {
+            Client::Blocking(c) => c.transport(),
+            Client::Async { io, kind, .. } => block(*kind, None, io.transport()).flatten(),
+        }
+    }
+
+    fn state(&mut self) -> ClientState {
+        match self {
+            Client::Blocking(c) => c.state(),
+            Client::Async { io, kind, .. } => {
+                block(*kind, None, io.state()).unwrap_or(ClientState::Closed)
+            }
+        }
+    }
 }
 
 type Outcome = Result<(), String>;
@@ -91,7 +255,7 @@ impl Ctx {
     ) -> Result<Client, String> {
         options.auth = auth;
         let url = format!("{}{}", self.url, if nsp == "/" { "" } else { nsp });
-        Client::connect(&url, options).map_err(|e| format!("connect {nsp}: {e}"))
+        Client::connect(self.client, &url, options).map_err(|e| format!("connect {nsp}: {e}"))
     }
 
     /// Waits until the transport is the one the mode ends on.
@@ -805,7 +969,7 @@ fn transport_mode(ctx: &Ctx) -> Outcome {
 fn stream(ctx: &Ctx) -> Outcome {
     let mut c = if ctx.both {
         let slow = slow_websockets(&ctx.url, ms(200)).map_err(|e| format!("proxy: {e}"))?;
-        Client::connect(&slow, ctx.options()).map_err(|e| format!("connect /: {e}"))?
+        Client::connect(ctx.client, &slow, ctx.options()).map_err(|e| format!("connect /: {e}"))?
     } else {
         ctx.connect("/", None)?
     };
@@ -1006,7 +1170,7 @@ fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
 fn usage(msg: &str) -> ! {
     eprintln!("conformance_client: {msg}");
     eprintln!(
-        "usage: conformance_client URL [--transports polling|websocket|both] [--only a,b] [--restart-cmd CMD]"
+        "usage: conformance_client URL [--transports polling|websocket|both] [--client blocking|tokio|smol] [--only a,b] [--restart-cmd CMD]"
     );
     std::process::exit(2);
 }
@@ -1017,6 +1181,7 @@ fn main() {
     let mut mode = "both".to_owned();
     let mut only: Option<Vec<String>> = None;
     let mut restart_cmd = None;
+    let mut client = "blocking".to_owned();
     let mut i = 0;
     while i < args.len() {
         let a = &args[i];
@@ -1030,6 +1195,7 @@ fn main() {
             "--transports" => mode = value(),
             "--only" => only = Some(value().split(',').map(str::to_owned).collect()),
             "--restart-cmd" => restart_cmd = Some(value()),
+            "--client" => client = value(),
             "-h" | "--help" => usage("help"),
             s if s.starts_with("--") => usage(&format!("unknown option {s}")),
             s if url.is_none() => url = Some(s.trim_end_matches('/').to_owned()),
@@ -1044,11 +1210,18 @@ fn main() {
         "both" => TransportMode::PollingThenUpgrade,
         m => usage(&format!("bad --transports {m}")),
     };
+    let client = match client.as_str() {
+        "blocking" => Kind::Blocking,
+        "tokio" => Kind::Tokio,
+        "smol" => Kind::Smol,
+        c => usage(&format!("bad --client {c}")),
+    };
     let ctx = Ctx {
         url,
         mode,
         both: mode == TransportMode::PollingThenUpgrade,
         restart_cmd,
+        client,
     };
     let chosen: Vec<Scenario> = scenarios(&ctx)
         .into_iter()

@@ -1,121 +1,116 @@
-//! A WebSocket client on smol.
+//! A WebSocket client on `wsio-smol`'s async client.
 //!
-//! * `cargo run --example ws_client -- ws://127.0.0.1:9001/`: sends each line
-//!   typed on stdin as a text message and prints what comes back.
-//! * `cargo run --example ws_client -- --autobahn ws://127.0.0.1:9002`: runs
-//!   every case of an Autobahn `fuzzingserver`, echoing what it sends, then
-//!   asks it to write its report. `Config::default()` takes every case the
-//!   suite sends (up to 16 MiB messages, any number of fragments).
+//! ```text
+//! cargo run --example ws_client -- [--no-deflate] [--autobahn] URL
+//! ```
+//!
+//! * `ws_client ws://127.0.0.1:9001/` (or `wss://`): sends each line typed
+//!   on stdin as a text message and prints what comes back.
+//! * `ws_client --autobahn ws://127.0.0.1:9002`: runs every case of an
+//!   Autobahn `fuzzingserver`, echoing what it sends, then asks it to write
+//!   its report. `Config::default()` takes every case the suite sends (up
+//!   to 16 MiB messages, any number of fragments).
 //!
 //! Both offer permessage-deflate (as npm `ws` and browsers do), unless
-//! `--no-deflate` comes first.
+//! `--no-deflate` is given. An unknown flag or a missing URL prints this
+//! usage and exits with 2.
 
 mod common;
 
-use std::{cell::RefCell, rc::Rc};
+use smol::io::AsyncBufReadExt;
+use wsio::ws::{CloseCode, Config, Message, deflate::DeflateConfig};
+use wsio_smol::{WebSocket, WsError};
 
-use smol::{io::AsyncBufReadExt, net::TcpStream};
-use wsio::{
-    entropy::OsEntropy,
-    http::Url,
-    ws::{ClientRequest, Config, Connection, Event, Message, deflate::DeflateConfig},
-};
+const USAGE: &str = "usage: ws_client [--no-deflate] [--autobahn] URL";
 
-fn config(deflate: bool) -> Config {
-    Config::default().deflate(DeflateConfig::default().enabled(deflate))
+async fn open(url: &str, config: Config) -> std::io::Result<WebSocket> {
+    wsio_smol::connect_websocket_with(&wsio_smol::SmolConnector::new(), url, config, |r| r)
+        .await
+        .map_err(std::io::Error::other)
 }
 
-async fn open(url: &str, config: Config) -> std::io::Result<(TcpStream, Connection)> {
-    let u = Url::parse(url).ok_or_else(|| std::io::Error::other(format!("bad URL {url}")))?;
-    let stream = TcpStream::connect((u.host.as_str(), u.port)).await?;
-    stream.set_nodelay(true)?;
-    let request = ClientRequest::new(u.host_header(), u.target);
-    Ok((
-        stream,
-        Connection::client(config, request, Box::new(OsEntropy::new()?)),
-    ))
+/// Echoes every message until the connection ends (as a case does).
+async fn echo(mut ws: WebSocket) {
+    while let Ok(m) = ws.read().await {
+        if ws.send(m).await.is_err() {
+            break;
+        }
+    }
 }
 
 async fn autobahn(base: &str, config: Config) -> std::io::Result<()> {
-    let count = Rc::new(RefCell::new(0u32));
-    let (s, c) = open(&format!("{base}/getCaseCount"), config).await?;
-    let n = count.clone();
-    common::drive(s, c, move |_, ev| {
-        if let Event::Message(Message::Text(t)) = ev {
-            *n.borrow_mut() = t.trim().parse().unwrap_or(0);
-        }
-    })
-    .await?;
-    let count = *count.borrow();
+    let mut ws = open(&format!("{base}/getCaseCount"), config).await?;
+    let count: u32 = match ws.read().await {
+        Ok(Message::Text(t)) => t.trim().parse().unwrap_or(0),
+        _ => 0,
+    };
     println!("running {count} Autobahn cases");
     for case in 1..=count {
-        let (s, c) = open(&format!("{base}/runCase?case={case}&agent=wsio"), config).await?;
-        common::drive(s, c, |conn, ev| {
-            if let Event::Message(m) = ev {
-                let _ = conn.send(m);
-            }
-        })
-        .await?;
+        match open(&format!("{base}/runCase?case={case}&agent=wsio"), config).await {
+            Ok(ws) => echo(ws).await,
+            Err(e) => eprintln!("case {case}: {e}"),
+        }
     }
-    let (s, c) = open(&format!("{base}/updateReports?agent=wsio"), config).await?;
-    common::drive(s, c, |_, _| {}).await?;
+    let mut ws = open(&format!("{base}/updateReports?agent=wsio"), config).await?;
+    while ws.read().await.is_ok() {}
     println!("report updated");
     Ok(())
 }
 
+enum Wake {
+    Line(Option<String>),
+    Ws(Result<Message, WsError>),
+}
+
 async fn interactive(url: &str, config: Config) -> std::io::Result<()> {
-    let (stream, conn) = open(url, config).await?;
-    // Lines from stdin are read on a helper thread and sent through the
-    // machine; the socket side runs in this task.
-    let (tx, rx) = smol::channel::unbounded::<String>();
-    std::thread::spawn(move || {
-        let mut lines = smol::io::BufReader::new(smol::Unblock::new(std::io::stdin())).lines();
-        smol::block_on(async {
-            use smol::stream::StreamExt;
-            while let Some(Ok(line)) = lines.next().await {
-                if tx.send(line).await.is_err() {
-                    break;
+    let mut ws = open(url, config).await?;
+    println!("connected; type lines to send");
+    let mut lines = smol::io::BufReader::new(smol::Unblock::new(std::io::stdin())).lines();
+    loop {
+        // `read` is cancel-safe: a line that comes first loses nothing.
+        let wake = smol::future::or(
+            async {
+                use smol::stream::StreamExt;
+                Wake::Line(lines.next().await.and_then(Result::ok))
+            },
+            async { Wake::Ws(ws.read().await) },
+        )
+        .await;
+        match wake {
+            Wake::Line(Some(line)) => {
+                if let Err(e) = ws.send(Message::text(line)).await {
+                    eprintln!("not sent: {e}");
                 }
             }
-        });
-    });
-    common::drive_with(
-        stream,
-        conn,
-        rx,
-        |conn, line| {
-            if let Err(e) = conn.send(Message::text(line)) {
-                eprintln!("not sent: {e}");
+            Wake::Line(None) => {
+                let _ = ws.close(CloseCode::NORMAL, "").await;
+                while ws.read().await.is_ok() {}
+                return Ok(());
             }
-        },
-        |_, ev| match ev {
-            Event::Open { .. } => println!("connected; type lines to send"),
-            Event::Message(Message::Text(t)) => println!("< {t}"),
-            Event::Message(Message::Binary(b)) => println!("< {} binary bytes", b.len()),
-            Event::Closed(c) => println!("closed: {} {}", c.code, c.reason),
-            _ => {}
-        },
-    )
-    .await
+            Wake::Ws(Ok(Message::Text(t))) => println!("< {t}"),
+            Wake::Ws(Ok(Message::Binary(b))) => println!("< {} binary bytes", b.len()),
+            Wake::Ws(Err(WsError::Closed(c))) => {
+                println!("closed: {} {}", c.code, c.reason);
+                return Ok(());
+            }
+            Wake::Ws(Err(e)) => return Err(std::io::Error::other(e)),
+        }
+    }
 }
 
 fn main() -> std::io::Result<()> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let deflate = args.first().is_none_or(|a| a != "--no-deflate");
-    if !deflate {
-        args.remove(0);
-    }
-    let config = config(deflate);
+    let args =
+        common::args::Args::parse_with(USAGE, &[("--no-deflate", false), ("--autobahn", false)], 1);
+    let Some(url) = args.positional().first() else {
+        args.fail("a URL is needed");
+    };
+    let deflate = DeflateConfig::default().enabled(!args.flag("--no-deflate"));
+    let config = Config::default().deflate(deflate);
     smol::block_on(async {
-        match args.as_slice() {
-            [flag, url] if flag == "--autobahn" => {
-                autobahn(url.trim_end_matches('/'), config).await
-            }
-            [url] => interactive(url, config).await,
-            _ => {
-                eprintln!("usage: ws_client [--no-deflate] [--autobahn] URL");
-                std::process::exit(2);
-            }
+        if args.flag("--autobahn") {
+            autobahn(url.trim_end_matches('/'), config).await
+        } else {
+            interactive(url, config).await
         }
     })
 }

@@ -8,49 +8,62 @@
 //! always make one), unless started with `--no-deflate`.
 //! With `--close-command`, the text message `close:CODE:REASON` makes the
 //! server close with that code and reason (for interop tests).
+//!
+//! The connections are `wsio_tokio::WsServer`'s (one `ws::Connection` each)
+//! on `wsio-tokio`; the driver is the three lines at the end.
 
 mod common;
 
-use std::time::Instant;
+use wsio::ws::{Accept, CloseCode, Config, Event, Message, deflate::DeflateConfig};
+use wsio_tokio::{Options, WsServer};
 
-use smol::net::TcpListener;
-use wsio::ws::{Accept, CloseCode, Config, Connection, Event, Message, deflate::DeflateConfig};
+const USAGE: &str = "usage: ws_echo [--port PORT] [--close-command] [--no-deflate]";
 
 fn main() -> std::io::Result<()> {
-    let port: u16 = common::arg("--port").unwrap_or(9001);
-    let close_command = common::flag("--close-command");
-    let deflate = DeflateConfig::default().enabled(!common::flag("--no-deflate"));
+    let args = common::args::Args::parse(
+        USAGE,
+        &[
+            ("--port", true),
+            ("--autobahn", false),
+            ("--close-command", false),
+            ("--no-deflate", false),
+        ],
+    );
+    let port: u16 = args.value("--port").unwrap_or(9001);
+    let close_command = args.flag("--close-command");
+    let deflate = DeflateConfig::default().enabled(!args.flag("--no-deflate"));
     let config = Config::default().deflate(deflate);
-    smol::block_on(async {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-        println!("READY {}", listener.local_addr()?.port());
-        loop {
-            let (stream, _) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
-            smol::spawn(async move {
-                let conn = Connection::server(config);
-                let _ = common::drive(stream, conn, |conn, ev| match ev {
-                    Event::Upgrade(_) => {
-                        let _ = conn.accept(Instant::now(), Accept::new());
-                    }
-                    Event::Message(Message::Text(t))
-                        if close_command && t.starts_with("close:") =>
-                    {
-                        let mut parts = t.splitn(3, ':').skip(1);
-                        let code = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
-                        let reason = parts.next().unwrap_or("");
-                        let _ = conn.close(Instant::now(), CloseCode(code), reason);
-                    }
-                    Event::Message(m) => {
-                        // Full queue: the peer is not reading; drop the echo
-                        // rather than grow without bound.
-                        let _ = conn.send(m);
-                    }
-                    _ => {}
-                })
-                .await;
-            })
-            .detach();
+    common::log_to_stderr();
+    let echo = move |ws: &mut WsServer, ev: wsio_tokio::WsEvent, now| {
+        let Some(conn) = ws.conn(ev.conn) else {
+            return;
+        };
+        match ev.event {
+            Event::Upgrade(_) => {
+                let _ = conn.accept(now, Accept::new());
+            }
+            Event::Message(Message::Text(t)) if close_command && t.starts_with("close:") => {
+                let mut parts = t.splitn(3, ':').skip(1);
+                let code = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
+                let reason = parts.next().unwrap_or("");
+                let _ = conn.close(now, CloseCode(code), reason);
+            }
+            // A full queue means the peer is not reading: the echo is
+            // dropped rather than grow without bound.
+            Event::Message(m) => {
+                let _ = conn.send(m);
+            }
+            _ => {}
         }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = wsio_tokio::listen(("127.0.0.1", port)).await?;
+        println!("READY {}", listener.local_addr()?.port());
+        wsio_tokio::serve(listener, WsServer::new(config), Options::default())?
+            .on_event(echo)
+            .await
     })
 }

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# End-to-end load benchmark: wsio's `conformance` example side by side with
-# socketioxide (benches/peers/socketioxide) and the official Node socket.io
-# (benches/peers/node-server.js), all with the same two events and a 25 s /
-# 20 s heartbeat, driven by `examples/loadgen.rs` over WebSocket.
+# End-to-end load benchmark: wsio's `conformance` example (`wsio`: on its
+# epoll driver; `wsio-tokio`: the same machine on `--driver tokio`) side by
+# side with socketioxide (benches/peers/socketioxide) and the official Node
+# socket.io (benches/peers/node-server.js), all with the same two events and
+# a 25 s / 20 s heartbeat, driven by `examples/loadgen.rs` over WebSocket.
 #
-#   scripts/bench-e2e.sh [--runs N] [--quick] [--only wsio,socketioxide,node]
-#                        [--hold-servers wsio,socketioxide,node] [--report]
+#   scripts/bench-e2e.sh [--runs N] [--quick]
+#                        [--only wsio,wsio-tokio,socketioxide,node]
+#                        [--hold-servers wsio,wsio-tokio,socketioxide,node]
+#                        [--report]
 #
 # Each server in turn is started on 127.0.0.1 pinned to CPU 0 (taskset -c 0),
 # the load generator on CPU 1; per run each server is started fresh and
 # gets `connect`, `echo` and `fanout`. Then, for the --hold-servers (default
-# all three), 10,000 connections are held for 60 s with heartbeats. Prints
+# all four), 10,000 connections are held for 60 s with heartbeats. Prints
 # one markdown table (medians of the runs; each wsio/peer ratio is the median
 # of the per-run ratios, which cancels drift in the machine's load) for
 # BENCHMARKS.md; the raw JSON lines go to target/bench-e2e/results.jsonl
 # (--report prints the table again from that file). Every step has a time bound;
-# the whole run takes about 12 minutes (--quick: about 2). Exits non-zero
+# the whole run takes about 16 minutes (--quick: about 3). Exits non-zero
 # if any run lost or corrupted a message or dropped a connection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +26,8 @@ cd "$(dirname "$0")/.."
 RUNS=3
 QUICK=0
 REPORT=0
-ONLY="wsio,socketioxide,node"
-HOLD_SERVERS="wsio,socketioxide,node"
+ONLY="wsio,wsio-tokio,socketioxide,node"
+HOLD_SERVERS="wsio,wsio-tokio,socketioxide,node"
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
@@ -32,7 +35,7 @@ while [ $# -gt 0 ]; do
     --report) REPORT=1; shift ;;
     --only) ONLY="$2"; shift 2 ;;
     --hold-servers) HOLD_SERVERS="$2"; shift 2 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench-e2e: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -70,7 +73,9 @@ fi
 
 echo "bench-e2e: building (release)" >&2
 cargo build --release --example conformance --example loadgen >&2
-(cd benches/peers/socketioxide && cargo build --release --locked >&2)
+case ",$ONLY,$HOLD_SERVERS," in
+  *,socketioxide,*) (cd benches/peers/socketioxide && cargo build --release --locked >&2) ;;
+esac
 LOADGEN=target/release/examples/loadgen
 
 mkdir -p "$OUT"
@@ -92,7 +97,8 @@ trap 'stop_server; exit 130' INT TERM
 start_server() {
   local name="$1" log="$OUT/$1.log"
   case "$name" in
-    wsio) set -- target/release/examples/conformance --ping-interval 25000 --ping-timeout 20000 ;;
+    wsio) set -- target/release/examples/conformance --driver epoll --ping-interval 25000 --ping-timeout 20000 ;;
+    wsio-tokio) set -- target/release/examples/conformance --driver tokio --ping-interval 25000 --ping-timeout 20000 ;;
     socketioxide) set -- benches/peers/socketioxide/target/release/socketioxide-peer ;;
     node) set -- node benches/peers/node-server.js ;;
   esac

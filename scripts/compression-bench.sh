@@ -34,7 +34,10 @@ trap cleanup EXIT
 start() {
   local log=$1
   shift
-  "$@" >"$log" 2>&1 &
+  # Emptied here, not by the child's redirection: a log left by an earlier
+  # run must not be read for this one's port.
+  : >"$log"
+  "$@" >>"$log" 2>&1 &
   PID=$!
   PIDS+=("$PID")
   for _ in $(seq 1 100); do

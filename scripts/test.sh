@@ -2,9 +2,9 @@
 # Runs every test of the crate on a fresh machine: installs the pinned real
 # peers first (the official npm packages from tests/node/package-lock.json
 # and examples/chat/package-lock.json, Debian's Chromium for the browser
-# test, Python websockets from tests/python/requirements.txt), then `cargo test`
-# (unit, doc, cross-layer, simulation and interop tests). Extra arguments go
-# to cargo test.
+# test and redis-server for the cluster tests, Python websockets from tests/python/requirements.txt), then `cargo test`
+# (unit, doc, cross-layer, simulation and interop tests, for the core and the
+# adapter crates). Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +35,15 @@ if ! command -v chromium >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium
 fi
 
+# The cluster tests start Debian's redis-server (tests/cluster_redis.rs).
+if ! command -v redis-server >/dev/null; then
+  echo "test.sh: installing redis-server (apt)" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q redis-server
+fi
+
 py=target/py-venv/bin/python
 if ! "$py" -c 'import websockets' 2>/dev/null; then
   echo "test.sh: creating target/py-venv with tests/python/requirements.txt" >&2
@@ -43,4 +52,5 @@ if ! "$py" -c 'import websockets' 2>/dev/null; then
 fi
 export WSIO_PYTHON="$PWD/$py"
 
-cargo test "$@"
+# The whole workspace: the core and its runtime adapters (adapters/*).
+cargo test --workspace "$@"

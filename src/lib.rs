@@ -26,6 +26,13 @@
 //! * [`blocking`]: drivers over `std::net`, the only code here that performs
 //!   I/O or reads the clock.
 //!
+//! ## Errors
+//!
+//! Each layer has its own error types; every one says whose fault it is
+//! ([`Fault`]: the peer, a limit, the caller or the transport), and all of
+//! them convert into [`Error`] for code that just wants `?`. The table is in
+//! [`error`].
+//!
 //! ## Run loop
 //!
 //! Every machine follows the same contract, stated once in [`machine`]:
@@ -44,9 +51,12 @@ pub mod blocking;
 pub mod cluster;
 pub mod engineio;
 pub mod entropy;
+pub mod error;
 pub mod http;
 mod idmap;
 pub mod machine;
 pub mod sim;
 pub mod socketio;
 pub mod ws;
+
+pub use error::{Error, Fault};

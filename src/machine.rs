@@ -16,7 +16,8 @@
 //!
 //! [`Machine`] names the outputs and the timer input; [`StreamMachine`]
 //! and [`ConnMachine`] (with [`ServerMachine`]) name the byte inputs of the
-//! two shapes of machine, so that a driver is written once for all of them.
+//! two shapes of machine, so that a driver is written once for all of them;
+//! [`Shutdown`] is what a server driver needs for a graceful shutdown.
 //!
 //! # Time
 //!
@@ -234,6 +235,36 @@ pub trait ServerMachine: ConnMachine {
     /// A new connection from `peer`; its bytes go to
     /// [`handle_input`](ConnMachine::handle_input) with the returned id.
     fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId;
+}
+
+/// A server a driver can shut down gracefully: it stops accepting, calls
+/// [`shutdown`](Self::shutdown), keeps moving bytes and time until
+/// [`is_idle`](Self::is_idle) (or its grace period ends), then closes what
+/// is left.
+pub trait Shutdown: ServerMachine {
+    /// Closes every session as the protocol wants it closed (Socket.IO:
+    /// `server shutting down`, as the official `io.close()`; a WebSocket:
+    /// a close frame). New connections are the driver's to refuse.
+    fn shutdown(&mut self, now: Instant);
+    /// Whether no session is left to close.
+    fn is_idle(&self) -> bool;
+}
+
+impl Shutdown for crate::socketio::Server {
+    fn shutdown(&mut self, now: Instant) {
+        self.close_all(now);
+    }
+    fn is_idle(&self) -> bool {
+        self.client_count() == 0
+    }
+}
+
+impl Shutdown for crate::engineio::Server {
+    /// Nothing to say: sessions end as their clients leave or time out.
+    fn shutdown(&mut self, _now: Instant) {}
+    fn is_idle(&self) -> bool {
+        self.session_count() == 0
+    }
 }
 
 /// How [`drain`] ended.

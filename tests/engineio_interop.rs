@@ -119,6 +119,8 @@ struct Net {
     ws_delay: Duration,
     /// Bytes written in POST bodies, for checks.
     posted: Vec<Bytes>,
+    /// Bytes read from the server, for checks.
+    read: usize,
 }
 
 struct Driver {
@@ -138,6 +140,10 @@ impl Driver {
 
     fn with_ws_delay(server: &NodeServer, mode: TransportMode, ws_delay: Duration) -> Driver {
         let config = ClientConfig::new(server.addr.to_string()).mode(mode);
+        Driver::with_config(server, config, ws_delay)
+    }
+
+    fn with_config(server: &NodeServer, config: ClientConfig, ws_delay: Duration) -> Driver {
         let (tx, rx) = mpsc::channel();
         let mut d = Driver {
             client: Client::new(config, Box::new(OsEntropy::new().unwrap()), Instant::now()),
@@ -148,6 +154,7 @@ impl Driver {
                 conns: HashMap::new(),
                 ws_delay,
                 posted: Vec::new(),
+                read: 0,
             },
             events: VecDeque::new(),
             upgraded: false,
@@ -190,7 +197,10 @@ impl Driver {
                     self.client.handle_error(now, conn, "write failed");
                 }
             }
-            Input::Data(conn, b) => self.client.handle_input(now, conn, &b),
+            Input::Data(conn, b) => {
+                self.net.read += b.len();
+                self.client.handle_input(now, conn, &b)
+            }
             // The client closes its side when it is done with it.
             Input::Eof(conn) => self.client.handle_eof(now, conn),
             Input::Failed(conn, why) => {
@@ -634,6 +644,42 @@ fn stream_in_order(mode: TransportMode) {
     };
     assert_eq!(d.client.transport(), Some(want));
     assert_eq!(d.close(), CloseReason::ForcedClose);
+}
+
+/// The official server's `httpCompression` (on by default): the client
+/// asks for compressed polling answers and decodes them; large echoes
+/// cross gzip-encoded, and as they are when the client does not ask.
+#[test]
+fn compressed_long_polling() {
+    let server = NodeServer::start();
+    let json: String = (0..2000)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"user\":\"user{}\",\"online\":true}},",
+                i % 13
+            )
+        })
+        .collect();
+    let size = json.len();
+    for ask in [true, false] {
+        let config = ClientConfig::new(server.addr.to_string())
+            .mode(TransportMode::PollingOnly)
+            .http_compression(ask);
+        let mut d = Driver::with_config(&server, config, Duration::ZERO);
+        d.open();
+        let before = d.net.read;
+        for _ in 0..3 {
+            d.send(text(&json));
+        }
+        assert_eq!(d.messages(3), vec![text(&json); 3]);
+        let read = d.net.read - before;
+        if ask {
+            assert!(read < size, "{read} bytes read for 3 x {size}");
+        } else {
+            assert!(read > 3 * size, "{read} bytes read for 3 x {size}");
+        }
+        assert_eq!(d.close(), CloseReason::ForcedClose);
+    }
 }
 
 macro_rules! in_each_mode {

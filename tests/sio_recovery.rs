@@ -14,11 +14,16 @@ use std::time::Duration;
 use common::*;
 
 fn check(port: u16, transports: &str) {
+    check_with(port, transports, &[]);
+}
+
+fn check_with(port: u16, transports: &str, extra: &[&str]) {
     let script = "sio-recovery-check.js";
     let mut c = node();
     c.arg(script)
         .arg(format!("http://127.0.0.1:{port}"))
-        .args(["--transports", transports]);
+        .args(["--transports", transports])
+        .args(extra);
     let (ok, out) = run(script, c, Duration::from_secs(120));
     let summary = out.lines().last().unwrap_or_default().to_owned();
     let failures: Vec<&str> = out.lines().filter(|l| l.starts_with("fail")).collect();
@@ -53,4 +58,19 @@ fn the_check_passes_against_the_official_server() {
     c.args(["sio-server.js", "--port", "0", "--recovery"]);
     let server = spawn_ready("node sio-server.js --recovery", c);
     check(server.port, "websocket");
+}
+
+#[test]
+fn the_msgpack_check_passes_against_the_official_server() {
+    let mut c = node();
+    c.args([
+        "sio-server.js",
+        "--port",
+        "0",
+        "--recovery",
+        "--parser",
+        "msgpack",
+    ]);
+    let server = spawn_ready("node sio-server.js --recovery --parser msgpack", c);
+    check_with(server.port, "both", &["--parser", "msgpack"]);
 }

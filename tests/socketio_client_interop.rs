@@ -11,6 +11,16 @@
 //!   once (numbers in flight at the moment of the kill may be lost, as with
 //!   the official client: there is no delivery guarantee without acks).
 //!
+//! * The msgpack parser: a `blocking::Client` with `socket.io-msgpack-parser`
+//!   against tests/node/sio-server.js `--parser msgpack`, on every transport:
+//!   auth, both namespaces, every kind of value with binary inline, acks
+//!   both ways, rooms, an unknown namespace.
+//! * Connection state recovery: a `blocking::Client` behind a proxy that the
+//!   test cuts, against sio-server.js `--recovery` (also with msgpack) and
+//!   the `conformance` example `--recovery`: after a short cut it is
+//!   recovered (same id, the room's events it missed once and in order, its
+//!   room kept), after a long one it is not.
+//!
 //! Node and tests/node/node_modules are required: without them these tests
 //! fail and say how to install them (`npm ci --prefix tests/node`).
 
@@ -18,8 +28,13 @@ mod common;
 
 use std::{
     io::{BufRead, BufReader},
+    net::{Shutdown, TcpListener, TcpStream},
     process::{Child, Stdio},
-    sync::mpsc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -27,8 +42,8 @@ use std::{
 use common::*;
 use wsio::{
     blocking::{Client, ClientOptions},
-    engineio::TransportMode,
-    socketio::{ClientDisconnectReason, ClientEvent, Value},
+    engineio::{TransportKind, TransportMode},
+    socketio::{ClientDisconnectReason, ClientEvent, NspId, Parser, Value},
 };
 
 fn conformance_client(mode: &str) {
@@ -309,4 +324,401 @@ fn restart_of_the_official_server_polling_only() {
 #[test]
 fn restart_of_the_official_server_polling_then_upgrade() {
     restart(TransportMode::PollingThenUpgrade);
+}
+
+// ----- the msgpack parser ------------------------------------------------------------
+
+/// The official server with extra flags, on a free port.
+fn node_server(flags: &[&str]) -> Proc {
+    let mut c = node();
+    c.args(["sio-server.js", "--port", "0"]).args(flags);
+    spawn_ready("node sio-server.js", c)
+}
+
+/// The next event named `name` on `nsp` (others are dropped), within 10 s.
+fn next_named(client: &mut Client, nsp: NspId, name: &str) -> (Vec<Value>, Option<u64>) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no {name:?} within 10 s");
+        if let Ok(Some(ClientEvent::Event {
+            nsp: n,
+            name: got,
+            args,
+            ack,
+        })) = client.next_event(Some(left))
+        {
+            if n == nsp && got == name {
+                return (args, ack);
+            }
+        }
+    }
+}
+
+fn bin(b: &[u8]) -> Value {
+    Value::Binary(b.to_vec().into())
+}
+
+fn msgpack_against_the_official_server(mode: TransportMode) {
+    let server = node_server(&["--parser", "msgpack"]);
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let auth = Value::object([("token", Value::from("abc"))]);
+    let options = ClientOptions::new()
+        .mode(mode)
+        .auth(auth.clone())
+        .configure(|c| c.parser(Parser::Msgpack));
+    let mut client = Client::connect(&url, options).expect("connect with msgpack");
+    let root = client.nsp();
+    assert_eq!(next_named(&mut client, root, "auth").0, vec![auth]);
+    // The second namespace, over the same connection.
+    let custom = client.socket("/custom", None).unwrap();
+    assert_eq!(
+        next_named(&mut client, custom, "auth").0,
+        vec![Value::object::<String>([])]
+    );
+    // Every kind of value, binary inline at any depth.
+    let mixed = vec![
+        Value::from("é\u{1e}\u{0}"),
+        Value::from(42),
+        Value::from(-1.5),
+        Value::from(9_007_199_254_740_991u64),
+        Value::Null,
+        Value::Bool(true),
+        Value::object([
+            ("b", bin(&[0, 255])),
+            ("list", Value::Array(vec![bin(b"x"), Value::from("t")])),
+        ]),
+        bin(&vec![7u8; 100 * 1024]),
+        bin(&[]),
+    ];
+    client.emit("message", mixed.clone()).unwrap();
+    assert_eq!(next_named(&mut client, root, "message-back").0, mixed);
+    client.emit("binary", vec![bin(&[1, 2, 3])]).unwrap();
+    assert_eq!(
+        next_named(&mut client, root, "binary-back").0,
+        vec![bin(&[1, 2, 3])]
+    );
+    // Acks both ways.
+    let answer = client
+        .emit_with_ack(
+            "message-with-ack",
+            vec![bin(&[9]), Value::from("x")],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!(answer, vec![bin(&[9]), Value::from("x")]);
+    client
+        .with(|io, now| {
+            let root = io.nsp("/").unwrap();
+            io.emit_with_ack(
+                now,
+                root,
+                "server-ack",
+                vec![Value::from(1)],
+                Some(Duration::from_secs(5)),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    let (args, ask) = next_named(&mut client, root, "ask");
+    assert_eq!(args, vec![Value::from(1)]);
+    client
+        .ack(root, ask.expect("ask has an ack id"), vec![bin(&[4, 2])])
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        assert!(Instant::now() < end, "no answer to server-ack");
+        if let Ok(Some(ClientEvent::Ack { args, .. })) =
+            client.next_event(Some(Duration::from_millis(100)))
+        {
+            break args;
+        }
+    };
+    assert_eq!(answer, vec![bin(&[4, 2])]);
+    // Rooms.
+    let joined = client
+        .emit_with_ack("join", vec![Value::from("r")], Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(joined, vec![Value::Bool(true)]);
+    client
+        .emit("to-room", vec![Value::from("r"), bin(&[5])])
+        .unwrap();
+    assert_eq!(
+        next_named(&mut client, root, "room-message").0,
+        vec![bin(&[5])]
+    );
+    // An unknown namespace is refused.
+    let nope = client.socket("/nope", None).unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < end, "/nope was not refused");
+        if let Ok(Some(ClientEvent::ConnectError { nsp, data })) =
+            client.next_event(Some(Duration::from_millis(100)))
+        {
+            assert_eq!(nsp, nope);
+            assert_eq!(data.get("message"), Some(&Value::from("Invalid namespace")));
+            break;
+        }
+    }
+    let want = match mode {
+        TransportMode::PollingOnly => TransportKind::Polling,
+        _ => TransportKind::WebSocket,
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while client.transport() != Some(want) {
+        assert!(Instant::now() < end, "{mode:?}: never on {want:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    client.close();
+}
+
+#[test]
+fn msgpack_against_the_official_server_websocket_only() {
+    msgpack_against_the_official_server(TransportMode::WebSocketOnly);
+}
+
+#[test]
+fn msgpack_against_the_official_server_polling_only() {
+    msgpack_against_the_official_server(TransportMode::PollingOnly);
+}
+
+#[test]
+fn msgpack_against_the_official_server_polling_then_upgrade() {
+    msgpack_against_the_official_server(TransportMode::PollingThenUpgrade);
+}
+
+// ----- connection state recovery -----------------------------------------------------
+
+/// A TCP proxy in front of a server, whose connections the test can cut:
+/// both ends see them close, and while it is down new ones are closed at
+/// once.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, live2) = (up.clone(), live.clone());
+        thread::spawn(move || {
+            for down in listener.incoming().map_while(Result::ok) {
+                if !up2.load(Ordering::SeqCst) {
+                    let _ = down.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(upper) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let _ = down.set_nodelay(true);
+                let _ = upper.set_nodelay(true);
+                if let (Ok(d), Ok(u)) = (down.try_clone(), upper.try_clone()) {
+                    let mut l = live2.lock().unwrap();
+                    l.push(d);
+                    l.push(u);
+                }
+                pipe(down, upper);
+            }
+        });
+        Proxy { port, up, live }
+    }
+
+    /// Closes every connection, and refuses new ones until
+    /// [`resume`](Self::resume).
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn resume(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies both ways until either side ends.
+fn pipe(a: TcpStream, b: TcpStream) {
+    for (mut from, mut to) in [(a.try_clone().unwrap(), b.try_clone().unwrap()), (b, a)] {
+        thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Both);
+            let _ = from.shutdown(Shutdown::Both);
+        });
+    }
+}
+
+/// Events of the recovering client until `done` says stop (or 10 s).
+fn collect(client: &mut Client, mut done: impl FnMut(&[ClientEvent]) -> bool) -> Vec<ClientEvent> {
+    let mut seen = Vec::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !done(&seen) {
+        let left = end.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "timed out; events so far: {seen:#?}");
+        if let Ok(Some(ev)) = client.next_event(Some(left)) {
+            seen.push(ev);
+        }
+    }
+    seen
+}
+
+fn connects(events: &[ClientEvent]) -> Vec<(String, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Connect { sid, recovered, .. } => Some((sid.clone(), *recovered)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn named<'a>(events: &'a [ClientEvent], want: &str) -> Vec<&'a [Value]> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Event { name, args, .. } if name == want => Some(args.as_slice()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The wsio client recovers from a short cut (same id, `recovered`, each
+/// event it missed once and in order, its room kept) and not from a long
+/// one (new id, nothing replayed), against a server with recovery on
+/// (sessions kept 2000 ms).
+fn recovery(server: &Proc, mode: TransportMode, parser: Parser) {
+    let proxy = Proxy::start(server.port);
+    let direct = format!("http://127.0.0.1:{}", server.port);
+    // Longer than the server's heartbeat (300 + 200 ms), which is how it
+    // notices a polling connection that went between two requests.
+    let options = ClientOptions::new().mode(mode).configure(|c| {
+        c.parser(parser)
+            .reconnection_delay(Duration::from_millis(700))
+            .randomization_factor(0.0)
+    });
+    let mut client = Client::connect(&format!("http://127.0.0.1:{}", proxy.port), options)
+        .expect("connect through the proxy");
+    let root = client.nsp();
+    let mut other = Client::connect(
+        &direct,
+        ClientOptions::new().configure(|c| c.parser(parser)),
+    )
+    .expect("the other client");
+    let (auth, _) = next_named(&mut client, root, "auth");
+    assert!(
+        matches!(auth.last(), Some(Value::String(_))),
+        "an offset: {auth:?}"
+    );
+    client
+        .emit_with_ack("join", vec![Value::from("r")], Duration::from_secs(5))
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let first = client
+        .with(move |io, _| io.sid(root).map(str::to_owned))
+        .unwrap();
+    let first = first.expect("connected");
+
+    // A short cut: the room's events meanwhile come once it is back.
+    proxy.cut();
+    thread::sleep(Duration::from_millis(100));
+    for m in ["m1", "m2", "m3"] {
+        other
+            .emit("to-room", vec![Value::from("r"), Value::from(m)])
+            .unwrap();
+    }
+    thread::sleep(Duration::from_millis(300));
+    proxy.resume();
+    let events = collect(&mut client, |seen| {
+        named(seen, "room-message").len() >= 3 && named(seen, "auth").len() == 1
+    });
+    assert_eq!(
+        connects(&events),
+        vec![(first.clone(), true)],
+        "{events:#?}"
+    );
+    let missed: Vec<&Value> = named(&events, "room-message")
+        .iter()
+        .filter_map(|a| a.first())
+        .collect();
+    assert_eq!(
+        missed,
+        [&Value::from("m1"), &Value::from("m2"), &Value::from("m3")]
+    );
+    // The server saw the pid and offset the client sent.
+    let seen = named(&events, "auth")[0]
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        seen.get("pid").and_then(Value::as_str).is_some(),
+        "{seen:?}"
+    );
+    assert!(
+        seen.get("offset").and_then(Value::as_str).is_some(),
+        "{seen:?}"
+    );
+    // The room was kept.
+    other
+        .emit("to-room", vec![Value::from("r"), Value::from("m4")])
+        .unwrap();
+    assert_eq!(
+        next_named(&mut client, root, "room-message").0.first(),
+        Some(&Value::from("m4"))
+    );
+    assert!(
+        client
+            .next_event(Some(Duration::from_millis(300)))
+            .ok()
+            .flatten()
+            .is_none_or(
+                |e| !matches!(&e, ClientEvent::Event { name, .. } if name == "room-message")
+            ),
+        "an event twice"
+    );
+
+    // A long cut: a new socket, nothing replayed.
+    proxy.cut();
+    thread::sleep(Duration::from_millis(100));
+    other
+        .emit("to-room", vec![Value::from("r"), Value::from("lost")])
+        .unwrap();
+    thread::sleep(Duration::from_millis(2600));
+    proxy.resume();
+    let events = collect(&mut client, |seen| named(seen, "auth").len() == 1);
+    let back = connects(&events);
+    assert_eq!(back.len(), 1, "{events:#?}");
+    assert!(!back[0].1 && back[0].0 != first, "{back:?}");
+    assert!(named(&events, "room-message").is_empty(), "{events:#?}");
+    client.close();
+    other.close();
+}
+
+#[test]
+fn recovery_with_the_official_server_websocket_only() {
+    let server = node_server(&["--recovery"]);
+    recovery(&server, TransportMode::WebSocketOnly, Parser::Default);
+}
+
+#[test]
+fn recovery_with_the_official_server_polling_only() {
+    let server = node_server(&["--recovery"]);
+    recovery(&server, TransportMode::PollingOnly, Parser::Default);
+}
+
+#[test]
+fn recovery_with_the_official_server_and_msgpack() {
+    let server = node_server(&["--recovery", "--parser", "msgpack"]);
+    recovery(&server, TransportMode::PollingThenUpgrade, Parser::Msgpack);
+}
+
+#[test]
+fn recovery_with_the_wsio_server() {
+    let server = conformance_with(&["--recovery"]);
+    for mode in [TransportMode::WebSocketOnly, TransportMode::PollingOnly] {
+        recovery(&server, mode, Parser::Default);
+    }
 }

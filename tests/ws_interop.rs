@@ -376,3 +376,57 @@ fn wsio_client_with_deflate_against_python_websockets_server() {
         Some(want),
     );
 }
+
+/// The blocking client over `wss://` (feature `tls`) against npm `ws` on
+/// Node's `https`, with a certificate made here by rcgen: an echo of a
+/// text and a 1 MiB binary message, and a close handshake; without the
+/// certificate among its roots, the handshake fails.
+#[cfg(feature = "tls")]
+#[test]
+fn wsio_client_over_tls_against_npm_ws_server() {
+    use std::sync::Arc;
+    const WSS_ECHO: &str = r#"
+const fs = require("fs"), https = require("https"), { WebSocketServer } = require("ws");
+const [key, cert] = process.argv.slice(-2);
+const server = https.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert) });
+new WebSocketServer({ server }).on("connection", (ws) =>
+  ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary })));
+server.listen(0, "127.0.0.1", () => console.log("READY " + server.address().port));
+"#;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("wsio-wss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut c = node();
+    c.args(["-e", WSS_ECHO])
+        .arg(dir.join("key.pem"))
+        .arg(dir.join("cert.pem"));
+    let server = spawn_ready("node (wss echo)", c);
+    let url = format!("wss://localhost:{}/", server.port);
+    let mut ws = WebSocket::connect_tls(&url, Config::default(), Arc::new(tls), |r| r).unwrap();
+    ws.send(Message::text("héllo")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("héllo"));
+    let big = Message::Binary(vec![0xa5; 1 << 20].into());
+    ws.send(big.clone()).unwrap();
+    assert_eq!(ws.read().unwrap(), big);
+    ws.close(CloseCode::NORMAL, "bye").unwrap();
+    match ws.read() {
+        Err(Error::Closed(c)) => assert_eq!(c.code, CloseCode::NORMAL),
+        other => panic!("expected the close, got {other:?}"),
+    }
+    match WebSocket::connect(&url) {
+        Err(Error::Io(e)) => eprintln!("refused: {e}"),
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -80,13 +80,36 @@ function showTyping() {
     "Several people are typing…";
 }
 
+// The people one can write to privately: everyone online but us.
+function showPeople(list) {
+  const select = $("to");
+  const chosen = select.value;
+  for (const option of [...select.options].slice(1)) option.remove();
+  for (const { id, name } of list) {
+    if (id === chat.me) continue;
+    const option = document.createElement("option");
+    option.value = id;
+    option.textContent = name;
+    select.append(option);
+  }
+  // Still there? Else back to everyone.
+  select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "";
+}
+
 function connect(name) {
   const socket = io({ auth: { name }, transports });
   chat.socket = socket;
   setStatus("connecting…");
 
+  // After a short cut the server restores the connection (connection state
+  // recovery): same id, and the events it missed come with it. After a
+  // server restart, or a long absence, it is a new connection.
   socket.on("connect", () => {
-    setStatus(chat.me ? "reconnected" : "connected");
+    if (!chat.me) setStatus("connected");
+    else if (socket.recovered) {
+      setStatus("reconnected, nothing missed");
+      notice("Back online: what was said meanwhile is shown");
+    } else setStatus("reconnected");
     $("transport").textContent = socket.io.engine.transport.name;
   });
   // Each (re)connection opens a new engine: it starts on polling (unless
@@ -107,7 +130,8 @@ function connect(name) {
     chat.me = id;
   });
   socket.on("online", (n) => ($("online").textContent = `${n} online`));
-  socket.on("joined", ({ name }) => notice(`${name} joined`));
+  socket.on("people", (list) => showPeople(list));
+  socket.on("joined", ({ name, back }) => notice(back ? `${name} is back` : `${name} joined`));
   socket.on("left", ({ id, name }) => {
     typers.delete(id);
     showTyping();
@@ -117,6 +141,13 @@ function connect(name) {
     typers.delete(id);
     showTyping();
     addLine([[name, "name"], [": "], [text, "text"]], id === chat.me ? "mine" : "");
+  });
+  socket.on("private", ({ from, to, text }) => {
+    const mine = from.id === chat.me;
+    addLine(
+      [[from.name, "name"], [` → ${to.name} (private)`, "to"], [": "], [text, "text"]],
+      mine ? "private mine" : "private",
+    );
   });
   socket.on("typing", ({ id, name, typing }) => {
     if (typing) typers.set(id, name);
@@ -178,7 +209,10 @@ $("send").addEventListener("submit", (e) => {
   const text = $("text").value.trim();
   if (!text) return;
   typing(false);
-  chat.socket.emit("message", text); // buffered while reconnecting
+  // Buffered while reconnecting.
+  const to = $("to").value;
+  if (to) chat.socket.emit("private", { to, text });
+  else chat.socket.emit("message", text);
   $("text").value = "";
 });
 

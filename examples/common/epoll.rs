@@ -1,6 +1,7 @@
-//! The server driver of [`super::net::serve`] on a raw, level-triggered
-//! Linux `epoll`, for the same [`Handler`]: one thread, one `epoll`
-//! instance, no executor, no timer descriptor, no other thread.
+//! A server driver on a raw, level-triggered Linux `epoll`: one thread, one
+//! `epoll` instance, no executor, no timer descriptor, no other thread.
+//! What the load benchmarks (`scripts/bench-e2e.sh`) run; the adapters
+//! (`wsio-tokio`, `wsio-smol`) are what applications use.
 //!
 //! Each socket is registered once and its interest changed only when it
 //! changes: reading until the peer's end of file, writing while a socket
@@ -8,17 +9,293 @@
 //! `epoll_wait` (the socket is reported again if more arrives) and nothing
 //! needs re-arming. Time is `epoll_wait`'s timeout, from
 //! [`Handler::deadline`]. What gets written, when, and how connections
-//! close are `Conns`' and the same as with `net::serve`.
+//! close are [`Conns`]'.
+//!
+//! The loop keeps no output of its own (`wsio::machine`, "Backpressure"):
+//! what one input's transmits leave unwritten on a full socket goes back to
+//! the handler ([`Handler::write_blocked`], then `handle_write_blocked` on
+//! the machine, which holds and bounds it), the socket is watched for
+//! `EPOLLOUT` only, and [`Handler::writable`] says when it drains.
 
+use bytes::Bytes;
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     io::{self, Read as _},
     net::{SocketAddr, TcpListener, TcpStream},
+    ops::ControlFlow,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
     time::{Duration, Instant},
 };
+use wsio::{
+    engineio::Transmit,
+    machine::{ServerMachine, drain},
+};
 
-use super::net::{Handler, IdMap, Io, Sock};
+/// A hasher for keys the program hands out itself (connection keys,
+/// `ConnId`s): one multiplication instead of SipHash, whose protection
+/// against keys chosen by an attacker these maps do not need.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A map keyed by ids the program hands out itself (see [`IdHasher`]).
+pub type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Something that happened on the network, for a [`Handler`].
+pub enum Io<'a> {
+    /// A new connection, registered under this key.
+    Accepted(u64, Option<SocketAddr>),
+    /// Bytes read from a connection (valid for this call only).
+    Data(u64, &'a [u8]),
+    /// The peer closed a connection (or it failed).
+    Eof(u64),
+    /// The deadline given by [`Handler::deadline`] may have passed.
+    Timeout,
+}
+
+/// The protocol side of [`serve`]: told what happened, it writes and closes
+/// through its [`Conns`].
+pub trait Handler {
+    /// Where the handler's writes go.
+    fn conns(&mut self) -> &mut Conns;
+    /// Something happened.
+    fn handle(&mut self, io: Io<'_>);
+    /// When [`Io::Timeout`] is next due.
+    fn deadline(&self) -> Option<Instant>;
+    /// The sockets of these connections are full: each piece is what one
+    /// did not take, in order. Nothing is read from them until
+    /// [`writable`](Self::writable).
+    fn write_blocked(&mut self, rest: Vec<(u64, Bytes)>);
+    /// A connection given to [`write_blocked`](Self::write_blocked) takes
+    /// bytes again.
+    fn writable(&mut self, key: u64);
+}
+
+/// A connection's socket as the loop watches it.
+struct Sock {
+    stream: std::net::TcpStream,
+    /// The events the socket is registered for (0: not registered).
+    events: u32,
+    /// Input is still wanted (no end of file or error yet).
+    reading: bool,
+}
+
+impl Sock {
+    fn stream(&self) -> &std::net::TcpStream {
+        &self.stream
+    }
+}
+
+struct Conn {
+    sock: Sock,
+    /// This input's bytes not yet written, oldest first (and, once
+    /// closing, what is left of the last ones).
+    pending: std::collections::VecDeque<Bytes>,
+    /// In the dirty list.
+    dirty: bool,
+    /// The socket was full: the driver waits for it to take more.
+    blocked: bool,
+    /// Close once `pending` is written.
+    closing: bool,
+}
+
+impl Conn {
+    /// Tells the driver to look at this connection again.
+    fn wake(&self, key: u64, woken: &mut Vec<u64>) {
+        woken.push(key);
+    }
+}
+
+/// The connections of [`serve`], by key: the handler writes and closes
+/// through this.
+#[derive(Default)]
+pub struct Conns {
+    map: IdMap<u64, Conn>,
+    dirty: Vec<u64>,
+    /// Connections that became blocked, or finished writing before a
+    /// close, since the driver last looked.
+    woken: Vec<u64>,
+    /// What full sockets did not take, for the handler.
+    handed: Vec<(u64, Bytes)>,
+    next: u64,
+}
+
+/// At most this many buffers go into one vectored write.
+const MAX_IOV: usize = 64;
+
+impl Conns {
+    /// No connections yet.
+    pub fn new() -> Conns {
+        Conns::default()
+    }
+
+    /// Queues bytes for a connection; they are written when the current
+    /// input has been handled.
+    pub fn write(&mut self, key: u64, data: Bytes) {
+        if let Some(c) = self.map.get_mut(&key) {
+            if c.closing || data.is_empty() {
+                return;
+            }
+            if c.blocked {
+                self.handed.push((key, data));
+                return;
+            }
+            c.pending.push_back(data);
+            if !c.dirty && !c.blocked {
+                c.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Closes a connection once its queued bytes are written: shuts the
+    /// write side, then drains input for up to a second, so that the last
+    /// bytes are read by the peer instead of being lost to a reset. A
+    /// blocked connection is dropped at once: its peer is not reading.
+    pub fn close(&mut self, key: u64) {
+        if let Some(c) = self.map.get_mut(&key) {
+            if c.blocked && !c.closing {
+                self.map.remove(&key);
+                return;
+            }
+            c.closing = true;
+            if !c.dirty && !c.blocked {
+                c.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// How many connections are open.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Adds a connection under a new key (never 0, never reused).
+    fn insert(&mut self, sock: Sock) -> u64 {
+        self.next += 1;
+        self.map.insert(
+            self.next,
+            Conn {
+                sock,
+                pending: std::collections::VecDeque::new(),
+                dirty: false,
+                blocked: false,
+                closing: false,
+            },
+        );
+        self.next
+    }
+
+    /// Writes what every dirty connection has queued.
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            if let Some(c) = self.map.get_mut(&key) {
+                c.dirty = false;
+                Self::write_out(key, c, &mut self.woken, &mut self.handed);
+            }
+        }
+        // Keep the allocation for next time.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Writes what `c` has queued without waiting; a full socket makes the
+    /// driver wait for it (what it did not take goes to `handed`, unless
+    /// the connection is closing), a finished close wakes the driver to
+    /// close.
+    fn write_out(key: u64, c: &mut Conn, woken: &mut Vec<u64>, handed: &mut Vec<(u64, Bytes)>) {
+        use std::io::{IoSlice, Write as _};
+        while !c.pending.is_empty() {
+            let mut stream = c.sock.stream();
+            let res = if c.pending.len() == 1 {
+                stream.write(&c.pending[0])
+            } else {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let mut n = 0;
+                for (slot, b) in iov.iter_mut().zip(c.pending.iter()) {
+                    *slot = IoSlice::new(b);
+                    n += 1;
+                }
+                stream.write_vectored(&iov[..n])
+            };
+            match res {
+                Ok(mut n) if n > 0 => {
+                    while n > 0 {
+                        let Some(front) = c.pending.front_mut() else {
+                            break;
+                        };
+                        if n >= front.len() {
+                            n -= front.len();
+                            c.pending.pop_front();
+                        } else {
+                            bytes::Buf::advance(front, n);
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if !c.closing {
+                        handed.extend(c.pending.drain(..).map(|b| (key, b)));
+                    }
+                    if !c.blocked {
+                        c.blocked = true;
+                        c.wake(key, woken);
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // The peer is gone: the read side will see it.
+                _ => {
+                    c.pending.clear();
+                    break;
+                }
+            }
+        }
+        if c.blocked {
+            c.blocked = false;
+        }
+        if c.closing {
+            c.wake(key, woken);
+        }
+    }
+}
+
+/// Binds a listener on `addr` with room for 1024 connections waiting to be
+/// accepted (std's default of 128 drops SYNs when a few hundred clients
+/// connect at once, which they then retry a second later).
+pub fn bind(addr: impl std::net::ToSocketAddrs) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::AsRawFd as _;
+    let listener = std::net::TcpListener::bind(addr)?;
+    // SAFETY: `listen` on a socket we own; calling it again on a listening
+    // socket only changes its backlog.
+    if unsafe { libc::listen(listener.as_raw_fd(), 1024) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(listener)
+}
 
 /// The listener's key in `epoll` (connection keys start at 1).
 const LISTENER: u64 = 0;
@@ -64,6 +341,7 @@ pub fn serve<H: Handler>(listener: TcpListener, handler: H) -> io::Result<()> {
         draining: IdMap::default(),
         drain_due: VecDeque::new(),
         accept_paused: None,
+        accept_failing: false,
     }
     .run()
 }
@@ -80,6 +358,8 @@ struct Loop<H> {
     drain_due: VecDeque<(Instant, u64)>,
     /// Accepting failed: the listener is out of `epoll` until then.
     accept_paused: Option<Instant>,
+    /// Accepting has failed since the last success (logged once).
+    accept_failing: bool,
 }
 
 impl<H: Handler> Loop<H> {
@@ -178,7 +458,21 @@ impl<H: Handler> Loop<H> {
     /// connections that became blocked or finished closing.
     fn input(&mut self, io: Io<'_>) {
         self.handler.handle(io);
-        self.handler.conns().flush();
+        self.flush();
+    }
+
+    /// Writes what the handler queued; what full sockets leave goes back to
+    /// it (which may queue more), then registrations follow.
+    fn flush(&mut self) {
+        loop {
+            let conns = self.handler.conns();
+            conns.flush();
+            let handed = std::mem::take(&mut conns.handed);
+            if handed.is_empty() {
+                break;
+            }
+            self.handler.write_blocked(handed);
+        }
         self.settle();
     }
 
@@ -199,6 +493,10 @@ impl<H: Handler> Loop<H> {
                     // Out of descriptors, say: stop watching the listener
                     // for a little while instead of being told at once again.
                     _ => {
+                        if !self.accept_failing {
+                            eprintln!("accept failed ({e}); backing off and retrying");
+                            self.accept_failing = true;
+                        }
                         let fd = self.listener.as_raw_fd();
                         if ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, 0, LISTENER).is_ok() {
                             self.accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
@@ -207,9 +505,13 @@ impl<H: Handler> Loop<H> {
                     }
                 },
             };
+            if self.accept_failing {
+                eprintln!("accepting again");
+                self.accept_failing = false;
+            }
             let _ = stream.set_nodelay(true);
             let conns = self.handler.conns();
-            let key = conns.insert(Sock::Polled {
+            let key = conns.insert(Sock {
                 stream,
                 events: 0,
                 reading: true,
@@ -219,7 +521,7 @@ impl<H: Handler> Loop<H> {
             self.update(key);
             let conns = self.handler.conns();
             match conns.map.get(&key) {
-                Some(c) if matches!(c.sock, Sock::Polled { events: READ, .. }) => {
+                Some(c) if c.sock.events == READ => {
                     self.input(Io::Accepted(key, peer));
                 }
                 _ => {
@@ -235,7 +537,11 @@ impl<H: Handler> Loop<H> {
             let Some(c) = self.handler.conns().map.get(&key) else {
                 return;
             };
-            let Sock::Polled {
+            // Nothing is read while the socket is full.
+            if c.blocked {
+                return;
+            }
+            let Sock {
                 stream,
                 reading: true,
                 ..
@@ -247,8 +553,7 @@ impl<H: Handler> Loop<H> {
                 Ok(n) if n > 0 => {
                     let full = n == self.buf.len();
                     self.handler.handle(Io::Data(key, &self.buf[..n]));
-                    self.handler.conns().flush();
-                    self.settle();
+                    self.flush();
                     if !full {
                         return;
                     }
@@ -259,9 +564,7 @@ impl<H: Handler> Loop<H> {
                 _ => {
                     let conns = self.handler.conns();
                     if let Some(c) = conns.map.get_mut(&key) {
-                        if let Sock::Polled { reading, .. } = &mut c.sock {
-                            *reading = false;
-                        }
+                        c.sock.reading = false;
                         conns.woken.push(key);
                     }
                     self.input(Io::Eof(key));
@@ -271,7 +574,8 @@ impl<H: Handler> Loop<H> {
         }
     }
 
-    /// A full socket takes more: writes what is queued.
+    /// A full socket takes more: a closing connection writes what is left
+    /// of it, any other hears it (and the handler's held bytes come out).
     fn writable(&mut self, key: u64) {
         let conns = self.handler.conns();
         let Some(c) = conns.map.get_mut(&key) else {
@@ -280,9 +584,16 @@ impl<H: Handler> Loop<H> {
         if !c.blocked {
             return;
         }
-        super::net::Conns::write_out(key, c, &mut conns.woken);
+        if c.closing {
+            Conns::write_out(key, c, &mut conns.woken, &mut conns.handed);
+            conns.woken.push(key);
+            self.settle();
+            return;
+        }
+        c.blocked = false;
         conns.woken.push(key);
-        self.settle();
+        self.handler.writable(key);
+        self.flush();
     }
 
     /// Brings a connection's registration in line with what it waits for;
@@ -295,23 +606,18 @@ impl<H: Handler> Loop<H> {
         };
         let done = c.closing && c.pending.is_empty();
         let blocked = c.blocked;
-        let Sock::Polled {
+        let Sock {
             stream,
             events,
             reading,
-        } = &mut c.sock
-        else {
-            return;
-        };
+        } = &mut c.sock;
         if done {
             let reading = *reading;
             let registered = *events;
             let Some(c) = conns.map.remove(&key) else {
                 return;
             };
-            let Sock::Polled { stream, .. } = c.sock else {
-                return;
-            };
+            let Sock { stream, .. } = c.sock;
             // After the peer's end of file there is nothing to drain and
             // closing sends our FIN: the socket is simply dropped (which
             // also takes it out of `epoll`). Otherwise our FIN now, then
@@ -328,7 +634,14 @@ impl<H: Handler> Loop<H> {
             }
             return;
         }
-        let want = (if *reading { READ } else { 0 }) | (if blocked { WRITE } else { 0 });
+        // While the socket is full, nothing more is read from it.
+        let want = if blocked {
+            WRITE
+        } else if *reading {
+            READ
+        } else {
+            0
+        };
         if want != *events {
             match ctl(ep, op(*events, want), stream.as_raw_fd(), want, key) {
                 Ok(()) => *events = want,
@@ -429,5 +742,128 @@ fn socket_addr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<So
             )))
         }
         _ => None,
+    }
+}
+
+/// Runs a server machine on the loop, until the process ends. What a full
+/// socket does not take goes back to the machine, which bounds it.
+pub fn serve_machine<M: ServerMachine<Transmit = Transmit>>(
+    listener: TcpListener,
+    machine: M,
+) -> io::Result<()> {
+    serve(
+        listener,
+        Drive {
+            machine,
+            conns: Conns::new(),
+            ids: IdMap::default(),
+            keys: IdMap::default(),
+        },
+    )
+}
+
+/// A machine as a [`Handler`]: driver keys to the machine's connections
+/// and back, and the machine drained after each input.
+struct Drive<M> {
+    machine: M,
+    conns: Conns,
+    ids: IdMap<u64, wsio::engineio::ConnId>,
+    keys: IdMap<wsio::engineio::ConnId, u64>,
+}
+
+impl<M: ServerMachine<Transmit = Transmit>> Drive<M> {
+    fn drain(&mut self, now: Instant) {
+        let Drive {
+            machine,
+            conns,
+            ids,
+            keys,
+        } = self;
+        drain(
+            machine,
+            now,
+            |_, t| {
+                match t {
+                    Transmit::Data { conn, data } => {
+                        let Some(&key) = keys.get(&conn) else {
+                            return ControlFlow::Continue(());
+                        };
+                        conns.write(key, data);
+                    }
+                    Transmit::Close { conn } => {
+                        if let Some(key) = keys.remove(&conn) {
+                            ids.remove(&key);
+                            conns.close(key);
+                        }
+                    }
+                    Transmit::Response { .. } => {}
+                }
+                ControlFlow::Continue(())
+            },
+            |_, _| {},
+        );
+    }
+
+    fn forget(&mut self, key: u64) -> Option<wsio::engineio::ConnId> {
+        let conn = self.ids.remove(&key)?;
+        self.keys.remove(&conn);
+        Some(conn)
+    }
+}
+
+impl<M: ServerMachine<Transmit = Transmit>> Handler for Drive<M> {
+    fn conns(&mut self) -> &mut Conns {
+        &mut self.conns
+    }
+
+    fn handle(&mut self, io: Io<'_>) {
+        let now = Instant::now();
+        match io {
+            Io::Accepted(key, peer) => {
+                let conn = self.machine.accept(now, peer);
+                self.ids.insert(key, conn);
+                self.keys.insert(conn, key);
+            }
+            Io::Data(key, bytes) => {
+                if let Some(&conn) = self.ids.get(&key) {
+                    self.machine.handle_input(now, conn, bytes);
+                }
+            }
+            Io::Eof(key) => {
+                if let Some(&conn) = self.ids.get(&key) {
+                    self.machine.handle_eof(now, conn);
+                    // Whatever the machine still writes goes out, then the
+                    // descriptor is released.
+                    self.drain(now);
+                }
+                self.forget(key);
+                self.conns.close(key);
+                return;
+            }
+            Io::Timeout => self.machine.handle_timeout(now),
+        }
+        self.drain(now);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.machine.poll_timeout()
+    }
+
+    fn write_blocked(&mut self, rest: Vec<(u64, Bytes)>) {
+        let now = Instant::now();
+        for (key, data) in rest {
+            if let Some(&conn) = self.ids.get(&key) {
+                self.machine.handle_write_blocked(now, conn, data);
+            }
+        }
+        self.drain(now);
+    }
+
+    fn writable(&mut self, key: u64) {
+        let now = Instant::now();
+        if let Some(&conn) = self.ids.get(&key) {
+            self.machine.handle_writable(now, conn);
+        }
+        self.drain(now);
     }
 }

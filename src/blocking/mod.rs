@@ -1,5 +1,7 @@
 //! Drivers over `std::net`: the only code in the crate that touches a socket
-//! or reads the clock.
+//! or reads the clock. [`Client`] and [`WebSocket`] are clients; [`Server`]
+//! runs any [`ServerMachine`](crate::machine::ServerMachine) (a Socket.IO or
+//! Engine.IO server) on std threads.
 //!
 //! Each driver owns a machine and a socket and runs the loop of the
 //! machine's docs: flush transmits, hand out events, block on a read whose
@@ -7,6 +9,7 @@
 
 mod client;
 mod driver;
+mod server;
 mod wire;
 mod ws;
 
@@ -19,7 +22,8 @@ use std::{
 #[cfg(feature = "tls")]
 pub use client::default_tls_config;
 pub use client::{Client, ClientError, ClientOptions};
-pub use ws::{Error, WebSocket};
+pub use server::{Ended, Server, ServerHandle, ServerOptions};
+pub use ws::{ClientStream, Error, WebSocket};
 
 /// A byte stream the blocking drivers can run on.
 pub trait Socket: Read + Write {

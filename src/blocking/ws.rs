@@ -1,4 +1,8 @@
-use std::{io, net::TcpStream, time::Instant};
+use std::{
+    io::{self, Read, Write},
+    net::TcpStream,
+    time::Instant,
+};
 
 use bytes::Bytes;
 
@@ -22,7 +26,8 @@ pub enum Error {
     /// The call was not valid now.
     #[error(transparent)]
     Usage(#[from] UsageError),
-    /// The URL is not a `ws://` URL this driver can open.
+    /// The URL is not a `ws://` (or, with the `tls` feature, `wss://`)
+    /// URL.
     #[error("invalid WebSocket URL: {0}")]
     Url(String),
     /// No secure randomness for the masking keys.
@@ -31,6 +36,75 @@ pub enum Error {
     /// The connection is closed (how is in the [`ws::Closed`]).
     #[error("the connection is closed: {} {}", .0.code, .0.reason)]
     Closed(ws::Closed),
+}
+
+/// The stream of a client [`WebSocket`]: TCP, with rustls around it for
+/// `wss://` (feature `tls`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientStream {
+    /// A `ws://` connection.
+    Plain(TcpStream),
+    /// A `wss://` connection.
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl ClientStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            ClientStream::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for ClientStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl Socket for ClientStream {
+    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => Socket::close(s),
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(s) => {
+                s.conn.send_close_notify();
+                // The peer may be gone already: the TCP close still runs.
+                let _ = s.flush();
+                Socket::close(&mut s.sock)
+            }
+        }
+    }
 }
 
 /// A WebSocket over a blocking socket.
@@ -51,8 +125,10 @@ pub struct WebSocket<S: Socket = TcpStream> {
     socket_closed: bool,
 }
 
-impl WebSocket<TcpStream> {
-    /// Opens a client connection to a `ws://` URL with the default config.
+impl WebSocket<ClientStream> {
+    /// Opens a client connection to a `ws://` URL (or, with the `tls`
+    /// feature, a `wss://` one, trusting Mozilla's roots) with the default
+    /// config.
     pub fn connect(url: &str) -> Result<Self, Error> {
         Self::connect_with(url, Config::default(), |r| r)
     }
@@ -64,18 +140,52 @@ impl WebSocket<TcpStream> {
         config: Config,
         customize: impl FnOnce(ClientRequest) -> ClientRequest,
     ) -> Result<Self, Error> {
-        let u = Url::parse(url).ok_or_else(|| Error::Url(url.to_owned()))?;
-        if u.secure {
-            return Err(Error::Url(format!(
-                "{url} (TLS is not supported by this driver)"
-            )));
+        #[cfg(feature = "tls")]
+        {
+            let tls = super::default_tls_config().map_err(|e| Error::Io(io::Error::other(e)))?;
+            Self::connect_tls(url, config, tls, customize)
         }
+        #[cfg(not(feature = "tls"))]
+        {
+            let u = Url::parse(url).ok_or_else(|| Error::Url(url.to_owned()))?;
+            if u.secure {
+                return Err(Error::Url(format!(
+                    "{url} (wss:// needs wsio's `tls` feature)"
+                )));
+            }
+            let stream = TcpStream::connect((u.host.as_str(), u.port))?;
+            stream.set_nodelay(true)?;
+            let request = customize(ClientRequest::new(u.host_header(), u.target));
+            Self::client_on(ClientStream::Plain(stream), config, request)
+        }
+    }
+
+    /// Like [`connect_with`](Self::connect_with), a `wss://` URL's server
+    /// checked against `tls` (its roots, a client certificate...).
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        url: &str,
+        config: Config,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+        customize: impl FnOnce(ClientRequest) -> ClientRequest,
+    ) -> Result<Self, Error> {
+        let u = Url::parse(url).ok_or_else(|| Error::Url(url.to_owned()))?;
         let stream = TcpStream::connect((u.host.as_str(), u.port))?;
         stream.set_nodelay(true)?;
         let request = customize(ClientRequest::new(u.host_header(), u.target));
+        let stream = if u.secure {
+            let name = rustls::pki_types::ServerName::try_from(u.host.clone())
+                .map_err(|e| Error::Url(format!("{url} ({e})")))?;
+            let conn = rustls::ClientConnection::new(tls, name).map_err(io::Error::other)?;
+            ClientStream::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
+        } else {
+            ClientStream::Plain(stream)
+        };
         Self::client_on(stream, config, request)
     }
+}
 
+impl WebSocket<TcpStream> {
     /// Accepts a server connection on an accepted TCP stream, taking any
     /// valid request with no subprotocol.
     pub fn accept(stream: TcpStream) -> Result<Self, Error> {

@@ -91,12 +91,20 @@ pub use self::{
 use self::{
     http::{HttpConn, Purpose},
     polling::Polling,
-    session::{Params, Phase},
+    session::Params,
     upgrade::Probe,
     websocket::{Which, WsStream},
 };
 use super::{CloseReason, ConnId, Data, DecodeError, Packet, SEPARATOR, TransportKind};
 use crate::{entropy::BoxEntropy, http::HttpError, machine::Backlog, ws};
+
+/// Where the session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Opening,
+    Open,
+    Closed,
+}
 
 /// What went wrong with a transport or a probe.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -526,17 +534,7 @@ impl Client {
     /// The next piece of work for the driver.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<ClientTransmit> {
         let _ = now;
-        loop {
-            let t = self.transmits.pop_front()?;
-            if let ClientTransmit::Close { conn } = t {
-                // Given up on: what it held goes nowhere.
-                self.held.remove(conn);
-                return Some(t);
-            }
-            if let Some(t) = self.held.hold(t) {
-                return Some(t);
-            }
-        }
+        self.held.next(&mut self.transmits)
     }
 
     /// The next event for the application.

@@ -74,7 +74,6 @@ impl ContentEncoding {
 
     /// The coding a `Content-Encoding` value names (`identity` and none
     /// are `Ok(None)`); anything else is refused.
-    #[allow(dead_code)] // the client's side of compressed polling
     pub(crate) fn parse(value: Option<&[u8]>) -> Result<Option<ContentEncoding>, ()> {
         let Some(v) = value.map(<[u8]>::trim_ascii) else {
             return Ok(None);
@@ -260,7 +259,6 @@ pub(crate) fn compress(body: &[u8], coding: ContentEncoding, level: u32) -> Opti
 
 /// Why a compressed body could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // the client's side of compressed polling
 pub(crate) enum DecodeBodyError {
     /// It decodes to more than the limit.
     TooLarge,
@@ -271,7 +269,6 @@ pub(crate) enum DecodeBodyError {
 /// Decodes a body sent with `coding`, reading at most `limit` bytes of
 /// output (one more says it is too large), so a small body cannot make a
 /// large buffer.
-#[allow(dead_code)] // the client's side of compressed polling
 pub(crate) fn decompress(
     body: &[u8],
     coding: ContentEncoding,

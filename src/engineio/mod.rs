@@ -573,6 +573,7 @@ fn with_trailing_slash(path: &str) -> String {
 pub struct SharedPacket {
     pub(crate) packet: Packet,
     pub(crate) frame: ws::EncodedFrame,
+    pub(crate) compress: bool,
 }
 
 impl SharedPacket {
@@ -580,7 +581,23 @@ impl SharedPacket {
     /// take the packet itself.
     pub fn new(packet: Packet) -> Self {
         let frame = frame::encode(&packet);
-        SharedPacket { packet, frame }
+        SharedPacket {
+            packet,
+            frame,
+            compress: true,
+        }
+    }
+
+    /// Whether the packet may be compressed (the default; see
+    /// [`Server::send_text_compressed`]).
+    pub fn compress(mut self, on: bool) -> Self {
+        self.compress = on;
+        self
+    }
+
+    /// Whether the packet may be compressed.
+    pub fn may_compress(&self) -> bool {
+        self.compress
     }
 
     /// The packet.

@@ -339,7 +339,16 @@ impl Server {
         let head = Box::new(head);
         let kind = ConnKind::Embedded { head: head.clone() };
         self.conns.insert(id, Conn::new(peer, kind));
-        self.on_request(now, id, head, body);
+        if body.len() > self.config.max_payload && self.is_engine_path(&head) {
+            // As on a raw connection: an empty 413 with the CORS headers.
+            let mut res = ResponseHead::new(413);
+            if let Some(cors) = &self.config.cors {
+                cors.apply(&head, &mut res);
+            }
+            self.write_response(now, id, res, Bytes::new());
+        } else {
+            self.on_request(now, id, head, body);
+        }
         self.resume_http(now);
         id
     }
@@ -456,10 +465,25 @@ impl Server {
     /// reusable buffer sends without allocating; on polling it is queued
     /// as [`Server::send`] would.
     pub fn send_text(&mut self, sid: Sid, text: &str) -> Result<(), UsageError> {
-        self.queue_all(sid, Packets::Text(text))
+        self.queue_all(sid, Packets::Text(text, true))
     }
 
-    /// Sends a packet encoded once for many sessions.
+    /// [`send_text`](Self::send_text), saying whether the message may be
+    /// compressed (the official `socket.send(data, { compress })`; the
+    /// other sends say yes). With `false`, on WebSocket it goes
+    /// uncompressed whatever its size; on polling, a response is
+    /// compressed (`httpCompression`) only if some packet in it may be.
+    pub fn send_text_compressed(
+        &mut self,
+        sid: Sid,
+        text: &str,
+        compress: bool,
+    ) -> Result<(), UsageError> {
+        self.queue_all(sid, Packets::Text(text, compress))
+    }
+
+    /// Sends a packet encoded once for many sessions, compressed if it may
+    /// be ([`SharedPacket::compress`]).
     pub fn send_shared(&mut self, sid: Sid, packet: &SharedPacket) -> Result<(), UsageError> {
         self.queue_all(sid, Packets::Shared(std::slice::from_ref(packet)))
     }
@@ -467,13 +491,24 @@ impl Server {
     /// Sends several message packets, all or none (an upper layer's packet
     /// and its attachments).
     pub fn send_all(&mut self, sid: Sid, packets: &[Packet]) -> Result<(), UsageError> {
+        self.send_all_compressed(sid, packets, true)
+    }
+
+    /// [`send_all`](Self::send_all), saying whether the packets may be
+    /// compressed (see [`send_text_compressed`](Self::send_text_compressed)).
+    pub fn send_all_compressed(
+        &mut self,
+        sid: Sid,
+        packets: &[Packet],
+        compress: bool,
+    ) -> Result<(), UsageError> {
         if packets
             .iter()
             .any(|p| matches!(p.data, Data::Binary(_)) && p.kind != PacketType::Message)
         {
             return Err(UsageError::BinaryNotMessage);
         }
-        self.queue_all(sid, Packets::Plain(packets))
+        self.queue_all(sid, Packets::Plain(packets, compress))
     }
 
     /// Sends several packets encoded once for many sessions, all or none.
@@ -491,7 +526,7 @@ impl Server {
         if matches!(packet.data, Data::Binary(_)) && packet.kind != PacketType::Message {
             return Err(UsageError::BinaryNotMessage);
         }
-        self.queue_all(sid, Packets::Plain(std::slice::from_ref(&packet)))
+        self.queue_all(sid, Packets::Plain(std::slice::from_ref(&packet), true))
     }
 
     /// Closes a session: queued packets go out first, then the close
@@ -505,7 +540,7 @@ impl Server {
         }
         match s.start_close(deadline) {
             Some(get) => {
-                self.answer_poll(now, get, &[Packet::new(PacketType::Close)]);
+                self.answer_poll(now, get, &[Packet::new(PacketType::Close)], true);
                 self.end_session(now, sid, CloseReason::ForcedClose);
             }
             None => self.schedule(Target::Session(sid)),
@@ -638,20 +673,30 @@ fn flag_dirty(flag: &mut bool, dirty: &mut Vec<Target>, target: Target) {
     }
 }
 
+/// Packets to send, and whether they may be compressed (shared packets
+/// say it each).
 #[derive(Clone, Copy)]
 enum Packets<'a> {
-    Plain(&'a [Packet]),
+    Plain(&'a [Packet], bool),
     Shared(&'a [SharedPacket]),
     /// One message packet, its text borrowed.
-    Text(&'a str),
+    Text(&'a str, bool),
 }
 
 impl Packets<'_> {
     fn len(&self) -> usize {
         match self {
-            Packets::Plain(p) => p.len(),
+            Packets::Plain(p, _) => p.len(),
             Packets::Shared(p) => p.len(),
-            Packets::Text(_) => 1,
+            Packets::Text(..) => 1,
+        }
+    }
+
+    /// Whether any of them may be compressed.
+    fn compress(&self) -> bool {
+        match self {
+            Packets::Plain(_, c) | Packets::Text(_, c) => *c,
+            Packets::Shared(p) => p.iter().any(|p| p.compress),
         }
     }
 
@@ -665,9 +710,9 @@ impl Packets<'_> {
             }
         }
         match self {
-            Packets::Plain(p) => p.iter().map(one).sum(),
+            Packets::Plain(p, _) => p.iter().map(one).sum(),
             Packets::Shared(p) => p.iter().map(|p| one(&p.packet)).sum(),
-            Packets::Text(t) => t.len() + 2,
+            Packets::Text(t, _) => t.len() + 2,
         }
     }
 
@@ -676,9 +721,9 @@ impl Packets<'_> {
     fn ws_len(&self) -> usize {
         const OVERHEAD: usize = 1 + ws::frame::MAX_HEADER_LEN;
         match self {
-            Packets::Plain(p) => p.iter().map(|p| p.data.len() + OVERHEAD).sum(),
+            Packets::Plain(p, _) => p.iter().map(|p| p.data.len() + OVERHEAD).sum(),
             Packets::Shared(p) => p.iter().map(|p| p.frame.as_bytes().len()).sum(),
-            Packets::Text(t) => t.len() + OVERHEAD,
+            Packets::Text(t, _) => t.len() + OVERHEAD,
         }
     }
 }

@@ -30,6 +30,11 @@ pub(crate) trait Holdable: Sized {
     fn held_len(&self) -> usize;
     /// Bytes for `conn` (what a driver gave back).
     fn data(conn: ConnId, data: Bytes) -> Self;
+    /// The connection it abandons, if it tells the driver to close one:
+    /// what that connection held goes nowhere.
+    fn closes(&self) -> Option<ConnId> {
+        None
+    }
 }
 
 /// The output of one blocked connection.
@@ -121,6 +126,21 @@ impl<T: Holdable> Backlog<T> {
         h.bytes = h.bytes.saturating_add(t.held_len());
         h.queue.push_back(t);
         None
+    }
+
+    /// The next transmit of `queue` to hand out, holding those for blocked
+    /// connections and forgetting what a closed connection held.
+    pub(crate) fn next(&mut self, queue: &mut VecDeque<T>) -> Option<T> {
+        loop {
+            let t = queue.pop_front()?;
+            if let Some(conn) = t.closes() {
+                self.remove(conn);
+                return Some(t);
+            }
+            if let Some(t) = self.hold(t) {
+                return Some(t);
+            }
+        }
     }
 
     /// `conn` is writable again: what it held, in order, to go out first.

@@ -67,6 +67,8 @@ enum Delivery {
 
 struct Net {
     server: Server,
+    /// What a started server is made with.
+    server_config: Config,
     /// Bumped when the server is killed: deliveries to an older one vanish.
     epoch: u32,
     up: bool,
@@ -88,9 +90,9 @@ struct Net {
     taken: HashMap<(NspId, String), usize>,
 }
 
-fn new_server(epoch: u32, now: Instant) -> Server {
+fn new_server(config: &Config, epoch: u32, now: Instant) -> Server {
     let mut s = Server::new(
-        server_config(),
+        config.clone(),
         Box::new(SeededEntropy::new(100 + u64::from(epoch))),
         now,
     );
@@ -100,9 +102,14 @@ fn new_server(epoch: u32, now: Instant) -> Server {
 
 impl Net {
     fn new(config: ClientConfig) -> Net {
+        Net::with_server(config, server_config())
+    }
+
+    fn with_server(config: ClientConfig, server: Config) -> Net {
         let now = Instant::now();
         let mut n = Net {
-            server: new_server(0, now),
+            server: new_server(&server, 0, now),
+            server_config: server,
             epoch: 0,
             up: true,
             client: Client::new(config, Box::new(SeededEntropy::new(SEED)), now),
@@ -244,7 +251,7 @@ impl Net {
     fn kill(&mut self) {
         self.up = false;
         self.epoch += 1;
-        self.server = new_server(self.epoch, self.now);
+        self.server = new_server(&self.server_config, self.epoch, self.now);
         // The process's sockets close with it.
         self.to_server.clear();
         let mut ends: Vec<ConnId> = std::mem::take(&mut self.to_client).into_values().collect();
@@ -1295,7 +1302,7 @@ fn the_send_buffer_holds_at_most_max_send_buffer_emits() {
 }
 
 #[test]
-fn events_before_the_connect_answer_are_held_up_to_1024() {
+fn events_before_the_connect_answer_are_held_up_to_the_default_max_receive_buffer() {
     let mut n = Net::new(client_config(TransportMode::WebSocketOnly));
     n.server.add_namespace("/slow", Admission::Decide);
     let root = n.socket("/", None);
@@ -1309,7 +1316,7 @@ fn events_before_the_connect_answer_are_held_up_to_1024() {
     let socket = request.expect("the CONNECT waits for a verdict");
     // A server that talks before it answers (a correct one does not).
     let sid = n.server.session_of(n.server.sockets("/")[0]).unwrap();
-    for i in 0..1100 {
+    for i in 0..10_100 {
         let packet = format!(r#"2/slow,["early",{i}]"#);
         n.server.engine().send(sid, packet).unwrap();
     }
@@ -1320,6 +1327,9 @@ fn events_before_the_connect_answer_are_held_up_to_1024() {
     n.pump();
     n.advance(ms(50));
     let early = n.got(slow, "early");
-    assert_eq!(early.len(), 1024);
-    assert_eq!(early.last(), Some(&vec![num(1023)]));
+    assert_eq!(early.len(), 10_000);
+    assert_eq!(early.last(), Some(&vec![num(9_999)]));
 }
+
+#[path = "client_tests_parity.rs"]
+mod parity;

@@ -35,6 +35,7 @@ use std::{fmt, time::Duration};
 pub use client::{
     Client, ClientConfig, ClientDisconnectReason, ClientEvent, ClientState, ClientUsageError, NspId,
 };
+pub use msgpack::Parser;
 pub use packet::{DecodeError, Decoder, Packet, RESERVED_EVENTS};
 pub use server::{
     Broadcast, ClusterAnswer, ClusterMessage, RecoveryConfig, RequestId, Selection, Server,
@@ -330,7 +331,8 @@ pub struct Config {
     /// How long a connection may stay without joining a namespace.
     /// Default 45 s, as the official server.
     pub connect_timeout: Duration,
-    /// Most attachments in one packet. Default 10, as the official parser.
+    /// Most attachments in one packet (default parser). Default 10, as the
+    /// official parser.
     pub max_attachments: usize,
     /// Whether this server is a node of a cluster: operations not marked
     /// `local` are also handed to the other nodes by
@@ -353,6 +355,9 @@ pub struct Config {
     /// verdict ([`Server::set_event_admission`]); past it the connection
     /// is closed. Default 64.
     pub max_held_events: usize,
+    /// The Socket.IO parser every client must speak (the official
+    /// `parser` option): the default one, or `socket.io-msgpack-parser`.
+    pub parser: Parser,
 }
 
 /// The file names of the official browser client, as the official server
@@ -379,6 +384,7 @@ impl Default for Config {
             recovery: None,
             cleanup_empty_child_namespaces: false,
             max_held_events: 64,
+            parser: Parser::Default,
         }
     }
 }
@@ -417,6 +423,11 @@ impl Config {
     /// Sets [`max_held_events`](Self::max_held_events).
     pub fn max_held_events(mut self, n: usize) -> Self {
         self.max_held_events = n;
+        self
+    }
+    /// Sets [`parser`](Self::parser).
+    pub fn parser(mut self, p: Parser) -> Self {
+        self.parser = p;
         self
     }
     /// Sets [`cleanup_empty_child_namespaces`](Self::cleanup_empty_child_namespaces).

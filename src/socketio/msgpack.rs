@@ -51,39 +51,15 @@
 
 mod decode;
 mod encode;
+pub(super) mod error;
 #[cfg(test)]
 mod tests;
 
 use bytes::Bytes;
 
 use super::packet::{self, Body, DecodeError, Decoder, Packet};
-use crate::engineio::Data;
-
-/// Why a message is not a msgpack packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-#[non_exhaustive]
-pub enum MsgpackError {
-    /// The message ends inside a value, or declares a length the rest
-    /// of it cannot hold.
-    #[error("truncated")]
-    Truncated,
-    /// Bytes follow the packet's value.
-    #[error("trailing bytes")]
-    TrailingBytes,
-    /// The never-used marker `0xc1`.
-    #[error("reserved marker 0xc1")]
-    ReservedMarker,
-    /// Arrays and maps nested deeper than the limit.
-    #[error("nested too deep")]
-    TooDeep,
-    /// A map key that is not a string, number, boolean, nil or
-    /// `undefined`.
-    #[error("unsupported map key")]
-    UnsupportedKey,
-    /// The message is one value, but not a map.
-    #[error("not a map")]
-    NotAMap,
-}
+use crate::engineio::{self, Data, SharedPacket};
+pub use error::MsgpackError;
 
 /// Encodes a packet into its one binary message.
 ///
@@ -200,6 +176,56 @@ impl Parser {
         }
     }
 
+    /// [`Parser::encode_parts`] once for any number of recipients: each
+    /// message is framed once, and every recipient's transport shares it.
+    pub(crate) fn encode_shared(
+        self,
+        kind: u8,
+        nsp: &str,
+        id: Option<u64>,
+        body: Body<'_>,
+    ) -> Vec<SharedPacket> {
+        self.encode_parts(kind, nsp, id, body)
+            .into_messages()
+            .into_iter()
+            .map(|m| SharedPacket::new(engineio::Packet::message(m)))
+            .collect()
+    }
+
+    /// [`Parser::encode_parts`] for one recipient, into `scratch` where the
+    /// parser allows: a default-parser packet without attachments comes
+    /// back as text borrowed from it, so a caller that keeps `scratch`
+    /// between packets encodes them without allocating.
+    pub(crate) fn encode_reusing<'s>(
+        self,
+        kind: u8,
+        nsp: &str,
+        id: Option<u64>,
+        body: Body<'_>,
+        scratch: &'s mut String,
+    ) -> Reused<'s> {
+        match self {
+            Parser::Default => {
+                scratch.clear();
+                let mut attachments = Vec::new();
+                packet::encode_into(kind, nsp, id, body, scratch, &mut attachments);
+                if attachments.is_empty() {
+                    return Reused::Text(scratch.as_str());
+                }
+                let text = Data::from(scratch.as_str().to_owned());
+                Reused::Messages(
+                    std::iter::once(text)
+                        .chain(attachments.into_iter().map(Data::Binary))
+                        .map(engineio::Packet::message)
+                        .collect(),
+                )
+            }
+            Parser::Msgpack => Reused::Messages(vec![engineio::Packet::message(Data::Binary(
+                encode_parts(kind, nsp, id, body),
+            ))]),
+        }
+    }
+
     /// A decoder for one connection's messages; `max_attachments` bounds
     /// the default parser's binary packets.
     pub fn decoder(self, max_attachments: usize) -> MessageDecoder {
@@ -208,6 +234,15 @@ impl Parser {
             Parser::Msgpack => Inner::Msgpack,
         })
     }
+}
+
+/// A packet encoded by [`Parser::encode_reusing`].
+#[derive(Debug)]
+pub(crate) enum Reused<'s> {
+    /// One text message, borrowed from the caller's buffer.
+    Text(&'s str),
+    /// The messages, in order, to be sent all or none.
+    Messages(Vec<engineio::Packet>),
 }
 
 /// Turns one connection's Engine.IO messages into packets, with the
@@ -236,8 +271,7 @@ impl MessageDecoder {
     /// attachments. After an error the connection must be closed.
     pub fn decode(&mut self, message: Data) -> Result<Option<Packet>, DecodeError> {
         match (&mut self.0, message) {
-            (Inner::Default(d), Data::Text(t)) => d.decode_text(t.as_str()),
-            (Inner::Default(d), Data::Binary(b)) => d.decode_binary(b),
+            (Inner::Default(d), m) => d.decode(m),
             (Inner::Msgpack, Data::Binary(b)) => decode(&b).map(Some),
             (Inner::Msgpack, Data::Text(_)) => Err(DecodeError::TextMessage),
         }

@@ -248,7 +248,7 @@ pub enum DecodeError {
     TextMessage,
     /// A binary message that is not one msgpack map.
     #[error("invalid msgpack: {0}")]
-    Msgpack(#[from] super::msgpack::MsgpackError),
+    Msgpack(#[from] super::msgpack::error::MsgpackError),
     /// A msgpack packet whose `nsp` is missing or not a string.
     #[error("invalid namespace")]
     BadNamespace,

@@ -798,6 +798,8 @@ fn usage_errors() {
 mod api;
 #[path = "server_tests_cluster.rs"]
 mod cluster;
+#[path = "server_tests_compress.rs"]
+mod compress;
 #[path = "server_tests_limits.rs"]
 mod limits;
 #[path = "server_tests_recovery.rs"]

@@ -9,9 +9,13 @@
 // prints `KILL` and waits for a `KILLED` line on stdin, then prints `START`
 // and waits for `STARTED` (the Rust test kills the chat example and starts
 // it again on the same port). Both pages must reconnect by themselves and
-// chat again. Last, the CDN fallback: the page loads the official client
-// from cdn.socket.io (served here from the npm copy) when the server has
-// none, and refuses a copy that does not match its SRI hash.
+// chat again. Before that, one page's connection blips: it comes back
+// recovered (connection state recovery) and shows what was said meanwhile.
+// After it, a third browser joins and Alice writes to Bob privately (Carol
+// sees nothing); nicknames that render as nothing are refused. Last, the
+// CDN fallback: the page loads the official client from cdn.socket.io
+// (served here from the npm copy) when the server has none, and refuses a
+// copy that does not match its SRI hash.
 //
 // No page may reach the internet: every request to another origin is
 // aborted and reported. Prints `ok NAME` / `fail NAME: why`, then
@@ -296,6 +300,53 @@ async function main() {
     await waitText(a, "#messages", "bob joined");
   });
 
+  await check("network-blip-shows-missed-messages", async () => {
+    const id = await a.evaluate(() => window.chat.socket.id);
+    // Alice's connection drops (as when a network blips) and her page
+    // cannot reach the server for a while (its reconnection starts on
+    // polling, which is refused here); Bob talks meanwhile.
+    const away = (url) => url.pathname === "/socket.io/";
+    let refused = 0;
+    const refuse = (route) => {
+      refused++;
+      return route.abort();
+    };
+    await a.route(away, refuse);
+    await a.evaluate(() => window.chat.socket.io.engine.close());
+    await waitText(a, "#status", "reconnecting…", 5_000);
+    await a.waitForFunction(() => window.chat.statuses.includes("reconnecting… (attempt 1)"), null, {
+      timeout: 5_000,
+    });
+    await say(b, "Did you get this while you were away?");
+    await waitText(b, "#messages", "bob: Did you get this while you were away?");
+    await a.waitForFunction(() => window.chat.statuses.includes("reconnecting… (attempt 2)"), null, {
+      timeout: 10_000,
+    });
+    assert(refused > 0, "alice's page never tried to reconnect");
+    assert(!(await text(a, "#messages")).includes("while you were away"), "alice was not away");
+    await a.unroute(away, refuse);
+    await a.waitForFunction(() => window.chat.socket.connected, null, { timeout: 15_000 });
+    const r = await a.evaluate(() => ({ recovered: window.chat.socket.recovered, id: window.chat.socket.id }));
+    assert(r.recovered === true, "the connection was not recovered");
+    assert(r.id === id, `a new id after a blip: ${r.id}, was ${id}`);
+    await waitText(a, "#status", "reconnected, nothing missed");
+    await waitText(a, "#messages", "bob: Did you get this while you were away?");
+    const seen = await a.evaluate(
+      () =>
+        [...document.querySelectorAll("#messages li")].filter((li) =>
+          li.textContent.includes("Did you get this while you were away?"),
+        ).length,
+    );
+    assert(seen === 1, `the missed message is shown ${seen} times`);
+    // Bob saw her go and come back; she was not told of her own departure.
+    await waitText(b, "#messages", "alice left");
+    await waitText(b, "#messages", "alice is back");
+    assert(!(await text(a, "#messages")).includes("alice left"), "alice was told that she left");
+    await waitText(a, "#online", "2 online");
+    await say(a, "Yes, it came when I was back.");
+    await waitText(b, "#messages", "alice: Yes, it came when I was back.");
+  });
+
   await check("server-restart-reconnects", async () => {
     console.log("KILL");
     await expectLine("KILLED", 20_000);
@@ -358,16 +409,71 @@ async function main() {
     assert((await transportOf(C.page)) === "websocket", "the WebSocket-only page is not on websocket");
   });
 
-  await check("server-refuses-without-nickname", async () => {
-    const message = await C.page.evaluate(
-      () =>
-        new Promise((resolve) => {
-          const s = io({ auth: { name: " \t " }, forceNew: true, transports: ["websocket"] });
-          s.on("connect", () => resolve("connected"));
-          s.on("connect_error", (e) => resolve(e.message));
-        }),
+  await check("private-message", async () => {
+    // Alice picks Bob in the list of people and writes to him alone.
+    await a.waitForFunction(
+      () => [...document.querySelectorAll("#to option")].some((o) => o.textContent === "bob"),
+      null,
+      { timeout: 10_000 },
     );
-    assert(message === "Please choose a nickname", `got ${message}`);
+    const bob = await b.evaluate(() => window.chat.me);
+    await a.selectOption("#to", bob);
+    await say(a, "Only for you, Bob.");
+    await waitText(b, "#messages", "alice → bob (private): Only for you, Bob.");
+    await waitText(a, "#messages", "alice → bob (private): Only for you, Bob.");
+    // Everyone again, which Carol sees.
+    await a.selectOption("#to", "");
+    await say(a, "And this is for everyone.");
+    await waitText(C.page, "#messages", "alice: And this is for everyone.");
+    const carol = await text(C.page, "#messages");
+    assert(!carol.includes("Only for you"), "Carol saw the private message");
+    const lines = await b.locator("#messages li.private").count();
+    assert(lines === 1, `bob has ${lines} private lines, expected 1`);
+  });
+
+  await check("server-refuses-without-nickname", async () => {
+    // Empty, and names that render as nothing: whitespace, zero-width and
+    // format characters.
+    for (const name of [" \t ", "\u200b", "\u2060\u00ad", " \u200b\u3000\ufeff "]) {
+      const message = await C.page.evaluate(
+        (name) =>
+          new Promise((resolve) => {
+            const s = io({ auth: { name }, forceNew: true, transports: ["websocket"] });
+            s.on("connect", () => resolve("connected"));
+            s.on("connect_error", (e) => resolve(e.message));
+          }),
+        name,
+      );
+      assert(message === "Please choose a nickname", `${JSON.stringify(name)}: got ${message}`);
+    }
+    // Through the page: the refusal shows on the form, which stays.
+    const p = await C.ctx.newPage();
+    try {
+      await open(p, "?transport=websocket");
+      await p.fill("#name", "\u200b\u2060");
+      await p.click("#join button");
+      await waitText(p, "#join-error", "Please choose a nickname");
+      assert(await p.locator("#join").isVisible(), "the nickname form is hidden");
+      assert(await p.locator("#room").isHidden(), "the chat is shown");
+      assert((await text(p, "#status")) === "not connected", `status ${await text(p, "#status")}`);
+      assert(await p.locator("#join button").isEnabled(), "the join button stays disabled");
+    } finally {
+      await p.close();
+    }
+  });
+
+  await check("leaving", async () => {
+    await C.ctx.close();
+    await waitText(a, "#messages", "carol left");
+    await waitText(b, "#messages", "carol left");
+    await waitText(a, "#online", "2 online");
+    await a.waitForFunction(
+      () => ![...document.querySelectorAll("#to option")].some((o) => o.textContent === "carol"),
+      null,
+      { timeout: 10_000 },
+    );
+    const names = await a.evaluate(() => [...document.querySelectorAll("#to option")].map((o) => o.textContent));
+    assert(JSON.stringify(names) === JSON.stringify(["Everyone", "bob"]), `alice can write to ${names}`);
   });
 
   await check("cdn-copy-must-match-sri", async () => {

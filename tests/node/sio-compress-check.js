@@ -2,17 +2,22 @@
 // Compression seen by the official `socket.io-client`: permessage-deflate on
 // the WebSocket transport and gzip/deflate-encoded long-polling answers.
 //
-//   node sio-compress-check.js client URL [--only a,b]
+//   node sio-compress-check.js client URL [--only a,b] [--official]
 //       Runs the scenarios below against a server with the behaviour of
 //       CONFORMANCE.md and permessage-deflate on (the `conformance` example
 //       with --compress), printing `ok NAME` / `fail NAME: why`, then
-//       `N passed, N failed`; exits 1 if any failed.
+//       `N passed, N failed`; exits 1 if any failed. `--official`: the
+//       server is the yardstick below, whose engine.io (6.6) no longer
+//       hands `compress(false)` to its WebSocket (its polling still obeys
+//       it): those messages are expected compressed.
 //
 //   node sio-compress-check.js server [--port P]
 //       The yardstick: the official `socket.io` server with
 //       `perMessageDeflate: true` (and its default `httpCompression`), with
 //       the events the scenarios use (`message`, `message-with-ack`,
-//       `emit-all`) and the `auth` greeting. Prints `READY <port>`.
+//       `emit-all`, and `message-uncompressed` / `emit-all-uncompressed`,
+//       answered as `message-back` / `all` with `compress(false)`) and the
+//       `auth` greeting. Prints `READY <port>`.
 //
 // Polling goes through `fetch` (engine.io-client's `Fetch` transport), which
 // asks for and decodes compressed answers as a browser does; the scenarios
@@ -55,6 +60,10 @@ function runServer(args) {
       if (typeof ack === "function") ack(...args);
     });
     socket.on("emit-all", (...args) => server.emit("all", ...args));
+    socket.on("message-uncompressed", (...args) =>
+      socket.compress(false).emit("message-back", ...args)
+    );
+    socket.on("emit-all-uncompressed", (...args) => server.compress(false).emit("all", ...args));
   });
   httpServer.listen(port, "127.0.0.1", () => {
     process.stdout.write(`READY ${httpServer.address().port}\n`);
@@ -75,12 +84,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // What the polling answers said about their encoding, and the requests'
 // Accept-Encoding, recorded by wrapping `fetch`.
-const seen = { encodings: [], accepts: [] };
+const seen = { encodings: [], accepts: [], answers: [] };
 const realFetch = globalThis.fetch;
 globalThis.fetch = async (url, init) => {
   const res = await realFetch(url, init);
   if ((init && init.method) === "GET") {
-    seen.encodings.push(res.headers.get("content-encoding") || "identity");
+    const encoding = res.headers.get("content-encoding") || "identity";
+    seen.encodings.push(encoding);
+    seen.answers.push({ encoding, text: await res.clone().text() });
   }
   return res;
 };
@@ -101,8 +112,10 @@ function same(a, b) {
 function runClient(args) {
   let url = null;
   let only = null;
+  let official = false;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--only") only = new Set((args[++i] || "").split(","));
+    else if (args[i] === "--official") official = true;
     else if (args[i].startsWith("--")) usage(`unknown option ${args[i]}`);
     else if (url === null) url = args[i];
     else usage(`unexpected argument ${args[i]}`);
@@ -210,6 +223,71 @@ function runClient(args) {
     check(rawWs(s), "never upgraded");
     check(rawWs(s)._extensions["permessage-deflate"], "no permessage-deflate after the upgrade");
     await echo(s, [records(300, 1)], "over the WebSocket");
+  });
+
+  function uncompressed(read, size) {
+    if (official) check(read < size / 4, `received ${read} bytes for ${size}: not compressed`);
+    else check(read >= size, `received ${read} bytes for ${size}: compressed`);
+  }
+
+  // `socket.compress(false).emit(..)`: the echo comes back as it is on a
+  // compressing WebSocket, while the client's message and a plain echo
+  // still cross compressed.
+  add("websocket-compress-false", async () => {
+    const s = connect({ transports: ["websocket"] });
+    await once(s, "auth");
+    const ws = rawWs(s);
+    check(ws && ws._extensions["permessage-deflate"], "no permessage-deflate");
+    const big = records(2000);
+    const size = JSON.stringify(big).length;
+    const sock = ws._socket;
+    let [r0, w0] = [sock.bytesRead, sock.bytesWritten];
+    s.emit("message-uncompressed", big);
+    let [back] = await once(s, "message-back");
+    check(same(back, big), "the uncompressed echo differs");
+    let [read, written] = [sock.bytesRead - r0, sock.bytesWritten - w0];
+    check(written < size / 4, `sent ${written} bytes for ${size}`);
+    uncompressed(read, size);
+    [r0, w0] = [sock.bytesRead, sock.bytesWritten];
+    await echo(s, [big], "a compressible echo after it");
+    read = sock.bytesRead - r0;
+    check(read < size / 4, `received ${read} bytes for ${size}: not compressed`);
+  });
+
+  // Over polling, an answer is compressed only if some packet in it may be.
+  add("polling-compress-false", async () => {
+    seen.answers.length = 0;
+    const s = connect({ transports: [Fetch] });
+    await once(s, "auth");
+    const big = records(400, 3);
+    s.emit("message-uncompressed", big);
+    const [back] = await once(s, "message-back");
+    check(same(back, big), "the uncompressed echo differs");
+    await echo(s, [big], "a compressible echo after it");
+    const marker = JSON.stringify(big[0]);
+    const carried = seen.answers.filter((a) => a.text.includes(marker));
+    check(carried.length === 2, `${carried.length} answers carried the echoes`);
+    // A ping that happens to share the answer may have it compressed.
+    const [plain, packed] = carried;
+    check(
+      plain.encoding === "identity" || plain.text.split("\x1e").includes("2"),
+      `the compress(false) answer was ${plain.encoding}`
+    );
+    check(packed.encoding === "gzip", `the plain echo's answer was ${packed.encoding}`);
+  });
+
+  add("broadcast-compress-false", async () => {
+    const a = connect({ transports: ["websocket"] });
+    await once(a, "auth");
+    const sock = rawWs(a)._socket;
+    const payload = records(1000);
+    const size = JSON.stringify(payload).length;
+    const r0 = sock.bytesRead;
+    const got = once(a, "all");
+    a.emit("emit-all-uncompressed", payload);
+    const [x] = await got;
+    check(same(x, payload), "the broadcast differs");
+    uncompressed(sock.bytesRead - r0, size);
   });
 
   add("broadcast", async () => {

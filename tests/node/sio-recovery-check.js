@@ -6,6 +6,10 @@
 //
 //   node sio-recovery-check.js URL [--transports polling|websocket|both]
 //                                  [--path /socket.io/] [--only a,b,...]
+//                                  [--parser msgpack]
+//
+// `--parser msgpack` makes `socket.io-msgpack-parser` the client's parser
+// (for a server started with `--parser msgpack` too).
 //
 // Prints `ok NAME` or `fail NAME: why` per scenario, then `N passed, N failed`.
 // Exit code 0 when every scenario passed, 1 otherwise, 2 on bad usage. Every
@@ -18,7 +22,7 @@ const { io } = require("socket.io-client");
 function usage(msg) {
   if (msg) console.error(`sio-recovery-check: ${msg}`);
   console.error(
-    "usage: node sio-recovery-check.js URL [--transports polling|websocket|both] [--path /socket.io/] [--only a,b]"
+    "usage: node sio-recovery-check.js URL [--transports polling|websocket|both] [--path /socket.io/] [--only a,b] [--parser msgpack]"
   );
   process.exit(2);
 }
@@ -28,11 +32,13 @@ let URL_ARG = null;
 let MODE = "websocket";
 let PATH = "/socket.io/";
 let ONLY = null;
+let PARSER = "default";
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === "--transports") MODE = argv[++i];
   else if (a === "--path") PATH = argv[++i];
   else if (a === "--only") ONLY = new Set((argv[++i] || "").split(","));
+  else if (a === "--parser") PARSER = argv[++i];
   else if (a === "-h" || a === "--help") usage();
   else if (a.startsWith("--")) usage(`unknown option ${a}`);
   else if (URL_ARG === null) URL_ARG = a;
@@ -42,6 +48,8 @@ if (!URL_ARG) usage("missing URL");
 const TRANSPORTS = { polling: ["polling"], websocket: ["websocket"], both: ["polling", "websocket"] }[MODE];
 if (!TRANSPORTS) usage(`bad --transports ${MODE}`);
 const BASE = URL_ARG.replace(/\/+$/, "");
+if (!["default", "msgpack"].includes(PARSER)) usage(`bad --parser ${PARSER}`);
+const PARSER_OPT = PARSER === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {};
 
 // The server keeps a session this long (CONFORMANCE.md, `--recovery`).
 const WINDOW = 2000;
@@ -110,6 +118,7 @@ class Recorder {
         transports: TRANSPORTS,
         forceNew: true,
         timeout: 5000,
+        ...PARSER_OPT,
         ...opts,
       })
     );
@@ -144,7 +153,9 @@ class Ctx {
   }
   // A second client that drives the server's events.
   async peer() {
-    const s = this.track(io(BASE, { path: PATH, transports: TRANSPORTS, forceNew: true, reconnection: false }));
+    const s = this.track(
+      io(BASE, { path: PATH, transports: TRANSPORTS, forceNew: true, reconnection: false, ...PARSER_OPT })
+    );
     await once(s, "connect", 6000, "peer");
     return s;
   }

@@ -4,10 +4,12 @@
 // in CONFORMANCE.md ("Reference behaviour"): the Rust `conformance` example
 // must answer every test exactly like this script does.
 //
-//   node sio-server.js [--port P] [--ping-interval MS] [--ping-timeout MS] [--recovery]
+//   node sio-server.js [--port P] [--ping-interval MS] [--ping-timeout MS] [--recovery] [--parser msgpack]
 //
 // `--recovery` turns on connection state recovery as CONFORMANCE.md's flag of
 // that name says (maxDisconnectionDuration 2000 ms, skipMiddlewares).
+// `--parser msgpack` makes `socket.io-msgpack-parser` the Socket.IO parser
+// (the Engine.IO echo is unchanged).
 //
 // Listens on 127.0.0.1:P (default 3000; 0 picks a free port) and prints
 // `READY <port>` on stdout once it accepts connections.
@@ -21,7 +23,7 @@ const engine = require("engine.io");
 const { Server } = require("socket.io");
 
 function parseArgs(argv) {
-  const opts = { port: 3000, pingInterval: 300, pingTimeout: 200, recovery: false };
+  const opts = { port: 3000, pingInterval: 300, pingTimeout: 200, recovery: false, parser: "default" };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -45,10 +47,19 @@ function parseArgs(argv) {
       case "--recovery":
         opts.recovery = true;
         break;
+      case "--parser": {
+        const v = argv[++i];
+        if (v !== "msgpack" && v !== "default") {
+          console.error(`sio-server: --parser expects msgpack or default`);
+          process.exit(2);
+        }
+        opts.parser = v;
+        break;
+      }
       case "-h":
       case "--help":
         console.log(
-          "usage: node sio-server.js [--port P] [--ping-interval MS] [--ping-timeout MS] [--recovery]"
+          "usage: node sio-server.js [--port P] [--ping-interval MS] [--ping-timeout MS] [--recovery] [--parser msgpack]"
         );
         process.exit(0);
         break;
@@ -91,6 +102,7 @@ const io = new Server(httpServer, {
   ...(opts.recovery
     ? { connectionStateRecovery: { maxDisconnectionDuration: 2000, skipMiddlewares: true } }
     : {}),
+  ...(opts.parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
 });
 
 const lastIsFn = (args) =>

@@ -53,6 +53,13 @@ pub struct ClientConfig {
     /// Add a random `t` parameter to every polling request, as the official
     /// client does against caches. Default on.
     pub timestamp_requests: bool,
+    /// Ask for compressed polling answers: every polling request says
+    /// `Accept-Encoding: gzip, deflate` (unless [`headers`](Self::headers)
+    /// has an `Accept-Encoding` of its own), and a server with
+    /// `httpCompression` encodes large answers (a browser asks the same).
+    /// Answers that come encoded are decoded either way, within the same
+    /// 64 MiB as a plain body. Default on.
+    pub http_compression: bool,
 }
 
 impl ClientConfig {
@@ -69,6 +76,7 @@ impl ClientConfig {
             idle_timeout: Duration::from_secs(2),
             max_buffered_packets: 10_000,
             timestamp_requests: true,
+            http_compression: true,
         }
     }
 
@@ -115,6 +123,11 @@ impl ClientConfig {
     /// Sets [`timestamp_requests`](Self::timestamp_requests).
     pub fn timestamp_requests(mut self, on: bool) -> Self {
         self.timestamp_requests = on;
+        self
+    }
+    /// Sets [`http_compression`](Self::http_compression).
+    pub fn http_compression(mut self, on: bool) -> Self {
+        self.http_compression = on;
         self
     }
 }

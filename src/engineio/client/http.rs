@@ -26,17 +26,38 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Client, ClientError, ClientTransmit, session::Phase};
+use super::{Client, ClientError, ClientTransmit, Phase};
 use crate::{
-    engineio::ConnId,
+    engineio::{
+        ConnId,
+        compression::{self, ContentEncoding, DecodeBodyError},
+    },
     http::{
-        Limits, Method, ResponseHead,
+        HttpError, Limits, Method, ResponseHead,
         client::{ResponseReader, keeps_alive},
     },
 };
 
-/// Largest answer body read (a polling payload).
-const MAX_BODY: usize = 64 << 20;
+/// Largest answer body read (a polling payload), as it comes and, when it
+/// comes gzip- or deflate-encoded, once decoded.
+pub(super) const MAX_BODY: usize = 64 << 20;
+
+/// The body of an answer as the server meant it: a gzip- or
+/// deflate-encoded one (`httpCompression`) decoded, under [`MAX_BODY`]
+/// decoded too, which inflating stops at (a small body cannot make a large
+/// buffer).
+pub(super) fn decode_body(head: &ResponseHead, body: Bytes) -> Result<Bytes, ClientError> {
+    let bad = |why| ClientError::BadResponse(HttpError::BadBody(why));
+    let coding = ContentEncoding::parse(head.headers.get("content-encoding"))
+        .map_err(|()| bad("a Content-Encoding other than gzip or deflate"))?;
+    let Some(coding) = coding else {
+        return Ok(body);
+    };
+    compression::decompress(&body, coding, MAX_BODY).map_err(|e| match e {
+        DecodeBodyError::TooLarge => ClientError::BadResponse(HttpError::BodyTooLarge(MAX_BODY)),
+        DecodeBodyError::Invalid => bad("invalid gzip or deflate data"),
+    })
+}
 
 /// What a request in flight is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

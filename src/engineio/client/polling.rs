@@ -15,9 +15,8 @@
 use std::time::Instant;
 
 use super::{
-    Client, ClientError, Transport,
-    http::{Answer, Purpose},
-    session::Phase,
+    Client, ClientError, Phase, Transport,
+    http::{Answer, Purpose, decode_body},
 };
 use crate::{
     engineio::{
@@ -82,11 +81,15 @@ impl Client {
         }
     }
 
-    /// The body of a 200 answer. Any other answer, or none, ends the
-    /// session with `transport error`.
+    /// The body of a 200 answer, decoded if it came compressed. Any other
+    /// answer, or none, or a body that cannot be decoded, ends the session
+    /// with `transport error`.
     fn accepted(&mut self, now: Instant, answer: Answer) -> Option<bytes::Bytes> {
         let error = match answer {
-            Ok((head, body)) if head.status == 200 => return Some(body),
+            Ok((head, body)) if head.status == 200 => match decode_body(&head, body) {
+                Ok(body) => return Some(body),
+                Err(e) => e,
+            },
             Ok((head, _)) => ClientError::HttpStatus(head.status),
             Err(e) => e,
         };
@@ -146,6 +149,9 @@ impl Client {
         if head.status != 200 {
             return;
         }
+        let Ok(body) = decode_body(&head, body) else {
+            return;
+        };
         let (packets, _) = decode_payload(body);
         let Some(open) = packets.first().filter(|p| p.kind == PacketType::Open) else {
             return;

@@ -67,6 +67,12 @@ impl crate::machine::Holdable for ClientTransmit {
     fn data(conn: ConnId, data: Bytes) -> Self {
         ClientTransmit::Data { conn, data }
     }
+    fn closes(&self) -> Option<ConnId> {
+        match self {
+            ClientTransmit::Close { conn } => Some(*conn),
+            _ => None,
+        }
+    }
 }
 
 impl Client {
@@ -118,6 +124,9 @@ impl Client {
             head.headers
                 .push("Content-Type", "text/plain;charset=UTF-8");
             head.headers.push("Content-Length", body.len().to_string());
+        }
+        if self.config.http_compression && self.config.headers.get("accept-encoding").is_none() {
+            head.headers.push("Accept-Encoding", "gzip, deflate");
         }
         for (n, v) in self.config.headers.iter() {
             head.headers.push(n, v);

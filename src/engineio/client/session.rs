@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    Client, ClientError, ClientEvent, Transport, TransportMode,
+    Client, ClientError, ClientEvent, Phase, Transport, TransportMode,
     polling::batch,
     upgrade::{Probe, ProbeStage},
     websocket::drain_ws,
@@ -25,13 +25,6 @@ use super::{
 use crate::engineio::{
     CloseReason, Data, Packet, PacketType, TransportKind, encode_payload, frame, open::OpenPacket,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    Opening,
-    Open,
-    Closed,
-}
 
 /// The session parameters from the open packet.
 #[derive(Debug, Clone)]

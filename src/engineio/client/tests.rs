@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use super::{polling::batch, *};
 
 mod backpressure;
+mod compression;
 use crate::{
     engineio::{Config, Event, Server, Sid, Transmit, encode_payload},
     entropy::{Entropy, SeededEntropy},
@@ -80,6 +81,8 @@ struct Net {
     sid: Option<Sid>,
     /// Bytes that reached a connection the client had closed.
     late: usize,
+    /// Bytes the server wrote.
+    from_server: usize,
     closed: std::collections::HashSet<ConnId>,
 }
 
@@ -106,6 +109,7 @@ impl Net {
             server_events: Vec::new(),
             sid: None,
             late: 0,
+            from_server: 0,
             closed: Default::default(),
         }
         // Nothing moves until the test says so (after setting latency...).
@@ -209,6 +213,7 @@ impl Net {
     fn on_server_transmit(&mut self, t: Transmit) {
         match t {
             Transmit::Data { conn, data } => {
+                self.from_server += data.len();
                 if let Some(&c) = self.to_client.get(&conn) {
                     self.schedule(Delivery::ClientInput(c, data));
                 }

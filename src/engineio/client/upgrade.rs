@@ -17,8 +17,7 @@
 use std::time::Instant;
 
 use super::{
-    Client, ClientError, ClientEvent, Transport,
-    session::Phase,
+    Client, ClientError, ClientEvent, Phase, Transport,
     websocket::{WsStream, drain_ws, ws_close_cause},
 };
 use crate::{

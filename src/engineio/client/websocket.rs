@@ -4,7 +4,7 @@
 
 use std::{collections::VecDeque, time::Instant};
 
-use super::{Client, ClientError, ClientTransmit, Transport, session::Phase};
+use super::{Client, ClientError, ClientTransmit, Phase, Transport};
 use crate::{
     engineio::{CloseReason, ConnId, TransportKind, frame},
     ws,

@@ -334,6 +334,11 @@ impl Server {
         }
         if close {
             res.headers.push("Connection", "close");
+        } else if let secs @ 1.. = self.config.keep_alive_timeout.as_secs() {
+            // Node's agent lets its idle sockets go a second before this
+            // hint (by default it waits 5 s, as long as we do): without it,
+            // a client may reuse a connection just as we close it.
+            res.headers.push("Keep-Alive", format!("timeout={secs}"));
         }
         let mut out = BytesMut::with_capacity(256 + body.len().min(16 * 1024));
         res.encode(&mut out);

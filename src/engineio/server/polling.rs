@@ -71,20 +71,28 @@ impl Server {
     /// Answers the pending GET with everything buffered (or, once a
     /// closing session is drained, with a noop and the close packet).
     pub(super) fn flush_polling(&mut self, now: Instant, sid: Sid) {
-        let Some((conn, packets, end)) = self.sessions.get_mut(&sid).and_then(Session::take_poll)
+        let Some((conn, packets, compress, end)) =
+            self.sessions.get_mut(&sid).and_then(Session::take_poll)
         else {
             return;
         };
-        self.answer_poll(now, conn, &packets);
+        self.answer_poll(now, conn, &packets, compress);
         if end {
             self.end_session(now, sid, CloseReason::ForcedClose);
         }
     }
 
     /// Answers the GET `conn` with a payload of `packets`, compressed as
-    /// the request accepts if it is large enough (`httpCompression`; every
-    /// packet the server sends is compressible, as in the official server).
-    pub(super) fn answer_poll(&mut self, now: Instant, conn: ConnId, packets: &[Packet]) {
+    /// the request accepts if it is large enough and `compress` (some
+    /// packet in it may be; the server's own packets may, as in the
+    /// official server) says so (`httpCompression`).
+    pub(super) fn answer_poll(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        packets: &[Packet],
+        compress: bool,
+    ) {
         let mut head = polling_head();
         // The handshake's answer (a request without `sid`) sets the cookie,
         // as the official server's "headers" hook does; a handshake over
@@ -98,7 +106,7 @@ impl Server {
             }
         }
         let mut body = encode_payload(packets);
-        if let Some(hc) = self.config.http_compression {
+        if let Some(hc) = self.config.http_compression.filter(|_| compress) {
             let coding = (body.len() >= hc.threshold)
                 .then(|| self.request_head(conn))
                 .flatten()

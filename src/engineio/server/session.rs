@@ -79,6 +79,11 @@ pub(super) struct Session {
     pub(super) buffer: Vec<Packet>,
     /// What the packets `queue` put in `buffer` take on the wire.
     buffered_bytes: usize,
+    /// Some packet in `buffer` may be compressed: the response that carries
+    /// them may be (`httpCompression`, as the official server decides).
+    /// Packets that wait there and leave on the WebSocket after an upgrade
+    /// go by size.
+    buffer_compress: bool,
     ping_at: Option<Instant>,
     pong_deadline: Option<Instant>,
     /// Closing by the server; the session ends at this deadline at the
@@ -110,6 +115,7 @@ impl Session {
             upgrade: None,
             buffer: Vec::new(),
             buffered_bytes: 0,
+            buffer_compress: false,
             ping_at: Some(ping_at),
             pong_deadline: None,
             closing: None,
@@ -269,6 +275,7 @@ impl Session {
     /// Everything buffered, taken.
     pub(super) fn take_buffer(&mut self) -> Vec<Packet> {
         self.buffered_bytes = 0;
+        self.buffer_compress = false;
         std::mem::take(&mut self.buffer)
     }
 
@@ -293,36 +300,39 @@ impl Session {
         let separator =
             |p: &Packet| matches!(&p.data, Data::Text(t) if t.as_bytes().contains(&SEPARATOR));
         let has_separator = match packets {
-            Packets::Plain(p) => p.iter().any(separator),
+            Packets::Plain(p, _) => p.iter().any(separator),
             Packets::Shared(p) => p.iter().any(|p| separator(&p.packet)),
-            Packets::Text(t) => t.as_bytes().contains(&SEPARATOR),
+            Packets::Text(t, _) => t.as_bytes().contains(&SEPARATOR),
         };
         if has_separator {
             return Err(UsageError::SeparatorInText);
         }
         match packets {
-            Packets::Plain(p) => self.buffer.extend_from_slice(p),
+            Packets::Plain(p, _) => self.buffer.extend_from_slice(p),
             Packets::Shared(p) => self.buffer.extend(p.iter().map(|p| p.packet.clone())),
-            Packets::Text(t) => self.buffer.push(Packet::message(t.to_owned())),
+            Packets::Text(t, _) => self.buffer.push(Packet::message(t.to_owned())),
         }
+        self.buffer_compress |= packets.compress();
         self.buffered_bytes = self.buffered_bytes.saturating_add(bytes);
         Ok(self.pending_get().is_some())
     }
 
     /// What the held GET carries now, if anything: the GET, everything
-    /// queued, and whether the session ends with it (once a closing
-    /// session's queue has left, a noop and the close packet).
-    pub(super) fn take_poll(&mut self) -> Option<(ConnId, Vec<Packet>, bool)> {
+    /// queued, whether it may be compressed, and whether the session ends
+    /// with it (once a closing session's queue has left, a noop and the
+    /// close packet).
+    pub(super) fn take_poll(&mut self) -> Option<(ConnId, Vec<Packet>, bool, bool)> {
         let Transport::Polling { get } = &mut self.transport else {
             return None;
         };
         let conn = (*get)?;
-        let (packets, end) = match &mut self.closing {
+        let (packets, compress, end) = match &mut self.closing {
             Some(c) if c.drained => (
                 vec![
                     Packet::new(PacketType::Noop),
                     Packet::new(PacketType::Close),
                 ],
+                true,
                 true,
             ),
             closing => {
@@ -333,11 +343,12 @@ impl Session {
                     c.drained = true;
                 }
                 self.buffered_bytes = 0;
-                (std::mem::take(&mut self.buffer), false)
+                let compress = std::mem::take(&mut self.buffer_compress);
+                (std::mem::take(&mut self.buffer), compress, false)
             }
         };
         *get = None;
-        Some((conn, packets, end))
+        Some((conn, packets, compress, end))
     }
 
     /// A server-side close of a polling session. With nothing queued, a
@@ -396,6 +407,7 @@ impl Server {
         session
             .buffer
             .push(Packet::with_text(PacketType::Open, open));
+        session.buffer_compress = true;
         self.sessions.insert(sid, session);
         self.schedule(Target::Session(sid));
         self.events.push_back(Event::Open {
@@ -453,7 +465,7 @@ impl Server {
                 let switched = s.switch_to(conn);
                 if let Some(get) = switched.get {
                     // The discarded transport closes its pending poll.
-                    self.answer_poll(now, get, &[Packet::new(PacketType::Close)]);
+                    self.answer_poll(now, get, &[Packet::new(PacketType::Close)], true);
                 }
                 for p in &switched.buffered {
                     self.ws_send(conn, p);
@@ -501,7 +513,7 @@ impl Server {
                 let conn = *conn;
                 self.ws_heartbeat(conn);
             }
-            let _ = self.queue_all(sid, Packets::Plain(&[Packet::new(PacketType::Ping)]));
+            let _ = self.queue_all(sid, Packets::Plain(&[Packet::new(PacketType::Ping)], true));
         }
     }
 
@@ -553,7 +565,7 @@ impl Server {
                 } else {
                     PacketType::Close
                 };
-                self.answer_poll(now, get, &[Packet::new(last)]);
+                self.answer_poll(now, get, &[Packet::new(last)], true);
             }
             Transport::Polling { get: None } => {}
             Transport::WebSocket(conn) => self.close_ws(now, conn),

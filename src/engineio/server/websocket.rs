@@ -42,11 +42,22 @@ impl Server {
         // The entry is at hand: no second lookup through `mark_dirty`.
         flag_dirty(dirty, &mut self.dirty, Target::Conn(conn));
         let sent = match packets {
-            Packets::Shared([one]) => ws.send_encoded(&one.frame),
-            Packets::Shared(many) => ws.send_encoded_batch(many.iter().map(|p| &p.frame)),
-            Packets::Plain([one]) => frame::send(ws, one),
-            Packets::Plain(many) => ws.send_batch(&many.iter().map(ws_message).collect::<Vec<_>>()),
-            Packets::Text(t) => frame::send_text(ws, t),
+            Packets::Shared([one]) => {
+                with_compress(ws, one.compress, |ws| ws.send_encoded(&one.frame))
+            }
+            Packets::Shared(many) => {
+                many.chunk_by(|a, b| a.compress == b.compress)
+                    .try_for_each(|run| {
+                        with_compress(ws, run.iter().all(|p| p.compress), |ws| {
+                            ws.send_encoded_batch(run.iter().map(|p| &p.frame))
+                        })
+                    })
+            }
+            Packets::Plain([one], c) => with_compress(ws, c, |ws| frame::send(ws, one)),
+            Packets::Plain(many, c) => with_compress(ws, c, |ws| {
+                ws.send_batch(&many.iter().map(ws_message).collect::<Vec<_>>())
+            }),
+            Packets::Text(t, c) => with_compress(ws, c, |ws| frame::send_text(ws, t)),
         };
         match sent {
             Ok(()) => Ok(()),
@@ -62,7 +73,7 @@ impl Server {
         // Only the server's own packets come here (probe answer, open
         // packet, packets held during an upgrade): past the bound the
         // connection is dropped.
-        let _ = self.ws_send_all(conn, Packets::Plain(std::slice::from_ref(packet)));
+        let _ = self.ws_send_all(conn, Packets::Plain(std::slice::from_ref(packet), true));
     }
 
     pub(super) fn on_raw_upgrade(&mut self, now: Instant, conn: ConnId, head: Box<RequestHead>) {
@@ -351,4 +362,20 @@ impl WsConn {
             scheduled: None,
         }
     }
+}
+
+/// Runs a send with compression allowed or not (permessage-deflate, when
+/// negotiated, still goes by size when allowed).
+fn with_compress<T>(
+    ws: &mut ws::Connection,
+    on: bool,
+    send: impl FnOnce(&mut ws::Connection) -> T,
+) -> T {
+    if on {
+        return send(ws);
+    }
+    ws.set_compress(false);
+    let sent = send(ws);
+    ws.set_compress(true);
+    sent
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::super::Parser;
 use crate::engineio;
 
 #[cfg(doc)]
@@ -36,9 +37,18 @@ pub struct ClientConfig {
     /// Most emits waiting in one socket's send buffer; beyond, emits fail
     /// with [`ClientUsageError::BufferFull`]. Default 10,000.
     pub max_send_buffer: usize,
-    /// Most attachments in one packet received. Default 10, as the
-    /// official parser.
+    /// Most events held for one socket while it waits for the server's
+    /// `CONNECT` answer (a server with connection state recovery may send
+    /// the events a socket missed before its answer); past it, events are
+    /// dropped. Default 10,000, the wsio server's
+    /// [`max_packets`](crate::socketio::RecoveryConfig::max_packets).
+    pub max_receive_buffer: usize,
+    /// Most attachments in one packet received (default parser). Default
+    /// 10, as the official parser.
     pub max_attachments: usize,
+    /// The Socket.IO parser, which the server must speak too (the
+    /// official `parser` option). Default: the default parser.
+    pub parser: Parser,
 }
 
 impl ClientConfig {
@@ -54,7 +64,9 @@ impl ClientConfig {
             timeout: Duration::from_secs(20),
             send_buffer: true,
             max_send_buffer: 10_000,
+            max_receive_buffer: 10_000,
             max_attachments: 10,
+            parser: Parser::Default,
         }
     }
 
@@ -106,6 +118,16 @@ impl ClientConfig {
     /// Sets [`max_send_buffer`](Self::max_send_buffer).
     pub fn max_send_buffer(mut self, n: usize) -> Self {
         self.max_send_buffer = n;
+        self
+    }
+    /// Sets [`max_receive_buffer`](Self::max_receive_buffer).
+    pub fn max_receive_buffer(mut self, n: usize) -> Self {
+        self.max_receive_buffer = n;
+        self
+    }
+    /// Sets [`parser`](Self::parser).
+    pub fn parser(mut self, p: Parser) -> Self {
+        self.parser = p;
         self
     }
     /// Sets [`max_attachments`](Self::max_attachments).

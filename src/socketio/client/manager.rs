@@ -23,10 +23,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{
-    super::{Decoder, timer::later},
-    Client, ClientDisconnectReason, ClientEvent, Engine, Ready,
-};
+use super::{super::timer::later, Client, ClientDisconnectReason, ClientEvent, Engine, Ready};
 use crate::{
     engineio::{
         self, ClientError, ClientEvent as EngineEvent, ClientTransmit, CloseReason, ConnId,
@@ -146,7 +143,7 @@ impl Client {
         self.drain_transmits_of(now, &mut e);
         while e.client.poll_event(now).is_some() {}
         self.closing.push(e);
-        self.decoder = Decoder::new(self.config.max_attachments);
+        self.decoder = self.config.parser.decoder(self.config.max_attachments);
     }
 
     /// The engine (current or closing) a connection belongs to, and the id
@@ -220,7 +217,7 @@ impl Client {
     fn on_open(&mut self, now: Instant) {
         self.ready = Ready::Open;
         self.open_deadline = None;
-        self.decoder = Decoder::new(self.config.max_attachments);
+        self.decoder = self.config.parser.decoder(self.config.max_attachments);
         for nsp in self.active_nsps() {
             self.send_connect(now, nsp);
         }

@@ -34,6 +34,15 @@
 //!   (its timeout passed; if it was still buffered it is never sent) or
 //!   [`ClientEvent::AckLost`] (the socket disconnected after it was sent,
 //!   the official "socket has been disconnected"). Ack ids count per socket.
+//! * **Connection state recovery**, when the server keeps state (the
+//!   official `connectionStateRecovery`): a socket keeps the private id
+//!   (`pid`) of the server's `CONNECT` answer and the offset of the last
+//!   event it handed out (the last argument of an event without ack id,
+//!   when it is a string; left in the arguments, as the official client
+//!   does). Its next `CONNECT` carries `{pid, offset, ...auth}`; when the
+//!   answer repeats the pid, the server restored the socket (its id,
+//!   rooms, and the events it missed, which follow
+//!   [`ClientEvent::Connect`] with `recovered` set).
 //! * **Reconnection** (socket.io-client `Manager`): when the engine closes
 //!   for any reason but ours or the server's explicit disconnect, every
 //!   connected socket hears [`ClientEvent::Disconnect`] with the official
@@ -83,7 +92,7 @@ use std::{
 
 pub use config::ClientConfig;
 
-use super::{Decoder, Packet, Value, ack::Pending, timer::Deadlines};
+use super::{Packet, Value, ack::Pending, msgpack::MessageDecoder, timer::Deadlines};
 use crate::{
     engineio::{self, ClientError, ClientTransmit, CloseReason, TransportKind},
     entropy::{BoxEntropy, SeededEntropy},
@@ -157,12 +166,17 @@ impl fmt::Display for ClientDisconnectReason {
 /// What the application must hear.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
-    /// A namespace socket connected (its send buffer is being sent).
+    /// A namespace socket connected (its send buffer is being sent). The
+    /// events the server sent before its answer follow it.
     Connect {
         /// The socket.
         nsp: NspId,
         /// Its id on the server.
         sid: String,
+        /// Whether the server restored the socket's earlier state (the
+        /// official `socket.recovered`; see the module docs): it kept its
+        /// id and rooms, and the events it missed follow.
+        recovered: bool,
     },
     /// The server refused a namespace (`{"message": ..., "data": ...}`,
     /// e.g. `Invalid namespace`). The socket is no longer active: it does
@@ -311,6 +325,13 @@ struct Nsp {
     state: NspState,
     send_buffer: VecDeque<Packet>,
     receive_buffer: VecDeque<ClientEvent>,
+    /// The private id of the server's last answer, with connection state
+    /// recovery on the server.
+    pid: Option<String>,
+    /// The offset of the last event handed out (see `nsp.rs`).
+    offset: Option<String>,
+    /// Whether the last connection restored the earlier state.
+    recovered: bool,
     next_ack: u64,
     /// Emits waiting for an answer, with their deadlines.
     acks: Pending,
@@ -377,7 +398,7 @@ pub struct Client {
     /// Backoff attempts so far.
     attempts: u32,
     reconnect_at: Option<Instant>,
-    decoder: Decoder,
+    decoder: MessageDecoder,
     nsps: Vec<Nsp>,
     ack_timers: Deadlines<(NspId, u64)>,
     transmits: VecDeque<ClientTransmit>,
@@ -411,7 +432,7 @@ impl Client {
     pub fn new(config: ClientConfig, mut entropy: BoxEntropy, now: Instant) -> Self {
         let jitter = SeededEntropy::from_entropy(&mut *entropy);
         let mut c = Client {
-            decoder: Decoder::new(config.max_attachments),
+            decoder: config.parser.decoder(config.max_attachments),
             config,
             entropy,
             jitter,
@@ -496,6 +517,12 @@ impl Client {
         self.get(nsp).is_some_and(|n| n.active)
     }
 
+    /// Whether a socket's last connection restored its earlier state
+    /// (the official `socket.recovered`).
+    pub fn recovered(&self, nsp: NspId) -> bool {
+        self.get(nsp).is_some_and(|n| n.recovered)
+    }
+
     /// How many emits wait in a socket's send buffer.
     pub fn buffered(&self, nsp: NspId) -> usize {
         self.get(nsp).map_or(0, |n| n.send_buffer.len())
@@ -504,17 +531,7 @@ impl Client {
     /// The next piece of work for the driver.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<ClientTransmit> {
         let _ = now;
-        loop {
-            let t = self.transmits.pop_front()?;
-            if let ClientTransmit::Close { conn } = t {
-                // Given up on: what it held goes nowhere.
-                self.held.remove(conn);
-                return Some(t);
-            }
-            if let Some(t) = self.held.hold(t) {
-                return Some(t);
-            }
-        }
+        self.held.next(&mut self.transmits)
     }
 
     /// The next event for the application.

@@ -10,23 +10,25 @@
 //! ```
 //!
 //! A socket is *active* from [`Client::socket`] until it leaves, and every
-//! active socket sends its `CONNECT` whenever an engine opens. Events that
-//! arrive while it waits for the answer are held (up to
-//! `MAX_RECEIVE_BUFFER`) and handed out right after its
-//! [`ClientEvent::Connect`]. A socket that leaves no longer reconnects;
+//! active socket sends its `CONNECT` whenever an engine opens (with its
+//! `pid` and last offset once a server with connection state recovery has
+//! given it a pid). Events that arrive while it waits for the answer (the
+//! official server sends the events a recovered socket missed before its
+//! answer) are held, up to [`ClientConfig::max_receive_buffer`], and handed out right after
+//! its [`ClientEvent::Connect`], which thus tells the application first
+//! whether the socket was recovered; the official client hands them out
+//! right before its `connect`. A socket that leaves no longer reconnects;
 //! when no socket is active, the client closes.
 
 use std::{collections::VecDeque, time::Instant};
 
+#[cfg(doc)]
+use super::ClientConfig;
 use super::{
     super::{Packet, Value},
     Client, ClientDisconnectReason, ClientEvent, ClientUsageError, Nsp, NspId, NspState, Ready,
 };
 use crate::engineio::Data;
-
-/// Events that arrive for a socket still waiting for its `CONNECT` answer
-/// are held, up to this many (a correct server sends none).
-const MAX_RECEIVE_BUFFER: usize = 1024;
 
 impl Client {
     /// The socket of namespace `name` (`/`, `/admin`...), connecting with
@@ -60,6 +62,9 @@ impl Client {
                     state: NspState::Idle,
                     send_buffer: VecDeque::new(),
                     receive_buffer: VecDeque::new(),
+                    pid: None,
+                    offset: None,
+                    recovered: false,
                     next_ack: 0,
                     acks: Default::default(),
                 });
@@ -137,19 +142,21 @@ impl Client {
                 if n.state != NspState::Connecting {
                     return;
                 }
-                match data
-                    .as_ref()
-                    .and_then(|d| d.get("sid"))
-                    .and_then(Value::as_str)
-                {
+                let field = |k| data.as_ref().and_then(|d| d.get(k)).and_then(Value::as_str);
+                match field("sid") {
                     Some(sid) => {
+                        let pid = field("pid").map(str::to_owned);
+                        n.recovered = pid.is_some() && pid == n.pid;
+                        n.pid = pid;
                         n.state = NspState::Connected(sid.to_owned());
                         self.events.push_back(ClientEvent::Connect {
                             nsp,
                             sid: sid.to_owned(),
+                            recovered: n.recovered,
                         });
-                        let held: Vec<ClientEvent> = n.receive_buffer.drain(..).collect();
-                        self.events.extend(held);
+                        for ev in std::mem::take(&mut n.receive_buffer) {
+                            self.hand_out(nsp, ev);
+                        }
                         self.flush_send_buffer(now, nsp);
                     }
                     None => {
@@ -171,8 +178,8 @@ impl Client {
                     ack: id,
                 };
                 if n.connected() {
-                    self.events.push_back(ev);
-                } else if n.receive_buffer.len() < MAX_RECEIVE_BUFFER {
+                    self.hand_out(nsp, ev);
+                } else if n.receive_buffer.len() < self.config.max_receive_buffer {
                     n.receive_buffer.push_back(ev);
                 }
             }
@@ -182,6 +189,24 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Hands an event of a connected socket to the application, noting
+    /// its offset: with a pid, the last argument of an event without ack
+    /// id, when it is a string (the official client's `_lastOffset`).
+    fn hand_out(&mut self, nsp: NspId, ev: ClientEvent) {
+        if let (
+            Some(n),
+            ClientEvent::Event {
+                args, ack: None, ..
+            },
+        ) = (self.nsps.get_mut(nsp.0 as usize), &ev)
+        {
+            if let (Some(_), Some(Value::String(offset))) = (&n.pid, args.last()) {
+                n.offset = Some(offset.clone());
+            }
+        }
+        self.events.push_back(ev);
     }
 
     /// The server refused a namespace: the socket leaves for good.
@@ -245,10 +270,34 @@ impl Client {
             return;
         };
         n.state = NspState::Connecting;
+        let data = match &n.pid {
+            Some(pid) => Some(recovery_auth(pid, n.offset.as_deref(), n.auth.as_ref())),
+            None => n.auth.clone(),
+        };
         let packet = Packet::Connect {
             nsp: n.name.clone().into(),
-            data: n.auth.clone(),
+            data,
         };
         self.write_packet(now, &packet);
     }
+}
+
+/// The payload of a `CONNECT` that asks for recovery: `{pid, offset}`
+/// overlaid with the auth payload's members, as the official client's
+/// `Object.assign({pid, offset}, auth)` builds it (`offset` is left out
+/// while there is none, as `JSON.stringify` drops `undefined`).
+pub(super) fn recovery_auth(pid: &str, offset: Option<&str>, auth: Option<&Value>) -> Value {
+    let mut members = vec![("pid".to_owned(), Value::from(pid))];
+    if let Some(o) = offset {
+        members.push(("offset".to_owned(), Value::from(o)));
+    }
+    if let Some(Value::Object(auth)) = auth {
+        for (k, v) in auth {
+            match members.iter_mut().find(|(m, _)| m == k) {
+                Some(m) => m.1 = v.clone(),
+                None => members.push((k.clone(), v.clone())),
+            }
+        }
+    }
+    Value::Object(members)
 }

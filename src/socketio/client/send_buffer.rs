@@ -119,26 +119,32 @@ impl Client {
         Ok(())
     }
 
-    /// Writes a packet and its attachments to the open engine, all or
-    /// nothing: false if the engine cannot take them now.
+    /// Writes a packet (its messages, as the parser encodes it) to the
+    /// open engine, all or nothing: false if the engine cannot take them
+    /// now.
     pub(super) fn write_packet(&mut self, now: Instant, packet: &Packet) -> bool {
         let Some(e) = self.engine.as_mut().filter(|_| self.ready == Ready::Open) else {
             return false;
         };
-        let (text, attachments) = packet.encode();
+        let messages = self.config.parser.encode(packet).into_messages();
         let room = e
             .client
             .config()
             .max_buffered_packets
             .saturating_sub(e.client.buffered_packets());
-        if room < 1 + attachments.len() {
+        if room < messages.len() {
             return false;
         }
-        if e.client.send(now, text).is_err() {
-            return false;
+        let mut messages = messages.into_iter();
+        // The first is refused (a text holding the polling separator, a
+        // closing engine) or none is.
+        if let Some(first) = messages.next() {
+            if e.client.send(now, first).is_err() {
+                return false;
+            }
         }
-        for a in attachments {
-            let _ = e.client.send(now, a);
+        for m in messages {
+            let _ = e.client.send(now, m);
         }
         true
     }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use rmp::Marker;
 
-use super::MsgpackError;
+use super::error::MsgpackError;
 use crate::socketio::{
     packet::{DecodeError, Packet, RESERVED_EVENTS},
     value::{Number, Value, merge_repeated_keys, write_number},

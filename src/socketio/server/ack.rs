@@ -21,7 +21,7 @@ use super::{
     },
     Broadcast, Server, Timer,
     cluster::{BroadcastAcks, ClusterAnswer, ClusterMessage, RequestId, RequestKind},
-    emit::encode_shared,
+    emit::compress_all,
 };
 
 impl Server {
@@ -155,7 +155,15 @@ impl Broadcast<'_> {
         let mut ack_id = 0;
         if let Some(id) = server.next_ack_id(&self.nsp) {
             ack_id = id;
-            let shared = encode_shared(2, &self.nsp, Some(id), Body::Event(event, &args));
+            let shared = compress_all(
+                server.config.parser.encode_shared(
+                    2,
+                    &self.nsp,
+                    Some(id),
+                    Body::Event(event, &args),
+                ),
+                self.compress,
+            );
             server.deliver(
                 &self.nsp,
                 &self.rooms,

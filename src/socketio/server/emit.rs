@@ -3,9 +3,10 @@
 //! # Theory of operation
 //!
 //! Every packet is encoded from borrowed parts (namespace, ack id, the
-//! caller's name and arguments) by `packet::encode_into`. An emit to one
-//! socket is encoded into one reused buffer, and the engine copies it into
-//! the WebSocket frame: nothing is allocated per emit.
+//! caller's name and arguments) by the server's [`Parser`]. An emit to one
+//! socket with the default parser is encoded into one reused buffer, and
+//! the engine copies it into the WebSocket frame: nothing is allocated per
+//! emit.
 //!
 //! A broadcast (a [`Broadcast`] view: `server.of(nsp).to(room).emit(..)`)
 //! is encoded once into [`SharedPacket`]s, and each recipient's transport
@@ -26,17 +27,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-
 use super::{
     super::{
         Packet, SocketId, UsageError, Value,
-        packet::{self, Body, check_event_name},
+        msgpack::Reused,
+        packet::{Body, check_event_name},
     },
     PendingBroadcast, Server,
     cluster::{ClusterAnswer, ClusterMessage, RequestId, RequestKind, Selection},
 };
-use crate::engineio::{self, SharedPacket, Sid};
+use crate::engineio::{SharedPacket, Sid};
+
+#[cfg(doc)]
+use super::super::Parser;
 
 /// The largest encoding buffer kept for the next packet.
 const SCRATCH_KEPT: usize = 16 * 1024;
@@ -48,6 +51,21 @@ impl Server {
         socket: SocketId,
         event: &str,
         args: Vec<Value>,
+    ) -> Result<(), UsageError> {
+        self.emit_compressed(socket, event, args, true)
+    }
+
+    /// [`emit`](Self::emit), saying whether the packet may be compressed
+    /// (the official `socket.compress(false).emit(..)`): with `false` it
+    /// goes uncompressed on a WebSocket with permessage-deflate, and does
+    /// not by itself make a long-polling response compressed (see
+    /// [`engineio::Server::send_text_compressed`](crate::engineio::Server::send_text_compressed)).
+    pub fn emit_compressed(
+        &mut self,
+        socket: SocketId,
+        event: &str,
+        args: Vec<Value>,
+        compress: bool,
     ) -> Result<(), UsageError> {
         check_event_name(event, UsageError::ReservedEvent)?;
         let s = self.connected(socket)?;
@@ -62,8 +80,12 @@ impl Server {
         };
         self.notify_outgoing(&[socket], event, &args);
         match kept {
-            Some(shared) => Ok(self.engine().send_shared_all(sid, &shared)?),
-            None => self.send_body(sid, 2, &nsp, None, Body::Event(event, &args)),
+            Some(shared) => Ok(self
+                .engine()
+                .send_shared_all(sid, &compress_all(shared, compress))?),
+            None => {
+                self.send_body_compressed(sid, 2, &nsp, None, Body::Event(event, &args), compress)
+            }
         }
     }
 
@@ -78,11 +100,12 @@ impl Server {
         rooms: Vec<String>,
         except: Vec<String>,
     ) -> Vec<SharedPacket> {
+        let parser = self.config.parser;
         let Some(store) = self.recovery.as_mut() else {
-            return encode_shared(2, nsp, None, Body::Event(name, args));
+            return parser.encode_shared(2, nsp, None, Body::Event(name, args));
         };
         args.push(Value::String(store.next_offset()));
-        let shared = encode_shared(2, nsp, None, Body::Event(name, args));
+        let shared = parser.encode_shared(2, nsp, None, Body::Event(name, args));
         store.keep(Arc::from(nsp), rooms, except, shared.clone());
         shared
     }
@@ -138,14 +161,16 @@ impl Server {
         if check_event_name(name, |_| ()).is_err() {
             return 0;
         }
-        let _ = compress;
         let Some((request, timeout)) = ack else {
             let mut args = args;
             let shared = if volatile || self.recovery.is_none() {
-                encode_shared(2, nsp, None, Body::Event(name, &args))
+                self.config
+                    .parser
+                    .encode_shared(2, nsp, None, Body::Event(name, &args))
             } else {
                 self.encode_kept(nsp, name, &mut args, to.rooms.clone(), to.except.clone())
             };
+            let shared = compress_all(shared, compress);
             let mut ids = Vec::new();
             let watch = (!self.outgoing.is_empty()).then_some(&mut ids);
             let n = self.deliver(nsp, &to.rooms, &to.except, None, volatile, shared, watch);
@@ -159,7 +184,12 @@ impl Server {
         let Some(ack_id) = self.next_ack_id(nsp) else {
             return 0;
         };
-        let shared = encode_shared(2, nsp, Some(ack_id), Body::Event(name, &args));
+        let shared = compress_all(
+            self.config
+                .parser
+                .encode_shared(2, nsp, Some(ack_id), Body::Event(name, &args)),
+            compress,
+        );
         let mut recipients = Vec::new();
         let n = self.deliver(
             nsp,
@@ -188,8 +218,9 @@ impl Server {
         n
     }
 
-    /// Encodes a packet from borrowed parts into the reused `scratch`
-    /// buffer and sends it: an event without binary leaves is copied from
+    /// Encodes a packet from borrowed parts with the server's parser and
+    /// sends it; the default parser's text goes through the reused
+    /// `scratch` buffer, and an event without binary leaves is copied from
     /// there into its WebSocket frame, with no allocation of its own.
     pub(super) fn send_body(
         &mut self,
@@ -199,19 +230,32 @@ impl Server {
         id: Option<u64>,
         body: Body<'_>,
     ) -> Result<(), UsageError> {
-        let mut text = std::mem::take(&mut self.scratch);
-        text.clear();
-        let mut attachments = Vec::new();
-        packet::encode_into(kind, nsp, id, body, &mut text, &mut attachments);
-        let sent = if attachments.is_empty() {
-            self.engine().send_text(sid, &text)
-        } else {
-            let packets: Vec<_> = engine_packets(text.as_str().to_owned(), attachments).collect();
-            self.engine().send_all(sid, &packets)
+        self.send_body_compressed(sid, kind, nsp, id, body, true)
+    }
+
+    /// [`send_body`](Self::send_body), compressed or not as the sender
+    /// allows.
+    fn send_body_compressed(
+        &mut self,
+        sid: Sid,
+        kind: u8,
+        nsp: &str,
+        id: Option<u64>,
+        body: Body<'_>,
+        compress: bool,
+    ) -> Result<(), UsageError> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let sent = match self
+            .config
+            .parser
+            .encode_reusing(kind, nsp, id, body, &mut scratch)
+        {
+            Reused::Text(text) => self.engine().send_text_compressed(sid, text, compress),
+            Reused::Messages(packets) => self.engine().send_all_compressed(sid, &packets, compress),
         };
         // A one-off huge message does not pin its buffer.
-        if text.capacity() <= SCRATCH_KEPT {
-            self.scratch = text;
+        if scratch.capacity() <= SCRATCH_KEPT {
+            self.scratch = scratch;
         }
         Ok(sent?)
     }
@@ -280,27 +324,12 @@ impl Server {
     }
 }
 
-/// The Engine.IO messages that carry an encoded packet: its text, then
-/// one binary message per attachment.
-fn engine_packets(text: String, attachments: Vec<Bytes>) -> impl Iterator<Item = engineio::Packet> {
-    std::iter::once(engineio::Packet::message(text))
-        .chain(attachments.into_iter().map(engineio::Packet::message))
-}
-
-/// Encodes a packet from borrowed parts once, for any number of
-/// recipients.
-pub(super) fn encode_shared(
-    kind: u8,
-    nsp: &str,
-    id: Option<u64>,
-    body: Body<'_>,
-) -> Vec<SharedPacket> {
-    let mut text = String::new();
-    let mut attachments = Vec::new();
-    packet::encode_into(kind, nsp, id, body, &mut text, &mut attachments);
-    engine_packets(text, attachments)
-        .map(SharedPacket::new)
-        .collect()
+/// Packets marked as the sender allows compression.
+pub(super) fn compress_all(shared: Vec<SharedPacket>, compress: bool) -> Vec<SharedPacket> {
+    if compress {
+        return shared;
+    }
+    shared.into_iter().map(|p| p.compress(false)).collect()
 }
 
 /// A broadcast being built: `server.of("/").to("room").except("x").emit(..)`.
@@ -343,7 +372,9 @@ impl Broadcast<'_> {
     }
 
     /// Whether the packets may be compressed (default yes, as the
-    /// official `compress(true)`); carried to other nodes.
+    /// official `compress(true)`): with `false` they go uncompressed on a
+    /// WebSocket with permessage-deflate and do not by themselves make a
+    /// long-polling response compressed. Carried to other nodes.
     pub fn compress(mut self, on: bool) -> Self {
         self.compress = on;
         self
@@ -361,8 +392,12 @@ impl Broadcast<'_> {
             self.server
                 .encode_kept(&self.nsp, event, &mut args, self.rooms.clone(), except)
         } else {
-            encode_shared(2, &self.nsp, None, Body::Event(event, &args))
+            self.server
+                .config
+                .parser
+                .encode_shared(2, &self.nsp, None, Body::Event(event, &args))
         };
+        let shared = compress_all(shared, self.compress);
         let mut ids = Vec::new();
         let watch = (!self.server.outgoing.is_empty()).then_some(&mut ids);
         let count = self.server.deliver(

@@ -17,7 +17,7 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 use bytes::Bytes;
 
 use super::{
-    super::{Decoder, DisconnectReason, Event, Packet, UsageError, Value, timer::later},
+    super::{DisconnectReason, Event, Packet, UsageError, Value, timer::later},
     Client, Server, Timer,
 };
 use crate::{
@@ -149,7 +149,7 @@ impl Server {
                     self.clients.insert(
                         sid,
                         Client {
-                            decoder: Decoder::new(self.config.max_attachments),
+                            decoder: self.config.parser.decoder(self.config.max_attachments),
                             sockets: Vec::new(),
                             connect_deadline: Some(deadline),
                             handshake: Arc::from(handshake),

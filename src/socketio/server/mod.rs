@@ -64,8 +64,8 @@ pub use emit::Broadcast;
 pub use recovery::RecoveryConfig;
 
 use super::{
-    Admission, Config, Decoder, DisconnectReason, Event, SocketId, UsageError, Value, ack::Pending,
-    timer::Deadlines,
+    Admission, Config, DisconnectReason, Event, SocketId, UsageError, Value, ack::Pending,
+    msgpack::MessageDecoder, timer::Deadlines,
 };
 use crate::{
     engineio::{self, Handshake, SharedPacket, Sid},
@@ -90,7 +90,7 @@ struct Namespace {
 
 #[derive(Debug)]
 struct Client {
-    decoder: Decoder,
+    decoder: MessageDecoder,
     /// Sockets in join order: connected ones, and ones awaiting a decision.
     sockets: Vec<(Arc<str>, SocketId)>,
     connect_deadline: Option<Instant>,
@@ -242,9 +242,11 @@ impl Server {
     /// A server with the main namespace `/`, drawing ids from `entropy`;
     /// `now` starts its clock (the machine never reads one itself).
     pub fn new(config: Config, mut entropy: BoxEntropy, now: Instant) -> Self {
-        // The engine gets its own generator, seeded from ours, so that its
-        // session ids and our socket ids do not depend on each other's use.
-        let engine_entropy = crate::entropy::SeededEntropy::from_entropy(&mut *entropy);
+        // The engine gets its own source, forked from ours, so that its
+        // session ids and our socket ids do not depend on each other's use;
+        // a secure source forks a secure one (session ids must not be
+        // predictable), a seeded one a seeded one.
+        let engine_entropy = entropy.fork();
         let mut namespaces = BTreeMap::new();
         namespaces.insert("/".to_owned(), Namespace::default());
         let recovery = config
@@ -252,7 +254,7 @@ impl Server {
             .clone()
             .map(|r| recovery::Store::new(r, &mut *entropy));
         Server {
-            engine: engineio::Server::new(engine_config(&config), Box::new(engine_entropy), now),
+            engine: engineio::Server::new(engine_config(&config), engine_entropy, now),
             config,
             entropy,
             namespaces,

@@ -9,7 +9,8 @@
 //!   [`Connection::with_deflate`]. Until then `deflate` is `None` and
 //!   nothing here runs: the uncompressed paths pay one test of that field.
 //! * Sending: a whole message at least [`DeflateConfig::threshold`] long
-//!   (or any, with [`Connection::send_compressed`]) is compressed into a
+//!   (or any, with [`Connection::send_compressed`]; none while
+//!   [`Connection::set_compress`] has it off) is compressed into a
 //!   buffer that starts with 14 bytes of room; its header is written at
 //!   the end of that room, so header and payload leave as one piece without
 //!   a copy (a client masks the payload in place). RSV1 marks the first
@@ -62,6 +63,9 @@ pub(super) struct Compression {
     /// [`Connection::release_idle_compression`].
     sent: bool,
     received: bool,
+    /// Messages go uncompressed whatever their size
+    /// ([`Connection::set_compress`]).
+    off: bool,
     /// Where messages are compressed, after room for their header.
     buf: BytesMut,
 }
@@ -76,6 +80,7 @@ impl Compression {
             tx: false,
             sent: false,
             received: false,
+            off: false,
             buf: BytesMut::new(),
         })
     }
@@ -104,8 +109,9 @@ impl Connection {
     ///
     /// let mut ws = Connection::server_upgraded(Config::default()).with_deflate(Params::default());
     /// // "Hello", compressed (RFC 7692 section 7.2.3.1), from a client (masked, key 0).
-    /// ws.handle_input(Instant::now(), &[0xc1, 0x87, 0, 0, 0, 0, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
-    /// assert_eq!(ws.poll_event(), Some(Event::Message(Message::text("Hello"))));
+    /// let now = Instant::now();
+    /// ws.handle_input(now, &[0xc1, 0x87, 0, 0, 0, 0, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    /// assert_eq!(ws.poll_event(now), Some(Event::Message(Message::text("Hello"))));
     /// ```
     pub fn with_deflate(mut self, params: Params) -> Self {
         self.deflate = Some(Compression::new(self.role, params, &self.config.deflate));
@@ -176,6 +182,21 @@ impl Connection {
         self.send_message(msg, Some(compress))
     }
 
+    /// Whether the messages sent from now on may be compressed (by their
+    /// size, as [`send`](Self::send) does; the default) or go as they are
+    /// (`false`), whatever path sends them: [`send_slices`](Self::send_slices),
+    /// [`send_batch`](Self::send_batch), [`send_encoded`](Self::send_encoded),
+    /// the first fragment of a streamed message... Received messages are
+    /// inflated either way, and [`send_compressed`](Self::send_compressed)
+    /// still decides for its message. The Engine.IO server turns it off
+    /// around a packet sent with `compress` false (the official
+    /// `socket.compress(false)`). Without the extension it changes nothing.
+    pub fn set_compress(&mut self, on: bool) {
+        if let Some(d) = self.deflate.as_mut() {
+            d.off = !on;
+        }
+    }
+
     /// A whole message sent compressed, if it is to be (by its size, or as
     /// `compress` says): whether it was. Out of line, so the plain send
     /// path stays small.
@@ -198,7 +219,7 @@ impl Connection {
     pub(super) fn wants_compress(&self, len: usize) -> bool {
         match &self.deflate {
             None => false,
-            Some(d) => d.deflater.should_compress(len),
+            Some(d) => !d.off && d.deflater.should_compress(len),
         }
     }
 
@@ -255,7 +276,7 @@ impl Connection {
         let first = opcode != OpCode::Continuation;
         let compress = match &self.deflate {
             None => return None,
-            Some(d) if first => d.deflater.should_compress(data.len()),
+            Some(d) if first => !d.off && d.deflater.should_compress(data.len()),
             Some(d) => d.tx,
         };
         if let Some(d) = self.deflate.as_mut() {
@@ -293,7 +314,7 @@ impl Connection {
     /// context, if it is a whole data message worth compressing. Returns
     /// `false` if the frame is to be sent as it is.
     pub(super) fn send_encoded_deflated(&mut self, wire: &[u8]) -> bool {
-        let Some(d) = &self.deflate else {
+        let Some(d) = self.deflate.as_ref().filter(|d| !d.off) else {
             return false;
         };
         // Shorter than the threshold with its header: not worth a look.

@@ -134,7 +134,7 @@ impl Connection {
         {
             return 0;
         }
-        self.big = Some(BytesMut::with_capacity(room));
+        self.big = Some(Box::new(BytesMut::with_capacity(room)));
         self.current = Some(Current {
             header,
             header_len: 0,
@@ -390,7 +390,7 @@ impl Connection {
             // about a third of an extra copy in all, and never room for
             // more than a few times what actually came.
             let target = (buf.len() + take).max(buf.capacity() * 4).min(len);
-            *buf = with_room(buf, target);
+            **buf = with_room(buf, target);
         }
         let start = buf.len();
         match cur.header.mask {
@@ -420,7 +420,7 @@ impl Connection {
             self.current = Some(Current { processed, ..cur });
             return take;
         }
-        let payload = self.big.take().unwrap_or_default();
+        let payload = self.big.take().map(|b| *b).unwrap_or_default();
         self.current = None;
         // Room for one as large next time (bytes that really came).
         self.last_big = len.saturating_add(MAX_HEADER_LEN);

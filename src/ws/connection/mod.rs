@@ -129,13 +129,9 @@ pub enum EventRef<'a> {
 enum Phase {
     AwaitRequest(HeadParser),
     AwaitDecision(Box<UpgradeRequest>),
-    AwaitResponse {
-        parser: HeadParser,
-        key: String,
-        request: Box<ClientRequest>,
-        /// The permessage-deflate offer the request carried.
-        offer: Option<Offer>,
-    },
+    /// Boxed: an open connection should not carry a client handshake's
+    /// room.
+    AwaitResponse(Box<AwaitingResponse>),
     Open,
     /// `peer_closed`: the peer's close frame has arrived; we now only wait
     /// for the server to end TCP (client side).
@@ -144,6 +140,16 @@ enum Phase {
         peer_closed: bool,
     },
     Closed,
+}
+
+/// A client's opening handshake, waiting for the server's answer.
+#[derive(Debug)]
+struct AwaitingResponse {
+    parser: HeadParser,
+    key: String,
+    request: ClientRequest,
+    /// The permessage-deflate offer the request carried.
+    offer: Option<Offer>,
 }
 
 /// A message being reassembled from fragments.
@@ -262,7 +268,7 @@ pub struct Connection {
     /// unmasked on the way.
     /// Its room grows with what arrives, never past four times that or the
     /// size of the last large frame, whatever the header declares.
-    big: Option<BytesMut>,
+    big: Option<Box<BytesMut>>,
     /// permessage-deflate, once negotiated.
     deflate: Option<Box<compress::Compression>>,
 }
@@ -274,13 +280,13 @@ impl std::fmt::Debug for Connection {
             .field("phase", &self.phase)
             .field(
                 "buffered_input",
-                &(self.rbuf.len() + self.ibuf.len() + self.big.as_ref().map_or(0, BytesMut::len)),
+                &(self.rbuf.len() + self.ibuf.len() + self.big.as_ref().map_or(0, |b| b.len())),
             )
             .field(
                 "reserved_input",
                 &(self.rbuf.capacity()
                     + self.ibuf.capacity()
-                    + self.big.as_ref().map_or(0, BytesMut::capacity)),
+                    + self.big.as_ref().map_or(0, |b| b.capacity())),
             )
             .field("buffered_output", &self.buffered_amount())
             .finish_non_exhaustive()
@@ -347,20 +353,20 @@ impl Connection {
             Role::Client,
             config,
             None,
-            Phase::AwaitResponse {
+            Phase::AwaitResponse(Box::new(AwaitingResponse {
                 parser,
                 key: String::new(),
-                request: Box::new(request),
+                request,
                 offer,
-            },
+            })),
         );
-        if let Phase::AwaitResponse {
-            key: k,
-            request,
-            offer,
-            ..
-        } = &mut conn.phase
-        {
+        if let Phase::AwaitResponse(a) = &mut conn.phase {
+            let AwaitingResponse {
+                key: k,
+                request,
+                offer,
+                ..
+            } = &mut **a;
             let mut head = request.head(&key);
             if let Some(offer) = offer {
                 head.headers
@@ -391,7 +397,7 @@ impl Connection {
     /// The current state.
     pub fn state(&self) -> State {
         match self.phase {
-            Phase::AwaitRequest(_) | Phase::AwaitDecision(_) | Phase::AwaitResponse { .. } => {
+            Phase::AwaitRequest(_) | Phase::AwaitDecision(_) | Phase::AwaitResponse(_) => {
                 State::Connecting
             }
             Phase::Open => State::Open,
@@ -409,7 +415,7 @@ impl Connection {
         }
         match &self.phase {
             Phase::Closed => return,
-            Phase::AwaitRequest(_) | Phase::AwaitDecision(_) | Phase::AwaitResponse { .. } => {
+            Phase::AwaitRequest(_) | Phase::AwaitDecision(_) | Phase::AwaitResponse(_) => {
                 self.emit_closed(
                     CloseCode::ABNORMAL,
                     String::new(),
@@ -430,7 +436,7 @@ impl Connection {
         if self.head_deadline.is_some_and(|d| d <= now) {
             match self.phase {
                 Phase::AwaitRequest(_) => self.refuse(HandshakeError::Timeout),
-                Phase::AwaitResponse { .. } => self.abort_handshake(HandshakeError::Timeout),
+                Phase::AwaitResponse(_) => self.abort_handshake(HandshakeError::Timeout),
                 _ => {}
             }
         }
@@ -450,7 +456,7 @@ impl Connection {
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::AwaitRequest(_) | Phase::AwaitResponse { .. } => self.head_deadline,
+            Phase::AwaitRequest(_) | Phase::AwaitResponse(_) => self.head_deadline,
             Phase::Closing { deadline, .. } => Some(deadline),
             _ => None,
         }
@@ -461,10 +467,7 @@ impl Connection {
     #[inline]
     pub(super) fn start_clock(&mut self, now: Instant) {
         if self.head_deadline.is_none()
-            && matches!(
-                self.phase,
-                Phase::AwaitRequest(_) | Phase::AwaitResponse { .. }
-            )
+            && matches!(self.phase, Phase::AwaitRequest(_) | Phase::AwaitResponse(_))
         {
             self.head_deadline = Some(crate::machine::later(now, self.config.head_timeout));
         }
@@ -572,15 +575,10 @@ impl Connection {
                     Err(e) => return self.refuse(e.into()),
                 },
                 Phase::AwaitDecision(_) | Phase::Closed => return,
-                Phase::AwaitResponse {
-                    parser,
-                    key,
-                    request,
-                    offer,
-                } => match parser.parse_response(&self.rbuf) {
+                Phase::AwaitResponse(a) => match a.parser.parse_response(&self.rbuf) {
                     Ok(None) => return,
                     Ok(Some((head, used))) => {
-                        match request.verify_with_offer(key, &head, offer.as_ref()) {
+                        match a.request.verify_with_offer(&a.key, &head, a.offer.as_ref()) {
                             Ok((protocol, params)) => {
                                 if let Some(params) = params {
                                     self.deflate = Some(compress::Compression::new(

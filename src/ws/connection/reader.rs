@@ -256,7 +256,7 @@ impl Connection {
                     if payload.capacity() < room {
                         payload = with_room(&payload, room);
                     }
-                    self.big = Some(payload);
+                    self.big = Some(Box::new(payload));
                     self.current = Some(Current {
                         header_len: 0,
                         processed: avail,

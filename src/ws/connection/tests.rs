@@ -1717,7 +1717,7 @@ fn read_from_after_input_buffer_and_handle_input() {
 fn held_input(c: &Connection) -> usize {
     c.rbuf.capacity()
         + c.ibuf.capacity()
-        + c.big.as_ref().map_or(0, BytesMut::capacity)
+        + c.big.as_ref().map_or(0, |b| b.capacity())
         + c.partial.as_ref().map_or(0, |p| p.data.capacity())
 }
 

@@ -101,7 +101,10 @@ pub struct DeflateConfig {
     /// the client's window. Default 15.
     pub client_max_window_bits: u8,
     /// Messages shorter than this many bytes are sent uncompressed
-    /// ([`Deflater::should_compress`]). Default 1024, as npm `ws`.
+    /// ([`Deflater::should_compress`]). Default 1024, as npm `ws` and
+    /// Engine.IO's `perMessageDeflate`. npm `ws` applies it only when it
+    /// compresses without context takeover and compresses every message
+    /// otherwise; wsio applies it always (set 0 to compress everything).
     pub threshold: usize,
     /// Compression level, 0 (store) to 9 (smallest). Default 6, zlib's
     /// default and npm `ws`'s.

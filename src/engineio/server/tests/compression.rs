@@ -261,3 +261,98 @@ fn quiet_websockets_give_compression_state_back_at_the_heartbeat() {
     h.ws_text(&mut p, &format!("4{}", big_text()));
     assert_eq!(texts(&p).last(), Some(&format!("4{}", big_text())));
 }
+
+/// The RSV bits of each frame the server wrote to `conn` since the last
+/// sync.
+fn rsv_of(h: &H, conn: ConnId) -> Vec<u8> {
+    let mut rsv = Vec::new();
+    let mut wire = h.out.get(&conn).map_or(&[][..], |b| &b[..]);
+    while let Ok(Some((head, hlen))) = ws::frame::decode_header(wire) {
+        rsv.push(head.rsv);
+        wire = &wire[hlen + head.len as usize..];
+    }
+    rsv
+}
+
+#[test]
+fn a_packet_sent_uncompressed_goes_as_it_is_on_the_websocket() {
+    let mut h = H::new(suite_config().per_message_deflate(deflate_on()));
+    h.echo = false;
+    let client = ws::Config::default().deflate(deflate_on());
+    let mut p = h.ws_connect_with("/engine.io/?EIO=4&transport=websocket", client);
+    h.ws_sync(&mut p);
+    let sid = h
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Open { sid, .. } => Some(*sid),
+            _ => None,
+        })
+        .unwrap();
+    let text = big_text();
+    let s = &mut h.server;
+    s.send_text_compressed(sid, &text, false).unwrap();
+    s.send_text(sid, &text).unwrap();
+    s.send_all_compressed(sid, &[Packet::message(text.clone())], false)
+        .unwrap();
+    s.send_all_compressed(sid, &[Packet::message(text.clone())], true)
+        .unwrap();
+    let shared = SharedPacket::new(Packet::message(text.clone()));
+    let plain = shared.clone().compress(false);
+    assert!(shared.may_compress() && !plain.may_compress());
+    s.send_shared(sid, &plain).unwrap();
+    s.send_shared(sid, &shared).unwrap();
+    // A batch of both kinds keeps each packet's choice, in order.
+    let mixed = [plain.clone(), plain, shared.clone(), shared];
+    s.send_shared_all(sid, &mixed).unwrap();
+    h.pump();
+    assert_eq!(rsv_of(&h, p.conn), [0, 4, 0, 4, 0, 4, 0, 0, 4, 4]);
+    h.ws_sync(&mut p);
+    let got: Vec<_> = texts(&p)
+        .into_iter()
+        .filter(|t| t.starts_with('4'))
+        .collect();
+    assert_eq!(got, vec![format!("4{text}"); 10]);
+}
+
+#[test]
+fn a_polling_response_is_compressed_only_if_some_packet_in_it_may_be() {
+    let mut h = H::suite();
+    let sid_text = h.open_polling();
+    let sid = Sid::parse(&sid_text).unwrap();
+    let text = big_text();
+    let gzip = [("Accept-Encoding", "gzip")];
+    let poll = |h: &mut H| {
+        let target = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+        let conn = h.send("GET", &target, &gzip, b"");
+        h.response(conn).unwrap()
+    };
+
+    // Nothing in it may be compressed: as it is, however large.
+    h.server.send_text_compressed(sid, &text, false).unwrap();
+    h.server
+        .send_all_compressed(sid, &[Packet::message(text.clone())], false)
+        .unwrap();
+    h.server
+        .send_shared(
+            sid,
+            &SharedPacket::new(Packet::message(text.clone())).compress(false),
+        )
+        .unwrap();
+    let r = poll(&mut h);
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.text(), vec![format!("4{text}"); 3].join("\x1e"));
+
+    // One small packet that may be makes the whole response compressed,
+    // as the official server decides.
+    h.server.send_text_compressed(sid, &text, false).unwrap();
+    h.server.send_text(sid, "hi").unwrap();
+    let r = poll(&mut h);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&r.body), format!("4{text}\x1e4hi"));
+
+    // The choice went with that response.
+    h.server.send_text_compressed(sid, &text, false).unwrap();
+    let r = poll(&mut h);
+    assert_eq!(r.header("content-encoding"), None);
+}

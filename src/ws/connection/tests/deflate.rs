@@ -162,11 +162,17 @@ fn the_application_decides_per_connection_through_accept() {
         p.server = Connection::server(Config::default().deflate(on()));
         let request = take_wire(&mut p.client);
         p.server.handle_input(p.now, &request);
-        assert!(matches!(p.server.poll_event(p.now), Some(Event::Upgrade(_))));
+        assert!(matches!(
+            p.server.poll_event(p.now),
+            Some(Event::Upgrade(_))
+        ));
         p.server.accept(p.now, accept).unwrap();
         let response = take_wire(&mut p.server);
         p.client.handle_input(p.now, &response);
-        assert!(matches!(p.client.poll_event(p.now), Some(Event::Open { .. })));
+        assert!(matches!(
+            p.client.poll_event(p.now),
+            Some(Event::Open { .. })
+        ));
         assert_eq!(p.server.deflate_params(), want);
         assert_eq!(p.client.deflate_params(), want);
     }
@@ -185,7 +191,10 @@ fn handshake_headers_both_ways() {
         "{request}"
     );
     p.server.handle_input(p.now, request.as_bytes());
-    assert!(matches!(p.server.poll_event(p.now), Some(Event::Upgrade(_))));
+    assert!(matches!(
+        p.server.poll_event(p.now),
+        Some(Event::Upgrade(_))
+    ));
     p.server.accept(p.now, Accept::new()).unwrap();
     let response = take_wire(&mut p.server);
     let text = String::from_utf8_lossy(&response);
@@ -237,7 +246,10 @@ fn a_malformed_extension_header_is_refused_only_when_compression_is_on() {
         Instant::now(),
         request("permessage-deflate; server_max_window_bits=16, x-other").as_bytes(),
     );
-    assert!(matches!(s.poll_event(Instant::now()), Some(Event::Upgrade(_))));
+    assert!(matches!(
+        s.poll_event(Instant::now()),
+        Some(Event::Upgrade(_))
+    ));
     s.accept(Instant::now(), Accept::new()).unwrap();
     assert_eq!(s.deflate_params(), None);
     let wire = String::from_utf8(take_wire(&mut s)).unwrap();
@@ -403,6 +415,57 @@ fn every_send_path_compresses() {
             got.iter()
                 .all(|m| m.as_bytes() == text.as_bytes() || m.len() == 1)
         );
+    }
+}
+
+#[test]
+fn with_compression_off_every_send_path_goes_as_it_is() {
+    let config = Config::default().deflate(on());
+    for server in [true, false] {
+        let mut p = open(config, config);
+        let (from, to) = if server {
+            (&mut p.server, &mut p.client)
+        } else {
+            (&mut p.client, &mut p.server)
+        };
+        let text = json(3000);
+        let (head, tail) = text.split_at(1);
+        from.set_compress(false);
+        from.send(Message::text(text.clone())).unwrap();
+        from.send_slices(DataKind::Text, head.as_bytes(), tail.as_bytes())
+            .unwrap();
+        from.send_with_prefix(
+            DataKind::Text,
+            head.as_bytes(),
+            Bytes::copy_from_slice(tail.as_bytes()),
+        )
+        .unwrap();
+        from.send_batch(&[Message::text(text.clone())]).unwrap();
+        from.send_fragment(DataKind::Text, Bytes::from(text.clone()), true)
+            .unwrap();
+        if server {
+            let shared = EncodedFrame::new(&Message::text(text.clone()));
+            from.send_encoded(&shared).unwrap();
+            from.send_encoded_batch([&shared].into_iter()).unwrap();
+        }
+        // Asked for by the message, it is still compressed; and back on,
+        // sizes decide again.
+        from.send_compressed(Message::text(text.clone()), true)
+            .unwrap();
+        from.set_compress(true);
+        from.send(Message::text(text.clone())).unwrap();
+        let wire = take_wire(from);
+        let rsv: Vec<u8> = frames(&wire).iter().map(|f| f.1).collect();
+        let want: &[u8] = if server {
+            &[0, 0, 0, 0, 0, 0, 0, 4, 4]
+        } else {
+            &[0, 0, 0, 0, 0, 4, 4]
+        };
+        assert_eq!(rsv, want);
+        to.handle_input(p.now, &wire);
+        let got = messages(&drain(to));
+        assert_eq!(got.len(), want.len());
+        assert!(got.iter().all(|m| m.as_bytes() == text.as_bytes()));
     }
 }
 
