@@ -18,50 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use common::{raw::*, *};
 
-#[cfg(target_os = "linux")]
-const DRIVERS: &[&str] = &["epoll", "tokio", "axum", "smol", "blocking"];
 #[cfg(not(target_os = "linux"))]
 const DRIVERS: &[&str] = &["tokio", "axum", "smol", "blocking"];
-
-/// A masked client text frame (mask key 0: the payload goes as is).
-fn text_frame(text: &str) -> Vec<u8> {
-    let len = text.len();
-    let mut f = vec![0x81];
-    if len < 126 {
-        f.push(0x80 | len as u8);
-    } else {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(len as u16).to_be_bytes());
-    }
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(text.as_bytes());
-    f
-}
-
-/// Reads until `needle` has come, at most `limit`; what was read.
-fn read_until(s: &mut TcpStream, needle: &[u8], limit: Duration) -> Vec<u8> {
-    let until = Instant::now() + limit;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(needle.len()).any(|w| w == needle) {
-        let left = until.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "no {:?} within {limit:?}",
-            String::from_utf8_lossy(needle)
-        );
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => panic!("closed before {:?}", String::from_utf8_lossy(needle)),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    got
-}
 
 /// A Socket.IO client on WebSocket, connected to `/`.
 fn sio_socket(port: u16) -> TcpStream {
@@ -75,43 +35,6 @@ fn sio_socket(port: u16) -> TcpStream {
     s.write_all(&text_frame("40")).unwrap();
     read_until(&mut s, b"40{\"sid\"", Duration::from_secs(5));
     s
-}
-
-/// An Engine.IO client of the echo path on WebSocket (the same server,
-/// not subscribed to any broadcast).
-fn eio_socket(port: u16) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(
-        b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
-    read_until(&mut s, b"\"pingInterval\"", Duration::from_secs(5));
-    s
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-fn server(driver: &str) -> Proc {
-    conformance_with(&[
-        "--driver",
-        driver,
-        "--ping-interval",
-        "25000",
-        "--ping-timeout",
-        "20000",
-    ])
 }
 
 /// Messages of the flood, and their size.

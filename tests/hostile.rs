@@ -20,51 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use common::{raw::*, *};
 
-#[cfg(target_os = "linux")]
-const DRIVERS: &[&str] = &["epoll", "tokio", "axum", "smol", "blocking"];
 #[cfg(not(target_os = "linux"))]
 const DRIVERS: &[&str] = &["tokio", "axum", "smol", "blocking"];
-
-const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
-    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
-/// A masked client frame (mask key 0: the payload goes as is).
-fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-    f.extend_from_slice(payload);
-    f
-}
-
-/// Reads until `needle` has come, at most `limit`; what was read.
-fn read_until(s: &mut TcpStream, needle: &[u8], limit: Duration) -> Vec<u8> {
-    let until = Instant::now() + limit;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(needle.len()).any(|w| w == needle) {
-        let left = until.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "no {:?} within {limit:?} (got {:?})",
-            String::from_utf8_lossy(needle),
-            String::from_utf8_lossy(&got)
-        );
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => panic!(
-                "closed before {:?} (got {:?})",
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(&got)
-            ),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    got
-}
 
 /// Reads until the peer ends the connection, at most `limit`; what was
 /// read, or `None` if it was still open at the limit.
@@ -85,29 +44,6 @@ fn read_to_end(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
             Err(_) => return Some(got),
         }
     }
-}
-
-/// An Engine.IO client of the echo path on WebSocket.
-fn eio_socket(port: u16) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let head =
-        format!("GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n{UPGRADE}");
-    s.write_all(head.as_bytes()).unwrap();
-    read_until(&mut s, b"\"pingInterval\"", Duration::from_secs(5));
-    s
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 /// A healthy Engine.IO client echoing once every 100 ms on its own thread
@@ -132,17 +68,6 @@ fn healthy(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Duration
         }
         worst
     })
-}
-
-fn server(driver: &str) -> Proc {
-    conformance_with(&[
-        "--driver",
-        driver,
-        "--ping-interval",
-        "25000",
-        "--ping-timeout",
-        "20000",
-    ])
 }
 
 /// The most the server's memory may grow under one attack: the bound on

@@ -4,6 +4,7 @@
 //! silent skip.
 #![allow(dead_code)]
 
+pub mod raw;
 pub mod sim;
 
 use std::{
