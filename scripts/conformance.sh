@@ -7,7 +7,7 @@
 # CONFORMANCE_DRIVERS picks the drivers (default: every one the example has:
 # epoll tokio axum smol blocking).
 #
-# The suites are not published on npm; scripts/{eio,sio}-suite.sh take a local
+# The suites are not published on npm; scripts/protocol-suite.sh takes a local
 # copy from EIO_SUITE_DIR / SIO_SUITE_DIR. Without one they exit 3 and this
 # script says so: every test of both suites also exists as a Rust test
 # (`suite_*` in src/engineio/server/tests.rs and src/socketio/server_tests.rs), which
@@ -43,7 +43,7 @@ for driver in $DRIVERS; do
   fi
   for suite in eio sio; do
     set +e
-    "scripts/$suite-suite.sh" "$PORT"
+    scripts/protocol-suite.sh "$suite" "$PORT"
     code=$?
     set -e
     case "$code" in

@@ -5,7 +5,7 @@
 //! `test-suite/test-suite.js`), against a server configured as that suite
 //! expects (300 ms / 200 ms heartbeat, CORS `*`, an echo application). The
 //! suite itself runs against the `conformance` example in CI when a copy is
-//! available (scripts/eio-suite.sh).
+//! available (scripts/protocol-suite.sh eio).
 
 mod hostile;
 
