@@ -11,7 +11,8 @@
 //! loadgen connect --port P [--server-pid PID] [--conns 2000] [--concurrency 100] [--hold SECS]
 //! loadgen echo    --port P [--server-pid PID] [--clients 50] [--depth 8] [--duration 10] [--size 64]
 //! loadgen fanout  --port P [--server-pid PID] [--receivers 1000] [--window 4] [--duration 10] [--size 64]
-//! common: [--host 127.0.0.1] [--timeout 30]  (loopback addresses only)
+//! common: [--host 127.0.0.1] [--timeout 30] [--port2 P2] [--redis-pid PID]
+//!         (loopback addresses only)
 //! ```
 //!
 //! Each run prints ONE JSON line. Every payload is checked byte for byte and
@@ -20,6 +21,13 @@
 //! /proc/PID/stat, all threads) over the measured window is divided by the
 //! work done, which stays meaningful when this generator is the bottleneck;
 //! `connect` also reads the server's VmRSS before and after.
+//!
+//! Two nodes of one cluster (`scripts/bench-cluster.sh`): with `--port2`,
+//! every other socket (the 2nd, 4th, ...) connects to that port instead
+//! (the first, the fanout's sender, stays on `--port`); `--server-pid
+//! PID1,PID2` sums the CPU time (and RSS) of both server processes, and
+//! `--redis-pid` reports the CPU time of a third process (the Redis server
+//! between the nodes) apart, as `redis_cpu_s` and per unit of work.
 //!
 //! * `connect`: N connections, at most `--concurrency` in progress; the
 //!   latency of one runs from the TCP connect to the server's `40{"sid"}`.
@@ -78,7 +86,12 @@ fn die(msg: &str) -> ! {
 /// What every scenario shares.
 struct Common {
     addr: SocketAddr,
+    /// `--port2`: where every other socket connects.
+    addr2: Option<SocketAddr>,
+    /// The server's pid, or several separated by commas.
     pid: Option<String>,
+    /// `--redis-pid`: a process measured apart.
+    redis_pid: Option<String>,
     /// Bound on waiting for the last answers after the measured window.
     timeout: Duration,
     size: usize,
@@ -114,10 +127,17 @@ fn main() {
     if port == 0 {
         die("--port is required");
     }
-    let pid: u32 = args.get("--server-pid", 0);
+    let pid: String = args.get("--server-pid", String::new());
+    if !pid.is_empty() && pid.split(',').any(|p| p.parse::<u32>().is_err()) {
+        die("--server-pid takes a pid or pids separated by commas");
+    }
+    let redis_pid: u32 = args.get("--redis-pid", 0);
+    let port2: u16 = args.get("--port2", 0);
     let common = Common {
         addr: SocketAddr::new(host, port),
-        pid: (pid != 0).then(|| pid.to_string()),
+        addr2: (port2 != 0).then(|| SocketAddr::new(host, port2)),
+        pid: (!pid.is_empty()).then(|| pid.clone()),
+        redis_pid: (redis_pid != 0).then(|| redis_pid.to_string()),
         timeout: Duration::from_secs(args.get("--timeout", 30)),
         size: args.get("--size", 64),
     };
@@ -134,7 +154,11 @@ fn main() {
         }
     };
     let mut out = smol::block_on(ex.run(run));
-    out["server_pid"] = json!(pid);
+    out["server_pid"] = match pid.parse::<u32>() {
+        Ok(p) => json!(p),
+        Err(_) if pid.is_empty() => json!(0),
+        Err(_) => json!(pid),
+    };
     println!("{out}");
 }
 
@@ -390,7 +414,10 @@ async fn connect_all(
     let mut tasks = Vec::with_capacity(n as usize);
     for i in 0..n {
         let sem = sem.clone();
-        let addr = c.addr;
+        let addr = match c.addr2 {
+            Some(a2) if i % 2 == 1 => a2,
+            _ => c.addr,
+        };
         tasks.push(ex.spawn(async move {
             let _permit = sem.acquire().await;
             SioClient::connect(addr, seed + i).await
@@ -598,6 +625,7 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
     let (wake_tx, wake_rx): (Sender<()>, Receiver<()>) = channel::bounded(1);
     let (done_tx, done_rx) = channel::bounded::<()>(1);
     let cpu = CpuWindow::start(c.pid.as_deref());
+    let redis_cpu = CpuWindow::start(c.redis_pid.as_deref());
     let start = Instant::now();
     let deadline = start + duration;
     let mut clients = clients.into_iter();
@@ -680,6 +708,7 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
     .await;
     drop(ticker);
     let used = cpu.stop();
+    let redis_used = redis_cpu.stop();
     let mut st = stats.borrow_mut();
     let wall = st.last.map_or(used.wall, |l| (l - start).as_secs_f64());
     st.latency.sort();
@@ -703,6 +732,8 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
         "server_cpu_s": used.server.map(|s| round(s, 3)),
         "server_sys_s": used.server_sys.map(|s| round(s, 3)),
         "server_cpu_us_per_delivery": per_unit_us(used.server, st.delivered),
+        "redis_cpu_s": redis_used.server.map(|s| round(s, 3)),
+        "redis_cpu_us_per_broadcast": per_unit_us(redis_used.server, st.sent),
         "loadgen_cpu_s": used.loadgen.map(|s| round(s, 3)),
         "errors": st.errors.count,
         "first_errors": st.errors.first,
