@@ -12,11 +12,16 @@
 //! loadgen echo    --port P [--server-pid PID] [--clients 50] [--depth 8] [--duration 10] [--size 64]
 //! loadgen fanout  --port P [--server-pid PID] [--receivers 1000] [--window 4] [--duration 10] [--size 64]
 //! common: [--host 127.0.0.1] [--timeout 30] [--port2 P2] [--redis-pid PID]
-//!         (loopback addresses only)
+//!         [--unordered]  (loopback addresses only)
 //! ```
 //!
 //! Each run prints ONE JSON line. Every payload is checked byte for byte and
 //! every message counted: `lost` and `corrupted` must be 0 and `ok` true.
+//! A socket's answers must come in the order of what caused them, unless
+//! `--unordered` (for servers that run one client's event handlers
+//! concurrently, such as socketioxide on a multi-thread runtime): then each
+//! must come exactly once, in any order; `reordered` counts those that
+//! came before an earlier one.
 //! With `--server-pid`, the server's CPU time (utime + stime of
 //! /proc/PID/stat, all threads) over the measured window is divided by the
 //! work done, which stays meaningful when this generator is the bottleneck;
@@ -90,6 +95,8 @@ struct Common {
     addr2: Option<SocketAddr>,
     /// The server's pid, or several separated by commas.
     pid: Option<String>,
+    /// `--unordered`: a socket's answers may come in any order.
+    unordered: bool,
     /// `--redis-pid`: a process measured apart.
     redis_pid: Option<String>,
     /// Bound on waiting for the last answers after the measured window.
@@ -138,6 +145,7 @@ fn main() {
         addr2: (port2 != 0).then(|| SocketAddr::new(host, port2)),
         pid: (!pid.is_empty()).then(|| pid.clone()),
         redis_pid: (redis_pid != 0).then(|| redis_pid.to_string()),
+        unordered: args.0.iter().any(|a| a == "--unordered"),
         timeout: Duration::from_secs(args.get("--timeout", 30)),
         size: args.get("--size", 64),
     };
@@ -194,6 +202,46 @@ fn event_arg<'a>(t: &'a str, name: &str) -> Option<&'a str> {
 fn split_num(s: &str) -> Option<(u64, &str)> {
     let (n, rest) = s.split_once(':')?;
     Some((n.parse().ok()?, rest))
+}
+
+/// Which numbered answers one socket has had: in order only, or (with
+/// `--unordered`) in any order, each once.
+#[derive(Default)]
+struct Order {
+    /// Every answer below this one came.
+    next: u64,
+    /// Answers that came ahead of `next`.
+    ahead: std::collections::BTreeSet<u64>,
+    unordered: bool,
+}
+
+impl Order {
+    fn new(unordered: bool) -> Order {
+        Order {
+            unordered,
+            ..Order::default()
+        }
+    }
+
+    /// Whether answer `seq` is a good one now (else it is a duplicate, out
+    /// of order when order is required, or unknown: never counted twice).
+    /// Returns `Some(reordered)` when good.
+    fn accept(&mut self, seq: u64) -> Option<bool> {
+        if seq == self.next {
+            self.next += 1;
+            while self.ahead.remove(&self.next) {
+                self.next += 1;
+            }
+            Some(false)
+        } else if self.unordered && seq > self.next && self.ahead.insert(seq) {
+            Some(true)
+        } else {
+            if !self.unordered {
+                self.next += 1;
+            }
+            None
+        }
+    }
 }
 
 /// Waits until `f` finishes or `limit` passes; true if it finished.
@@ -450,6 +498,7 @@ struct EchoStats {
     sent: u64,
     received: u64,
     corrupted: u64,
+    reordered: u64,
     other: u64,
     rtt: Samples,
     last: Option<Instant>,
@@ -473,10 +522,13 @@ async fn echo(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Json 
     let mut tasks = Vec::new();
     for (i, mut client) in clients.into_iter().enumerate() {
         let (stats, fill) = (stats.clone(), fill.clone());
+        let unordered = c.unordered;
         tasks.push(ex.spawn(async move {
+            // Send times of the answers from `order.next` on.
             let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(depth as usize);
             let (mut next, mut recv) = (0u64, 0u64);
-            let mut expect = String::new();
+            let mut order = Order::new(unordered);
+            let prefix = format!("{i}:");
             let payload = |seq: u64| format!("{i}:{seq}:{fill}");
             let result: Result<(), Failure> = async {
                 while next < depth.min(max_per_client) {
@@ -491,19 +543,30 @@ async fn echo(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Json 
                         stats.borrow_mut().other += 1;
                         continue;
                     };
-                    expect.clear();
-                    {
-                        use std::fmt::Write as _;
-                        let _ = write!(expect, "{i}:{recv}:{fill}");
-                    }
+                    let base = order.next;
+                    let seq = p
+                        .strip_prefix(&prefix)
+                        .and_then(split_num)
+                        .filter(|&(seq, rest)| rest == &*fill && seq < next)
+                        .map(|(seq, _)| seq);
                     let mut st = stats.borrow_mut();
-                    if p == expect {
-                        st.received += 1;
-                        if let Some(t0) = sent_at.pop_front() {
-                            st.rtt.push(now - t0);
+                    match seq.and_then(|seq| Some((seq, order.accept(seq)?))) {
+                        Some((seq, reordered)) => {
+                            st.received += 1;
+                            st.reordered += u64::from(reordered);
+                            let k = usize::try_from(seq - base).unwrap_or(usize::MAX);
+                            if let Some(t0) = sent_at.get(k) {
+                                st.rtt.push(now - *t0);
+                            }
                         }
-                    } else {
-                        st.corrupted += 1;
+                        None => {
+                            st.corrupted += 1;
+                            if !unordered {
+                                order.next = base + 1;
+                            }
+                        }
+                    }
+                    for _ in base..order.next {
                         sent_at.pop_front();
                     }
                     st.last = Some(now);
@@ -547,6 +610,7 @@ async fn echo(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Json 
         "received": st.received,
         "lost": lost,
         "corrupted": st.corrupted,
+        "reordered": st.reordered,
         "msgs_per_s": round(st.received as f64 / wall, 1),
         "rtt_p50_us": round(st.rtt.percentile_us(50.0), 1),
         "rtt_p99_us": round(st.rtt.percentile_us(99.0), 1),
@@ -571,6 +635,7 @@ struct FanoutStats {
     completed: u64,
     delivered: u64,
     corrupted: u64,
+    reordered: u64,
     other: u64,
     latency: Samples,
     last: Option<Instant>,
@@ -578,20 +643,29 @@ struct FanoutStats {
 }
 
 impl FanoutStats {
-    /// Checks one `all` at a socket that expects broadcast `*expect` next.
-    /// Returns true when a broadcast just reached its last socket.
-    fn on_text(&mut self, t: &str, expect: &mut u64, fill: &str) -> bool {
+    /// Checks one `all` at a socket that has had the broadcasts `order`
+    /// says. Returns true when a broadcast just reached its last socket.
+    fn on_text(&mut self, t: &str, order: &mut Order, fill: &str) -> bool {
         let Some(p) = event_arg(t, "all") else {
             self.other += 1;
             return false;
         };
         let now = Instant::now();
         self.last = Some(now);
-        match split_num(p) {
-            Some((seq, rest))
-                if seq == *expect && rest == fill && (seq as usize) < self.sent_at.len() =>
-            {
-                *expect += 1;
+        let good = match split_num(p) {
+            Some((seq, rest)) if rest == fill && (seq as usize) < self.sent_at.len() => {
+                order.accept(seq).map(|reordered| (seq, reordered))
+            }
+            Some(_) | None => {
+                if !order.unordered {
+                    order.next += 1;
+                }
+                None
+            }
+        };
+        match good {
+            Some((seq, reordered)) => {
+                self.reordered += u64::from(reordered);
                 self.delivered += 1;
                 self.latency.push(now - self.sent_at[seq as usize]);
                 let r = &mut self.remaining[seq as usize];
@@ -602,10 +676,9 @@ impl FanoutStats {
                 }
                 false
             }
-            _ => {
+            None => {
                 // Out of order, unknown, or altered: never a delivery.
                 self.corrupted += 1;
-                *expect += 1;
                 false
             }
         }
@@ -615,6 +688,7 @@ impl FanoutStats {
 async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Json {
     let n: u64 = args.get("--receivers", 1000).max(1);
     let window: u64 = args.get("--window", 4).max(1);
+    let unordered = c.unordered;
     let duration = Duration::from_secs_f64(args.get("--duration", 10.0));
     let clients = match connect_all(ex, c, n, 2_000_000).await {
         Ok(cl) => cl,
@@ -636,11 +710,11 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
     for mut client in clients {
         let (stats, fill, wake_tx) = (stats.clone(), fill.clone(), wake_tx.clone());
         tasks.push(ex.spawn(async move {
-            let mut expect = 0;
+            let mut order = Order::new(unordered);
             loop {
                 match client.next_text().await {
                     Ok(t) => {
-                        if stats.borrow_mut().on_text(&t, &mut expect, &fill) {
+                        if stats.borrow_mut().on_text(&t, &mut order, &fill) {
                             let _ = wake_tx.try_send(());
                         }
                     }
@@ -655,7 +729,7 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
     {
         let (stats, fill) = (stats.clone(), fill.clone());
         tasks.push(ex.spawn(async move {
-            let mut expect = 0;
+            let mut order = Order::new(unordered);
             let n32 = u32::try_from(n).unwrap_or(u32::MAX);
             let result: Result<(), Failure> = async {
                 loop {
@@ -681,7 +755,7 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
                     .await;
                     if let Some(t) = got {
                         let t = t?;
-                        stats.borrow_mut().on_text(&t, &mut expect, &fill);
+                        stats.borrow_mut().on_text(&t, &mut order, &fill);
                     }
                 }
             }
@@ -726,6 +800,7 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
         "delivered": st.delivered,
         "lost": lost,
         "corrupted": st.corrupted,
+        "reordered": st.reordered,
         "deliveries_per_s": round(st.delivered as f64 / wall, 1),
         "latency_p50_us": round(st.latency.percentile_us(50.0), 1),
         "latency_p99_us": round(st.latency.percentile_us(99.0), 1),
