@@ -30,7 +30,8 @@
 //! Two nodes of one cluster (`scripts/bench-cluster.sh`): with `--port2`,
 //! every other socket (the 2nd, 4th, ...) connects to that port instead
 //! (the first, the fanout's sender, stays on `--port`); `--server-pid
-//! PID1,PID2` sums the CPU time (and RSS) of both server processes, and
+//! PID1,PID2` sums the CPU time (and RSS) of both server processes (the
+//! fanout also reports each one's, `server_cpu_s_each`), and
 //! `--redis-pid` reports the CPU time of a third process (the Redis server
 //! between the nodes) apart, as `redis_cpu_s` and per unit of work.
 //!
@@ -699,6 +700,13 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
     let (wake_tx, wake_rx): (Sender<()>, Receiver<()>) = channel::bounded(1);
     let (done_tx, done_rx) = channel::bounded::<()>(1);
     let cpu = CpuWindow::start(c.pid.as_deref());
+    // With several servers, each one's share too.
+    let each: Vec<CpuWindow> = match c.pid.as_deref() {
+        Some(pids) if pids.contains(',') => {
+            pids.split(',').map(|p| CpuWindow::start(Some(p))).collect()
+        }
+        _ => Vec::new(),
+    };
     let redis_cpu = CpuWindow::start(c.redis_pid.as_deref());
     let start = Instant::now();
     let deadline = start + duration;
@@ -782,6 +790,10 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
     .await;
     drop(ticker);
     let used = cpu.stop();
+    let used_each: Vec<Option<f64>> = each
+        .iter()
+        .map(|w| w.stop().server.map(|s| round(s, 3)))
+        .collect();
     let redis_used = redis_cpu.stop();
     let mut st = stats.borrow_mut();
     let wall = st.last.map_or(used.wall, |l| (l - start).as_secs_f64());
@@ -807,6 +819,7 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
         "server_cpu_s": used.server.map(|s| round(s, 3)),
         "server_sys_s": used.server_sys.map(|s| round(s, 3)),
         "server_cpu_us_per_delivery": per_unit_us(used.server, st.delivered),
+        "server_cpu_s_each": used_each,
         "redis_cpu_s": redis_used.server.map(|s| round(s, 3)),
         "redis_cpu_us_per_broadcast": per_unit_us(redis_used.server, st.sent),
         "loadgen_cpu_s": used.loadgen.map(|s| round(s, 3)),

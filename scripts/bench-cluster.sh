@@ -15,6 +15,9 @@
 #          (every other socket on node b), the sender on node a: each
 #          broadcast is delivered on a, published once, received by b
 #          from Redis and delivered there.
+#   idle:  two nodes, 10 sockets, all on node a: node b's CPU per
+#          broadcast is what receiving one costs a node that has no socket
+#          for it (every node pays it for every broadcast of the cluster).
 # The nodes are pinned to CPU 0, the load generator and Redis to CPU 1
 # (--shared-cores: everything on CPUs 0 and 1). Reported: deliveries/s,
 # server CPU per delivery summed over the nodes (utime+stime of every
@@ -48,7 +51,7 @@ while [ $# -gt 0 ]; do
     --shared-cores) NODE_CPUS=0,1 LOADGEN_CPUS=0,1; shift ;;
     --report) REPORT=1; shift ;;
     --redis-fanout) REDIS_FANOUT="$2"; shift 2 ;;
-    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "bench-cluster: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -229,7 +232,7 @@ fanout() {
   local kind="$1" run="$2" topo="$3"
   shift 3
   local line
-  line=$(timeout 300 taskset -c "$LOADGEN_CPUS" "$LOADGEN" fanout --receivers "$RECEIVERS" \
+  line=$(timeout 300 taskset -c "$LOADGEN_CPUS" "$LOADGEN" fanout --receivers "${RECV:-$RECEIVERS}" \
     --window "$WINDOW" --duration "$DURATION" --size "$SIZE" --redis-pid "$REDIS_PID" "$@") || true
   [ -n "$line" ] || line='{"scenario":"fanout","ok":false,"error":"no output"}'
   echo "{\"server\":\"$kind\",\"topology\":\"$topo\",\"run\":$run,\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"result\":$line}" >>"$RESULTS"
@@ -253,6 +256,8 @@ for run in $(seq 1 "$RUNS"); do
     b_pid=$NODE_PID b_port=$NODE_PORT
     sleep 1
     fanout "$kind" "$run" 2node --port "$a_port" --port2 "$b_port" --server-pid "$a_pid,$b_pid"
+    sleep 1
+    RECV=10 fanout "$kind" "$run" idle --port "$a_port" --server-pid "$a_pid,$b_pid"
     stop_all
     sleep 1
   done
@@ -268,6 +273,12 @@ cols = []
 for r in rows:
     if (r["server"], r["topology"]) not in cols:
         cols.append((r["server"], r["topology"]))
+
+for r in rows:
+    x = r["result"]
+    each, b = x.get("server_cpu_s_each") or [], x.get("broadcasts")
+    if r["topology"] == "idle" and len(each) == 2 and each[1] is not None and b:
+        x["idle_node_us_per_broadcast"] = each[1] * 1e6 / b
 
 def med(col, key):
     vals = [r["result"].get(key) for r in rows if (r["server"], r["topology"]) == col]
@@ -290,6 +301,7 @@ for key, label, f in [
     ("latency_p99_us", "delivery latency p99 (µs)", "{:,.0f}"),
     ("server_cpu_us_per_delivery", "server CPU per delivery, all nodes (µs)", "{:,.2f}"),
     ("redis_cpu_us_per_broadcast", "Redis CPU per broadcast (µs)", "{:,.1f}"),
+    ("idle_node_us_per_broadcast", "idle node b: CPU per broadcast received (µs)", "{:,.1f}"),
     ("broadcasts", "broadcasts", "{:,.0f}"),
     ("lost", "lost", "{:,.0f}"),
     ("corrupted", "corrupted", "{:,.0f}"),
