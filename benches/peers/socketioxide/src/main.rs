@@ -29,7 +29,9 @@ fn arg(name: &str) -> Option<String> {
 fn main() -> std::io::Result<()> {
     let threads: usize = arg("--threads").and_then(|t| t.parse().ok()).unwrap_or(0);
     let runtime = if threads == 0 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
