@@ -11,15 +11,29 @@
 //! loadgen connect --port P [--server-pid PID] [--conns 2000] [--concurrency 100] [--hold SECS]
 //! loadgen echo    --port P [--server-pid PID] [--clients 50] [--depth 8] [--duration 10] [--size 64]
 //! loadgen fanout  --port P [--server-pid PID] [--receivers 1000] [--window 4] [--duration 10] [--size 64]
-//! common: [--host 127.0.0.1] [--timeout 30]  (loopback addresses only)
+//! common: [--host 127.0.0.1] [--timeout 30] [--port2 P2] [--redis-pid PID]
+//!         [--unordered]  (loopback addresses only)
 //! ```
 //!
 //! Each run prints ONE JSON line. Every payload is checked byte for byte and
 //! every message counted: `lost` and `corrupted` must be 0 and `ok` true.
+//! A socket's answers must come in the order of what caused them, unless
+//! `--unordered` (for servers that run one client's event handlers
+//! concurrently, such as socketioxide on a multi-thread runtime): then each
+//! must come exactly once, in any order; `reordered` counts those that
+//! came before an earlier one.
 //! With `--server-pid`, the server's CPU time (utime + stime of
 //! /proc/PID/stat, all threads) over the measured window is divided by the
 //! work done, which stays meaningful when this generator is the bottleneck;
 //! `connect` also reads the server's VmRSS before and after.
+//!
+//! Two nodes of one cluster (`scripts/bench-cluster.sh`): with `--port2`,
+//! every other socket (the 2nd, 4th, ...) connects to that port instead
+//! (the first, the fanout's sender, stays on `--port`); `--server-pid
+//! PID1,PID2` sums the CPU time (and RSS) of both server processes (the
+//! fanout also reports each one's, `server_cpu_s_each`), and
+//! `--redis-pid` reports the CPU time of a third process (the Redis server
+//! between the nodes) apart, as `redis_cpu_s` and per unit of work.
 //!
 //! * `connect`: N connections, at most `--concurrency` in progress; the
 //!   latency of one runs from the TCP connect to the server's `40{"sid"}`.
@@ -78,7 +92,14 @@ fn die(msg: &str) -> ! {
 /// What every scenario shares.
 struct Common {
     addr: SocketAddr,
+    /// `--port2`: where every other socket connects.
+    addr2: Option<SocketAddr>,
+    /// The server's pid, or several separated by commas.
     pid: Option<String>,
+    /// `--unordered`: a socket's answers may come in any order.
+    unordered: bool,
+    /// `--redis-pid`: a process measured apart.
+    redis_pid: Option<String>,
     /// Bound on waiting for the last answers after the measured window.
     timeout: Duration,
     size: usize,
@@ -114,10 +135,18 @@ fn main() {
     if port == 0 {
         die("--port is required");
     }
-    let pid: u32 = args.get("--server-pid", 0);
+    let pid: String = args.get("--server-pid", String::new());
+    if !pid.is_empty() && pid.split(',').any(|p| p.parse::<u32>().is_err()) {
+        die("--server-pid takes a pid or pids separated by commas");
+    }
+    let redis_pid: u32 = args.get("--redis-pid", 0);
+    let port2: u16 = args.get("--port2", 0);
     let common = Common {
         addr: SocketAddr::new(host, port),
-        pid: (pid != 0).then(|| pid.to_string()),
+        addr2: (port2 != 0).then(|| SocketAddr::new(host, port2)),
+        pid: (!pid.is_empty()).then(|| pid.clone()),
+        redis_pid: (redis_pid != 0).then(|| redis_pid.to_string()),
+        unordered: args.0.iter().any(|a| a == "--unordered"),
         timeout: Duration::from_secs(args.get("--timeout", 30)),
         size: args.get("--size", 64),
     };
@@ -134,7 +163,11 @@ fn main() {
         }
     };
     let mut out = smol::block_on(ex.run(run));
-    out["server_pid"] = json!(pid);
+    out["server_pid"] = match pid.parse::<u32>() {
+        Ok(p) => json!(p),
+        Err(_) if pid.is_empty() => json!(0),
+        Err(_) => json!(pid),
+    };
     println!("{out}");
 }
 
@@ -170,6 +203,46 @@ fn event_arg<'a>(t: &'a str, name: &str) -> Option<&'a str> {
 fn split_num(s: &str) -> Option<(u64, &str)> {
     let (n, rest) = s.split_once(':')?;
     Some((n.parse().ok()?, rest))
+}
+
+/// Which numbered answers one socket has had: in order only, or (with
+/// `--unordered`) in any order, each once.
+#[derive(Default)]
+struct Order {
+    /// Every answer below this one came.
+    next: u64,
+    /// Answers that came ahead of `next`.
+    ahead: std::collections::BTreeSet<u64>,
+    unordered: bool,
+}
+
+impl Order {
+    fn new(unordered: bool) -> Order {
+        Order {
+            unordered,
+            ..Order::default()
+        }
+    }
+
+    /// Whether answer `seq` is a good one now (else it is a duplicate, out
+    /// of order when order is required, or unknown: never counted twice).
+    /// Returns `Some(reordered)` when good.
+    fn accept(&mut self, seq: u64) -> Option<bool> {
+        if seq == self.next {
+            self.next += 1;
+            while self.ahead.remove(&self.next) {
+                self.next += 1;
+            }
+            Some(false)
+        } else if self.unordered && seq > self.next && self.ahead.insert(seq) {
+            Some(true)
+        } else {
+            if !self.unordered {
+                self.next += 1;
+            }
+            None
+        }
+    }
 }
 
 /// Waits until `f` finishes or `limit` passes; true if it finished.
@@ -390,7 +463,10 @@ async fn connect_all(
     let mut tasks = Vec::with_capacity(n as usize);
     for i in 0..n {
         let sem = sem.clone();
-        let addr = c.addr;
+        let addr = match c.addr2 {
+            Some(a2) if i % 2 == 1 => a2,
+            _ => c.addr,
+        };
         tasks.push(ex.spawn(async move {
             let _permit = sem.acquire().await;
             SioClient::connect(addr, seed + i).await
@@ -423,6 +499,7 @@ struct EchoStats {
     sent: u64,
     received: u64,
     corrupted: u64,
+    reordered: u64,
     other: u64,
     rtt: Samples,
     last: Option<Instant>,
@@ -446,10 +523,13 @@ async fn echo(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Json 
     let mut tasks = Vec::new();
     for (i, mut client) in clients.into_iter().enumerate() {
         let (stats, fill) = (stats.clone(), fill.clone());
+        let unordered = c.unordered;
         tasks.push(ex.spawn(async move {
+            // Send times of the answers from `order.next` on.
             let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(depth as usize);
             let (mut next, mut recv) = (0u64, 0u64);
-            let mut expect = String::new();
+            let mut order = Order::new(unordered);
+            let prefix = format!("{i}:");
             let payload = |seq: u64| format!("{i}:{seq}:{fill}");
             let result: Result<(), Failure> = async {
                 while next < depth.min(max_per_client) {
@@ -464,19 +544,30 @@ async fn echo(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Json 
                         stats.borrow_mut().other += 1;
                         continue;
                     };
-                    expect.clear();
-                    {
-                        use std::fmt::Write as _;
-                        let _ = write!(expect, "{i}:{recv}:{fill}");
-                    }
+                    let base = order.next;
+                    let seq = p
+                        .strip_prefix(&prefix)
+                        .and_then(split_num)
+                        .filter(|&(seq, rest)| rest == &*fill && seq < next)
+                        .map(|(seq, _)| seq);
                     let mut st = stats.borrow_mut();
-                    if p == expect {
-                        st.received += 1;
-                        if let Some(t0) = sent_at.pop_front() {
-                            st.rtt.push(now - t0);
+                    match seq.and_then(|seq| Some((seq, order.accept(seq)?))) {
+                        Some((seq, reordered)) => {
+                            st.received += 1;
+                            st.reordered += u64::from(reordered);
+                            let k = usize::try_from(seq - base).unwrap_or(usize::MAX);
+                            if let Some(t0) = sent_at.get(k) {
+                                st.rtt.push(now - *t0);
+                            }
                         }
-                    } else {
-                        st.corrupted += 1;
+                        None => {
+                            st.corrupted += 1;
+                            if !unordered {
+                                order.next = base + 1;
+                            }
+                        }
+                    }
+                    for _ in base..order.next {
                         sent_at.pop_front();
                     }
                     st.last = Some(now);
@@ -520,6 +611,7 @@ async fn echo(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Json 
         "received": st.received,
         "lost": lost,
         "corrupted": st.corrupted,
+        "reordered": st.reordered,
         "msgs_per_s": round(st.received as f64 / wall, 1),
         "rtt_p50_us": round(st.rtt.percentile_us(50.0), 1),
         "rtt_p99_us": round(st.rtt.percentile_us(99.0), 1),
@@ -544,6 +636,7 @@ struct FanoutStats {
     completed: u64,
     delivered: u64,
     corrupted: u64,
+    reordered: u64,
     other: u64,
     latency: Samples,
     last: Option<Instant>,
@@ -551,20 +644,29 @@ struct FanoutStats {
 }
 
 impl FanoutStats {
-    /// Checks one `all` at a socket that expects broadcast `*expect` next.
-    /// Returns true when a broadcast just reached its last socket.
-    fn on_text(&mut self, t: &str, expect: &mut u64, fill: &str) -> bool {
+    /// Checks one `all` at a socket that has had the broadcasts `order`
+    /// says. Returns true when a broadcast just reached its last socket.
+    fn on_text(&mut self, t: &str, order: &mut Order, fill: &str) -> bool {
         let Some(p) = event_arg(t, "all") else {
             self.other += 1;
             return false;
         };
         let now = Instant::now();
         self.last = Some(now);
-        match split_num(p) {
-            Some((seq, rest))
-                if seq == *expect && rest == fill && (seq as usize) < self.sent_at.len() =>
-            {
-                *expect += 1;
+        let good = match split_num(p) {
+            Some((seq, rest)) if rest == fill && (seq as usize) < self.sent_at.len() => {
+                order.accept(seq).map(|reordered| (seq, reordered))
+            }
+            Some(_) | None => {
+                if !order.unordered {
+                    order.next += 1;
+                }
+                None
+            }
+        };
+        match good {
+            Some((seq, reordered)) => {
+                self.reordered += u64::from(reordered);
                 self.delivered += 1;
                 self.latency.push(now - self.sent_at[seq as usize]);
                 let r = &mut self.remaining[seq as usize];
@@ -575,10 +677,9 @@ impl FanoutStats {
                 }
                 false
             }
-            _ => {
+            None => {
                 // Out of order, unknown, or altered: never a delivery.
                 self.corrupted += 1;
-                *expect += 1;
                 false
             }
         }
@@ -588,6 +689,7 @@ impl FanoutStats {
 async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Json {
     let n: u64 = args.get("--receivers", 1000).max(1);
     let window: u64 = args.get("--window", 4).max(1);
+    let unordered = c.unordered;
     let duration = Duration::from_secs_f64(args.get("--duration", 10.0));
     let clients = match connect_all(ex, c, n, 2_000_000).await {
         Ok(cl) => cl,
@@ -598,6 +700,14 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
     let (wake_tx, wake_rx): (Sender<()>, Receiver<()>) = channel::bounded(1);
     let (done_tx, done_rx) = channel::bounded::<()>(1);
     let cpu = CpuWindow::start(c.pid.as_deref());
+    // With several servers, each one's share too.
+    let each: Vec<CpuWindow> = match c.pid.as_deref() {
+        Some(pids) if pids.contains(',') => {
+            pids.split(',').map(|p| CpuWindow::start(Some(p))).collect()
+        }
+        _ => Vec::new(),
+    };
+    let redis_cpu = CpuWindow::start(c.redis_pid.as_deref());
     let start = Instant::now();
     let deadline = start + duration;
     let mut clients = clients.into_iter();
@@ -608,11 +718,11 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
     for mut client in clients {
         let (stats, fill, wake_tx) = (stats.clone(), fill.clone(), wake_tx.clone());
         tasks.push(ex.spawn(async move {
-            let mut expect = 0;
+            let mut order = Order::new(unordered);
             loop {
                 match client.next_text().await {
                     Ok(t) => {
-                        if stats.borrow_mut().on_text(&t, &mut expect, &fill) {
+                        if stats.borrow_mut().on_text(&t, &mut order, &fill) {
                             let _ = wake_tx.try_send(());
                         }
                     }
@@ -627,7 +737,7 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
     {
         let (stats, fill) = (stats.clone(), fill.clone());
         tasks.push(ex.spawn(async move {
-            let mut expect = 0;
+            let mut order = Order::new(unordered);
             let n32 = u32::try_from(n).unwrap_or(u32::MAX);
             let result: Result<(), Failure> = async {
                 loop {
@@ -653,7 +763,7 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
                     .await;
                     if let Some(t) = got {
                         let t = t?;
-                        stats.borrow_mut().on_text(&t, &mut expect, &fill);
+                        stats.borrow_mut().on_text(&t, &mut order, &fill);
                     }
                 }
             }
@@ -680,6 +790,11 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
     .await;
     drop(ticker);
     let used = cpu.stop();
+    let used_each: Vec<Option<f64>> = each
+        .iter()
+        .map(|w| w.stop().server.map(|s| round(s, 3)))
+        .collect();
+    let redis_used = redis_cpu.stop();
     let mut st = stats.borrow_mut();
     let wall = st.last.map_or(used.wall, |l| (l - start).as_secs_f64());
     st.latency.sort();
@@ -697,12 +812,16 @@ async fn fanout(ex: &Rc<LocalExecutor<'static>>, c: &Common, args: &Args) -> Jso
         "delivered": st.delivered,
         "lost": lost,
         "corrupted": st.corrupted,
+        "reordered": st.reordered,
         "deliveries_per_s": round(st.delivered as f64 / wall, 1),
         "latency_p50_us": round(st.latency.percentile_us(50.0), 1),
         "latency_p99_us": round(st.latency.percentile_us(99.0), 1),
         "server_cpu_s": used.server.map(|s| round(s, 3)),
         "server_sys_s": used.server_sys.map(|s| round(s, 3)),
         "server_cpu_us_per_delivery": per_unit_us(used.server, st.delivered),
+        "server_cpu_s_each": used_each,
+        "redis_cpu_s": redis_used.server.map(|s| round(s, 3)),
+        "redis_cpu_us_per_broadcast": per_unit_us(redis_used.server, st.sent),
         "loadgen_cpu_s": used.loadgen.map(|s| round(s, 3)),
         "errors": st.errors.count,
         "first_errors": st.errors.first,

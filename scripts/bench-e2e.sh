@@ -5,13 +5,20 @@
 # socket.io (benches/peers/node-server.js), all with the same two events and
 # a 25 s / 20 s heartbeat, driven by `examples/loadgen.rs` over WebSocket.
 #
-#   scripts/bench-e2e.sh [--runs N] [--quick]
+#   scripts/bench-e2e.sh [--runs N] [--quick] [--shared-cores]
 #                        [--only wsio,wsio-tokio,socketioxide,node]
 #                        [--hold-servers wsio,wsio-tokio,socketioxide,node]
 #                        [--report]
 #
+# More servers for --only / --hold-servers (scale-out, docs/scaling.md):
+# `wsio-w1` and `wsio-w2` (`--driver tokio --workers 1|2`) and
+# `socketioxide-mt2` (the peer on tokio's multi-thread runtime, 2 workers;
+# it runs a client's event handlers concurrently, so its answers are
+# checked with the load generator's `--unordered`: each once, any order).
+#
 # Each server in turn is started on 127.0.0.1 pinned to CPU 0 (taskset -c 0),
-# the load generator on CPU 1; per run each server is started fresh and
+# the load generator on CPU 1 (--shared-cores: both on CPUs 0 and 1, for
+# servers of several threads); per run each server is started fresh and
 # gets `connect`, `echo` and `fanout`. Then, for the --hold-servers (default
 # all four), 10,000 connections are held for 60 s with heartbeats. Prints
 # one markdown table (medians of the runs; each wsio/peer ratio is the median
@@ -28,6 +35,7 @@ QUICK=0
 REPORT=0
 ONLY="wsio,wsio-tokio,socketioxide,node"
 HOLD_SERVERS="wsio,wsio-tokio,socketioxide,node"
+SERVER_CPUS=0 LOADGEN_CPUS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
@@ -35,7 +43,8 @@ while [ $# -gt 0 ]; do
     --report) REPORT=1; shift ;;
     --only) ONLY="$2"; shift 2 ;;
     --hold-servers) HOLD_SERVERS="$2"; shift 2 ;;
-    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+    --shared-cores) SERVER_CPUS=0,1 LOADGEN_CPUS=0,1; shift ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "bench-e2e: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -74,7 +83,7 @@ fi
 echo "bench-e2e: building (release)" >&2
 cargo build --release --example conformance --example loadgen >&2
 case ",$ONLY,$HOLD_SERVERS," in
-  *,socketioxide,*) (cd benches/peers/socketioxide && cargo build --release --locked >&2) ;;
+  *,socketioxide,* | *,socketioxide-mt2,*) (cd benches/peers/socketioxide && cargo build --release --locked >&2) ;;
 esac
 LOADGEN=target/release/examples/loadgen
 
@@ -99,11 +108,14 @@ start_server() {
   case "$name" in
     wsio) set -- target/release/examples/conformance --driver epoll --ping-interval 25000 --ping-timeout 20000 ;;
     wsio-tokio) set -- target/release/examples/conformance --driver tokio --ping-interval 25000 --ping-timeout 20000 ;;
+    wsio-w1 | wsio-w2) set -- target/release/examples/conformance --driver tokio --workers "${name#wsio-w}" \
+      --ping-interval 25000 --ping-timeout 20000 ;;
     socketioxide) set -- benches/peers/socketioxide/target/release/socketioxide-peer ;;
+    socketioxide-mt2) set -- benches/peers/socketioxide/target/release/socketioxide-peer --threads 2 ;;
     node) set -- node benches/peers/node-server.js ;;
   esac
   : >"$log"
-  taskset -c 0 "$@" --port 0 >"$log" 2>&1 &
+  taskset -c "$SERVER_CPUS" "$@" --port 0 >"$log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 200); do
     if grep -q '^READY ' "$log"; then
@@ -122,14 +134,15 @@ start_server() {
 loadgen() {
   local name="$1" run="$2" scenario="$3"
   shift 3
+  [ "$name" != socketioxide-mt2 ] || set -- "$@" --unordered
   local line
-  line=$(timeout 300 taskset -c 1 "$LOADGEN" "$scenario" --port "$SERVER_PORT" \
+  line=$(timeout 300 taskset -c "$LOADGEN_CPUS" "$LOADGEN" "$scenario" --port "$SERVER_PORT" \
     --server-pid "$SERVER_PID" "$@") || true
   if [ -z "$line" ]; then
     line="{\"scenario\":\"$scenario\",\"ok\":false,\"error\":\"no output\"}"
   fi
   echo "{\"server\":\"$name\",\"run\":$run,\"result\":$line}" >>"$RESULTS"
-  echo "  $name run $run $scenario: $(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("ok" if d.get("ok") else "NOT OK", {k: d[k] for k in ("connects_per_s","msgs_per_s","deliveries_per_s","server_cpu_us_per_connect","server_cpu_us_per_msg","server_cpu_us_per_delivery","server_rss_per_conn_kib","lost","corrupted","dropped","error") if k in d})')" >&2
+  echo "  $name run $run $scenario: $(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("ok" if d.get("ok") else "NOT OK", {k: d[k] for k in ("connects_per_s","msgs_per_s","deliveries_per_s","server_cpu_us_per_connect","server_cpu_us_per_msg","server_cpu_us_per_delivery","server_rss_per_conn_kib","lost","corrupted","reordered","dropped","error") if k in d})')" >&2
 }
 
 IFS=, read -r -a SERVERS <<<"$ONLY"
@@ -158,7 +171,7 @@ done
 fi
 
 # --- the table ---------------------------------------------------------------
-python3 - "$RESULTS" <<'PY'
+python3 - "$RESULTS" "$SERVER_CPUS" "$LOADGEN_CPUS" <<'PY'
 import json, os, statistics, subprocess, sys, datetime, platform
 
 path = sys.argv[1]
@@ -235,7 +248,7 @@ ran = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.
 out.append(f"Date: {ran:%Y-%m-%d %H:%M} UTC (end of the run). "
            f"Machine: {model}, {cpus} CPUs, {mem}, Linux {platform.release()}. "
            f"Medians of {runs} run(s) (ratios: median of the per-run ratios); "
-           f"server on CPU 0, load generator on CPU 1.")
+           f"server on CPU {sys.argv[2]}, load generator on CPU {sys.argv[3]}.")
 out.append("")
 out.append("| " + " | ".join(head) + " |")
 out.append("|" + "---|" * len(head))

@@ -6,10 +6,14 @@
 // client's auth; `message` -> `message-back` to the sender; `emit-all` ->
 // `all` to every socket of `/`. Heartbeat 25 s / 20 s.
 //
-//   node benches/peers/node-server.js [--port P]
+//   node benches/peers/node-server.js [--port P] [--redis URL]
 //
 // Listens on 127.0.0.1:P (default 3000; 0 picks a free port) and prints
-// `READY <port>` once listening; SIGTERM/SIGINT stop it.
+// `READY <port>` once listening; SIGTERM/SIGINT stop it. With `--redis URL`
+// (scripts/bench-cluster.sh) it is a node of a Redis cluster: the pinned
+// `@socket.io/redis-adapter` (default options) over two `redis` clients,
+// ready once Redis has its subscriptions, so `emit-all` reaches the
+// sockets of every node.
 "use strict";
 
 const path = require("path");
@@ -25,10 +29,13 @@ try {
 }
 
 let port = 3000;
+let redisUrl = null;
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "--port" && /^\d+$/.test(argv[i + 1] || "")) {
     port = Number(argv[++i]);
+  } else if (argv[i] === "--redis" && argv[i + 1]) {
+    redisUrl = argv[++i];
   } else {
     console.error(`node-server: unknown argument ${argv[i]}`);
     process.exit(2);
@@ -52,9 +59,34 @@ io.on("connection", (socket) => {
   socket.on("emit-all", (...args) => io.emit("all", ...args));
 });
 
-httpServer.listen(port, "127.0.0.1", () => {
-  console.log(`READY ${httpServer.address().port}`);
-});
+async function joinCluster() {
+  const { createClient } = require(path.join(modules, "redis"));
+  const { createAdapter } = require(path.join(modules, "@socket.io", "redis-adapter"));
+  const pub = createClient({ url: redisUrl });
+  const sub = pub.duplicate();
+  pub.on("error", () => {});
+  sub.on("error", () => {});
+  await Promise.all([pub.connect(), sub.connect()]);
+  io.adapter(createAdapter(pub, sub));
+  // The adapter subscribes without waiting: serve once Redis has them.
+  const channel = `socket.io-response#/#${io.of("/").adapter.uid}#`;
+  for (;;) {
+    const [, count] = await pub.sendCommand(["PUBSUB", "NUMSUB", channel]);
+    if (Number(count) >= 1) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+(redisUrl ? joinCluster() : Promise.resolve())
+  .then(() => {
+    httpServer.listen(port, "127.0.0.1", () => {
+      console.log(`READY ${httpServer.address().port}`);
+    });
+  })
+  .catch((e) => {
+    console.error(`node-server: ${e.stack || e}`);
+    process.exit(1);
+  });
 
 for (const sig of ["SIGTERM", "SIGINT"]) {
   process.on(sig, () => process.exit(0));

@@ -31,9 +31,18 @@ impl Samples {
     }
 }
 
+/// The CPU time (user, system; all threads) of the processes `pids` (one
+/// pid, or several separated by commas: summed), in seconds.
+pub fn cpu_seconds(pids: &str) -> Option<(f64, f64)> {
+    pids.split(',').try_fold((0.0, 0.0), |(u, s), pid| {
+        let (u1, s1) = cpu_seconds_of(pid)?;
+        Some((u + u1, s + s1))
+    })
+}
+
 /// A process's CPU time (user, system; all threads) in seconds, from the
 /// 14th and 15th fields of /proc/PID/stat.
-pub fn cpu_seconds(pid: &str) -> Option<(f64, f64)> {
+fn cpu_seconds_of(pid: &str) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces: count from its ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -49,15 +58,22 @@ fn clock_ticks() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
+/// The resident set size in KiB of the processes `pids` (one pid, or
+/// several separated by commas: summed).
+pub fn rss_kib(pids: &str) -> Option<u64> {
+    pids.split(',')
+        .try_fold(0u64, |sum, pid| Some(sum + rss_kib_of(pid)?))
+}
+
 /// A process's resident set size in KiB (VmRSS in /proc/PID/status).
-pub fn rss_kib(pid: &str) -> Option<u64> {
+fn rss_kib_of(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU time of the server (if a pid was given) and of this process over
-/// a measured window.
+/// CPU time of the server (if pids were given: one process, or several
+/// summed) and of this process over a measured window.
 pub struct CpuWindow {
     pid: Option<String>,
     server0: Option<(f64, f64)>,

@@ -43,9 +43,13 @@
 //! [`PUBLISH_QUEUE`] commands: a publish that finds it full (Redis slower
 //! than the server) is dropped, counted ([`RedisLink::overflows`]) and
 //! logged. While the publisher is down the adapter keeps its own bounded
-//! backlog. Inputs come through a channel of [`INPUT_QUEUE`]; a full one
-//! makes the subscriber task wait, so messages wait in the Redis client's
-//! buffer, not here.
+//! backlog. Inputs come through a channel of [`INPUT_QUEUE`]. The
+//! subscriber task always reads on (so nothing piles up in the Redis
+//! client's own unbounded buffer): a message from Redis that finds the
+//! channel full (the loop slower than the cluster's traffic) is dropped,
+//! counted ([`RedisLink::dropped_messages`]) and logged, as a full inbox
+//! of [`LocalBus`](crate::LocalBus) drops; only the rare connection news
+//! wait for room.
 //!
 //! **Faults.** A connection that fails to open, or breaks (the
 //! subscriber's stream ends, a pipeline fails or exceeds
@@ -57,6 +61,10 @@
 
 use std::{
     io,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -73,8 +81,10 @@ use crate::{ServerOf, redis_tasks as tasks};
 
 /// Commands the publisher's channel holds.
 pub const PUBLISH_QUEUE: usize = 4096;
-/// Inputs (messages, answers, connection news) the loop's channel holds.
-pub const INPUT_QUEUE: usize = 1024;
+/// Inputs (messages, answers, connection news) the loop's channel holds:
+/// as many as a [`LocalBus`](crate::LocalBus) inbox. The channel grows as
+/// it fills, so an idle link costs nothing for it.
+pub const INPUT_QUEUE: usize = 65_536;
 /// How long opening a connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long Redis may take to answer a pipeline or a subscription.
@@ -114,6 +124,8 @@ pub struct RedisLink<M> {
     /// Subscriptions handed to the subscriber and not confirmed yet.
     pending_subs: usize,
     overflows: u64,
+    /// Messages from Redis the subscriber task dropped (the inputs full).
+    dropped: Arc<AtomicU64>,
     /// Whether each link was up at the last report (for the log).
     was_up: [bool; 2],
     last_error: Option<String>,
@@ -164,12 +176,18 @@ impl<M: Send + 'static> RedisLink<M> {
         let (publisher, publisher_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (subscriber, subscriber_rx) = mpsc::unbounded_channel();
         let (input_tx, inputs) = mpsc::channel(INPUT_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
         runtime.spawn(tasks::publisher(
             client.clone(),
             publisher_rx,
             input_tx.clone(),
         ));
-        runtime.spawn(tasks::subscriber(client, subscriber_rx, input_tx));
+        runtime.spawn(tasks::subscriber(
+            client,
+            subscriber_rx,
+            input_tx,
+            dropped.clone(),
+        ));
         Ok(RedisLink {
             adapter,
             server,
@@ -180,6 +198,7 @@ impl<M: Send + 'static> RedisLink<M> {
             held_connect: None,
             pending_subs: 0,
             overflows: 0,
+            dropped,
             was_up: [false; 2],
             last_error: None,
             on_event: None,
@@ -243,6 +262,12 @@ impl<M: Send + 'static> RedisLink<M> {
     /// Publishes dropped because the publisher's channel was full.
     pub fn overflows(&self) -> u64 {
         self.overflows
+    }
+
+    /// Messages from Redis dropped because [`INPUT_QUEUE`] of them were
+    /// already waiting for the loop.
+    pub fn dropped_messages(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// One report of a task.

@@ -2,6 +2,11 @@
 //! its link and reports what Redis said. They decide nothing: a failure is
 //! reported, and the adapter says when to connect again.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::{
@@ -124,12 +129,15 @@ async fn next_message(stream: &mut Option<PubSubStream>) -> Option<redis::Msg> {
 }
 
 /// The subscribing connection: `Connect` opens it, subscriptions are made
-/// on it, and its messages go to the loop; the end of its stream is the
-/// loss of the connection.
+/// on it, and its messages go to the loop (dropped and counted in
+/// `dropped` when the loop's channel is full, so the Redis client's own
+/// buffer never grows); the end of its stream is the loss of the
+/// connection.
 pub(crate) async fn subscriber(
     client: Client,
     mut commands: mpsc::UnboundedReceiver<RedisCommand>,
     inputs: mpsc::Sender<Input>,
+    dropped: Arc<AtomicU64>,
 ) {
     let mut sink: Option<PubSubSink> = None;
     let mut stream: Option<PubSubStream> = None;
@@ -201,10 +209,25 @@ pub(crate) async fn subscriber(
                     }
                 }
             }
-            Step::Message(Some(msg)) => Input::Message {
-                channel: msg.get_channel_name().to_owned(),
-                payload: Bytes::copy_from_slice(msg.get_payload_bytes()),
-            },
+            Step::Message(Some(msg)) => {
+                let input = Input::Message {
+                    channel: msg.get_channel_name().to_owned(),
+                    payload: Bytes::copy_from_slice(msg.get_payload_bytes()),
+                };
+                match inputs.try_send(input) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        let n = dropped.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                        if n.is_power_of_two() {
+                            log::warn!(
+                                "wsio-cluster: the server is slower than the cluster: {n} messages from Redis dropped so far"
+                            );
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+                continue;
+            }
             Step::Message(None) => {
                 sink = None;
                 stream = None;

@@ -170,6 +170,11 @@ impl runtime::Stream for Prefixed {
                 dst.copy_from_slice(src);
             }
             self.read.advance(n);
+            if self.read.is_empty() {
+                // An emptied `Bytes` still holds its buffer, for the
+                // connection's whole life otherwise.
+                self.read = Bytes::new();
+            }
             return Poll::Ready(Ok(n));
         }
         self.inner.poll_read(cx, buf)
@@ -399,8 +404,11 @@ async fn first_head(
             break;
         }
     }
-    buf.truncate(len);
-    Ok((stream, Bytes::from(buf)))
+    // Only what was read is handed on, not the room for a longest head.
+    Ok((
+        stream,
+        Bytes::copy_from_slice(buf.get(..len).unwrap_or_default()),
+    ))
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! to every socket of `/`. Heartbeat 25 s / 20 s; one-argument events (what
 //! `examples/loadgen.rs` sends).
 //!
-//! `socketioxide-peer --port PORT` prints `READY <port>` once listening on
-//! 127.0.0.1. It runs tokio's current-thread runtime: the benchmark pins
-//! every server to one core.
+//! `socketioxide-peer --port PORT [--threads N]` prints `READY <port>` once
+//! listening on 127.0.0.1. It runs tokio's current-thread runtime by
+//! default (the benchmark pins every server to one core); `--threads N`
+//! runs tokio's multi-thread runtime with N worker threads instead (the
+//! scale-out comparison with `conformance --workers N`).
 
 use std::time::Duration;
 
@@ -24,8 +26,22 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    let threads: usize = arg("--threads").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let runtime = if threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(serve())
+}
+
+async fn serve() -> std::io::Result<()> {
     let port: u16 = arg("--port").and_then(|p| p.parse().ok()).unwrap_or(3000);
     let (layer, io) = SocketIo::builder()
         .ping_interval(Duration::from_millis(25_000))
