@@ -34,9 +34,9 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{Connection, Partial, Role, sender::FrameHead};
+use super::{Connection, Partial, Role, input::BIG_FRAME, sender::FrameHead};
 use crate::ws::{
-    DataKind, Error, LimitError, Message, OpCode, ProtocolError, UsageError,
+    DataKind, Error, LimitError, Message, OpCode, ProtocolError, UsageError, Utf8Bytes,
     deflate::{DeflateConfig, Deflater, InflateError, Inflater, Params},
     frame::{self, FrameHeader, MAX_HEADER_LEN},
     mask::apply_mask,
@@ -425,6 +425,57 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Whether a whole compressed message at the front of the input may be
+    /// inflated at once ([`inflate_whole_frame`](Self::inflate_whole_frame)):
+    /// its RSV bits are RSV1 alone and the extension was negotiated, and it
+    /// would not be dropped unread (after our close frame, once the
+    /// application heard `Closed`; see `deliver`).
+    #[inline]
+    pub(super) fn inflates_at_front(&self, h: &FrameHeader) -> bool {
+        h.rsv == RSV1 && self.deflate.is_some() && !(self.close_sent && self.closed_emitted)
+    }
+
+    /// A whole final compressed frame at the front of the input, no
+    /// message in progress, its header checked and its payload
+    /// (`rbuf[hlen..end]`) unmasked: inflated straight from the input into
+    /// the message's own buffer and cut from the input, without a frame
+    /// buffer, a partial message or a queued event. `None` if it failed
+    /// the connection.
+    pub(super) fn inflate_whole_frame(
+        &mut self,
+        now: Instant,
+        h: FrameHeader,
+        hlen: usize,
+        end: usize,
+    ) -> Option<Message> {
+        let limit = self.config.max_message_size;
+        self.last_big = if end >= BIG_FRAME { end } else { 0 };
+        let mut data = BytesMut::new();
+        let result = match (self.deflate.as_mut(), self.rbuf.get(hlen..end)) {
+            (Some(d), Some(payload)) => {
+                d.received = true;
+                d.inflater.inflate(payload, true, limit, &mut data)
+            }
+            _ => Err(InflateError::InvalidData),
+        };
+        self.rbuf.advance(end.min(self.rbuf.len()));
+        if self.rbuf.is_empty() {
+            self.input_drained();
+        }
+        if let Err(e) = result {
+            self.fail(now, inflate_error(e), false);
+            return None;
+        }
+        if h.opcode == OpCode::Binary {
+            return Some(Message::Binary(data.freeze()));
+        }
+        if !crate::ws::utf8::validate(&data) {
+            self.fail(now, ProtocolError::InvalidUtf8.into(), false);
+            return None;
+        }
+        Some(Message::Text(Utf8Bytes::from_validated(data.freeze())))
     }
 
     /// A complete frame of a compressed message: inflated into the
