@@ -87,13 +87,16 @@ fn official_socket_io_client_scenarios_with_per_message_deflate() {
     }
 }
 
+/// What [`frame_watching_proxy`] saw: (RSV1, payload length) per data frame.
+type Seen = Arc<Mutex<Vec<(bool, usize)>>>;
+
 /// The data frames a client sends on WebSockets through this proxy to
 /// `upstream`, as (RSV1, payload length), in order; everything else goes
 /// through as it is.
-fn frame_watching_proxy(upstream: u16) -> (u16, Arc<Mutex<Vec<(bool, usize)>>>) {
+fn frame_watching_proxy(upstream: u16) -> (u16, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen = Seen::default();
     let record = seen.clone();
     thread::spawn(move || {
         for down in listener.incoming().flatten() {
