@@ -103,7 +103,7 @@ impl Connection {
     /// frame is in progress, so that a whole frame at the front is a whole
     /// message.
     #[inline]
-    fn decodable(&self) -> Option<bool> {
+    pub(super) fn decodable(&self) -> Option<bool> {
         match &self.phase {
             Phase::Open | Phase::Closing { .. } => {
                 Some(self.current.is_none() && self.partial.is_none() && self.big.is_none())
