@@ -37,11 +37,29 @@
 //!   `ws::Connection` (`handle_input`) and the message taken with
 //!   `poll_event`.
 //!
+//! * `uncompressed/*`: the same messages without compression, for scale:
+//!   sent by a server and received by a client through wsio's
+//!   `ws::Connection` (as the `wsio_connection` rows, without the
+//!   extension), tungstenite and fastwebsockets (see `bench_uncompressed`).
+//!
+//! The clock the connections are given is read once per run, as a driver
+//! reads it once per read, not once per message.
+//!
 //! Before timing, wsio's output is checked against the bare calls' (the
 //! same compressed bytes, through the codec and the connection alike; the
-//! same messages back).
+//! same messages back), and the uncompressed senders' frames and
+//! receivers' messages against each other's.
 
-use std::{hint::black_box, time::Instant};
+use std::{
+    cell::RefCell,
+    future::Future,
+    hint::black_box,
+    io,
+    pin::{Pin, pin},
+    rc::Rc,
+    task::{Context, Poll, Waker},
+    time::Instant,
+};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{
@@ -197,11 +215,11 @@ fn client(params: Params) -> Connection {
     Connection::client_upgraded(config, Box::new(SeededEntropy::new(1))).with_deflate(params)
 }
 
-/// Sends `msg` compressed and returns the frame's bytes (one transmit for
-/// a message of these sizes).
-fn connection_send(conn: &mut Connection, msg: &[u8]) -> Bytes {
+/// Sends `msg` (compressed if the connection compresses) and returns the
+/// frame's bytes (one transmit for a message of these sizes).
+fn connection_send(conn: &mut Connection, msg: &[u8], now: Instant) -> Bytes {
     conn.send_slices(DataKind::Binary, b"", msg).unwrap();
-    let Some(Transmit::Data(frame)) = conn.poll_transmit(Instant::now()) else {
+    let Some(Transmit::Data(frame)) = conn.poll_transmit(now) else {
         panic!("no frame")
     };
     frame
@@ -209,11 +227,16 @@ fn connection_send(conn: &mut Connection, msg: &[u8]) -> Bytes {
 
 /// A server frame with RSV1 around a compressed payload.
 fn server_frame(payload: &[u8]) -> Vec<u8> {
+    frame_with_rsv(payload, 0b100)
+}
+
+/// A server frame (binary, final, unmasked) with these RSV bits.
+fn frame_with_rsv(payload: &[u8], rsv: u8) -> Vec<u8> {
     let mut out = BytesMut::new();
     encode_header(
         &FrameHeader {
             fin: true,
-            rsv: 0b100,
+            rsv,
             opcode: OpCode::Binary,
             mask: None,
             len: payload.len() as u64,
@@ -225,10 +248,10 @@ fn server_frame(payload: &[u8]) -> Vec<u8> {
 }
 
 /// Feeds a frame and takes the message it carries (the time a driver
-/// would read once per read is read once per run).
+/// reads once per read is read once per run, here and when sending).
 fn connection_receive(conn: &mut Connection, frame: &[u8], now: Instant) -> Message {
     conn.handle_input(now, frame);
-    match conn.poll_event(Instant::now()) {
+    match conn.poll_event(now) {
         Some(Event::Message(m)) => m,
         other => panic!("{other:?}"),
     }
@@ -276,8 +299,9 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
         // same messages back.
         let frames: Vec<Vec<u8>> = chain.iter().map(|p| server_frame(p)).collect();
         let (mut tx, mut rx) = (server(params), client(params));
+        let now = Instant::now();
         for (k, frame) in frames.iter().enumerate() {
-            let sent = connection_send(&mut tx, &msgs[k % msgs.len()]);
+            let sent = connection_send(&mut tx, &msgs[k % msgs.len()], now);
             assert_eq!(&sent[..], &frame[..], "{} {mode} frame {k}", input.name);
             let (h, _) = decode_header(&sent).unwrap().unwrap();
             assert_eq!(h.rsv, 0b100);
@@ -301,7 +325,7 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
         let mut conn = server(params);
         g.bench_function(BenchmarkId::from_parameter("wsio_connection"), |b| {
             b.iter(|| {
-                black_box(connection_send(&mut conn, &msgs[k % msgs.len()]));
+                black_box(connection_send(&mut conn, &msgs[k % msgs.len()], now));
                 k += 1;
             })
         });
@@ -346,7 +370,6 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
         }
         let mut conn = client(params);
         let mut k = 0;
-        let now = Instant::now();
         g.bench_function(BenchmarkId::from_parameter("wsio_connection"), |b| {
             b.iter(|| {
                 if k == frames.len() {
@@ -377,8 +400,266 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
 
 fn benches<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
     for input in &inputs() {
+        bench_uncompressed(c, prefix, input);
         bench_input(c, prefix, input);
     }
+}
+
+// ----- the same messages uncompressed, for scale ----------------------------
+
+/// Hands out the frames of `frames` in turn, each read at most up to the end
+/// of the current frame (as a socket holding just that frame would), round
+/// and round; or takes what is written, into `written` when checking.
+struct FrameStream {
+    frames: Rc<Vec<Vec<u8>>>,
+    k: usize,
+    pos: usize,
+    written: Option<Rc<RefCell<Vec<u8>>>>,
+}
+
+impl FrameStream {
+    fn reading(frames: Rc<Vec<Vec<u8>>>) -> Self {
+        FrameStream {
+            frames,
+            k: 0,
+            pos: 0,
+            written: None,
+        }
+    }
+
+    fn sink(written: Option<Rc<RefCell<Vec<u8>>>>) -> Self {
+        FrameStream {
+            frames: Rc::default(),
+            k: 0,
+            pos: 0,
+            written,
+        }
+    }
+
+    fn next_bytes(&mut self, max: usize) -> &[u8] {
+        if self.frames.is_empty() {
+            return &[];
+        }
+        if self.pos == self.frames[self.k].len() {
+            self.k = (self.k + 1) % self.frames.len();
+            self.pos = 0;
+        }
+        let frame = &self.frames[self.k];
+        let n = (frame.len() - self.pos).min(max);
+        self.pos += n;
+        &frame[self.pos - n..self.pos]
+    }
+
+    fn take(&mut self, b: &[u8]) {
+        black_box(b);
+        if let Some(w) = &self.written {
+            w.borrow_mut().extend_from_slice(b);
+        }
+    }
+}
+
+impl io::Read for FrameStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let c = self.next_bytes(buf.len());
+        let n = c.len();
+        buf[..n].copy_from_slice(c);
+        Ok(n)
+    }
+}
+
+impl io::Write for FrameStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.take(buf);
+        Ok(buf.len())
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        bufs.iter().for_each(|b| self.take(b));
+        Ok(bufs.iter().map(|b| b.len()).sum())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl tokio::io::AsyncRead for FrameStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let c = this.next_bytes(buf.remaining());
+        buf.put_slice(c);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for FrameStream {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().take(b);
+        Poll::Ready(Ok(b.len()))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        bufs.iter().for_each(|b| this.take(b));
+        Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()))
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Polls a future that never waits (in-memory I/O) to completion: no runtime.
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("in-memory I/O would block"),
+    }
+}
+
+fn tungstenite_ws(
+    stream: FrameStream,
+    role: tungstenite::protocol::Role,
+) -> tungstenite::WebSocket<FrameStream> {
+    let config = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(LIMIT))
+        .max_frame_size(Some(LIMIT));
+    tungstenite::WebSocket::from_raw_socket(stream, role, Some(config))
+}
+
+fn fws(stream: FrameStream, role: fastwebsockets::Role) -> fastwebsockets::WebSocket<FrameStream> {
+    let mut ws = fastwebsockets::WebSocket::after_handshake(stream, role);
+    ws.set_auto_close(false);
+    ws.set_auto_pong(false);
+    ws.set_max_message_size(LIMIT);
+    ws
+}
+
+fn fws_send(ws: &mut fastwebsockets::WebSocket<FrameStream>, msg: &[u8]) {
+    let frame = fastwebsockets::Frame::binary(fastwebsockets::Payload::Borrowed(msg));
+    block_on(ws.write_frame(frame)).unwrap();
+}
+
+fn tungstenite_receive(ws: &mut tungstenite::WebSocket<FrameStream>) -> Bytes {
+    match ws.read().unwrap() {
+        tungstenite::Message::Binary(b) => b,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The messages sent and received uncompressed, one at a time: a server
+/// sends each (`send_*`: wsio `send_slices` then `poll_transmit`;
+/// tungstenite `write` of a `Bytes` the application holds, then `flush`;
+/// fastwebsockets `write_frame` of the borrowed message, into a null sink)
+/// and a client receives each (`receive_*`: wsio `handle_input` of the frame
+/// then `poll_event`, as `decompress/*/wsio_connection` does; tungstenite
+/// `read` and fastwebsockets `read_frame` from a stream that hands out one
+/// frame per message, the frame lent). Checked first: the same frame bytes
+/// from every sender, the same messages out of every receiver.
+fn bench_uncompressed<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input) {
+    use fastwebsockets::Role as FRole;
+    use tungstenite::protocol::Role as TRole;
+
+    let msgs = &input.messages;
+    let owned: Vec<Bytes> = msgs.iter().map(|m| Bytes::copy_from_slice(m)).collect();
+    let frames: Rc<Vec<Vec<u8>>> = Rc::new(msgs.iter().map(|m| frame_with_rsv(m, 0)).collect());
+    let now = Instant::now();
+    let plain_server = || Connection::server_upgraded(Config::default());
+    let plain_client = || {
+        let config = Config::default()
+            .max_message_size(LIMIT)
+            .max_frame_size(LIMIT);
+        Connection::client_upgraded(config, Box::new(SeededEntropy::new(1)))
+    };
+
+    // Every sender writes the same frames; every receiver gets the messages.
+    let mut conn = plain_server();
+    let written = Rc::new(RefCell::new(Vec::new()));
+    let mut tung = tungstenite_ws(FrameStream::sink(Some(written.clone())), TRole::Server);
+    let mut fw = fws(FrameStream::sink(Some(written.clone())), FRole::Server);
+    for (k, frame) in frames.iter().enumerate() {
+        assert_eq!(&connection_send(&mut conn, &msgs[k], now)[..], &frame[..]);
+        tung.send(tungstenite::Message::Binary(owned[k].clone()))
+            .unwrap();
+        assert_eq!(&written.borrow()[..], &frame[..], "tungstenite {k}");
+        written.borrow_mut().clear();
+        fws_send(&mut fw, &msgs[k]);
+        assert_eq!(&written.borrow()[..], &frame[..], "fastwebsockets {k}");
+        written.borrow_mut().clear();
+    }
+    let mut conn = plain_client();
+    let mut tung = tungstenite_ws(FrameStream::reading(frames.clone()), TRole::Client);
+    let mut fw = fws(FrameStream::reading(frames.clone()), FRole::Client);
+    for _ in 0..2 {
+        for (k, frame) in frames.iter().enumerate() {
+            let got = connection_receive(&mut conn, frame, now);
+            assert_eq!(got.as_bytes(), &msgs[k][..]);
+            assert_eq!(&tungstenite_receive(&mut tung)[..], &msgs[k][..]);
+            let f = block_on(fw.read_frame()).unwrap();
+            assert!(f.fin && f.opcode == fastwebsockets::OpCode::Binary);
+            assert_eq!(&f.payload[..], &msgs[k][..]);
+        }
+    }
+
+    let mut g = c.benchmark_group(format!("{prefix}/uncompressed/{}", input.name));
+    g.throughput(Throughput::Bytes(msgs[0].len() as u64));
+    let mut k = 0;
+    let mut conn = plain_server();
+    g.bench_function(BenchmarkId::from_parameter("send_wsio_connection"), |b| {
+        b.iter(|| {
+            black_box(connection_send(&mut conn, &msgs[k % msgs.len()], now));
+            k += 1;
+        })
+    });
+    let mut tung = tungstenite_ws(FrameStream::sink(None), TRole::Server);
+    g.bench_function(BenchmarkId::from_parameter("send_tungstenite"), |b| {
+        b.iter(|| {
+            let m = owned[k % msgs.len()].clone();
+            tung.send(tungstenite::Message::Binary(m)).unwrap();
+            k += 1;
+        })
+    });
+    let mut fw = fws(FrameStream::sink(None), FRole::Server);
+    g.bench_function(BenchmarkId::from_parameter("send_fastwebsockets"), |b| {
+        b.iter(|| {
+            fws_send(&mut fw, &msgs[k % msgs.len()]);
+            k += 1;
+        })
+    });
+    let mut conn = plain_client();
+    let mut k = 0;
+    g.bench_function(
+        BenchmarkId::from_parameter("receive_wsio_connection"),
+        |b| {
+            b.iter(|| {
+                black_box(connection_receive(&mut conn, &frames[k], now));
+                k = (k + 1) % frames.len();
+            })
+        },
+    );
+    let mut tung = tungstenite_ws(FrameStream::reading(frames.clone()), TRole::Client);
+    g.bench_function(BenchmarkId::from_parameter("receive_tungstenite"), |b| {
+        b.iter(|| black_box(tungstenite_receive(&mut tung)))
+    });
+    let mut fw = fws(FrameStream::reading(frames.clone()), FRole::Client);
+    g.bench_function(BenchmarkId::from_parameter("receive_fastwebsockets"), |b| {
+        b.iter(|| {
+            let f = block_on(fw.read_frame()).unwrap();
+            black_box(&f.payload[..]);
+        })
+    });
+    g.finish();
 }
 
 // ----- thread CPU time as a criterion measurement ---------------------------

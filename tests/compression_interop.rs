@@ -8,9 +8,22 @@
 
 mod common;
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    thread,
+    time::Duration,
+};
 
 use common::*;
+use wsio::{
+    engineio::TransportMode,
+    socketio::{ClientEvent, Value},
+    ws::{OpCode, deflate::DeflateConfig, frame::decode_header},
+};
+use wsio_tokio::ClientOptions;
 
 /// Runs a Node check script and asserts every scenario passed.
 fn check_runner(args: &[&str]) {
@@ -72,6 +85,138 @@ fn official_socket_io_client_scenarios_with_per_message_deflate() {
             mode,
         ]);
     }
+}
+
+/// What [`frame_watching_proxy`] saw: (RSV1, payload length) per data frame.
+type Seen = Arc<Mutex<Vec<(bool, usize)>>>;
+
+/// The data frames a client sends on WebSockets through this proxy to
+/// `upstream`, as (RSV1, payload length), in order; everything else goes
+/// through as it is.
+fn frame_watching_proxy(upstream: u16) -> (u16, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Seen::default();
+    let record = seen.clone();
+    thread::spawn(move || {
+        for down in listener.incoming().flatten() {
+            let up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+            let (mut from_up, mut to_down) = (up.try_clone().unwrap(), down.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut from_up, &mut to_down);
+                let _ = to_down.shutdown(Shutdown::Both);
+            });
+            let record = record.clone();
+            thread::spawn(move || {
+                let (mut from, mut to) = (down, up);
+                let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 64 * 1024]);
+                let mut in_head = true;
+                loop {
+                    let n = match from.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if to.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if in_head {
+                        let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        if !head.contains("upgrade: websocket") {
+                            // Polling: nothing to watch.
+                            let _ = std::io::copy(&mut from, &mut to);
+                            break;
+                        }
+                        buf.drain(..i + 4);
+                        in_head = false;
+                    }
+                    while let Ok(Some((h, hlen))) = decode_header(&buf) {
+                        let end = hlen + h.len as usize;
+                        if buf.len() < end {
+                            break;
+                        }
+                        if matches!(h.opcode, OpCode::Text | OpCode::Binary) {
+                            record
+                                .lock()
+                                .unwrap()
+                                .push((h.rsv & 0b100 != 0, h.len as usize));
+                        }
+                        buf.drain(..end);
+                    }
+                }
+                let _ = to.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// The wsio client's `emit_compressed(.., false)` (the official
+/// `socket.compress(false).emit(..)`) against the official server with
+/// `perMessageDeflate: true`: on the permessage-deflate WebSocket, a 2 KiB
+/// emit goes compressed by default and without RSV1 with the flag, and
+/// both arrive (the server echoes them); over polling the flag changes
+/// nothing and the emit arrives.
+#[test]
+fn the_clients_compress_false_goes_uncompressed_to_the_official_server() {
+    let mut c = node();
+    c.args(["sio-compress-check.js", "server", "--port", "0"]);
+    let server = spawn_ready("sio-compress-check.js server", c);
+    let (port, seen) = frame_watching_proxy(server.port);
+    let big = "hello compressible world, ".repeat(80);
+    assert!(big.len() >= 2048);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for mode in [TransportMode::WebSocketOnly, TransportMode::PollingOnly] {
+            let options = ClientOptions::new()
+                .transports(mode)
+                .reconnection(false)
+                .connect_timeout(Duration::from_secs(10))
+                .configure(|mut c| {
+                    c.engine.ws = c.engine.ws.deflate(DeflateConfig::default().enabled(true));
+                    c
+                });
+            let url = format!("http://127.0.0.1:{port}");
+            let (io, mut events) = wsio_tokio::connect(&url, options).await.unwrap();
+            for (i, compress) in [true, false, true].into_iter().enumerate() {
+                let text = format!("{i}{big}");
+                io.emit_compressed("message", vec![Value::from(text.as_str())], compress)
+                    .await
+                    .unwrap();
+                loop {
+                    let ev = tokio::time::timeout(Duration::from_secs(10), events.next())
+                        .await
+                        .expect("the echo")
+                        .expect("an event");
+                    if let ClientEvent::Event { name, args, .. } = ev {
+                        if name == "message-back" {
+                            assert_eq!(args, [Value::from(text.as_str())], "{mode:?}");
+                            break;
+                        }
+                    }
+                }
+            }
+            io.close().await.unwrap();
+        }
+    });
+    // Only the WebSocket went through frames; its three emits, in order.
+    let emits: Vec<(bool, usize)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|&(rsv1, len)| rsv1 || len >= 1024)
+        .collect();
+    assert_eq!(emits.len(), 3, "{emits:?}");
+    assert!(emits[0].0 && emits[0].1 < 512, "{emits:?}");
+    assert!(!emits[1].0 && emits[1].1 > big.len(), "{emits:?}");
+    assert!(emits[2].0 && emits[2].1 < 512, "{emits:?}");
 }
 
 fn chromium() -> PathBuf {

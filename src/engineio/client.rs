@@ -252,6 +252,9 @@ pub struct Client {
     /// Packets not yet acknowledged by the transport; the first
     /// `in_flight` are in the POST in flight.
     write_buffer: VecDeque<Packet>,
+    /// Per packet of `write_buffer`, in step with it: whether it may be
+    /// compressed (see [`Client::send_compressed`]).
+    write_compress: VecDeque<bool>,
     in_flight: usize,
     /// Messages among `write_buffer` (what the limit counts).
     queued_messages: usize,
@@ -294,6 +297,7 @@ impl Client {
             probe: None,
             retired: Vec::new(),
             write_buffer: VecDeque::new(),
+            write_compress: VecDeque::new(),
             in_flight: 0,
             queued_messages: 0,
             ping_deadline: None,
@@ -573,6 +577,20 @@ impl Client {
     /// pauses the transport, it waits in the write buffer; everything
     /// leaves in the order sent.
     pub fn send(&mut self, now: Instant, data: impl Into<Data>) -> Result<(), ClientUsageError> {
+        self.send_compressed(now, data, true)
+    }
+
+    /// [`send`](Self::send), saying whether the message may be compressed
+    /// (the official `socket.send(data, { compress })`). With `false` it
+    /// goes uncompressed on a WebSocket with permessage-deflate whatever
+    /// its size; on polling it changes nothing, as the official client's
+    /// requests are never compressed.
+    pub fn send_compressed(
+        &mut self,
+        now: Instant,
+        data: impl Into<Data>,
+        compress: bool,
+    ) -> Result<(), ClientUsageError> {
         if self.phase == Phase::Closed || self.close_requested {
             return Err(ClientUsageError::Closed);
         }
@@ -587,6 +605,7 @@ impl Client {
             }
         }
         self.write_buffer.push_back(Packet::message(data));
+        self.write_compress.push_back(compress);
         self.queued_messages += 1;
         self.flush(now);
         self.after_turn(now);

@@ -1333,3 +1333,62 @@ fn events_before_the_connect_answer_are_held_up_to_the_default_max_receive_buffe
 
 #[path = "client_tests_parity.rs"]
 mod parity;
+
+/// `emit_compressed(.., false)` (the official `socket.compress(false)`) on
+/// a permessage-deflate WebSocket: no RSV1 however large, also after
+/// waiting in the send buffer; a default emit of the same size is
+/// compressed; the server gets every one.
+#[test]
+fn emit_compressed_false_goes_without_rsv1() {
+    let on = crate::ws::deflate::DeflateConfig::default().enabled(true);
+    let mut server = server_config();
+    server.engine = server.engine.per_message_deflate(on);
+    let mut client = client_config(TransportMode::WebSocketOnly);
+    client.engine.ws = client.engine.ws.deflate(on);
+    let mut n = Net::with_server(client, server);
+    let big = "compress me, compress me, ".repeat(80);
+    let root = n.socket("/", None);
+    // Not connected yet: it waits in the send buffer with its flag.
+    let now = n.now;
+    n.client
+        .emit_compressed(now, root, "message", vec![big.as_str().into()], false)
+        .unwrap();
+    n.connected(root);
+    n.emit(root, "message", vec![big.as_str().into()]);
+    let now = n.now;
+    n.client
+        .emit_compressed(now, root, "message", vec![big.as_str().into()], false)
+        .unwrap();
+    n.pump();
+    n.until(ms(3000), |n| n.server_got("message").len() == 3);
+    assert!(
+        n.server_got("message")
+            .iter()
+            .all(|a| a[..] == [big.as_str().into()])
+    );
+    // The client's bytes on its WebSocket, after the request's head.
+    let mut wire: HashMap<ConnId, Vec<u8>> = HashMap::new();
+    for (_, t) in &n.log {
+        if let ClientTransmit::Data { conn, data } = t {
+            wire.entry(*conn).or_default().extend_from_slice(data);
+        }
+    }
+    let (_, bytes) = wire
+        .iter()
+        .find(|(_, b)| b.starts_with(b"GET ") && b.windows(9).any(|w| w == b"websocket"))
+        .expect("the WebSocket");
+    let head = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut rest = &bytes[head..];
+    let mut large = Vec::new();
+    while let Ok(Some((h, hlen))) = crate::ws::frame::decode_header(rest) {
+        let len = h.len as usize;
+        if h.rsv != 0 || len >= 1024 {
+            large.push((h.rsv, len));
+        }
+        rest = &rest[hlen + len..];
+    }
+    assert_eq!(large.len(), 3, "{large:?}");
+    assert!(large[0].0 == 0 && large[0].1 > big.len(), "{large:?}");
+    assert!(large[1].0 == 0b100 && large[1].1 < 512, "{large:?}");
+    assert!(large[2].0 == 0 && large[2].1 > big.len(), "{large:?}");
+}

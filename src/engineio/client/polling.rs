@@ -131,6 +131,8 @@ impl Client {
             return;
         }
         let n = self.in_flight.min(self.write_buffer.len());
+        self.write_compress
+            .drain(..n.min(self.write_compress.len()));
         for p in self.write_buffer.drain(..n) {
             if p.kind == PacketType::Message {
                 self.queued_messages = self.queued_messages.saturating_sub(1);

@@ -55,6 +55,7 @@ impl Client {
                 PacketType::Ping => {
                     self.reset_ping(now);
                     self.write_buffer.push_back(Packet::new(PacketType::Pong));
+                    self.write_compress.push_back(true);
                     self.flush(now);
                 }
                 PacketType::Message => self.events.push_back(ClientEvent::Message(p.data)),
@@ -136,10 +137,17 @@ impl Client {
             // `max_buffered_packets` bounds them.
             Some(Transport::WebSocket(s)) if self.held.is_blocked(s.conn) => {}
             Some(Transport::WebSocket(s)) => {
-                for p in self.write_buffer.drain(..) {
+                let compress = self.write_compress.drain(..);
+                for (p, c) in self.write_buffer.drain(..).zip(compress) {
                     // The queue is drained into our transmits after every
                     // call, so the WebSocket's own limit is never reached.
+                    if !c {
+                        s.ws.set_compress(false);
+                    }
                     let _ = frame::send(&mut s.ws, &p);
+                    if !c {
+                        s.ws.set_compress(true);
+                    }
                 }
                 self.queued_messages = 0;
                 drain_ws(s, now, &mut self.transmits);
@@ -178,6 +186,7 @@ impl Client {
         self.phase = Phase::Closed;
         self.ping_deadline = None;
         self.write_buffer.clear();
+        self.write_compress.clear();
         self.in_flight = 0;
         self.queued_messages = 0;
         match self.transport.take() {

@@ -41,7 +41,7 @@ impl Client {
         // Registered first: sending may end the connection at once, and
         // the ack must then be reported lost like the others.
         n.acks.insert(id, deadline);
-        if let Err(e) = self.emit_packet(now, nsp, name, args, Some(id)) {
+        if let Err(e) = self.emit_packet(now, nsp, name, args, Some(id), true) {
             if let Some(n) = self.nsps.get_mut(nsp.0 as usize) {
                 n.acks.remove(id);
             }
@@ -73,7 +73,7 @@ impl Client {
             id,
             args,
         };
-        if !self.write_packet(now, &packet) {
+        if !self.write_packet(now, &packet, true) {
             return Err(ClientUsageError::BufferFull);
         }
         self.pump(now);
@@ -89,7 +89,7 @@ impl Client {
             };
             if n.acks.expire(id, at) {
                 n.send_buffer
-                    .retain(|p| !matches!(p, Packet::Event { id: Some(i), .. } if *i == id));
+                    .retain(|(p, _)| !matches!(p, Packet::Event { id: Some(i), .. } if *i == id));
                 self.events.push_back(ClientEvent::AckTimeout { nsp, id });
             }
         }
@@ -105,7 +105,7 @@ impl Client {
         let buffered: Vec<u64> = n
             .send_buffer
             .iter()
-            .filter_map(|p| match p {
+            .filter_map(|(p, _)| match p {
                 Packet::Event { id: Some(id), .. } => Some(*id),
                 _ => None,
             })

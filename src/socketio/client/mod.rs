@@ -323,7 +323,8 @@ struct Nsp {
     /// Reconnects with the manager (the official `socket.active`).
     active: bool,
     state: NspState,
-    send_buffer: VecDeque<Packet>,
+    /// Emits waiting to leave, each with whether it may be compressed.
+    send_buffer: VecDeque<(Packet, bool)>,
     receive_buffer: VecDeque<ClientEvent>,
     /// The private id of the server's last answer, with connection state
     /// recovery on the server.

@@ -261,7 +261,7 @@ impl Client {
             let packet = Packet::Disconnect {
                 nsp: n.name.clone().into(),
             };
-            self.write_packet(now, &packet);
+            self.write_packet(now, &packet, true);
         }
     }
 
@@ -278,7 +278,7 @@ impl Client {
             nsp: n.name.clone().into(),
             data,
         };
-        self.write_packet(now, &packet);
+        self.write_packet(now, &packet, true);
     }
 }
 

@@ -28,7 +28,24 @@ impl Client {
         name: &str,
         args: Vec<Value>,
     ) -> Result<(), ClientUsageError> {
-        self.emit_packet(now, nsp, name, args, None)
+        self.emit_packet(now, nsp, name, args, None, true)
+    }
+
+    /// [`emit`](Self::emit), saying whether the packet may be compressed
+    /// (the official `socket.compress(false).emit(..)`): with `false` it
+    /// goes uncompressed on a WebSocket with permessage-deflate whatever
+    /// its size (attachments too), waiting in the send buffer with that
+    /// choice if it must; on polling it changes nothing, as in the
+    /// official client.
+    pub fn emit_compressed(
+        &mut self,
+        now: Instant,
+        nsp: NspId,
+        name: &str,
+        args: Vec<Value>,
+        compress: bool,
+    ) -> Result<(), ClientUsageError> {
+        self.emit_packet(now, nsp, name, args, None, compress)
     }
 
     /// Emits an event only if it can leave at once: the socket is
@@ -58,7 +75,7 @@ impl Client {
             name: name.to_owned(),
             args,
         };
-        let sent = self.write_packet(now, &packet);
+        let sent = self.write_packet(now, &packet, true);
         self.pump(now);
         Ok(sent)
     }
@@ -70,8 +87,8 @@ impl Client {
         let Some(n) = self.nsps.get_mut(nsp.0 as usize) else {
             return 0;
         };
-        let dropped: Vec<Packet> = n.send_buffer.drain(..).collect();
-        for p in &dropped {
+        let dropped: Vec<(Packet, bool)> = n.send_buffer.drain(..).collect();
+        for (p, _) in &dropped {
             if let Packet::Event { id: Some(id), .. } = p {
                 if n.acks.remove(*id) {
                     self.events.push_back(ClientEvent::AckLost { nsp, id: *id });
@@ -88,6 +105,7 @@ impl Client {
         name: &str,
         args: Vec<Value>,
         id: Option<u64>,
+        compress: bool,
     ) -> Result<(), ClientUsageError> {
         check_event_name(name, ClientUsageError::ReservedEvent)?;
         let n = self.get(nsp).ok_or(ClientUsageError::UnknownNsp(nsp))?;
@@ -98,7 +116,7 @@ impl Client {
             args,
         };
         let connected = n.connected() && self.ready == Ready::Open;
-        if connected && n.send_buffer.is_empty() && self.write_packet(now, &packet) {
+        if connected && n.send_buffer.is_empty() && self.write_packet(now, &packet, compress) {
             self.pump(now);
             return Ok(());
         }
@@ -115,14 +133,14 @@ impl Client {
         if n.send_buffer.len() >= max {
             return Err(ClientUsageError::BufferFull);
         }
-        n.send_buffer.push_back(packet);
+        n.send_buffer.push_back((packet, compress));
         Ok(())
     }
 
     /// Writes a packet (its messages, as the parser encodes it) to the
-    /// open engine, all or nothing: false if the engine cannot take them
-    /// now.
-    pub(super) fn write_packet(&mut self, now: Instant, packet: &Packet) -> bool {
+    /// open engine, all or nothing, compressed if they may be: false if the
+    /// engine cannot take them now.
+    pub(super) fn write_packet(&mut self, now: Instant, packet: &Packet, compress: bool) -> bool {
         let Some(e) = self.engine.as_mut().filter(|_| self.ready == Ready::Open) else {
             return false;
         };
@@ -139,12 +157,12 @@ impl Client {
         // The first is refused (a text holding the polling separator, a
         // closing engine) or none is.
         if let Some(first) = messages.next() {
-            if e.client.send(now, first).is_err() {
+            if e.client.send_compressed(now, first, compress).is_err() {
                 return false;
             }
         }
         for m in messages {
-            let _ = e.client.send(now, m);
+            let _ = e.client.send_compressed(now, m, compress);
         }
         true
     }
@@ -171,12 +189,12 @@ impl Client {
             if !n.connected() {
                 return moved;
             }
-            let Some(p) = n.send_buffer.pop_front() else {
+            let Some((p, compress)) = n.send_buffer.pop_front() else {
                 return moved;
             };
-            if !self.write_packet(now, &p) {
+            if !self.write_packet(now, &p, compress) {
                 if let Some(n) = self.nsps.get_mut(nsp.0 as usize) {
-                    n.send_buffer.push_front(p);
+                    n.send_buffer.push_front((p, compress));
                 }
                 return moved;
             }

@@ -25,6 +25,10 @@
 //!   [`Config::max_message_size`](crate::ws::Config::max_message_size) as a
 //!   bound on the inflated size, enforced while inflating (1009 before the
 //!   buffer passes it); text is checked on the inflated bytes as they come.
+//!   A whole message in one frame is inflated where it lies, in the input
+//!   buffer (`inflate_whole_frame`) or, arriving at an empty one through
+//!   `handle_input`, in the caller's bytes (`inflate_input`), straight into
+//!   the message's own buffer.
 //! * Memory: the compressor and decompressor states are made on first use
 //!   and given back by [`Connection::release_compression`] (between
 //!   messages, as far as the agreed context rules allow) and when the
@@ -34,9 +38,9 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{Connection, Partial, Role, sender::FrameHead};
+use super::{Connection, Partial, Role, input::BIG_FRAME, sender::FrameHead};
 use crate::ws::{
-    DataKind, Error, LimitError, Message, OpCode, ProtocolError, UsageError,
+    DataKind, Error, Event, LimitError, Message, OpCode, ProtocolError, UsageError, Utf8Bytes,
     deflate::{DeflateConfig, Deflater, InflateError, Inflater, Params},
     frame::{self, FrameHeader, MAX_HEADER_LEN},
     mask::apply_mask,
@@ -425,6 +429,134 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Whether a whole compressed message at the front of the input may be
+    /// inflated at once ([`inflate_whole_frame`](Self::inflate_whole_frame)):
+    /// its RSV bits are RSV1 alone and the extension was negotiated, and it
+    /// would not be dropped unread (after our close frame, once the
+    /// application heard `Closed`; see `deliver`).
+    #[inline]
+    pub(super) fn inflates_at_front(&self, h: &FrameHeader) -> bool {
+        h.rsv == RSV1 && self.deflate.is_some() && !(self.close_sent && self.closed_emitted)
+    }
+
+    /// A whole final compressed frame at the front of the input, no
+    /// message in progress, its header checked and its payload
+    /// (`rbuf[hlen..end]`) unmasked: inflated straight from the input into
+    /// the message's own buffer and cut from the input, without a frame
+    /// buffer, a partial message or a queued event. `None` if it failed
+    /// the connection.
+    pub(super) fn inflate_whole_frame(
+        &mut self,
+        now: Instant,
+        h: FrameHeader,
+        hlen: usize,
+        end: usize,
+    ) -> Option<Message> {
+        self.last_big = if end >= BIG_FRAME { end } else { 0 };
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        let result = self.inflate_message(rbuf.get(hlen..end).unwrap_or_default());
+        rbuf.advance(end.min(rbuf.len()));
+        self.rbuf = rbuf;
+        if self.rbuf.is_empty() {
+            self.input_drained();
+        }
+        self.inflated(now, h.opcode, result)
+    }
+
+    /// Input that arrives at an empty input buffer with no event waiting
+    /// and no message in progress, and opens with a whole compressed
+    /// message in one frame: inflated from the caller's bytes, which are
+    /// not copied into the input buffer first (a masked payload is
+    /// unmasked into a small copy; a longer one takes the usual path). The
+    /// message is queued; returns the bytes used (0 when not that case).
+    pub(super) fn inflate_input(&mut self, now: Instant, bytes: &[u8]) -> usize {
+        const MASKED_MAX: usize = 512;
+        if self.deflate.is_none() || !self.events.is_empty() || self.decodable() != Some(true) {
+            return 0;
+        }
+        let Ok(Some((h, hlen))) = frame::decode_header(bytes) else {
+            return 0;
+        };
+        let Some(end) = usize::try_from(h.len)
+            .ok()
+            .and_then(|len| len.checked_add(hlen))
+            .filter(|&end| end <= bytes.len())
+        else {
+            return 0;
+        };
+        // `check_header` for this case; anything it would refuse takes the
+        // general path.
+        if !h.fin
+            || !matches!(h.opcode, OpCode::Text | OpCode::Binary)
+            || !self.inflates_at_front(&h)
+            || h.mask.is_some() != (self.role == Role::Server)
+            || h.len > self.config.max_frame_size as u64
+        {
+            return 0;
+        }
+        let payload = bytes.get(hlen..end).unwrap_or_default();
+        let mut unmasked = [0u8; MASKED_MAX];
+        let payload = match h.mask {
+            None => payload,
+            Some(key) => match unmasked.get_mut(..payload.len()) {
+                Some(copy) => {
+                    copy.copy_from_slice(payload);
+                    apply_mask(copy, key, 0);
+                    copy
+                }
+                None => return 0,
+            },
+        };
+        if end >= BIG_FRAME {
+            self.last_big = end;
+        }
+        let result = self.inflate_message(payload);
+        if let Some(m) = self.inflated(now, h.opcode, result) {
+            self.events.push_back(Event::Message(m));
+        }
+        end
+    }
+
+    /// The payload of a whole compressed message, inflated into a buffer of
+    /// its own.
+    fn inflate_message(&mut self, payload: &[u8]) -> Result<BytesMut, InflateError> {
+        let limit = self.config.max_message_size;
+        let mut data = BytesMut::new();
+        match self.deflate.as_mut() {
+            Some(d) => {
+                d.received = true;
+                d.inflater.inflate(payload, true, limit, &mut data)?;
+            }
+            None => return Err(InflateError::InvalidData),
+        }
+        Ok(data)
+    }
+
+    /// The message a whole compressed frame inflated to, checked; `None`
+    /// if it failed the connection.
+    fn inflated(
+        &mut self,
+        now: Instant,
+        opcode: OpCode,
+        result: Result<BytesMut, InflateError>,
+    ) -> Option<Message> {
+        let data = match result {
+            Ok(data) => data,
+            Err(e) => {
+                self.fail(now, inflate_error(e), false);
+                return None;
+            }
+        };
+        if opcode == OpCode::Binary {
+            return Some(Message::Binary(data.freeze()));
+        }
+        if !crate::ws::utf8::validate(&data) {
+            self.fail(now, ProtocolError::InvalidUtf8.into(), false);
+            return None;
+        }
+        Some(Message::Text(Utf8Bytes::from_validated(data.freeze())))
     }
 
     /// A complete frame of a compressed message: inflated into the

@@ -58,7 +58,9 @@ impl Connection {
     /// of a large frame (16 KiB or more) that straddles reads straight into
     /// the buffer the message will own, unmasked on the way. With a socket
     /// API that reads into memory it is given,
-    /// [`input_buffer`](Self::input_buffer) avoids even that copy.
+    /// [`input_buffer`](Self::input_buffer) avoids even that copy. A whole
+    /// permessage-deflate message in one frame that opens `bytes` (with no
+    /// event waiting) is inflated from `bytes` without that copy.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         self.settle();
         if self.input_poisoned || matches!(self.phase, Phase::Closed) {
@@ -67,6 +69,11 @@ impl Connection {
         let mut bytes = bytes;
         if self.rbuf.is_empty() {
             bytes = &bytes[self.bypass(now, bytes, 0)..];
+            if self.deflate.is_some() {
+                bytes = bytes
+                    .get(self.inflate_input(now, bytes)..)
+                    .unwrap_or_default();
+            }
             if bytes.is_empty() {
                 return;
             }

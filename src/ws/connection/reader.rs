@@ -59,6 +59,13 @@ enum Whole {
 enum AtFront {
     /// A whole message: payload `rbuf[hlen..end]`, unmasked and checked.
     Frame { hlen: usize, end: usize, text: bool },
+    /// A whole compressed message, its header checked: payload
+    /// `rbuf[hlen..end]`, still masked.
+    Compressed {
+        h: FrameHeader,
+        hlen: usize,
+        end: usize,
+    },
     /// A frame was consumed without a message.
     Consumed,
     /// Not the common case: take the general path.
@@ -96,7 +103,7 @@ impl Connection {
     /// frame is in progress, so that a whole frame at the front is a whole
     /// message.
     #[inline]
-    fn decodable(&self) -> Option<bool> {
+    pub(super) fn decodable(&self) -> Option<bool> {
         match &self.phase {
             Phase::Open | Phase::Closing { .. } => {
                 Some(self.current.is_none() && self.partial.is_none() && self.big.is_none())
@@ -297,6 +304,15 @@ impl Connection {
     fn take_whole_frame(&mut self, now: Instant) -> Whole {
         let (hlen, end, text) = match self.whole_frame_at_front(now) {
             AtFront::Frame { hlen, end, text } => (hlen, end, text),
+            AtFront::Compressed { h, hlen, end } => {
+                if let (Some(key), Some(payload)) = (h.mask, self.rbuf.get_mut(hlen..end)) {
+                    unmask_fresh(payload, key, 0);
+                }
+                return match self.inflate_whole_frame(now, h, hlen, end) {
+                    Some(m) => Whole::Message(m),
+                    None => Whole::Consumed,
+                };
+            }
             AtFront::Consumed => return Whole::Consumed,
             AtFront::Other => return Whole::Other,
         };
@@ -337,12 +353,22 @@ impl Connection {
         };
         // `check_header` for this case (no message in progress): anything
         // it would refuse takes the general path, which fails the
-        // connection with the right error.
-        if h.rsv != 0
+        // connection with the right error. A compressed message's size is
+        // checked while it is inflated.
+        let compressed = h.rsv != 0;
+        let max = if compressed {
+            self.config.max_frame_size
+        } else {
+            self.config.max_frame_size.min(self.config.max_message_size)
+        };
+        if (compressed && !self.inflates_at_front(&h))
             || h.mask.is_some() != (self.role == Role::Server)
-            || h.len > self.config.max_frame_size.min(self.config.max_message_size) as u64
+            || h.len > max as u64
         {
             return AtFront::Other;
+        }
+        if compressed {
+            return AtFront::Compressed { h, hlen, end };
         }
         if end < BIG_FRAME {
             self.last_big = 0;

@@ -243,6 +243,21 @@ impl Client {
             .await??)
     }
 
+    /// [`emit`](Self::emit), saying whether the packet may be compressed
+    /// (the official `socket.compress(false).emit(..)`; see
+    /// [`socketio::Client::emit_compressed`]).
+    pub async fn emit_compressed(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        compress: bool,
+    ) -> Result<(), ClientError> {
+        let (nsp, name) = (self.nsp, event.to_owned());
+        Ok(self
+            .call(move |io, now| io.emit_compressed(now, nsp, &name, args, compress))
+            .await??)
+    }
+
     /// Emits an event with typed arguments (see [`args`]).
     pub async fn emit_typed<T: Serialize + ?Sized>(
         &self,
