@@ -6,8 +6,8 @@
 # a 25 s / 20 s heartbeat, driven by `examples/loadgen.rs` over WebSocket.
 #
 #   scripts/bench-e2e.sh [--runs N] [--quick]
-#                        [--only wsio,wsio-tokio,socketioxide,node]
-#                        [--hold-servers wsio,wsio-tokio,socketioxide,node]
+#                        [--only wsio,wsio-tokio,socketioxide,node,floor]
+#                        [--hold-servers wsio,wsio-tokio,socketioxide,node,floor]
 #                        [--report]
 #
 # Each server in turn is started on 127.0.0.1 pinned to CPU 0 (taskset -c 0),
@@ -76,6 +76,9 @@ cargo build --release --example conformance --example loadgen >&2
 case ",$ONLY,$HOLD_SERVERS," in
   *,socketioxide,*) (cd benches/peers/socketioxide && cargo build --release --locked >&2) ;;
 esac
+case ",$ONLY,$HOLD_SERVERS," in
+  *,floor,*) (cd benches/peers/floor && cargo build --release --locked >&2) ;;
+esac
 LOADGEN=target/release/examples/loadgen
 
 mkdir -p "$OUT"
@@ -101,6 +104,10 @@ start_server() {
     wsio-tokio) set -- target/release/examples/conformance --driver tokio --ping-interval 25000 --ping-timeout 20000 ;;
     socketioxide) set -- benches/peers/socketioxide/target/release/socketioxide-peer ;;
     node) set -- node benches/peers/node-server.js ;;
+    # Not in the defaults: the same checks answered with precomputed frames
+    # on the `epoll` driver's loop, no HTTP parser, no Engine.IO/Socket.IO
+    # machine (benches/peers/floor).
+    floor) set -- benches/peers/floor/target/release/floor-peer ;;
   esac
   : >"$log"
   taskset -c 0 "$@" --port 0 >"$log" 2>&1 &
