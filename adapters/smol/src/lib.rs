@@ -44,14 +44,18 @@ use std::{
 };
 
 use async_io::{Async, Timer};
-#[cfg(feature = "tls")]
-pub use client::default_tls_config;
-pub use client::{SmolConnector, connect, connect_websocket, connect_websocket_with, connect_with};
+pub use client::{
+    SmolConnector, SmolRuntime, connect, connect_websocket, connect_websocket_with, connect_with,
+};
 use futures_io::{AsyncRead, AsyncWrite};
 /// The rustls the clients use (feature `tls`), to build a configuration
 /// of the application's own (its roots, client certificates).
 #[cfg(feature = "tls")]
 pub use futures_rustls::rustls;
+/// rustls with the ring provider and Mozilla's roots: what
+/// [`SmolConnector::new`] trusts.
+#[cfg(feature = "tls")]
+pub use wsio_adapter::connector::default_tls_config;
 pub use wsio_adapter::{
     AckError, Client, ClientError, ClientOptions, Closed, Embed, Events, Handle, IntoMachine,
     Options, Serve, Server, ServerMachine, Shutdown, SocketIo, TypedOrClosed, WebSocket, WsError,

@@ -46,16 +46,18 @@ use std::{
     time::Instant,
 };
 
-#[cfg(feature = "tls")]
-pub use client::default_tls_config;
 pub use client::{
-    TokioConnector, connect, connect_websocket, connect_websocket_with, connect_with,
+    TokioConnector, TokioRuntime, connect, connect_websocket, connect_websocket_with, connect_with,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// The rustls the clients use (feature `tls`), to build a configuration
 /// of the application's own (its roots, client certificates).
 #[cfg(feature = "tls")]
 pub use tokio_rustls::rustls;
+/// rustls with the ring provider and Mozilla's roots: what
+/// [`TokioConnector::new`] trusts.
+#[cfg(feature = "tls")]
+pub use wsio_adapter::connector::default_tls_config;
 pub use wsio_adapter::{
     AckError, Client, ClientError, ClientOptions, Closed, Embed, Events, Handle, IntoMachine,
     Options, Serve, Server, ServerMachine, Shutdown, SocketIo, TypedOrClosed, WebSocket, WsError,
