@@ -154,10 +154,8 @@ impl Floor {
             let n = self.consume(key, &input);
             n.map(|n| (n, &input[..]))
         };
-        if let Some((n, all)) = used {
-            if let Some(c) = self.state.get_mut(&key) {
-                c.partial = all[n..].to_vec();
-            }
+        if let (Some((n, all)), Some(c)) = (used, self.state.get_mut(&key)) {
+            c.partial = all[n..].to_vec();
         }
     }
 
