@@ -76,7 +76,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> runtime::Stream for Smo
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        // One buffer goes out as `send`, as the epoll driver writes it:
+        // `writev` takes the longer way through the kernel's file layer.
+        match bufs {
+            [one] => Pin::new(&mut self.0).poll_write(cx, one),
+            _ => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
