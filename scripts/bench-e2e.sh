@@ -6,8 +6,8 @@
 # a 25 s / 20 s heartbeat, driven by `examples/loadgen.rs` over WebSocket.
 #
 #   scripts/bench-e2e.sh [--runs N] [--quick] [--shared-cores]
-#                        [--only wsio,wsio-tokio,socketioxide,node]
-#                        [--hold-servers wsio,wsio-tokio,socketioxide,node]
+#                        [--only wsio,wsio-tokio,socketioxide,node,floor]
+#                        [--hold-servers wsio,wsio-tokio,socketioxide,node,floor]
 #                        [--report]
 #
 # More servers for --only / --hold-servers (scale-out, docs/scaling.md):
@@ -85,6 +85,9 @@ cargo build --release --example conformance --example loadgen >&2
 case ",$ONLY,$HOLD_SERVERS," in
   *,socketioxide,* | *,socketioxide-mt2,*) (cd benches/peers/socketioxide && cargo build --release --locked >&2) ;;
 esac
+case ",$ONLY,$HOLD_SERVERS," in
+  *,floor,*) (cd benches/peers/floor && cargo build --release --locked >&2) ;;
+esac
 LOADGEN=target/release/examples/loadgen
 
 mkdir -p "$OUT"
@@ -113,6 +116,10 @@ start_server() {
     socketioxide) set -- benches/peers/socketioxide/target/release/socketioxide-peer ;;
     socketioxide-mt2) set -- benches/peers/socketioxide/target/release/socketioxide-peer --threads 2 ;;
     node) set -- node benches/peers/node-server.js ;;
+    # Not in the defaults: the same checks answered with precomputed frames
+    # on the `epoll` driver's loop, no HTTP parser, no Engine.IO/Socket.IO
+    # machine (benches/peers/floor).
+    floor) set -- benches/peers/floor/target/release/floor-peer ;;
   esac
   : >"$log"
   taskset -c "$SERVER_CPUS" "$@" --port 0 >"$log" 2>&1 &

@@ -16,7 +16,10 @@
 //!   ([`Handle::emit_with_ack`]) and serde-typed arguments ([`args`]);
 //! * [`ServerMachine`] and [`Embed`]: what the loop drives; implemented for
 //!   [`SocketIo`] (a `socketio::Server` with its awaited acks),
-//!   `engineio::Server` and [`WsServer`] (plain WebSockets).
+//!   `engineio::Server` and [`WsServer`] (plain WebSockets);
+//! * the clients ([`Client`], [`WebSocket`]) and their [`RuntimeConnector`]
+//!   (TCP, TLS with rustls under the `tls` feature), over the few things a
+//!   runtime gives them ([`ClientRuntime`]).
 //!
 //! No protocol decision is made here: bytes, time and connection
 //! open/close go in and out of the machine, nothing else.
@@ -29,6 +32,7 @@
 
 mod app;
 pub mod client;
+pub mod connector;
 pub mod machine;
 pub mod runtime;
 mod server;
@@ -40,6 +44,7 @@ mod ws_client;
 
 pub use app::{Closed, Events, Handle, Response, Upgrade};
 pub use client::{Client, ClientDriver, ClientError, ClientOptions};
+pub use connector::{ClientRuntime, RuntimeConnector};
 pub use machine::{ConnMachine, Embed, Machine, Serve, ServerMachine, Shutdown};
 pub use server::{Options, Server};
 pub use sidecar::Sidecar;

@@ -44,14 +44,18 @@ use std::{
 };
 
 use async_io::{Async, Timer};
-#[cfg(feature = "tls")]
-pub use client::default_tls_config;
-pub use client::{SmolConnector, connect, connect_websocket, connect_websocket_with, connect_with};
+pub use client::{
+    SmolConnector, SmolRuntime, connect, connect_websocket, connect_websocket_with, connect_with,
+};
 use futures_io::{AsyncRead, AsyncWrite};
 /// The rustls the clients use (feature `tls`), to build a configuration
 /// of the application's own (its roots, client certificates).
 #[cfg(feature = "tls")]
 pub use futures_rustls::rustls;
+/// rustls with the ring provider and Mozilla's roots: what
+/// [`SmolConnector::new`] trusts.
+#[cfg(feature = "tls")]
+pub use wsio_adapter::connector::default_tls_config;
 pub use wsio_adapter::{
     AckError, Client, ClientError, ClientOptions, Closed, Embed, Events, Handle, IntoMachine,
     Options, Serve, Server, ServerMachine, Shutdown, SocketIo, TypedOrClosed, WebSocket, WsError,
@@ -72,7 +76,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> runtime::Stream for Smo
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        // One buffer goes out as `send`, as the epoll driver writes it:
+        // `writev` takes the longer way through the kernel's file layer.
+        match bufs {
+            [one] => Pin::new(&mut self.0).poll_write(cx, one),
+            _ => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -1,8 +1,10 @@
 //! The clients on tokio: [`connect`] (Socket.IO) and [`connect_websocket`],
 //! over [`TokioConnector`] (TCP, and TLS with rustls under the `tls`
-//! feature).
+//! feature): `wsio_adapter`'s connector on tokio's sockets.
 
-use std::{io, sync::Arc};
+use std::io;
+#[cfg(feature = "tls")]
+use std::sync::Arc;
 
 #[cfg(feature = "tls")]
 use tokio_rustls::{TlsConnector, rustls};
@@ -11,8 +13,9 @@ use wsio::{
     ws::{ClientRequest, Config},
 };
 use wsio_adapter::{
-    Client, ClientError, ClientOptions, Events, WebSocket, WsError,
-    runtime::{Connecting, Connector, Sleep, Stream},
+    Client, ClientDriver, ClientError, ClientOptions, ClientRuntime, Events, RuntimeConnector,
+    WebSocket, WsError,
+    runtime::{Sleep, Stream},
 };
 
 use crate::{TokioSleep, TokioStream};
@@ -20,83 +23,45 @@ use crate::{TokioSleep, TokioStream};
 /// Opens the clients' connections on tokio: TCP, with TLS around it for
 /// `https://` and `wss://` (feature `tls`; by default trusting Mozilla's
 /// roots, or the configuration given to `with_tls`).
-#[derive(Clone, Default)]
-pub struct TokioConnector {
+pub type TokioConnector = RuntimeConnector<TokioRuntime>;
+
+/// tokio as the clients' runtime: what [`TokioConnector`] opens
+/// connections, times and spawns with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioRuntime;
+
+impl ClientRuntime for TokioRuntime {
+    const CRATE: &'static str = "wsio-tokio";
+    const CONNECTOR: &'static str = "TokioConnector";
+    const TLS: bool = cfg!(feature = "tls");
+    type Tcp = tokio::net::TcpStream;
+
+    async fn tcp(host: String, port: u16) -> io::Result<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    fn plain(tcp: tokio::net::TcpStream) -> Box<dyn Stream> {
+        Box::new(TokioStream(tcp))
+    }
+
     #[cfg(feature = "tls")]
-    tls: Option<TlsConnector>,
-}
-
-impl std::fmt::Debug for TokioConnector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokioConnector").finish_non_exhaustive()
-    }
-}
-
-impl TokioConnector {
-    /// A connector; with the `tls` feature, secure URLs trust the webpki
-    /// roots.
-    pub fn new() -> TokioConnector {
-        TokioConnector {
-            #[cfg(feature = "tls")]
-            tls: default_tls_config().map(TlsConnector::from),
-        }
+    async fn tls(
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+        tcp: tokio::net::TcpStream,
+    ) -> io::Result<Box<dyn Stream>> {
+        let stream = TlsConnector::from(config).connect(name, tcp).await?;
+        Ok(Box::new(TokioStream(stream)))
     }
 
-    /// A connector whose secure connections use `config`.
-    #[cfg(feature = "tls")]
-    pub fn with_tls(config: Arc<rustls::ClientConfig>) -> TokioConnector {
-        TokioConnector {
-            tls: Some(TlsConnector::from(config)),
-        }
-    }
-}
-
-/// rustls with the ring provider and the webpki roots.
-#[cfg(feature = "tls")]
-pub fn default_tls_config() -> Option<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .ok()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Some(Arc::new(config))
-}
-
-impl Connector for TokioConnector {
-    fn connect(&self, host: &str, port: u16, secure: bool) -> Connecting {
-        let host = host.to_owned();
-        #[cfg(feature = "tls")]
-        let tls = self.tls.clone();
-        Box::pin(async move {
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            let _ = tcp.set_nodelay(true);
-            if !secure {
-                return Ok(Box::new(TokioStream(tcp)) as Box<dyn Stream>);
-            }
-            #[cfg(feature = "tls")]
-            {
-                let tls = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
-                let name = rustls::pki_types::ServerName::try_from(host)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                let stream = tls.connect(name, tcp).await?;
-                Ok(Box::new(TokioStream(stream)) as Box<dyn Stream>)
-            }
-            #[cfg(not(feature = "tls"))]
-            {
-                drop(tcp);
-                Err(io::Error::other(
-                    "https:// and wss:// need wsio-tokio's `tls` feature",
-                ))
-            }
-        })
-    }
-
-    fn sleep(&self) -> Box<dyn Sleep> {
+    fn sleep() -> Box<dyn Sleep> {
         Box::new(TokioSleep::new())
+    }
+
+    fn spawn(driver: ClientDriver) {
+        tokio::spawn(driver);
     }
 }
 
@@ -135,15 +100,7 @@ pub async fn connect_with(
     url: &str,
     options: ClientOptions,
 ) -> Result<(Client, Events<ClientEvent>), ClientError> {
-    wsio_adapter::client::connect(
-        Arc::new(connector),
-        |driver| {
-            tokio::spawn(driver);
-        },
-        url,
-        options,
-    )
-    .await
+    connector.connect_socketio(url, options).await
 }
 
 /// Opens a WebSocket to a `ws://` or `wss://` URL with the default
@@ -160,5 +117,5 @@ pub async fn connect_websocket_with(
     config: Config,
     customize: impl FnOnce(ClientRequest) -> ClientRequest,
 ) -> Result<WebSocket, WsError> {
-    WebSocket::connect(connector, url, config, customize).await
+    connector.connect_websocket(url, config, customize).await
 }

@@ -46,16 +46,18 @@ use std::{
     time::Instant,
 };
 
-#[cfg(feature = "tls")]
-pub use client::default_tls_config;
 pub use client::{
-    TokioConnector, connect, connect_websocket, connect_websocket_with, connect_with,
+    TokioConnector, TokioRuntime, connect, connect_websocket, connect_websocket_with, connect_with,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// The rustls the clients use (feature `tls`), to build a configuration
 /// of the application's own (its roots, client certificates).
 #[cfg(feature = "tls")]
 pub use tokio_rustls::rustls;
+/// rustls with the ring provider and Mozilla's roots: what
+/// [`TokioConnector::new`] trusts.
+#[cfg(feature = "tls")]
+pub use wsio_adapter::connector::default_tls_config;
 pub use wsio_adapter::{
     AckError, Client, ClientError, ClientOptions, Closed, Embed, Events, Handle, IntoMachine,
     Options, Serve, Server, ServerMachine, Shutdown, SocketIo, TypedOrClosed, WebSocket, WsError,
@@ -75,7 +77,7 @@ pub struct TokioStream<T>(pub T);
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> runtime::Stream for TokioStream<T> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut rb = ReadBuf::new(buf);
-        match Pin::new(&mut self.0).poll_read(cx, &mut rb) {
+        match unbudgeted(cx, |cx| Pin::new(&mut self.0).poll_read(cx, &mut rb)) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
@@ -87,12 +89,36 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> runtime::Stream for Tok
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        // One buffer goes out as `send`, as the epoll driver writes it:
+        // `writev` takes the longer way through the kernel's file layer.
+        unbudgeted(cx, |cx| match bufs {
+            [one] => Pin::new(&mut self.0).poll_write(cx, one),
+            _ => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
+        })
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        unbudgeted(cx, |cx| Pin::new(&mut self.0).poll_shutdown(cx))
     }
+}
+
+/// Runs one poll outside tokio's cooperative budget.
+///
+/// Tokio lets a task do 128 operations on its resources per poll; past
+/// that, every one answers `Pending` (and wakes the task) whether or not
+/// the socket is ready. The loops that poll these streams serve many
+/// connections from one task and bound their own work per poll (and
+/// yield); under the budget, the 129th write of a broadcast would find a
+/// socket with room "full", hand its bytes back to the machine, and take
+/// them again a poll later, for most of the sockets of a broadcast to
+/// thousands.
+fn unbudgeted<T>(cx: &mut Context<'_>, f: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+    let mut f = Some(f);
+    let once = tokio::task::unconstrained(std::future::poll_fn(move |cx| match f.take() {
+        Some(f) => f(cx),
+        None => Poll::Pending,
+    }));
+    std::pin::pin!(once).poll(cx)
 }
 
 /// A tokio listener as the loop's [`runtime::Listener`].
@@ -101,7 +127,7 @@ pub struct TokioListener(pub tokio::net::TcpListener);
 
 impl runtime::Listener for TokioListener {
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<runtime::Accepted>> {
-        match self.0.poll_accept(cx) {
+        match unbudgeted(cx, |cx| self.0.poll_accept(cx)) {
             Poll::Ready(Ok((stream, peer))) => {
                 let _ = stream.set_nodelay(true);
                 Poll::Ready(Ok((Box::new(TokioStream(stream)), Some(peer))))
@@ -143,7 +169,7 @@ impl runtime::Sleep for TokioSleep {
     }
 
     fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.as_mut().poll(cx)
+        unbudgeted(cx, |cx| self.0.as_mut().poll(cx))
     }
 }
 
