@@ -50,24 +50,18 @@
 //! same messages back), and the uncompressed senders' frames and
 //! receivers' messages against each other's.
 
-use std::{
-    cell::RefCell,
-    future::Future,
-    hint::black_box,
-    io,
-    pin::{Pin, pin},
-    rc::Rc,
-    task::{Context, Poll, Waker},
-    time::Instant,
-};
+use std::{cell::RefCell, hint::black_box, rc::Rc, time::Instant};
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
+#[path = "common/mem_io.rs"]
+mod mem_io;
 
 use bytes::{Bytes, BytesMut};
 use cpu_time::CpuTime;
 use criterion::{BenchmarkId, Criterion, Throughput, measurement::Measurement};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use mem_io::block_on;
 use wsio::{
     entropy::SeededEntropy,
     ws::{
@@ -428,7 +422,7 @@ impl FrameStream {
         }
     }
 
-    fn sink(written: Option<Rc<RefCell<Vec<u8>>>>) -> Self {
+    fn writing(written: Option<Rc<RefCell<Vec<u8>>>>) -> Self {
         FrameStream {
             frames: Rc::default(),
             k: 0,
@@ -451,7 +445,7 @@ impl FrameStream {
         &frame[self.pos - n..self.pos]
     }
 
-    fn take(&mut self, b: &[u8]) {
+    fn sink(&mut self, b: &[u8]) {
         black_box(b);
         if let Some(w) = &self.written {
             w.borrow_mut().extend_from_slice(b);
@@ -459,75 +453,7 @@ impl FrameStream {
     }
 }
 
-impl io::Read for FrameStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let c = self.next_bytes(buf.len());
-        let n = c.len();
-        buf[..n].copy_from_slice(c);
-        Ok(n)
-    }
-}
-
-impl io::Write for FrameStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.take(buf);
-        Ok(buf.len())
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        bufs.iter().for_each(|b| self.take(b));
-        Ok(bufs.iter().map(|b| b.len()).sum())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl tokio::io::AsyncRead for FrameStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let c = this.next_bytes(buf.remaining());
-        buf.put_slice(c);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl tokio::io::AsyncWrite for FrameStream {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        self.get_mut().take(b);
-        Poll::Ready(Ok(b.len()))
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        bufs.iter().for_each(|b| this.take(b));
-        Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()))
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Polls a future that never waits (in-memory I/O) to completion: no runtime.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("in-memory I/O would block"),
-    }
-}
+mem_io::mem_io!(FrameStream);
 
 fn tungstenite_ws(
     stream: FrameStream,
@@ -587,8 +513,8 @@ fn bench_uncompressed<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input:
     // Every sender writes the same frames; every receiver gets the messages.
     let mut conn = plain_server();
     let written = Rc::new(RefCell::new(Vec::new()));
-    let mut tung = tungstenite_ws(FrameStream::sink(Some(written.clone())), TRole::Server);
-    let mut fw = fws(FrameStream::sink(Some(written.clone())), FRole::Server);
+    let mut tung = tungstenite_ws(FrameStream::writing(Some(written.clone())), TRole::Server);
+    let mut fw = fws(FrameStream::writing(Some(written.clone())), FRole::Server);
     for (k, frame) in frames.iter().enumerate() {
         assert_eq!(&connection_send(&mut conn, &msgs[k], now)[..], &frame[..]);
         tung.send(tungstenite::Message::Binary(owned[k].clone()))
@@ -623,7 +549,7 @@ fn bench_uncompressed<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input:
             k += 1;
         })
     });
-    let mut tung = tungstenite_ws(FrameStream::sink(None), TRole::Server);
+    let mut tung = tungstenite_ws(FrameStream::writing(None), TRole::Server);
     g.bench_function(BenchmarkId::from_parameter("send_tungstenite"), |b| {
         b.iter(|| {
             let m = owned[k % msgs.len()].clone();
@@ -631,7 +557,7 @@ fn bench_uncompressed<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input:
             k += 1;
         })
     });
-    let mut fw = fws(FrameStream::sink(None), FRole::Server);
+    let mut fw = fws(FrameStream::writing(None), FRole::Server);
     g.bench_function(BenchmarkId::from_parameter("send_fastwebsockets"), |b| {
         b.iter(|| {
             fws_send(&mut fw, &msgs[k % msgs.len()]);

@@ -74,21 +74,21 @@
 
 use std::{
     cell::{Cell, RefCell},
-    future::Future,
     hint::black_box,
     io,
-    pin::{Pin, pin},
     rc::Rc,
-    task::{Context, Poll, Waker},
     time::Instant,
 };
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
+#[path = "common/mem_io.rs"]
+mod mem_io;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cpu_time::CpuTime;
 use criterion::{BatchSize, Criterion, Throughput, measurement::Measurement};
+use mem_io::block_on;
 use wsio::{
     entropy::SeededEntropy,
     machine,
@@ -275,7 +275,7 @@ impl MemStream {
         (self, c)
     }
 
-    fn next_chunk(&mut self, max: usize) -> &'static [u8] {
+    fn next_bytes(&mut self, max: usize) -> &'static [u8] {
         let pos = self.pos.get();
         let n = (self.data.len() - pos).min(max).min(READ_CHUNK);
         self.pos.set(pos + n);
@@ -291,80 +291,7 @@ impl MemStream {
     }
 }
 
-impl io::Read for MemStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let c = self.next_chunk(buf.len());
-        if c.is_empty() && !buf.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        buf[..c.len()].copy_from_slice(c);
-        Ok(c.len())
-    }
-}
-
-impl io::Write for MemStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.sink(buf);
-        Ok(buf.len())
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        bufs.iter().for_each(|b| self.sink(b));
-        Ok(bufs.iter().map(|b| b.len()).sum())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl tokio::io::AsyncRead for MemStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let c = this.next_chunk(buf.remaining());
-        if c.is_empty() && buf.remaining() > 0 {
-            return Poll::Pending; // the no-op executor panics: input exhausted
-        }
-        buf.put_slice(c);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl tokio::io::AsyncWrite for MemStream {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        self.get_mut().sink(b);
-        Poll::Ready(Ok(b.len()))
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        bufs.iter().for_each(|b| this.sink(b));
-        Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()))
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Polls a future that never waits (in-memory I/O) to completion: no runtime.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("in-memory I/O would block"),
-    }
-}
+mem_io::mem_io!(MemStream);
 
 // ----- decoders -------------------------------------------------------------
 
@@ -419,7 +346,7 @@ fn wsio_decode_bytes(
 ) {
     sock.pos.set(0);
     loop {
-        let c = sock.next_chunk(READ_CHUNK);
+        let c = sock.next_bytes(READ_CHUNK);
         if c.is_empty() {
             break;
         }
@@ -442,7 +369,7 @@ fn wsio_ingest(
     sock.pos.set(0);
     loop {
         let mut room = conn.input_buffer(READ_CHUNK);
-        let c = sock.next_chunk(room.remaining_mut());
+        let c = sock.next_bytes(room.remaining_mut());
         if c.is_empty() {
             break;
         }
