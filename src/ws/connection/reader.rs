@@ -15,7 +15,8 @@
 //! * Otherwise a frame's header is decoded once into `current`, and its
 //!   payload is unmasked (and, for text, UTF-8-checked) as it arrives, up to
 //!   `processed`: no byte is processed twice however the input is split,
-//!   and an invalid text prefix fails at once. A complete frame is cut from
+//!   and an invalid text prefix fails at once. A large binary frame read
+//!   into the connection's own buffer is unmasked once it is whole. A complete frame is cut from
 //!   the input without copying; a large one that straddles reads may
 //!   instead be arriving in its own buffer (`big`, see `input`).
 //! * `check_header` applies the rules that depend on this connection (role
@@ -234,8 +235,17 @@ impl Connection {
             let len = cur.header.len as usize;
             let avail = (self.rbuf.len() - cur.header_len).min(len);
             let mut discard = cur.discard;
+            let is_text = self.is_text_frame(&cur.header);
+            if avail < len && len >= BIG_FRAME && self.ingest && !is_text && !discard {
+                // A large binary frame read into the memory its message will
+                // own is unmasked in one pass once whole: nothing needs its
+                // bytes before, and a pass after each 64 KiB read cost 7%
+                // more in all (`binary_1MiB_x1/decode/wsio_read_from`, six
+                // alternating runs on a 2-vCPU Xeon: 51.5 against 48.2 us).
+                self.current = Some(cur);
+                break;
+            }
             if cur.processed < avail && !discard {
-                let is_text = self.is_text_frame(&cur.header);
                 let span = &mut self.rbuf[cur.header_len + cur.processed..cur.header_len + avail];
                 if let Some(key) = cur.header.mask {
                     unmask_fresh(span, key, cur.processed);
@@ -553,7 +563,7 @@ impl Connection {
     }
 }
 
-/// Unmasks bytes a read has just written (the payload from `offset` on),
+/// Unmasks bytes reads have just written (the payload from `offset` on),
 /// the last piece first: the lines a copy wrote last are the ones still in
 /// the L1 cache, and a pass from the front would evict them before getting
 /// there. On a host with a 48 KiB L1, 64 KiB reads decode about 10% faster
