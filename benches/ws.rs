@@ -76,6 +76,7 @@ use std::{
     cell::{Cell, RefCell},
     hint::black_box,
     io,
+    os::unix::net::UnixStream,
     rc::Rc,
     time::Instant,
 };
@@ -1189,6 +1190,111 @@ fn bench_input<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input
     g.finish();
 }
 
+// ----- a real socket ---------------------------------------------------------
+
+/// A Unix socket whose peer, a thread, writes `wire` over and over (blocking
+/// while the socket is full) until this end is dropped.
+fn feeder(wire: &'static [u8]) -> UnixStream {
+    let (reader, mut writer) = UnixStream::pair().expect("socketpair");
+    std::thread::spawn(move || while io::Write::write_all(&mut writer, wire).is_ok() {});
+    reader
+}
+
+/// Decoding from a real socket (`{prefix}_socket/*`): the kernel's buffer
+/// holds what the writer thread has written, and a read takes what the
+/// reader asks for, up to what is there. Each iteration decodes one wire's
+/// messages; with `WS_BENCH_CLOCK=cpu` the reader is charged its own work
+/// only: its reads (system calls, the kernel's copy), unmasking and events,
+/// not the writer's or time spent waiting for it.
+fn bench_socket<M: Measurement>(c: &mut Criterion<M>, prefix: &str, input: &Input) {
+    use fastwebsockets::Role as FRole;
+    use tungstenite::protocol::Role as TRole;
+
+    let now = Instant::now();
+    let count = input.payloads.len();
+    let mut g = c.benchmark_group(format!("{prefix}_socket/{}", input.name));
+    g.throughput(Throughput::Bytes(input.payload_bytes as u64));
+    {
+        let mut sock = feeder(input.wire);
+        let mut conn = wsio_server();
+        // Messages decoded beyond the iterations' share (a read may bring
+        // the next wire's first frames), credited to the next iteration.
+        let mut ahead = 0usize;
+        let mut read = |conn: &mut Connection, f: &mut dyn FnMut(ws::Message)| {
+            let mut n = ahead;
+            while n < count {
+                assert!(conn.read_from(&mut sock).expect("read") > 0);
+                conn.commit_input(now);
+                wsio_drain(conn, now, &mut |m| {
+                    f(m);
+                    n += 1;
+                });
+            }
+            ahead = n - count;
+        };
+        let mut got = Vec::new();
+        read(&mut conn, &mut |m| got.push(wsio_msg(m)));
+        got.truncate(count);
+        check_decoded(input, "wsio read_from (socket)", &got);
+        g.bench_function("decode/wsio_read_from", |b| {
+            b.iter(|| {
+                read(&mut conn, &mut |m| {
+                    black_box(m);
+                })
+            })
+        });
+    }
+    {
+        let mut ws =
+            tungstenite::WebSocket::from_raw_socket(feeder(input.wire), TRole::Server, None);
+        let got: Vec<Got> = (0..count)
+            .map(|_| tungstenite_msg(ws.read().unwrap()))
+            .collect();
+        check_decoded(input, "tungstenite (socket)", &got);
+        g.bench_function("decode/tungstenite", |b| {
+            b.iter(|| {
+                for _ in 0..count {
+                    black_box(ws.read().unwrap());
+                }
+            })
+        });
+    }
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime");
+        let sock = feeder(input.wire);
+        sock.set_nonblocking(true).expect("nonblocking");
+        let mut ws = rt.block_on(async {
+            let sock = tokio::net::UnixStream::from_std(sock).expect("tokio socket");
+            let mut ws = fastwebsockets::WebSocket::after_handshake(sock, FRole::Server);
+            ws.set_auto_close(false);
+            ws.set_auto_pong(false);
+            ws.set_max_message_size(64 << 20);
+            ws
+        });
+        let got = rt.block_on(async {
+            let mut got = Vec::new();
+            for _ in 0..count {
+                got.push(fws_msg(ws.read_frame().await.unwrap()));
+            }
+            got
+        });
+        check_decoded(input, "fastwebsockets (socket)", &got);
+        g.bench_function("decode/fastwebsockets", |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    for _ in 0..count {
+                        black_box(ws.read_frame().await.unwrap());
+                    }
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 fn benches<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
     let inputs = [
         make_input("text_16B_x1000", Kind::Text, 1000, 16, 1),
@@ -1197,6 +1303,9 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
     ];
     for input in &inputs {
         bench_input(c, prefix, input);
+    }
+    for input in &inputs[1..] {
+        bench_socket(c, prefix, input);
     }
 }
 

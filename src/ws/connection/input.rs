@@ -238,7 +238,7 @@ impl Connection {
     /// ```
     pub fn input_buffer(&mut self, want: usize) -> Limit<&mut BytesMut> {
         self.settle();
-        let read = self.make_room(want);
+        let read = self.make_room(want, false);
         self.ibuf.lend().limit(read)
     }
 
@@ -269,9 +269,11 @@ impl Connection {
     /// This is [`input_buffer`](Self::input_buffer) for a
     /// [`std::io::Read`], whose `read` wants initialised memory: the only
     /// copy is the one `reader` makes, and a large frame is read into the
-    /// allocation its message will own. A read asks for at most 64 KiB
-    /// (less inside a large frame, so that reads end on frame boundaries),
-    /// into room made as `input_buffer` makes it; while the peer sends only
+    /// allocation its message will own. A read asks for at most 64 KiB, into
+    /// room made as `input_buffer` makes it; inside a large frame, for what
+    /// the frame still lacks as far as that room goes (reads end on frame
+    /// boundaries, and a frame the socket already holds comes in a few
+    /// large reads rather than many of 64 KiB); while the peer sends only
     /// small frames, a read takes what is left of the current room if that
     /// is at least 16 KiB. The connection zero-fills
     /// each byte of its read allocations at most once rather than before
@@ -301,7 +303,7 @@ impl Connection {
         self.ingest = true;
         let read = match self.room_left() {
             Some(left) => left,
-            None => self.make_room(READ_SIZE),
+            None => self.make_room(READ_SIZE, true),
         };
         self.ibuf.read(reader, read)
     }
@@ -324,10 +326,11 @@ impl Connection {
     }
 
     /// Room for the next read after the input (see `input_buffer`): returns
-    /// how much the read should bring at most.
-    fn make_room(&mut self, want: usize) -> usize {
+    /// how much the read should bring at most. `fill`: in or after a large
+    /// frame, the read may fill all the room made for it rather than `want`.
+    fn make_room(&mut self, want: usize, fill: bool) -> usize {
         self.ingest = true;
-        let (read, grow) = self.read_target(want.max(1));
+        let (read, grow) = self.read_target(want.max(1), fill);
         if let Some(size) = self.ibuf.make(&mut self.rbuf, read, grow) {
             self.ialloc = size;
         }
@@ -335,13 +338,15 @@ impl Connection {
     }
 
     /// How much the next read should bring, and how much room to make if
-    /// there is less than that (see `input_buffer`).
-    fn read_target(&self, want: usize) -> (usize, usize) {
+    /// there is less than that (see `input_buffer` and `make_room`).
+    fn read_target(&self, want: usize, fill: bool) -> (usize, usize) {
         let Some(cur) = self.current else {
             // Between frames: a peer that just sent a large frame likely
             // sends another, so its first read lands where the whole frame
-            // will fit instead of in a small buffer copied out a read later.
-            return (want, want.max(self.last_big));
+            // will fit instead of in a small buffer copied out a read later
+            // (and, `fill`, may bring a frame as large in one read).
+            let room = want.max(self.last_big);
+            return (if fill { room } else { want }, room);
         };
         if cur.discard || self.big.is_some() {
             return (want, want);
@@ -353,7 +358,8 @@ impl Connection {
             return (want, want);
         }
         // Reads stop at the end of the frame; room grows with what came.
-        (need.min(want), self.frame_room(self.rbuf.len(), want, need))
+        let room = self.frame_room(self.rbuf.len(), want, need);
+        (if fill { room } else { need.min(want) }, room)
     }
 
     /// Room to make for a frame of which `arrived` bytes came and `rest`

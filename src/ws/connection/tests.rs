@@ -1602,6 +1602,69 @@ fn read_from_zero_fills_each_byte_of_an_allocation_once() {
 }
 
 #[test]
+fn read_from_takes_a_buffered_large_frame_in_few_reads_ending_on_its_boundary() {
+    // A socket already holding a run of large frames (as a kernel buffer
+    // does): after the first frame, each read asks for the rest of the
+    // frame (or a frame as large), not 64 KiB at a time, and no read
+    // crosses into the next frame. A peer that declares a large frame and
+    // sends little still gets room only for what came.
+    let now = Instant::now();
+    for size in [64 * 1024, 1 << 20] {
+        let payload: Vec<u8> = (0..size as u32).map(|i| (i % 251) as u8).collect();
+        let frame = masked_frame(2, &payload, [1, 2, 3, 4]);
+        let mut s = Connection::server_upgraded(Config::default());
+        let mut socket = Socket {
+            data: frame.repeat(5),
+            at: 0,
+            chunk: usize::MAX,
+            reused: vec![],
+        };
+        let mut ends = vec![];
+        let mut count = 0;
+        while s.read_from(&mut socket).is_ok() {
+            ends.push(socket.at);
+            s.commit_input(now);
+            for ev in drain(&mut s) {
+                assert_eq!(ev, Event::Message(Message::binary(payload.clone())));
+                count += 1;
+            }
+        }
+        assert_eq!(count, 5);
+        let after_first: Vec<_> = ends.iter().filter(|&&e| e > frame.len()).collect();
+        assert_eq!(after_first.len(), 4, "{size}: one read a frame: {ends:?}");
+        assert!(
+            after_first.iter().all(|&&e| e % frame.len() == 0),
+            "{ends:?}"
+        );
+    }
+    // 16 bytes of a frame that declares 1 GiB: the read is not sized by
+    // the header.
+    let config = Config::default()
+        .max_frame_size(1 << 30)
+        .max_message_size(1 << 30);
+    let mut s = Connection::server_upgraded(config);
+    let mut head = vec![0x82, 0xff];
+    head.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    head.extend_from_slice(&[1, 2, 3, 4, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(s.read_from(&mut &head[..]).unwrap(), head.len());
+    s.commit_input(now);
+    assert!(s.poll_event(now).is_none());
+    let mut asked = Asked(0);
+    let _ = s.read_from(&mut asked);
+    assert!(asked.0 <= 64 * 1024, "asked for {}", asked.0);
+}
+
+/// A reader that records how much room it was given, and has nothing.
+struct Asked(usize);
+
+impl std::io::Read for Asked {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0 = buf.len();
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+#[test]
 fn read_from_small_reads_share_an_allocation_while_messages_are_held() {
     // A small frame a read, every message kept: reads go on into what is
     // left of the room (each byte zero-filled once), so the messages lie
