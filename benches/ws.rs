@@ -67,6 +67,13 @@
 //! iteration): wsio (`send`, `poll_transmit_vectored`) and fastwebsockets
 //! (`Payload::Owned`) mask them in place, tungstenite copies them.
 //!
+//! `{prefix}_socket/*` decodes the two large inputs from a real socket
+//! instead: a Unix socket pair whose writer thread sends the wire over and
+//! over, read by wsio (`read_from`, blocking), tungstenite (blocking) and
+//! fastwebsockets (tokio's `UnixStream`, current-thread runtime). With
+//! `WS_BENCH_CLOCK=cpu` each is charged its reading thread's CPU time only:
+//! system calls and the kernel's copy, not the writer or time spent waiting.
+//!
 //! Before timing, every implementation is run once (wsio's encoders twice
 //! on one connection, so reused buffers are checked too) and checked: message
 //! count, kinds and bytes for decoders; for encoders the wire bytes are
