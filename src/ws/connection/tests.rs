@@ -1533,6 +1533,26 @@ impl std::io::Read for Socket {
     }
 }
 
+/// Everything `s` makes of `wire` read with `read_from` in reads of at
+/// most `chunk` bytes, polled after every read (as a driver does).
+fn read_all(s: &mut Connection, wire: &[u8], chunk: usize) -> Vec<Event> {
+    let now = Instant::now();
+    let mut socket = Socket {
+        data: wire.to_vec(),
+        at: 0,
+        chunk,
+        reused: vec![],
+    };
+    let mut got = Vec::new();
+    while let Ok(n) = s.read_from(&mut socket) {
+        assert!(n > 0);
+        s.commit_input(now);
+        got.extend(drain(s));
+    }
+    assert_eq!(socket.at, wire.len(), "all read");
+    got
+}
+
 #[test]
 fn read_from_gives_the_events_of_handle_input_for_any_read_size() {
     let now = Instant::now();
@@ -1544,19 +1564,7 @@ fn read_from_gives_the_events_of_handle_input_for_any_read_size() {
         assert_eq!(messages(&want).len(), 5);
         for chunk in [big / 1000 + 1, 7, 1000, 16 * 1024, 1 << 20] {
             let mut s = Connection::server_upgraded(Config::default());
-            let mut socket = Socket {
-                data: wire.clone(),
-                at: 0,
-                chunk,
-                reused: vec![],
-            };
-            let mut got = Vec::new();
-            while let Ok(n) = s.read_from(&mut socket) {
-                assert!(n > 0);
-                s.commit_input(now);
-                got.extend(drain(&mut s));
-            }
-            assert_eq!(socket.at, wire.len());
+            let got = read_all(&mut s, &wire, chunk);
             assert_eq!(got, want, "frames of {big}, reads of {chunk}");
         }
     }

@@ -825,7 +825,6 @@ fn each_way_is_released_on_its_own_when_idle() {
 fn large_compressed_frames_read_a_piece_at_a_time() {
     // Polled after every read, as a `read_from` driver does: each large
     // frame is decoded while it arrives, not once it is whole.
-    let now = Instant::now();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let noise: Vec<u8> = (0..200_000)
         .map(|_| {
@@ -844,18 +843,7 @@ fn large_compressed_frames_read_a_piece_at_a_time() {
     let want = [Message::binary(noise), Message::text(text)];
     for chunk in [7, 1000, 16 * 1024, 64 * 1024] {
         let mut s = Connection::server_upgraded(Config::default()).with_deflate(Params::default());
-        let mut socket = Socket {
-            data: wire.clone(),
-            at: 0,
-            chunk,
-            reused: vec![],
-        };
-        let mut got = Vec::new();
-        while let Ok(n) = s.read_from(&mut socket) {
-            assert!(n > 0);
-            s.commit_input(now);
-            got.extend(drain(&mut s));
-        }
+        let got = read_all(&mut s, &wire, chunk);
         assert_eq!(messages(&got), want, "reads of {chunk}");
     }
 }
