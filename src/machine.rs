@@ -237,6 +237,91 @@ pub trait ServerMachine: ConnMachine {
     fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId;
 }
 
+/// Implements the contract's traits for a machine from its inherent
+/// methods of the same names and signatures, which every machine here has
+/// (callers who know the type need no trait import): one expansion per
+/// trait, so the two cannot drift apart. `ConnMachine(handle_error)` also
+/// forwards `handle_error`, for machines that tell a failed connection from
+/// a closed one.
+macro_rules! by_inherent_methods {
+    ($t:ty: Machine<$transmit:ty, $event:ty>) => {
+        impl $crate::machine::Machine for $t {
+            type Transmit = $transmit;
+            type Event = $event;
+            fn handle_timeout(&mut self, now: std::time::Instant) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn poll_transmit(&mut self, now: std::time::Instant) -> Option<$transmit> {
+                <$t>::poll_transmit(self, now)
+            }
+            fn poll_event(&mut self, now: std::time::Instant) -> Option<$event> {
+                <$t>::poll_event(self, now)
+            }
+            fn poll_timeout(&self) -> Option<std::time::Instant> {
+                <$t>::poll_timeout(self)
+            }
+        }
+    };
+    ($t:ty: StreamMachine) => {
+        impl $crate::machine::StreamMachine for $t {
+            fn handle_input(&mut self, now: std::time::Instant, bytes: &[u8]) {
+                <$t>::handle_input(self, now, bytes)
+            }
+            fn handle_eof(&mut self, now: std::time::Instant) {
+                <$t>::handle_eof(self, now)
+            }
+        }
+    };
+    ($t:ty: ConnMachine $(($error:ident))?) => {
+        impl $crate::machine::ConnMachine for $t {
+            fn handle_input(
+                &mut self,
+                now: std::time::Instant,
+                conn: $crate::machine::ConnId,
+                bytes: &[u8],
+            ) {
+                <$t>::handle_input(self, now, conn, bytes)
+            }
+            fn handle_eof(&mut self, now: std::time::Instant, conn: $crate::machine::ConnId) {
+                <$t>::handle_eof(self, now, conn)
+            }
+            $(
+                fn $error(
+                    &mut self,
+                    now: std::time::Instant,
+                    conn: $crate::machine::ConnId,
+                    error: &str,
+                ) {
+                    <$t>::$error(self, now, conn, error)
+                }
+            )?
+            fn handle_write_blocked(
+                &mut self,
+                now: std::time::Instant,
+                conn: $crate::machine::ConnId,
+                unwritten: bytes::Bytes,
+            ) {
+                <$t>::handle_write_blocked(self, now, conn, unwritten)
+            }
+            fn handle_writable(&mut self, now: std::time::Instant, conn: $crate::machine::ConnId) {
+                <$t>::handle_writable(self, now, conn)
+            }
+        }
+    };
+    ($t:ty: ServerMachine) => {
+        impl $crate::machine::ServerMachine for $t {
+            fn accept(
+                &mut self,
+                now: std::time::Instant,
+                peer: Option<std::net::SocketAddr>,
+            ) -> $crate::machine::ConnId {
+                <$t>::accept(self, now, peer)
+            }
+        }
+    };
+}
+pub(crate) use by_inherent_methods;
+
 /// A server a driver can shut down gracefully: it stops accepting, calls
 /// [`shutdown`](Self::shutdown), keeps moving bytes and time until
 /// [`is_idle`](Self::is_idle) (or its grace period ends), then closes what

@@ -646,19 +646,4 @@ fn subscribe(ns: &Namespace, commands: &mut VecDeque<RedisCommand>) {
     });
 }
 
-impl crate::machine::Machine for RedisAdapter {
-    type Transmit = RedisCommand;
-    type Event = Event;
-    fn handle_timeout(&mut self, now: Instant) {
-        RedisAdapter::handle_timeout(self, now)
-    }
-    fn poll_transmit(&mut self, now: Instant) -> Option<RedisCommand> {
-        RedisAdapter::poll_transmit(self, now)
-    }
-    fn poll_event(&mut self, now: Instant) -> Option<Event> {
-        RedisAdapter::poll_event(self, now)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        RedisAdapter::poll_timeout(self)
-    }
-}
+crate::machine::by_inherent_methods!(RedisAdapter: Machine<RedisCommand, Event>);

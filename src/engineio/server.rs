@@ -741,43 +741,9 @@ fn ws_message(p: &Packet) -> Message {
     }
 }
 
-impl crate::machine::Machine for Server {
-    type Transmit = Transmit;
-    type Event = Event;
-    fn handle_timeout(&mut self, now: Instant) {
-        Server::handle_timeout(self, now)
-    }
-    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        Server::poll_transmit(self, now)
-    }
-    fn poll_event(&mut self, now: Instant) -> Option<Event> {
-        Server::poll_event(self, now)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        Server::poll_timeout(self)
-    }
-}
-
-impl crate::machine::ConnMachine for Server {
-    fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        Server::handle_input(self, now, conn, bytes)
-    }
-    fn handle_eof(&mut self, now: Instant, conn: ConnId) {
-        Server::handle_eof(self, now, conn)
-    }
-    fn handle_write_blocked(&mut self, now: Instant, conn: ConnId, unwritten: Bytes) {
-        Server::handle_write_blocked(self, now, conn, unwritten)
-    }
-    fn handle_writable(&mut self, now: Instant, conn: ConnId) {
-        Server::handle_writable(self, now, conn)
-    }
-}
-
-impl crate::machine::ServerMachine for Server {
-    fn accept(&mut self, now: Instant, peer: Option<SocketAddr>) -> ConnId {
-        Server::accept(self, now, peer)
-    }
-}
+crate::machine::by_inherent_methods!(Server: Machine<Transmit, Event>);
+crate::machine::by_inherent_methods!(Server: ConnMachine);
+crate::machine::by_inherent_methods!(Server: ServerMachine);
 
 #[cfg(test)]
 mod tests;

@@ -571,45 +571,8 @@ impl Client {
     }
 }
 
-impl crate::machine::Machine for Client {
-    type Transmit = ClientTransmit;
-    type Event = ClientEvent;
-    fn handle_timeout(&mut self, now: Instant) {
-        Client::handle_timeout(self, now)
-    }
-    fn poll_transmit(&mut self, now: Instant) -> Option<ClientTransmit> {
-        Client::poll_transmit(self, now)
-    }
-    fn poll_event(&mut self, now: Instant) -> Option<ClientEvent> {
-        Client::poll_event(self, now)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        Client::poll_timeout(self)
-    }
-}
-
-impl crate::machine::ConnMachine for Client {
-    fn handle_input(&mut self, now: Instant, conn: engineio::ConnId, bytes: &[u8]) {
-        Client::handle_input(self, now, conn, bytes)
-    }
-    fn handle_eof(&mut self, now: Instant, conn: engineio::ConnId) {
-        Client::handle_eof(self, now, conn)
-    }
-    fn handle_error(&mut self, now: Instant, conn: engineio::ConnId, error: &str) {
-        Client::handle_error(self, now, conn, error)
-    }
-    fn handle_write_blocked(
-        &mut self,
-        now: Instant,
-        conn: engineio::ConnId,
-        unwritten: bytes::Bytes,
-    ) {
-        Client::handle_write_blocked(self, now, conn, unwritten)
-    }
-    fn handle_writable(&mut self, now: Instant, conn: engineio::ConnId) {
-        Client::handle_writable(self, now, conn)
-    }
-}
+crate::machine::by_inherent_methods!(Client: Machine<ClientTransmit, ClientEvent>);
+crate::machine::by_inherent_methods!(Client: ConnMachine(handle_error));
 
 #[cfg(test)]
 #[path = "../client_tests.rs"]

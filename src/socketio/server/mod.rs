@@ -414,48 +414,9 @@ fn engine_config(config: &Config) -> engineio::Config {
     e
 }
 
-impl crate::machine::Machine for Server {
-    type Transmit = engineio::Transmit;
-    type Event = Event;
-    fn handle_timeout(&mut self, now: Instant) {
-        Server::handle_timeout(self, now)
-    }
-    fn poll_transmit(&mut self, now: Instant) -> Option<engineio::Transmit> {
-        Server::poll_transmit(self, now)
-    }
-    fn poll_event(&mut self, now: Instant) -> Option<Event> {
-        Server::poll_event(self, now)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        Server::poll_timeout(self)
-    }
-}
-
-impl crate::machine::ConnMachine for Server {
-    fn handle_input(&mut self, now: Instant, conn: engineio::ConnId, bytes: &[u8]) {
-        Server::handle_input(self, now, conn, bytes)
-    }
-    fn handle_eof(&mut self, now: Instant, conn: engineio::ConnId) {
-        Server::handle_eof(self, now, conn)
-    }
-    fn handle_write_blocked(
-        &mut self,
-        now: Instant,
-        conn: engineio::ConnId,
-        unwritten: bytes::Bytes,
-    ) {
-        Server::handle_write_blocked(self, now, conn, unwritten)
-    }
-    fn handle_writable(&mut self, now: Instant, conn: engineio::ConnId) {
-        Server::handle_writable(self, now, conn)
-    }
-}
-
-impl crate::machine::ServerMachine for Server {
-    fn accept(&mut self, now: Instant, peer: Option<std::net::SocketAddr>) -> engineio::ConnId {
-        Server::accept(self, now, peer)
-    }
-}
+crate::machine::by_inherent_methods!(Server: Machine<engineio::Transmit, Event>);
+crate::machine::by_inherent_methods!(Server: ConnMachine);
+crate::machine::by_inherent_methods!(Server: ServerMachine);
 
 #[cfg(test)]
 #[path = "../server_tests.rs"]

@@ -703,31 +703,8 @@ impl Connection {
     }
 }
 
-impl crate::machine::Machine for Connection {
-    type Transmit = Transmit;
-    type Event = Event;
-    fn handle_timeout(&mut self, now: Instant) {
-        Connection::handle_timeout(self, now)
-    }
-    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        Connection::poll_transmit(self, now)
-    }
-    fn poll_event(&mut self, now: Instant) -> Option<Event> {
-        Connection::poll_event(self, now)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        Connection::poll_timeout(self)
-    }
-}
-
-impl crate::machine::StreamMachine for Connection {
-    fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
-        Connection::handle_input(self, now, bytes)
-    }
-    fn handle_eof(&mut self, now: Instant) {
-        Connection::handle_eof(self, now)
-    }
-}
+crate::machine::by_inherent_methods!(Connection: Machine<Transmit, Event>);
+crate::machine::by_inherent_methods!(Connection: StreamMachine);
 
 #[cfg(test)]
 mod tests;
