@@ -476,26 +476,9 @@ impl Connection {
         if self.deflate.is_none() || !self.events.is_empty() || self.decodable() != Some(true) {
             return 0;
         }
-        let Ok(Some((h, hlen))) = frame::decode_header(bytes) else {
+        let Some((h, hlen, end)) = self.whole_frame(bytes).filter(|(h, ..)| h.rsv != 0) else {
             return 0;
         };
-        let Some(end) = usize::try_from(h.len)
-            .ok()
-            .and_then(|len| len.checked_add(hlen))
-            .filter(|&end| end <= bytes.len())
-        else {
-            return 0;
-        };
-        // `check_header` for this case; anything it would refuse takes the
-        // general path.
-        if !h.fin
-            || !matches!(h.opcode, OpCode::Text | OpCode::Binary)
-            || !self.inflates_at_front(&h)
-            || h.mask.is_some() != (self.role == Role::Server)
-            || h.len > self.config.max_frame_size as u64
-        {
-            return 0;
-        }
         let payload = bytes.get(hlen..end).unwrap_or_default();
         let mut unmasked = [0u8; MASKED_MAX];
         let payload = match h.mask {

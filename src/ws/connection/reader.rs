@@ -16,9 +16,10 @@
 //!   payload is unmasked (and, for text, UTF-8-checked) as it arrives, up to
 //!   `processed`: no byte is processed twice however the input is split,
 //!   and an invalid text prefix fails at once. A large binary frame read
-//!   into the connection's own buffer is unmasked once it is whole. A complete frame is cut from
-//!   the input without copying; a large one that straddles reads may
-//!   instead be arriving in its own buffer (`big`, see `input`).
+//!   into the connection's own buffer is unmasked once it is whole. A
+//!   complete frame is cut from the input without copying; a large one
+//!   that straddles reads may instead be arriving in its own buffer (`big`,
+//!   see `input`).
 //! * `check_header` applies the rules that depend on this connection (role
 //!   and masking, RSV bits, limits, the order of data frames, RFC 6455
 //!   sections 5.1-5.4) before any payload is looked at.
@@ -338,6 +339,36 @@ impl Connection {
         })
     }
 
+    /// A whole final text or binary frame opening `bytes` that
+    /// `check_header` would pass with no message in progress: its header,
+    /// the header's length and the frame's end. `None`: anything else,
+    /// which the general path decides (and fails with the right error). A
+    /// compressed message's size is checked while it is inflated. Always
+    /// inlined: as a call it cost 3-6% of the 16 B decode.
+    #[inline(always)]
+    pub(super) fn whole_frame(&self, bytes: &[u8]) -> Option<(FrameHeader, usize, usize)> {
+        let Ok(Some((h, hlen))) = frame::decode_header(bytes) else {
+            return None;
+        };
+        if !h.fin || !matches!(h.opcode, OpCode::Text | OpCode::Binary) {
+            return None;
+        }
+        let end = usize::try_from(h.len)
+            .ok()
+            .and_then(|len| len.checked_add(hlen))
+            .filter(|&end| end <= bytes.len())?;
+        let compressed = h.rsv != 0;
+        let max = if compressed {
+            self.config.max_frame_size
+        } else {
+            self.config.max_frame_size.min(self.config.max_message_size)
+        };
+        let refused = (compressed && !self.inflates_at_front(&h))
+            || h.mask.is_some() != (self.role == Role::Server)
+            || h.len > max as u64;
+        (!refused).then_some((h, hlen, end))
+    }
+
     /// A whole final text or binary frame at the front of the input,
     /// unmasked and checked in place, for the caller to cut or lend. A
     /// frame that fails the connection or is dropped is consumed here.
@@ -346,40 +377,13 @@ impl Connection {
         if self.input_poisoned {
             return AtFront::Other;
         }
-        let Ok(Some((h, hlen))) = frame::decode_header(&self.rbuf) else {
+        let Some((h, hlen, end)) = self.whole_frame(&self.rbuf) else {
             return AtFront::Other;
         };
-        let text = match h.opcode {
-            OpCode::Text if h.fin => true,
-            OpCode::Binary if h.fin => false,
-            _ => return AtFront::Other,
-        };
-        let Some(end) = usize::try_from(h.len)
-            .ok()
-            .and_then(|len| len.checked_add(hlen))
-            .filter(|&end| end <= self.rbuf.len())
-        else {
-            return AtFront::Other;
-        };
-        // `check_header` for this case (no message in progress): anything
-        // it would refuse takes the general path, which fails the
-        // connection with the right error. A compressed message's size is
-        // checked while it is inflated.
-        let compressed = h.rsv != 0;
-        let max = if compressed {
-            self.config.max_frame_size
-        } else {
-            self.config.max_frame_size.min(self.config.max_message_size)
-        };
-        if (compressed && !self.inflates_at_front(&h))
-            || h.mask.is_some() != (self.role == Role::Server)
-            || h.len > max as u64
-        {
-            return AtFront::Other;
-        }
-        if compressed {
+        if h.rsv != 0 {
             return AtFront::Compressed { h, hlen, end };
         }
+        let text = h.opcode == OpCode::Text;
         if end < BIG_FRAME {
             self.last_big = 0;
         }
