@@ -216,6 +216,20 @@ enum Transport {
     WebSocket(WsStream),
 }
 
+/// A packet waiting in the client's write buffer, and whether it may be
+/// compressed (see [`Client::send_compressed`]).
+#[derive(Debug)]
+struct Queued {
+    packet: Packet,
+    compress: bool,
+}
+
+impl std::borrow::Borrow<Packet> for Queued {
+    fn borrow(&self) -> &Packet {
+        &self.packet
+    }
+}
+
 /// The Engine.IO client: one session, over long-polling, WebSocket, or
 /// both with an upgrade.
 ///
@@ -251,10 +265,7 @@ pub struct Client {
     retired: Vec<WsStream>,
     /// Packets not yet acknowledged by the transport; the first
     /// `in_flight` are in the POST in flight.
-    write_buffer: VecDeque<Packet>,
-    /// Per packet of `write_buffer`, in step with it: whether it may be
-    /// compressed (see [`Client::send_compressed`]).
-    write_compress: VecDeque<bool>,
+    write_buffer: VecDeque<Queued>,
     in_flight: usize,
     /// Messages among `write_buffer` (what the limit counts).
     queued_messages: usize,
@@ -297,7 +308,6 @@ impl Client {
             probe: None,
             retired: Vec::new(),
             write_buffer: VecDeque::new(),
-            write_compress: VecDeque::new(),
             in_flight: 0,
             queued_messages: 0,
             ping_deadline: None,
@@ -604,8 +614,10 @@ impl Client {
                 return Err(ClientUsageError::SeparatorInText);
             }
         }
-        self.write_buffer.push_back(Packet::message(data));
-        self.write_compress.push_back(compress);
+        self.write_buffer.push_back(Queued {
+            packet: Packet::message(data),
+            compress,
+        });
         self.queued_messages += 1;
         self.flush(now);
         self.after_turn(now);

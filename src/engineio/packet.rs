@@ -1,6 +1,8 @@
 //! Engine.IO v4 packets (engine.io-protocol, "Packet encoding") and the
 //! long-polling payload that joins them with `\x1e`.
 
+use std::borrow::Borrow;
+
 use base64::{
     Engine as _, alphabet,
     engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
@@ -235,18 +237,18 @@ impl Packet {
 /// let p = encode_payload(&[Packet::message("a"), Packet::message(vec![1u8, 2, 3])]);
 /// assert_eq!(&p[..], b"4a\x1ebAQID");
 /// ```
-pub fn encode_payload(packets: &[Packet]) -> Bytes {
+pub fn encode_payload<P: Borrow<Packet>>(packets: &[P]) -> Bytes {
     let len = packets
         .iter()
         .fold(packets.len().saturating_sub(1), |n, p| {
-            n.saturating_add(p.encoded_len())
+            n.saturating_add(p.borrow().encoded_len())
         });
     let mut out = BytesMut::with_capacity(len);
     for (i, p) in packets.iter().enumerate() {
         if i > 0 {
             out.put_u8(SEPARATOR);
         }
-        p.encode_text(&mut out);
+        p.borrow().encode_text(&mut out);
     }
     out.freeze()
 }

@@ -12,7 +12,7 @@
 //! request timeout; a later GET waits as long as the server holds it (the
 //! heartbeat bounds that).
 
-use std::time::Instant;
+use std::{borrow::Borrow, time::Instant};
 
 use super::{
     Client, ClientError, Phase, Transport,
@@ -131,10 +131,8 @@ impl Client {
             return;
         }
         let n = self.in_flight.min(self.write_buffer.len());
-        self.write_compress
-            .drain(..n.min(self.write_compress.len()));
-        for p in self.write_buffer.drain(..n) {
-            if p.kind == PacketType::Message {
+        for q in self.write_buffer.drain(..n) {
+            if q.packet.kind == PacketType::Message {
                 self.queued_messages = self.queued_messages.saturating_sub(1);
             }
         }
@@ -169,11 +167,11 @@ impl Client {
 /// The packets from the front that fit one payload of at most `max`
 /// bytes; always at least one (a packet over the limit goes alone and the
 /// server refuses it).
-pub(super) fn batch(packets: &[Packet], max: Option<usize>) -> &[Packet] {
+pub(super) fn batch<P: Borrow<Packet>>(packets: &[P], max: Option<usize>) -> &[P] {
     let mut total = 0usize;
     let mut n = 0;
     for p in packets {
-        let add = p.encoded_len() + usize::from(n > 0);
+        let add = p.borrow().encoded_len() + usize::from(n > 0);
         if n > 0 && max.is_some_and(|m| total.saturating_add(add) > m) {
             break;
         }

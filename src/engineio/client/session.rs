@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    Client, ClientError, ClientEvent, Phase, Transport, TransportMode,
+    Client, ClientError, ClientEvent, Phase, Queued, Transport, TransportMode,
     polling::batch,
     upgrade::{Probe, ProbeStage},
     websocket::drain_ws,
@@ -54,8 +54,10 @@ impl Client {
                 }
                 PacketType::Ping => {
                     self.reset_ping(now);
-                    self.write_buffer.push_back(Packet::new(PacketType::Pong));
-                    self.write_compress.push_back(true);
+                    self.write_buffer.push_back(Queued {
+                        packet: Packet::new(PacketType::Pong),
+                        compress: true,
+                    });
                     self.flush(now);
                 }
                 PacketType::Message => self.events.push_back(ClientEvent::Message(p.data)),
@@ -137,15 +139,14 @@ impl Client {
             // `max_buffered_packets` bounds them.
             Some(Transport::WebSocket(s)) if self.held.is_blocked(s.conn) => {}
             Some(Transport::WebSocket(s)) => {
-                let compress = self.write_compress.drain(..);
-                for (p, c) in self.write_buffer.drain(..).zip(compress) {
+                for q in self.write_buffer.drain(..) {
                     // The queue is drained into our transmits after every
                     // call, so the WebSocket's own limit is never reached.
-                    if !c {
+                    if !q.compress {
                         s.ws.set_compress(false);
                     }
-                    let _ = frame::send(&mut s.ws, &p);
-                    if !c {
+                    let _ = frame::send(&mut s.ws, &q.packet);
+                    if !q.compress {
                         s.ws.set_compress(true);
                     }
                 }
@@ -186,7 +187,6 @@ impl Client {
         self.phase = Phase::Closed;
         self.ping_deadline = None;
         self.write_buffer.clear();
-        self.write_compress.clear();
         self.in_flight = 0;
         self.queued_messages = 0;
         match self.transport.take() {
